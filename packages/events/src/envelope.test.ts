@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { runWithContext } from "@vaultpay/kit";
+import { InvalidEventError, createEvent, parseEvent } from "./envelope.ts";
+import { streamForSubject } from "./streams.ts";
+
+const accountCreated = { accountId: "acc-1", userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX4321" } as const;
+
+describe("event envelope", () => {
+  it("takes correlation, causation and actor from the current context", () => {
+    const event = runWithContext({ correlationId: "corr-9", causationId: "cause-1", actor: { userId: "u1", deviceId: undefined } }, () =>
+      createEvent("account.created", accountCreated),
+    );
+    expect(event).toMatchObject({ type: "account.created", version: 1, correlationId: "corr-9", causationId: "cause-1", actor: { userId: "u1" } });
+    expect(event.actor).not.toHaveProperty("deviceId");
+    expect(event.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/); // uuid v7: time-ordered
+    expect(parseEvent(JSON.parse(JSON.stringify(event)))).toEqual(event);
+  });
+
+  it("uses the event id as correlation id outside any request", () => {
+    const event = createEvent("account.created", accountCreated, undefined);
+    expect(event.correlationId).toBe(event.id);
+    expect(event.causationId).toBeNull();
+  });
+
+  it("refuses data that does not match the type's schema, on both sides", () => {
+    expect(() => createEvent("account.created", { ...accountCreated, currency: "RUPEES" })).toThrow(InvalidEventError);
+    const event = createEvent("account.created", accountCreated);
+    expect(() => parseEvent({ ...event, data: { ...event.data, type: "GOLD" } })).toThrow(/account.created/);
+    expect(() => parseEvent({ ...event, type: "account.teleported" })).toThrow(/unknown event type/);
+    expect(() => parseEvent({ ...event, version: 2 })).toThrow(/unsupported version/);
+    expect(() => parseEvent({ ...event, id: "not-a-uuid" })).toThrow(/bad envelope/);
+  });
+
+  it("routes subjects to their streams", () => {
+    expect(streamForSubject("account.debited")).toBe("ACCOUNTS");
+    expect(streamForSubject("transaction.status.changed")).toBe("TRANSACTIONS");
+    expect(streamForSubject("dlq.ACCOUNTS.x")).toBe("DLQ");
+    expect(() => streamForSubject("payroll.run")).toThrow();
+  });
+});

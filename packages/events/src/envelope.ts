@@ -1,0 +1,76 @@
+import { z } from "zod";
+import { v7 as uuidv7 } from "uuid";
+import { currentContext, type RequestContext } from "@vaultpay/kit";
+import { catalog, type EventData, type EventType } from "./catalog.ts";
+
+export const actorSchema = z.object({
+  userId: z.string().optional(),
+  deviceId: z.string().optional(),
+  ip: z.string().optional(),
+});
+
+/** The envelope every event travels in (shared/ARCHITECTURE.md §3). */
+export const envelopeSchema = z.object({
+  id: z.uuid(),
+  type: z.string().min(1).max(100),
+  version: z.number().int().positive(),
+  occurredAt: z.iso.datetime({ offset: true }),
+  correlationId: z.string().min(1).max(128),
+  causationId: z.string().max(128).nullable(),
+  actor: actorSchema,
+  data: z.unknown(),
+});
+
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+export type Event<T extends EventType = EventType> = T extends EventType
+  ? Omit<Envelope, "type" | "data"> & { type: T; data: EventData<T> }
+  : never;
+
+export class InvalidEventError extends Error {
+  override name = "InvalidEventError";
+}
+
+/**
+ * Builds an event of a catalogued type. Correlation, causation and actor come from the current
+ * request or event context, so they follow a transfer end to end without being passed by hand.
+ */
+export function createEvent<T extends EventType>(
+  type: T,
+  data: EventData<T>,
+  context: RequestContext | undefined = currentContext(),
+): Event<T> {
+  const definition = catalog[type];
+  const parsed = definition.data.safeParse(data);
+  if (!parsed.success) throw new InvalidEventError(`${type}: ${z.prettifyError(parsed.error)}`);
+  const id = uuidv7();
+  return {
+    id,
+    type,
+    version: definition.version,
+    occurredAt: new Date().toISOString(),
+    correlationId: context?.correlationId ?? id,
+    causationId: context?.causationId ?? null,
+    actor: context?.actor ? stripUndefined(context.actor) : {},
+    data: parsed.data,
+  } as Event<T>;
+}
+
+/** Validates a received event: the envelope, then the data against its type's schema. */
+export function parseEvent(raw: unknown): Event {
+  const envelope = envelopeSchema.safeParse(raw);
+  if (!envelope.success) throw new InvalidEventError(`bad envelope: ${z.prettifyError(envelope.error)}`);
+  const type = envelope.data.type;
+  if (!Object.hasOwn(catalog, type)) throw new InvalidEventError(`unknown event type ${type}`);
+  const definition = catalog[type as EventType];
+  if (envelope.data.version !== definition.version) {
+    throw new InvalidEventError(`${type}: unsupported version ${envelope.data.version}`);
+  }
+  const data = definition.data.safeParse(envelope.data.data);
+  if (!data.success) throw new InvalidEventError(`${type}: ${z.prettifyError(data.error)}`);
+  return { ...envelope.data, data: data.data } as Event;
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}

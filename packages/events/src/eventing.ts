@@ -1,0 +1,56 @@
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { Lifecycle, Logger } from "@vaultpay/kit";
+import { EventConsumer, type EventConsumerOptions } from "./consumer.ts";
+import { connectJetStream, type NatsConnection } from "./nats.ts";
+import { OutboxRelay } from "./outbox.ts";
+import type { SqlDatabase, SqlExecutor } from "./sql.ts";
+
+export interface Eventing<Tx extends SqlExecutor> {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  relay: OutboxRelay;
+  /** Starts a durable consumer that stops (drains) on shutdown before the relay and NATS close. */
+  consume(options: Pick<EventConsumerOptions<Tx>, "name" | "stream" | "filterSubjects" | "handle"> & Partial<EventConsumerOptions<Tx>>): Promise<EventConsumer<Tx>>;
+  connected(): boolean;
+}
+
+/**
+ * A service's link to JetStream: the connection, the streams, the outbox relay for its database and
+ * its consumers, registered with the lifecycle so shutdown drains consumers, flushes the relay and
+ * then closes the connection.
+ */
+export async function startEventing<Tx extends SqlExecutor>(options: {
+  natsUrl: string;
+  name: string;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  db: SqlDatabase<Tx>;
+}): Promise<Eventing<Tx>> {
+  const { logger, lifecycle, db } = options;
+  const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger);
+  lifecycle.onShutdown("nats", () => nc.drain());
+  const relay = new OutboxRelay({ db, js, logger });
+  relay.start();
+  lifecycle.onShutdown("outbox relay", () => relay.stop());
+  return {
+    nc,
+    js,
+    jsm,
+    relay,
+    connected: () => !nc.isClosed() && nc.info !== undefined,
+    async consume(consumerOptions) {
+      const consumer = new EventConsumer<Tx>({
+        db,
+        js,
+        jsm,
+        logger,
+        afterCommit: () => relay.kick(),
+        ...consumerOptions,
+      });
+      await consumer.start();
+      lifecycle.onShutdown(`consumer ${consumerOptions.name}`, () => consumer.stop());
+      return consumer;
+    },
+  };
+}

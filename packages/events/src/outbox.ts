@@ -1,0 +1,147 @@
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { Logger } from "@vaultpay/kit";
+import type { Event } from "./envelope.ts";
+import type { SqlDatabase, SqlExecutor } from "./sql.ts";
+
+/**
+ * Writes an event into the outbox inside the caller's transaction: the event exists if and only if
+ * the state change it describes committed.
+ */
+export async function appendToOutbox(tx: SqlExecutor, event: Event): Promise<void> {
+  await tx.$executeRawUnsafe(
+    `INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1::uuid, $2, $3, $4::jsonb)`,
+    event.id,
+    event.type,
+    event.type,
+    JSON.stringify(event),
+  );
+}
+
+export function eventHeaders(event: Pick<Event, "type" | "correlationId">) {
+  const headers = natsHeaders();
+  headers.set("Vp-Event-Type", event.type);
+  headers.set("Vp-Correlation-Id", event.correlationId);
+  return headers;
+}
+
+export interface OutboxRelayOptions {
+  db: SqlDatabase;
+  js: JetStreamClient;
+  logger: Logger;
+  /** Rows claimed per transaction. */
+  batchSize?: number;
+  /** Poll interval when idle; `kick()` wakes the relay sooner after a local commit. */
+  idleMs?: number;
+  /** Upper bound of the back-off while NATS or the database is unavailable. */
+  maxBackoffMs?: number;
+  publishTimeoutMs?: number;
+}
+
+interface OutboxRow {
+  seq: bigint;
+  id: string;
+  subject: string;
+  payload: Event;
+}
+
+/**
+ * Publishes committed outbox rows to JetStream and marks them published. Rows are claimed with
+ * FOR UPDATE SKIP LOCKED, so several replicas share the work without publishing a row twice at
+ * once; a crash after publishing but before marking republishes with the same Nats-Msg-Id, which
+ * JetStream drops inside its duplicate window, and consumers dedupe by event id beyond it.
+ */
+export class OutboxRelay {
+  private readonly batchSize: number;
+  private readonly idleMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly publishTimeoutMs: number;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private kicked = false;
+
+  constructor(private readonly options: OutboxRelayOptions) {
+    this.batchSize = options.batchSize ?? 100;
+    this.idleMs = options.idleMs ?? 500;
+    this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
+    this.publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Wakes the relay now; call after committing a transaction that appended events. */
+  kick(): void {
+    this.kicked = true;
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Publishes one batch; returns how many rows were published. Exposed for tests and tools. */
+  async publishBatch(): Promise<number> {
+    const { db, js } = this.options;
+    return db.$transaction(
+      async (tx) => {
+        const rows = await tx.$queryRawUnsafe<OutboxRow[]>(
+          `SELECT seq, id::text AS id, subject, payload FROM outbox_event
+            WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          this.batchSize,
+        );
+        if (rows.length === 0) return 0;
+        // Issued in order on one connection, so the stream keeps the outbox order.
+        await Promise.all(
+          rows.map((row) =>
+            js.publish(row.subject, JSON.stringify(row.payload), {
+              msgID: row.id,
+              headers: eventHeaders(row.payload),
+              timeout: this.publishTimeoutMs,
+            }),
+          ),
+        );
+        await tx.$executeRawUnsafe(
+          `UPDATE outbox_event SET published_at = now() WHERE seq = ANY($1::bigint[])`,
+          rows.map((row) => row.seq.toString()),
+        );
+        return rows.length;
+      },
+      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000 },
+    );
+  }
+
+  private async run(): Promise<void> {
+    let backoffMs = 100;
+    while (this.running) {
+      try {
+        this.kicked = false;
+        const published = await this.publishBatch();
+        backoffMs = 100;
+        if (published === this.batchSize) continue;
+        if (!this.kicked) await this.sleep(this.idleMs);
+      } catch (error) {
+        this.options.logger.warn({ err: error, retryInMs: backoffMs }, "outbox relay failed; retrying");
+        await this.sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, this.maxBackoffMs);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}

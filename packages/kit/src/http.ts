@@ -1,0 +1,140 @@
+import http from "node:http";
+import { HeaderMap, type ApolloServer, type BaseContext } from "@apollo/server";
+import type { Logger } from "pino";
+
+export interface GraphQLRoute<C extends BaseContext> {
+  server: ApolloServer<C>;
+  /** Builds the per-request context; runs before execution, may throw a DomainError. */
+  context: (request: http.IncomingMessage) => Promise<C>;
+  /**
+   * Wraps execution so per-request state (AsyncLocalStorage) is visible in resolvers and logs.
+   * Receives the request so it can read headers such as the correlation id.
+   */
+  around?: <T>(request: http.IncomingMessage, run: () => Promise<T>) => Promise<T>;
+}
+
+export interface HttpServerOptions<C extends BaseContext> {
+  logger: Logger;
+  graphql: GraphQLRoute<C>;
+  /** Readiness: dependencies reachable (database, NATS). Liveness (/healthz) needs only the process. */
+  ready: () => Promise<boolean>;
+  graphqlPath?: string;
+  /** Requests larger than this are refused with 413 before parsing; a GraphQL document is small. */
+  maxBodyBytes?: number;
+}
+
+const DEFAULT_MAX_BODY_BYTES = 256 * 1024;
+
+class BodyTooLargeError extends Error {}
+
+function readBody(request: http.IncomingMessage, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(request.headers["content-length"] ?? 0);
+    if (declared > maxBytes) return reject(new BodyTooLargeError());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        request.destroy();
+        reject(new BodyTooLargeError());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    request.on("error", reject);
+  });
+}
+
+function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { "content-type": "application/json" });
+  response.end(JSON.stringify(body));
+}
+
+/**
+ * A plain node:http server for Apollo Server plus health endpoints. Written against Apollo's own
+ * `executeHTTPGraphQLRequest` instead of pulling in Express, because the gateway also needs the raw
+ * server for graphql-ws upgrades on the same path.
+ */
+export function createHttpServer<C extends BaseContext>(options: HttpServerOptions<C>): http.Server {
+  const { logger, graphql, ready } = options;
+  const graphqlPath = options.graphqlPath ?? "/graphql";
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const around = graphql.around ?? (<T>(_request: http.IncomingMessage, run: () => Promise<T>) => run());
+
+  async function handleGraphQL(request: http.IncomingMessage, response: http.ServerResponse, url: URL) {
+    let rawBody: string;
+    try {
+      rawBody = await readBody(request, maxBodyBytes);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        return sendJson(response, 413, { errors: [{ message: "Request body too large", extensions: { code: "BAD_REQUEST" } }] });
+      }
+      throw error;
+    }
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(request.headers)) {
+      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(", ") : value);
+    }
+    let body: unknown = rawBody;
+    if ((headers.get("content-type") ?? "").includes("application/json") && rawBody.length > 0) {
+      try {
+        body = JSON.parse(rawBody);
+      } catch {
+        return sendJson(response, 400, { errors: [{ message: "Body is not valid JSON", extensions: { code: "BAD_REQUEST" } }] });
+      }
+    }
+    const result = await around(request, () =>
+      graphql.server.executeHTTPGraphQLRequest({
+        httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
+        context: () => graphql.context(request),
+      }),
+    );
+    for (const [key, value] of result.headers) response.setHeader(key, value);
+    response.statusCode = result.status ?? 200;
+    if (result.body.kind === "complete") {
+      response.end(result.body.string);
+      return;
+    }
+    for await (const chunk of result.body.asyncIterator) response.write(chunk);
+    response.end();
+  }
+
+  return http.createServer((request, response) => {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const route = async () => {
+      if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
+      if (url.pathname === "/readyz") {
+        const isReady = await ready().catch(() => false);
+        return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
+      }
+      if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
+      sendJson(response, 404, { error: "not found" });
+    };
+    route().catch((error: unknown) => {
+      logger.error({ err: error }, "http handler failed");
+      if (!response.headersSent) sendJson(response, 500, { errors: [{ message: "Internal error", extensions: { code: "INTERNAL" } }] });
+      else response.end();
+    });
+  });
+}
+
+/** Listens and resolves once bound, so callers can print the real address. */
+export function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** Stops accepting connections and waits for in-flight requests, closing idle keep-alives. */
+export function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,57 @@
+import { pino, type Logger } from "pino";
+import { currentContext } from "./context.ts";
+
+export type { Logger };
+
+/**
+ * Paths whose values are secrets wherever they appear in a log object. Redaction is the safety net;
+ * code should not pass secrets to the logger in the first place.
+ */
+export const REDACTED_PATHS = [
+  "password",
+  "*.password",
+  "otp",
+  "*.otp",
+  "code",
+  "*.code",
+  "token",
+  "*.token",
+  "accessToken",
+  "*.accessToken",
+  "refreshToken",
+  "*.refreshToken",
+  "authorization",
+  "*.authorization",
+  "headers.authorization",
+  "req.headers.authorization",
+  "cookie",
+  "*.cookie",
+  "accountNumber",
+  "*.accountNumber",
+  "phone",
+  "*.phone",
+];
+
+export interface LoggerOptions {
+  service: string;
+  level?: string;
+  /** Where lines go; defaults to stdout. Tests pass a stream to read what was logged. */
+  destination?: pino.DestinationStream;
+}
+
+/** Structured JSON logs; every line carries the current correlation id when there is one. */
+export function createLogger({ service, level = "info", destination }: LoggerOptions): Logger {
+  return pino(
+    {
+      level,
+      base: { service },
+      redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      mixin() {
+        const context = currentContext();
+        return context ? { correlationId: context.correlationId } : {};
+      },
+    },
+    destination,
+  );
+}

@@ -1,0 +1,96 @@
+import { readFileSync } from "node:fs";
+import type http from "node:http";
+import { z } from "zod";
+import type { GraphQLResolverMap } from "@apollo/subgraph";
+import {
+  Lifecycle,
+  baseConfigSchema,
+  createLogger,
+  loadConfig,
+  portSchema,
+  startSubgraph,
+  type Logger,
+  type RequestContext,
+} from "@vaultpay/kit";
+import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
+
+export const subgraphConfigSchema = baseConfigSchema.extend({
+  PORT: portSchema,
+  /** Subgraphs listen only where the gateway reaches them. */
+  HOST: z.string().default("127.0.0.1"),
+  DATABASE_URL: z.string().url(),
+});
+
+export type SubgraphConfig = z.infer<typeof subgraphConfigSchema>;
+
+/** What a subgraph's wiring receives to build its resolvers, consumers and context. */
+export interface ServiceRuntime<Db extends SqlDatabase<Tx>, Tx extends SqlExecutor, Config extends SubgraphConfig> {
+  config: Config;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  db: Db;
+  eventing: Eventing<Tx>;
+}
+
+export interface SubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecutor, Config extends SubgraphConfig, C extends object> {
+  name: string;
+  /** URL of the subgraph's schema.graphql (e.g. `new URL("./schema.graphql", import.meta.url)`). */
+  schemaUrl: URL;
+  /** Extends the common configuration with the service's own settings. */
+  configSchema?: z.ZodType<Config>;
+  /** Creates the Prisma client for DATABASE_URL. */
+  createDb: (databaseUrl: string) => Db & { $disconnect(): Promise<void>; $queryRawUnsafe: SqlExecutor["$queryRawUnsafe"] };
+  /** Starts consumers and returns the resolvers. */
+  wire: (runtime: ServiceRuntime<Db, Tx, Config>) => Promise<GraphQLResolverMap<C>> | GraphQLResolverMap<C>;
+  context: (runtime: ServiceRuntime<Db, Tx, Config>, request: http.IncomingMessage, requestContext: RequestContext) => Promise<C>;
+}
+
+/**
+ * The whole start-up of a subgraph process: validated config, logger, database, JetStream
+ * (streams, outbox relay, consumers), the Apollo subgraph with health endpoints, and an ordered
+ * graceful shutdown. Each subgraph's main.ts only names its parts.
+ */
+export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecutor, Config extends SubgraphConfig, C extends object>(
+  service: SubgraphService<Db, Tx, Config, C>,
+): Promise<ServiceRuntime<Db, Tx, Config>> {
+  const config = loadConfig(service.configSchema ?? (subgraphConfigSchema as unknown as z.ZodType<Config>));
+  const logger = createLogger({ service: service.name, level: config.LOG_LEVEL });
+  const lifecycle = new Lifecycle(logger);
+  lifecycle.installSignalHandlers();
+  try {
+    const db = service.createDb(config.DATABASE_URL);
+    lifecycle.onShutdown("database", () => db.$disconnect());
+    const eventing = await startEventing<Tx>({ natsUrl: config.NATS_URL, name: service.name, logger, lifecycle, db });
+    const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, eventing };
+    const resolvers = await service.wire(runtime);
+    await startSubgraph<C>({
+      name: service.name,
+      typeDefs: readFileSync(service.schemaUrl, "utf8"),
+      resolvers,
+      logger,
+      lifecycle,
+      port: config.PORT,
+      host: config.HOST,
+      production: config.NODE_ENV === "production",
+      context: (request, requestContext) => service.context(runtime, request, requestContext),
+      ready: async () => eventing.connected() && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
+    });
+    return runtime;
+  } catch (error) {
+    logger.fatal({ err: error }, "failed to start");
+    await lifecycle.shutdown();
+    process.exit(1);
+  }
+}
+
+/** Resolver for a subgraph's `<name>Status` field: what an operator checks through the gateway. */
+export function serviceStatus(runtime: ServiceRuntime<SqlDatabase<SqlExecutor>, SqlExecutor, SubgraphConfig>, service: string) {
+  return async () => ({
+    service,
+    natsConnected: runtime.eventing.connected(),
+    databaseReachable: await runtime.db.$queryRawUnsafe("SELECT 1").then(
+      () => true,
+      () => false,
+    ),
+  });
+}
