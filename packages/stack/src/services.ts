@@ -1,0 +1,135 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { SERVICES, deployMigrations, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
+import { freePort, isPortFree, waitForHttp } from "./net.ts";
+import { spawnManaged, type ManagedProcess } from "./process.ts";
+import type { Infra } from "./infra.ts";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+
+/** Default ports: the gateway on 4000 (shared/API.md), subgraphs after it in SERVICES order. */
+export const DEFAULT_GATEWAY_PORT = 4000;
+
+export type ProcessName = ServiceName | "gateway";
+
+export interface ServicesOptions {
+  infra: Pick<Infra, "databaseUrl" | "natsUrl" | "redisUrl">;
+  /** Databases are named `<prefix>_<service>`; tests use a unique prefix per stack. */
+  databasePrefix?: string;
+  gatewayPort?: number;
+  /** Subgraph ports; by default gatewayPort+1… when `fixedPorts`, else free ports. */
+  fixedPorts?: boolean;
+  nodeEnv?: "development" | "test" | "production";
+  logLevel?: string;
+  /** Extra environment for every process (e.g. ADMIN_EMAIL). */
+  env?: NodeJS.ProcessEnv;
+  output?: ((line: string) => void) | null;
+  readyTimeoutMs?: number;
+}
+
+export interface Services {
+  gatewayUrl: string;
+  urls: Record<ProcessName, string>;
+  databaseUrls: Record<ServiceName, string>;
+  processes: Map<ProcessName, ManagedProcess>;
+  /** Starts a process again (after a kill or stop) with the same settings, and waits until ready. */
+  restart(name: ProcessName): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The same server with another database name. */
+export function withDatabase(serverUrl: string, database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/**
+ * Creates and migrates each service's database, starts the five subgraphs, then the gateway, and
+ * waits until each answers /readyz. Each process runs `src/main.ts` under tsx.
+ */
+export async function startServices(options: ServicesOptions): Promise<Services> {
+  const prefix = options.databasePrefix ?? "vaultpay";
+  const gatewayPort = options.gatewayPort ?? DEFAULT_GATEWAY_PORT;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const databaseUrls = Object.fromEntries(
+    SERVICES.map((service) => [service, withDatabase(options.infra.databaseUrl, `${prefix}_${service}`)]),
+  ) as Record<ServiceName, string>;
+  await Promise.all(
+    SERVICES.map(async (service) => {
+      await ensureDatabase(databaseUrls[service]);
+      await deployMigrations({ service, databaseUrl: databaseUrls[service] });
+    }),
+  );
+
+  const ports = {} as Record<ProcessName, number>;
+  for (const [index, service] of SERVICES.entries()) {
+    ports[service] = options.fixedPorts ? gatewayPort + 1 + index : await freePort();
+  }
+  ports.gateway = gatewayPort;
+  const busy = [];
+  for (const port of Object.values(ports)) if (!(await isPortFree(port))) busy.push(port);
+  if (busy.length > 0) {
+    throw new Error(`port(s) ${busy.join(", ")} already in use — is another VaultPay stack running? (GATEWAY_PORT moves them all)`);
+  }
+  const urls = Object.fromEntries(
+    Object.entries(ports).map(([name, port]) => [name, `http://127.0.0.1:${port}/graphql`]),
+  ) as Record<ProcessName, string>;
+
+  const common: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: options.nodeEnv ?? "development",
+    LOG_LEVEL: options.logLevel ?? "info",
+    NATS_URL: options.infra.natsUrl,
+    REDIS_URL: options.infra.redisUrl,
+    VAULTPAY_SUPERVISED: "true",
+    ...options.env,
+  };
+  const envFor = (name: ProcessName): NodeJS.ProcessEnv =>
+    name === "gateway"
+      ? {
+          ...common,
+          GATEWAY_PORT: String(ports.gateway),
+          ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, urls[service]])),
+        }
+      : { ...common, PORT: String(ports[name]), DATABASE_URL: databaseUrls[name] };
+
+  const processes = new Map<ProcessName, ManagedProcess>();
+  const launch = async (name: ProcessName) => {
+    const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
+    const managed = spawnManaged({
+      name,
+      command: process.execPath,
+      args: ["--import", "tsx", entry],
+      cwd: REPO_ROOT,
+      env: envFor(name),
+      output: options.output,
+    });
+    processes.set(name, managed);
+    await waitForHttp(urls[name].replace(/\/graphql$/, "/readyz"), readyTimeoutMs, managed.alive);
+  };
+
+  const stop = async () => {
+    // Gateway first so no new work arrives, then the subgraphs drain their consumers.
+    await processes.get("gateway")?.stop();
+    await Promise.all(SERVICES.map((service) => processes.get(service)?.stop()));
+  };
+  try {
+    await Promise.all(SERVICES.map(launch));
+    await launch("gateway");
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    gatewayUrl: urls.gateway,
+    urls,
+    databaseUrls,
+    processes,
+    restart: async (name) => {
+      await processes.get(name)?.kill();
+      await launch(name);
+    },
+    stop,
+  };
+}

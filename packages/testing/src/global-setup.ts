@@ -1,0 +1,34 @@
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { REPO_ROOT, startInfra, type Infra } from "@vaultpay/stack";
+
+let infra: Infra | undefined;
+
+/**
+ * Once per test run: a PostgreSQL server for every test file (each makes its own databases on it).
+ * Embedded PostgreSQL unless TEST_DATABASE_URL names a server — a fresh machine has none, and the
+ * suite must not lean on whatever happens to run on this one. NATS and Redis are started per test
+ * file instead (cheap, and isolated: streams and keys are global to a server).
+ */
+export async function setup(): Promise<void> {
+  const base = path.join(REPO_ROOT, ".test-data");
+  mkdirSync(base, { recursive: true });
+  // Not mkdtemp: its 0700 folder would shut out the unprivileged user PostgreSQL runs as under root.
+  const dataDir = path.join(base, `run-${process.pid}`);
+  rmSync(dataDir, { recursive: true, force: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  infra = await startInfra({
+    dataDir,
+    persistent: false,
+    databaseUrl: process.env.TEST_DATABASE_URL,
+    // Only PostgreSQL is shared; pretend the others are given so nothing else starts here.
+    natsUrl: "nats://unused",
+    redisUrl: "redis://unused",
+    ports: { postgres: 0 },
+  });
+  process.env.DATABASE_URL = infra.databaseUrl;
+}
+
+export async function teardown(): Promise<void> {
+  await infra?.stop();
+}

@@ -1,0 +1,118 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { deployMigrations, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
+import { freePort, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
+
+/** The PostgreSQL server the global setup started (or TEST_DATABASE_URL). */
+export function testServerUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error("DATABASE_URL is not set: run tests through vitest (its global setup starts PostgreSQL)");
+  return url;
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${randomBytes(4).toString("hex")}`;
+}
+
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const name = new URL(databaseUrl).pathname.slice(1);
+  const client = new pg.Client({ connectionString: withDatabase(databaseUrl, "postgres") });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh, migrated database of one service's schema; dropped by `drop()`. */
+export async function createTestDatabase(service: ServiceName): Promise<{ url: string; drop: () => Promise<void> }> {
+  const url = withDatabase(testServerUrl(), uniqueName(`t_${service}`));
+  await ensureDatabase(url);
+  await deployMigrations({ service, databaseUrl: url });
+  return { url, drop: () => dropDatabase(url) };
+}
+
+function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `vaultpay-${prefix}-`));
+}
+
+/** A private nats-server with JetStream on a free port; `restart()` brings it back after a kill. */
+export async function startTestNats(): Promise<ManagedNats & { stop: () => Promise<void> }> {
+  const dir = tempDir("nats");
+  const nats = await startNats(dir, await freePort(), null);
+  return Object.assign(nats, {
+    stop: async () => {
+      await nats.process.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+export async function startTestRedis(): Promise<{ url: string; process: ManagedProcess; stop: () => Promise<void> }> {
+  const dir = tempDir("redis");
+  const redis = await startRedis(dir, false, await freePort(), null);
+  return {
+    ...redis,
+    stop: async () => {
+      await redis.process.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestStack extends Services {
+  nats: ManagedNats;
+  /** Posts an operation to the gateway and returns the parsed JSON body. */
+  graphql<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    headers?: Record<string, string>,
+  ): Promise<{ data?: T; errors?: Array<{ message: string; extensions?: Record<string, unknown> }>; headers: Headers }>;
+}
+
+/**
+ * The whole platform for an end-to-end test file: its own NATS and Redis, its own databases on the
+ * shared PostgreSQL server, the five subgraphs and the gateway on free ports. Output is kept quiet
+ * unless VAULTPAY_TEST_LOGS=1.
+ */
+export async function startTestStack(options: Partial<ServicesOptions> = {}): Promise<TestStack & { teardown: () => Promise<void> }> {
+  const [nats, redis] = await Promise.all([startTestNats(), startTestRedis()]);
+  const databasePrefix = uniqueName("e2e");
+  let services: Services;
+  try {
+    services = await startServices({
+      infra: { databaseUrl: testServerUrl(), natsUrl: nats.url, redisUrl: redis.url },
+      databasePrefix,
+      gatewayPort: await freePort(),
+      nodeEnv: "test",
+      logLevel: process.env.VAULTPAY_TEST_LOGS ? "debug" : "warn",
+      output: process.env.VAULTPAY_TEST_LOGS ? undefined : null,
+      ...options,
+    });
+  } catch (error) {
+    await Promise.all([nats.stop(), redis.stop()]);
+    throw error;
+  }
+  return {
+    ...services,
+    nats,
+    async graphql(query, variables, headers = {}) {
+      const response = await fetch(services.gatewayUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await response.json()) as { data?: never; errors?: never };
+      return { ...body, headers: response.headers };
+    },
+    async teardown() {
+      await services.stop();
+      await Promise.all([nats.stop(), redis.stop()]);
+      await Promise.all(Object.values(services.databaseUrls).map(dropDatabase));
+    },
+  };
+}
