@@ -11,7 +11,15 @@ vp_tools_ready() {
     [ "$("$VP_TOOLS/node_modules/.bin/node" --version)" = "v$VP_NODE_VERSION" ]
 }
 
-if ! vp_tools_ready; then
+# A system Node of the same major (e.g. the node:24 container image) needs nothing installed.
+vp_system_ready() {
+  command -v node >/dev/null 2>&1 && command -v pnpm >/dev/null 2>&1 &&
+    [ "$(node --version | cut -d. -f1)" = "v${VP_NODE_VERSION%%.*}" ]
+}
+
+if vp_system_ready && ! vp_tools_ready; then
+  :
+elif ! vp_tools_ready; then
   if ! command -v npm >/dev/null 2>&1; then
     echo "vaultpay: npm is needed once to fetch Node $VP_NODE_VERSION and pnpm (apt-get install nodejs npm)" >&2
     return 1 2>/dev/null || exit 1
@@ -23,7 +31,7 @@ if ! vp_tools_ready; then
     "node@$VP_NODE_VERSION" "pnpm@$VP_PNPM_VERSION" >&2 || { return 1 2>/dev/null || exit 1; }
 fi
 
-case ":$PATH:" in
+vp_tools_ready && case ":$PATH:" in
   *":$VP_TOOLS/node_modules/.bin:"*) ;;
   *) PATH="$VP_TOOLS/node_modules/.bin:$PATH" ;;
 esac

@@ -11,7 +11,11 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
   /** Durable name, unique per service and purpose, e.g. "accounts-saga". Replicas share it. */
   name: string;
   stream: StreamName;
-  filterSubjects: string[];
+  /**
+   * One subject filter (wildcards allowed). One, not several: multi-filter consumers need
+   * nats-server 2.10, and Debian's package is 2.9; a handler ignores the types it does not need.
+   */
+  filterSubject: string;
   db: SqlDatabase<Tx>;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -146,14 +150,14 @@ export class EventConsumer<Tx extends SqlExecutor> {
   }
 
   private async ensureDurable(): Promise<void> {
-    const { jsm, stream, name, filterSubjects } = this.options;
+    const { jsm, stream, name, filterSubject } = this.options;
     const config: Partial<ConsumerConfig> = {
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(this.options.ackWaitMs ?? 30_000),
       max_deliver: -1,
       max_ack_pending: 1_000,
-      filter_subjects: filterSubjects,
+      filter_subject: filterSubject,
       ...(this.options.startSequence
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.options.startSequence }
         : { deliver_policy: DeliverPolicy.All }),
@@ -163,7 +167,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
       await jsm.consumers.update(stream, name, {
         ack_wait: config.ack_wait,
         max_ack_pending: config.max_ack_pending,
-        filter_subjects: filterSubjects,
+        filter_subject: filterSubject,
       });
     } catch (error) {
       if (!isNotFound(error)) throw error;

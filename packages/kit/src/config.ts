@@ -5,6 +5,8 @@ export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   NATS_URL: z.string().url().default("nats://127.0.0.1:4222"),
+  /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
+  VAULTPAY_SUPERVISED: z.stringbool().default(false),
 });
 
 export class ConfigError extends Error {

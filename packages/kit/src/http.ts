@@ -1,6 +1,7 @@
 import http from "node:http";
 import { HeaderMap, type ApolloServer, type BaseContext } from "@apollo/server";
 import type { Logger } from "pino";
+import { currentContext } from "./context.ts";
 
 export interface GraphQLRoute<C extends BaseContext> {
   server: ApolloServer<C>;
@@ -85,13 +86,17 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
         return sendJson(response, 400, { errors: [{ message: "Body is not valid JSON", extensions: { code: "BAD_REQUEST" } }] });
       }
     }
-    const result = await around(request, () =>
-      graphql.server.executeHTTPGraphQLRequest({
+    let correlationId: string | undefined;
+    const result = await around(request, () => {
+      correlationId = currentContext()?.correlationId;
+      return graphql.server.executeHTTPGraphQLRequest({
         httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
         context: () => graphql.context(request),
-      }),
-    );
+      });
+    });
     for (const [key, value] of result.headers) response.setHeader(key, value);
+    // Echoed so a client can quote it when reporting a problem.
+    if (correlationId) response.setHeader("x-correlation-id", correlationId);
     response.statusCode = result.status ?? 200;
     if (result.body.kind === "complete") {
       response.end(result.body.string);

@@ -28,7 +28,7 @@ describe("config", () => {
   });
 
   it("applies defaults", () => {
-    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222" });
+    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222", VAULTPAY_SUPERVISED: false });
   });
 });
 

@@ -41,6 +41,21 @@ export class Lifecycle {
     }
   }
 
+  /**
+   * For processes started by a supervisor (the local stack): when the parent dies without stopping
+   * us (SIGKILL, crash), shut down instead of holding ports as an orphan.
+   */
+  exitWithParent(checkEveryMs = 1_000): void {
+    const parent = process.ppid;
+    const timer = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(timer);
+      this.logger.warn("parent process gone; shutting down");
+      void this.shutdown().then(() => process.exit(0));
+    }, checkEveryMs);
+    timer.unref();
+  }
+
   /** SIGTERM/SIGINT run the shutdown once; a second signal exits at once. */
   installSignalHandlers(): void {
     let signalled = false;

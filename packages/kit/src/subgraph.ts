@@ -1,6 +1,6 @@
 import type http from "node:http";
 import { ApolloServer, type BaseContext } from "@apollo/server";
-import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { buildSubgraphSchema } from "@apollo/subgraph";
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { gql } from "graphql-tag";
@@ -45,7 +45,8 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
   const apollo = new ApolloServer<C>({
     schema: buildSubgraphSchema([{ typeDefs: gql(options.typeDefs), resolvers: options.resolvers as GraphQLResolverMap<unknown> }]),
     // Subgraphs sit behind the gateway; their own landing page and introspection are not for clients.
-    plugins: [ApolloServerPluginLandingPageDisabled()],
+    // No Apollo Studio: federated traces would only cost bytes on every subgraph response.
+    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
     introspection: !options.production,
     formatError: createErrorFormatter(logger),
     includeStacktraceInErrorResponses: false,

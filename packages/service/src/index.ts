@@ -57,6 +57,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
   const logger = createLogger({ service: service.name, level: config.LOG_LEVEL });
   const lifecycle = new Lifecycle(logger);
   lifecycle.installSignalHandlers();
+  if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
   try {
     const db = service.createDb(config.DATABASE_URL);
     lifecycle.onShutdown("database", () => db.$disconnect());
@@ -84,7 +85,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
 }
 
 /** Resolver for a subgraph's `<name>Status` field: what an operator checks through the gateway. */
-export function serviceStatus(runtime: ServiceRuntime<SqlDatabase<SqlExecutor>, SqlExecutor, SubgraphConfig>, service: string) {
+export function serviceStatus(runtime: { eventing: { connected(): boolean }; db: SqlExecutor }, service: string) {
   return async () => ({
     service,
     natsConnected: runtime.eventing.connected(),
