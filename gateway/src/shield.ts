@@ -12,12 +12,15 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from "graphql";
-import { allow, deny } from "graphql-shield";
-import type { IRule, IRules } from "graphql-shield";
+import { allow, and, deny } from "graphql-shield";
+import type { IRules } from "graphql-shield";
 import { DomainError } from "@vaultpay/kit";
 
 /** A rule map in graphql-shield's shape: `{ Query: { me: isAuthenticated }, Account: { "*": allow } }`. */
-export type Permissions = Record<string, Record<string, IRule>>;
+export type Permissions = Record<string, Record<string, ShieldRule>>;
+
+/** Any rule shield accepts: a rule, a logic rule (and/or/not…), allow or deny. */
+export type ShieldRule = Parameters<typeof and>[number];
 
 export interface SelectedField {
   typeName: string;

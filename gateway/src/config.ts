@@ -1,0 +1,24 @@
+import { z } from "zod";
+import { baseConfigSchema, portSchema } from "@vaultpay/kit";
+
+export const SUBGRAPH_NAMES = ["auth", "accounts", "transactions", "fraud", "audit"] as const;
+
+export const gatewayConfigSchema = baseConfigSchema.extend({
+  GATEWAY_PORT: portSchema.default(4000),
+  GATEWAY_HOST: z.string().default("127.0.0.1"),
+  /** Per-subgraph URL overrides; the supergraph's routing URLs apply otherwise. */
+  AUTH_URL: z.string().url().optional(),
+  ACCOUNTS_URL: z.string().url().optional(),
+  TRANSACTIONS_URL: z.string().url().optional(),
+  FRAUD_URL: z.string().url().optional(),
+  AUDIT_URL: z.string().url().optional(),
+  MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
+});
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+
+export function subgraphUrlOverride(config: GatewayConfig, name: string): string | undefined {
+  const key = `${name.toUpperCase()}_URL` as keyof GatewayConfig;
+  const value = config[key];
+  return typeof value === "string" ? value : undefined;
+}

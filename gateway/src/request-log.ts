@@ -1,0 +1,35 @@
+import type { ApolloServerPlugin } from "@apollo/server";
+import { createEvent, eventHeaders, type JetStreamLink } from "@vaultpay/events";
+import { currentContext, type Logger } from "@vaultpay/kit";
+
+/**
+ * One log line and one `gateway.request` event per operation: who, which operation, outcome and
+ * duration, under the request's correlation id. Variables are never logged (they hold passwords
+ * and OTP codes). The event is published directly: the gateway has no database, and a request log
+ * lost while NATS is down is logged locally instead.
+ */
+export function requestLogPlugin(logger: Logger, js: JetStreamLink["js"]): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      const startedAt = performance.now();
+      return {
+        async willSendResponse({ operation, operationName, errors }) {
+          const durationMs = Math.round(performance.now() - startedAt);
+          const errorCodes = [...new Set((errors ?? []).map((error) => String(error.extensions?.code ?? "INTERNAL")))];
+          const data = {
+            operationName: operationName ?? null,
+            operationType: operation?.operation ?? null,
+            outcome: errorCodes.length > 0 ? ("error" as const) : ("success" as const),
+            errorCodes,
+            durationMs,
+          };
+          logger.info({ ...data, actor: currentContext()?.actor }, "graphql request");
+          const event = createEvent("gateway.request", data);
+          js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) }).catch((error: unknown) =>
+            logger.warn({ err: error }, "gateway.request event not published"),
+          );
+        },
+      };
+    },
+  };
+}
