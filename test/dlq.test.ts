@@ -1,0 +1,109 @@
+/** Dead letters: a message that keeps failing lands in DLQ with its error; replay delivers it again. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { connectJetStream, DLQ_HEADERS, EventConsumer, createEvent, eventHeaders, replayDeadLetters, type JetStreamLink } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
+import { createTestDatabase, startTestNats } from "@vaultpay/testing";
+import { createDb } from "../subgraphs/audit/src/db.ts";
+
+const logger = createLogger({ service: "dlq-test", level: "silent" });
+
+async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("DLQ and replay", () => {
+  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let sql: pg.Client;
+  let link: JetStreamLink;
+  let db: ReturnType<typeof createDb>;
+  let consumer: EventConsumer<Parameters<Parameters<ReturnType<typeof createDb>["$transaction"]>[0]>[0]>;
+  let causeFixed = false;
+  const handled: string[] = [];
+
+  beforeAll(async () => {
+    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    await sql.query(`CREATE TABLE dlq_effect (event_id uuid PRIMARY KEY)`);
+    link = await connectJetStream(nats.url, "dlq-test", logger);
+    db = createDb(database.url);
+    consumer = new EventConsumer({
+      name: "audit-dlq-test",
+      stream: "ACCOUNTS",
+      filterSubject: "account.>",
+      db,
+      js: link.js,
+      jsm: link.jsm,
+      logger,
+      maxDeliver: 3,
+      backoffMs: [50],
+      handle: async (event, tx) => {
+        handled.push(event.id);
+        if (!causeFixed) throw new Error("ledger unavailable");
+        await tx.$executeRawUnsafe(`INSERT INTO dlq_effect (event_id) VALUES ($1::uuid)`, event.id);
+      },
+    });
+    await consumer.start();
+  });
+
+  afterAll(async () => {
+    await consumer?.stop();
+    await link?.nc.close();
+    await db?.$disconnect();
+    await sql?.end();
+    await Promise.all([nats?.stop(), database?.drop()]);
+  });
+
+  it("moves a message that keeps failing to DLQ with its error, then replays it once fixed", async () => {
+    const event = createEvent(
+      "account.created",
+      { accountId: "acc-1", userId: "user-1", type: "CURRENT", currency: "INR", maskedNumber: "XXXX0001" },
+      { correlationId: "corr-dlq", actor: {} },
+    );
+    await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });
+
+    const dlqInfo = await until(async () => {
+      const info = await link.jsm.streams.info("DLQ");
+      return info.state.messages === 1 && info;
+    }, "the dead letter");
+    expect(handled.filter((id) => id === event.id)).toHaveLength(3);
+    const letter = (await link.jsm.streams.getMessage("DLQ", { seq: dlqInfo.state.last_seq }))!;
+    expect(letter.subject).toBe("dlq.ACCOUNTS.audit-dlq-test");
+    expect(letter.header.get(DLQ_HEADERS.subject)).toBe("account.created");
+    expect(letter.header.get(DLQ_HEADERS.error)).toBe("Error: ledger unavailable");
+    expect(letter.header.get(DLQ_HEADERS.deliveries)).toBe("3");
+    expect(letter.header.get(DLQ_HEADERS.eventId)).toBe(event.id);
+    expect(letter.header.get("Vp-Correlation-Id")).toBe("corr-dlq");
+    expect((await sql.query(`SELECT count(*)::int AS n FROM dlq_effect`)).rows[0].n).toBe(0);
+
+    causeFixed = true;
+    const result = await replayDeadLetters({ js: link.js, jsm: link.jsm, logger });
+    expect(result).toEqual({ replayed: 1, remaining: 0 });
+    await until(async () => (await sql.query(`SELECT event_id FROM dlq_effect`)).rows[0]?.event_id === event.id, "the replayed effect");
+    expect((await link.jsm.streams.info("DLQ")).state.messages).toBe(0);
+
+    // A second replay finds nothing; the effect stays applied once.
+    expect(await replayDeadLetters({ js: link.js, jsm: link.jsm, logger })).toEqual({ replayed: 0, remaining: 0 });
+    expect((await sql.query(`SELECT count(*)::int AS n FROM dlq_effect`)).rows[0].n).toBe(1);
+  });
+
+  it("sends a malformed event to DLQ at once, without retries", async () => {
+    const before = (await link.jsm.streams.info("DLQ")).state.last_seq;
+    await link.js.publish("account.created", JSON.stringify({ type: "account.created", data: {} }), { msgID: "malformed-1" });
+    const info = await until(async () => {
+      const current = await link.jsm.streams.info("DLQ");
+      return current.state.last_seq > before && current;
+    }, "the malformed dead letter");
+    const letter = (await link.jsm.streams.getMessage("DLQ", { seq: info.state.last_seq }))!;
+    expect(letter.header.get(DLQ_HEADERS.deliveries)).toBe("1");
+    expect(letter.header.get(DLQ_HEADERS.error)).toMatch(/^InvalidEventError: bad envelope/);
+  });
+});

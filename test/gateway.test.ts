@@ -1,0 +1,80 @@
+/** The gateway in front of the whole stack: routing, correlation ids, request events, limits. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectJetStream, parseEvent } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
+import { startTestStack, type TestStack } from "@vaultpay/testing";
+
+describe("gateway", () => {
+  let stack: TestStack & { teardown: () => Promise<void> };
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+  });
+  afterAll(async () => {
+    await stack?.teardown();
+  });
+
+  it("routes one operation to all five subgraphs and logs it as a gateway.request event", async () => {
+    const result = await stack.graphql(
+      `query AllStatus { authStatus { service } accountsStatus { service } transactionsStatus { service } fraudStatus { service } auditStatus { service } }`,
+      {},
+      { "x-correlation-id": "corr-gateway-1", "x-device-id": "device-abc" },
+    );
+    expect(result.errors).toBeUndefined();
+    expect(Object.values(result.data ?? {}).map((status) => (status as { service: string }).service)).toEqual([
+      "auth",
+      "accounts",
+      "transactions",
+      "fraud",
+      "audit",
+    ]);
+    expect(result.headers.get("x-correlation-id")).toBe("corr-gateway-1");
+
+    const link = await connectJetStream(stack.nats.url, "gateway-test", createLogger({ service: "t", level: "silent" }));
+    try {
+      const deadline = Date.now() + 10_000;
+      let found;
+      while (!found && Date.now() < deadline) {
+        const info = await link.jsm.streams.info("GATEWAY");
+        for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+          const event = parseEvent((await link.jsm.streams.getMessage("GATEWAY", { seq }))!.json());
+          if (event.correlationId === "corr-gateway-1") found = event;
+        }
+        if (!found) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(found).toMatchObject({
+        type: "gateway.request",
+        actor: { deviceId: "device-abc" },
+        data: { operationName: "AllStatus", operationType: "query", outcome: "success", errorCodes: [] },
+      });
+    } finally {
+      await link.nc.close();
+    }
+  });
+
+  it("creates a correlation id when the caller sends none or a malformed one", async () => {
+    const none = await stack.graphql(`{ authStatus { service } }`);
+    expect(none.headers.get("x-correlation-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const malformed = await stack.graphql(`{ authStatus { service } }`, {}, { "x-correlation-id": "a b\tc" });
+    expect(malformed.headers.get("x-correlation-id")).not.toBe("a b\tc");
+  });
+
+  it("answers bad operations with a code and no internals", async () => {
+    const result = await stack.graphql(`{ nope }`);
+    expect(result.errors?.[0]?.extensions).toEqual({ code: "GRAPHQL_VALIDATION_FAILED" });
+    const parse = await stack.graphql(`{ authStatus {`);
+    expect(parse.errors?.[0]?.extensions).toEqual({ code: "GRAPHQL_PARSE_FAILED" });
+  });
+
+  it("refuses oversized bodies and cross-site simple requests", async () => {
+    const huge = await fetch(stack.gatewayUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: `{ authStatus { service } }`, padding: "x".repeat(300 * 1024) }),
+    });
+    expect(huge.status).toBe(413);
+    // A GET without a preflight-forcing header is what a malicious page could send: CSRF prevention.
+    const csrf = await fetch(`${stack.gatewayUrl}?query=${encodeURIComponent("{ authStatus { service } }")}`);
+    expect(csrf.status).toBe(400);
+  });
+});
