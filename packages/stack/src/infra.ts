@@ -155,7 +155,10 @@ export async function startInfra(options: InfraOptions): Promise<Infra> {
   const started: Infra["started"] = {};
   const stops: Array<() => Promise<unknown>> = [];
   const stop = async () => {
-    for (const step of stops.reverse()) await step().catch(() => undefined);
+    // Bounded: a server that already died (e.g. signalled by a terminal) must not hang the stop.
+    for (const step of stops.reverse()) {
+      await Promise.race([step().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+    }
   };
   try {
     mkdirSync(options.dataDir, { recursive: true });

@@ -70,6 +70,9 @@ export function spawnManaged(options: SpawnOptions): ManagedProcess {
     cwd: options.cwd,
     env: options.env ?? process.env,
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: Ctrl-C in a terminal reaches only the stack, which then stops each
+    // process in order (services drain before NATS and PostgreSQL go away).
+    detached: true,
   });
   const output = options.output === undefined ? (line: string) => process.stdout.write(`${line}\n`) : options.output;
   for (const stream of [child.stdout, child.stderr]) {
