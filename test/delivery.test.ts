@@ -11,7 +11,7 @@ import pg from "pg";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { REPO_ROOT } from "@vaultpay/stack";
-import { createTestDatabase, startTestNats } from "@vaultpay/testing";
+import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 
 type Worker = { facts: Array<Record<string, unknown>>; exited: Promise<string>; waitFor: (key: string) => Promise<Record<string, unknown>>; kill: () => void };
 
@@ -45,15 +45,6 @@ function startWorker(mode: string, env: Record<string, string>): Worker {
   };
 }
 
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("outbox → JetStream → idempotent durable consumer", () => {
   let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -112,7 +103,7 @@ describe("outbox → JetStream → idempotent durable consumer", () => {
     try {
       const jsm = await jetstreamManager(nc);
       // After ack_wait the server redelivers; the consumer finds the event recorded and only acks.
-      const info = await until(async () => {
+      const info = await waitUntil(async () => {
         const current = await jsm.consumers.info("ACCOUNTS", "audit-delivery-test");
         return current.ack_floor.stream_seq === 1 && current.num_ack_pending === 0 && current;
       }, "the redelivered message to be acknowledged");
@@ -124,7 +115,7 @@ describe("outbox → JetStream → idempotent durable consumer", () => {
     expect(healthy.facts.some((fact) => "committedEffect" in fact)).toBe(false);
     const effects = await consumerSql.query(`SELECT event_id FROM delivery_effect`);
     expect(effects.rows).toEqual([{ event_id: eventId }]);
-    const marked = await until(async () => {
+    const marked = await waitUntil(async () => {
       const row = await publisherSql.query(`SELECT published_at FROM outbox_event WHERE id = $1`, [eventId]);
       return row.rows[0]?.published_at !== null && row.rows[0];
     }, "the outbox row to be marked published");
@@ -136,7 +127,7 @@ describe("outbox → JetStream → idempotent durable consumer", () => {
     expect(before.rows[0].n).toBe(1);
     // The state a relay leaves when it dies after publishing but before marking the row.
     await publisherSql.query(`UPDATE outbox_event SET published_at = NULL`);
-    await until(async () => {
+    await waitUntil(async () => {
       const row = await publisherSql.query(`SELECT count(*)::int AS n FROM outbox_event WHERE published_at IS NULL`);
       return row.rows[0].n === 0;
     }, "the relay to republish");

@@ -3,20 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { connectJetStream, DLQ_HEADERS, EventConsumer, createEvent, eventHeaders, replayDeadLetters, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
-import { createTestDatabase, startTestNats } from "@vaultpay/testing";
+import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 import { createDb } from "../subgraphs/audit/src/db.ts";
 
 const logger = createLogger({ service: "dlq-test", level: "silent" });
 
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("DLQ and replay", () => {
   let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -70,7 +61,7 @@ describe("DLQ and replay", () => {
     );
     await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });
 
-    const dlqInfo = await until(async () => {
+    const dlqInfo = await waitUntil(async () => {
       const info = await link.jsm.streams.info("DLQ");
       return info.state.messages === 1 && info;
     }, "the dead letter");
@@ -87,7 +78,7 @@ describe("DLQ and replay", () => {
     causeFixed = true;
     const result = await replayDeadLetters({ js: link.js, jsm: link.jsm, logger });
     expect(result).toEqual({ replayed: 1, remaining: 0 });
-    await until(async () => (await sql.query(`SELECT event_id FROM dlq_effect`)).rows[0]?.event_id === event.id, "the replayed effect");
+    await waitUntil(async () => (await sql.query(`SELECT event_id FROM dlq_effect`)).rows[0]?.event_id === event.id, "the replayed effect");
     expect((await link.jsm.streams.info("DLQ")).state.messages).toBe(0);
 
     // A second replay finds nothing; the effect stays applied once.
@@ -98,7 +89,7 @@ describe("DLQ and replay", () => {
   it("sends a malformed event to DLQ at once, without retries", async () => {
     const before = (await link.jsm.streams.info("DLQ")).state.last_seq;
     await link.js.publish("account.created", JSON.stringify({ type: "account.created", data: {} }), { msgID: "malformed-1" });
-    const info = await until(async () => {
+    const info = await waitUntil(async () => {
       const current = await link.jsm.streams.info("DLQ");
       return current.state.last_seq > before && current;
     }, "the malformed dead letter");

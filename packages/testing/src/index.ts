@@ -116,3 +116,14 @@ export async function startTestStack(options: Partial<ServicesOptions> = {}): Pr
     },
   };
 }
+
+/** Polls `probe` until it returns something truthy, or fails naming what never happened. */
+export async function waitUntil<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
