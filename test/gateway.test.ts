@@ -66,6 +66,20 @@ describe("gateway", () => {
     expect(parse.errors?.[0]?.extensions).toEqual({ code: "GRAPHQL_PARSE_FAILED" });
   });
 
+  it("zero trust: a subgraph refuses a request that did not come through the gateway", async () => {
+    for (const service of ["auth", "accounts", "transactions", "fraud", "audit"] as const) {
+      const direct = await fetch(stack.urls[service], {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-vaultpay-gateway": `${Math.floor(Date.now() / 1000)}.forged` },
+        body: JSON.stringify({ query: `{ ${service}Status { service } }` }),
+      });
+      expect(direct.status).toBe(401);
+      const body = (await direct.json()) as { data?: unknown; errors: Array<{ extensions: { code: string } }> };
+      expect(body.data).toBeUndefined();
+      expect(body.errors[0]?.extensions.code).toBe("UNAUTHENTICATED");
+    }
+  });
+
   it("refuses oversized bodies and cross-site simple requests", async () => {
     const huge = await fetch(stack.gatewayUrl, {
       method: "POST",

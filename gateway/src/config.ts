@@ -12,6 +12,8 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   TRANSACTIONS_URL: z.string().url().optional(),
   FRAUD_URL: z.string().url().optional(),
   AUDIT_URL: z.string().url().optional(),
+  GATEWAY_SECRET: z.string().min(32, "GATEWAY_SECRET must be at least 32 characters"),
+  AUTH_JWKS_URL: z.string().url(),
   MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
 });
 

@@ -5,7 +5,9 @@ import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/dis
 import { ApolloServerPluginLandingPageLocalDefault } from "@apollo/server/plugin/landingPage/default";
 import { connectJetStream } from "@vaultpay/events";
 import {
+  GATEWAY_ASSERTION_HEADER,
   Lifecycle,
+  signGatewayAssertion,
   closeServer,
   correlationIdFrom,
   createErrorFormatter,
@@ -35,6 +37,7 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<{ authorization?: strin
     const requestContext = currentContext();
     if (requestContext) {
       request.http?.headers.set("x-correlation-id", requestContext.correlationId);
+      request.http?.headers.set(GATEWAY_ASSERTION_HEADER, signGatewayAssertion(config.GATEWAY_SECRET, requestContext.correlationId));
       if (requestContext.actor.deviceId) request.http?.headers.set("x-device-id", requestContext.actor.deviceId);
     }
     if (context.authorization) request.http?.headers.set("authorization", context.authorization);

@@ -20,6 +20,8 @@ export interface HttpServerOptions<C extends BaseContext> {
   /** Readiness: dependencies reachable (database, NATS). Liveness (/healthz) needs only the process. */
   ready: () => Promise<boolean>;
   graphqlPath?: string;
+  /** Extra GET routes by exact path, e.g. auth's JWKS; they answer with a JSON body. */
+  routes?: Record<string, () => Promise<unknown>>;
   /** Requests larger than this are refused with 413 before parsing; a GraphQL document is small. */
   maxBodyBytes?: number;
 }
@@ -115,6 +117,8 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
         return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
       }
       if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
+      const extra = options.routes?.[url.pathname];
+      if (extra && request.method === "GET") return sendJson(response, 200, await extra());
       sendJson(response, 404, { error: "not found" });
     };
     route().catch((error: unknown) => {

@@ -5,3 +5,4 @@ export * from "./http.ts";
 export * from "./lifecycle.ts";
 export * from "./logger.ts";
 export * from "./subgraph.ts";
+export * from "./auth.ts";

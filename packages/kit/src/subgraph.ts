@@ -5,8 +5,10 @@ import { buildSubgraphSchema } from "@apollo/subgraph";
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { gql } from "graphql-tag";
 import type { Logger } from "pino";
+import { GraphQLError } from "graphql";
+import { GATEWAY_ASSERTION_HEADER, verifyGatewayAssertion, type Caller, type TokenVerifier } from "./auth.ts";
 import { correlationIdFrom, runWithContext, type RequestContext } from "./context.ts";
-import { createErrorFormatter } from "./errors.ts";
+import { DomainError, createErrorFormatter } from "./errors.ts";
 import { closeServer, createHttpServer, listen } from "./http.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 
@@ -20,20 +22,51 @@ export interface SubgraphOptions<C extends BaseContext> {
   port: number;
   host: string;
   production: boolean;
-  /** Per-request context from the request and its correlation context. */
-  context: (request: http.IncomingMessage, requestContext: RequestContext) => Promise<C>;
+  /**
+   * Zero trust: every GraphQL request must carry a fresh gateway assertion signed with this secret,
+   * and its bearer token is verified here again; `caller` is undefined for anonymous requests.
+   */
+  security: { gatewaySecret: string; verifyToken: TokenVerifier };
+  /** Per-request context from the request, its correlation context and the verified caller. */
+  context: (request: http.IncomingMessage, requestContext: RequestContext, caller: Caller | undefined) => Promise<C>;
   ready: () => Promise<boolean>;
+  routes?: Record<string, () => Promise<unknown>>;
+}
+
+function header(request: http.IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function requestContextOf(request: http.IncomingMessage): RequestContext {
-  const header = (name: string) => {
-    const value = request.headers[name];
-    return Array.isArray(value) ? value[0] : value;
-  };
   return {
-    correlationId: correlationIdFrom(header("x-correlation-id")),
-    actor: { deviceId: header("x-device-id"), ip: header("x-forwarded-for") ?? request.socket.remoteAddress },
+    correlationId: correlationIdFrom(header(request, "x-correlation-id")),
+    actor: { deviceId: header(request, "x-device-id"), ip: header(request, "x-forwarded-for") ?? request.socket.remoteAddress },
   };
+}
+
+function unauthenticated(message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
+}
+
+/** Refuses what did not come through the gateway, then verifies the caller's token itself. */
+async function authenticate(
+  security: SubgraphOptions<BaseContext>["security"],
+  request: http.IncomingMessage,
+  requestContext: RequestContext,
+): Promise<Caller | undefined> {
+  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), requestContext.correlationId)) {
+    throw unauthenticated("Requests must come through the gateway");
+  }
+  try {
+    const caller = await security.verifyToken(header(request, "authorization"));
+    // Events emitted for this request name the verified user, not a header's claim.
+    if (caller) requestContext.actor.userId = caller.userId;
+    return caller;
+  } catch (error) {
+    if (error instanceof DomainError) throw unauthenticated(error.message);
+    throw error;
+  }
 }
 
 /**
@@ -56,6 +89,7 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
   const server = createHttpServer<C>({
     logger,
     ready: options.ready,
+    routes: options.routes,
     graphql: {
       server: apollo,
       around: (request, run) => {
@@ -63,7 +97,11 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
         contexts.set(request, requestContext);
         return runWithContext(requestContext, run);
       },
-      context: (request) => options.context(request, contexts.get(request) ?? requestContextOf(request)),
+      context: async (request) => {
+        const requestContext = contexts.get(request) ?? requestContextOf(request);
+        const caller = await authenticate(options.security, request, requestContext);
+        return options.context(request, requestContext, caller);
+      },
     },
   });
   await listen(server, options.port, options.host);

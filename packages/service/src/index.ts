@@ -9,6 +9,8 @@ import {
   loadConfig,
   portSchema,
   startSubgraph,
+  createTokenVerifier,
+  type Caller,
   type Logger,
   type RequestContext,
 } from "@vaultpay/kit";
@@ -19,6 +21,10 @@ export const subgraphConfigSchema = baseConfigSchema.extend({
   /** Subgraphs listen only where the gateway reaches them. */
   HOST: z.string().default("127.0.0.1"),
   DATABASE_URL: z.string().url(),
+  /** Shared with the gateway only: proves a request came through it (kit/auth.ts). */
+  GATEWAY_SECRET: z.string().min(32, "GATEWAY_SECRET must be at least 32 characters"),
+  /** Auth's public keys, to verify access tokens here too. */
+  AUTH_JWKS_URL: z.string().url(),
 });
 
 export type SubgraphConfig = z.infer<typeof subgraphConfigSchema>;
@@ -40,9 +46,16 @@ export interface SubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecu
   configSchema?: z.ZodType<Config>;
   /** Creates the Prisma client for DATABASE_URL. */
   createDb: (databaseUrl: string) => Db & { $disconnect(): Promise<void>; $queryRawUnsafe: SqlExecutor["$queryRawUnsafe"] };
+  /** Extra GET routes (e.g. auth's JWKS), built once the runtime exists. */
+  routes?: (runtime: ServiceRuntime<Db, Tx, Config>) => Record<string, () => Promise<unknown>>;
   /** Starts consumers and returns the resolvers. */
   wire: (runtime: ServiceRuntime<Db, Tx, Config>) => Promise<GraphQLResolverMap<C>> | GraphQLResolverMap<C>;
-  context: (runtime: ServiceRuntime<Db, Tx, Config>, request: http.IncomingMessage, requestContext: RequestContext) => Promise<C>;
+  context: (
+    runtime: ServiceRuntime<Db, Tx, Config>,
+    request: http.IncomingMessage,
+    requestContext: RequestContext,
+    caller: Caller | undefined,
+  ) => Promise<C>;
 }
 
 /**
@@ -73,7 +86,9 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
       port: config.PORT,
       host: config.HOST,
       production: config.NODE_ENV === "production",
-      context: (request, requestContext) => service.context(runtime, request, requestContext),
+      routes: service.routes?.(runtime),
+      security: { gatewaySecret: config.GATEWAY_SECRET, verifyToken: createTokenVerifier(config.AUTH_JWKS_URL) },
+      context: (request, requestContext, caller) => service.context(runtime, request, requestContext, caller),
       ready: async () => eventing.connected() && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
     });
     return runtime;

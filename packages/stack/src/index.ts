@@ -2,3 +2,4 @@ export * from "./infra.ts";
 export * from "./net.ts";
 export * from "./process.ts";
 export * from "./services.ts";
+export * from "./secrets.ts";

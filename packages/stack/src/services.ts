@@ -4,6 +4,7 @@ import { SERVICES, deployMigrations, ensureDatabase, type ServiceName } from "@v
 import { freePort, isPortFree, waitForHttp } from "./net.ts";
 import { spawnManaged, type ManagedProcess } from "./process.ts";
 import type { Infra } from "./infra.ts";
+import { SECRETS_BY_PROCESS, type DevSecrets } from "./secrets.ts";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -14,6 +15,8 @@ export type ProcessName = ServiceName | "gateway";
 
 export interface ServicesOptions {
   infra: Pick<Infra, "databaseUrl" | "natsUrl" | "redisUrl">;
+  /** Keys and shared secrets; each process gets only those it needs (SECRETS_BY_PROCESS). */
+  secrets: DevSecrets;
   /** Databases are named `<prefix>_<service>`; tests use a unique prefix per stack. */
   databasePrefix?: string;
   gatewayPort?: number;
@@ -85,14 +88,18 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     VAULTPAY_SUPERVISED: "true",
     ...options.env,
   };
-  const envFor = (name: ProcessName): NodeJS.ProcessEnv =>
-    name === "gateway"
+  const authOrigin = new URL(urls.auth).origin;
+  const envFor = (name: ProcessName): NodeJS.ProcessEnv => {
+    const secrets = Object.fromEntries((SECRETS_BY_PROCESS[name] ?? []).map((key) => [key, options.secrets[key]]));
+    const shared = { ...common, ...secrets, AUTH_JWKS_URL: `${authOrigin}/.well-known/jwks.json` };
+    return name === "gateway"
       ? {
-          ...common,
+          ...shared,
           GATEWAY_PORT: String(ports.gateway),
           ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, urls[service]])),
         }
-      : { ...common, PORT: String(ports[name]), DATABASE_URL: databaseUrls[name] };
+      : { ...shared, PORT: String(ports[name]), DATABASE_URL: databaseUrls[name] };
+  };
 
   const processes = new Map<ProcessName, ManagedProcess>();
   const launch = async (name: ProcessName) => {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { deployMigrations, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
-import { freePort, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
+import { freePort, generateDevSecrets, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
 
 /** The PostgreSQL server the global setup started (or TEST_DATABASE_URL). */
 export function testServerUrl(): string {
@@ -87,6 +87,7 @@ export async function startTestStack(options: Partial<ServicesOptions> = {}): Pr
     services = await startServices({
       infra: { databaseUrl: testServerUrl(), natsUrl: nats.url, redisUrl: redis.url },
       databasePrefix,
+      secrets: generateDevSecrets(),
       gatewayPort: await freePort(),
       nodeEnv: "test",
       logLevel: process.env.VAULTPAY_TEST_LOGS ? "debug" : "warn",

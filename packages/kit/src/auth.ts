@@ -1,0 +1,94 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from "jose";
+import { DomainError } from "./errors.ts";
+
+/**
+ * The access-token contract between auth (which signs), the gateway and every subgraph (which
+ * verify: zero trust, a subgraph does not take the gateway's word for who the caller is).
+ */
+export const ACCESS_TOKEN = {
+  issuer: "vaultpay-auth",
+  audience: "vaultpay",
+  algorithm: "ES256",
+  ttlSeconds: 15 * 60,
+} as const;
+
+export type Role = "CUSTOMER" | "ADMIN";
+
+export interface Caller {
+  userId: string;
+  role: Role;
+  sessionId: string;
+  deviceId: string;
+  tokenId: string;
+}
+
+/** Where auth serves its public keys, relative to its HTTP origin. */
+export const JWKS_PATH = "/.well-known/jwks.json";
+
+/** Redis key that marks a session revoked (logout, refresh-token reuse) until its tokens expire. */
+export function revokedSessionKey(sessionId: string): string {
+  return `auth:revoked-session:${sessionId}`;
+}
+
+export type TokenVerifier = (authorization: string | undefined) => Promise<Caller | undefined>;
+
+/**
+ * Verifies `Authorization: Bearer <jwt>` against auth's JWKS (cached by jose, refetched on an
+ * unknown kid). No header → anonymous (undefined); a bad token → UNAUTHENTICATED, never anonymous,
+ * so a broken token cannot fall back to public access silently.
+ */
+export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVerifier {
+  const keys = typeof jwksUrl === "string" ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000 }) : jwksUrl;
+  return async (authorization) => {
+    if (!authorization) return undefined;
+    const match = /^Bearer ([A-Za-z0-9._~+/=-]{10,4096})$/.exec(authorization.trim());
+    if (!match) throw new DomainError("UNAUTHENTICATED", "Authorization must be a Bearer token");
+    try {
+      const { payload } = await jwtVerify(match[1]!, keys, {
+        issuer: ACCESS_TOKEN.issuer,
+        audience: ACCESS_TOKEN.audience,
+        algorithms: [ACCESS_TOKEN.algorithm],
+        requiredClaims: ["sub", "exp", "iat", "jti", "sid", "did", "role"],
+      });
+      const role = payload.role;
+      if (role !== "CUSTOMER" && role !== "ADMIN") throw new DomainError("UNAUTHENTICATED", "Token has no valid role");
+      return {
+        userId: String(payload.sub),
+        role,
+        sessionId: String(payload.sid),
+        deviceId: String(payload.did),
+        tokenId: String(payload.jti),
+      };
+    } catch (error) {
+      if (error instanceof DomainError) throw error;
+      const expired = error instanceof joseErrors.JWTExpired;
+      throw new DomainError("UNAUTHENTICATED", expired ? "Access token expired" : "Access token is not valid");
+    }
+  };
+}
+
+/**
+ * Proof that a request came through the gateway: `<unix seconds>.<hmac>` over the time and the
+ * correlation id, with a secret only the gateway and the subgraphs hold. Subgraphs refuse requests
+ * without a fresh one, so nothing reaches them around the gateway's rules and rate limits.
+ */
+export const GATEWAY_ASSERTION_HEADER = "x-vaultpay-gateway";
+const ASSERTION_MAX_AGE_SECONDS = 60;
+
+export function signGatewayAssertion(secret: string, correlationId: string, nowMs = Date.now()): string {
+  const seconds = Math.floor(nowMs / 1000);
+  const mac = createHmac("sha256", secret).update(`${seconds}.${correlationId}`).digest("base64url");
+  return `${seconds}.${mac}`;
+}
+
+export function verifyGatewayAssertion(secret: string, assertion: string | undefined, correlationId: string, nowMs = Date.now()): boolean {
+  if (!assertion) return false;
+  const [secondsText, mac] = assertion.split(".");
+  const seconds = Number(secondsText);
+  if (!Number.isInteger(seconds) || !mac) return false;
+  if (Math.abs(nowMs / 1000 - seconds) > ASSERTION_MAX_AGE_SECONDS) return false;
+  const expected = createHmac("sha256", secret).update(`${seconds}.${correlationId}`).digest();
+  const given = Buffer.from(mac, "base64url");
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
