@@ -6,3 +6,4 @@ export * from "./lifecycle.ts";
 export * from "./logger.ts";
 export * from "./subgraph.ts";
 export * from "./auth.ts";
+export * from "./scalars.ts";
