@@ -56,7 +56,7 @@ describe("DLQ and replay", () => {
   it("moves a message that keeps failing to DLQ with its error, then replays it once fixed", async () => {
     const event = createEvent(
       "account.created",
-      { accountId: "acc-1", userId: "user-1", type: "CURRENT", currency: "INR", maskedNumber: "XXXX0001" },
+      { accountId: "acc-1", userId: "user-1", type: "CURRENT", currency: "INR", maskedNumber: "XXXX0001", numberBlindIndex: "bi-0001" },
       { correlationId: "corr-dlq", actor: {} },
     );
     await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });

@@ -2,6 +2,7 @@ import type { z } from "zod";
 import { accountEvents } from "./catalog/accounts.ts";
 import { authEvents } from "./catalog/auth.ts";
 import { gatewayEvents } from "./catalog/gateway.ts";
+import { transactionEvents } from "./catalog/transactions.ts";
 
 /**
  * Every event type with its version and data schema: the one contract both the emitting and the
@@ -13,6 +14,7 @@ export const catalog = {
   ...authEvents,
   ...accountEvents,
   ...gatewayEvents,
+  ...transactionEvents,
 } as const;
 
 export type Catalog = typeof catalog;

@@ -3,7 +3,7 @@ import { runWithContext } from "@vaultpay/kit";
 import { InvalidEventError, createEvent, parseEvent } from "./envelope.ts";
 import { streamForSubject } from "./streams.ts";
 
-const accountCreated = { accountId: "acc-1", userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX4321" } as const;
+const accountCreated = { accountId: "acc-1", userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX4321", numberBlindIndex: "bi-4321" } as const;
 
 describe("event envelope", () => {
   it("takes correlation, causation and actor from the current context", () => {
