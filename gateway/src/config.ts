@@ -14,6 +14,13 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   AUDIT_URL: z.string().url().optional(),
   GATEWAY_SECRET: z.string().min(32, "GATEWAY_SECRET must be at least 32 characters"),
   AUTH_JWKS_URL: z.string().url(),
+  REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
+  RATE_LIMIT_OPERATIONS: z.coerce.number().int().positive().default(300),
+  RATE_LIMIT_CREDENTIAL_ATTEMPTS: z.coerce.number().int().positive().default(10),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().max(86_400).default(60),
+  MAX_QUERY_DEPTH: z.coerce.number().int().positive().max(50).default(10),
+  MAX_QUERY_FIELDS: z.coerce.number().int().positive().max(5_000).default(300),
+  MAX_QUERY_ALIASES: z.coerce.number().int().nonnegative().max(500).default(30),
   MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
 });
 

@@ -7,6 +7,7 @@ import { connectJetStream } from "@vaultpay/events";
 import {
   GATEWAY_ASSERTION_HEADER,
   Lifecycle,
+  createTokenVerifier,
   signGatewayAssertion,
   closeServer,
   correlationIdFrom,
@@ -18,8 +19,11 @@ import {
   loadConfig,
   runWithContext,
 } from "@vaultpay/kit";
+import { Redis } from "ioredis";
 import { gatewayConfigSchema, subgraphUrlOverride } from "./config.ts";
+import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
+import { securityPlugin, type GatewayRequestContext } from "./security.ts";
 
 const config = loadConfig(gatewayConfigSchema);
 const production = config.NODE_ENV === "production";
@@ -30,10 +34,14 @@ if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
 
 const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger);
 lifecycle.onShutdown("nats", () => nc.drain());
+// enableOfflineQueue off: while Redis is away, limiter calls fail fast to the in-memory insurance.
+const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
+lifecycle.onShutdown("redis", () => redis.quit().then(() => undefined));
 
 /** Forwards what subgraphs need from the client request: correlation id, device, token. */
-class SubgraphDataSource extends RemoteGraphQLDataSource<{ authorization?: string | undefined }> {
-  override willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource["willSendRequest"]>>[0] & { context: { authorization?: string } }) {
+class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> {
+  override willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayRequestContext>["willSendRequest"]>>[0]) {
     const requestContext = currentContext();
     if (requestContext) {
       request.http?.headers.set("x-correlation-id", requestContext.correlationId);
@@ -49,13 +57,23 @@ const gateway = new ApolloGateway({
   buildService: ({ name, url }) => new SubgraphDataSource({ url: subgraphUrlOverride(config, name) ?? url }),
 });
 
-const apollo = new ApolloServer<{ authorization?: string | undefined }>({
+const apollo = new ApolloServer<GatewayRequestContext>({
   gateway,
   introspection: !production,
   formatError: createErrorFormatter(logger),
   includeStacktraceInErrorResponses: false,
   plugins: [
     production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
+    securityPlugin({
+      verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
+      redis,
+      rateLimits: new RateLimits(redis, {
+        operationsPerWindow: config.RATE_LIMIT_OPERATIONS,
+        credentialAttemptsPerWindow: config.RATE_LIMIT_CREDENTIAL_ATTEMPTS,
+        windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+      }),
+      limits: { maxDepth: config.MAX_QUERY_DEPTH, maxFields: config.MAX_QUERY_FIELDS, maxAliases: config.MAX_QUERY_ALIASES },
+    }),
     requestLogPlugin(logger, js),
   ],
 });
@@ -81,7 +99,11 @@ const server = createHttpServer({
         run,
       );
     },
-    context: async (request) => ({ authorization: request.headers.authorization }),
+    context: async (request) => ({
+      authorization: request.headers.authorization,
+      ip: request.socket.remoteAddress ?? "unknown",
+      production,
+    }),
   },
 });
 await listen(server, config.GATEWAY_PORT, config.GATEWAY_HOST);

@@ -99,6 +99,12 @@ export interface AuthorizeInput<C extends object> {
   permissions: Permissions;
 }
 
+/** authorizeFields for a whole operation. */
+export function authorizeOperation<C extends object>(input: AuthorizeInput<C>): Promise<void> {
+  const fields = selectedFields(input.schema, input.document, input.operation, input.variables);
+  return authorizeFields({ schema: input.schema, fields, context: input.context, permissions: input.permissions });
+}
+
 /**
  * graphql-shield's rules, evaluated for the whole operation before it executes. The gateway has
  * no resolvers of its own (it runs query plans), so shield's resolver middleware cannot apply;
@@ -106,10 +112,15 @@ export interface AuthorizeInput<C extends object> {
  * cache. Deny by default: a field without a rule is refused. The first refusal ends the request,
  * before any subgraph is called.
  */
-export async function authorizeOperation<C extends object>(input: AuthorizeInput<C>): Promise<void> {
+export async function authorizeFields<C extends object>(input: {
+  schema: GraphQLSchema;
+  fields: readonly SelectedField[];
+  context: C;
+  permissions: Permissions;
+}): Promise<void> {
   const shieldContext = Object.assign(input.context, { _shield: { cache: {} } });
   const options = { debug: false, allowExternalErrors: false, fallbackRule: deny, hashFunction: JSON.stringify };
-  for (const field of selectedFields(input.schema, input.document, input.operation, input.variables)) {
+  for (const field of input.fields) {
     const rule = input.permissions[field.typeName]?.[field.fieldName] ?? input.permissions[field.typeName]?.["*"] ?? deny;
     // Rules here decide on the caller and arguments; the parent object does not exist yet.
     const info = { fieldName: field.fieldName, parentType: input.schema.getType(field.typeName) } as unknown as GraphQLResolveInfo;

@@ -62,6 +62,9 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
       };
     } catch (error) {
       if (error instanceof DomainError) throw error;
+      // Auth's key set unreachable or broken is our fault, not the caller's: not UNAUTHENTICATED.
+      const keysUnavailable = error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid;
+      if (!(error instanceof joseErrors.JOSEError) || keysUnavailable) throw error;
       const expired = error instanceof joseErrors.JWTExpired;
       throw new DomainError("UNAUTHENTICATED", expired ? "Access token expired" : "Access token is not valid");
     }

@@ -99,6 +99,8 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
       },
       context: async (request) => {
         const requestContext = contexts.get(request) ?? requestContextOf(request);
+        // One line per request reaching a subgraph: how a gateway-side refusal is proven to stop here.
+        logger.debug("subgraph request");
         const caller = await authenticate(options.security, request, requestContext);
         return options.context(request, requestContext, caller);
       },

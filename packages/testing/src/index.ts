@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID as randomUUIDv4 } from "node:crypto";
+import type { JWK } from "jose";
 import pg from "pg";
 import { deployMigrations, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
-import { freePort, generateDevSecrets, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
+import { freePort, generateDevSecrets, type DevSecrets, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
 
 /** The PostgreSQL server the global setup started (or TEST_DATABASE_URL). */
 export function testServerUrl(): string {
@@ -66,6 +67,9 @@ export async function startTestRedis(): Promise<{ url: string; process: ManagedP
 
 export interface TestStack extends Services {
   nats: ManagedNats;
+  /** The keys this stack runs with, so tests can mint (or forge) tokens. */
+  secrets: DevSecrets;
+  redisUrl: string;
   /** Posts an operation to the gateway and returns the parsed JSON body. */
   graphql<T = Record<string, unknown>>(
     query: string,
@@ -82,17 +86,18 @@ export interface TestStack extends Services {
 export async function startTestStack(options: Partial<ServicesOptions> = {}): Promise<TestStack & { teardown: () => Promise<void> }> {
   const [nats, redis] = await Promise.all([startTestNats(), startTestRedis()]);
   const databasePrefix = uniqueName("e2e");
+  const secrets = options.secrets ?? generateDevSecrets();
   let services: Services;
   try {
     services = await startServices({
       infra: { databaseUrl: testServerUrl(), natsUrl: nats.url, redisUrl: redis.url },
       databasePrefix,
-      secrets: generateDevSecrets(),
       gatewayPort: await freePort(),
       nodeEnv: "test",
       logLevel: process.env.VAULTPAY_TEST_LOGS ? "debug" : "warn",
       output: process.env.VAULTPAY_TEST_LOGS ? undefined : null,
       ...options,
+      secrets,
     });
   } catch (error) {
     await Promise.all([nats.stop(), redis.stop()]);
@@ -101,6 +106,8 @@ export async function startTestStack(options: Partial<ServicesOptions> = {}): Pr
   return {
     ...services,
     nats,
+    secrets,
+    redisUrl: redis.url,
     async graphql(query, variables, headers = {}) {
       const response = await fetch(services.gatewayUrl, {
         method: "POST",
@@ -127,4 +134,33 @@ export async function waitUntil<T>(probe: () => Promise<T | undefined | null | f
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
+}
+
+export interface TokenClaims {
+  userId: string;
+  role: "CUSTOMER" | "ADMIN";
+  sessionId?: string;
+  deviceId?: string;
+  /** Seconds from now; negative for an already expired token. */
+  expiresInSeconds?: number;
+}
+
+/**
+ * Signs an access token the way auth does, with the stack's key (or any other JWK, to forge one).
+ * For tests of the verifying side; real clients get tokens from verifyOtp.
+ */
+export async function mintAccessToken(privateJwk: string, claims: TokenClaims): Promise<string> {
+  const { SignJWT, importJWK } = await import("jose");
+  const jwk = JSON.parse(privateJwk) as JWK & { kid?: string };
+  const key = await importJWK(jwk, "ES256");
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ role: claims.role, sid: claims.sessionId ?? randomUUIDv4(), did: claims.deviceId ?? "test-device" })
+    .setProtectedHeader({ alg: "ES256", kid: jwk.kid })
+    .setSubject(claims.userId)
+    .setIssuer("vaultpay-auth")
+    .setAudience("vaultpay")
+    .setJti(randomUUIDv4())
+    .setIssuedAt(now)
+    .setExpirationTime(now + (claims.expiresInSeconds ?? 900))
+    .sign(key);
 }

@@ -1,0 +1,41 @@
+import { buildSchema, parse, type OperationDefinitionNode } from "graphql";
+import { describe, expect, it } from "vitest";
+import type { Caller } from "@vaultpay/kit";
+import { permissions, type GatewayContext } from "./permissions.ts";
+import { authorizeOperation } from "./shield.ts";
+
+const schema = buildSchema(`
+  type User { id: ID! }
+  type DevMessage { body: String! }
+  type Query { me: User!  users: [User!]!  devMailbox(to: String!): [DevMessage!]!  brandNew: String }
+  type Mutation { login(email: String!): String!  depositFunds(accountId: ID!): String! }
+`);
+
+const caller = (role: Caller["role"]): Caller => ({ userId: "u", role, sessionId: "s", deviceId: "d", tokenId: "t" });
+
+function check(query: string, context: GatewayContext) {
+  const document = parse(query);
+  const operation = document.definitions[0] as OperationDefinitionNode;
+  return authorizeOperation({ schema, document, operation, variables: {}, context: { ...context }, permissions });
+}
+
+describe("gateway permissions (shared/API.md)", () => {
+  it("keeps development aids out of production", async () => {
+    await expect(check(`{ devMailbox(to: "a@b.c") { body } }`, { production: false })).resolves.toBeUndefined();
+    await expect(check(`{ devMailbox(to: "a@b.c") { body } }`, { production: true })).rejects.toMatchObject({ code: "FORBIDDEN" });
+    await expect(check(`{ __schema { queryType { name } } }`, { production: true })).rejects.toMatchObject({ code: "FORBIDDEN" });
+    await expect(check(`{ __schema { queryType { name } } }`, { production: false })).resolves.toBeUndefined();
+  });
+
+  it("opens credential mutations to everyone and admin operations to admins only", async () => {
+    await expect(check(`mutation { login(email: "a@b.c") }`, { production: true })).resolves.toBeUndefined();
+    await expect(check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("CUSTOMER") })).rejects.toMatchObject({ code: "FORBIDDEN" });
+    await expect(check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("ADMIN") })).resolves.toBeUndefined();
+    await expect(check(`{ users { id } }`, { production: true })).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(check(`{ me { id } }`, { production: true, caller: caller("CUSTOMER") })).resolves.toBeUndefined();
+  });
+
+  it("closes a root field nobody has decided about", async () => {
+    await expect(check(`{ brandNew }`, { production: false, caller: caller("ADMIN") })).rejects.toMatchObject({ code: "FORBIDDEN" });
+  });
+});

@@ -1,0 +1,83 @@
+import type { ApolloServerPlugin, GraphQLRequestContext } from "@apollo/server";
+import { GraphQLError } from "graphql";
+import type { Redis } from "ioredis";
+import { DomainError, currentContext, revokedSessionKey, type Caller, type TokenVerifier } from "@vaultpay/kit";
+import { enforceLimits, measureOperation, type OperationLimits } from "./limits.ts";
+import { CREDENTIAL_FIELDS, permissions, type GatewayContext } from "./permissions.ts";
+import type { RateLimits } from "./rate-limit.ts";
+import { authorizeFields, selectedFields } from "./shield.ts";
+
+/** The per-request context of the gateway's Apollo server. */
+export interface GatewayRequestContext extends GatewayContext {
+  authorization?: string | undefined;
+  ip: string;
+}
+
+export interface SecurityOptions {
+  verifyToken: TokenVerifier;
+  redis: Redis;
+  rateLimits: RateLimits;
+  limits: OperationLimits;
+}
+
+const HTTP_STATUS: Partial<Record<string, number>> = { RATE_LIMITED: 429 };
+
+function asGraphQLError(error: unknown): unknown {
+  if (!(error instanceof DomainError)) return error;
+  const status = HTTP_STATUS[error.code] ?? 200;
+  const headers = new Map<string, string>();
+  if (typeof error.details.retryAfterSeconds === "number") headers.set("retry-after", String(error.details.retryAfterSeconds));
+  return new GraphQLError(error.message, { originalError: error, extensions: { code: error.code, http: { status, headers } } });
+}
+
+async function authenticate(options: SecurityOptions, authorization: string | undefined): Promise<Caller | undefined> {
+  const caller = await options.verifyToken(authorization);
+  if (caller && (await options.redis.exists(revokedSessionKey(caller.sessionId)))) {
+    throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+  }
+  return caller;
+}
+
+/**
+ * Everything the gateway decides before any subgraph is called, in order: who is calling (JWT
+ * against auth's JWKS, revoked sessions in Redis), how often (Redis rate limits, stricter on
+ * credential mutations), how big the operation is (depth, fields, aliases) and whether the caller
+ * may select every field in it (graphql-shield rules, deny by default). A refusal here means zero
+ * subgraph requests.
+ */
+export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<GatewayRequestContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation(request: GraphQLRequestContext<GatewayRequestContext>) {
+          try {
+            const context = request.contextValue;
+            const operation = request.operation!;
+            context.caller = await authenticate(options, context.authorization);
+            const actor = currentContext()?.actor;
+            if (actor && context.caller) actor.userId = context.caller.userId;
+
+            await options.rateLimits.operation(context.caller ? `user:${context.caller.userId}` : `ip:${context.ip}`);
+            const variables = request.request.variables ?? {};
+            const fields = selectedFields(request.schema, request.document!, operation, variables);
+            const credentialFields = fields.filter((field) => CREDENTIAL_FIELDS.has(`${field.typeName}.${field.fieldName}`));
+            if (credentialFields.length > 0) {
+              const emails = credentialFields
+                .map((field) => field.args.email)
+                .filter((email): email is string => typeof email === "string")
+                .map((email) => `email:${email.trim().toLowerCase().slice(0, 320)}`);
+              // Each credential mutation in the operation counts, so aliases cannot batch guesses.
+              for (let attempt = 0; attempt < credentialFields.length; attempt++) {
+                await options.rateLimits.credentialAttempt([`ip:${context.ip}`, ...new Set(emails)]);
+              }
+            }
+            enforceLimits(measureOperation(request.document!, operation), options.limits);
+            await authorizeFields({ schema: request.schema, fields, context, permissions });
+          } catch (error) {
+            throw asGraphQLError(error);
+          }
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import { generateKeyPairSync } from "node:crypto";
+import { SignJWT, createLocalJWKSet, exportJWK, type JWK } from "jose";
+import { describe, expect, it } from "vitest";
+import { ACCESS_TOKEN, createTokenVerifier, signGatewayAssertion, verifyGatewayAssertion } from "./auth.ts";
+
+async function keyPair(kid: string) {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return { privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: "ES256" } as JWK };
+}
+
+function sign(privateKey: Parameters<SignJWT["sign"]>[0], kid: string, claims: Record<string, unknown> = {}, expiresIn = "15m") {
+  return new SignJWT({ role: "CUSTOMER", sid: "s1", did: "d1", ...claims })
+    .setProtectedHeader({ alg: "ES256", kid })
+    .setSubject("u1")
+    .setJti("j1")
+    .setIssuer(ACCESS_TOKEN.issuer)
+    .setAudience(ACCESS_TOKEN.audience)
+    .setIssuedAt()
+    .setExpirationTime(expiresIn)
+    .sign(privateKey);
+}
+
+describe("access token verification", async () => {
+  const good = await keyPair("k1");
+  const verify = createTokenVerifier(createLocalJWKSet({ keys: [good.publicJwk] }));
+
+  it("returns the caller for a valid token and nobody for no header", async () => {
+    expect(await verify(`Bearer ${await sign(good.privateKey, "k1")}`)).toEqual({ userId: "u1", role: "CUSTOMER", sessionId: "s1", deviceId: "d1", tokenId: "j1" });
+    expect(await verify(undefined)).toBeUndefined();
+  });
+
+  it("refuses expired, foreign, role-less and malformed tokens as UNAUTHENTICATED", async () => {
+    const foreign = await keyPair("k1");
+    await expect(verify(`Bearer ${await sign(good.privateKey, "k1", {}, "-1m")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED", message: "Access token expired" });
+    await expect(verify(`Bearer ${await sign(foreign.privateKey, "k1")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(verify(`Bearer ${await sign(good.privateKey, "k1", { role: "ROOT" })}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(verify(`Bearer ${await sign(good.privateKey, "k9")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(verify("Basic dXNlcjpwYXNz")).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+  });
+
+  it("does not blame the caller when auth's keys cannot be fetched", async () => {
+    const unreachable = createTokenVerifier("http://127.0.0.1:9/.well-known/jwks.json");
+    const error = await unreachable(`Bearer ${await sign(good.privateKey, "k1")}`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as { code?: string }).code).not.toBe("UNAUTHENTICATED");
+  });
+});
+
+describe("gateway assertion", () => {
+  it("holds for the same secret and correlation id within a minute only", () => {
+    const now = Date.now();
+    const assertion = signGatewayAssertion("s".repeat(32), "corr-1", now);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now + 30_000)).toBe(true);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-2", now)).toBe(false);
+    expect(verifyGatewayAssertion("t".repeat(32), assertion, "corr-1", now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now + 61_000)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), undefined, "corr-1", now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), "garbage", "corr-1", now)).toBe(false);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The gateway's security layers with the whole stack running: token checks, revoked sessions,
+ * deny-by-default rules enforced before any subgraph is called, operation limits, rate limits.
+ */
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { revokedSessionKey } from "@vaultpay/kit";
+import { mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+
+type Stack = TestStack & { teardown: () => Promise<void> };
+
+function bearer(token: string) {
+  return { authorization: `Bearer ${token}` };
+}
+
+function codes(result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) {
+  return (result.errors ?? []).map((error) => error.extensions?.code);
+}
+
+describe("gateway security", () => {
+  let stack: Stack;
+  const subgraphLines: string[] = [];
+
+  beforeAll(async () => {
+    stack = await startTestStack({
+      logLevel: "debug",
+      output: (line) => {
+        if (!line.startsWith("[gateway]")) subgraphLines.push(line);
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.teardown();
+  });
+
+  const customer = () => mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" });
+
+  it("refuses a denied operation before any subgraph is called", async () => {
+    const allowedId = `corr-allowed-${randomUUID()}`;
+    const allowed = await stack.graphql(`{ authStatus { service } }`, {}, { "x-correlation-id": allowedId });
+    expect(allowed.errors).toBeUndefined();
+    await waitUntil(async () => subgraphLines.some((line) => line.includes(allowedId) && line.includes("subgraph request")), "the allowed request in the subgraph log");
+
+    const deniedId = `corr-denied-${randomUUID()}`;
+    // A public field beside an admin-only one: the whole operation is refused, nothing partial runs.
+    const denied = await stack.graphql(`{ authStatus { service } users { id } }`, {}, { "x-correlation-id": deniedId, ...bearer(await customer()) });
+    expect(codes(denied)).toEqual(["FORBIDDEN"]);
+    expect(denied.data).toBeUndefined();
+    const anonymous = await stack.graphql(`{ me { id } }`, {}, { "x-correlation-id": deniedId });
+    expect(codes(anonymous)).toEqual(["UNAUTHENTICATED"]);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(subgraphLines.filter((line) => line.includes(deniedId))).toEqual([]);
+  });
+
+  it("refuses forged, expired, alg-none and wrong-audience tokens", async () => {
+    const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const foreignJwk = JSON.stringify({ ...privateKey.export({ format: "jwk" }), kid: JSON.parse(stack.secrets.JWT_PRIVATE_JWK).kid });
+    const forged = await mintAccessToken(foreignJwk, { userId: randomUUID(), role: "ADMIN" });
+    const expired = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: -60 });
+    const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { sub: randomUUID(), role: "ADMIN", sid: "s", did: "d", jti: "j", iss: "vaultpay-auth", aud: "vaultpay", iat: now, exp: now + 600 };
+    const algNone = `${encode({ alg: "none", typ: "JWT" })}.${encode(claims)}.`;
+    const valid = await customer();
+    const [header, , signature] = valid.split(".");
+    const wrongAudience = `${header}.${encode({ ...claims, aud: "someone-else" })}.${signature}`;
+
+    for (const token of [forged, expired, algNone, wrongAudience, "not-a-jwt-at-all"]) {
+      const result = await stack.graphql(`{ authStatus { service } }`, {}, bearer(token));
+      expect(codes(result)).toEqual(["UNAUTHENTICATED"]);
+      expect(result.data).toBeUndefined();
+    }
+    const expiredResult = await stack.graphql(`{ authStatus { service } }`, {}, bearer(expired));
+    expect(expiredResult.errors?.[0]?.message).toMatch(/expired/i);
+  });
+
+  it("lets a customer reach customer fields but not admin fields, and an admin both", async () => {
+    const token = await customer();
+    const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
+    expect(codes(await stack.graphql(`{ users { id } }`, {}, bearer(token)))).toEqual(["FORBIDDEN"]);
+    expect(codes(await stack.graphql(`mutation { depositFunds(accountId: "x", amountMinor: "1", idempotencyKey: "k") { id } }`, {}, bearer(token)))).toEqual([
+      "FORBIDDEN",
+    ]);
+    // Past the gateway's rules the subgraph decides (e.g. the user id of a minted token has no account).
+    expect(codes(await stack.graphql(`{ users { id } }`, {}, bearer(admin)))).not.toContain("FORBIDDEN");
+  });
+
+  it("refuses the tokens of a revoked session", async () => {
+    const sessionId = randomUUID();
+    const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", sessionId });
+    expect(codes(await stack.graphql(`{ authStatus { service } }`, {}, bearer(token)))).toEqual([]);
+    const redis = new Redis(stack.redisUrl);
+    try {
+      await redis.set(revokedSessionKey(sessionId), "1", "EX", 900);
+    } finally {
+      redis.disconnect();
+    }
+    const result = await stack.graphql(`{ authStatus { service } }`, {}, bearer(token));
+    expect(codes(result)).toEqual(["UNAUTHENTICATED"]);
+  });
+});
+
+describe("gateway limits", () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startTestStack({
+      env: {
+        RATE_LIMIT_OPERATIONS: "5",
+        RATE_LIMIT_CREDENTIAL_ATTEMPTS: "2",
+        RATE_LIMIT_WINDOW_SECONDS: "2",
+        MAX_QUERY_DEPTH: "2",
+        MAX_QUERY_ALIASES: "2",
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.teardown();
+  });
+
+  it("refuses operations that are too deep or too aliased", async () => {
+    const deep = await stack.graphql(`{ me { devices { id } } }`);
+    expect(codes(deep)).toEqual(["BAD_USER_INPUT"]);
+    expect(deep.errors?.[0]?.message).toMatch(/too deep/);
+    const aliased = await stack.graphql(`{ a: authStatus { service } b: authStatus { service } c: authStatus { service } }`);
+    expect(codes(aliased)).toEqual(["BAD_USER_INPUT"]);
+  });
+
+  it("rate-limits by caller, answers RATE_LIMITED with retryAfterSeconds, and recovers", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 2_100)); // a fresh window
+    const results = [];
+    for (let i = 0; i < 6; i++) results.push(await stack.graphql(`{ authStatus { service } }`));
+    expect(results.slice(0, 5).every((result) => result.errors === undefined)).toBe(true);
+    const limited = results[5]!;
+    expect(codes(limited)).toEqual(["RATE_LIMITED"]);
+    expect(limited.errors?.[0]?.extensions?.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(limited.headers.get("retry-after")).toBeTruthy();
+
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    expect((await stack.graphql(`{ authStatus { service } }`)).errors).toBeUndefined();
+  });
+
+  it("limits credential attempts more strictly, also when batched with aliases", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const login = `mutation { a: login(email: "victim@example.com", password: "guess-1-guess-1", deviceId: "d1") { challengeId } b: login(email: "victim@example.com", password: "guess-2-guess-2", deviceId: "d1") { challengeId } }`;
+    const batched = await stack.graphql(login);
+    // Two attempts fit the limit of 2; the third in the next request does not.
+    expect(codes(batched)).not.toContain("RATE_LIMITED");
+    const third = await stack.graphql(`mutation { login(email: "victim@example.com", password: "guess-3-guess-3", deviceId: "d1") { challengeId } }`);
+    expect(codes(third)).toEqual(["RATE_LIMITED"]);
+  });
+});
