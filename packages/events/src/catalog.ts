@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { accountEvents } from "./catalog/accounts.ts";
 import { authEvents } from "./catalog/auth.ts";
+import { fraudEvents } from "./catalog/fraud.ts";
 import { gatewayEvents } from "./catalog/gateway.ts";
 import { transactionEvents } from "./catalog/transactions.ts";
 
@@ -15,6 +16,7 @@ export const catalog = {
   ...accountEvents,
   ...gatewayEvents,
   ...transactionEvents,
+  ...fraudEvents,
 } as const;
 
 export type Catalog = typeof catalog;

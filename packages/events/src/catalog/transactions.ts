@@ -2,6 +2,8 @@ import { z } from "zod";
 import { defineEvent, id } from "./define.ts";
 import { currencyCode, positiveMinorUnits } from "./accounts.ts";
 
+export const transferStatus = z.enum(["PENDING", "DEBITED", "COMPLETED", "FAILED", "REJECTED"]);
+
 /**
  * Events of the transactions service (stream TRANSACTIONS). The three commands below drive the
  * accounts side of the transfer saga (shared/ARCHITECTURE.md §4); accounts answers each with an
@@ -28,5 +30,22 @@ export const transactionEvents = {
   "transaction.refund.requested": defineEvent(
     1,
     z.object({ transferId: id, fromAccountId: id, amountMinor: positiveMinorUnits, reason: z.string().min(1).max(200) }),
+  ),
+  /** Every status change of a transfer; the gateway pushes these to transferStatusChanged subscribers. */
+  "transaction.status.changed": defineEvent(
+    1,
+    z.object({
+      transferId: id,
+      userId: id,
+      status: transferStatus,
+      previousStatus: transferStatus.nullable(),
+      failureReason: z.string().max(500).nullable(),
+      changedAt: z.iso.datetime({ offset: true }),
+    }),
+  ),
+  "transaction.completed": defineEvent(1, z.object({ transferId: id, fromAccountId: id, toAccountId: id, amountMinor: positiveMinorUnits })),
+  "transaction.failed": defineEvent(
+    1,
+    z.object({ transferId: id, status: z.enum(["FAILED", "REJECTED"]), reason: z.string().min(1).max(500) }),
   ),
 } as const;

@@ -1,0 +1,37 @@
+import { z } from "zod";
+import { currencyCode, positiveMinorUnits } from "./accounts.ts";
+import { defineEvent, id } from "./define.ts";
+
+/**
+ * The fraud check inside the transfer saga (stream FRAUD): the transactions service asks once the
+ * source is debited, the fraud service answers with its verdict.
+ */
+export const fraudEvents = {
+  "fraud.check.requested": defineEvent(
+    1,
+    z.object({
+      transferId: id,
+      userId: id,
+      fromAccountId: id,
+      toAccountId: id,
+      amountMinor: positiveMinorUnits,
+      currency: currencyCode,
+      /** The device the transfer request came from (x-device-id), if the client sent one. */
+      requestDeviceId: z.string().max(128).nullable(),
+      /** The device bound to the session of the access token that initiated the transfer. */
+      sessionDeviceId: z.string().max(128),
+      initiatedAt: z.iso.datetime({ offset: true }),
+    }),
+  ),
+  "fraud.check.completed": defineEvent(
+    1,
+    z.object({
+      transferId: id,
+      passed: z.boolean(),
+      riskScore: z.number().int().min(0).max(100),
+      /** One line per rule that fired; empty when none did. */
+      reasons: z.array(z.string().min(1).max(300)).max(20),
+      checkedAt: z.iso.datetime({ offset: true }),
+    }),
+  ),
+} as const;
