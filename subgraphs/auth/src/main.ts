@@ -1,13 +1,60 @@
-import { runSubgraphService, type ServiceRuntime, type SubgraphConfig } from "@vaultpay/service";
+import { Redis } from "ioredis";
+import { keyRingFrom } from "@vaultpay/crypto";
+import { ConfigError, JWKS_PATH, loadConfig } from "@vaultpay/kit";
+import { runSubgraphService, serviceStatus } from "@vaultpay/service";
+import { AuthService } from "./auth.ts";
+import { assertNotifierAvailable, authConfigSchema, type AuthConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
-import { createResolvers } from "./resolvers.ts";
+import { Lockout } from "./lockout.ts";
+import { OtpChallenges } from "./otp.ts";
+import { createArgon2Hasher } from "./passwords.ts";
+import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
+import { createResolvers, type AuthContext } from "./resolvers.ts";
+import { createPrismaAuthStore } from "./store.ts";
+import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
 
-export type Runtime = ServiceRuntime<Db, Tx, SubgraphConfig>;
+// Refused before anything starts, with one line (runSubgraphService validates the rest the same way).
+try {
+  assertNotifierAvailable(loadConfig(authConfigSchema));
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(78);
+}
 
-await runSubgraphService<Db, Tx, SubgraphConfig, object>({
+let signer: AccessTokenSigner | undefined;
+
+await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
   name: "auth",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
+  configSchema: authConfigSchema,
   createDb,
-  wire: createResolvers,
-  context: async () => ({}),
+  routes: () => ({ [JWKS_PATH]: async () => signer!.jwks() }),
+  wire: async (runtime) => {
+    const { config, logger, lifecycle, db, eventing } = runtime;
+    const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 });
+    lifecycle.onShutdown("redis", async () => {
+      await redis.quit();
+    });
+    signer = await createAccessTokenSigner(config.JWT_PRIVATE_JWK, config.JWT_KEY_ID);
+    const mailbox = createDevMailbox(redis);
+    const auth = new AuthService({
+      store: createPrismaAuthStore(db, () => eventing.relay.kick()),
+      otp: new OtpChallenges({ store: createRedisOtpStore(redis), pepper: config.OTP_PEPPER, now: () => new Date() }),
+      lockout: new Lockout(createRedisLockoutStore(redis), config.OTP_PEPPER, () => new Date()),
+      hasher: await createArgon2Hasher(),
+      signer,
+      revocations: createRedisSessionRevocations(redis),
+      notifier: mailbox,
+      keyRing: keyRingFrom(config),
+      logger,
+    });
+    await auth.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD);
+    return createResolvers({
+      auth,
+      mailbox: config.NODE_ENV === "production" ? undefined : mailbox,
+      status: serviceStatus(runtime, "auth"),
+    });
+  },
+  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
 });

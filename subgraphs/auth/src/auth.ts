@@ -1,0 +1,399 @@
+import { blindIndex, decrypt, encrypt, mask, type KeyRing } from "@vaultpay/crypto";
+import type { Event } from "@vaultpay/events";
+import { ACCESS_TOKEN, DomainError, type Caller, type Logger, type Role } from "@vaultpay/kit";
+import { authEvents } from "./events.ts";
+import type { Lockout } from "./lockout.ts";
+import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
+import type { PasswordHasher } from "./passwords.ts";
+import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, type AccessTokenSigner } from "./tokens.ts";
+import { isPlausiblePassword, parseDeviceId, parseEmail, parseNewPassword, parsePhone } from "./validation.ts";
+
+/**
+ * The auth domain: register, login with OTP MFA, sessions with rotating refresh tokens, devices,
+ * lockout. Storage, Redis, the notifier and the clock are ports; no GraphQL, NATS or Prisma here.
+ */
+
+/** Associated data of the phone ciphertext: it opens only as a user's phone. */
+export const PHONE_CONTEXT = "user.phone";
+/** A session (and every refresh token in it) ends this long after the OTP login, refreshes or not. */
+export const SESSION_TTL_SECONDS = 30 * 24 * 3600;
+/**
+ * A refresh token presented again within this long after its rotation gets a fresh pair for the
+ * same session instead of revoking it: two tabs refreshing at once. Later, it is reuse.
+ */
+export const REFRESH_REUSE_GRACE_SECONDS = 10;
+export const USERS_PAGE_MAX = 100;
+
+export interface UserRecord {
+  id: string;
+  email: string;
+  role: Role;
+  passwordHash: string;
+  phoneEncrypted: string;
+  createdAt: Date;
+}
+
+export interface NewUser {
+  email: string;
+  role: Role;
+  passwordHash: string;
+  phoneEncrypted: string;
+  phoneBlindIndex: string;
+}
+
+/**
+ * A device: `fingerprint` is what the client sends as deviceId / x-device-id. `trusted` is false
+ * on the verified login that first recorded it and true from its next verified login on: a device
+ * is trusted once it has come back, which is what a fraud rule wants to know.
+ */
+export interface DeviceRecord {
+  id: string;
+  fingerprint: string;
+  label: string | null;
+  trusted: boolean;
+  firstSeenAt: Date;
+  lastSeenAt: Date;
+}
+
+export interface SessionRecord {
+  id: string;
+  userId: string;
+  deviceId: string;
+  expiresAt: Date;
+  revokedAt: Date | null;
+}
+
+export interface RefreshTokenRecord {
+  tokenHash: string;
+  usedAt: Date | null;
+  expiresAt: Date;
+  session: SessionRecord;
+}
+
+export interface StartedSession {
+  sessionId: string;
+  device: DeviceRecord;
+  newDevice: boolean;
+}
+
+/** The auth database. Methods taking events append them in the same transaction as the change. */
+export interface AuthStore {
+  findUserByEmail(email: string): Promise<UserRecord | undefined>;
+  findUserById(id: string): Promise<UserRecord | undefined>;
+  /** Ordered by id (uuid v7, so by creation); `afterId` is exclusive. */
+  listUsers(page: { first: number; afterId?: string | undefined }): Promise<UserRecord[]>;
+  /** "duplicate" when the email is taken (checked by the unique constraint, so races are safe). */
+  createUser(user: NewUser, events: (created: UserRecord) => Event[]): Promise<UserRecord | "duplicate">;
+  /** Records (or re-sees) the device, creates the session and its first refresh token. */
+  startSession(
+    input: { userId: string; deviceId: string; now: Date; expiresAt: Date; refreshTokenHash: string },
+    events: (started: StartedSession) => Event[],
+  ): Promise<StartedSession>;
+  findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
+  /** Marks the old token used and stores its successor, atomically; false when it was already used. */
+  rotateRefreshToken(oldHash: string, next: { tokenHash: string; expiresAt: Date }, now: Date): Promise<boolean>;
+  addRefreshToken(sessionId: string, next: { tokenHash: string; expiresAt: Date }): Promise<void>;
+  /** Revokes a live session with its events; false when it was already revoked. */
+  revokeSession(sessionId: string, reason: string, now: Date, events: Event[]): Promise<boolean>;
+  listDevices(userId: string): Promise<DeviceRecord[]>;
+  appendEvents(events: Event[]): Promise<void>;
+}
+
+/** Marks sessions revoked for everyone who verifies tokens (the gateway and subgraphs). */
+export interface SessionRevocations {
+  revoke(sessionId: string, ttlSeconds: number): Promise<void>;
+  isRevoked(sessionId: string): Promise<boolean>;
+}
+
+export interface OutgoingMessage {
+  to: string;
+  channel: string;
+  body: string;
+  /** The OTP, when the message carries one (the dev mailbox shows it separately). */
+  code: string | null;
+}
+
+/** Where codes go. Only a development implementation exists so far (dev mailbox). */
+export interface Notifier {
+  send(message: OutgoingMessage): Promise<void>;
+}
+
+export interface AuthPayload {
+  accessToken: string;
+  refreshToken: string;
+  accessTokenExpiresAt: Date;
+  user: UserRecord;
+}
+
+export interface AuthDeps {
+  store: AuthStore;
+  otp: OtpChallenges;
+  lockout: Lockout;
+  hasher: PasswordHasher;
+  signer: AccessTokenSigner;
+  revocations: SessionRevocations;
+  notifier: Notifier;
+  keyRing: KeyRing;
+  logger: Logger;
+  now?: () => Date;
+  refreshGraceSeconds?: number;
+}
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function unauthenticated(message: string): DomainError {
+  return new DomainError("UNAUTHENTICATED", message);
+}
+
+function locked(seconds: number): DomainError {
+  return new DomainError("RATE_LIMITED", "Too many failed sign-in attempts; try again later", { retryAfterSeconds: seconds });
+}
+
+const OTP_FAILURE_MESSAGES = {
+  otp_expired: "The code has expired or was already used; sign in again",
+  invalid_otp: "The code is not correct",
+  otp_burned: "Too many wrong codes; this code no longer works, sign in again",
+  device_mismatch: "The code was requested from another device",
+} as const;
+
+export class AuthService {
+  private readonly now: () => Date;
+  private readonly refreshGraceMs: number;
+
+  constructor(private readonly deps: AuthDeps) {
+    this.now = deps.now ?? (() => new Date());
+    this.refreshGraceMs = (deps.refreshGraceSeconds ?? REFRESH_REUSE_GRACE_SECONDS) * 1000;
+  }
+
+  /**
+   * Always answers with a challenge of the same shape. A taken email creates nothing and gets a
+   * decoy challenge no code opens; its owner is told by the notifier instead. The password is hashed
+   * and the phone sealed either way, so both paths take about the same time.
+   */
+  async register(input: { email: string; phone: string; password: string; deviceId: string }): Promise<OtpChallenge> {
+    const email = parseEmail(input.email);
+    const phone = parsePhone(input.phone);
+    const password = parseNewPassword(input.password);
+    const deviceId = parseDeviceId(input.deviceId);
+    const { keyRing, store } = this.deps;
+    const passwordHash = await this.deps.hasher.hash(password);
+    const created = await store.createUser(
+      { email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
+      (user) => [authEvents.userCreated(user.id, user.role)],
+    );
+    const lockoutKey = this.deps.lockout.keyFor(email);
+    if (created === "duplicate") {
+      const { challenge } = await this.deps.otp.issue({ userId: null, lockoutKey, deviceId, purpose: "register" });
+      await this.deps.notifier.send({
+        to: email,
+        channel: this.deps.otp.channel,
+        body: "Someone tried to create a VaultPay account with this address. You already have one: sign in instead. If it was not you, nothing changed.",
+        code: null,
+      });
+      return challenge;
+    }
+    this.deps.logger.info({ userId: created.id }, "user registered");
+    return this.challenge(created.id, email, lockoutKey, deviceId, "register");
+  }
+
+  /**
+   * Checks the password, then sends an OTP. An unknown email and a wrong password give the same
+   * error after the same argon2 work; both count towards the email's lockout.
+   */
+  async login(input: { email: string; password: string; deviceId: string }): Promise<OtpChallenge> {
+    const email = parseEmail(input.email);
+    const deviceId = parseDeviceId(input.deviceId);
+    const { lockout, store, hasher } = this.deps;
+    const lockoutKey = lockout.keyFor(email);
+    const lockedFor = await lockout.lockedForSeconds(lockoutKey);
+    if (lockedFor > 0) {
+      await store.appendEvents([authEvents.loginFailed(null, "locked", null)]);
+      throw locked(lockedFor);
+    }
+    const user = await store.findUserByEmail(email);
+    const plausible = isPlausiblePassword(input.password);
+    let valid = false;
+    if (user && plausible) valid = await hasher.verify(user.passwordHash, input.password);
+    else await hasher.verifyNobody(plausible ? input.password : "");
+    if (!valid) {
+      const lockedForSeconds = await lockout.recordFailure(lockoutKey);
+      await store.appendEvents([authEvents.loginFailed(user?.id ?? null, "invalid_credentials", lockedForSeconds)]);
+      if (lockedForSeconds) throw locked(lockedForSeconds);
+      throw unauthenticated("Email or password is incorrect");
+    }
+    return this.challenge(user!.id, email, lockoutKey, deviceId, "login");
+  }
+
+  private async challenge(userId: string, email: string, lockoutKey: string, deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
+    const { challenge, code } = await this.deps.otp.issue({ userId, lockoutKey, deviceId, purpose });
+    await this.deps.notifier.send({
+      to: email,
+      channel: challenge.channel,
+      body: `Your VaultPay code is ${code}. It expires in ${Math.round(this.deps.otp.ttlSeconds / 60)} minutes. Never share it.`,
+      code,
+    });
+    return challenge;
+  }
+
+  /** Completes MFA: a right code on the right device starts a session bound to that device. */
+  async verifyOtp(input: { challengeId: string; code: string; deviceId: string }): Promise<AuthPayload> {
+    const deviceId = parseDeviceId(input.deviceId);
+    if (!/^[0-9]{6}$/.test(input.code)) throw new DomainError("BAD_USER_INPUT", "The code is 6 digits", { field: "code" });
+    const { otp, lockout, store } = this.deps;
+    const pending = UUID_PATTERN.test(input.challengeId) ? await otp.find(input.challengeId) : undefined;
+    if (pending) {
+      const lockedFor = await lockout.lockedForSeconds(pending.lockoutKey);
+      if (lockedFor > 0) {
+        await store.appendEvents([authEvents.loginFailed(pending.userId, "locked", null)]);
+        throw locked(lockedFor);
+      }
+    }
+    const result = pending ? await otp.verify(input.challengeId, input.code, deviceId) : ({ ok: false, reason: "otp_expired", record: undefined } as const);
+    if (!result.ok) {
+      const lockedForSeconds = result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKey) : null;
+      await store.appendEvents([authEvents.loginFailed(result.record?.userId ?? null, result.reason, lockedForSeconds)]);
+      if (lockedForSeconds) throw locked(lockedForSeconds);
+      throw unauthenticated(OTP_FAILURE_MESSAGES[result.reason]);
+    }
+    await lockout.reset(result.record.lockoutKey);
+    const user = result.record.userId ? await store.findUserById(result.record.userId) : undefined;
+    if (!user) throw unauthenticated(OTP_FAILURE_MESSAGES.otp_expired);
+    return this.startSession(user, deviceId, result.record.purpose);
+  }
+
+  private async startSession(user: UserRecord, deviceId: string, method: OtpPurpose): Promise<AuthPayload> {
+    const now = this.now();
+    const refreshToken = newRefreshToken();
+    const started = await this.deps.store.startSession(
+      { userId: user.id, deviceId, now, expiresAt: new Date(now.getTime() + SESSION_TTL_SECONDS * 1000), refreshTokenHash: hashRefreshToken(refreshToken) },
+      ({ sessionId, device, newDevice }) => [
+        ...(newDevice ? [authEvents.deviceRegistered(user.id, device.id, deviceId)] : []),
+        authEvents.loginSucceeded({ userId: user.id, sessionId, deviceId, method, newDevice }),
+      ],
+    );
+    this.deps.logger.info({ userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice }, "session started");
+    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: started.sessionId, deviceId });
+    return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
+  }
+
+  /**
+   * Exchanges a refresh token for a new pair (rotation). A token used before revokes its whole
+   * session (someone holds a copy), except within the grace window after its rotation.
+   */
+  async refreshSession(input: { refreshToken: string; deviceId: string }): Promise<AuthPayload> {
+    const deviceId = parseDeviceId(input.deviceId);
+    const invalid = unauthenticated("Refresh token is not valid; sign in again");
+    if (!isWellFormedRefreshToken(input.refreshToken)) throw invalid;
+    const { store } = this.deps;
+    const now = this.now();
+    const token = await store.findRefreshToken(hashRefreshToken(input.refreshToken));
+    if (!token) throw invalid;
+    const { session } = token;
+    if (session.revokedAt || session.expiresAt <= now || token.expiresAt <= now) throw invalid;
+    // A stolen token replayed from elsewhere fails without touching the owner's session.
+    if (session.deviceId !== deviceId) throw invalid;
+    const user = await store.findUserById(session.userId);
+    if (!user) throw invalid;
+    const refreshToken = newRefreshToken();
+    const next = { tokenHash: hashRefreshToken(refreshToken), expiresAt: session.expiresAt };
+    if (!(await store.rotateRefreshToken(token.tokenHash, next, now))) {
+      const rotated = await store.findRefreshToken(token.tokenHash);
+      const usedAtMs = rotated?.usedAt?.getTime() ?? token.usedAt?.getTime() ?? 0;
+      if (now.getTime() - usedAtMs > this.refreshGraceMs) {
+        await this.revoke(session, "refresh_token_reuse");
+        this.deps.logger.warn({ userId: session.userId, sessionId: session.id }, "refresh token reused: session revoked");
+        throw invalid;
+      }
+      await store.addRefreshToken(session.id, next);
+    }
+    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: session.id, deviceId });
+    return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
+  }
+
+  async logout(caller: Caller | undefined): Promise<boolean> {
+    const signedIn = await this.requireCaller(caller);
+    await this.revoke({ id: signedIn.sessionId, userId: signedIn.userId }, "logout");
+    return true;
+  }
+
+  private async revoke(session: { id: string; userId: string }, reason: "logout" | "refresh_token_reuse"): Promise<void> {
+    await this.deps.store.revokeSession(session.id, reason, this.now(), [authEvents.sessionRevoked(session.userId, session.id, reason)]);
+    // Access tokens of the session stay valid by signature until they expire: this key refuses them.
+    await this.deps.revocations.revoke(session.id, ACCESS_TOKEN.ttlSeconds);
+  }
+
+  /** A verified caller whose session is still live (zero trust: checked here, not only at the gateway). */
+  async requireCaller(caller: Caller | undefined): Promise<Caller> {
+    if (!caller) throw unauthenticated("Sign in first");
+    if (await this.deps.revocations.isRevoked(caller.sessionId)) throw unauthenticated("Session has ended; sign in again");
+    return caller;
+  }
+
+  async me(caller: Caller | undefined): Promise<UserRecord> {
+    const signedIn = await this.requireCaller(caller);
+    const user = await this.deps.store.findUserById(signedIn.userId);
+    if (!user) throw unauthenticated("Sign in first");
+    return user;
+  }
+
+  /** ADMIN only: the token's role and the stored role must both say so. */
+  async users(caller: Caller | undefined, page: { first: number; after?: string | null | undefined }): Promise<UserRecord[]> {
+    const signedIn = await this.requireCaller(caller);
+    const self = signedIn.role === "ADMIN" ? await this.deps.store.findUserById(signedIn.userId) : undefined;
+    if (self?.role !== "ADMIN") throw new DomainError("FORBIDDEN", "Only an administrator can list users");
+    if (!Number.isInteger(page.first) || page.first < 1 || page.first > USERS_PAGE_MAX) {
+      throw new DomainError("BAD_USER_INPUT", `first must be between 1 and ${USERS_PAGE_MAX}`, { field: "first" });
+    }
+    if (page.after != null && !UUID_PATTERN.test(page.after)) throw new DomainError("BAD_USER_INPUT", "after is not a user id", { field: "after" });
+    return this.deps.store.listUsers({ first: page.first, afterId: page.after ?? undefined });
+  }
+
+  /** The user as other subgraphs reference it (entity resolution); fields enforce visibility. */
+  async userById(id: string): Promise<UserRecord | undefined> {
+    return UUID_PATTERN.test(id) ? this.deps.store.findUserById(id) : undefined;
+  }
+
+  /** Whether the caller may read a user's personal fields: the user themselves or an ADMIN. */
+  async canSee(caller: Caller | undefined, userId: string): Promise<boolean> {
+    if (!caller || (caller.userId !== userId && caller.role !== "ADMIN")) return false;
+    return !(await this.deps.revocations.isRevoked(caller.sessionId));
+  }
+
+  /** Null when the user has no phone (the seeded administrator). */
+  maskedPhone(user: UserRecord): string | null {
+    const phone = decrypt(this.deps.keyRing, user.phoneEncrypted, PHONE_CONTEXT);
+    return phone ? mask(phone, 4) : null;
+  }
+
+  devices(userId: string): Promise<DeviceRecord[]> {
+    return this.deps.store.listDevices(userId);
+  }
+
+  /**
+   * Creates the administrator once: an existing account with that email is left alone (it is never
+   * promoted, since whoever registered it first would become ADMIN).
+   */
+  async ensureAdmin(emailInput: string, password: string): Promise<"created" | "exists"> {
+    const email = parseEmail(emailInput, "ADMIN_EMAIL");
+    const existing = await this.deps.store.findUserByEmail(email);
+    if (existing) {
+      if (existing.role !== "ADMIN") this.deps.logger.warn({ userId: existing.id }, "ADMIN_EMAIL belongs to a non-admin user; not promoted");
+      return "exists";
+    }
+    // The admin has no phone yet; an empty value is sealed so the column stays encrypted-only.
+    const phone = "";
+    const created = await this.deps.store.createUser(
+      {
+        email,
+        role: "ADMIN",
+        passwordHash: await this.deps.hasher.hash(parseNewPassword(password, "ADMIN_PASSWORD")),
+        phoneEncrypted: encrypt(this.deps.keyRing, phone, PHONE_CONTEXT),
+        phoneBlindIndex: blindIndex(this.deps.keyRing, phone, PHONE_CONTEXT),
+      },
+      (user) => [authEvents.userCreated(user.id, user.role)],
+    );
+    if (created === "duplicate") return "exists";
+    this.deps.logger.info({ userId: created.id }, "administrator created");
+    return "created";
+  }
+}
