@@ -1,0 +1,471 @@
+/** The auth domain on a real PostgreSQL and Redis, with an injectable clock. */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { createLocalJWKSet } from "jose";
+import { generateKeyRingEnv, keyRingFrom } from "@vaultpay/crypto";
+import { createLogger, createTokenVerifier, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
+import { generateDevSecrets } from "@vaultpay/stack";
+import { createTestDatabase, startTestRedis } from "@vaultpay/testing";
+import { AuthService, type AuthPayload } from "./auth.ts";
+import { createDb, type Db } from "./db.ts";
+import { DEFAULT_LOCKOUT_POLICY, Lockout } from "./lockout.ts";
+import { OtpChallenges } from "./otp.ts";
+import { createArgon2Hasher, type PasswordHasher } from "./passwords.ts";
+import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
+import { createPrismaAuthStore } from "./store.ts";
+import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
+
+const PASSWORD = "correct horse 42";
+const PHONE = "+919876543210";
+const DEVICE = "device-one";
+
+let database: { url: string; drop: () => Promise<void> };
+let redisServer: Awaited<ReturnType<typeof startTestRedis>>;
+let redis: Redis;
+let db: Db;
+let hasher: PasswordHasher;
+let signer: AccessTokenSigner;
+let nowMs = Date.now();
+const now = () => new Date(nowMs);
+const pepper = "p".repeat(40);
+const keyRing = keyRingFrom(generateKeyRingEnv());
+const mailbox = () => createDevMailbox(redis);
+let auth: AuthService;
+let counter = 0;
+
+function buildAuth(lockoutPolicy = DEFAULT_LOCKOUT_POLICY): AuthService {
+  return new AuthService({
+    store: createPrismaAuthStore(db),
+    otp: new OtpChallenges({ store: createRedisOtpStore(redis), pepper, now }),
+    lockout: new Lockout(createRedisLockoutStore(redis), pepper, now, lockoutPolicy),
+    hasher,
+    signer,
+    revocations: createRedisSessionRevocations(redis),
+    notifier: mailbox(),
+    keyRing,
+    logger: createLogger({ service: "auth-test", level: "silent" }),
+    now,
+  });
+}
+
+function freshEmail(): string {
+  return `user${++counter}-${Date.now()}@example.com`;
+}
+
+async function lastCode(email: string): Promise<string> {
+  const [message] = await mailbox().read(email);
+  expect(message?.code).toMatch(/^[0-9]{6}$/);
+  return message!.code!;
+}
+
+async function failure(promise: Promise<unknown>): Promise<DomainError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, "expected a failure").toBeDefined();
+  return error as DomainError;
+}
+
+async function signIn(email = freshEmail(), deviceId = DEVICE): Promise<{ email: string; payload: AuthPayload }> {
+  const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId });
+  const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId });
+  return { email, payload };
+}
+
+/** Median duration of each task over `runs` interleaved rounds: one slow outlier on shared cores does not decide. */
+async function medianMs(tasks: Array<() => Promise<unknown>>, runs = 5): Promise<number[]> {
+  const samples: number[][] = tasks.map(() => []);
+  for (let round = 0; round < runs; round++) {
+    for (const [index, task] of tasks.entries()) {
+      const start = performance.now();
+      await task();
+      samples[index]!.push(performance.now() - start);
+    }
+  }
+  return samples.map((list) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)]!);
+}
+
+const verifier = () => createTokenVerifier(createLocalJWKSet(signer.jwks()));
+
+async function callerOf(payload: AuthPayload): Promise<Caller> {
+  return (await verifier()(`Bearer ${payload.accessToken}`))!;
+}
+
+async function outbox(): Promise<Array<{ type: string; payload: { data: Record<string, unknown> } }>> {
+  return db.$queryRawUnsafe(`SELECT type, payload FROM outbox_event ORDER BY seq`);
+}
+
+beforeAll(async () => {
+  [database, redisServer] = await Promise.all([createTestDatabase("auth"), startTestRedis()]);
+  redis = new Redis(redisServer.url);
+  db = createDb(database.url);
+  hasher = await createArgon2Hasher();
+  const secrets = generateDevSecrets();
+  signer = await createAccessTokenSigner(secrets.JWT_PRIVATE_JWK, secrets.JWT_KEY_ID);
+  auth = buildAuth();
+});
+
+afterAll(async () => {
+  await db?.$disconnect();
+  redis?.disconnect();
+  await Promise.all([database?.drop(), redisServer?.stop()]);
+});
+
+beforeEach(() => {
+  nowMs = Date.now();
+});
+
+describe("register", () => {
+  it("rejects bad input with the field named", async () => {
+    const base = { email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: DEVICE };
+    const cases: Array<[Partial<typeof base>, string]> = [
+      [{ email: "not-an-email" }, "email"],
+      [{ email: "a b@example.com" }, "email"],
+      [{ phone: "9876543210" }, "phone"],
+      [{ phone: "+0123456789" }, "phone"],
+      [{ phone: "+12" }, "phone"],
+      [{ password: "Short1!" }, "password"],
+      [{ password: "alllowercaseletters" }, "password"],
+      [{ password: "123456789012345" }, "password"],
+      [{ password: "x".repeat(200) + "A" }, "password"],
+      [{ deviceId: "" }, "deviceId"],
+      [{ deviceId: "has space" }, "deviceId"],
+    ];
+    for (const [override, field] of cases) {
+      const error = await failure(auth.register({ ...base, ...override }));
+      expect(error.code, JSON.stringify(override)).toBe("BAD_USER_INPUT");
+      expect(error.details).toEqual({ field });
+    }
+  });
+
+  it("normalises the email, hashes with argon2id, encrypts the phone and emits auth.user.created in the outbox", async () => {
+    const email = freshEmail();
+    const challenge = await auth.register({ email: `  ${email.toUpperCase()} `, phone: "+91 98765-43210", password: PASSWORD, deviceId: DEVICE });
+    expect(challenge).toMatchObject({ challengeId: expect.any(String), channel: "email" });
+    expect(challenge.expiresAt.getTime() - nowMs).toBe(5 * 60_000);
+    const row = await db.user.findUniqueOrThrow({ where: { email } });
+    expect(row.role).toBe("CUSTOMER");
+    expect(row.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    expect(row.phoneEncrypted).toMatch(/^v1\.k1\./);
+    expect(JSON.stringify(row)).not.toContain("9876543210");
+    expect(JSON.stringify(row)).not.toContain(PASSWORD);
+    const [message] = await mailbox().read(email);
+    expect(message?.body).toContain(message?.code);
+    const events = await outbox();
+    expect(events).toContainEqual(expect.objectContaining({ type: "auth.user.created", payload: expect.objectContaining({ data: { userId: row.id, role: "CUSTOMER" } }) }));
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: message!.code!, deviceId: DEVICE });
+    expect(auth.maskedPhone(payload.user)).toBe("•••••••••3210");
+  });
+
+  it("answers a taken email exactly like a new one, creates nothing, and no code opens the decoy", async () => {
+    const email = freshEmail();
+    await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const before = await db.user.count();
+    const eventsBefore = (await outbox()).length;
+    const other = freshEmail();
+    const fresh = await auth.register({ email: other, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const again = await auth.register({ email, phone: "+14155550100", password: "another pass 99", deviceId: DEVICE });
+    expect(Object.keys(again).sort()).toEqual(Object.keys(fresh).sort());
+    expect(again.channel).toBe(fresh.channel);
+    expect(again.expiresAt.getTime() - nowMs).toBe(fresh.expiresAt.getTime() - nowMs);
+    expect(await db.user.count()).toBe(before + 1); // only `other`
+    expect((await outbox()).length).toBe(eventsBefore + 1);
+    // Both paths pay for an argon2 hash: medians of interleaved runs stay within a factor of 2.
+    const [freshMs, takenMs] = await medianMs([
+      () => auth.register({ email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: DEVICE }),
+      () => auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE }),
+    ]);
+    expect(takenMs / freshMs).toBeGreaterThan(0.5);
+    expect(takenMs / freshMs).toBeLessThan(2);
+    const [note] = await mailbox().read(email);
+    expect(note?.code).toBeNull();
+    expect(note?.body).toMatch(/already have one/);
+    const error = await failure(auth.verifyOtp({ challengeId: again.challengeId, code: "123456", deviceId: DEVICE }));
+    expect(error).toMatchObject({ code: "UNAUTHENTICATED", message: "The code is not correct" });
+  });
+});
+
+describe("OTP", () => {
+  it("is one-time: the same code does not open a second session", async () => {
+    const email = freshEmail();
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const code = await lastCode(email);
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code, deviceId: DEVICE });
+    expect(payload.refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const again = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code, deviceId: DEVICE }));
+    expect(again.code).toBe("UNAUTHENTICATED");
+    expect(await redis.keys("auth:otp:*")).not.toContain(`auth:otp:${challenge.challengeId}`);
+  });
+
+  it("is kept only hashed in Redis, with a TTL", async () => {
+    const email = freshEmail();
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const code = await lastCode(email);
+    const stored = await redis.hgetall(`auth:otp:${challenge.challengeId}`);
+    expect(JSON.stringify(stored)).not.toContain(code);
+    const ttl = await redis.ttl(`auth:otp:${challenge.challengeId}`);
+    expect(ttl).toBeGreaterThan(290);
+    expect(ttl).toBeLessThanOrEqual(300);
+  });
+
+  it("burns the challenge after 5 wrong codes: the right one fails after that", async () => {
+    // Lockout off, to see the OTP's own limit (with it on, the 5th wrong code also locks the email).
+    const auth = buildAuth({ ...DEFAULT_LOCKOUT_POLICY, maxFailures: 1000 });
+    const email = freshEmail();
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const code = await lastCode(email);
+    const wrong = code === "000000" ? "111111" : "000000";
+    const messages = [];
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const error = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code: wrong, deviceId: DEVICE }));
+      messages.push(error.message);
+    }
+    expect(messages.slice(0, 4).every((m) => m === "The code is not correct")).toBe(true);
+    expect(messages[4]).toMatch(/Too many wrong codes/);
+    const after = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code, deviceId: DEVICE }));
+    expect(after.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("expires after 5 minutes", async () => {
+    const email = freshEmail();
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const code = await lastCode(email);
+    nowMs += 5 * 60_000 + 1;
+    const error = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code, deviceId: DEVICE }));
+    expect(error).toMatchObject({ code: "UNAUTHENTICATED", message: expect.stringMatching(/expired/) });
+  });
+
+  it("is bound to the device that asked for it", async () => {
+    const email = freshEmail();
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const code = await lastCode(email);
+    const error = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code, deviceId: "device-two" }));
+    expect(error).toMatchObject({ code: "UNAUTHENTICATED", message: expect.stringMatching(/another device/) });
+    // The owner's device still completes it.
+    await auth.verifyOtp({ challengeId: challenge.challengeId, code, deviceId: DEVICE });
+  });
+
+  it("rejects a malformed code or challenge id without a hint", async () => {
+    expect((await failure(auth.verifyOtp({ challengeId: "nope", code: "123456", deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+    expect(await failure(auth.verifyOtp({ challengeId: crypto.randomUUID(), code: "12ab", deviceId: DEVICE }))).toMatchObject({
+      code: "BAD_USER_INPUT",
+      details: { field: "code" },
+    });
+  });
+});
+
+describe("login", () => {
+  it("fails alike for an unknown email and a wrong password, in similar time", async () => {
+    const { email } = await signIn();
+    const wrong = await failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE }));
+    const unknown = await failure(auth.login({ email: freshEmail(), password: "wrong password 1", deviceId: DEVICE }));
+    expect({ code: unknown.code, message: unknown.message }).toEqual({ code: wrong.code, message: wrong.message });
+    expect(wrong.code).toBe("UNAUTHENTICATED");
+    const failed = (await outbox()).filter((e) => e.type === "auth.login.failed").slice(-2);
+    expect(failed.map((e) => e.payload.data.reason)).toEqual(["invalid_credentials", "invalid_credentials"]);
+    expect(failed[1]?.payload.data.userId).toBeNull();
+    // Same argon2 work either way (1 + 3 failures: below the lockout threshold of the known email).
+    const [wrongMs, unknownMs] = await medianMs(
+      [
+        () => failure(auth.login({ email, password: "wrong password 2", deviceId: DEVICE })),
+        () => failure(auth.login({ email: freshEmail(), password: "wrong password 2", deviceId: DEVICE })),
+      ],
+      3,
+    );
+    expect(unknownMs / wrongMs).toBeGreaterThan(0.5);
+    expect(unknownMs / wrongMs).toBeLessThan(2);
+  });
+
+  it("sends an OTP on the right password; verifying it records the device, trusted from its second login", async () => {
+    const { email, payload } = await signIn();
+    const [first] = await auth.devices(payload.user.id);
+    expect(first).toMatchObject({ fingerprint: DEVICE, trusted: false });
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: DEVICE });
+    await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: DEVICE });
+    const other = await auth.login({ email: email.toUpperCase(), password: PASSWORD, deviceId: "laptop-2" });
+    await auth.verifyOtp({ challengeId: other.challengeId, code: await lastCode(email), deviceId: "laptop-2" });
+    const devices = await auth.devices(payload.user.id);
+    expect(devices.map((d) => [d.fingerprint, d.trusted])).toEqual([
+      [DEVICE, true],
+      ["laptop-2", false],
+    ]);
+    const events = (await outbox()).filter((e) => e.payload.data.userId === payload.user.id);
+    expect(events.filter((e) => e.type === "auth.device.registered")).toHaveLength(2);
+    expect(events.filter((e) => e.type === "auth.login.succeeded").map((e) => [e.payload.data.method, e.payload.data.newDevice])).toEqual([
+      ["register", true],
+      ["login", false],
+      ["login", true],
+    ]);
+  });
+
+  it("locks an email after 5 failures for 1 minute, then 2, growing; unknown emails lock the same way", async () => {
+    const { email } = await signIn();
+    for (const target of [email, freshEmail()]) {
+      for (let i = 1; i <= 4; i++) {
+        expect((await failure(auth.login({ email: target, password: "wrong password 1", deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+      }
+      const fifth = await failure(auth.login({ email: target, password: "wrong password 1", deviceId: DEVICE }));
+      expect(fifth).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 60 } });
+      // Even the right password waits out the lock.
+      const meanwhile = await failure(auth.login({ email: target, password: PASSWORD, deviceId: DEVICE }));
+      expect(meanwhile.code).toBe("RATE_LIMITED");
+      nowMs += 61_000;
+      for (let i = 1; i <= 4; i++) await failure(auth.login({ email: target, password: "wrong password 1", deviceId: DEVICE }));
+      const second = await failure(auth.login({ email: target, password: "wrong password 1", deviceId: DEVICE }));
+      expect(second).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 120 } });
+      nowMs += 121_000;
+    }
+    // After the lock, the right password works and resets the count.
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: DEVICE });
+    await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: DEVICE });
+    const failed = (await outbox()).filter((e) => e.type === "auth.login.failed" && e.payload.data.lockedForSeconds !== null);
+    expect(failed.slice(-2).map((e) => e.payload.data.lockedForSeconds)).toEqual([60, 120]);
+  });
+
+  it("counts wrong OTPs towards the lockout", async () => {
+    const email = freshEmail();
+    await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: DEVICE });
+    const code = await lastCode(email);
+    const wrong = code === "000000" ? "111111" : "000000";
+    for (let i = 1; i <= 4; i++) await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code: wrong, deviceId: DEVICE }));
+    const fifth = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code: wrong, deviceId: DEVICE }));
+    expect(fifth).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 60 } });
+    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE }))).code).toBe("RATE_LIMITED");
+  });
+});
+
+describe("tokens and sessions", () => {
+  it("signs an ES256 access token to kit's contract, verifiable from the public JWKS alone", async () => {
+    const { payload } = await signIn();
+    const jwks = signer.jwks();
+    expect(jwks.keys).toHaveLength(1);
+    expect(jwks.keys[0]).not.toHaveProperty("d");
+    expect(jwks.keys[0]).toMatchObject({ kty: "EC", crv: "P-256", alg: "ES256", kid: expect.any(String) });
+    const header = JSON.parse(Buffer.from(payload.accessToken.split(".")[0]!, "base64url").toString());
+    expect(header).toMatchObject({ alg: "ES256", kid: jwks.keys[0]!.kid });
+    const caller = await callerOf(payload);
+    expect(caller).toMatchObject({ userId: payload.user.id, role: "CUSTOMER", deviceId: DEVICE, sessionId: expect.any(String), tokenId: expect.any(String) });
+    expect(payload.accessTokenExpiresAt.getTime() - Date.now()).toBeGreaterThan(14 * 60_000);
+    expect(payload.accessTokenExpiresAt.getTime() - Date.now()).toBeLessThanOrEqual(15 * 60_000);
+    const stored = await db.refreshToken.findMany({ where: { sessionId: caller.sessionId } });
+    expect(stored.map((t) => t.tokenHash)).not.toContain(payload.refreshToken);
+  });
+
+  it("rotates refresh tokens; an old one reused after the grace window revokes the session", async () => {
+    const { payload } = await signIn();
+    const sessionId = (await callerOf(payload)).sessionId;
+    const second = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
+    expect(second.refreshToken).not.toBe(payload.refreshToken);
+    expect((await callerOf(second)).sessionId).toBe(sessionId);
+    const third = await auth.refreshSession({ refreshToken: second.refreshToken, deviceId: DEVICE });
+    nowMs += 11_000;
+    const reuse = await failure(auth.refreshSession({ refreshToken: second.refreshToken, deviceId: DEVICE }));
+    expect(reuse.code).toBe("UNAUTHENTICATED");
+    // The whole session is gone: even the newest token fails, and its access tokens are refused.
+    expect((await failure(auth.refreshSession({ refreshToken: third.refreshToken, deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+    expect(await redis.exists(revokedSessionKey(sessionId))).toBe(1);
+    expect((await failure(auth.me(await callerOf(third)))).code).toBe("UNAUTHENTICATED");
+    const session = await db.session.findUniqueOrThrow({ where: { id: sessionId } });
+    expect(session.revokedReason).toBe("refresh_token_reuse");
+    const revoked = (await outbox()).filter((e) => e.type === "auth.session.revoked" && e.payload.data.sessionId === sessionId);
+    expect(revoked.map((e) => e.payload.data.reason)).toEqual(["refresh_token_reuse"]);
+  });
+
+  it("gives a second refresh of the same token within 10 s a fresh pair for the same session (two tabs)", async () => {
+    const { payload } = await signIn();
+    const tabA = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
+    nowMs += 5_000;
+    const tabB = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
+    expect(tabB.refreshToken).not.toBe(tabA.refreshToken);
+    expect((await callerOf(tabB)).sessionId).toBe((await callerOf(tabA)).sessionId);
+    // Both tabs carry on.
+    await auth.refreshSession({ refreshToken: tabA.refreshToken, deviceId: DEVICE });
+    await auth.refreshSession({ refreshToken: tabB.refreshToken, deviceId: DEVICE });
+  });
+
+  it("refuses a refresh from another device without ending the owner's session", async () => {
+    const { payload } = await signIn();
+    expect((await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "thief" }))).code).toBe("UNAUTHENTICATED");
+    await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
+    expect((await failure(auth.refreshSession({ refreshToken: "garbage", deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+  });
+
+  it("logout revokes the session in the database and in Redis for the access-token lifetime", async () => {
+    const { payload } = await signIn();
+    const caller = await callerOf(payload);
+    expect((await auth.me(caller)).id).toBe(payload.user.id);
+    expect((await failure(auth.logout(undefined))).code).toBe("UNAUTHENTICATED");
+    expect(await auth.logout(caller)).toBe(true);
+    const ttl = await redis.ttl(revokedSessionKey(caller.sessionId));
+    expect(ttl).toBeGreaterThan(14 * 60);
+    expect(ttl).toBeLessThanOrEqual(15 * 60);
+    expect((await db.session.findUniqueOrThrow({ where: { id: caller.sessionId } })).revokedReason).toBe("logout");
+    expect((await failure(auth.me(caller))).code).toBe("UNAUTHENTICATED");
+    expect((await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+  });
+});
+
+describe("users and the administrator", () => {
+  it("seeds the admin once, idempotently, and never promotes an existing customer", async () => {
+    const adminEmail = freshEmail();
+    expect(await auth.ensureAdmin(adminEmail, "Admin password 1")).toBe("created");
+    expect(await auth.ensureAdmin(adminEmail, "Admin password 1")).toBe("exists");
+    expect(await buildAuth().ensureAdmin(adminEmail.toUpperCase(), "Admin password 1")).toBe("exists");
+    expect(await db.user.count({ where: { email: adminEmail } })).toBe(1);
+    const admin = await db.user.findUniqueOrThrow({ where: { email: adminEmail } });
+    expect(admin.role).toBe("ADMIN");
+    const { email } = await signIn();
+    expect(await auth.ensureAdmin(email, "Admin password 1")).toBe("exists");
+    expect((await db.user.findUniqueOrThrow({ where: { email } })).role).toBe("CUSTOMER");
+  });
+
+  it("lists users for an ADMIN only (token role and stored role), paged by id", async () => {
+    const adminEmail = freshEmail();
+    await auth.ensureAdmin(adminEmail, "Admin password 1");
+    const challenge = await auth.login({ email: adminEmail, password: "Admin password 1", deviceId: DEVICE });
+    const admin = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(adminEmail), deviceId: DEVICE });
+    const adminCaller = await callerOf(admin);
+    expect(adminCaller.role).toBe("ADMIN");
+    expect(auth.maskedPhone(admin.user)).toBeNull();
+    const { payload } = await signIn();
+    const customer = await callerOf(payload);
+    expect((await failure(auth.users(customer, { first: 10 }))).code).toBe("FORBIDDEN");
+    // A forged role claim alone is not enough: the stored role must agree.
+    expect((await failure(auth.users({ ...customer, role: "ADMIN" }, { first: 10 }))).code).toBe("FORBIDDEN");
+    expect((await failure(auth.users(undefined, { first: 10 }))).code).toBe("UNAUTHENTICATED");
+    const page1 = await auth.users(adminCaller, { first: 2 });
+    expect(page1).toHaveLength(2);
+    const page2 = await auth.users(adminCaller, { first: 2, after: page1[1]!.id });
+    expect(page2[0]!.id > page1[1]!.id).toBe(true);
+    expect(await failure(auth.users(adminCaller, { first: 1000 }))).toMatchObject({ code: "BAD_USER_INPUT", details: { field: "first" } });
+  });
+
+  it("lets a user see only themselves (or an ADMIN anyone)", async () => {
+    const a = await signIn();
+    const b = await signIn();
+    const callerA = await callerOf(a.payload);
+    expect(await auth.canSee(callerA, a.payload.user.id)).toBe(true);
+    expect(await auth.canSee(callerA, b.payload.user.id)).toBe(false);
+    expect(await auth.canSee(undefined, a.payload.user.id)).toBe(false);
+    expect(await auth.canSee({ ...callerA, role: "ADMIN" }, b.payload.user.id)).toBe(true);
+  });
+});
+
+describe("events", () => {
+  it("never carry a password, code, token, phone or email", async () => {
+    const { email, payload } = await signIn();
+    await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
+    // This user's codes only: hundreds of random 6-digit codes could match digits inside some uuid.
+    const codes = (await mailbox().read(email)).map((m) => m.code).filter((code): code is string => code !== null);
+    expect(codes.length).toBeGreaterThan(0);
+    const all = JSON.stringify(await outbox());
+    for (const secret of [PASSWORD, "9876543210", payload.accessToken, payload.refreshToken, email, ...codes]) {
+      expect(all).not.toContain(secret);
+    }
+    expect(new Set((await outbox()).map((e) => e.type))).toEqual(
+      new Set(["auth.user.created", "auth.login.succeeded", "auth.login.failed", "auth.device.registered", "auth.session.revoked"]),
+    );
+  });
+});

@@ -1,0 +1,64 @@
+/** Start-up configuration: development defaults, production refusals. */
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "@vaultpay/kit";
+import { generateDevSecrets } from "@vaultpay/stack";
+import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, assertNotifierAvailable, authConfigSchema } from "./config.ts";
+
+const secrets = generateDevSecrets();
+const base = {
+  ...secrets,
+  PORT: "4001",
+  DATABASE_URL: "postgres://u:p@127.0.0.1:5432/vaultpay_auth",
+  REDIS_URL: "redis://127.0.0.1:6379",
+  AUTH_JWKS_URL: "http://127.0.0.1:4001/.well-known/jwks.json",
+};
+
+function problems(env: NodeJS.ProcessEnv): string {
+  try {
+    parseConfig(authConfigSchema, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  return "";
+}
+
+describe("auth configuration", () => {
+  it("outside production uses the documented admin defaults", () => {
+    const config = parseConfig(authConfigSchema, { ...base, NODE_ENV: "development" });
+    expect(config.ADMIN_EMAIL).toBe(DEV_ADMIN_EMAIL);
+    expect(config.ADMIN_PASSWORD).toBe(DEV_ADMIN_PASSWORD);
+    expect(parseConfig(authConfigSchema, { ...base, ADMIN_EMAIL: " Boss@Example.com " }).ADMIN_EMAIL).toBe("boss@example.com");
+  });
+
+  it("in production refuses to start without an admin, or with the development one", () => {
+    const missing = problems({ ...base, NODE_ENV: "production" });
+    expect(missing).toMatch(/^invalid configuration: /);
+    expect(missing).toContain("ADMIN_EMAIL: is required in production");
+    expect(missing).toContain("ADMIN_PASSWORD: is required in production");
+    expect(missing.split("\n")).toHaveLength(1);
+    const defaults = problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: DEV_ADMIN_EMAIL, ADMIN_PASSWORD: DEV_ADMIN_PASSWORD });
+    expect(defaults).toContain("ADMIN_EMAIL: must not be the development default");
+    expect(defaults).toContain("ADMIN_PASSWORD: must not be the development default");
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "short" })).toContain("ADMIN_PASSWORD: Password must be at least 12");
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "a real Passphrase 7" })).toBe("");
+  });
+
+  it("refuses to start without the signing key, OTP pepper or encryption keys", () => {
+    for (const key of ["JWT_PRIVATE_JWK", "JWT_KEY_ID", "OTP_PEPPER", "ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "REDIS_URL", "GATEWAY_SECRET"] as const) {
+      const env: Record<string, string> = { ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "a real Passphrase 7" };
+      delete env[key];
+      expect(problems(env), key).toContain(`${key}:`);
+    }
+    expect(problems({ ...base, JWT_PRIVATE_JWK: "{not json" })).toContain("JWT_PRIVATE_JWK: must be a JSON JWK");
+    const publicOnly = JSON.stringify({ ...JSON.parse(secrets.JWT_PRIVATE_JWK), d: undefined });
+    expect(problems({ ...base, JWT_PRIVATE_JWK: publicOnly })).toContain("JWT_PRIVATE_JWK: must be an EC P-256 private JWK");
+    expect(problems({ ...base, JWT_KEY_ID: "other-kid" })).toContain("JWT_KEY_ID: does not match");
+    expect(problems({ ...base, OTP_PEPPER: "short" })).toContain("OTP_PEPPER");
+  });
+
+  it("in production refuses the dev mailbox as the OTP notifier", () => {
+    expect(() => assertNotifierAvailable({ NODE_ENV: "production" })).toThrow(/no OTP notifier for production/);
+    expect(() => assertNotifierAvailable({ NODE_ENV: "test" })).not.toThrow();
+  });
+});
