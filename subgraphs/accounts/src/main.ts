@@ -1,13 +1,23 @@
-import { runSubgraphService, type ServiceRuntime, type SubgraphConfig } from "@vaultpay/service";
+import { keyRingFrom } from "@vaultpay/crypto";
+import { runSubgraphService } from "@vaultpay/service";
+import { accountsConfigSchema, type AccountsConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
-import { createResolvers } from "./resolvers.ts";
+import { startSagaConsumer } from "./events.ts";
+import { createResolvers, type Context } from "./resolvers.ts";
+import type { Runtime } from "./runtime.ts";
+import { AccountsService } from "./service.ts";
 
-export type Runtime = ServiceRuntime<Db, Tx, SubgraphConfig>;
+export type { Runtime };
 
-await runSubgraphService<Db, Tx, SubgraphConfig, object>({
+await runSubgraphService<Db, Tx, AccountsConfig, Context>({
   name: "accounts",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
+  configSchema: accountsConfigSchema,
   createDb,
-  wire: createResolvers,
-  context: async () => ({}),
+  wire: async (runtime) => {
+    const accounts = new AccountsService({ db: runtime.db, ring: keyRingFrom(runtime.config), afterCommit: () => runtime.eventing.relay.kick() });
+    await startSagaConsumer(runtime.eventing, runtime.logger);
+    return createResolvers(runtime, accounts);
+  },
+  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
 });
