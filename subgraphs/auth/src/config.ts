@@ -29,6 +29,8 @@ export const authConfigSchema = subgraphConfigSchema
     JWT_KEY_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "JWT_KEY_ID must be 1–64 of A-Z a-z 0-9 . _ -"),
     /** HMAC key for OTP hashes in Redis: a Redis dump alone does not reveal codes. */
     OTP_PEPPER: z.string().min(32, "OTP_PEPPER must be at least 32 characters"),
+    /** How long a rotated refresh token may be presented again (two tabs) before it counts as reuse. */
+    REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(10),
     ADMIN_EMAIL: z.string().optional(),
     ADMIN_PASSWORD: z.string().optional(),
   })

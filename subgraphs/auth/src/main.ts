@@ -48,6 +48,7 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       notifier: mailbox,
       keyRing: keyRingFrom(config),
       logger,
+      refreshGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
     });
     await auth.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD);
     return createResolvers({
