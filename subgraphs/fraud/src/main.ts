@@ -1,13 +1,17 @@
-import { runSubgraphService, type ServiceRuntime, type SubgraphConfig } from "@vaultpay/service";
+import { runSubgraphService, serviceStatus } from "@vaultpay/service";
+import { fraudConfigSchema, rulesConfigFrom, type FraudConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
-import { createResolvers } from "./resolvers.ts";
+import { startConsumers } from "./events.ts";
+import { createResolvers, type FraudContext } from "./resolvers.ts";
 
-export type Runtime = ServiceRuntime<Db, Tx, SubgraphConfig>;
-
-await runSubgraphService<Db, Tx, SubgraphConfig, object>({
+await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
   name: "fraud",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
+  configSchema: fraudConfigSchema,
   createDb,
-  wire: createResolvers,
-  context: async () => ({}),
+  wire: async (runtime) => {
+    await startConsumers(runtime.eventing, { rules: rulesConfigFrom(runtime.config), logger: runtime.logger, now: () => new Date() });
+    return createResolvers({ db: runtime.db, status: serviceStatus(runtime, "fraud") });
+  },
+  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
 });

@@ -1,0 +1,86 @@
+/**
+ * What fraud consumes and emits. Consuming: the check requests of the transfer saga (FRAUD) and
+ * the devices auth registers (AUTH) — the only facts fraud has, never a synchronous call.
+ * Emitting: one fraud.check.completed per request, appended to the outbox in the transaction that
+ * stores the verdict.
+ */
+import { appendToOutbox, createEvent, type Event, type Eventing } from "@vaultpay/events";
+import type { Logger } from "@vaultpay/kit";
+import type { Tx } from "./db.ts";
+import { checkTransfer } from "./fraud.ts";
+import type { RulesConfig, Transfer } from "./rules.ts";
+import { findCheck, insertCheck, loadFacts, lockKey, recordKnownDevice, type StoredCheck } from "./store.ts";
+
+/** Durable consumer names; replicas of fraud share them. */
+export const CHECKS_CONSUMER = "fraud-checks";
+export const DEVICES_CONSUMER = "fraud-devices";
+
+export interface CheckDependencies {
+  rules: RulesConfig;
+  logger: Logger;
+  now: () => Date;
+}
+
+async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
+  await appendToOutbox(
+    tx,
+    createEvent("fraud.check.completed", {
+      transferId: check.transferId,
+      passed: check.passed,
+      riskScore: check.riskScore,
+      reasons: check.reasons,
+      checkedAt: check.checkedAt.toISOString(),
+    }),
+  );
+}
+
+/**
+ * Checks one transfer, once. A repeated request for a transfer (a redelivery has the same event id
+ * and never reaches here; this is a re-published request with a new id) re-sends the stored
+ * verdict: the answer for a transfer never changes.
+ */
+export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDependencies): Promise<void> {
+  if (event.type !== "fraud.check.requested") return;
+  const { data } = event;
+  await lockKey(tx, `transfer:${data.transferId}`);
+  const earlier = await findCheck(tx, data.transferId);
+  if (earlier) {
+    if (earlier.userId !== data.userId) deps.logger.warn({ transferId: data.transferId }, "check re-requested with another user; re-sending the stored verdict");
+    await emitVerdict(tx, earlier);
+    return;
+  }
+  await lockKey(tx, `user:${data.userId}`);
+  const transfer: Transfer = { ...data, amountMinor: BigInt(data.amountMinor), initiatedAt: new Date(data.initiatedAt) };
+  const facts = await loadFacts(tx, transfer, { historyMaxRows: deps.rules.historyMaxRows, sampleSize: deps.rules.unusualAmount.sampleSize });
+  const checkedAt = deps.now();
+  const { verdict, evaluation } = checkTransfer(transfer, facts, deps.rules, checkedAt);
+  const stored = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
+  await emitVerdict(tx, stored);
+  deps.logger.info(
+    { transferId: stored.transferId, riskScore: stored.riskScore, passed: stored.passed, failedClosed: evaluation.failedClosed !== null },
+    "transfer checked",
+  );
+}
+
+/** Remembers a device auth registered for a user: the unknown-device rule's only source. */
+export async function handleDeviceRegistered(event: Event, tx: Tx): Promise<void> {
+  if (event.type !== "auth.device.registered") return;
+  const { userId, deviceId, deviceRecordId } = event.data;
+  await recordKnownDevice(tx, { userId, deviceId, deviceRecordId, registeredAt: new Date(event.occurredAt) });
+}
+
+/** One durable per stream, one filter subject each (NATS 2.9). */
+export async function startConsumers(eventing: Eventing<Tx>, deps: CheckDependencies): Promise<void> {
+  await eventing.consume({
+    name: DEVICES_CONSUMER,
+    stream: "AUTH",
+    filterSubject: "auth.device.registered",
+    handle: (event, tx) => handleDeviceRegistered(event, tx),
+  });
+  await eventing.consume({
+    name: CHECKS_CONSUMER,
+    stream: "FRAUD",
+    filterSubject: "fraud.check.requested",
+    handle: (event, tx) => handleCheckRequested(event, tx, deps),
+  });
+}

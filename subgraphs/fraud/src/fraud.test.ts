@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import type { Caller } from "@vaultpay/kit";
+import { assertAdmin, checkTransfer, checksPageSize, maySeeCheck, type LoadedFacts } from "./fraud.ts";
+import type { RulesConfig, Transfer } from "./rules.ts";
+
+const config: RulesConfig = {
+  failScore: 60,
+  highAmount: { weight: 50, thresholdMinor: 10_000_000n },
+  unusualAmount: { weight: 30, multiplier: 5, minHistory: 3, sampleSize: 20 },
+  velocity: { weight: 35, windowSeconds: 600, maxTransfers: 5, maxAmountMinor: 5_000_000n },
+  unknownDevice: { weight: 30 },
+  deviceMismatch: { weight: 40 },
+  newPayee: { weight: 15 },
+  dailyLimit: { weight: 100, limitMinor: 20_000_000n, timeZone: "Asia/Kolkata" },
+  currencies: ["INR"],
+  historyMaxRows: 10,
+};
+
+const now = new Date("2026-11-25T12:00:00.000Z");
+const transfer: Transfer = {
+  transferId: "t1",
+  userId: "u1",
+  fromAccountId: "a1",
+  toAccountId: "b1",
+  amountMinor: 10_000n,
+  currency: "INR",
+  requestDeviceId: "d1",
+  sessionDeviceId: "d1",
+  initiatedAt: now,
+};
+const facts: LoadedFacts = { nearby: [], truncated: false, recentPassedAmountsMinor: [], paidPayeeBefore: true, knownDeviceIds: ["d1"] };
+
+describe("checking a transfer", () => {
+  it("passes a transfer no rule fires on and records every rule's result", () => {
+    const { verdict, evaluation } = checkTransfer(transfer, facts, config, now);
+    expect(verdict).toEqual({ riskScore: 0, passed: true, reasons: [] });
+    expect(evaluation.rules.map((r) => r.rule)).toEqual(["high-amount", "unusual-amount", "velocity", "unknown-device", "device-mismatch", "new-payee", "daily-limit"]);
+    expect(evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { knownDevices: 1, paidPayeeBefore: true } });
+  });
+
+  it("fails a stolen session: another device than the session's, unknown to the user", () => {
+    const { verdict } = checkTransfer({ ...transfer, requestDeviceId: "d9" }, facts, config, now);
+    expect(verdict).toEqual({
+      riskScore: 70,
+      passed: false,
+      reasons: ["The transfer came from a device not registered for this user", "The transfer request came from a different device than the signed-in session"],
+    });
+  });
+
+  it.each([
+    ["the source and destination accounts are the same", { toAccountId: "a1" }],
+    ["amount limits are not configured for currency USD", { currency: "USD" }],
+    ["the initiation time is in the future", { initiatedAt: new Date(now.getTime() + 5 * 60_000 + 1) }],
+    ["the amount is not positive", { amountMinor: 0n }],
+  ] as const)("fails closed when %s", (why, overrides) => {
+    const { verdict, evaluation } = checkTransfer({ ...transfer, ...overrides }, facts, config, now);
+    expect(verdict).toEqual({ riskScore: 100, passed: false, reasons: [`Fraud check could not be computed: ${why}`] });
+    expect(evaluation).toMatchObject({ failedClosed: why, rules: [] });
+  });
+
+  it("accepts a request from up to five minutes ahead (clock skew)", () => {
+    expect(checkTransfer({ ...transfer, initiatedAt: new Date(now.getTime() + 5 * 60_000) }, facts, config, now).verdict.passed).toBe(true);
+  });
+
+  it("fails closed when the history around the transfer was cut at its bound", () => {
+    const { verdict } = checkTransfer(transfer, { ...facts, truncated: true }, config, now);
+    expect(verdict).toEqual({ riskScore: 100, passed: false, reasons: ["Fraud check could not be computed: more than 10 transfers around this one to read"] });
+  });
+
+  it("fails closed even when the fail score is configured at its maximum", () => {
+    expect(checkTransfer({ ...transfer, currency: "USD" }, facts, { ...config, failScore: 100 }, now).verdict.passed).toBe(false);
+  });
+});
+
+describe("who sees checks", () => {
+  const customer: Caller = { userId: "u1", role: "CUSTOMER", sessionId: "s", deviceId: "d", tokenId: "j" };
+  const admin: Caller = { ...customer, userId: "admin", role: "ADMIN" };
+
+  it("lists checks for an ADMIN only", () => {
+    expect(() => assertAdmin(undefined)).toThrow(expect.objectContaining({ code: "UNAUTHENTICATED" }));
+    expect(() => assertAdmin(customer)).toThrow(expect.objectContaining({ code: "FORBIDDEN" }));
+    expect(() => assertAdmin(admin)).not.toThrow();
+  });
+
+  it("bounds the page size", () => {
+    expect(checksPageSize(1)).toBe(1);
+    expect(checksPageSize(200)).toBe(200);
+    for (const bad of [0, -1, 201, 1.5]) expect(() => checksPageSize(bad)).toThrow(expect.objectContaining({ code: "BAD_USER_INPUT" }));
+  });
+
+  it("shows a transfer's check to its owner and to an ADMIN", () => {
+    expect(maySeeCheck(customer, { userId: "u1" })).toBe(true);
+    expect(maySeeCheck(customer, { userId: "u2" })).toBe(false);
+    expect(maySeeCheck(admin, { userId: "u2" })).toBe(true);
+    expect(maySeeCheck(undefined, { userId: "u1" })).toBe(false);
+  });
+});

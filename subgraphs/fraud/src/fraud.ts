@@ -1,0 +1,114 @@
+/**
+ * The fraud check of one transfer: validate what the request says, run every rule on the facts,
+ * score. Pure: the store loads the facts, the event handler stores and announces the verdict.
+ * A check that cannot be computed fails closed (passed = false, with the reason), never passes.
+ */
+import { DomainError, type Caller } from "@vaultpay/kit";
+import { LOOKBACK_MS, RULES, score, type Facts, type RuleResult, type RulesConfig, type Transfer } from "./rules.ts";
+
+/** How far in the future a request's initiatedAt may be (clock skew between services). */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+export interface Verdict {
+  riskScore: number;
+  passed: boolean;
+  reasons: string[];
+}
+
+/** What is stored with a verdict: enough to explain it after the configuration changed. */
+export interface Evaluation {
+  failScore: number;
+  /** Set when the check failed closed; the rules did not run then. */
+  failedClosed: string | null;
+  facts: {
+    nearbyTransfers: number;
+    recentPassedTransfers: number;
+    paidPayeeBefore: boolean;
+    knownDevices: number;
+  } | null;
+  rules: RuleResult[];
+}
+
+export interface CheckOutcome {
+  verdict: Verdict;
+  evaluation: Evaluation;
+}
+
+/** The score a check gets when it cannot be computed: the maximum, so it fails whatever the fail score. */
+export const FAIL_CLOSED_SCORE = 100;
+
+export function failClosed(why: string, failScore: number): CheckOutcome {
+  return {
+    verdict: { riskScore: FAIL_CLOSED_SCORE, passed: false, reasons: [`Fraud check could not be computed: ${why}`] },
+    evaluation: { failScore, failedClosed: why, facts: null, rules: [] },
+  };
+}
+
+/**
+ * Why the request cannot be checked, or null. The event schema already refused malformed fields;
+ * these are requests well-formed yet impossible to score honestly.
+ */
+export function unscorableBecause(transfer: Transfer, config: RulesConfig, now: Date): string | null {
+  if (transfer.amountMinor <= 0n) return "the amount is not positive";
+  if (transfer.fromAccountId === transfer.toAccountId) return "the source and destination accounts are the same";
+  if (!config.currencies.includes(transfer.currency)) return `amount limits are not configured for currency ${transfer.currency}`;
+  if (Number.isNaN(transfer.initiatedAt.getTime())) return "the initiation time is not a valid date";
+  if (transfer.initiatedAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) return "the initiation time is in the future";
+  return null;
+}
+
+/** Facts the store could not load completely: a partial history would under-count, so it fails closed. */
+export interface LoadedFacts extends Facts {
+  /** More nearby transfers than the configured bound: sums would be lower bounds only. */
+  truncated: boolean;
+}
+
+export function checkTransfer(transfer: Transfer, facts: LoadedFacts, config: RulesConfig, now: Date): CheckOutcome {
+  const unscorable = unscorableBecause(transfer, config, now);
+  if (unscorable) return failClosed(unscorable, config.failScore);
+  if (facts.truncated) return failClosed(`more than ${config.historyMaxRows} transfers around this one to read`, config.failScore);
+  const rules = RULES.map((rule) => rule.evaluate(transfer, facts, config));
+  return {
+    verdict: score(rules, config.failScore),
+    evaluation: {
+      failScore: config.failScore,
+      failedClosed: null,
+      facts: {
+        nearbyTransfers: facts.nearby.length,
+        recentPassedTransfers: facts.recentPassedAmountsMinor.length,
+        paidPayeeBefore: facts.paidPayeeBefore,
+        knownDevices: facts.knownDeviceIds.length,
+      },
+      rules,
+    },
+  };
+}
+
+/** The time range of history the rules may read around a transfer. */
+export function lookbackRange(initiatedAt: Date): { from: Date; to: Date } {
+  return { from: new Date(initiatedAt.getTime() - LOOKBACK_MS), to: new Date(initiatedAt.getTime() + LOOKBACK_MS) };
+}
+
+/** Upper bound of `fraudChecks(first:)`: an admin screen, not an export. */
+export const MAX_CHECKS_PAGE = 200;
+
+/** Only an ADMIN lists checks; fraud decides this itself, whatever the gateway did (zero trust). */
+export function assertAdmin(caller: Caller | undefined): void {
+  if (!caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
+  if (caller.role !== "ADMIN") throw new DomainError("FORBIDDEN", "Administrators only");
+}
+
+export function checksPageSize(first: number): number {
+  if (!Number.isInteger(first) || first < 1 || first > MAX_CHECKS_PAGE) {
+    throw new DomainError("BAD_USER_INPUT", `first must be between 1 and ${MAX_CHECKS_PAGE}`, { field: "first" });
+  }
+  return first;
+}
+
+/**
+ * Whether a caller may see a transfer's check. Transactions already refused others' transfers
+ * before the gateway asks here; checking the owner again costs nothing and holds if it did not.
+ */
+export function maySeeCheck(caller: Caller | undefined, check: { userId: string }): boolean {
+  return caller !== undefined && (caller.role === "ADMIN" || caller.userId === check.userId);
+}

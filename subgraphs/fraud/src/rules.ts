@@ -1,0 +1,262 @@
+/**
+ * The fraud rules: each a pure function of one transfer, the facts the fraud database holds about
+ * its user, and the configuration. No I/O, no clock: everything a rule reads is in its input, so a
+ * stored evaluation can be explained (and a rule tested) without a database.
+ */
+
+/** The transfer under check, as fraud.check.requested describes it. */
+export interface Transfer {
+  transferId: string;
+  userId: string;
+  fromAccountId: string;
+  toAccountId: string;
+  amountMinor: bigint;
+  currency: string;
+  /** The device the request came from (x-device-id); null when the client sent none. */
+  requestDeviceId: string | null;
+  /** The device bound to the session of the access token. */
+  sessionDeviceId: string;
+  initiatedAt: Date;
+}
+
+/** An earlier check: each requested check is one transfer attempt. */
+export interface PastTransfer {
+  transferId: string;
+  userId: string;
+  fromAccountId: string;
+  toAccountId: string;
+  amountMinor: bigint;
+  initiatedAt: Date;
+  /** Passed checks are money that moved; failed ones were refunded. */
+  passed: boolean;
+}
+
+/** What the fraud database knows around one transfer (built by the store, read by the rules). */
+export interface Facts {
+  /**
+   * Checks of this user or from this source account initiated within the look-back around the
+   * transfer (LOOKBACK_MS either side), excluding the transfer itself.
+   */
+  nearby: readonly PastTransfer[];
+  /** The amounts of the user's most recent passed transfers (at most the sample size), newest first. */
+  recentPassedAmountsMinor: readonly bigint[];
+  /** Whether this user already sent a transfer that passed to the destination account. */
+  paidPayeeBefore: boolean;
+  /** Device fingerprints auth registered for the user. */
+  knownDeviceIds: readonly string[];
+}
+
+export interface RulesConfig {
+  /** A score at or above this fails the check. */
+  failScore: number;
+  highAmount: { weight: number; thresholdMinor: bigint };
+  unusualAmount: { weight: number; multiplier: number; minHistory: number; sampleSize: number };
+  velocity: { weight: number; windowSeconds: number; maxTransfers: number; maxAmountMinor: bigint };
+  unknownDevice: { weight: number };
+  deviceMismatch: { weight: number };
+  newPayee: { weight: number };
+  dailyLimit: { weight: number; limitMinor: bigint; timeZone: string };
+  /** Currencies whose minor units the amount thresholds are written in. */
+  currencies: readonly string[];
+  /** Bound on `nearby`; more rows than this and the check fails closed. */
+  historyMaxRows: number;
+}
+
+export type RuleName = "high-amount" | "unusual-amount" | "velocity" | "unknown-device" | "device-mismatch" | "new-payee" | "daily-limit";
+
+/** Figures a rule computed: stored with the verdict, so it can be explained later. */
+export type RuleDetail = Record<string, string | number | boolean | null>;
+
+export interface RuleResult {
+  rule: RuleName;
+  fired: boolean;
+  /** The configured weight; counts towards the score only when fired. */
+  weight: number;
+  /** One line for people (API and event), set when fired. */
+  reason: string | null;
+  detail: RuleDetail;
+}
+
+export interface Rule {
+  name: RuleName;
+  evaluate: (transfer: Transfer, facts: Facts, config: RulesConfig) => RuleResult;
+}
+
+/**
+ * How far around a transfer the store reads history: covers the velocity window and any calendar
+ * day (at most 25 hours long, with a DST change) in any zone.
+ */
+export const LOOKBACK_MS = 48 * 3600 * 1000;
+
+function result(rule: RuleName, weight: number, reason: string | null, detail: RuleDetail): RuleResult {
+  return { rule, fired: reason !== null, weight, reason, detail };
+}
+
+const sum = (values: readonly bigint[]) => values.reduce((total, value) => total + value, 0n);
+
+/** Over an absolute amount: strictly greater than the threshold fires, equal does not. */
+export const highAmount: Rule = {
+  name: "high-amount",
+  evaluate(transfer, _facts, config) {
+    const { weight, thresholdMinor } = config.highAmount;
+    const fired = transfer.amountMinor > thresholdMinor;
+    return result("high-amount", weight, fired ? `Amount ${transfer.amountMinor} is over the high-amount threshold of ${thresholdMinor}` : null, {
+      thresholdMinor: thresholdMinor.toString(),
+    });
+  },
+};
+
+/** The median of integer amounts; for an even count the lower-rounded mean of the middle two. */
+export function medianMinor(amounts: readonly bigint[]): bigint {
+  if (amounts.length === 0) throw new RangeError("median of no amounts");
+  const sorted = [...amounts].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2n;
+}
+
+/**
+ * Unusual for this user: more than `multiplier` × the median of their recent passed transfers. A
+ * user with fewer than `minHistory` of them has no "usual" yet, so the rule stays quiet (high
+ * amount and new payee cover first transfers).
+ */
+export const unusualAmount: Rule = {
+  name: "unusual-amount",
+  evaluate(transfer, facts, config) {
+    const { weight, multiplier, minHistory, sampleSize } = config.unusualAmount;
+    const sample = facts.recentPassedAmountsMinor.slice(0, sampleSize);
+    if (sample.length < minHistory) return result("unusual-amount", weight, null, { sampleSize: sample.length, medianMinor: null });
+    const median = medianMinor(sample);
+    // Integer comparison with the multiplier in hundredths: no float touches an amount.
+    const multiplierHundredths = BigInt(Math.round(multiplier * 100));
+    const fired = transfer.amountMinor * 100n > median * multiplierHundredths;
+    return result(
+      "unusual-amount",
+      weight,
+      fired ? `Amount ${transfer.amountMinor} is over ${multiplier}× this user's median of ${median} over their last ${sample.length} transfers` : null,
+      { sampleSize: sample.length, medianMinor: median.toString() },
+    );
+  },
+};
+
+/** Less than the window apart, either side: check requests may arrive out of initiation order. */
+export function withinWindow(a: Date, b: Date, windowSeconds: number): boolean {
+  return Math.abs(a.getTime() - b.getTime()) < windowSeconds * 1000;
+}
+
+/**
+ * Too many transfers, or too much money, by one user or from one account inside the sliding
+ * window. Attempts count whatever their verdict: a burst of refused transfers is itself a signal.
+ * The transfer under check counts; more than the maximum fires.
+ */
+export const velocity: Rule = {
+  name: "velocity",
+  evaluate(transfer, facts, config) {
+    const { weight, windowSeconds, maxTransfers, maxAmountMinor } = config.velocity;
+    const inWindow = facts.nearby.filter((past) => withinWindow(past.initiatedAt, transfer.initiatedAt, windowSeconds));
+    const scopes = [
+      { label: "this user", transfers: inWindow.filter((past) => past.userId === transfer.userId) },
+      { label: "this account", transfers: inWindow.filter((past) => past.fromAccountId === transfer.fromAccountId) },
+    ].map(({ label, transfers }) => ({ label, count: transfers.length + 1, amountMinor: sum(transfers.map((past) => past.amountMinor)) + transfer.amountMinor }));
+    const problems: string[] = [];
+    for (const scope of scopes) {
+      if (scope.count > maxTransfers) problems.push(`${scope.count} transfers by ${scope.label} (max ${maxTransfers})`);
+      if (scope.amountMinor > maxAmountMinor) problems.push(`${scope.amountMinor} sent by ${scope.label} (max ${maxAmountMinor})`);
+    }
+    const [user, account] = scopes;
+    return result("velocity", weight, problems.length > 0 ? `Velocity within ${windowSeconds} s: ${problems.join("; ")}` : null, {
+      userCount: user!.count,
+      userAmountMinor: user!.amountMinor.toString(),
+      accountCount: account!.count,
+      accountAmountMinor: account!.amountMinor.toString(),
+    });
+  },
+};
+
+/** The request's device (or, without one, the session's) is not one auth registered for the user. */
+export const unknownDevice: Rule = {
+  name: "unknown-device",
+  evaluate(transfer, facts, config) {
+    const deviceId = transfer.requestDeviceId ?? transfer.sessionDeviceId;
+    const known = facts.knownDeviceIds.includes(deviceId);
+    return result("unknown-device", config.unknownDevice.weight, known ? null : "The transfer came from a device not registered for this user", {
+      knownDevices: facts.knownDeviceIds.length,
+    });
+  },
+};
+
+/**
+ * The request came from another device than the session's (a stolen token replayed elsewhere), or
+ * named no device at all: every client sends x-device-id, so a missing one is not a normal client.
+ */
+export const deviceMismatch: Rule = {
+  name: "device-mismatch",
+  evaluate(transfer, _facts, config) {
+    const { requestDeviceId, sessionDeviceId } = transfer;
+    const reason =
+      requestDeviceId === null
+        ? "The transfer request carried no device id"
+        : requestDeviceId !== sessionDeviceId
+          ? "The transfer request came from a different device than the signed-in session"
+          : null;
+    return result("device-mismatch", config.deviceMismatch.weight, reason, { requestDeviceSent: requestDeviceId !== null });
+  },
+};
+
+/** First transfer from this user to that account (an earlier refused one does not make it known). */
+export const newPayee: Rule = {
+  name: "new-payee",
+  evaluate(_transfer, facts, config) {
+    return result("new-payee", config.newPayee.weight, facts.paidPayeeBefore ? null : "First transfer from this user to the destination account", {});
+  },
+};
+
+const dayFormats = new Map<string, Intl.DateTimeFormat>();
+
+/** The calendar day (YYYY-MM-DD) of an instant in an IANA time zone. */
+export function calendarDay(instant: Date, timeZone: string): string {
+  let format = dayFormats.get(timeZone);
+  if (!format) {
+    // en-CA formats dates as YYYY-MM-DD.
+    format = new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" });
+    dayFormats.set(timeZone, format);
+  }
+  return format.format(instant);
+}
+
+/**
+ * The user's passed transfers on the transfer's calendar day in the configured zone, plus this
+ * one, over the limit (strictly) fires. Refused transfers were refunded, so they do not count.
+ */
+export const dailyLimit: Rule = {
+  name: "daily-limit",
+  evaluate(transfer, facts, config) {
+    const { weight, limitMinor, timeZone } = config.dailyLimit;
+    const day = calendarDay(transfer.initiatedAt, timeZone);
+    const sameDay = facts.nearby.filter((past) => past.passed && past.userId === transfer.userId && calendarDay(past.initiatedAt, timeZone) === day);
+    const totalMinor = sum(sameDay.map((past) => past.amountMinor)) + transfer.amountMinor;
+    const fired = totalMinor > limitMinor;
+    return result("daily-limit", weight, fired ? `Transfers on ${day} (${timeZone}) would total ${totalMinor}, over the daily limit of ${limitMinor}` : null, {
+      day,
+      totalMinor: totalMinor.toString(),
+    });
+  },
+};
+
+/** Every rule, in the order reasons are listed. */
+export const RULES: readonly Rule[] = [highAmount, unusualAmount, velocity, unknownDevice, deviceMismatch, newPayee, dailyLimit];
+
+export interface Score {
+  riskScore: number;
+  passed: boolean;
+  reasons: string[];
+}
+
+/**
+ * The fired weights summed and capped at 100; a score equal to the fail score fails. A rule
+ * weighted 0 is switched off: evaluated and stored, but neither scored nor listed as a reason.
+ */
+export function score(results: readonly RuleResult[], failScore: number): Score {
+  const fired = results.filter((r) => r.fired && r.weight > 0);
+  const riskScore = Math.min(100, fired.reduce((total, r) => total + r.weight, 0));
+  return { riskScore, passed: riskScore < failScore, reasons: fired.map((r) => r.reason!) };
+}
