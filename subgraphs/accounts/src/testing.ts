@@ -1,30 +1,12 @@
 /**
- * Test helpers of the accounts subgraph (imported by tests only): a database dump for plaintext
- * checks and access tokens minted with the stack's signing key until auth issues them.
+ * Test helpers of the accounts subgraph (imported by tests only): a database dump, to check that
+ * no plaintext account number is stored.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { SignJWT, importJWK, type JWK } from "jose";
-import { ACCESS_TOKEN, type Role } from "@vaultpay/kit";
 import { REPO_ROOT } from "@vaultpay/stack";
-
-/** An access token as auth will sign it (kit's ACCESS_TOKEN contract), from the stack's private JWK. */
-export async function mintAccessToken(privateJwk: string, claims: { userId: string; role: Role; deviceId?: string }): Promise<string> {
-  const jwk = JSON.parse(privateJwk) as JWK & { kid: string };
-  const key = await importJWK(jwk, ACCESS_TOKEN.algorithm);
-  return new SignJWT({ role: claims.role, sid: randomUUID(), did: claims.deviceId ?? "test-device" })
-    .setProtectedHeader({ alg: ACCESS_TOKEN.algorithm, kid: jwk.kid })
-    .setSubject(claims.userId)
-    .setIssuer(ACCESS_TOKEN.issuer)
-    .setAudience(ACCESS_TOKEN.audience)
-    .setIssuedAt()
-    .setJti(randomUUID())
-    .setExpirationTime(`${ACCESS_TOKEN.ttlSeconds}s`)
-    .sign(key);
-}
 
 /** Major version of a pg_dump binary, e.g. 17; undefined when it does not run. */
 function pgDumpMajor(binary: string): number | undefined {
