@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { GraphQLSchema } from "graphql";
 import { ApolloGateway, RemoteGraphQLDataSource } from "@apollo/gateway";
 import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
@@ -24,6 +25,7 @@ import { gatewayConfigSchema, subgraphUrlOverride } from "./config.ts";
 import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
 import { securityPlugin, type GatewayRequestContext } from "./security.ts";
+import { StatusFeed, startSubscriptionServer } from "./subscriptions.ts";
 
 const config = loadConfig(gatewayConfigSchema);
 const production = config.NODE_ENV === "production";
@@ -52,11 +54,23 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
   }
 }
 
+let apiSchema: GraphQLSchema | undefined;
 const gateway = new ApolloGateway({
   supergraphSdl: readFileSync(new URL("../../supergraph.graphql", import.meta.url), "utf8"),
   buildService: ({ name, url }) => new SubgraphDataSource({ url: subgraphUrlOverride(config, name) ?? url }),
 });
 
+const limits = { maxDepth: config.MAX_QUERY_DEPTH, maxFields: config.MAX_QUERY_FIELDS, maxAliases: config.MAX_QUERY_ALIASES };
+const security = {
+  verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
+  redis,
+  rateLimits: new RateLimits(redis, {
+    operationsPerWindow: config.RATE_LIMIT_OPERATIONS,
+    credentialAttemptsPerWindow: config.RATE_LIMIT_CREDENTIAL_ATTEMPTS,
+    windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
+  }),
+  limits,
+};
 const apollo = new ApolloServer<GatewayRequestContext>({
   gateway,
   introspection: !production,
@@ -64,18 +78,12 @@ const apollo = new ApolloServer<GatewayRequestContext>({
   includeStacktraceInErrorResponses: false,
   plugins: [
     production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
-    securityPlugin({
-      verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
-      redis,
-      rateLimits: new RateLimits(redis, {
-        operationsPerWindow: config.RATE_LIMIT_OPERATIONS,
-        credentialAttemptsPerWindow: config.RATE_LIMIT_CREDENTIAL_ATTEMPTS,
-        windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
-      }),
-      limits: { maxDepth: config.MAX_QUERY_DEPTH, maxFields: config.MAX_QUERY_FIELDS, maxAliases: config.MAX_QUERY_ALIASES },
-    }),
+    securityPlugin(security),
     requestLogPlugin(logger, js),
   ],
+});
+gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
+  apiSchema = schema;
 });
 await apollo.start();
 lifecycle.onShutdown("apollo", () => apollo.stop());
@@ -106,7 +114,18 @@ const server = createHttpServer({
     }),
   },
 });
+const subscriptions = startSubscriptionServer({
+  server,
+  apollo,
+  schema: () => apiSchema,
+  feed: new StatusFeed(nc, logger),
+  security,
+  limits,
+  production,
+  logger,
+});
 await listen(server, config.GATEWAY_PORT, config.GATEWAY_HOST);
 lifecycle.onShutdown("http", () => closeServer(server));
+lifecycle.onShutdown("subscriptions", () => subscriptions.stop());
 const url = `http://${config.GATEWAY_HOST === "0.0.0.0" ? "127.0.0.1" : config.GATEWAY_HOST}:${config.GATEWAY_PORT}/graphql`;
 logger.info({ url }, production ? "gateway listening" : "gateway listening; Apollo Sandbox at this URL");

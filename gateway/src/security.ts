@@ -30,7 +30,8 @@ function asGraphQLError(error: unknown): unknown {
   return new GraphQLError(error.message, { originalError: error, extensions: { code: error.code, http: { status, headers } } });
 }
 
-async function authenticate(options: SecurityOptions, authorization: string | undefined): Promise<Caller | undefined> {
+/** The verified caller of a bearer token (undefined without one), refusing revoked sessions. */
+export async function authenticate(options: Pick<SecurityOptions, "verifyToken" | "redis">, authorization: string | undefined): Promise<Caller | undefined> {
   const caller = await options.verifyToken(authorization);
   if (caller && (await options.redis.exists(revokedSessionKey(caller.sessionId)))) {
     throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
@@ -53,6 +54,9 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
           try {
             const context = request.contextValue;
             const operation = request.operation!;
+            if (operation.operation === "subscription") {
+              throw new DomainError("BAD_USER_INPUT", "Subscriptions are served over WebSocket (graphql-ws) on this same path");
+            }
             context.caller = await authenticate(options, context.authorization);
             const actor = currentContext()?.actor;
             if (actor && context.caller) actor.userId = context.caller.userId;

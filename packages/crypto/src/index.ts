@@ -97,7 +97,7 @@ export function needsReencryption(ring: KeyRing, token: string): boolean {
 }
 
 /** A keyed hash for exact lookup; `context` separates the indexes of different fields. */
-export function blindIndex(ring: KeyRing, value: string, context: string): string {
+export function blindIndex(ring: Pick<KeyRing, "blindIndexKey">, value: string, context: string): string {
   return createHmac("sha256", ring.blindIndexKey).update(`${context}\u0000${value}`, "utf8").digest("base64url");
 }
 

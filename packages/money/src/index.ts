@@ -94,3 +94,4 @@ export const MinorUnitsScalar = new GraphQLScalarType<MinorUnits, string>({
     }
   },
 });
+export * from "./account-number.ts";

@@ -1,13 +1,32 @@
-import { runSubgraphService, type ServiceRuntime, type SubgraphConfig } from "@vaultpay/service";
+import { runSubgraphService, type ServiceRuntime } from "@vaultpay/service";
+import type { Caller } from "@vaultpay/kit";
+import { transactionsConfigSchema, type TransactionsConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
+import { startSagaConsumers, startSweeper } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
+import { Saga } from "./saga.ts";
+import { TransferService } from "./service.ts";
 
-export type Runtime = ServiceRuntime<Db, Tx, SubgraphConfig>;
+export type Runtime = ServiceRuntime<Db, Tx, TransactionsConfig>;
+export interface TransactionsContext {
+  caller: Caller | undefined;
+}
 
-await runSubgraphService<Db, Tx, SubgraphConfig, object>({
+await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   name: "transactions",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
+  configSchema: transactionsConfigSchema,
   createDb,
-  wire: createResolvers,
-  context: async () => ({}),
+  wire: async (runtime) => {
+    const { config, db, eventing, logger, lifecycle } = runtime;
+    const timings = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS, maxStepAttempts: config.SAGA_MAX_STEP_ATTEMPTS };
+    const saga = new Saga(timings);
+    const kick = () => eventing.relay.kick();
+    await startSagaConsumers(eventing, saga);
+    const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });
+    lifecycle.onShutdown("saga sweeper", () => sweeper.stop());
+    const transfers = new TransferService(db, Buffer.from(config.BLIND_INDEX_KEY, "base64"), timings, kick);
+    return createResolvers(runtime, transfers);
+  },
+  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
 });

@@ -1,15 +1,42 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
+import { DateTimeScalar, DomainError, currentContext, type Caller } from "@vaultpay/kit";
+import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
-import type { Runtime } from "./main.ts";
+import type { Runtime, TransactionsContext } from "./main.ts";
+import type { TransferRecord, TransferService } from "./service.ts";
 
-/** Thin: parse input, call the domain, map errors. */
-export function createResolvers(runtime: Runtime): GraphQLResolverMap<object> {
+function signedIn(context: TransactionsContext): Caller {
+  if (!context.caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
+  return context.caller;
+}
+
+/** Thin: parse input, call the service, shape the result. */
+export function createResolvers(runtime: Runtime, transfers: TransferService): GraphQLResolverMap<TransactionsContext> {
   return {
+    DateTime: DateTimeScalar,
+    MinorUnits: MinorUnitsScalar,
     Query: {
       transactionsStatus: serviceStatus(runtime, "transactions"),
+      transfer: (_: unknown, args: { id: string }, context: TransactionsContext) => transfers.get(signedIn(context), args.id),
+      myTransfers: (_: unknown, args: { first?: number | null; after?: string | null }, context: TransactionsContext) =>
+        transfers.listMine(signedIn(context), args.first, args.after),
+    },
+    Mutation: {
+      initiateTransfer: (
+        _: unknown,
+        args: { fromAccountId: string; toAccountNumber: string; amountMinor: bigint; idempotencyKey: string; note?: string | null },
+        context: TransactionsContext,
+      ) => {
+        const requestContext = currentContext();
+        return transfers.initiate(signedIn(context), args, requestContext?.actor.deviceId, requestContext?.correlationId ?? "");
+      },
     },
     Transfer: {
-      __resolveReference: (reference: { id: string }) => reference,
+      __resolveReference: (reference: { id: string }, context: TransactionsContext) => transfers.get(signedIn(context), reference.id),
+      amount: (transfer: TransferRecord) => ({ minor: transfer.amountMinor, currency: transfer.currency }),
+      fromAccount: (transfer: TransferRecord) => ({ __typename: "Account", id: transfer.fromAccountId }),
+      statusHistory: async (transfer: TransferRecord) =>
+        (await transfers.history(transfer.id)).map((change) => ({ status: change.status, reason: change.reason, at: change.changedAt })),
     },
   };
 }

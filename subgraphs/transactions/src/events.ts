@@ -1,0 +1,68 @@
+/**
+ * What transactions consumes: accounts' answers (and new accounts for the directory) and the fraud
+ * verdict; plus the sweeper that retries or compensates overdue steps. Emits through the outbox:
+ * transaction.initiated / credit.requested / refund.requested (commands to accounts),
+ * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
+ */
+import { runWithContext, type Logger } from "@vaultpay/kit";
+import type { Eventing } from "@vaultpay/events";
+import { Saga } from "./saga.ts";
+import { recordAccount } from "./service.ts";
+import { lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
+
+export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Promise<void> {
+  await eventing.consume({
+    name: "transactions-accounts",
+    stream: "ACCOUNTS",
+    filterSubject: "account.>",
+    handle: async (event, tx) => {
+      if (event.type === "account.created") return recordAccount(tx, event.data);
+      await saga.handle(sagaStore(tx), event);
+    },
+  });
+  await eventing.consume({
+    name: "transactions-fraud",
+    stream: "FRAUD",
+    filterSubject: "fraud.check.completed",
+    handle: (event, tx) => saga.handle(sagaStore(tx), event),
+  });
+}
+
+/**
+ * Every interval, overdue steps are retried or compensated in batches; replicas share the work
+ * through SKIP LOCKED. Runs until stopped; a failing sweep is logged and tried again.
+ */
+export function startSweeper(options: { db: Db; saga: Saga; logger: Logger; intervalMs: number; afterCommit: () => void; batchSize?: number }) {
+  const { db, saga, logger, intervalMs } = options;
+  const batchSize = options.batchSize ?? 50;
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  const sweep = async () => {
+    for (;;) {
+      const handled = await db.$transaction(async (tx) => {
+        const overdue = await lockOverdue(tx, batchSize);
+        for (const transfer of overdue) {
+          await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () => saga.timeout(sagaStore(tx), transfer));
+        }
+        return overdue.length;
+      });
+      if (handled > 0) options.afterCommit();
+      if (handled < batchSize || stopped) return;
+    }
+  };
+  const timer = setInterval(() => {
+    if (running) return; // one sweep at a time; a slow one delays the next tick instead of piling up
+    running = sweep()
+      .catch((error: unknown) => logger.error({ err: error }, "saga sweep failed"))
+      .finally(() => {
+        running = undefined;
+      });
+  }, intervalMs);
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,216 @@
+/**
+ * The saga's reactions, written against a small store port so the rules read without SQL. Each
+ * handler runs inside the transaction that also records the consumed event (exactly-once effect)
+ * and writes the events it emits to the outbox.
+ */
+import type { Event, EventData, EventType } from "@vaultpay/events";
+import {
+  TERMINAL,
+  assertTransition,
+  onStepTimeout,
+  stepDeadline,
+  type SagaStep,
+  type SagaTimings,
+  type TransferStatus,
+} from "./transfers.ts";
+
+export interface TransferState {
+  id: string;
+  userId: string;
+  fromAccountId: string;
+  toAccountId: string;
+  amountMinor: bigint;
+  currency: string;
+  status: TransferStatus;
+  step: SagaStep;
+  stepAttempts: number;
+  failureReason: string | null;
+  requestDeviceId: string | null;
+  sessionDeviceId: string;
+  correlationId: string;
+  createdAt: Date;
+}
+
+export interface TransferPatch {
+  status?: TransferStatus;
+  step: SagaStep;
+  stepAttempts: number;
+  stepDeadlineAt: Date | null;
+  failureReason?: string | null;
+}
+
+export interface SagaStore {
+  /** The transfer, locked until the surrounding transaction ends; null if unknown. */
+  lockTransfer(id: string): Promise<TransferState | null>;
+  update(id: string, patch: TransferPatch): Promise<void>;
+  recordStatus(id: string, status: TransferStatus, reason: string | null, at: Date): Promise<void>;
+  emit<T extends EventType>(type: T, data: EventData<T>): Promise<void>;
+}
+
+/** The command that drives a step; sent again (new event id, same transfer) when it times out. */
+export async function sendStepCommand(store: SagaStore, transfer: TransferState, step: SagaStep): Promise<void> {
+  const amountMinor = transfer.amountMinor.toString();
+  switch (step) {
+    case "DEBIT":
+      return store.emit("transaction.initiated", {
+        transferId: transfer.id,
+        fromAccountId: transfer.fromAccountId,
+        toAccountId: transfer.toAccountId,
+        amountMinor,
+        currency: transfer.currency,
+        userId: transfer.userId,
+      });
+    case "FRAUD":
+      return store.emit("fraud.check.requested", {
+        transferId: transfer.id,
+        userId: transfer.userId,
+        fromAccountId: transfer.fromAccountId,
+        toAccountId: transfer.toAccountId,
+        amountMinor,
+        currency: transfer.currency,
+        requestDeviceId: transfer.requestDeviceId,
+        sessionDeviceId: transfer.sessionDeviceId,
+        initiatedAt: transfer.createdAt.toISOString(),
+      });
+    case "CREDIT":
+      return store.emit("transaction.credit.requested", { transferId: transfer.id, toAccountId: transfer.toAccountId, amountMinor });
+    case "REFUND":
+      return store.emit("transaction.refund.requested", {
+        transferId: transfer.id,
+        fromAccountId: transfer.fromAccountId,
+        amountMinor,
+        reason: transfer.failureReason ?? "transfer failed",
+      });
+    case "NONE":
+      return;
+  }
+}
+
+export class Saga {
+  constructor(
+    private readonly timings: SagaTimings,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Moves to the next step (and status), records it, emits the status change and the step's command. */
+  private async advance(
+    store: SagaStore,
+    transfer: TransferState,
+    next: { status?: TransferStatus; step: SagaStep; failureReason?: string | null },
+  ): Promise<void> {
+    const now = this.now();
+    const status = next.status ?? transfer.status;
+    if (status !== transfer.status) assertTransition(transfer.status, status);
+    const failureReason = next.failureReason === undefined ? transfer.failureReason : next.failureReason;
+    await store.update(transfer.id, {
+      status,
+      step: next.step,
+      stepAttempts: 1,
+      stepDeadlineAt: next.step === "NONE" ? null : stepDeadline(now, 1, this.timings),
+      failureReason,
+    });
+    const updated: TransferState = { ...transfer, status, step: next.step, stepAttempts: 1, failureReason };
+    if (status !== transfer.status) {
+      await store.recordStatus(transfer.id, status, failureReason, now);
+      await store.emit("transaction.status.changed", {
+        transferId: transfer.id,
+        userId: transfer.userId,
+        status,
+        previousStatus: transfer.status,
+        failureReason: TERMINAL.has(status) && status !== "COMPLETED" ? failureReason : null,
+        changedAt: now.toISOString(),
+      });
+      if (status === "COMPLETED") {
+        await store.emit("transaction.completed", {
+          transferId: transfer.id,
+          fromAccountId: transfer.fromAccountId,
+          toAccountId: transfer.toAccountId,
+          amountMinor: transfer.amountMinor.toString(),
+        });
+      } else if (status === "FAILED" || status === "REJECTED") {
+        await store.emit("transaction.failed", { transferId: transfer.id, status, reason: failureReason ?? "transfer failed" });
+      }
+    }
+    await sendStepCommand(store, updated, next.step);
+  }
+
+  /** Reacts to one saga event; late or repeated answers for a step already left are ignored. */
+  async handle(store: SagaStore, event: Event): Promise<void> {
+    const transferId = (event.data as { transferId?: string }).transferId;
+    if (!transferId) return;
+    const transfer = await store.lockTransfer(transferId);
+    if (!transfer || TERMINAL.has(transfer.status)) return;
+    const { status, step } = transfer;
+    switch (event.type) {
+      case "account.debited":
+        if (status === "PENDING" && step === "DEBIT") await this.advance(store, transfer, { status: "DEBITED", step: "FRAUD" });
+        return;
+      case "account.debit.rejected":
+        if (status === "PENDING") {
+          await this.advance(store, transfer, { status: "REJECTED", step: "NONE", failureReason: debitRejection(event.data.reason) });
+        }
+        return;
+      case "fraud.check.completed":
+        if (status !== "DEBITED" || step !== "FRAUD") return;
+        if (event.data.passed) await this.advance(store, transfer, { step: "CREDIT" });
+        else {
+          const reasons = event.data.reasons.length > 0 ? event.data.reasons.join("; ") : "no reason given";
+          await this.advance(store, transfer, { step: "REFUND", failureReason: `Fraud check failed (risk ${event.data.riskScore}): ${reasons}` });
+        }
+        return;
+      case "account.credited":
+        // Also while a refund is outstanding: the credit won the race, accounts will refuse the refund.
+        if (status === "DEBITED" && (step === "CREDIT" || step === "REFUND")) {
+          await this.advance(store, transfer, { status: "COMPLETED", step: "NONE", failureReason: null });
+        }
+        return;
+      case "account.credit.rejected":
+        if (status === "DEBITED" && step === "CREDIT") {
+          await this.advance(store, transfer, { step: "REFUND", failureReason: `The destination account refused the credit (${event.data.reason})` });
+        }
+        return;
+      case "account.refunded":
+        if (step === "REFUND") await this.advance(store, transfer, { status: "FAILED", step: "NONE" });
+        return;
+      case "account.refund.rejected":
+        if (step !== "REFUND") return;
+        if (event.data.reason === "ALREADY_CREDITED") {
+          if (status === "DEBITED") await this.advance(store, transfer, { status: "COMPLETED", step: "NONE", failureReason: null });
+        } else if (event.data.reason === "DEBIT_NOT_FOUND" && status === "PENDING") {
+          // The debit never happened before we gave up on it; accounts now refuses it for good.
+          await this.advance(store, transfer, { status: "REJECTED", step: "NONE" });
+        } else {
+          throw new Error(`refund of transfer ${transfer.id} refused: ${event.data.reason}`);
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** A step's deadline passed: send its command again, or give up on it and refund. */
+  async timeout(store: SagaStore, transfer: TransferState): Promise<void> {
+    if (TERMINAL.has(transfer.status) || transfer.step === "NONE") return;
+    if (onStepTimeout(transfer.step, transfer.stepAttempts, this.timings) === "retry") {
+      const attempts = transfer.stepAttempts + 1;
+      await store.update(transfer.id, { step: transfer.step, stepAttempts: attempts, stepDeadlineAt: stepDeadline(this.now(), attempts, this.timings) });
+      await sendStepCommand(store, transfer, transfer.step);
+      return;
+    }
+    const stepName = { DEBIT: "debit", FRAUD: "fraud check", CREDIT: "credit", REFUND: "refund", NONE: "" }[transfer.step];
+    await this.advance(store, transfer, { step: "REFUND", failureReason: `The ${stepName} did not complete in time` });
+  }
+}
+
+function debitRejection(reason: string): string {
+  switch (reason) {
+    case "INSUFFICIENT_FUNDS":
+      return "Insufficient funds";
+    case "ACCOUNT_NOT_ACTIVE":
+      return "The source account is not active";
+    case "CURRENCY_MISMATCH":
+      return "The currencies of the two accounts differ";
+    default:
+      return `The debit was refused (${reason})`;
+  }
+}

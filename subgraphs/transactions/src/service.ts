@@ -1,0 +1,162 @@
+/** Use cases of the transactions service: start a transfer, read transfers, keep the directory. */
+import { randomUUID } from "node:crypto";
+import { blindIndex } from "@vaultpay/crypto";
+import { DomainError, type Caller } from "@vaultpay/kit";
+import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
+import type { EventData } from "@vaultpay/events";
+import { Prisma } from "./generated/prisma/client.ts";
+import { sendStepCommand } from "./saga.ts";
+import { sagaStore, toState, type Db, type Tx } from "./store.ts";
+import {
+  decodeCursor,
+  encodeCursor,
+  pageSize,
+  parseTransferRequest,
+  requestHash,
+  stepDeadline,
+  type SagaTimings,
+} from "./transfers.ts";
+
+export type TransferRecord = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
+
+export interface InitiateInput {
+  fromAccountId: string;
+  toAccountNumber: string;
+  amountMinor: unknown;
+  idempotencyKey: string;
+  note?: string | null | undefined;
+}
+
+export class TransferService {
+  constructor(
+    private readonly db: Db,
+    private readonly blindIndexKey: Buffer,
+    private readonly timings: SagaTimings,
+    /** Wakes the outbox relay after a commit, so the saga starts without waiting for a poll. */
+    private readonly afterCommit: () => void,
+  ) {}
+
+  async initiate(caller: Caller, input: InitiateInput, requestDeviceId: string | undefined, correlationId: string): Promise<TransferRecord> {
+    const request = parseTransferRequest(input);
+    const toBlindIndex = blindIndex({ blindIndexKey: this.blindIndexKey }, request.toAccountNumber, ACCOUNT_NUMBER_CONTEXT);
+    const hash = requestHash(request, toBlindIndex);
+    const replay = await this.replayOf(caller.userId, request.idempotencyKey, hash);
+    if (replay) return replay;
+
+    const from = await this.db.accountDirectory.findUnique({ where: { accountId: request.fromAccountId } });
+    // Someone else's account looks exactly like a missing one: ids cannot be probed.
+    if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
+    const to = await this.db.accountDirectory.findUnique({ where: { numberBlindIndex: toBlindIndex } });
+    if (!to) throw new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
+    if (to.accountId === from.accountId) throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
+    if (to.currency !== from.currency) throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
+
+    const id = randomUUID();
+    const now = new Date();
+    try {
+      await this.db.$transaction(async (tx) => {
+        const row = await tx.transfer.create({
+          data: {
+            id,
+            userId: caller.userId,
+            fromAccountId: from.accountId,
+            toAccountId: to.accountId,
+            toMaskedNumber: to.maskedNumber,
+            amountMinor: request.amountMinor,
+            currency: from.currency,
+            note: request.note,
+            status: "PENDING",
+            idempotencyKey: request.idempotencyKey,
+            requestHash: hash,
+            requestDeviceId: requestDeviceId?.slice(0, 128) ?? null,
+            sessionDeviceId: caller.deviceId,
+            correlationId,
+            step: "DEBIT",
+            stepAttempts: 1,
+            stepDeadlineAt: stepDeadline(now, 1, this.timings),
+            createdAt: now,
+            updatedAt: now,
+          },
+        });
+        const store = sagaStore(tx);
+        await store.recordStatus(id, "PENDING", null, now);
+        await store.emit("transaction.status.changed", {
+          transferId: id,
+          userId: caller.userId,
+          status: "PENDING",
+          previousStatus: null,
+          failureReason: null,
+          changedAt: now.toISOString(),
+        });
+        await sendStepCommand(store, toState(row), "DEBIT");
+      });
+    } catch (error) {
+      // A concurrent request with the same key won the insert: answer as its retry would.
+      if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002") {
+        const winner = await this.replayOf(caller.userId, request.idempotencyKey, hash);
+        if (winner) return winner;
+      }
+      throw error;
+    }
+    this.afterCommit();
+    return this.db.transfer.findUniqueOrThrow({ where: { id } });
+  }
+
+  private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {
+    const existing = await this.db.transfer.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } } });
+    if (!existing) return null;
+    if (existing.requestHash !== hash) {
+      throw new DomainError("CONFLICT", "This idempotency key was used for a different transfer", { field: "idempotencyKey" });
+    }
+    return existing;
+  }
+
+  /** The caller's transfer (any for an ADMIN); NOT_FOUND otherwise. */
+  async get(caller: Caller, id: string): Promise<TransferRecord> {
+    const transfer = /^[0-9a-f-]{36}$/i.test(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
+    if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN")) throw new DomainError("NOT_FOUND", "Transfer not found");
+    return transfer;
+  }
+
+  async listMine(caller: Caller, first: number | null | undefined, after: string | null | undefined) {
+    const size = pageSize(first);
+    const cursor = after ? decodeCursor(after) : undefined;
+    const rows = await this.db.transfer.findMany({
+      where: {
+        userId: caller.userId,
+        ...(cursor
+          ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] }
+          : {}),
+      },
+      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+      take: size + 1,
+    });
+    const page = rows.slice(0, size);
+    return {
+      edges: page.map((node) => ({ cursor: encodeCursor(node.createdAt, node.id), node })),
+      pageInfo: {
+        hasNextPage: rows.length > size,
+        endCursor: page.length > 0 ? encodeCursor(page.at(-1)!.createdAt, page.at(-1)!.id) : null,
+      },
+    };
+  }
+
+  history(transferId: string) {
+    return this.db.transferStatusChange.findMany({ where: { transferId }, orderBy: { seq: "asc" } });
+  }
+}
+
+/** Keeps the directory of accounts (from account.created) that initiate() looks destinations up in. */
+export async function recordAccount(tx: Tx, data: EventData<"account.created">): Promise<void> {
+  await tx.accountDirectory.upsert({
+    where: { accountId: data.accountId },
+    create: {
+      accountId: data.accountId,
+      userId: data.userId,
+      currency: data.currency,
+      maskedNumber: data.maskedNumber,
+      numberBlindIndex: data.numberBlindIndex,
+    },
+    update: {},
+  });
+}

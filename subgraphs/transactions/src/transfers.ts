@@ -1,0 +1,130 @@
+/**
+ * The transfer and its saga as plain rules: no GraphQL, NATS or Prisma types. The transactions
+ * service orchestrates (shared/ARCHITECTURE.md §4):
+ *   PENDING --debited--> DEBITED --fraud passed--> (credit) --credited--> COMPLETED
+ *   PENDING --debit rejected--> REJECTED
+ *   DEBITED --fraud failed / credit refused / step timed out--> (refund) --refunded--> FAILED
+ */
+import { createHash } from "node:crypto";
+import { DomainError } from "@vaultpay/kit";
+import { isValidAccountNumber, normalizeAccountNumber, parseMinorUnits } from "@vaultpay/money";
+
+export type TransferStatus = "PENDING" | "DEBITED" | "COMPLETED" | "FAILED" | "REJECTED";
+export type SagaStep = "DEBIT" | "FRAUD" | "CREDIT" | "REFUND" | "NONE";
+
+export const TERMINAL: ReadonlySet<TransferStatus> = new Set(["COMPLETED", "FAILED", "REJECTED"]);
+
+const NEXT: Record<TransferStatus, readonly TransferStatus[]> = {
+  // FAILED from PENDING: the debit step timed out and its compensation (a refund) settled it.
+  PENDING: ["DEBITED", "REJECTED", "FAILED"],
+  DEBITED: ["COMPLETED", "FAILED"],
+  COMPLETED: [],
+  FAILED: [],
+  REJECTED: [],
+};
+
+/** Statuses only move forward; anything else is a bug, caught where it happens. */
+export function assertTransition(from: TransferStatus, to: TransferStatus): void {
+  if (!NEXT[from].includes(to)) throw new Error(`illegal transfer status change ${from} -> ${to}`);
+}
+
+/** Order of statuses for subscribers: a status is never shown after one of a higher rank. */
+export function statusRank(status: TransferStatus): number {
+  return status === "PENDING" ? 0 : status === "DEBITED" ? 1 : 2;
+}
+
+export const LIMITS = {
+  /** Largest single transfer, in minor units: 1 crore rupees. */
+  maxAmountMinor: 1_000_000_000n,
+  idempotencyKeyMaxChars: 100,
+  noteMaxChars: 140,
+  pageSizeMax: 100,
+} as const;
+
+export interface TransferRequest {
+  fromAccountId: string;
+  toAccountNumber: string;
+  amountMinor: bigint;
+  idempotencyKey: string;
+  note: string | null;
+}
+
+/** Validates and normalizes what a client asked for; BAD_USER_INPUT names the field. */
+export function parseTransferRequest(input: {
+  fromAccountId: string;
+  toAccountNumber: string;
+  amountMinor: unknown;
+  idempotencyKey: string;
+  note?: string | null | undefined;
+}): TransferRequest {
+  const bad = (field: string, message: string) => new DomainError("BAD_USER_INPUT", message, { field });
+  let amountMinor: bigint;
+  try {
+    amountMinor = typeof input.amountMinor === "bigint" ? input.amountMinor : parseMinorUnits(input.amountMinor);
+  } catch {
+    throw bad("amountMinor", "amountMinor must be a whole number of minor units");
+  }
+  if (amountMinor <= 0n) throw bad("amountMinor", "amountMinor must be positive");
+  if (amountMinor > LIMITS.maxAmountMinor) throw bad("amountMinor", `amountMinor must be at most ${LIMITS.maxAmountMinor}`);
+  const toAccountNumber = normalizeAccountNumber(input.toAccountNumber);
+  if (!isValidAccountNumber(toAccountNumber)) throw bad("toAccountNumber", "toAccountNumber is not a valid account number (check for a typo)");
+  const idempotencyKey = input.idempotencyKey.trim();
+  if (idempotencyKey.length === 0 || idempotencyKey.length > LIMITS.idempotencyKeyMaxChars) {
+    throw bad("idempotencyKey", `idempotencyKey must be 1 to ${LIMITS.idempotencyKeyMaxChars} characters`);
+  }
+  const note = input.note?.trim() || null;
+  if (note && note.length > LIMITS.noteMaxChars) throw bad("note", `note must be at most ${LIMITS.noteMaxChars} characters`);
+  if (!input.fromAccountId || input.fromAccountId.length > 64) throw bad("fromAccountId", "fromAccountId is not an account id");
+  return { fromAccountId: input.fromAccountId, toAccountNumber, amountMinor, idempotencyKey, note };
+}
+
+/**
+ * Identifies the body of a request under an idempotency key: the same key with the same body is a
+ * retry, with another body a conflict. The destination enters as its blind index (no plaintext).
+ */
+export function requestHash(request: TransferRequest, toBlindIndex: string): string {
+  const canonical = JSON.stringify([request.fromAccountId, toBlindIndex, request.amountMinor.toString(), request.note]);
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+/** Opaque page cursors over (createdAt, id), newest first. */
+export function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(`${createdAt.toISOString()}|${id}`, "utf8").toString("base64url");
+}
+
+export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [time, id] = Buffer.from(cursor, "base64url").toString("utf8").split("|");
+  const createdAt = new Date(time ?? "");
+  if (!id || Number.isNaN(createdAt.getTime())) throw new DomainError("BAD_USER_INPUT", "after is not a valid cursor", { field: "after" });
+  return { createdAt, id };
+}
+
+export function pageSize(first: number | null | undefined, fallback = 20): number {
+  const size = first ?? fallback;
+  if (!Number.isInteger(size) || size < 1 || size > LIMITS.pageSizeMax) {
+    throw new DomainError("BAD_USER_INPUT", `first must be between 1 and ${LIMITS.pageSizeMax}`, { field: "first" });
+  }
+  return size;
+}
+
+export interface SagaTimings {
+  /** How long one attempt of a step may take before its command is sent again. */
+  stepTimeoutMs: number;
+  /** Commands per step before the step is given up and compensated (refund). */
+  maxStepAttempts: number;
+}
+
+/**
+ * What to do when a step's deadline passes: send its command again, or give up and compensate.
+ * A refund is never given up: it is the compensation, retried until accounts answers.
+ */
+export function onStepTimeout(step: SagaStep, attempts: number, timings: SagaTimings): "retry" | "compensate" {
+  if (step === "REFUND" || attempts < timings.maxStepAttempts) return "retry";
+  return "compensate";
+}
+
+/** Back-off of a step's deadline: doubles per attempt, capped at 8× the base timeout. */
+export function stepDeadline(now: Date, attempts: number, timings: SagaTimings): Date {
+  const factor = Math.min(2 ** Math.max(0, attempts - 1), 8);
+  return new Date(now.getTime() + timings.stepTimeoutMs * factor);
+}
