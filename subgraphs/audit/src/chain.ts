@@ -1,0 +1,131 @@
+import { createHash } from "node:crypto";
+
+/**
+ * The hash chain, pure: no database, NATS or GraphQL here.
+ *
+ * hash(n) = sha256hex(hash(n-1) + canonicalJson(record n)), hash(0) = GENESIS_HASH. The record
+ * includes its own seq, so moving, removing or inserting a record breaks every hash after it.
+ */
+export const GENESIS_HASH = "0".repeat(64);
+
+/** What is recorded for one event; `data` is already canonical JSON text. */
+export interface AuditEntry {
+  eventId: string;
+  type: string;
+  /** UTC, millisecond precision: `new Date(...).toISOString()`. */
+  occurredAt: string;
+  correlationId: string;
+  causationId: string | null;
+  actorUserId: string | null;
+  data: string;
+}
+
+export interface ChainedRecord extends AuditEntry {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * JSON with object keys sorted at every level and no whitespace: one text per value, so the same
+ * event always hashes the same (JSON.stringify keeps insertion order, which a producer may change).
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") {
+    const text = JSON.stringify(value);
+    // undefined, functions and symbols have no JSON form; in an array JSON.stringify writes null.
+    return text === undefined ? "null" : text;
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, item]) => item !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
+}
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+/** The event's content without its place in the chain: equal in the live log and a rebuild. */
+export function contentOf(entry: AuditEntry): Record<string, unknown> {
+  return {
+    eventId: entry.eventId,
+    type: entry.type,
+    occurredAt: entry.occurredAt,
+    correlationId: entry.correlationId,
+    causationId: entry.causationId,
+    actorUserId: entry.actorUserId,
+    // Parsed back so the canonical record nests it as JSON, not as an escaped string.
+    data: JSON.parse(entry.data) as unknown,
+  };
+}
+
+/** sha256 of the event's content alone (no seq, no previous hash): the per-event hash a rebuild must reproduce. */
+export function contentHash(entry: AuditEntry): string {
+  return sha256Hex(canonicalJson(contentOf(entry)));
+}
+
+export function chainHash(previousHash: string, seq: number, entry: AuditEntry): string {
+  return sha256Hex(previousHash + canonicalJson({ seq, ...contentOf(entry) }));
+}
+
+/** Links entries after the head (seq, hash), in the given order. */
+export function link(head: { seq: number; hash: string }, entries: readonly AuditEntry[]): ChainedRecord[] {
+  let { seq, hash } = head;
+  return entries.map((entry) => {
+    seq += 1;
+    hash = chainHash(hash, seq, entry);
+    return { ...entry, seq, hash };
+  });
+}
+
+export interface VerificationResult {
+  valid: boolean;
+  /** Records examined, up to and including the first broken one. */
+  checked: number;
+  /** The first seq whose record is missing, altered or out of place; null when valid. */
+  firstBrokenSeq: number | null;
+}
+
+/**
+ * Walks a chain fed in seq order, batch by batch, holding only the running hash: memory is bounded
+ * by one batch whatever the length of the log.
+ */
+export class ChainVerifier {
+  private expectedSeq = 1;
+  private previousHash = GENESIS_HASH;
+  private checked = 0;
+  private broken: number | null = null;
+
+  /** Returns false once the chain is broken (the caller can stop reading). */
+  feed(records: readonly ChainedRecord[]): boolean {
+    for (const record of records) {
+      if (this.broken !== null) return false;
+      this.checked += 1;
+      // A missing record shows as a jump in seq; the expected seq is the one that was removed.
+      if (record.seq !== this.expectedSeq) {
+        this.broken = this.expectedSeq;
+        return false;
+      }
+      if (chainHash(this.previousHash, record.seq, record) !== record.hash) {
+        this.broken = record.seq;
+        return false;
+      }
+      this.previousHash = record.hash;
+      this.expectedSeq += 1;
+    }
+    return this.broken === null;
+  }
+
+  /** The head must point at the last record seen: a removed tail shows here. */
+  finish(head: { seq: number; hash: string }): VerificationResult {
+    const lastSeq = this.expectedSeq - 1;
+    if (this.broken === null) {
+      // Records removed past the last one seen, records added past the head, or a head moved by hand.
+      if (head.seq > lastSeq) this.broken = lastSeq + 1;
+      else if (head.seq < lastSeq) this.broken = head.seq + 1;
+      else if (head.hash !== this.previousHash) this.broken = Math.max(lastSeq, 1);
+    }
+    return { valid: this.broken === null, checked: this.checked, firstBrokenSeq: this.broken };
+  }
+}
