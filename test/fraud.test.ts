@@ -1,0 +1,180 @@
+/**
+ * The fraud engine over real JetStream and PostgreSQL: devices from AUTH, check requests from
+ * FRAUD, verdicts back on FRAUD through the outbox. The service's own consumers run in-process.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import { createEvent, eventHeaders, startEventing, type Event, type EventData, type JetStreamLink, connectJetStream, DLQ_HEADERS } from "@vaultpay/events";
+import { Lifecycle, createLogger, parseConfig } from "@vaultpay/kit";
+import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
+import { fraudConfigSchema, rulesConfigFrom } from "../subgraphs/fraud/src/config.ts";
+import { createDb, type Db } from "../subgraphs/fraud/src/db.ts";
+import { startConsumers } from "../subgraphs/fraud/src/events.ts";
+
+const logger = createLogger({ service: "fraud-test", level: "silent" });
+type Verdict = EventData<"fraud.check.completed">;
+type Request = EventData<"fraud.check.requested">;
+
+/** The service's defaults: only the variables every subgraph needs are given. */
+const rules = rulesConfigFrom(
+  parseConfig(fraudConfigSchema, {
+    PORT: "4004",
+    DATABASE_URL: "postgres://u:p@127.0.0.1:5432/unused",
+    GATEWAY_SECRET: "g".repeat(32),
+    AUTH_JWKS_URL: "http://127.0.0.1:4001/.well-known/jwks.json",
+  }),
+);
+
+describe("fraud checks over JetStream", () => {
+  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: Db;
+  let lifecycle: Lifecycle;
+  let link: JetStreamLink;
+  const verdicts = new Map<string, Verdict[]>();
+
+  beforeAll(async () => {
+    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("fraud")]);
+    db = createDb(database.url);
+    lifecycle = new Lifecycle(logger);
+    link = await connectJetStream(nats.url, "fraud-test-client", logger);
+    // What transactions will read: every fraud.check.completed the relay publishes.
+    const subscription = link.nc.subscribe("fraud.check.completed");
+    void (async () => {
+      for await (const message of subscription) {
+        const event = message.json<Event<"fraud.check.completed">>();
+        verdicts.set(event.data.transferId, [...(verdicts.get(event.data.transferId) ?? []), event.data]);
+      }
+    })();
+    const eventing = await startEventing({ natsUrl: nats.url, name: "fraud", logger, lifecycle, db });
+    await startConsumers(eventing, { rules, logger, now: () => new Date() });
+  });
+
+  afterAll(async () => {
+    await lifecycle?.shutdown();
+    await link?.nc.close();
+    await db?.$disconnect();
+    await Promise.all([nats?.stop(), database?.drop()]);
+  });
+
+  async function publish(event: { id: string; type: string; correlationId: string }): Promise<void> {
+    await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });
+  }
+
+  function request(overrides: Partial<Request> = {}): Event<"fraud.check.requested"> {
+    return createEvent(
+      "fraud.check.requested",
+      {
+        transferId: randomUUID(),
+        userId: "user-1",
+        fromAccountId: "acc-1",
+        toAccountId: "acc-payee",
+        amountMinor: "100000",
+        currency: "INR",
+        requestDeviceId: "phone-1",
+        sessionDeviceId: "phone-1",
+        initiatedAt: new Date().toISOString(),
+        ...overrides,
+      },
+      { correlationId: randomUUID(), actor: {} },
+    );
+  }
+
+  function verdictOf(transferId: string, count = 1): Promise<Verdict[]> {
+    return waitUntil(async () => {
+      const received = verdicts.get(transferId) ?? [];
+      return received.length >= count && received;
+    }, `${count} verdict(s) for ${transferId}`);
+  }
+
+  async function registerDevice(userId: string, deviceId: string): Promise<void> {
+    await publish(createEvent("auth.device.registered", { userId, deviceRecordId: randomUUID(), deviceId }, { correlationId: randomUUID(), actor: {} }));
+    // Devices and checks travel on different streams: wait until fraud knows the device.
+    await waitUntil(() => db.knownDevice.findUnique({ where: { userId_deviceId: { userId, deviceId } } }), `device ${deviceId} known`);
+  }
+
+  it("refuses a burst of transfers from a device the user never registered", async () => {
+    await registerDevice("user-burst", "phone-A");
+    const burst = Array.from({ length: 6 }, () => request({ userId: "user-burst", fromAccountId: "acc-burst", requestDeviceId: "laptop-B", sessionDeviceId: "laptop-B" }));
+    for (const event of burst) await publish(event);
+    const results = await Promise.all(burst.map(async (event) => (await verdictOf(event.data.transferId))[0]!));
+
+    const unknownDevice = "The transfer came from a device not registered for this user";
+    expect(results[0]).toMatchObject({ passed: true, riskScore: 45, reasons: [unknownDevice, "First transfer from this user to the destination account"] });
+    for (const result of results.slice(1, 5)) expect(result).toMatchObject({ passed: true, riskScore: 30, reasons: [unknownDevice] });
+    expect(results[5]).toMatchObject({
+      passed: false,
+      riskScore: 65,
+      reasons: ["Velocity within 600 s: 6 transfers by this user (max 5); 6 transfers by this account (max 5)", unknownDevice],
+    });
+
+    // Each check is stored with the facts and every rule's result behind it.
+    const stored = await db.fraudCheck.findUniqueOrThrow({ where: { transferId: burst[5]!.data.transferId } });
+    expect(stored).toMatchObject({ passed: false, riskScore: 65, requestDeviceId: "laptop-B", amountMinor: 100000n });
+    expect(stored.evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { nearbyTransfers: 5, knownDevices: 1 } });
+  });
+
+  it("refuses at once a request from another device than the session's", async () => {
+    await registerDevice("user-stolen", "phone-A");
+    const event = request({ userId: "user-stolen", fromAccountId: "acc-stolen", requestDeviceId: "laptop-X", sessionDeviceId: "phone-A" });
+    await publish(event);
+    const [verdict] = await verdictOf(event.data.transferId);
+    expect(verdict).toMatchObject({ passed: false, riskScore: 85 });
+    expect(verdict!.reasons).toEqual([
+      "The transfer came from a device not registered for this user",
+      "The transfer request came from a different device than the signed-in session",
+      "First transfer from this user to the destination account",
+    ]);
+  });
+
+  it("answers a repeated request for a transfer with the stored verdict, and stores one check", async () => {
+    await registerDevice("user-dup", "phone-D");
+    const first = request({ userId: "user-dup", fromAccountId: "acc-dup", requestDeviceId: "phone-D", sessionDeviceId: "phone-D", amountMinor: "5000" });
+    await publish(first);
+    const [original] = await verdictOf(first.data.transferId);
+    expect(original).toMatchObject({ passed: true, riskScore: 15 });
+
+    // Re-published with a new event id and a body that would score far worse: the answer does not change.
+    const again = request({ ...first.data, amountMinor: "99999999", requestDeviceId: "laptop-Z" });
+    await publish(again);
+    const both = await verdictOf(first.data.transferId, 2);
+    expect(both[1]).toEqual(original);
+
+    // A redelivery of an already processed event (same id, past JetStream's duplicate window) is a no-op.
+    await link.js.publish(first.type, JSON.stringify(first), { msgID: randomUUID(), headers: eventHeaders(first) });
+    const marker = request({ userId: "user-dup-marker" });
+    await publish(marker);
+    await verdictOf(marker.data.transferId);
+    expect(verdicts.get(first.data.transferId)).toHaveLength(2);
+    expect(await db.fraudCheck.count({ where: { transferId: first.data.transferId } })).toBe(1);
+  });
+
+  it("fails closed on a request it cannot score, and never passes a malformed one", async () => {
+    const foreign = request({ userId: "user-fc", currency: "USD" });
+    await publish(foreign);
+    const [verdict] = await verdictOf(foreign.data.transferId);
+    expect(verdict).toMatchObject({ passed: false, riskScore: 100, reasons: ["Fraud check could not be computed: amount limits are not configured for currency USD"] });
+    const sameAccount = request({ userId: "user-fc", toAccountId: "acc-1" });
+    await publish(sameAccount);
+    expect((await verdictOf(sameAccount.data.transferId))[0]).toMatchObject({ passed: false, reasons: ["Fraud check could not be computed: the source and destination accounts are the same"] });
+
+    // Missing the session device: the event schema refuses it before any rule runs, so it goes
+    // to DLQ with no verdict at all (transactions' deadline compensates), never a pass.
+    const valid = request({ userId: "user-fc" });
+    const { sessionDeviceId: _dropped, ...insufficient } = valid.data;
+    const dlqBefore = (await link.jsm.streams.info("DLQ")).state.last_seq;
+    await publish({ ...valid, data: insufficient } as unknown as Event);
+    const dlq = await waitUntil(async () => {
+      const info = await link.jsm.streams.info("DLQ");
+      return info.state.last_seq > dlqBefore && info;
+    }, "the malformed request in DLQ");
+    const letter = (await link.jsm.streams.getMessage("DLQ", { seq: dlq.state.last_seq }))!;
+    expect(letter.subject).toBe("dlq.FRAUD.fraud-checks");
+    expect(letter.header.get(DLQ_HEADERS.error)).toMatch(/InvalidEventError: fraud.check.requested/);
+    const marker = request({ userId: "user-fc-marker" });
+    await publish(marker);
+    await verdictOf(marker.data.transferId);
+    expect(verdicts.get(valid.data.transferId)).toBeUndefined();
+    expect(await db.fraudCheck.count({ where: { transferId: valid.data.transferId } })).toBe(0);
+  });
+});
