@@ -1,15 +1,35 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
+import { DateTimeScalar } from "@vaultpay/kit";
 import { serviceStatus } from "@vaultpay/service";
-import type { Runtime } from "./main.ts";
+import { AuditLog } from "./audit.ts";
+import type { ChainedRecord } from "./chain.ts";
+import { startAuditConsumers } from "./events.ts";
+import type { AuditContext, Runtime } from "./main.ts";
+import { createAuditStore } from "./store.ts";
 
-/** Thin: parse input, call the domain, map errors. */
-export function createResolvers(runtime: Runtime): GraphQLResolverMap<object> {
+type Args = Record<string, unknown>;
+
+/** Thin: parse input, call the domain, map errors. Starts the consumers that fill the log. */
+export async function createResolvers(runtime: Runtime): Promise<GraphQLResolverMap<AuditContext>> {
+  const log = new AuditLog(createAuditStore(runtime.db));
+  await startAuditConsumers(runtime);
   return {
+    DateTime: DateTimeScalar,
     Query: {
       auditStatus: serviceStatus(runtime, "audit"),
+      auditLog: (_: unknown, args: Args, context: AuditContext) =>
+        log.records(context.caller, {
+          correlationId: args.correlationId as string | null | undefined,
+          type: args.type as string | null | undefined,
+          first: args.first as number | null | undefined,
+          afterSeq: args.afterSeq as number | null | undefined,
+        }),
+      verifyAuditChain: (_: unknown, __: Args, context: AuditContext) => log.verify(context.caller),
     },
     AuditRecord: {
-      __resolveReference: (reference: { id: string }) => reference,
+      __resolveReference: (reference: { id: string }, context: AuditContext) => log.record(context.caller, reference.id),
+      id: (record: ChainedRecord) => record.eventId,
+      occurredAt: (record: ChainedRecord) => new Date(record.occurredAt),
     },
   };
 }

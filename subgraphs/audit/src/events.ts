@@ -1,0 +1,50 @@
+import { STREAMS, type Event, type StreamName } from "@vaultpay/events";
+import { canonicalJson, type AuditEntry } from "./chain.ts";
+import type { Tx } from "./db.ts";
+import type { Runtime } from "./main.ts";
+import { appendEntries } from "./store.ts";
+
+/** Every stream is audited except DLQ, whose letters are copies of events already audited (or malformed). */
+export const AUDITED_STREAMS = (Object.keys(STREAMS) as StreamName[]).filter((stream) => stream !== "DLQ");
+
+/** One durable consumer per stream (nats-server 2.9 allows one filter per consumer). */
+export function auditConsumerName(stream: StreamName): string {
+  return `audit-${stream.toLowerCase()}`;
+}
+
+/**
+ * What the log keeps of an event. Events are secret-free by contract (packages/events catalog);
+ * the actor's device and IP stay out, the user id is the actor. Normalized so the same event always
+ * yields the same entry: lower-case uuid (as PostgreSQL returns it), UTC milliseconds, canonical data.
+ */
+export function entryOf(event: Event): AuditEntry {
+  return {
+    eventId: event.id.toLowerCase(),
+    type: event.type,
+    occurredAt: new Date(event.occurredAt).toISOString(),
+    correlationId: event.correlationId,
+    causationId: event.causationId,
+    actorUserId: event.actor.userId ?? null,
+    data: canonicalJson(event.data),
+  };
+}
+
+export async function appendEvent(event: Event, tx: Tx): Promise<void> {
+  await appendEntries(tx, [entryOf(event)]);
+}
+
+/**
+ * Starts the five audit consumers. Each is the events package's idempotent consumer: the event id
+ * goes into processed_event in the append's transaction, so a redelivery is a no-op, and the
+ * durable keeps its place across restarts. The chain order is the order these appends commit.
+ */
+export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">): Promise<void> {
+  for (const stream of AUDITED_STREAMS) {
+    await runtime.eventing.consume({
+      name: auditConsumerName(stream),
+      stream,
+      filterSubject: STREAMS[stream][0],
+      handle: appendEvent,
+    });
+  }
+}
