@@ -57,7 +57,7 @@ describe("fraud checks over JetStream", () => {
     await Promise.all([nats?.stop(), database?.drop()]);
   });
 
-  async function publish(event: { id: string; type: string; correlationId: string }): Promise<void> {
+  async function publish(event: Event): Promise<void> {
     await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });
   }
 
