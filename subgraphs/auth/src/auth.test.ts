@@ -172,13 +172,14 @@ describe("register", () => {
     expect(again.expiresAt.getTime() - nowMs).toBe(fresh.expiresAt.getTime() - nowMs);
     expect(await db.user.count()).toBe(before + 1); // only `other`
     expect((await outbox()).length).toBe(eventsBefore + 1);
-    // Both paths pay for an argon2 hash: medians of interleaved runs stay within a factor of 2.
+    // Both paths pay for an argon2 hash: medians of interleaved runs stay within a factor of 3 (a
+    // path without the hash would be ~10× faster; the slack is for two shared, busy cores).
     const [freshMs, takenMs] = await medianMs([
       () => auth.register({ email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: DEVICE }),
       () => auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE }),
     ]);
-    expect(takenMs / freshMs).toBeGreaterThan(0.5);
-    expect(takenMs / freshMs).toBeLessThan(2);
+    expect(takenMs / freshMs).toBeGreaterThan(1 / 3);
+    expect(takenMs / freshMs).toBeLessThan(3);
     const [note] = await mailbox().read(email);
     expect(note?.code).toBeNull();
     expect(note?.body).toMatch(/already have one/);
@@ -274,8 +275,8 @@ describe("login", () => {
       ],
       3,
     );
-    expect(unknownMs / wrongMs).toBeGreaterThan(0.5);
-    expect(unknownMs / wrongMs).toBeLessThan(2);
+    expect(unknownMs / wrongMs).toBeGreaterThan(1 / 3);
+    expect(unknownMs / wrongMs).toBeLessThan(3);
   });
 
   it("sends an OTP on the right password; verifying it records the device, trusted from its second login", async () => {
