@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
 import { createEvent, eventHeaders, startEventing, type Event, type EventData, type JetStreamLink, connectJetStream, DLQ_HEADERS } from "@vaultpay/events";
 import { Lifecycle, createLogger, parseConfig } from "@vaultpay/kit";
-import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
+import { createTestDatabase, mintAccessToken, startTestNats, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 import { fraudConfigSchema, rulesConfigFrom } from "../subgraphs/fraud/src/config.ts";
 import { createDb, type Db } from "../subgraphs/fraud/src/db.ts";
 import { startConsumers } from "../subgraphs/fraud/src/events.ts";
@@ -176,5 +176,67 @@ describe("fraud checks over JetStream", () => {
     await verdictOf(marker.data.transferId);
     expect(verdicts.get(valid.data.transferId)).toBeUndefined();
     expect(await db.fraudCheck.count({ where: { transferId: valid.data.transferId } })).toBe(0);
+  });
+});
+
+describe("fraudChecks through the gateway", () => {
+  let stack: TestStack & { teardown: () => Promise<void> };
+  let link: JetStreamLink;
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    link = await connectJetStream(stack.nats.url, "fraud-stack-test", logger);
+  });
+  afterAll(async () => {
+    await link?.nc.close();
+    await stack?.teardown();
+  });
+
+  const query = `query Checks($onlyFailed: Boolean, $first: Int) { fraudChecks(onlyFailed: $onlyFailed, first: $first) { transferId riskScore passed reasons checkedAt } }`;
+  type Checks = { fraudChecks: Array<{ transferId: string; riskScore: number; passed: boolean; reasons: string[]; checkedAt: string }> };
+
+  it("lists checks, newest first, to an ADMIN only", async () => {
+    const admin = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}` };
+    const customer = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" })}` };
+    const make = (overrides: Partial<Request>) =>
+      createEvent(
+        "fraud.check.requested",
+        {
+          transferId: randomUUID(),
+          userId: randomUUID(),
+          fromAccountId: randomUUID(),
+          toAccountId: randomUUID(),
+          amountMinor: "1000",
+          currency: "INR",
+          requestDeviceId: "device-1",
+          sessionDeviceId: "device-1",
+          initiatedAt: new Date().toISOString(),
+          ...overrides,
+        },
+        { correlationId: randomUUID(), actor: {} },
+      );
+    const passing = make({});
+    const failing = make({ requestDeviceId: "device-2" });
+    const listed = (count: number) =>
+      waitUntil(async () => {
+        const result = await stack.graphql<Checks>(query, {}, admin);
+        return (result.data?.fraudChecks.length ?? 0) >= count && result;
+      }, `${count} check(s) listed`);
+    // One after the other, so "newest first" has an order to show.
+    await link.js.publish(passing.type, JSON.stringify(passing), { msgID: passing.id, headers: eventHeaders(passing) });
+    await listed(1);
+    await link.js.publish(failing.type, JSON.stringify(failing), { msgID: failing.id, headers: eventHeaders(failing) });
+    const all = await listed(2);
+    expect(all.errors).toBeUndefined();
+    expect(all.data!.fraudChecks.map((check) => check.transferId)).toEqual([failing.data.transferId, passing.data.transferId]);
+    expect(all.data!.fraudChecks[1]).toMatchObject({ passed: true, riskScore: 45 });
+
+    const failed = await stack.graphql<Checks>(query, { onlyFailed: true }, admin);
+    expect(failed.data!.fraudChecks).toEqual([expect.objectContaining({ transferId: failing.data.transferId, passed: false, riskScore: 85 })]);
+    expect((await stack.graphql<Checks>(query, { first: 1 }, admin)).data!.fraudChecks).toHaveLength(1);
+    expect((await stack.graphql(query, { first: 201 }, admin)).errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+
+    expect((await stack.graphql(query, {}, customer)).errors?.[0]?.extensions?.code).toBe("FORBIDDEN");
+    expect((await stack.graphql(query, {})).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
   });
 });
