@@ -136,8 +136,10 @@ describe("saga commands over JetStream", () => {
     await publish(refundCommand);
     await publish(refundCommand, `${refundCommand.id}-again`);
     await publish(createEvent("transaction.refund.requested", refundData, context));
+    // Two replicas consume in parallel: the credit goes out only once a refund is known to have landed.
+    await waitUntil(async () => (await answers(transferId)).length === 3, "both refund answers");
     await publish(createEvent("transaction.credit.requested", { transferId, toAccountId: to.id, amountMinor: "200" }, context));
-    await waitUntil(async () => (await answers(transferId)).length === 4, "refund answers and the credit refusal");
+    await waitUntil(async () => (await answers(transferId)).length === 4, "the credit refusal");
     expect((await answers(transferId)).map((a) => a.type)).toEqual(["account.debited", "account.refunded", "account.refunded", "account.credit.rejected"]);
     expect((await answers(transferId)).at(-1)?.data).toEqual({ transferId, accountId: to.id, reason: "ALREADY_REFUNDED" });
     expect(await balanceOf(from)).toBe(500n);
@@ -177,6 +179,7 @@ describe("saga commands over JetStream", () => {
     // A frozen destination refuses the credit; the source keeps its debit until the saga refunds it.
     const transferId = randomUUID();
     await publish(initiated({ transferId, fromAccountId: from.id, toAccountId: frozen.id, amountMinor: "60", currency: "INR", userId: from.userId }));
+    await waitUntil(async () => (await answers(transferId)).length === 1, "the debit");
     await publish(createEvent("transaction.credit.requested", { transferId, toAccountId: frozen.id, amountMinor: "60" }, context));
     await waitUntil(async () => (await answers(transferId)).length === 2, "debit and credit refusal");
     expect((await answers(transferId))[1]).toEqual({ type: "account.credit.rejected", data: { transferId, accountId: frozen.id, reason: "ACCOUNT_NOT_ACTIVE" } });

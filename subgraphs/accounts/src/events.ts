@@ -7,7 +7,8 @@ import { appendToOutbox, createEvent, type Event, type EventData, type EventType
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import type { Tx } from "./db.ts";
-import { credit, debit, refund } from "./ledger.ts";
+import type { Account } from "./accounts.ts";
+import { credit, debit, refund, type Decision } from "./ledger.ts";
 import {
   applyMovement,
   findSagaDecision,
@@ -32,64 +33,79 @@ function isSagaCommand(event: Event): event is SagaCommand {
   return event.type === "transaction.initiated" || event.type === "transaction.credit.requested" || event.type === "transaction.refund.requested";
 }
 
+type Applied = "account.debited" | "account.credited" | "account.refunded";
+type Rejected = "account.debit.rejected" | "account.credit.rejected" | "account.refund.rejected";
+
+/** One saga step: on which account, how to decide it, and how to answer. */
+interface StepPlan {
+  step: SagaStep;
+  accountId: string;
+  decide: (account: Account | undefined) => Promise<Decision<string>>;
+  applied: Applied;
+  rejected: Rejected;
+}
+
+function planOf(command: SagaCommand, tx: Tx, amountMinor: bigint): StepPlan {
+  const { transferId } = command.data;
+  switch (command.type) {
+    case "transaction.initiated": {
+      const { fromAccountId, currency, userId } = command.data;
+      return {
+        step: "DEBIT",
+        accountId: fromAccountId,
+        decide: async (account) => debit(account, { amountMinor, currency, userId }),
+        applied: "account.debited",
+        rejected: "account.debit.rejected",
+      };
+    }
+    case "transaction.credit.requested":
+      return {
+        step: "CREDIT",
+        accountId: command.data.toAccountId,
+        decide: async (account) => credit(account, amountMinor, await transferHistory(tx, transferId)),
+        applied: "account.credited",
+        rejected: "account.credit.rejected",
+      };
+    case "transaction.refund.requested":
+      return {
+        step: "REFUND",
+        accountId: command.data.fromAccountId,
+        decide: async (account) => {
+          const history = await transferHistory(tx, transferId);
+          // Only the account this transfer debited gets the money back.
+          if (!account || history.debitAccountId !== account.id) return { ok: false, reason: "DEBIT_NOT_FOUND" };
+          return refund(account, amountMinor, history);
+        },
+        applied: "account.refunded",
+        rejected: "account.refund.rejected",
+      };
+  }
+}
+
 /**
  * Runs one saga command inside the consumer's transaction. Each step of a transfer is decided once
- * (saga_decision) and the same answer is re-sent for a repeated command, even one re-published with
- * a new event id; the journal's unique (transfer, kind, account) is the backstop under that.
+ * (saga_decision) under a lock on the transfer and on the account, and the same answer is re-sent
+ * for a repeated command, even one re-published with a new event id; the journal's unique
+ * (transfer, kind, account) is the backstop under that.
  */
 export async function handleSagaCommand(event: Event, tx: Tx, logger: Logger): Promise<void> {
   // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
   if (!isSagaCommand(event)) return;
   const { transferId } = event.data;
-  await lockTransfer(tx, transferId);
   const amountMinor = parseMinorUnits(event.data.amountMinor);
-  switch (event.type) {
-    case "transaction.initiated": {
-      const { fromAccountId, currency, userId } = event.data;
-      const account = await lockAccount(tx, fromAccountId);
-      const decided = await decideOnce(tx, transferId, "DEBIT", fromAccountId, amountMinor, logger, async () => {
-        const decision = debit(account, { amountMinor, currency, userId });
-        if (!decision.ok) return decision.reason;
-        await applyMovement(tx, { accountId: fromAccountId, kind: "DEBIT", amountMinor, balanceAfterMinor: decision.balanceAfterMinor, transferId });
-        return null;
-      });
-      const answer = { transferId, accountId: decided.accountId };
-      if (decided.rejection === null) await emit(tx, "account.debited", { ...answer, amountMinor: formatMinorUnits(decided.amountMinor) });
-      else await emit(tx, "account.debit.rejected", { ...answer, reason: decided.rejection as EventData<"account.debit.rejected">["reason"] });
-      return;
-    }
-    case "transaction.credit.requested": {
-      const { toAccountId } = event.data;
-      const account = await lockAccount(tx, toAccountId);
-      const decided = await decideOnce(tx, transferId, "CREDIT", toAccountId, amountMinor, logger, async () => {
-        const decision = credit(account, amountMinor, await transferHistory(tx, transferId));
-        if (!decision.ok) return decision.reason;
-        await applyMovement(tx, { accountId: toAccountId, kind: "CREDIT", amountMinor, balanceAfterMinor: decision.balanceAfterMinor, transferId });
-        return null;
-      });
-      const answer = { transferId, accountId: decided.accountId };
-      if (decided.rejection === null) await emit(tx, "account.credited", { ...answer, amountMinor: formatMinorUnits(decided.amountMinor) });
-      else await emit(tx, "account.credit.rejected", { ...answer, reason: decided.rejection as EventData<"account.credit.rejected">["reason"] });
-      return;
-    }
-    case "transaction.refund.requested": {
-      const { fromAccountId } = event.data;
-      const account = await lockAccount(tx, fromAccountId);
-      const decided = await decideOnce(tx, transferId, "REFUND", fromAccountId, amountMinor, logger, async () => {
-        const history = await transferHistory(tx, transferId);
-        // Only the account this transfer debited gets the money back.
-        if (!account || history.debitAccountId !== account.id) return "DEBIT_NOT_FOUND";
-        const decision = refund(account, amountMinor, history);
-        if (!decision.ok) return decision.reason;
-        await applyMovement(tx, { accountId: fromAccountId, kind: "REFUND", amountMinor, balanceAfterMinor: decision.balanceAfterMinor, transferId });
-        return null;
-      });
-      const answer = { transferId, accountId: decided.accountId };
-      if (decided.rejection === null) await emit(tx, "account.refunded", { ...answer, amountMinor: formatMinorUnits(decided.amountMinor) });
-      else await emit(tx, "account.refund.rejected", { ...answer, reason: decided.rejection as EventData<"account.refund.rejected">["reason"] });
-      return;
-    }
-  }
+  const plan = planOf(event, tx, amountMinor);
+  await lockTransfer(tx, transferId);
+  const account = await lockAccount(tx, plan.accountId);
+  const decided = await decideOnce(tx, transferId, plan.step, plan.accountId, amountMinor, logger, async () => {
+    const decision = await plan.decide(account);
+    if (!decision.ok) return decision.reason;
+    await applyMovement(tx, { accountId: plan.accountId, kind: plan.step, amountMinor, balanceAfterMinor: decision.balanceAfterMinor, transferId });
+    return null;
+  });
+  const answer = { transferId, accountId: decided.accountId };
+  if (decided.rejection === null) await emit(tx, plan.applied, { ...answer, amountMinor: formatMinorUnits(decided.amountMinor) });
+  // The reason was produced by the domain for this very step, so it is one of its event's reasons.
+  else await emit(tx, plan.rejected, { ...answer, reason: decided.rejection } as EventData<Rejected>);
 }
 
 /** The recorded decision of a step, or a new one from `decide` (which applies it) recorded now. */
