@@ -2,6 +2,10 @@
  * Accounts: numbers, currencies and who may see what. Pure: no Prisma, GraphQL or NATS types.
  */
 import { randomInt } from "node:crypto";
+import { ACCOUNT_NUMBER_DIGITS, luhnCheckDigit } from "@vaultpay/money";
+
+// What every service knows about account numbers (12 digits, Luhn) lives in @vaultpay/money.
+export { ACCOUNT_NUMBER_CONTEXT, ACCOUNT_NUMBER_DIGITS, isValidAccountNumber, luhnCheckDigit } from "@vaultpay/money";
 
 export type AccountType = "SAVINGS" | "CURRENT";
 export type AccountStatus = "ACTIVE" | "FROZEN" | "CLOSED";
@@ -25,10 +29,6 @@ export interface Reader {
   role: Role;
 }
 
-export const ACCOUNT_NUMBER_DIGITS = 12;
-/** Associated data of the number's ciphertext and the context of its blind index. */
-export const ACCOUNT_NUMBER_CONTEXT = "account.number";
-
 /** Only INR for now; the list grows when the ledger learns exchange (never implicitly). */
 export const SUPPORTED_CURRENCIES: ReadonlySet<string> = new Set(["INR"]);
 
@@ -39,27 +39,6 @@ export function checkCurrency(input: string): CurrencyCheck {
   if (!/^[A-Z]{3}$/.test(input)) return { ok: false, message: "currency must be an ISO 4217 code such as INR" };
   if (!SUPPORTED_CURRENCIES.has(input)) return { ok: false, message: `currency ${input} is not supported; only INR for now` };
   return { ok: true, currency: input };
-}
-
-/** The Luhn check digit for a string of digits (the payload, without its check digit). */
-export function luhnCheckDigit(payload: string): number {
-  let sum = 0;
-  // From the right, every second digit of the payload is doubled (it will sit left of the check digit).
-  for (let i = 0; i < payload.length; i++) {
-    let digit = payload.charCodeAt(payload.length - 1 - i) - 48;
-    if (i % 2 === 0) {
-      digit *= 2;
-      if (digit > 9) digit -= 9;
-    }
-    sum += digit;
-  }
-  return (10 - (sum % 10)) % 10;
-}
-
-/** A 12-digit number whose last digit checks the others: catches every single-digit typo and most swaps. */
-export function isValidAccountNumber(value: string): boolean {
-  if (!new RegExp(`^[0-9]{${ACCOUNT_NUMBER_DIGITS}}$`).test(value)) return false;
-  return luhnCheckDigit(value.slice(0, -1)) === Number(value.at(-1));
 }
 
 /**
