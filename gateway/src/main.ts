@@ -49,6 +49,8 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
       request.http?.headers.set("x-correlation-id", requestContext.correlationId);
       request.http?.headers.set(GATEWAY_ASSERTION_HEADER, signGatewayAssertion(config.GATEWAY_SECRET, requestContext.correlationId));
       if (requestContext.actor.deviceId) request.http?.headers.set("x-device-id", requestContext.actor.deviceId);
+      // The client's address, for the subgraphs' logs and events (they only ever see the gateway's).
+      if (requestContext.actor.ip) request.http?.headers.set("x-forwarded-for", requestContext.actor.ip);
     }
     if (context.authorization) request.http?.headers.set("authorization", context.authorization);
   }

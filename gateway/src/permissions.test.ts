@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { buildSchema, parse, type OperationDefinitionNode } from "graphql";
 import { describe, expect, it } from "vitest";
 import type { Caller } from "@vaultpay/kit";
@@ -37,5 +38,20 @@ describe("gateway permissions (shared/API.md)", () => {
 
   it("closes a root field nobody has decided about", async () => {
     await expect(check(`{ brandNew }`, { production: false, caller: caller("ADMIN") })).rejects.toMatchObject({ code: "FORBIDDEN" });
+  });
+});
+
+describe("the composed graph", () => {
+  it("has a decision for every root field and object type (run `pnpm compose` first)", () => {
+    const supergraph = parse(readFileSync(new URL("../../supergraph.graphql", import.meta.url), "utf8"));
+    const undecided: string[] = [];
+    for (const definition of supergraph.definitions) {
+      if (definition.kind !== "ObjectTypeDefinition" || definition.name.value.startsWith("join__") || definition.name.value.startsWith("link__")) continue;
+      const type = definition.name.value;
+      const isRoot = ["Query", "Mutation", "Subscription"].includes(type);
+      if (!isRoot && !permissions[type]) undecided.push(type);
+      if (isRoot) for (const field of definition.fields ?? []) if (!permissions[type]?.[field.name.value]) undecided.push(`${type}.${field.name.value}`);
+    }
+    expect(undecided).toEqual([]);
   });
 });

@@ -77,6 +77,7 @@ export const permissions: Permissions = {
       "TransferEdge",
       "TransferConnection",
       "PageInfo",
+      "TransferStatusChange",
       "FraudCheck",
       "AuditRecord",
       "AuditVerification",

@@ -16,6 +16,7 @@ import {
   parse,
   print,
   validate,
+  visit,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
@@ -94,14 +95,25 @@ function toGraphQLError(error: unknown): GraphQLError {
   return new GraphQLError("Internal error", { extensions: { code: "INTERNAL" } });
 }
 
+/** Errors already formatted by Apollo (plain objects) as the GraphQLError instances graphql-ws sends. */
+function revive(errors: ReadonlyArray<{ message: string; extensions?: Record<string, unknown>; path?: ReadonlyArray<string | number> }>): GraphQLError[] {
+  return errors.map((error) => new GraphQLError(error.message, { extensions: error.extensions ?? {}, path: error.path }));
+}
+
 /** The subscription's selection, asked as a query: `transfer(id: $vpTransferId) { …same fields… }`. */
 export function snapshotQuery(document: DocumentNode, operation: OperationDefinitionNode, root: FieldNode): string {
+  const fragments = document.definitions.filter((definition) => definition.kind === Kind.FRAGMENT_DEFINITION);
+  // Only the variables the payload's selection uses (the subscription's `$id` is replaced).
+  const used = new Set<string>();
+  const collect = { Variable: (node: { name: { value: string } }) => void used.add(node.name.value) };
+  visit(root.selectionSet!, collect);
+  for (const fragment of fragments) visit(fragment, collect);
   const query: OperationDefinitionNode = {
     kind: Kind.OPERATION_DEFINITION,
     operation: "query" as OperationDefinitionNode["operation"],
     name: { kind: Kind.NAME, value: "TransferStatusSnapshot" },
     variableDefinitions: [
-      ...(operation.variableDefinitions ?? []),
+      ...(operation.variableDefinitions ?? []).filter((definition) => used.has(definition.variable.name.value)),
       {
         kind: Kind.VARIABLE_DEFINITION,
         variable: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: "vpTransferId" } },
@@ -120,7 +132,6 @@ export function snapshotQuery(document: DocumentNode, operation: OperationDefini
       ],
     },
   };
-  const fragments = document.definitions.filter((definition) => definition.kind === Kind.FRAGMENT_DEFINITION);
   return print({ kind: Kind.DOCUMENT, definitions: [query, ...fragments] });
 }
 
@@ -176,12 +187,12 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
       state.active++;
       const history = await inContext(() => run(state.context, STATUS_QUERY, { id }));
       if (history.errors?.length || !history.data?.transfer) {
-        yield { errors: history.errors ?? [new GraphQLError("Transfer not found", { extensions: { code: "NOT_FOUND" } })] };
+        yield { errors: history.errors?.length ? revive(history.errors) : [new GraphQLError("Transfer not found", { extensions: { code: "NOT_FOUND" } })] };
         return;
       }
       const snapshot = await inContext(() => run(state.context, query, variables));
       if (snapshot.errors?.length || !snapshot.data?.transfer) {
-        yield { errors: snapshot.errors ?? [] };
+        yield { errors: revive(snapshot.errors ?? []) };
         return;
       }
       // What already happened, in order, then the live changes.
@@ -210,7 +221,7 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         }
         const fresh = await inContext(() => run(state.context, query, variables));
         if (fresh.errors?.length || !fresh.data?.transfer) {
-          yield { errors: fresh.errors ?? [] };
+          yield { errors: revive(fresh.errors ?? []) };
           return;
         }
         yield payload(fresh.data.transfer, change);
