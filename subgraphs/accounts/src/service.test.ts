@@ -1,8 +1,10 @@
 /** The accounts use cases on a real PostgreSQL: opening, visibility, audited reveals, deposits, the journal's guards. */
+import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { decrypt, generateKeyRingEnv, keyRingFrom, keyIdOf } from "@vaultpay/crypto";
 import { DomainError } from "@vaultpay/kit";
+import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase } from "@vaultpay/testing";
 import { ACCOUNT_NUMBER_CONTEXT, isValidAccountNumber, type Reader } from "./accounts.ts";
 import { createDb, type Db } from "./db.ts";
@@ -175,6 +177,14 @@ describe("accounts service", () => {
     ring = rotated;
     service = new AccountsService({ db, ring, afterCommit: () => undefined });
     for (const [id, number] of before) expect(await service.revealNumber(admin, await service.get(admin, id))).toBe(number);
+
+    // The command itself, as an operator runs it: nothing left to do.
+    const output = execFileSync(process.execPath, ["--import", "tsx", "subgraphs/accounts/src/reencrypt.ts", "--batch-size", "10"], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+      env: { ...process.env, DATABASE_URL: database.url, ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},k2:${Buffer.alloc(32, 7).toString("base64")}`, ENCRYPTION_ACTIVE_KEY_ID: "k2", BLIND_INDEX_KEY: env.BLIND_INDEX_KEY },
+    });
+    expect(output).toBe("re-encrypted 0 account number(s) under key k2\n");
   });
 
   it("a dump of the database holds no plaintext account number", async () => {
