@@ -5,25 +5,42 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
 import { createEvent, eventHeaders, startEventing, type Event, type EventData, type JetStreamLink, connectJetStream, DLQ_HEADERS } from "@vaultpay/events";
-import { Lifecycle, createLogger, parseConfig } from "@vaultpay/kit";
+import { Lifecycle, createLogger } from "@vaultpay/kit";
 import { createTestDatabase, mintAccessToken, startTestNats, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
-import { fraudConfigSchema, rulesConfigFrom } from "../subgraphs/fraud/src/config.ts";
 import { createDb, type Db } from "../subgraphs/fraud/src/db.ts";
 import { startConsumers } from "../subgraphs/fraud/src/events.ts";
+import { rulesConfigFromEnv } from "../subgraphs/fraud/src/testing.ts";
 
 const logger = createLogger({ service: "fraud-test", level: "silent" });
 type Verdict = EventData<"fraud.check.completed">;
 type Request = EventData<"fraud.check.requested">;
 
-/** The service's defaults: only the variables every subgraph needs are given. */
-const rules = rulesConfigFrom(
-  parseConfig(fraudConfigSchema, {
-    PORT: "4004",
-    DATABASE_URL: "postgres://u:p@127.0.0.1:5432/unused",
-    GATEWAY_SECRET: "g".repeat(32),
-    AUTH_JWKS_URL: "http://127.0.0.1:4001/.well-known/jwks.json",
-  }),
-);
+/** The service's defaults: no FRAUD_* variable set. */
+const rules = rulesConfigFromEnv();
+
+/** A check request as transactions sends it; a fresh transfer unless overridden. */
+function request(overrides: Partial<Request> = {}): Event<"fraud.check.requested"> {
+  return createEvent(
+    "fraud.check.requested",
+    {
+      transferId: randomUUID(),
+      userId: "user-1",
+      fromAccountId: "acc-1",
+      toAccountId: "acc-payee",
+      amountMinor: "100000",
+      currency: "INR",
+      requestDeviceId: "phone-1",
+      sessionDeviceId: "phone-1",
+      initiatedAt: new Date().toISOString(),
+      ...overrides,
+    },
+    { correlationId: randomUUID(), actor: {} },
+  );
+}
+
+async function publishTo(link: JetStreamLink, event: Event): Promise<void> {
+  await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });
+}
 
 describe("fraud checks over JetStream", () => {
   let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -57,28 +74,7 @@ describe("fraud checks over JetStream", () => {
     await Promise.all([nats?.stop(), database?.drop()]);
   });
 
-  async function publish(event: Event): Promise<void> {
-    await link.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) });
-  }
-
-  function request(overrides: Partial<Request> = {}): Event<"fraud.check.requested"> {
-    return createEvent(
-      "fraud.check.requested",
-      {
-        transferId: randomUUID(),
-        userId: "user-1",
-        fromAccountId: "acc-1",
-        toAccountId: "acc-payee",
-        amountMinor: "100000",
-        currency: "INR",
-        requestDeviceId: "phone-1",
-        sessionDeviceId: "phone-1",
-        initiatedAt: new Date().toISOString(),
-        ...overrides,
-      },
-      { correlationId: randomUUID(), actor: {} },
-    );
-  }
+  const publish = (event: Event) => publishTo(link, event);
 
   function verdictOf(transferId: string, count = 1): Promise<Verdict[]> {
     return waitUntil(async () => {
@@ -198,34 +194,18 @@ describe("fraudChecks through the gateway", () => {
   it("lists checks, newest first, to an ADMIN only", async () => {
     const admin = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}` };
     const customer = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" })}` };
-    const make = (overrides: Partial<Request>) =>
-      createEvent(
-        "fraud.check.requested",
-        {
-          transferId: randomUUID(),
-          userId: randomUUID(),
-          fromAccountId: randomUUID(),
-          toAccountId: randomUUID(),
-          amountMinor: "1000",
-          currency: "INR",
-          requestDeviceId: "device-1",
-          sessionDeviceId: "device-1",
-          initiatedAt: new Date().toISOString(),
-          ...overrides,
-        },
-        { correlationId: randomUUID(), actor: {} },
-      );
-    const passing = make({});
-    const failing = make({ requestDeviceId: "device-2" });
+    const fresh = () => ({ userId: randomUUID(), fromAccountId: randomUUID(), toAccountId: randomUUID(), amountMinor: "1000", requestDeviceId: "device-1", sessionDeviceId: "device-1" });
+    const passing = request(fresh());
+    const failing = request({ ...fresh(), requestDeviceId: "device-2" });
     const listed = (count: number) =>
       waitUntil(async () => {
         const result = await stack.graphql<Checks>(query, {}, admin);
         return (result.data?.fraudChecks.length ?? 0) >= count && result;
       }, `${count} check(s) listed`);
     // One after the other, so "newest first" has an order to show.
-    await link.js.publish(passing.type, JSON.stringify(passing), { msgID: passing.id, headers: eventHeaders(passing) });
+    await publishTo(link, passing);
     await listed(1);
-    await link.js.publish(failing.type, JSON.stringify(failing), { msgID: failing.id, headers: eventHeaders(failing) });
+    await publishTo(link, failing);
     const all = await listed(2);
     expect(all.errors).toBeUndefined();
     expect(all.data!.fraudChecks.map((check) => check.transferId)).toEqual([failing.data.transferId, passing.data.transferId]);

@@ -1,33 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { Caller } from "@vaultpay/kit";
 import { assertAdmin, checkTransfer, checksPageSize, maySeeCheck, type LoadedFacts } from "./fraud.ts";
-import type { RulesConfig, Transfer } from "./rules.ts";
+import type { RulesConfig } from "./rules.ts";
+import { rulesConfigFromEnv, transferFixture } from "./testing.ts";
 
-const config: RulesConfig = {
-  failScore: 60,
-  highAmount: { weight: 50, thresholdMinor: 10_000_000n },
-  unusualAmount: { weight: 30, multiplier: 5, minHistory: 3, sampleSize: 20 },
-  velocity: { weight: 35, windowSeconds: 600, maxTransfers: 5, maxAmountMinor: 5_000_000n },
-  unknownDevice: { weight: 30 },
-  deviceMismatch: { weight: 40 },
-  newPayee: { weight: 15 },
-  dailyLimit: { weight: 100, limitMinor: 20_000_000n, timeZone: "Asia/Kolkata" },
-  currencies: ["INR"],
-  historyMaxRows: 10,
-};
+const config: RulesConfig = rulesConfigFromEnv({ FRAUD_HISTORY_MAX_ROWS: "10" });
 
 const now = new Date("2026-11-25T12:00:00.000Z");
-const transfer: Transfer = {
-  transferId: "t1",
-  userId: "u1",
-  fromAccountId: "a1",
-  toAccountId: "b1",
-  amountMinor: 10_000n,
-  currency: "INR",
-  requestDeviceId: "d1",
-  sessionDeviceId: "d1",
-  initiatedAt: now,
-};
+const transfer = transferFixture();
 const facts: LoadedFacts = { nearby: [], truncated: false, recentPassedAmountsMinor: [], paidPayeeBefore: true, knownDeviceIds: ["d1"] };
 
 describe("checking a transfer", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "@vaultpay/kit";
-import { fraudConfigSchema, rulesConfigFrom } from "./config.ts";
+import { fraudConfigSchema } from "./config.ts";
+import { BASE_ENV, rulesConfigFromEnv, transferFixture } from "./testing.ts";
 import {
   calendarDay,
   dailyLimit,
@@ -16,35 +17,16 @@ import {
   type PastTransfer,
   type RuleResult,
   type RulesConfig,
-  type Transfer,
 } from "./rules.ts";
 
-const env = {
-  PORT: "4004",
-  DATABASE_URL: "postgres://u:p@127.0.0.1:5432/fraud",
-  GATEWAY_SECRET: "g".repeat(32),
-  AUTH_JWKS_URL: "http://127.0.0.1:4001/.well-known/jwks.json",
-};
+const env = BASE_ENV;
 
 /** The defaults, as the service starts without any FRAUD_* variable. */
-const defaults: RulesConfig = rulesConfigFrom(parseConfig(fraudConfigSchema, env));
+const defaults: RulesConfig = rulesConfigFromEnv();
 
 const at = (iso: string) => new Date(iso);
 
-function transfer(overrides: Partial<Transfer> = {}): Transfer {
-  return {
-    transferId: "t-now",
-    userId: "u1",
-    fromAccountId: "a1",
-    toAccountId: "b1",
-    amountMinor: 10_000n,
-    currency: "INR",
-    requestDeviceId: "d1",
-    sessionDeviceId: "d1",
-    initiatedAt: at("2026-11-25T12:00:00.000Z"),
-    ...overrides,
-  };
-}
+const transfer = transferFixture;
 
 function past(overrides: Partial<PastTransfer> = {}): PastTransfer {
   return { transferId: `t-${Math.random()}`, userId: "u1", fromAccountId: "a1", toAccountId: "b1", amountMinor: 10_000n, initiatedAt: at("2026-11-25T11:59:00.000Z"), passed: true, ...overrides };
@@ -71,7 +53,7 @@ describe("configuration", () => {
   });
 
   it("takes thresholds and weights from the environment and refuses bad values on one line", () => {
-    const custom = rulesConfigFrom(parseConfig(fraudConfigSchema, { ...env, FRAUD_FAIL_SCORE: "80", FRAUD_HIGH_AMOUNT_MINOR: "500", FRAUD_DAILY_LIMIT_TIME_ZONE: "Europe/Berlin", FRAUD_CURRENCIES: "INR, EUR" }));
+    const custom = rulesConfigFromEnv({ FRAUD_FAIL_SCORE: "80", FRAUD_HIGH_AMOUNT_MINOR: "500", FRAUD_DAILY_LIMIT_TIME_ZONE: "Europe/Berlin", FRAUD_CURRENCIES: "INR, EUR" });
     expect(custom.failScore).toBe(80);
     expect(custom.highAmount.thresholdMinor).toBe(500n);
     expect(custom.dailyLimit.timeZone).toBe("Europe/Berlin");
