@@ -36,6 +36,18 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
   afterCommit?: () => void;
   /** Database transaction timeout for one handler run. */
   transactionTimeoutMs?: number;
+  /**
+   * Up to this many messages are handled in one transaction (one commit for all of them). Messages
+   * only batch up while a transaction is running, so a quiet stream still handles each at once.
+   * Default 1: one message per transaction. When a batch fails, its messages are handled one by
+   * one, each with its own retries and dead letter, exactly as without batching.
+   */
+  maxBatchMessages?: number;
+  /**
+   * The effect for a batch of new events (duplicates already removed), in delivery order. Default:
+   * `handle` for each, in the event's context. A batch handler runs outside any event's context.
+   */
+  handleBatch?: (events: Event[], tx: Tx) => Promise<void>;
 }
 
 export type ProcessOutcome = "processed" | "duplicate" | "retry" | "dead-lettered";
@@ -66,14 +78,51 @@ export class EventConsumer<Tx extends SqlExecutor> {
     await this.ensureDurable();
     const consumer = await js.consumers.get(stream, name);
     this.messages = await consumer.consume({ max_messages: this.options.batchSize ?? 32 });
-    this.loop = (async () => {
-      for await (const message of this.messages!) {
-        await this.process(message);
-        if (this.stopped) break;
-      }
-    })().catch((error: unknown) => {
+    const maxBatch = this.options.maxBatchMessages ?? 1;
+    this.loop = (maxBatch > 1 ? this.consumeInBatches(maxBatch) : this.consumeOneByOne()).catch((error: unknown) => {
       if (!this.stopped) this.options.logger.error({ err: error, consumer: name }, "consumer loop ended");
     });
+  }
+
+  private async consumeOneByOne(): Promise<void> {
+    for await (const message of this.messages!) {
+      await this.process(message);
+      if (this.stopped) break;
+    }
+  }
+
+  /**
+   * Messages that arrive while a batch transaction runs wait in `pending` and form the next batch;
+   * at most maxBatch wait (back-pressure on the iterator). `running` is set and cleared in the same
+   * tick as `pending` is checked, so no message is left waiting without a flush to take it.
+   */
+  private async consumeInBatches(maxBatch: number): Promise<void> {
+    const pending: JsMsg[] = [];
+    let running = false;
+    let flushed: Promise<void> = Promise.resolve();
+    let failure: unknown;
+    const flush = () => {
+      if (running) return;
+      running = true;
+      flushed = (async () => {
+        try {
+          while (pending.length > 0 && failure === undefined) await this.processBatch(pending.splice(0, maxBatch));
+        } catch (error) {
+          failure = error;
+          await this.messages?.close().catch(() => undefined);
+        } finally {
+          running = false;
+        }
+      })();
+    };
+    for await (const message of this.messages!) {
+      pending.push(message);
+      flush();
+      if (pending.length >= maxBatch) await flushed;
+      if (this.stopped || failure !== undefined) break;
+    }
+    await flushed;
+    if (failure !== undefined) throw failure;
   }
 
   /** Stops pulling and waits for the message in hand to finish (graceful drain). */
@@ -112,6 +161,62 @@ export class EventConsumer<Tx extends SqlExecutor> {
       message.nak(delayMs);
       return "retry";
     }
+  }
+
+  /** One transaction for the batch's valid events; on any failure, each message on its own. */
+  private async processBatch(messages: JsMsg[]): Promise<void> {
+    if (messages.length === 1) {
+      await this.process(messages[0]!);
+      return;
+    }
+    const valid: Array<{ message: JsMsg; event: Event }> = [];
+    for (const message of messages) {
+      let event: Event | undefined;
+      try {
+        event = parseEvent(message.json());
+      } catch {
+        // process() sends it to DLQ with the parse error, as it would without batching.
+        await this.process(message);
+      }
+      if (event) valid.push({ message, event });
+    }
+    if (valid.length === 0) return;
+    let handled: number;
+    try {
+      handled = await this.applyBatchOnce(valid.map(({ event }) => event));
+    } catch (error) {
+      this.options.logger.warn({ err: error, consumer: this.options.name, messages: valid.length }, "batch failed; handling its messages one by one");
+      for (const { message } of valid) await this.process(message);
+      return;
+    }
+    if (handled > 0) this.options.afterCommit?.();
+    for (const { message } of valid) message.ack();
+  }
+
+  private applyBatchOnce(events: Event[]): Promise<number> {
+    const { db, name, handle } = this.options;
+    const handleBatch =
+      this.options.handleBatch ??
+      (async (fresh: Event[], tx: Tx) => {
+        for (const event of fresh) {
+          await runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, () => handle(event, tx));
+        }
+      });
+    return db.$transaction(
+      async (tx) => {
+        const inserted = await tx.$queryRawUnsafe<Array<{ event_id: string }>>(
+          `INSERT INTO processed_event (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id ON CONFLICT DO NOTHING RETURNING event_id::text`,
+          name,
+          events.map((event) => event.id),
+        );
+        const unseen = new Set(inserted.map((row) => row.event_id));
+        // First delivery of each id only: a batch can hold the same event twice.
+        const fresh = events.filter((event) => unseen.delete(event.id.toLowerCase()));
+        if (fresh.length > 0) await handleBatch(fresh, tx);
+        return fresh.length;
+      },
+      { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000 },
+    );
   }
 
   private applyOnce(event: Event): Promise<"processed" | "duplicate"> {

@@ -1,0 +1,93 @@
+/** EventConsumer's batch mode: many messages per transaction, same idempotency and dead letters as one by one. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { connectJetStream, createEvent, eventHeaders, EventConsumer, type Event, type JetStreamLink } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
+import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
+import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
+
+const logger = createLogger({ service: "batch-test", level: "silent" });
+
+describe("EventConsumer with maxBatchMessages", () => {
+  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let sql: pg.Client;
+  let link: JetStreamLink;
+  let db: ReturnType<typeof createDb>;
+  let consumer: EventConsumer<Tx>;
+  const batchSizes: number[] = [];
+  let poisonId = "";
+
+  const effects = async () => (await sql.query(`SELECT count(*)::int AS n FROM batch_effect`)).rows[0].n as number;
+  const publish = (event: Event, msgID = event.id) => link.js.publish(event.type, JSON.stringify(event), { msgID, headers: eventHeaders(event) });
+  const created = (n: number) =>
+    createEvent("auth.user.created", { userId: `user-${n}`, role: "CUSTOMER" }, { correlationId: `corr-${n}`, actor: {} });
+
+  beforeAll(async () => {
+    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    // A primary key on the effect: a handler applied twice would fail the test loudly.
+    await sql.query(`CREATE TABLE batch_effect (event_id uuid PRIMARY KEY)`);
+    link = await connectJetStream(nats.url, "batch-test", logger);
+    db = createDb(database.url);
+    const insert = (tx: Tx, ids: string[]) => tx.$executeRawUnsafe(`INSERT INTO batch_effect (event_id) SELECT unnest($1::uuid[])`, ids);
+    consumer = new EventConsumer<Tx>({
+      name: "batch-test",
+      stream: "AUTH",
+      filterSubject: "auth.>",
+      db,
+      js: link.js,
+      jsm: link.jsm,
+      logger,
+      maxDeliver: 2,
+      backoffMs: [20],
+      batchSize: 200,
+      maxBatchMessages: 50,
+      handle: async (event, tx) => {
+        if (event.id === poisonId) throw new Error("poison");
+        await insert(tx, [event.id]);
+      },
+      handleBatch: async (events, tx) => {
+        batchSizes.push(events.length);
+        if (events.some((event) => event.id === poisonId)) throw new Error("poison in batch");
+        await insert(tx, events.map((event) => event.id));
+      },
+    });
+    await consumer.start();
+  });
+
+  afterAll(async () => {
+    await consumer?.stop();
+    await link?.nc.close();
+    await db?.$disconnect();
+    await sql?.end();
+    await Promise.all([nats?.stop(), database?.drop()]);
+  });
+
+  it("handles a burst in batches, each event once, and skips redeliveries", async () => {
+    const burst = Array.from({ length: 300 }, (_, n) => created(n));
+    await Promise.all(burst.map((event) => publish(event)));
+    await waitUntil(async () => (await effects()) === 300, "300 effects");
+    expect(Math.max(...batchSizes)).toBeGreaterThan(1);
+    expect(Math.max(...batchSizes)).toBeLessThanOrEqual(50);
+    // Republished past JetStream's de-duplication, several in one batch with a new one.
+    const fresh = created(1_000);
+    await Promise.all([publish(burst[0]!, "again-0"), publish(burst[1]!, "again-1"), publish(fresh), publish(fresh, "again-fresh")]);
+    await waitUntil(async () => (await effects()) === 301, "the new event's effect");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await effects()).toBe(301);
+  });
+
+  it("falls back to one by one when a batch fails: the others commit, the poison and a malformed message go to DLQ", async () => {
+    const events = Array.from({ length: 40 }, (_, n) => created(2_000 + n));
+    poisonId = events[7]!.id;
+    await Promise.all([
+      ...events.map((event) => publish(event)),
+      link.js.publish("auth.user.created", JSON.stringify({ not: "an event" }), { msgID: "malformed" }),
+    ]);
+    await waitUntil(async () => (await effects()) === 301 + 39, "39 effects");
+    await waitUntil(async () => (await link.jsm.streams.info("DLQ")).state.messages === 2, "two dead letters");
+    expect((await sql.query(`SELECT 1 FROM batch_effect WHERE event_id = $1`, [poisonId])).rowCount).toBe(0);
+  });
+});
