@@ -3,7 +3,7 @@ import { DateTimeScalar, DomainError, type Caller } from "@vaultpay/kit";
 import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
 import { maskAccountNumber, type Account, type AccountType, type Reader } from "./accounts.ts";
-import type { AccountsService } from "./service.ts";
+import { MAX_BATCH_IDS, type AccountsService } from "./service.ts";
 import type { Runtime } from "./runtime.ts";
 
 export interface Context {
@@ -13,6 +13,39 @@ export interface Context {
 function reader(context: Context): Reader {
   if (!context.caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
   return context.caller;
+}
+
+/**
+ * Account entities of one request are loaded in one query: the gateway asks for a page of them at
+ * once (e.g. myTransfers' fromAccount), and Apollo calls __resolveReference once per entity in the
+ * same tick. Keyed by the request's context, so batches never mix callers.
+ */
+const entityBatches = new WeakMap<Context, Map<string, Array<(result: Account | Error) => void>>>();
+
+function loadAccountEntity(accounts: AccountsService, context: Context, id: string): Promise<Account> {
+  const caller = reader(context);
+  let batch = entityBatches.get(context);
+  if (!batch || batch.size >= MAX_BATCH_IDS) {
+    const pending = new Map<string, Array<(result: Account | Error) => void>>();
+    batch = pending;
+    entityBatches.set(context, pending);
+    process.nextTick(() => {
+      if (entityBatches.get(context) === pending) entityBatches.delete(context);
+      const ids = [...pending.keys()];
+      accounts.getMany(caller, ids).then(
+        (results) => ids.forEach((key, index) => pending.get(key)!.forEach((settle) => settle(results[index]!))),
+        (error: unknown) => {
+          const failure = error instanceof Error ? error : new Error(String(error));
+          pending.forEach((waiters) => waiters.forEach((settle) => settle(failure)));
+        },
+      );
+    });
+  }
+  const waiters = batch.get(id) ?? [];
+  batch.set(id, waiters);
+  return new Promise<Account>((resolve, reject) => {
+    waiters.push((result) => (result instanceof Error ? reject(result) : resolve(result)));
+  });
 }
 
 /** Thin: parse input, call the service, shape the output. */
@@ -35,7 +68,7 @@ export function createResolvers(runtime: Runtime, accounts: AccountsService): Gr
     },
     Account: {
       // Reached through other subgraphs' fields (e.g. Transfer.fromAccount): the same visibility rule.
-      __resolveReference: (reference: { id: string }, context: Context) => accounts.get(reader(context), reference.id),
+      __resolveReference: (reference: { id: string }, context: Context) => loadAccountEntity(accounts, context, reference.id),
       maskedNumber: (account: Account) => maskAccountNumber(account.numberLast4),
       number: (account: Account, _: unknown, context: Context) => accounts.revealNumber(reader(context), account),
       balance: (account: Account) => ({ minor: account.balanceMinor, currency: account.currency }),

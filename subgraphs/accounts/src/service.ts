@@ -26,6 +26,7 @@ import {
   applyMovement,
   findAccount,
   findAccountByUserAndType,
+  findAccounts,
   findAccountsOfUser,
   findDepositByKey,
   findEncryptedNumber,
@@ -38,6 +39,8 @@ import {
 /** Number collisions are astronomically rare (10^11 numbers); a few tries, then a loud failure. */
 const NUMBER_ATTEMPTS = 5;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{8,128}$/;
+/** Entity resolution batches: a page of transfers is far smaller. */
+export const MAX_BATCH_IDS = 100;
 
 export interface AccountsServiceOptions {
   db: Db;
@@ -58,6 +61,16 @@ export class AccountsService {
     const account = await findAccount(this.options.db, id);
     if (!account || !canSee(reader, account)) throw notFound();
     return account;
+  }
+
+  /** Many at once, in order: an account, or the NOT_FOUND error for one this reader may not see. */
+  async getMany(reader: Reader, ids: readonly string[]): Promise<Array<Account | DomainError>> {
+    if (ids.length > MAX_BATCH_IDS) throw new Error(`at most ${MAX_BATCH_IDS} accounts per batch`);
+    const found = new Map((await findAccounts(this.options.db, ids)).map((account) => [account.id, account]));
+    return ids.map((id) => {
+      const account = found.get(id);
+      return account && canSee(reader, account) ? account : notFound();
+    });
   }
 
   async listOf(reader: Reader, userId: string): Promise<Account[]> {

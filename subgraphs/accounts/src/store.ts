@@ -63,6 +63,14 @@ export async function findAccount(db: Db | Tx, id: string): Promise<Account | un
   return row ? toAccount(row) : undefined;
 }
 
+/** Several accounts by id in one query (entity resolution of a page of transfers); ids that are not uuids find nothing. */
+export async function findAccounts(db: Db | Tx, ids: readonly string[]): Promise<Account[]> {
+  const valid = ids.filter(isUuid);
+  if (valid.length === 0) return [];
+  const rows = await db.account.findMany({ where: { id: { in: valid } }, select: accountColumns, take: valid.length });
+  return rows.map(toAccount);
+}
+
 /** Up to `limit` accounts per user: a user has at most one per type, so the bound is never reached. */
 export async function findAccountsOfUser(db: Db | Tx, userId: string, limit = 50): Promise<Account[]> {
   const rows = await db.account.findMany({ where: { userId }, select: accountColumns, orderBy: { createdAt: "asc" }, take: limit });
