@@ -106,6 +106,7 @@ describe("audit log", () => {
       await waitUntil(() => stored(step.id), `${step.type} to be recorded`);
     }
     await publish(event("auth.login.failed", { userId: null, reason: "invalid_credentials", lockedForSeconds: null }, "corr-other"));
+    await drained();
 
     const trail = await log.records(admin, { correlationId });
     expect(trail.map((record) => record.type)).toEqual(story.map((step) => step.type));
