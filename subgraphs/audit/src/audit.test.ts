@@ -3,10 +3,13 @@
  * chain, a correlation id tells its story, the database refuses edits, verification finds
  * tampering, redeliveries are ignored, restarts continue, and a rebuild reproduces the log.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { connectJetStream, createEvent, eventHeaders, startEventing, type Event, type EventData, type EventType, type JetStreamLink } from "@vaultpay/events";
 import { createLogger, DomainError, Lifecycle, type Caller } from "@vaultpay/kit";
+import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 import { AuditLog, verifyChain } from "./audit.ts";
 import { contentHash } from "./chain.ts";
@@ -15,6 +18,7 @@ import { AUDITED_STREAMS, auditConsumerName, entryOf, startAuditConsumers } from
 import { rebuildAuditLog, summarizeChain } from "./rebuild.ts";
 import { appendEntries, createAuditStore } from "./store.ts";
 
+const run = promisify(execFile);
 const logger = createLogger({ service: "audit-test", level: "silent" });
 const admin: Caller = { userId: "admin-1", role: "ADMIN", sessionId: "s-1", deviceId: "d-1", tokenId: "j-1" };
 const customer: Caller = { ...admin, userId: "user-1", role: "CUSTOMER" };
@@ -242,6 +246,16 @@ describe("audit log", () => {
     } finally {
       await rebuiltDb.$disconnect();
     }
+
+    // The command an operator runs, end to end.
+    const target = await createTestDatabase("audit");
+    extraDatabases.push(target);
+    const command = await run(process.execPath, ["--import", "tsx", "subgraphs/audit/src/rebuild.ts", "--compare", database.url], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DATABASE_URL: target.url, NATS_URL: nats.url, LOG_LEVEL: "warn" },
+    });
+    expect(command.stdout).toContain(`rebuilt ${liveSummary.records} record(s) (skipped 1 invalid, 1 duplicate); head ${liveSummary.records} ${summaries[0]!.headHash}`);
+    expect(command.stdout).toContain("same events");
     await startLive();
   });
 
