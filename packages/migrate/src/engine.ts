@@ -107,9 +107,21 @@ interface PanicRegistry {
 const panics = globalThis as { PRISMA_WASM_PANIC_REGISTRY?: PanicRegistry };
 
 /**
+ * The describer's query for CHECK and exclusion constraints. The wasm engine (7.10) panics
+ * ("unreachable") when it gets a CHECK constraint back, which the native engine only notes: Prisma
+ * schemas cannot express CHECKs, so they never take part in a diff. Hiding them from the engine
+ * keeps diffs identical while migrations may add CHECKs by hand (accounts, transactions do).
+ */
+function isCheckAndExclusionConstraintQuery(config: pg.QueryConfig | string): boolean {
+  const text = typeof config === "string" ? config : config.text;
+  return text.includes("pg_get_constraintdef") && text.includes("constraint_type");
+}
+
+/**
  * A PrismaPg connection adjusted for the schema engine, which the adapter was not built around:
  * - one pooled connection, kept open: the engine takes its migration lock with a session-level
  *   advisory lock, which must stay on the connection that then runs the migration;
+ * - CHECK constraints hidden from the describer (see isCheckAndExclusionConstraintQuery);
  * - `"char"` columns reported as text: the engine's catalog queries return some (pg_constraint.contype…)
  *   and PrismaPg 7.10 rejects the type, although its text form is just the character;
  * - scripts sent whole, as one simple-protocol query, like the native engine does: PrismaPg splits on
@@ -123,6 +135,14 @@ async function connect(databaseUrl: string): Promise<PgAdapter> {
     const result = await query(config);
     for (const { fields } of [result].flat()) {
       for (const field of fields) if (field.dataTypeID === OID_CHAR) field.dataTypeID = OID_TEXT;
+    }
+    if (isCheckAndExclusionConstraintQuery(config)) {
+      // PrismaPg asks for rows as arrays: find the column by name.
+      for (const part of [result].flat()) {
+        const column = part.fields.findIndex((field) => field.name === "constraint_type");
+        part.rows = part.rows.filter((row: unknown[]) => row[column] !== "c");
+        part.rowCount = part.rows.length;
+      }
     }
     return result;
   }) as typeof pool.query;
