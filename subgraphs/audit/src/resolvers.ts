@@ -3,16 +3,14 @@ import { DateTimeScalar } from "@vaultpay/kit";
 import { serviceStatus } from "@vaultpay/service";
 import { AuditLog } from "./audit.ts";
 import type { ChainedRecord } from "./chain.ts";
-import { startAuditConsumers } from "./events.ts";
 import type { AuditContext, Runtime } from "./main.ts";
 import { createAuditStore } from "./store.ts";
 
 type Args = Record<string, unknown>;
 
-/** Thin: parse input, call the domain, map errors. Starts the consumers that fill the log. */
-export async function createResolvers(runtime: Runtime): Promise<GraphQLResolverMap<AuditContext>> {
+/** Thin: parse input, call the domain, map errors. */
+export function createResolvers(runtime: Runtime): GraphQLResolverMap<AuditContext> {
   const log = new AuditLog(createAuditStore(runtime.db));
-  await startAuditConsumers(runtime);
   return {
     DateTime: DateTimeScalar,
     Query: {
