@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { GraphQLSchema } from "graphql";
+import { GraphQLError, type GraphQLSchema } from "graphql";
 import { ApolloGateway, RemoteGraphQLDataSource } from "@apollo/gateway";
 import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
@@ -54,7 +54,27 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
     }
     if (context.authorization) request.http?.headers.set("authorization", context.authorization);
   }
+
+  /**
+   * A subgraph's non-2xx answer (e.g. 400 for a variable its scalar refused, 401) as the error it
+   * carries when that error has a public code, instead of Apollo's generic one — which would also
+   * leak the subgraph's URL and raw body to the client.
+   */
+  override async errorFromResponse(response: Parameters<RemoteGraphQLDataSource["errorFromResponse"]>[0]) {
+    const body = (await this.parseBody(response).catch(() => undefined)) as { errors?: Array<{ message?: string; extensions?: Record<string, unknown> }> } | undefined;
+    const first = body?.errors?.[0];
+    const code = first?.extensions?.code;
+    if (typeof code === "string" && PUBLIC_SUBGRAPH_CODES.has(code)) {
+      const { code: _code, stacktrace: _stacktrace, http: _http, ...details } = first?.extensions ?? {};
+      return new GraphQLError(first?.message ?? code, { extensions: { ...details, code } });
+    }
+    logger.warn({ status: response.status, subgraphUrl: response.url }, "subgraph answered with an error status");
+    return new GraphQLError("Internal error", { extensions: { code: "INTERNAL" } });
+  }
 }
+
+/** Codes a subgraph may send back through the gateway as they are (shared/API.md). */
+const PUBLIC_SUBGRAPH_CODES = new Set(["UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "INSUFFICIENT_FUNDS", "RATE_LIMITED"]);
 
 let apiSchema: GraphQLSchema | undefined;
 const gateway = new ApolloGateway({
