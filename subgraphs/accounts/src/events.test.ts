@@ -151,6 +151,12 @@ describe("saga commands over JetStream", () => {
     await waitUntil(async () => (await answers(ghost)).length === 1, "the ghost refund answer");
     expect((await answers(ghost))[0]).toEqual({ type: "account.refund.rejected", data: { transferId: ghost, accountId: from.id, reason: "DEBIT_NOT_FOUND" } });
     expect(await balanceOf(from)).toBe(500n);
+
+    // The debit of that transfer arriving late (the saga timed it out and refunded) takes nothing.
+    await publish(initiated({ transferId: ghost, fromAccountId: from.id, toAccountId: to.id, amountMinor: "50", currency: "INR", userId: from.userId }));
+    await waitUntil(async () => (await answers(ghost)).length === 2, "the late debit's answer");
+    expect((await answers(ghost))[1]).toEqual({ type: "account.debit.rejected", data: { transferId: ghost, accountId: from.id, reason: "TRANSFER_CANCELLED" } });
+    expect(await balanceOf(from)).toBe(500n);
   });
 
   it("rejects debits with a reason: funds, frozen, not found, someone else's, currency", async () => {

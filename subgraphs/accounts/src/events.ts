@@ -53,7 +53,12 @@ function planOf(command: SagaCommand, tx: Tx, amountMinor: bigint): StepPlan {
       return {
         step: "DEBIT",
         accountId: fromAccountId,
-        decide: async (account) => debit(account, { amountMinor, currency, userId }),
+        decide: async (account) => {
+          // The saga gave up on this debit and asked for a refund, which was decided first (a
+          // late or redelivered debit): never take money for a transfer that is being unwound.
+          if (await findSagaDecision(tx, transferId, "REFUND")) return { ok: false, reason: "TRANSFER_CANCELLED" };
+          return debit(account, { amountMinor, currency, userId });
+        },
         applied: "account.debited",
         rejected: "account.debit.rejected",
       };

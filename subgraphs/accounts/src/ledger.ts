@@ -7,7 +7,7 @@ import type { Account } from "./accounts.ts";
 /** Refuses fat fingers and overflow long before BIGINT does: ₹10 crore (10^8 rupees) per movement, in paise. */
 export const MAX_MOVEMENT_MINOR = 100_000_000n * 100n;
 
-export type DebitRejection = "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "ACCOUNT_NOT_FOUND" | "CURRENCY_MISMATCH";
+export type DebitRejection = "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "ACCOUNT_NOT_FOUND" | "CURRENCY_MISMATCH" | "TRANSFER_CANCELLED";
 export type CreditRejection = "ACCOUNT_NOT_ACTIVE" | "ACCOUNT_NOT_FOUND" | "CURRENCY_MISMATCH" | "DEBIT_NOT_FOUND" | "AMOUNT_MISMATCH" | "ALREADY_REFUNDED";
 export type RefundRejection = "DEBIT_NOT_FOUND" | "AMOUNT_MISMATCH" | "ALREADY_CREDITED";
 

@@ -14,6 +14,8 @@ import {
   type TransferStatus,
 } from "./transfers.ts";
 
+const MAX_REASON_CHARS = 500;
+
 export interface TransferState {
   id: string;
   userId: string;
@@ -101,7 +103,8 @@ export class Saga {
     const now = this.now();
     const status = next.status ?? transfer.status;
     if (status !== transfer.status) assertTransition(transfer.status, status);
-    const failureReason = next.failureReason === undefined ? transfer.failureReason : next.failureReason;
+    // Bounded like the event that carries it: many fraud reasons must not make the step throw.
+    const failureReason = (next.failureReason === undefined ? transfer.failureReason : next.failureReason)?.slice(0, MAX_REASON_CHARS) ?? null;
     await store.update(transfer.id, {
       status,
       step: next.step,
