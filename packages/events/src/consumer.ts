@@ -74,14 +74,45 @@ export class EventConsumer<Tx extends SqlExecutor> {
   }
 
   async start(): Promise<void> {
+    // The first subscription fails loudly at start-up; later ones are retried by supervise().
+    await this.subscribe();
+    this.loop = this.supervise();
+  }
+
+  private async subscribe(): Promise<void> {
     const { js, stream, name } = this.options;
     await this.ensureDurable();
     const consumer = await js.consumers.get(stream, name);
     this.messages = await consumer.consume({ max_messages: this.options.batchSize ?? 32 });
+  }
+
+  /**
+   * Consumes until stopped. If the message iterator ends or fails (NATS restarted, the consumer
+   * was removed, a batch failed), it subscribes again with back-off: a consumer must never stop
+   * for good while its service runs. Unacked messages are redelivered after ack_wait meanwhile.
+   */
+  private async supervise(): Promise<void> {
+    const { logger, name } = this.options;
     const maxBatch = this.options.maxBatchMessages ?? 1;
-    this.loop = (maxBatch > 1 ? this.consumeInBatches(maxBatch) : this.consumeOneByOne()).catch((error: unknown) => {
-      if (!this.stopped) this.options.logger.error({ err: error, consumer: name }, "consumer loop ended");
-    });
+    let backoffMs = 250;
+    for (;;) {
+      try {
+        await (maxBatch > 1 ? this.consumeInBatches(maxBatch) : this.consumeOneByOne());
+      } catch (error) {
+        if (!this.stopped) logger.warn({ err: error, consumer: name }, "consumer interrupted");
+      }
+      if (this.stopped) return;
+      await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      if (this.stopped) return;
+      try {
+        await this.subscribe();
+        backoffMs = 250;
+        logger.info({ consumer: name }, "consumer resubscribed");
+      } catch (error) {
+        backoffMs = Math.min(backoffMs * 2, 5_000);
+        logger.warn({ err: error, consumer: name, retryInMs: backoffMs }, "consumer could not resubscribe");
+      }
+    }
   }
 
   private async consumeOneByOne(): Promise<void> {
