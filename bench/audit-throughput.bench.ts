@@ -1,18 +1,17 @@
 /**
- * Throughput of audit appends with real NATS and PostgreSQL (bench/audit-results.md). Opt-in, as it
- * loads the shared machine:
- *   AUDIT_BENCH=1 [AUDIT_BENCH_EVENTS_PER_STREAM=1000] [AUDIT_BENCH_BATCH=1,200] \
- *     pnpm exec vitest run subgraphs/audit/src/throughput.test.ts
+ * Throughput of audit appends with real NATS and PostgreSQL (bench/audit-results.md). A benchmark,
+ * not part of `pnpm test`:
+ *   [AUDIT_BENCH_EVENTS_PER_STREAM=1000] [AUDIT_BENCH_BATCH=1,200] pnpm bench audit
  */
 import { describe, expect, it } from "vitest";
 import pg from "pg";
 import { connectJetStream, createEvent, eventHeaders, startEventing, type Event, type JetStreamLink } from "@vaultpay/events";
 import { createLogger, Lifecycle } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
-import { verifyChain } from "./audit.ts";
-import { createDb, type Tx } from "./db.ts";
-import { AUDIT_BATCH_MAX_MESSAGES, startAuditConsumers } from "./events.ts";
-import { createAuditStore } from "./store.ts";
+import { verifyChain } from "../subgraphs/audit/src/audit.ts";
+import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
+import { AUDIT_BATCH_MAX_MESSAGES, startAuditConsumers } from "../subgraphs/audit/src/events.ts";
+import { createAuditStore } from "../subgraphs/audit/src/store.ts";
 
 const logger = createLogger({ service: "audit-bench", level: "silent" });
 const EVENTS_PER_STREAM = Number(process.env.AUDIT_BENCH_EVENTS_PER_STREAM ?? 1_000);
@@ -45,7 +44,7 @@ function report(label: string, records: number, startedAt: number): void {
   console.log(`${label}: ${records} records in ${seconds.toFixed(2)} s = ${Math.round(records / seconds)} records/s`);
 }
 
-describe.runIf(process.env.AUDIT_BENCH)("audit throughput", () => {
+describe("audit throughput", () => {
   for (const maxBatch of BATCH_MODES) {
     it(`maxBatchMessages ${maxBatch}: drains a backlog of the five streams, then keeps up with live publishing`, { timeout: 900_000 }, async () => {
       const [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);

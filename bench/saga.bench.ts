@@ -1,0 +1,98 @@
+/**
+ * Transfer saga throughput and latency through the gateway, whole stack on this machine. Results
+ * go to bench/saga-results.md (appended). Not part of `pnpm test`:
+ *   [SAGA_BENCH_TRANSFERS=300] [SAGA_BENCH_CLIENTS=16] pnpm bench saga
+ */
+import { appendFileSync } from "node:fs";
+import os from "node:os";
+import { randomInt, randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+
+const TRANSFERS = Number(process.env.SAGA_BENCH_TRANSFERS ?? 300);
+const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
+const ACCOUNTS = 20;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+describe("saga benchmark", () => {
+  let stack: TestStack & { teardown: () => Promise<void> };
+  let transactionsSql: pg.Client;
+
+  beforeAll(async () => {
+    // Fraud rules that never fire: every transfer takes the full path debit -> fraud -> credit.
+    stack = await startTestStack({
+      env: {
+        FRAUD_FAIL_SCORE: "100",
+        FRAUD_HIGH_AMOUNT_WEIGHT: "0",
+        FRAUD_UNKNOWN_DEVICE_WEIGHT: "0",
+        FRAUD_DEVICE_MISMATCH_WEIGHT: "0",
+        FRAUD_NEW_PAYEE_WEIGHT: "0",
+        FRAUD_VELOCITY_WEIGHT: "0",
+        FRAUD_UNUSUAL_AMOUNT_WEIGHT: "0",
+        FRAUD_DAILY_LIMIT_WEIGHT: "0",
+        RATE_LIMIT_OPERATIONS: "1000000",
+      },
+    });
+    transactionsSql = new pg.Client({ connectionString: stack.databaseUrls.transactions });
+    await transactionsSql.connect();
+  });
+  afterAll(async () => {
+    await transactionsSql?.end();
+    await stack?.teardown();
+  });
+
+  it("measures transfers per second and time to COMPLETED", async () => {
+    const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
+    const customers = await Promise.all(
+      Array.from({ length: ACCOUNTS }, async () => {
+        const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
+        const { data } = await stack.graphql<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { authorization: `Bearer ${token}` });
+        await stack.graphql(`mutation($id: ID!, $key: String!) { depositFunds(accountId: $id, amountMinor: "100000000", idempotencyKey: $key) { id } }`, { id: data!.openAccount.id, key: `bench-${randomUUID()}` }, { authorization: `Bearer ${admin}` });
+        return { token, ...data!.openAccount };
+      }),
+    );
+    await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === ACCOUNTS, "the directory");
+
+    const acceptMs: number[] = [];
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (next < TRANSFERS) {
+          const index = next++;
+          const from = customers[index % ACCOUNTS]!;
+          const to = customers[(index + 1 + randomInt(ACCOUNTS - 1)) % ACCOUNTS]!;
+          const t0 = performance.now();
+          const result = await stack.graphql(
+            `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "1000", idempotencyKey: $key) { id } }`,
+            { from: from.id, to: to.number, key: `bench-${index}` },
+            { authorization: `Bearer ${from.token}` },
+          );
+          expect(result.errors).toBeUndefined();
+          acceptMs.push(performance.now() - t0);
+        }
+      }),
+    );
+    const acceptedAfterMs = performance.now() - started;
+    await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status = 'COMPLETED'`)).rows[0].n === TRANSFERS, "all COMPLETED", 600_000, 100);
+    const allDoneMs = performance.now() - started;
+    const completion = (await transactionsSql.query<{ ms: number }>(
+      `SELECT extract(epoch FROM (c.changed_at - t.created_at)) * 1000 AS ms FROM transfer t JOIN transfer_status_change c ON c.transfer_id = t.id AND c.status = 'COMPLETED' ORDER BY ms`,
+    )).rows.map((row) => Number(row.ms));
+    acceptMs.sort((a, b) => a - b);
+
+    const line = [
+      `| ${new Date().toISOString().slice(0, 16)}Z | ${os.cpus().length} × ${os.cpus()[0]?.model.trim()} | ${TRANSFERS} | ${CLIENTS}`,
+      `${(TRANSFERS / (acceptedAfterMs / 1000)).toFixed(1)}`,
+      `${(TRANSFERS / (allDoneMs / 1000)).toFixed(1)}`,
+      `${percentile(acceptMs, 50).toFixed(0)} / ${percentile(acceptMs, 95).toFixed(0)}`,
+      `${percentile(completion, 50).toFixed(0)} / ${percentile(completion, 95).toFixed(0)} |`,
+    ].join(" | ");
+    appendFileSync(new URL("./saga-results.md", import.meta.url), `${line}\n`);
+    console.info(line);
+  }, 900_000);
+});
