@@ -8,7 +8,7 @@ import os from "node:os";
 import { randomInt, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
 const TRANSFERS = Number(process.env.SAGA_BENCH_TRANSFERS ?? 300);
 const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
@@ -26,14 +26,7 @@ describe("saga benchmark", () => {
     // Fraud rules that never fire: every transfer takes the full path debit -> fraud -> credit.
     stack = await startTestStack({
       env: {
-        FRAUD_FAIL_SCORE: "100",
-        FRAUD_HIGH_AMOUNT_WEIGHT: "0",
-        FRAUD_UNKNOWN_DEVICE_WEIGHT: "0",
-        FRAUD_DEVICE_MISMATCH_WEIGHT: "0",
-        FRAUD_NEW_PAYEE_WEIGHT: "0",
-        FRAUD_VELOCITY_WEIGHT: "0",
-        FRAUD_UNUSUAL_AMOUNT_WEIGHT: "0",
-        FRAUD_DAILY_LIMIT_WEIGHT: "0",
+        ...fraudOnlyOnAmount(),
         RATE_LIMIT_OPERATIONS: "1000000",
       },
     });

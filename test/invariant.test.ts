@@ -7,7 +7,7 @@
 import { randomInt, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
 const ACCOUNTS = 20;
 const TRANSFERS = 200;
@@ -32,15 +32,8 @@ describe("bank invariant under faults", () => {
         SAGA_STEP_TIMEOUT_MS: "2000",
         SAGA_MAX_STEP_ATTEMPTS: "4",
         SAGA_SWEEP_INTERVAL_MS: "250",
-        // Some transfers fail the fraud check (and are refunded); devices and payees do not matter here.
-        FRAUD_HIGH_AMOUNT_MINOR: "40000",
-        FRAUD_HIGH_AMOUNT_WEIGHT: "100",
-        FRAUD_UNKNOWN_DEVICE_WEIGHT: "0",
-        FRAUD_DEVICE_MISMATCH_WEIGHT: "0",
-        FRAUD_NEW_PAYEE_WEIGHT: "0",
-        FRAUD_VELOCITY_WEIGHT: "0",
-        FRAUD_UNUSUAL_AMOUNT_WEIGHT: "0",
-        FRAUD_DAILY_LIMIT_WEIGHT: "0",
+        // Some transfers fail the fraud check (and are refunded).
+        ...fraudOnlyOnAmount(40_000n),
         RATE_LIMIT_OPERATIONS: "100000",
       },
     });

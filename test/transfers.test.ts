@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { createClient, type Client } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
 type Stack = TestStack & { teardown: () => Promise<void> };
 
@@ -28,11 +28,7 @@ describe("transfer saga", () => {
       env: {
         SAGA_STEP_TIMEOUT_MS: "3000",
         // A transfer of more than 50 000.00 fails the fraud check in this stack.
-        FRAUD_HIGH_AMOUNT_MINOR: "5000000",
-        FRAUD_HIGH_AMOUNT_WEIGHT: "100",
-        // Minted tokens carry devices auth never registered; only the amount rule decides here.
-        FRAUD_UNKNOWN_DEVICE_WEIGHT: "0",
-        FRAUD_NEW_PAYEE_WEIGHT: "0",
+        ...fraudOnlyOnAmount(5_000_000n),
       },
     });
     admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });

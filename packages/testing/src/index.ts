@@ -164,3 +164,21 @@ export async function mintAccessToken(privateJwk: string, claims: TokenClaims): 
     .setExpirationTime(now + (claims.expiresInSeconds ?? 900))
     .sign(key);
 }
+
+/**
+ * Fraud settings for stacks whose tests are about money movement, not fraud: every rule off except
+ * high amount, which fails transfers strictly over `failOverMinor` (omit it to let all pass).
+ * Minted tokens carry devices auth never registered, which the device rules would otherwise score.
+ */
+export function fraudOnlyOnAmount(failOverMinor?: bigint): Record<string, string> {
+  return {
+    FRAUD_HIGH_AMOUNT_WEIGHT: failOverMinor === undefined ? "0" : "100",
+    FRAUD_HIGH_AMOUNT_MINOR: String(failOverMinor ?? 10_000_000n),
+    FRAUD_UNKNOWN_DEVICE_WEIGHT: "0",
+    FRAUD_DEVICE_MISMATCH_WEIGHT: "0",
+    FRAUD_NEW_PAYEE_WEIGHT: "0",
+    FRAUD_VELOCITY_WEIGHT: "0",
+    FRAUD_UNUSUAL_AMOUNT_WEIGHT: "0",
+    FRAUD_DAILY_LIMIT_WEIGHT: "0",
+  };
+}
