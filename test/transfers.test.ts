@@ -65,7 +65,7 @@ describe("transfer saga", () => {
   }
 
   /** Starts a transfer once the transactions service has learned of the destination account. */
-  async function transfer(from: Customer, to: Customer, amountMinor: string, idempotencyKey = randomUUID()) {
+  async function transfer(from: Customer, to: Customer, amountMinor: string, idempotencyKey: string = randomUUID(), correlationId: string = randomUUID()) {
     return waitUntil(
       async () => {
         const result = await stack.graphql<{ initiateTransfer: { id: string; status: string } }>(
@@ -73,7 +73,7 @@ describe("transfer saga", () => {
              initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: $amount, idempotencyKey: $key) { id status }
            }`,
           { from: from.accountId, to: to.number, amount: amountMinor, key: idempotencyKey },
-          { authorization: `Bearer ${from.token}`, "x-device-id": from.deviceId },
+          { authorization: `Bearer ${from.token}`, "x-device-id": from.deviceId, "x-correlation-id": correlationId },
         );
         if (result.errors?.[0]?.extensions?.code === "NOT_FOUND") return undefined; // directory not caught up yet
         if (result.errors) throw new Error(JSON.stringify(result.errors));
@@ -110,7 +110,8 @@ describe("transfer saga", () => {
 
   it("moves money exactly and pushes PENDING, DEBITED, COMPLETED to the subscriber", async () => {
     const [alice, bob] = await Promise.all([customer("1000000"), customer("0")]);
-    const started = await transfer(alice, bob, "250000");
+    const correlationId = `transfer-story-${randomUUID()}`;
+    const started = await transfer(alice, bob, "250000", randomUUID(), correlationId);
     expect(started.status).toBe("PENDING");
     const statuses = await follow(alice, started.id);
     expect(statuses.map((s) => s.status)).toEqual(["PENDING", "DEBITED", "COMPLETED"]);
@@ -123,6 +124,36 @@ describe("transfer saga", () => {
       `{ myTransfers(first: 5) { edges { node { id status } } } }`,
     );
     expect(myTransfers.edges[0]?.node).toEqual({ id: started.id, status: "COMPLETED" });
+    // The request's correlation id follows the transfer through every service: the audit log tells
+    // the whole story under it. (Its chain order is the order the audit consumers appended in; the
+    // story's order is when each service acted, so compare by occurredAt.)
+    const expectedStory = [
+      "transaction.initiated",
+      "account.debited",
+      "fraud.check.requested",
+      "fraud.check.completed",
+      "transaction.credit.requested",
+      "account.credited",
+      "transaction.completed",
+    ];
+    const story = await waitUntil(async () => {
+      const { auditLog } = await call<{ auditLog: Array<{ seq: number; type: string; correlationId: string; occurredAt: string }> }>(
+        admin,
+        `query($id: String) { auditLog(correlationId: $id, first: 100) { seq type correlationId occurredAt } }`,
+        { id: correlationId },
+      );
+      const types = auditLog.map((record) => record.type);
+      return expectedStory.every((type) => types.includes(type)) && auditLog;
+    }, "the transfer's audit trail");
+    const order = [...story]
+      .sort((a, b) => a.occurredAt.localeCompare(b.occurredAt))
+      .map((record) => record.type)
+      .filter((type) => expectedStory.includes(type));
+    expect(order).toEqual(expectedStory);
+    expect(story.filter((record) => record.type === "transaction.status.changed")).toHaveLength(3);
+    expect(story.some((record) => record.type === "gateway.request")).toBe(true);
+    expect(story.every((record) => record.correlationId === correlationId)).toBe(true);
+
     // Someone else's transfer looks like none at all.
     const probe = await stack.graphql(`query($id: ID!) { transfer(id: $id) { id } }`, { id: started.id }, { authorization: `Bearer ${bob.token}` });
     expect(probe.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
