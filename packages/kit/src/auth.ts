@@ -95,3 +95,16 @@ export function verifyGatewayAssertion(secret: string, assertion: string | undef
   const given = Buffer.from(mac, "base64url");
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
+
+/** The verified caller, or UNAUTHENTICATED: subgraphs check this themselves (zero trust). */
+export function requireCaller(caller: Caller | undefined): Caller {
+  if (!caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
+  return caller;
+}
+
+/** An ADMIN caller, or UNAUTHENTICATED / FORBIDDEN, whatever the gateway's rules already said. */
+export function requireAdmin(caller: Caller | undefined, what = "This"): Caller {
+  const signedIn = requireCaller(caller);
+  if (signedIn.role !== "ADMIN") throw new DomainError("FORBIDDEN", `${what} is for administrators only`);
+  return signedIn;
+}

@@ -1,5 +1,5 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
-import { DateTimeScalar, DomainError, type Caller } from "@vaultpay/kit";
+import { DateTimeScalar, requireCaller, type Caller } from "@vaultpay/kit";
 import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
 import { maskAccountNumber, type Account, type AccountType, type Reader } from "./accounts.ts";
@@ -11,8 +11,7 @@ export interface Context {
 }
 
 function reader(context: Context): Reader {
-  if (!context.caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
-  return context.caller;
+  return requireCaller(context.caller);
 }
 
 /**

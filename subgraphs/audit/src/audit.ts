@@ -1,4 +1,4 @@
-import { DomainError, type Caller } from "@vaultpay/kit";
+import { DomainError, requireAdmin, type Caller } from "@vaultpay/kit";
 import { ChainVerifier, type ChainedRecord, type VerificationResult } from "./chain.ts";
 
 /** Page size limits of auditLog. */
@@ -28,11 +28,6 @@ export interface AuditStore {
   readHead(): Promise<ChainHead>;
 }
 
-function requireAdmin(caller: Caller | undefined): void {
-  if (!caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
-  // The gateway's shield already says ADMIN only; zero trust means the subgraph checks again.
-  if (caller.role !== "ADMIN") throw new DomainError("FORBIDDEN", "The audit log is for administrators only");
-}
 
 /** The audit log's read side: who may read it, and how its integrity is checked. */
 export class AuditLog {
@@ -42,7 +37,7 @@ export class AuditLog {
     caller: Caller | undefined,
     args: { correlationId?: string | null | undefined; type?: string | null | undefined; first?: number | null | undefined; afterSeq?: number | null | undefined },
   ): Promise<ChainedRecord[]> {
-    requireAdmin(caller);
+    requireAdmin(caller, "The audit log");
     const first = args.first ?? AUDIT_PAGE_DEFAULT;
     if (!Number.isInteger(first) || first < 1 || first > AUDIT_PAGE_MAX) {
       throw new DomainError("BAD_USER_INPUT", `first must be between 1 and ${AUDIT_PAGE_MAX}`, { field: "first" });
@@ -56,13 +51,13 @@ export class AuditLog {
 
   /** Entity resolution (AuditRecord @key id): ADMIN only as well. */
   async record(caller: Caller | undefined, eventId: string): Promise<ChainedRecord | null> {
-    requireAdmin(caller);
+    requireAdmin(caller, "The audit log");
     if (!/^[0-9a-f-]{36}$/i.test(eventId)) return null;
     return (await this.store.findByEventId(eventId.toLowerCase())) ?? null;
   }
 
   async verify(caller: Caller | undefined): Promise<VerificationResult> {
-    requireAdmin(caller);
+    requireAdmin(caller, "The audit log");
     return verifyChain(this.store);
   }
 }

@@ -3,7 +3,7 @@
  * score. Pure: the store loads the facts, the event handler stores and announces the verdict.
  * A check that cannot be computed fails closed (passed = false, with the reason), never passes.
  */
-import { DomainError, type Caller } from "@vaultpay/kit";
+import { DomainError, requireAdmin, type Caller } from "@vaultpay/kit";
 import { LOOKBACK_MS, RULES, score, type Facts, type RuleResult, type RulesConfig, type Transfer } from "./rules.ts";
 
 /** How far in the future a request's initiatedAt may be (clock skew between services). */
@@ -94,8 +94,7 @@ export const MAX_CHECKS_PAGE = 200;
 
 /** Only an ADMIN lists checks; fraud decides this itself, whatever the gateway did (zero trust). */
 export function assertAdmin(caller: Caller | undefined): void {
-  if (!caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
-  if (caller.role !== "ADMIN") throw new DomainError("FORBIDDEN", "Administrators only");
+  requireAdmin(caller, "The fraud check list");
 }
 
 export function checksPageSize(first: number): number {

@@ -1,13 +1,12 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
-import { DateTimeScalar, DomainError, currentContext, type Caller } from "@vaultpay/kit";
+import { DateTimeScalar, currentContext, requireCaller, type Caller } from "@vaultpay/kit";
 import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
 import type { Runtime, TransactionsContext } from "./main.ts";
 import type { TransferRecord, TransferService } from "./service.ts";
 
 function signedIn(context: TransactionsContext): Caller {
-  if (!context.caller) throw new DomainError("UNAUTHENTICATED", "Sign in first");
-  return context.caller;
+  return requireCaller(context.caller);
 }
 
 /** Thin: parse input, call the service, shape the result. */
