@@ -5,7 +5,7 @@
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { revokedSessionKey } from "@vaultpay/kit";
+import { GATEWAY_ASSERTION_HEADER, revokedSessionKey, signGatewayAssertion } from "@vaultpay/kit";
 import { mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
 type Stack = TestStack & { teardown: () => Promise<void> };
@@ -99,6 +99,22 @@ describe("gateway security", () => {
     }
     const result = await stack.graphql(`{ authStatus { service } }`, {}, bearer(token));
     expect(codes(result)).toEqual(["UNAUTHENTICATED"]);
+
+    // Zero trust: a subgraph checks the revocation itself, even for a request that did pass a gateway.
+    const correlationId = `corr-${randomUUID()}`;
+    const direct = await fetch(stack.urls.accounts, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-correlation-id": correlationId,
+        [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, correlationId),
+        ...bearer(token),
+      },
+      body: JSON.stringify({ query: `{ myAccounts { id } }` }),
+    });
+    const body = (await direct.json()) as { errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+    expect(codes(body)).toEqual(["UNAUTHENTICATED"]);
+    expect(body.errors?.[0]?.message).toMatch(/Session has ended/);
   });
 });
 

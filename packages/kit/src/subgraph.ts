@@ -26,7 +26,12 @@ export interface SubgraphOptions<C extends BaseContext> {
    * Zero trust: every GraphQL request must carry a fresh gateway assertion signed with this secret,
    * and its bearer token is verified here again; `caller` is undefined for anonymous requests.
    */
-  security: { gatewaySecret: string; verifyToken: TokenVerifier };
+  security: {
+    gatewaySecret: string;
+    verifyToken: TokenVerifier;
+    /** Whether a session was revoked (logout, refresh-token reuse) although its tokens have not expired. */
+    isSessionRevoked: (sessionId: string) => Promise<boolean>;
+  };
   /** Per-request context from the request, its correlation context and the verified caller. */
   context: (request: http.IncomingMessage, requestContext: RequestContext, caller: Caller | undefined) => Promise<C>;
   ready: () => Promise<boolean>;
@@ -60,6 +65,7 @@ async function authenticate(
   }
   try {
     const caller = await security.verifyToken(header(request, "authorization"));
+    if (caller && (await security.isSessionRevoked(caller.sessionId))) throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
     // Events emitted for this request name the verified user, not a header's claim.
     if (caller) requestContext.actor.userId = caller.userId;
     return caller;

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type http from "node:http";
+import { Redis } from "ioredis";
 import { z } from "zod";
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import {
@@ -10,6 +11,7 @@ import {
   portSchema,
   startSubgraph,
   createTokenVerifier,
+  revokedSessionKey,
   type Caller,
   type Logger,
   type RequestContext,
@@ -25,6 +27,8 @@ export const subgraphConfigSchema = baseConfigSchema.extend({
   GATEWAY_SECRET: z.string().min(32, "GATEWAY_SECRET must be at least 32 characters"),
   /** Auth's public keys, to verify access tokens here too. */
   AUTH_JWKS_URL: z.string().url(),
+  /** Where auth marks revoked sessions; checked here too (zero trust). */
+  REDIS_URL: z.string().url(),
 });
 
 export type SubgraphConfig = z.infer<typeof subgraphConfigSchema>;
@@ -75,6 +79,11 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
     const db = service.createDb(config.DATABASE_URL);
     lifecycle.onShutdown("database", () => db.$disconnect());
     const eventing = await startEventing<Tx>({ natsUrl: config.NATS_URL, name: service.name, logger, lifecycle, db });
+    // Commands fail fast while Redis is away: a request with a token is then refused (INTERNAL)
+    // rather than let through unchecked.
+    const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
+    lifecycle.onShutdown("redis", () => redis.quit().then(() => undefined, () => undefined));
     const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, eventing };
     const resolvers = await service.wire(runtime);
     await startSubgraph<C>({
@@ -87,9 +96,13 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
       host: config.HOST,
       production: config.NODE_ENV === "production",
       routes: service.routes?.(runtime),
-      security: { gatewaySecret: config.GATEWAY_SECRET, verifyToken: createTokenVerifier(config.AUTH_JWKS_URL) },
+      security: {
+        gatewaySecret: config.GATEWAY_SECRET,
+        verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
+        isSessionRevoked: async (sessionId) => (await redis.exists(revokedSessionKey(sessionId))) === 1,
+      },
       context: (request, requestContext, caller) => service.context(runtime, request, requestContext, caller),
-      ready: async () => eventing.connected() && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
+      ready: async () => eventing.connected() && redis.status === "ready" && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
     });
     return runtime;
   } catch (error) {

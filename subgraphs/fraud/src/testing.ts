@@ -9,6 +9,7 @@ export const BASE_ENV = {
   DATABASE_URL: "postgres://u:p@127.0.0.1:5432/fraud",
   GATEWAY_SECRET: "g".repeat(32),
   AUTH_JWKS_URL: "http://127.0.0.1:4001/.well-known/jwks.json",
+  REDIS_URL: "redis://127.0.0.1:6379",
 } as const;
 
 /** The defaults, or the given FRAUD_* variables on top of them. */
