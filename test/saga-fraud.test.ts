@@ -28,7 +28,7 @@ describe("fraud check in the saga (default rules)", () => {
     const [from, to] = [await open(alice), await open(bob)];
     await stack.graphql(`mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "fraud-burst-deposit") { id } }`, { id: from.id }, as(admin));
 
-    const outcomes: Array<{ status: string; failureReason: string | null }> = [];
+    const outcomes: Array<{ status: string; failureReason: string | null; fraudCheck: { passed: boolean; riskScore: number } | null }> = [];
     for (let i = 0; i < 6; i++) {
       const id = await waitUntil(async () => {
         const result = await stack.graphql<{ initiateTransfer: { id: string } }>(
@@ -40,8 +40,8 @@ describe("fraud check in the saga (default rules)", () => {
       }, "the transfer to be accepted");
       outcomes.push(
         await waitUntil(async () => {
-          const result = await stack.graphql<{ transfer: { status: string; failureReason: string | null; fraudCheck: { passed: boolean } | null } }>(
-            `query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { passed } } }`,
+          const result = await stack.graphql<{ transfer: { status: string; failureReason: string | null; fraudCheck: { passed: boolean; riskScore: number } | null } }>(
+            `query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { passed riskScore } } }`,
             { id },
             as(alice),
           );
@@ -54,6 +54,12 @@ describe("fraud check in the saga (default rules)", () => {
     // sixth in ten minutes adds velocity (35): 65 fails.
     expect(outcomes.slice(0, 5).map((o) => o.status)).toEqual(["COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED", "COMPLETED"]);
     expect(outcomes[5]!.status).toBe("FAILED");
+    // Transfer.fraudCheck comes from the fraud subgraph through federation.
+    expect(outcomes.map((o) => o.fraudCheck)).toEqual([
+      { passed: true, riskScore: 45 },
+      ...Array.from({ length: 4 }, () => ({ passed: true, riskScore: 30 })),
+      { passed: false, riskScore: 65 },
+    ]);
     expect(outcomes[5]!.failureReason).toMatch(/^Fraud check failed \(risk 65\)/);
     expect(outcomes[5]!.failureReason).toMatch(/Velocity within 600 s: 6 transfers by this user/);
     expect(outcomes[5]!.failureReason).toMatch(/device not registered for this user/);

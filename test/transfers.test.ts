@@ -159,6 +159,24 @@ describe("transfer saga", () => {
     expect(probe.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
   });
 
+  it("lets nobody but the owner subscribe to a transfer", async () => {
+    const [alice, bob] = await Promise.all([customer("100000"), customer("0")]);
+    const started = await transfer(alice, bob, "1000");
+    await expect(follow(bob, started.id)).rejects.toThrow(/NOT_FOUND/);
+    const anonymous = createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), lazy: true, retryAttempts: 0 });
+    clients.push(anonymous);
+    const refused = await new Promise<unknown>((resolve) => {
+      anonymous.subscribe({ query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`, variables: { id: started.id } }, {
+        next: () => resolve("got data"),
+        error: resolve,
+        complete: () => resolve("completed"),
+      });
+    });
+    // graphql-ws closes an unauthenticated connection with 4403 Forbidden.
+    expect((refused as { code?: number }).code).toBe(4403);
+    await follow(alice, started.id);
+  });
+
   it("returns the same transfer for a retried request and CONFLICT for a changed body", async () => {
     const [alice, bob] = await Promise.all([customer("100000"), customer("0")]);
     const key = randomUUID();
