@@ -16,31 +16,48 @@ export interface OperationShape {
   aliases: number;
 }
 
-/** Depth, field count and aliases of one operation, fragments expanded (cycles are invalid GraphQL). */
+/**
+ * Depth, field count and aliases of one operation, fragments expanded — arithmetically: each
+ * fragment is measured once and its counts added per use, so a document of fragments that each
+ * spread the next twice costs linear time to measure while its (exponential) count is still seen.
+ */
 export function measureOperation(document: DocumentNode, operation: OperationDefinitionNode): OperationShape {
   const fragments = new Map<string, FragmentDefinitionNode>();
   for (const definition of document.definitions) {
     if (definition.kind === "FragmentDefinition") fragments.set(definition.name.value, definition);
   }
-  const shape: OperationShape = { depth: 0, fields: 0, aliases: 0 };
-  const walk = (selectionSet: SelectionSetNode, depth: number, trail: ReadonlySet<string>) => {
+  const measured = new Map<string, OperationShape>();
+  const inProgress = new Set<string>();
+  // depth here is relative: the deepest field level inside the selection set (1 = its own fields).
+  const measure = (selectionSet: SelectionSetNode): OperationShape => {
+    const shape: OperationShape = { depth: 0, fields: 0, aliases: 0 };
+    const add = (part: OperationShape, extraDepth: number) => {
+      shape.fields += part.fields;
+      shape.aliases += part.aliases;
+      shape.depth = Math.max(shape.depth, part.depth + extraDepth);
+    };
     for (const selection of selectionSet.selections) {
       if (selection.kind === "Field") {
         if (selection.name.value.startsWith("__")) continue; // introspection is gated separately
-        shape.fields++;
-        if (selection.alias) shape.aliases++;
-        shape.depth = Math.max(shape.depth, depth);
-        if (selection.selectionSet) walk(selection.selectionSet, depth + 1, trail);
+        add({ depth: 1, fields: 1, aliases: selection.alias ? 1 : 0 }, 0);
+        if (selection.selectionSet) add(measure(selection.selectionSet), 1);
       } else if (selection.kind === "InlineFragment") {
-        walk(selection.selectionSet, depth, trail);
+        add(measure(selection.selectionSet), 0);
       } else {
-        const fragment = fragments.get(selection.name.value);
-        if (fragment && !trail.has(fragment.name.value)) walk(fragment.selectionSet, depth, new Set([...trail, fragment.name.value]));
+        const name = selection.name.value;
+        const fragment = fragments.get(name);
+        if (!fragment || inProgress.has(name)) continue; // unknown or cyclic: validation refuses both
+        if (!measured.has(name)) {
+          inProgress.add(name);
+          measured.set(name, measure(fragment.selectionSet));
+          inProgress.delete(name);
+        }
+        add(measured.get(name)!, 0);
       }
     }
+    return shape;
   };
-  walk(operation.selectionSet, 1, new Set());
-  return shape;
+  return measure(operation.selectionSet);
 }
 
 /** Refuses operations too deep, too wide or too aliased to be honest client queries. */

@@ -62,6 +62,8 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
             if (actor && context.caller) actor.userId = context.caller.userId;
 
             await options.rateLimits.operation(context.caller ? `user:${context.caller.userId}` : `ip:${context.ip}`);
+            // Size first: cheap to measure, and it bounds the work of everything after it.
+            enforceLimits(measureOperation(request.document!, operation), options.limits);
             const variables = request.request.variables ?? {};
             const fields = selectedFields(request.schema, request.document!, operation, variables);
             const credentialFields = fields.filter((field) => CREDENTIAL_FIELDS.has(`${field.typeName}.${field.fieldName}`));
@@ -75,7 +77,6 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
                 await options.rateLimits.credentialAttempt([`ip:${context.ip}`, ...new Set(emails)]);
               }
             }
-            enforceLimits(measureOperation(request.document!, operation), options.limits);
             await authorizeFields({ schema: request.schema, fields, context, permissions });
           } catch (error) {
             throw asGraphQLError(error);

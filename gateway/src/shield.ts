@@ -45,6 +45,9 @@ export function selectedFields(
   }
   const fields: SelectedField[] = [];
   const seen = new Set<string>();
+  // A fragment walked once in a type context adds nothing new the second time (fields are listed
+  // once per arguments anyway); without this, fragments that spread each other twice walk 2^n times.
+  const walkedFragments = new Set<string>();
   const root = schema.getRootType(operation.operation);
   if (!root) throw new GraphQLError(`schema has no ${operation.operation} type`);
 
@@ -82,6 +85,9 @@ export function selectedFields(
         const fragment = fragments.get(name);
         if (!fragment || visitedFragments.has(name)) continue;
         const condition = schema.getType(fragment.typeCondition.name.value) as GraphQLCompositeType;
+        const walkKey = `${name}|${parentTypes.map((type) => type.name).join(",")}`;
+        if (walkedFragments.has(walkKey)) continue;
+        walkedFragments.add(walkKey);
         walk(fragment.selectionSet, [condition], new Set([...visitedFragments, name]));
       }
     }
