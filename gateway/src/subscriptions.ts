@@ -86,7 +86,8 @@ export interface SubscriptionOptions {
 
 interface ConnectionState {
   context: GatewayRequestContext;
-  active: number;
+  /** Ids of this connection's live subscriptions; a slot is taken in onSubscribe, synchronously. */
+  active: Set<string>;
 }
 
 function toGraphQLError(error: unknown): GraphQLError {
@@ -184,7 +185,6 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
     };
 
     try {
-      state.active++;
       const history = await inContext(() => run(state.context, STATUS_QUERY, { id }));
       if (history.errors?.length || !history.data?.transfer) {
         yield { errors: history.errors?.length ? revive(history.errors) : [new GraphQLError("Transfer not found", { extensions: { code: "NOT_FOUND" } })] };
@@ -227,7 +227,6 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         yield payload(fresh.data.transfer, change);
       }
     } finally {
-      state.active--;
       unlisten();
     }
   }
@@ -241,14 +240,14 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         try {
           const caller = await authenticate(options.security, authorization);
           if (!caller) return false;
-          ctx.extra.state = { context: { caller, authorization, ip: request.socket.remoteAddress ?? "unknown", production: options.production }, active: 0 };
+          ctx.extra.state = { context: { caller, authorization, ip: request.socket.remoteAddress ?? "unknown", production: options.production }, active: new Set() };
           return true;
         } catch (error) {
           logger.info({ err: error }, "subscription connection refused");
           return false;
         }
       },
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const state = ctx.extra.state!;
         const schema = options.schema();
         if (!schema) return [new GraphQLError("Gateway is starting", { extensions: { code: "INTERNAL" } })];
@@ -264,9 +263,11 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         if (!operation || operation.operation !== "subscription") {
           return [new GraphQLError("Only subscriptions are served over WebSocket; send queries and mutations over HTTP", { extensions: { code: "BAD_USER_INPUT" } })];
         }
-        if (state.active >= maxPerConnection) {
+        // Reserved before any await: concurrent Subscribe messages cannot all pass the check.
+        if (state.active.size >= maxPerConnection) {
           return [new GraphQLError(`At most ${maxPerConnection} subscriptions per connection`, { extensions: { code: "RATE_LIMITED", retryAfterSeconds: 60 } })];
         }
+        state.active.add(id);
         try {
           const variables = (payload.variables ?? {}) as Record<string, unknown>;
           enforceLimits(measureOperation(document, operation), options.limits);
@@ -274,8 +275,15 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
           // The connection's state rides along as the context, so subscribe() can count and authenticate.
           return { schema, document, operationName: payload.operationName ?? null, variableValues: variables, contextValue: state };
         } catch (error) {
+          state.active.delete(id);
           return [toGraphQLError(error)];
         }
+      },
+      onComplete: (ctx, id) => {
+        ctx.extra.state?.active.delete(id);
+      },
+      onError: (ctx, id) => {
+        ctx.extra.state?.active.delete(id);
       },
       subscribe: (args) => {
         const operation = getOperationAST(args.document, args.operationName);
