@@ -83,7 +83,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
     const { js, stream, name } = this.options;
     await this.ensureDurable();
     const consumer = await js.consumers.get(stream, name);
-    this.messages = await consumer.consume({ max_messages: this.options.batchSize ?? 32 });
+    this.messages = await consumer.consume({ max_messages: this.options.batchSize ?? 8 });
   }
 
   /**
@@ -174,6 +174,9 @@ export class EventConsumer<Tx extends SqlExecutor> {
       await this.deadLetter(message, error, undefined);
       return "dead-lettered";
     }
+    // A slow effect (waiting on a lock) must not be redelivered while it runs: tell the server
+    // the message is being worked on, well inside ack_wait.
+    const heartbeat = setInterval(() => message.working(), Math.max(1_000, (this.options.ackWaitMs ?? 30_000) / 3));
     try {
       const outcome = await runWithContext(
         { correlationId: event.correlationId, causationId: event.id, actor: event.actor },
@@ -191,6 +194,8 @@ export class EventConsumer<Tx extends SqlExecutor> {
       logger.warn({ err: error, consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: delayMs }, "event handler failed");
       message.nak(delayMs);
       return "retry";
+    } finally {
+      clearInterval(heartbeat);
     }
   }
 

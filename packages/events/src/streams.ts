@@ -26,7 +26,7 @@ export function streamForSubject(subject: string): StreamName {
 }
 
 export interface StreamLimits {
-  /** Per stream; the oldest messages go first past it. History is kept otherwise (audit replays it). */
+  /** Per stream; past it new publishes are refused (and retried from the outbox). History is kept (audit replays it). */
   maxBytes: number;
   replicas: number;
 }
@@ -39,7 +39,9 @@ export async function ensureStreams(jsm: JetStreamManager, limits: StreamLimits 
       subjects: [...subjects],
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old,
+      // Full means publishes fail (the outbox keeps the rows and retries, loudly), never that the
+      // oldest events or dead letters silently disappear.
+      discard: DiscardPolicy.New,
       max_bytes: limits.maxBytes,
       max_msg_size: MAX_MESSAGE_BYTES,
       duplicate_window: nanos(DUPLICATE_WINDOW_MS),

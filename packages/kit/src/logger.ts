@@ -28,6 +28,10 @@ export const REDACTED_PATHS = [
   "*.cookie",
   "accountNumber",
   "*.accountNumber",
+  "toAccountNumber",
+  "*.toAccountNumber",
+  "variables",
+  "*.variables",
   "phone",
   "*.phone",
 ];

@@ -34,7 +34,7 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
  */
 export function startSweeper(options: { db: Db; saga: Saga; logger: Logger; intervalMs: number; afterCommit: () => void; batchSize?: number }) {
   const { db, saga, logger, intervalMs } = options;
-  const batchSize = options.batchSize ?? 50;
+  const batchSize = options.batchSize ?? 20;
   let stopped = false;
   let running: Promise<void> | undefined;
   const sweep = async () => {
@@ -45,7 +45,7 @@ export function startSweeper(options: { db: Db; saga: Saga; logger: Logger; inte
           await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () => saga.timeout(sagaStore(tx), transfer));
         }
         return overdue.length;
-      });
+      }, { timeout: 30_000, maxWait: 10_000 });
       if (handled > 0) options.afterCommit();
       if (handled < batchSize || stopped) return;
     }

@@ -20,7 +20,7 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   wire: async (runtime) => {
     const { config, db, eventing, logger, lifecycle } = runtime;
     const timings = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS, maxStepAttempts: config.SAGA_MAX_STEP_ATTEMPTS };
-    const saga = new Saga(timings);
+    const saga = new Saga(timings, undefined, (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`));
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
     const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });

@@ -92,6 +92,8 @@ export class Saga {
   constructor(
     private readonly timings: SagaTimings,
     private readonly now: () => Date = () => new Date(),
+    /** Called for outcomes that need a person (logged as errors by the service). */
+    private readonly onAnomaly?: (transferId: string, what: string) => void,
   ) {}
 
   /** Moves to the next step (and status), records it, emits the status change and the step's command. */
@@ -183,7 +185,14 @@ export class Saga {
           // The debit never happened before we gave up on it; accounts now refuses it for good.
           await this.advance(store, transfer, { status: "REJECTED", step: "NONE" });
         } else {
-          throw new Error(`refund of transfer ${transfer.id} refused: ${event.data.reason}`);
+          // Accounts recorded this refusal and will answer every resend the same way: retrying
+          // would loop forever. End the transfer so it shows, and leave the money to an operator.
+          await this.advance(store, transfer, {
+            status: status === "PENDING" ? "REJECTED" : "FAILED",
+            step: "NONE",
+            failureReason: `Refund refused by accounts (${event.data.reason}); needs an operator`,
+          });
+          this.onAnomaly?.(transfer.id, `refund refused: ${event.data.reason}`);
         }
         return;
       default:

@@ -17,6 +17,8 @@ import {
   type SagaTimings,
 } from "./transfers.ts";
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export type TransferRecord = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
 
 export interface InitiateInput {
@@ -113,7 +115,7 @@ export class TransferService {
 
   /** The caller's transfer (any for an ADMIN); NOT_FOUND otherwise. */
   async get(caller: Caller, id: string): Promise<TransferRecord> {
-    const transfer = /^[0-9a-f-]{36}$/i.test(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
+    const transfer = UUID.test(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
     if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN")) throw new DomainError("NOT_FOUND", "Transfer not found");
     return transfer;
   }

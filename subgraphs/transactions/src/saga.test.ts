@@ -1,0 +1,148 @@
+/** The saga's rules on an in-memory store (a pure unit: the real store is covered end to end). */
+import { describe, expect, it } from "vitest";
+import { createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
+import { Saga, type SagaStore, type TransferPatch, type TransferState } from "./saga.ts";
+import { assertTransition, onStepTimeout, stepDeadline } from "./transfers.ts";
+
+const timings = { stepTimeoutMs: 1_000, maxStepAttempts: 3 };
+const context = { correlationId: "corr-1", actor: {} };
+
+class MemoryStore implements SagaStore {
+  readonly emitted: Array<{ type: string; data: unknown }> = [];
+  readonly history: string[] = [];
+  constructor(public transfer: TransferState) {}
+  async lockTransfer(id: string) {
+    return id === this.transfer.id ? { ...this.transfer } : null;
+  }
+  async update(_id: string, patch: TransferPatch) {
+    this.transfer = { ...this.transfer, ...patch, status: patch.status ?? this.transfer.status, failureReason: patch.failureReason === undefined ? this.transfer.failureReason : patch.failureReason };
+  }
+  async recordStatus(_id: string, status: string) {
+    this.history.push(status);
+  }
+  async emit<T extends EventType>(type: T, data: EventData<T>) {
+    this.emitted.push({ type, data });
+  }
+  types() {
+    return this.emitted.map((e) => e.type);
+  }
+}
+
+function pending(): TransferState {
+  return {
+    id: "t1",
+    userId: "u1",
+    fromAccountId: "a1",
+    toAccountId: "a2",
+    amountMinor: 2_500n,
+    currency: "INR",
+    status: "PENDING",
+    step: "DEBIT",
+    stepAttempts: 1,
+    failureReason: null,
+    requestDeviceId: "d1",
+    sessionDeviceId: "d1",
+    correlationId: "corr-1",
+    createdAt: new Date("2026-11-25T10:00:00Z"),
+  };
+}
+
+const step = { transferId: "t1", accountId: "a1", amountMinor: "2500" };
+const event = <T extends EventType>(type: T, data: EventData<T>): Event => createEvent(type, data, context) as Event;
+
+describe("saga", () => {
+  it("walks debit, fraud, credit to COMPLETED, emitting each command and status", async () => {
+    const store = new MemoryStore(pending());
+    const saga = new Saga(timings);
+    await saga.handle(store, event("account.debited", step));
+    expect(store.transfer).toMatchObject({ status: "DEBITED", step: "FRAUD" });
+    await saga.handle(store, event("fraud.check.completed", { transferId: "t1", passed: true, riskScore: 10, reasons: [], checkedAt: new Date().toISOString() }));
+    expect(store.transfer).toMatchObject({ status: "DEBITED", step: "CREDIT" });
+    await saga.handle(store, event("account.credited", { ...step, accountId: "a2" }));
+    expect(store.transfer).toMatchObject({ status: "COMPLETED", step: "NONE" });
+    expect(store.history).toEqual(["DEBITED", "COMPLETED"]);
+    expect(store.types()).toEqual([
+      "transaction.status.changed",
+      "fraud.check.requested",
+      "transaction.credit.requested",
+      "transaction.status.changed",
+      "transaction.completed",
+    ]);
+  });
+
+  it("ignores late and repeated answers for steps already left", async () => {
+    const store = new MemoryStore(pending());
+    const saga = new Saga(timings);
+    await saga.handle(store, event("account.debited", step));
+    const emittedBefore = store.emitted.length;
+    await saga.handle(store, event("account.debited", step));
+    await saga.handle(store, event("account.debit.rejected", { transferId: "t1", accountId: "a1", reason: "INSUFFICIENT_FUNDS" }));
+    expect(store.emitted.length).toBe(emittedBefore);
+    expect(store.transfer.status).toBe("DEBITED");
+  });
+
+  it("refunds a failed fraud check with its reasons, then FAILED", async () => {
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "FRAUD" });
+    const saga = new Saga(timings);
+    await saga.handle(store, event("fraud.check.completed", { transferId: "t1", passed: false, riskScore: 80, reasons: ["a", "b"], checkedAt: new Date().toISOString() }));
+    expect(store.transfer).toMatchObject({ step: "REFUND", failureReason: "Fraud check failed (risk 80): a; b" });
+    expect(store.types()).toEqual(["transaction.refund.requested"]);
+    await saga.handle(store, event("account.refunded", step));
+    expect(store.transfer).toMatchObject({ status: "FAILED", step: "NONE" });
+  });
+
+  it("lets a credit that wins the race with a refund complete the transfer", async () => {
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "REFUND", failureReason: "The credit did not complete in time" });
+    await new Saga(timings).handle(store, event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "ALREADY_CREDITED" }));
+    expect(store.transfer).toMatchObject({ status: "COMPLETED", step: "NONE", failureReason: null });
+  });
+
+  it("resends an overdue step's command, then compensates; a refund is never given up", async () => {
+    const store = new MemoryStore(pending());
+    const saga = new Saga(timings);
+    await saga.timeout(store, store.transfer);
+    await saga.timeout(store, store.transfer);
+    expect(store.transfer).toMatchObject({ step: "DEBIT", stepAttempts: 3 });
+    expect(store.types()).toEqual(["transaction.initiated", "transaction.initiated"]);
+    await saga.timeout(store, store.transfer);
+    expect(store.transfer).toMatchObject({ status: "PENDING", step: "REFUND", failureReason: "The debit did not complete in time" });
+    for (let i = 0; i < 10; i++) await saga.timeout(store, store.transfer);
+    expect(store.transfer.step).toBe("REFUND");
+    // The debit never happened: accounts refuses the refund, and nothing moved.
+    await saga.handle(store, event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "DEBIT_NOT_FOUND" }));
+    expect(store.transfer).toMatchObject({ status: "REJECTED", step: "NONE" });
+  });
+
+  it("ends a transfer whose refund accounts refuses for another reason, and raises it", async () => {
+    const anomalies: string[] = [];
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "REFUND" });
+    await new Saga(timings, undefined, (_id, what) => anomalies.push(what)).handle(
+      store,
+      event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "AMOUNT_MISMATCH" }),
+    );
+    expect(store.transfer).toMatchObject({ status: "FAILED", step: "NONE", failureReason: "Refund refused by accounts (AMOUNT_MISMATCH); needs an operator" });
+    expect(anomalies).toEqual(["refund refused: AMOUNT_MISMATCH"]);
+  });
+
+  it("caps failure reasons at the event's 500 characters", async () => {
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "FRAUD" });
+    const reasons = Array.from({ length: 20 }, (_, i) => `reason ${i} ${"x".repeat(60)}`);
+    await new Saga(timings).handle(store, event("fraud.check.completed", { transferId: "t1", passed: false, riskScore: 100, reasons, checkedAt: new Date().toISOString() }));
+    expect(store.transfer.failureReason).toHaveLength(500);
+  });
+});
+
+describe("transfer rules", () => {
+  it("only moves statuses forward", () => {
+    expect(() => assertTransition("PENDING", "DEBITED")).not.toThrow();
+    expect(() => assertTransition("DEBITED", "PENDING")).toThrow(/illegal/);
+    expect(() => assertTransition("COMPLETED", "FAILED")).toThrow(/illegal/);
+  });
+
+  it("backs off step deadlines, capped at 8x", () => {
+    const now = new Date(0);
+    expect([1, 2, 3, 4, 5, 9].map((attempt) => stepDeadline(now, attempt, timings).getTime())).toEqual([1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+    expect(onStepTimeout("CREDIT", 3, timings)).toBe("compensate");
+    expect(onStepTimeout("REFUND", 99, timings)).toBe("retry");
+  });
+});
