@@ -177,6 +177,31 @@ describe("transfer saga", () => {
     await follow(alice, started.id);
   });
 
+  it("limits one user's open subscription connections, and frees a slot on close", async () => {
+    const carol = await customer("0");
+    const connect = () =>
+      new Promise<{ client: Client; outcome: "connected" | number }>((resolve) => {
+        const client = createClient({
+          url: stack.gatewayUrl.replace(/^http/, "ws"),
+          connectionParams: { authorization: `Bearer ${carol.token}` },
+          lazy: false,
+          retryAttempts: 0,
+          on: {
+            connected: () => resolve({ client, outcome: "connected" }),
+            closed: (event) => resolve({ client, outcome: (event as { code: number }).code }),
+          },
+        });
+        clients.push(client);
+      });
+    const opened = [];
+    for (let i = 0; i < 10; i++) opened.push(await connect());
+    expect(opened.map((c) => c.outcome)).toEqual(Array.from({ length: 10 }, () => "connected"));
+    expect((await connect()).outcome).toBe(4403);
+    await opened[0]!.client.dispose();
+    await waitUntil(async () => (await connect()).outcome === "connected", "a freed slot");
+    for (const connection of opened) await connection.client.dispose();
+  });
+
   it("returns the same transfer for a retried request and CONFLICT for a changed body", async () => {
     const [alice, bob] = await Promise.all([customer("100000"), customer("0")]);
     const key = randomUUID();

@@ -82,6 +82,8 @@ export interface SubscriptionOptions {
   /** Longest life of one subscription; the client resubscribes after it. */
   maxLifetimeMs?: number;
   maxSubscriptionsPerConnection?: number;
+  /** Open graphql-ws connections one user may hold on this gateway. */
+  maxConnectionsPerUser?: number;
 }
 
 interface ConnectionState {
@@ -143,6 +145,8 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
   const recheckMs = options.recheckMs ?? 5_000;
   const maxLifetimeMs = options.maxLifetimeMs ?? 60 * 60_000;
   const maxPerConnection = options.maxSubscriptionsPerConnection ?? 20;
+  const maxConnectionsPerUser = options.maxConnectionsPerUser ?? 10;
+  const connectionsByUser = new Map<string, number>();
   const wss = new WebSocketServer({ server: options.server, path: "/graphql", maxPayload: 64 * 1024 });
 
   async function run(context: GatewayRequestContext, query: string, variables: Record<string, unknown>) {
@@ -240,12 +244,25 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         try {
           const caller = await authenticate(options.security, authorization);
           if (!caller) return false;
+          const open = connectionsByUser.get(caller.userId) ?? 0;
+          if (open >= maxConnectionsPerUser) {
+            logger.info({ userId: caller.userId }, "subscription connection refused: too many open");
+            return false;
+          }
+          connectionsByUser.set(caller.userId, open + 1);
           ctx.extra.state = { context: { caller, authorization, ip: request.socket.remoteAddress ?? "unknown", production: options.production }, active: new Set() };
           return true;
         } catch (error) {
           logger.info({ err: error }, "subscription connection refused");
           return false;
         }
+      },
+      onClose: (ctx) => {
+        const userId = ctx.extra.state?.context.caller?.userId;
+        if (!userId) return;
+        const open = (connectionsByUser.get(userId) ?? 1) - 1;
+        if (open > 0) connectionsByUser.set(userId, open);
+        else connectionsByUser.delete(userId);
       },
       onSubscribe: async (ctx, id, payload) => {
         const state = ctx.extra.state!;
