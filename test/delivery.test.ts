@@ -140,4 +140,24 @@ describe("outbox → JetStream → idempotent durable consumer", () => {
     }
     expect((await consumerSql.query(`SELECT count(*)::int AS n FROM delivery_effect`)).rows[0].n).toBe(1);
   });
+
+  it("a row that cannot be published does not hold back the rows after it", async () => {
+    // A subject no stream captures: JetStream answers every publish with "no responders".
+    const poisonId = randomUUID();
+    await publisherSql.query(
+      `INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1, 'nostream.poison', 'nostream.poison', '{}'::jsonb)`,
+      [poisonId],
+    );
+    const dying = startWorker("publish-then-die", { ...env(), ACCOUNT_ID: randomUUID() });
+    workers.push(dying);
+    const { committed: laterId } = await dying.waitFor("committed");
+    // The relay worker from the first test is still running: the later row goes out past the poison.
+    await waitUntil(async () => {
+      const row = await publisherSql.query(`SELECT published_at FROM outbox_event WHERE id = $1`, [laterId]);
+      return row.rows[0]?.published_at !== null && row.rows[0];
+    }, "the row behind the unpublishable one to be published");
+    const poison = await publisherSql.query(`SELECT published_at FROM outbox_event WHERE id = $1`, [poisonId]);
+    expect(poison.rows).toEqual([{ published_at: null }]);
+    await publisherSql.query(`DELETE FROM outbox_event WHERE id = $1`, [poisonId]);
+  });
 });

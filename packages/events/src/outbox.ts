@@ -86,8 +86,12 @@ export class OutboxRelay {
     await this.loop;
   }
 
-  /** Publishes one batch; returns how many rows were published. Exposed for tests and tools. */
-  async publishBatch(): Promise<number> {
+  /**
+   * Publishes one batch and marks what JetStream acknowledged. A row that fails stays pending and
+   * is retried, without holding back the rows after it (a row that can never be published must not
+   * stop a service's events). Exposed for tests and tools.
+   */
+  async publishBatch(): Promise<{ claimed: number; published: number; firstError?: unknown }> {
     const { db, js } = this.options;
     return db.$transaction(
       async (tx) => {
@@ -96,10 +100,11 @@ export class OutboxRelay {
             WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
           this.batchSize,
         );
-        if (rows.length === 0) return 0;
+        if (rows.length === 0) return { claimed: 0, published: 0 };
         // Issued in order on one connection, so the stream keeps the outbox order.
-        await Promise.all(
-          rows.map((row) =>
+        // async: a row that throws while being prepared fails alone, like one JetStream refuses.
+        const results = await Promise.allSettled(
+          rows.map(async (row) =>
             js.publish(row.subject, JSON.stringify(row.payload), {
               msgID: row.id,
               headers: eventHeaders(row.payload),
@@ -107,11 +112,15 @@ export class OutboxRelay {
             }),
           ),
         );
-        await tx.$executeRawUnsafe(
-          `UPDATE outbox_event SET published_at = now() WHERE seq = ANY($1::bigint[])`,
-          rows.map((row) => row.seq.toString()),
-        );
-        return rows.length;
+        const published = rows.filter((_, index) => results[index]!.status === "fulfilled");
+        if (published.length > 0) {
+          await tx.$executeRawUnsafe(
+            `UPDATE outbox_event SET published_at = now() WHERE seq = ANY($1::bigint[])`,
+            published.map((row) => row.seq.toString()),
+          );
+        }
+        const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+        return { claimed: rows.length, published: published.length, ...(failed ? { firstError: failed.reason } : {}) };
       },
       { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000 },
     );
@@ -122,9 +131,14 @@ export class OutboxRelay {
     while (this.running) {
       try {
         this.kicked = false;
-        const published = await this.publishBatch();
+        const batch = await this.publishBatch();
+        if (batch.firstError !== undefined) {
+          // Nothing went out (NATS away, or only unpublishable rows left): back off. Otherwise go on.
+          if (batch.published === 0) throw batch.firstError;
+          this.options.logger.warn({ err: batch.firstError, published: batch.published, claimed: batch.claimed }, "some outbox rows not published; retrying them");
+        }
         backoffMs = 100;
-        if (published === this.batchSize) continue;
+        if (batch.claimed === this.batchSize) continue;
         if (!this.kicked) await this.sleep(this.idleMs);
       } catch (error) {
         this.options.logger.warn({ err: error, retryInMs: backoffMs }, "outbox relay failed; retrying");
