@@ -39,7 +39,7 @@ export type TokenVerifier = (authorization: string | undefined) => Promise<Calle
  * so a broken token cannot fall back to public access silently.
  */
 export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVerifier {
-  const keys = typeof jwksUrl === "string" ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000 }) : jwksUrl;
+  const keys = typeof jwksUrl === "string" ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 15_000 }) : jwksUrl;
   return async (authorization) => {
     if (!authorization) return undefined;
     const match = /^Bearer ([A-Za-z0-9._~+/=-]{10,4096})$/.exec(authorization.trim());

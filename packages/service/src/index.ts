@@ -18,6 +18,13 @@ import {
 } from "@vaultpay/kit";
 import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 
+/**
+ * Interactive transactions' limits for every service's Prisma client. Prisma's defaults (2 s to get
+ * a connection, 5 s to finish) turn a busy moment into INTERNAL errors; these still bound a
+ * transaction, with room for load.
+ */
+export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
+
 export const subgraphConfigSchema = baseConfigSchema.extend({
   PORT: portSchema,
   /** Subgraphs listen only where the gateway reaches them. */

@@ -1,4 +1,5 @@
 import { PrismaPg } from "@prisma/adapter-pg";
+import { TRANSACTION_OPTIONS } from "@vaultpay/service";
 import { PrismaClient, type Prisma } from "./generated/prisma/client.ts";
 
 export type Db = PrismaClient;
@@ -7,5 +8,5 @@ export type Tx = Prisma.TransactionClient;
 
 /** The auth service's own database, through the pg driver adapter (Prisma 7, no engine binary). */
 export function createDb(databaseUrl: string): Db {
-  return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) });
+  return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }), transactionOptions: TRANSACTION_OPTIONS });
 }
