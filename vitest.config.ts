@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ["packages/*/src/**/*.test.ts", "subgraphs/*/src/**/*.test.ts", "gateway/src/**/*.test.ts", "scripts/**/*.test.ts", "test/**/*.test.ts"],
     globalSetup: ["packages/testing/src/global-setup.ts"],
+    setupFiles: ["test/setup.ts"],
     // One file at a time: a whole-stack file runs seven Node processes, PostgreSQL, NATS and Redis,
     // and two of them at once on two cores starved each other into timeouts (seen on CI once).
     maxWorkers: 1,

@@ -65,6 +65,17 @@ export async function startTestRedis(): Promise<{ url: string; process: ManagedP
   };
 }
 
+/**
+ * The last lines the processes of running test stacks wrote (warnings and errors at the test log
+ * level), so a failing test can show why — see test/setup.ts.
+ */
+const RECENT_LINES_KEPT = 400;
+export const recentStackLines: string[] = [];
+function keepLine(line: string): void {
+  recentStackLines.push(line);
+  if (recentStackLines.length > RECENT_LINES_KEPT) recentStackLines.splice(0, recentStackLines.length - RECENT_LINES_KEPT);
+}
+
 export interface TestStack extends Services {
   nats: ManagedNats;
   /** The keys this stack runs with, so tests can mint (or forge) tokens. */
@@ -95,7 +106,7 @@ export async function startTestStack(options: Partial<ServicesOptions> = {}): Pr
       gatewayPort: await freePort(),
       nodeEnv: "test",
       logLevel: process.env.VAULTPAY_TEST_LOGS ? "debug" : "warn",
-      output: process.env.VAULTPAY_TEST_LOGS ? undefined : null,
+      output: process.env.VAULTPAY_TEST_LOGS ? undefined : keepLine,
       ...options,
       secrets,
     });
