@@ -1,6 +1,6 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { SERVICES, deployMigrations, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
+import { SERVICES, deployMigrations, ensureDatabase, withDatabase, type ServiceName } from "@vaultpay/migrate";
 import { freePort, isPortFree, waitForHttp } from "./net.ts";
 import { spawnManaged, type ManagedProcess } from "./process.ts";
 import type { Infra } from "./infra.ts";
@@ -40,12 +40,8 @@ export interface Services {
   stop(): Promise<void>;
 }
 
-/** The same server with another database name. */
-export function withDatabase(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
+/** The same server with another database name (re-exported for scripts and tests). */
+export { withDatabase };
 
 /**
  * Creates and migrates each service's database, starts the five subgraphs, then the gateway, and

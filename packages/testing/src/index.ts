@@ -3,8 +3,9 @@ import os from "node:os";
 import path from "node:path";
 import { randomBytes, randomUUID as randomUUIDv4 } from "node:crypto";
 import type { JWK } from "jose";
-import pg from "pg";
-import { deployMigrations, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
+import { deployMigrations, dropDatabase, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
+
+export { dropDatabase };
 import { freePort, generateDevSecrets, type DevSecrets, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
 
 /** The PostgreSQL server the global setup started (or TEST_DATABASE_URL). */
@@ -16,17 +17,6 @@ export function testServerUrl(): string {
 
 export function uniqueName(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString("hex")}`;
-}
-
-export async function dropDatabase(databaseUrl: string): Promise<void> {
-  const name = new URL(databaseUrl).pathname.slice(1);
-  const client = new pg.Client({ connectionString: withDatabase(databaseUrl, "postgres") });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
 }
 
 /** A fresh, migrated database of one service's schema; dropped by `drop()`. */
