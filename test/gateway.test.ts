@@ -1,6 +1,6 @@
 /** The gateway in front of the whole stack: routing, correlation ids, request events, limits. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectJetStream, parseEvent } from "@vaultpay/events";
+import { TEXT_LIMITS, connectJetStream, parseEvent } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { startTestStack, type TestStack } from "@vaultpay/testing";
 
@@ -30,27 +30,42 @@ describe("gateway", () => {
     ]);
     expect(result.headers.get("x-correlation-id")).toBe("corr-gateway-1");
 
+    expect(await requestEvent("corr-gateway-1")).toMatchObject({
+      type: "gateway.request",
+      actor: { deviceId: "device-abc" },
+      data: { operationName: "AllStatus", operationType: "query", outcome: "success", errorCodes: [] },
+    });
+  });
+
+  it("records an operation whose name is longer than the event allows, with the name cut", async () => {
+    const name = `Op${"x".repeat(400)}`;
+    const result = await stack.graphql(`query ${name} { authStatus { service } }`, {}, { "x-correlation-id": "corr-gateway-long-name" });
+    expect(result.errors).toBeUndefined();
+    const event = await requestEvent("corr-gateway-long-name");
+    expect(event?.data).toMatchObject({ operationType: "query", outcome: "success" });
+    const recorded = (event?.data as { operationName: string }).operationName;
+    expect(recorded).toHaveLength(TEXT_LIMITS.operationNameChars);
+    expect(name.startsWith(recorded.slice(0, -1))).toBe(true);
+  });
+
+  /** The gateway.request event published under a correlation id (waits up to 10 s for it). */
+  async function requestEvent(correlationId: string) {
     const link = await connectJetStream(stack.nats.url, "gateway-test", createLogger({ service: "t", level: "silent" }));
     try {
       const deadline = Date.now() + 10_000;
-      let found;
-      while (!found && Date.now() < deadline) {
+      while (Date.now() < deadline) {
         const info = await link.jsm.streams.info("GATEWAY");
         for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
           const event = parseEvent((await link.jsm.streams.getMessage("GATEWAY", { seq }))!.json());
-          if (event.correlationId === "corr-gateway-1") found = event;
+          if (event.correlationId === correlationId) return event;
         }
-        if (!found) await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 100));
       }
-      expect(found).toMatchObject({
-        type: "gateway.request",
-        actor: { deviceId: "device-abc" },
-        data: { operationName: "AllStatus", operationType: "query", outcome: "success", errorCodes: [] },
-      });
+      return undefined;
     } finally {
       await link.nc.close();
     }
-  });
+  }
 
   it("creates a correlation id when the caller sends none or a malformed one", async () => {
     const none = await stack.graphql(`{ authStatus { service } }`);

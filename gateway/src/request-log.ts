@@ -1,5 +1,5 @@
 import type { ApolloServerPlugin } from "@apollo/server";
-import { createEvent, eventHeaders, type JetStreamLink } from "@vaultpay/events";
+import { TEXT_LIMITS, boundText, createEvent, eventHeaders, type JetStreamLink } from "@vaultpay/events";
 import { currentContext, type Logger } from "@vaultpay/kit";
 
 /**
@@ -15,9 +15,11 @@ export function requestLogPlugin(logger: Logger, js: JetStreamLink["js"]): Apoll
       return {
         async willSendResponse({ operation, operationName, errors }) {
           const durationMs = Math.round(performance.now() - startedAt);
-          const errorCodes = [...new Set((errors ?? []).map((error) => String(error.extensions?.code ?? "INTERNAL")))];
+          // Bounded where built: the operation name is the client's, and an event that cannot be
+          // built would lose the request's record.
+          const errorCodes = [...new Set((errors ?? []).map((error) => boundText(String(error.extensions?.code ?? "INTERNAL"), 64)))].slice(0, 50);
           const data = {
-            operationName: operationName ?? null,
+            operationName: operationName ? boundText(operationName, TEXT_LIMITS.operationNameChars) : null,
             operationType: operation?.operation ?? null,
             outcome: errorCodes.length > 0 ? ("error" as const) : ("success" as const),
             errorCodes,

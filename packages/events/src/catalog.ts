@@ -22,4 +22,4 @@ export const catalog = {
 export type Catalog = typeof catalog;
 export type EventType = keyof Catalog;
 export type EventData<T extends EventType> = z.infer<Catalog[T]["data"]>;
-export { minorUnits } from "./catalog/define.ts";
+export { TEXT_LIMITS, boundText, minorUnits } from "./catalog/define.ts";

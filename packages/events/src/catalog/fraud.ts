@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { currencyCode, positiveMinorUnits } from "./accounts.ts";
-import { defineEvent, id } from "./define.ts";
+import { TEXT_LIMITS, boundedText, defineEvent, id } from "./define.ts";
 
 /**
  * The fraud check inside the transfer saga (stream FRAUD): the transactions service asks once the
@@ -29,8 +29,13 @@ export const fraudEvents = {
       transferId: id,
       passed: z.boolean(),
       riskScore: z.number().int().min(0).max(100),
-      /** One line per rule that fired; empty when none did. */
-      reasons: z.array(z.string().min(1).max(300)).max(20),
+      /** One line per rule that fired, with its figures (for operators and the audit); empty when none did. */
+      reasons: z.array(boundedText(TEXT_LIMITS.ruleReasonChars)).max(TEXT_LIMITS.ruleReasons),
+      /**
+       * The same rules in plain words without thresholds or figures: what the transfer's owner is
+       * told. Absent in verdicts emitted before it existed.
+       */
+      customerReasons: z.array(boundedText(TEXT_LIMITS.ruleReasonChars)).max(TEXT_LIMITS.ruleReasons).optional(),
       checkedAt: z.iso.datetime({ offset: true }),
     }),
   ),

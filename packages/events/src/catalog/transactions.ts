@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { defineEvent, id } from "./define.ts";
+import { TEXT_LIMITS, boundedText, defineEvent, id } from "./define.ts";
 import { currencyCode, positiveMinorUnits } from "./accounts.ts";
 
 export const transferStatus = z.enum(["PENDING", "DEBITED", "COMPLETED", "FAILED", "REJECTED"]);
@@ -29,7 +29,7 @@ export const transactionEvents = {
   /** Fraud failed or the credit was refused: accounts gives the debited amount back, once. */
   "transaction.refund.requested": defineEvent(
     1,
-    z.object({ transferId: id, fromAccountId: id, amountMinor: positiveMinorUnits, reason: z.string().min(1).max(200) }),
+    z.object({ transferId: id, fromAccountId: id, amountMinor: positiveMinorUnits, reason: boundedText(TEXT_LIMITS.reasonChars) }),
   ),
   /** Every status change of a transfer; the gateway pushes these to transferStatusChanged subscribers. */
   "transaction.status.changed": defineEvent(
@@ -39,13 +39,13 @@ export const transactionEvents = {
       userId: id,
       status: transferStatus,
       previousStatus: transferStatus.nullable(),
-      failureReason: z.string().max(500).nullable(),
+      failureReason: z.string().max(TEXT_LIMITS.reasonChars).nullable(),
       changedAt: z.iso.datetime({ offset: true }),
     }),
   ),
   "transaction.completed": defineEvent(1, z.object({ transferId: id, fromAccountId: id, toAccountId: id, amountMinor: positiveMinorUnits })),
   "transaction.failed": defineEvent(
     1,
-    z.object({ transferId: id, status: z.enum(["FAILED", "REJECTED"]), reason: z.string().min(1).max(500) }),
+    z.object({ transferId: id, status: z.enum(["FAILED", "REJECTED"]), reason: boundedText(TEXT_LIMITS.reasonChars) }),
   ),
 } as const;
