@@ -233,7 +233,7 @@ describe("transfer saga", () => {
     const started = await transfer(alice, bob, "6000000");
     const statuses = await follow(alice, started.id);
     expect(statuses.map((s) => s.status)).toEqual(["PENDING", "DEBITED", "FAILED"]);
-    expect(statuses.at(-1)?.failureReason).toMatch(/^Fraud check failed/);
+    expect(statuses.at(-1)?.failureReason).toMatch(/^The fraud check stopped this transfer: /);
     expect(await balance(alice)).toBe("10000000");
     expect(await balance(bob)).toBe("0");
   });

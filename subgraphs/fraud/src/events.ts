@@ -29,6 +29,7 @@ async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
       passed: check.passed,
       riskScore: check.riskScore,
       reasons: check.reasons,
+      customerReasons: check.customerReasons,
       checkedAt: check.checkedAt.toISOString(),
     }),
   );

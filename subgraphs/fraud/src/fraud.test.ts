@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Caller } from "@vaultpay/kit";
-import { assertAdmin, checkTransfer, checksPageSize, maySeeCheck, type LoadedFacts } from "./fraud.ts";
+import { assertAdmin, checkTransfer, checksPageSize, maySeeCheck, reasonsFor, type LoadedFacts } from "./fraud.ts";
 import type { RulesConfig } from "./rules.ts";
 import { rulesConfigFromEnv, transferFixture } from "./testing.ts";
 
@@ -9,11 +9,12 @@ const config: RulesConfig = rulesConfigFromEnv({ FRAUD_HISTORY_MAX_ROWS: "10" })
 const now = new Date("2026-11-25T12:00:00.000Z");
 const transfer = transferFixture();
 const facts: LoadedFacts = { nearby: [], truncated: false, recentPassedAmountsMinor: [], paidPayeeBefore: true, knownDeviceIds: ["d1"] };
+const admin: Caller = { userId: "admin", role: "ADMIN", sessionId: "s", deviceId: "d", tokenId: "j" };
 
 describe("checking a transfer", () => {
   it("passes a transfer no rule fires on and records every rule's result", () => {
     const { verdict, evaluation } = checkTransfer(transfer, facts, config, now);
-    expect(verdict).toEqual({ riskScore: 0, passed: true, reasons: [] });
+    expect(verdict).toEqual({ riskScore: 0, passed: true, reasons: [], customerReasons: [] });
     expect(evaluation.rules.map((r) => r.rule)).toEqual(["high-amount", "unusual-amount", "velocity", "unknown-device", "device-mismatch", "new-payee", "daily-limit"]);
     expect(evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { knownDevices: 1, paidPayeeBefore: true } });
   });
@@ -24,7 +25,38 @@ describe("checking a transfer", () => {
       riskScore: 70,
       passed: false,
       reasons: ["The transfer came from a device not registered for this user", "The transfer request came from a different device than the signed-in session"],
+      customerReasons: ["The transfer came from a device not registered for this customer", "The transfer came from another device than the signed-in session"],
     });
+  });
+
+  it("tells the customer every rule that fired in plain words, without thresholds or history figures", () => {
+    const everything = {
+      ...transfer,
+      requestDeviceId: "d9",
+      amountMinor: 30_000_000n,
+    };
+    const history: LoadedFacts = {
+      nearby: Array.from({ length: 8 }, (_, i) => ({
+        transferId: `p${i}`,
+        userId: transfer.userId,
+        fromAccountId: transfer.fromAccountId,
+        toAccountId: "a9",
+        amountMinor: 1_000_000n,
+        initiatedAt: new Date(transfer.initiatedAt.getTime() - (i + 1) * 1_000),
+        passed: true,
+      })),
+      truncated: false,
+      recentPassedAmountsMinor: Array.from({ length: 8 }, () => 1_000_000n),
+      paidPayeeBefore: false,
+      knownDeviceIds: [],
+    };
+    const { verdict } = checkTransfer(everything, history, config, now);
+    expect(verdict.reasons).toHaveLength(7);
+    expect(verdict.reasons.join(" ")).toMatch(/\d{4,}/);
+    expect(verdict.customerReasons).toHaveLength(7);
+    for (const line of verdict.customerReasons) expect(line).not.toMatch(/\d/);
+    expect(reasonsFor(admin, verdict)).toBe(verdict.reasons);
+    expect(reasonsFor({ ...admin, role: "CUSTOMER" }, verdict)).toBe(verdict.customerReasons);
   });
 
   it.each([
@@ -34,7 +66,12 @@ describe("checking a transfer", () => {
     ["the amount is not positive", { amountMinor: 0n }],
   ] as const)("fails closed when %s", (why, overrides) => {
     const { verdict, evaluation } = checkTransfer({ ...transfer, ...overrides }, facts, config, now);
-    expect(verdict).toEqual({ riskScore: 100, passed: false, reasons: [`Fraud check could not be computed: ${why}`] });
+    expect(verdict).toEqual({
+      riskScore: 100,
+      passed: false,
+      reasons: [`Fraud check could not be computed: ${why}`],
+      customerReasons: ["The fraud check could not be completed"],
+    });
     expect(evaluation).toMatchObject({ failedClosed: why, rules: [] });
   });
 
@@ -44,7 +81,7 @@ describe("checking a transfer", () => {
 
   it("fails closed when the history around the transfer was cut at its bound", () => {
     const { verdict } = checkTransfer(transfer, { ...facts, truncated: true }, config, now);
-    expect(verdict).toEqual({ riskScore: 100, passed: false, reasons: ["Fraud check could not be computed: more than 10 transfers around this one to read"] });
+    expect(verdict).toMatchObject({ riskScore: 100, passed: false, reasons: ["Fraud check could not be computed: more than 10 transfers around this one to read"] });
   });
 
   it("fails closed even when the fail score is configured at its maximum", () => {

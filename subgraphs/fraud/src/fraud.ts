@@ -4,7 +4,8 @@
  * A check that cannot be computed fails closed (passed = false, with the reason), never passes.
  */
 import { DomainError, requireAdmin, type Caller } from "@vaultpay/kit";
-import { LOOKBACK_MS, RULES, score, type Facts, type RuleResult, type RulesConfig, type Transfer } from "./rules.ts";
+import { TEXT_LIMITS, boundText } from "@vaultpay/events";
+import { LOOKBACK_MS, RULES, score, type Facts, type RuleName, type RuleResult, type RulesConfig, type Transfer } from "./rules.ts";
 
 /** How far in the future a request's initiatedAt may be (clock skew between services). */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
@@ -12,7 +13,39 @@ export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 export interface Verdict {
   riskScore: number;
   passed: boolean;
+  /** One line per rule that fired, with its figures: for operators (ADMIN) and the audit log. */
   reasons: string[];
+  /** The same in plain words without thresholds, medians or score: what the transfer's owner sees. */
+  customerReasons: string[];
+}
+
+/**
+ * What a customer is told for each rule that fired. No figures: a threshold, a median or a limit
+ * shown to whoever holds the session is a guide to staying just under it (issue 15).
+ */
+const CUSTOMER_REASONS: Record<RuleName, string> = {
+  "high-amount": "The amount is higher than we send without a further check",
+  "unusual-amount": "The amount is unusual for this customer",
+  velocity: "Too many transfers, or too much money, in a short time",
+  "unknown-device": "The transfer came from a device not registered for this customer",
+  "device-mismatch": "The transfer came from another device than the signed-in session",
+  "new-payee": "This is the first transfer to this payee",
+  "daily-limit": "The transfer would go over the daily limit",
+};
+const CUSTOMER_REASON_FAILED_CLOSED = "The fraud check could not be completed";
+
+/** The customer's lines of a stored evaluation, in rule order, bounded like the event that carries them. */
+export function customerReasons(evaluation: Pick<Evaluation, "failedClosed" | "rules">): string[] {
+  if (evaluation.failedClosed !== null) return [CUSTOMER_REASON_FAILED_CLOSED];
+  return evaluation.rules
+    .filter((rule) => rule.fired && rule.weight > 0)
+    .slice(0, TEXT_LIMITS.ruleReasons)
+    .map((rule) => CUSTOMER_REASONS[rule.rule]);
+}
+
+/** The rules' own lines, cut where they are built so the verdict's event can always be built. */
+function boundReasons(reasons: readonly string[]): string[] {
+  return reasons.slice(0, TEXT_LIMITS.ruleReasons).map((reason) => boundText(reason, TEXT_LIMITS.ruleReasonChars));
 }
 
 /** What is stored with a verdict: enough to explain it after the configuration changed. */
@@ -38,9 +71,15 @@ export interface CheckOutcome {
 export const FAIL_CLOSED_SCORE = 100;
 
 export function failClosed(why: string, failScore: number): CheckOutcome {
+  const evaluation: Evaluation = { failScore, failedClosed: why, facts: null, rules: [] };
   return {
-    verdict: { riskScore: FAIL_CLOSED_SCORE, passed: false, reasons: [`Fraud check could not be computed: ${why}`] },
-    evaluation: { failScore, failedClosed: why, facts: null, rules: [] },
+    verdict: {
+      riskScore: FAIL_CLOSED_SCORE,
+      passed: false,
+      reasons: boundReasons([`Fraud check could not be computed: ${why}`]),
+      customerReasons: customerReasons(evaluation),
+    },
+    evaluation,
   };
 }
 
@@ -68,20 +107,19 @@ export function checkTransfer(transfer: Transfer, facts: LoadedFacts, config: Ru
   if (unscorable) return failClosed(unscorable, config.failScore);
   if (facts.truncated) return failClosed(`more than ${config.historyMaxRows} transfers around this one to read`, config.failScore);
   const rules = RULES.map((rule) => rule.evaluate(transfer, facts, config));
-  return {
-    verdict: score(rules, config.failScore),
-    evaluation: {
-      failScore: config.failScore,
-      failedClosed: null,
-      facts: {
-        nearbyTransfers: facts.nearby.length,
-        recentPassedTransfers: facts.recentPassedAmountsMinor.length,
-        paidPayeeBefore: facts.paidPayeeBefore,
-        knownDevices: facts.knownDeviceIds.length,
-      },
-      rules,
+  const evaluation: Evaluation = {
+    failScore: config.failScore,
+    failedClosed: null,
+    facts: {
+      nearbyTransfers: facts.nearby.length,
+      recentPassedTransfers: facts.recentPassedAmountsMinor.length,
+      paidPayeeBefore: facts.paidPayeeBefore,
+      knownDevices: facts.knownDeviceIds.length,
     },
+    rules,
   };
+  const { riskScore, passed, reasons } = score(rules, config.failScore);
+  return { verdict: { riskScore, passed, reasons: boundReasons(reasons), customerReasons: customerReasons(evaluation) }, evaluation };
 }
 
 /** The time range of history the rules may read around a transfer. */
@@ -110,4 +148,9 @@ export function checksPageSize(first: number): number {
  */
 export function maySeeCheck(caller: Caller | undefined, check: { userId: string }): boolean {
   return caller !== undefined && (caller.role === "ADMIN" || caller.userId === check.userId);
+}
+
+/** An ADMIN reads the rules' figures; the transfer's owner reads plain words. */
+export function reasonsFor(caller: Caller | undefined, check: Verdict): string[] {
+  return caller?.role === "ADMIN" ? check.reasons : check.customerReasons;
 }

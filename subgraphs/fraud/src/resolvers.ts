@@ -2,7 +2,7 @@ import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { DateTimeScalar, type Caller } from "@vaultpay/kit";
 import { serviceStatus } from "@vaultpay/service";
 import type { Db } from "./db.ts";
-import { assertAdmin, checksPageSize, maySeeCheck } from "./fraud.ts";
+import { assertAdmin, checksPageSize, maySeeCheck, reasonsFor } from "./fraud.ts";
 import { findCheck, listChecks, type StoredCheck } from "./store.ts";
 
 export interface FraudContext {
@@ -32,6 +32,7 @@ export function createResolvers(deps: { db: Db; status: Status }): GraphQLResolv
     },
     FraudCheck: {
       __resolveReference: (reference: { transferId: string }, context: FraudContext) => visibleCheck(db, context.caller, reference.transferId),
+      reasons: (check: StoredCheck, _args: unknown, context: FraudContext) => reasonsFor(context.caller, check),
     },
     Transfer: {
       __resolveReference: (reference: { id: string }) => reference,

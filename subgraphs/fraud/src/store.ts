@@ -3,7 +3,7 @@
  * the rules never see Prisma.
  */
 import type { Db, Tx } from "./db.ts";
-import { lookbackRange, type Evaluation, type LoadedFacts, type Verdict } from "./fraud.ts";
+import { customerReasons, lookbackRange, type Evaluation, type LoadedFacts, type Verdict } from "./fraud.ts";
 import type { PastTransfer, Transfer } from "./rules.ts";
 import type { Prisma } from "./generated/prisma/client.ts";
 
@@ -13,7 +13,15 @@ export interface StoredCheck extends Verdict {
   checkedAt: Date;
 }
 
-const checkColumns = { transferId: true, userId: true, riskScore: true, passed: true, reasons: true, checkedAt: true } as const;
+const checkColumns = { transferId: true, userId: true, riskScore: true, passed: true, reasons: true, evaluation: true, checkedAt: true } as const;
+
+type CheckRow = Prisma.FraudCheckGetPayload<{ select: typeof checkColumns }>;
+
+/** The customer's lines are derived from the stored evaluation, so older checks get them too. */
+function toStoredCheck(row: CheckRow): StoredCheck {
+  const { evaluation, ...check } = row;
+  return { ...check, customerReasons: customerReasons(evaluation as unknown as Evaluation) };
+}
 
 /**
  * Serializes work on one key until the transaction ends (a transaction-scoped advisory lock):
@@ -25,17 +33,19 @@ export async function lockKey(tx: Tx, key: string): Promise<void> {
 }
 
 export async function findCheck(db: Db | Tx, transferId: string): Promise<StoredCheck | undefined> {
-  return (await db.fraudCheck.findUnique({ where: { transferId }, select: checkColumns })) ?? undefined;
+  const row = await db.fraudCheck.findUnique({ where: { transferId }, select: checkColumns });
+  return row ? toStoredCheck(row) : undefined;
 }
 
 /** Newest first, `limit` at most (the caller bounds it). */
 export async function listChecks(db: Db, options: { onlyFailed: boolean; limit: number }): Promise<StoredCheck[]> {
-  return db.fraudCheck.findMany({
+  const rows = await db.fraudCheck.findMany({
     where: options.onlyFailed ? { passed: false } : {},
     select: checkColumns,
     orderBy: [{ checkedAt: "desc" }, { transferId: "asc" }],
     take: options.limit,
   });
+  return rows.map(toStoredCheck);
 }
 
 /** What the rules read about a transfer, bounded: `historyMaxRows` nearby rows at most. */
@@ -80,7 +90,7 @@ export async function insertCheck(
   check: { transfer: Transfer; verdict: Verdict; evaluation: Evaluation; requestEventId: string; checkedAt: Date },
 ): Promise<StoredCheck> {
   const { transfer, verdict } = check;
-  return tx.fraudCheck.create({
+  const row = await tx.fraudCheck.create({
     data: {
       transferId: transfer.transferId,
       userId: transfer.userId,
@@ -101,6 +111,7 @@ export async function insertCheck(
     },
     select: checkColumns,
   });
+  return toStoredCheck(row);
 }
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */

@@ -1,6 +1,6 @@
 /** The saga's rules on an in-memory store (a pure unit: the real store is covered end to end). */
 import { describe, expect, it } from "vitest";
-import { createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
+import { TEXT_LIMITS, createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
 import { Saga, type SagaStore, type TransferPatch, type TransferState } from "./saga.ts";
 import { assertTransition, onStepTimeout, stepDeadline } from "./transfers.ts";
 
@@ -21,6 +21,8 @@ class MemoryStore implements SagaStore {
     this.history.push(status);
   }
   async emit<T extends EventType>(type: T, data: EventData<T>) {
+    // Built as the real store builds it: an event its schema refuses throws here too.
+    createEvent(type, data, context);
     this.emitted.push({ type, data });
   }
   types() {
@@ -84,8 +86,10 @@ describe("saga", () => {
   it("refunds a failed fraud check with its reasons, then FAILED", async () => {
     const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "FRAUD" });
     const saga = new Saga(timings);
-    await saga.handle(store, event("fraud.check.completed", { transferId: "t1", passed: false, riskScore: 80, reasons: ["a", "b"], checkedAt: new Date().toISOString() }));
-    expect(store.transfer).toMatchObject({ step: "REFUND", failureReason: "Fraud check failed (risk 80): a; b" });
+    const verdict = { transferId: "t1", passed: false, riskScore: 80, reasons: ["Amount 900 is over 5x the median of 100"], customerReasons: ["a", "b"] };
+    await saga.handle(store, event("fraud.check.completed", { ...verdict, checkedAt: new Date().toISOString() }));
+    // The owner reads the plain words, never the engine's figures or score.
+    expect(store.transfer).toMatchObject({ step: "REFUND", failureReason: "The fraud check stopped this transfer: a; b" });
     expect(store.types()).toEqual(["transaction.refund.requested"]);
     await saga.handle(store, event("account.refunded", step));
     expect(store.transfer).toMatchObject({ status: "FAILED", step: "NONE" });
@@ -124,11 +128,25 @@ describe("saga", () => {
     expect(anomalies).toEqual(["refund refused: AMOUNT_MISMATCH"]);
   });
 
-  it("caps failure reasons at the event's 500 characters", async () => {
+  it("refunds at once on the largest verdict the event allows, its reason bounded where built", async () => {
     const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "FRAUD" });
-    const reasons = Array.from({ length: 20 }, (_, i) => `reason ${i} ${"x".repeat(60)}`);
-    await new Saga(timings).handle(store, event("fraud.check.completed", { transferId: "t1", passed: false, riskScore: 100, reasons, checkedAt: new Date().toISOString() }));
-    expect(store.transfer.failureReason).toHaveLength(500);
+    const line = (i: number) => `reason ${i} ${"x".repeat(TEXT_LIMITS.ruleReasonChars - 10)}`;
+    const reasons = Array.from({ length: TEXT_LIMITS.ruleReasons }, (_, i) => line(i));
+    const verdict = { transferId: "t1", passed: false, riskScore: 100, reasons, customerReasons: reasons };
+    await new Saga(timings).handle(store, event("fraud.check.completed", { ...verdict, checkedAt: new Date().toISOString() }));
+    // The refund command (validated by the store like the real outbox) went out with the verdict's
+    // reason, not after a step timeout.
+    expect(store.types()).toEqual(["transaction.refund.requested"]);
+    expect(store.transfer.failureReason).toHaveLength(TEXT_LIMITS.reasonChars);
+    expect(store.transfer.failureReason).toMatch(/^The fraud check stopped this transfer: reason 0 x+.*…$/);
+    await new Saga(timings).handle(store, event("account.refunded", step));
+    expect(store.types()).toEqual(["transaction.refund.requested", "transaction.status.changed", "transaction.failed"]);
+  });
+
+  it("bounds a stored reason longer than the event allows when it resends the refund", async () => {
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "REFUND", failureReason: "y".repeat(2_000) });
+    await new Saga(timings).timeout(store, store.transfer);
+    expect((store.emitted[0]!.data as { reason: string }).reason).toHaveLength(TEXT_LIMITS.reasonChars);
   });
 });
 

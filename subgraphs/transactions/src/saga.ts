@@ -3,7 +3,7 @@
  * handler runs inside the transaction that also records the consumed event (exactly-once effect)
  * and writes the events it emits to the outbox.
  */
-import type { Event, EventData, EventType } from "@vaultpay/events";
+import { TEXT_LIMITS, boundText, type Event, type EventData, type EventType } from "@vaultpay/events";
 import {
   TERMINAL,
   assertTransition,
@@ -13,8 +13,6 @@ import {
   type SagaTimings,
   type TransferStatus,
 } from "./transfers.ts";
-
-const MAX_REASON_CHARS = 500;
 
 export interface TransferState {
   id: string;
@@ -81,7 +79,7 @@ export async function sendStepCommand(store: SagaStore, transfer: TransferState,
         transferId: transfer.id,
         fromAccountId: transfer.fromAccountId,
         amountMinor,
-        reason: transfer.failureReason ?? "transfer failed",
+        reason: boundText(transfer.failureReason ?? "transfer failed", TEXT_LIMITS.reasonChars),
       });
     case "NONE":
       return;
@@ -105,8 +103,10 @@ export class Saga {
     const now = this.now();
     const status = next.status ?? transfer.status;
     if (status !== transfer.status) assertTransition(transfer.status, status);
-    // Bounded like the event that carries it: many fraud reasons must not make the step throw.
-    const failureReason = (next.failureReason === undefined ? transfer.failureReason : next.failureReason)?.slice(0, MAX_REASON_CHARS) ?? null;
+    // Bounded where it is built, like the events that carry it: many fraud reasons must not make
+    // the step throw (it would be retried, dead-lettered, and the money held until the timeout).
+    const reason = next.failureReason === undefined ? transfer.failureReason : next.failureReason;
+    const failureReason = reason === null ? null : boundText(reason, TEXT_LIMITS.reasonChars);
     await store.update(transfer.id, {
       status,
       step: next.step,
@@ -158,10 +158,7 @@ export class Saga {
       case "fraud.check.completed":
         if (status !== "DEBITED" || step !== "FRAUD") return;
         if (event.data.passed) await this.advance(store, transfer, { step: "CREDIT" });
-        else {
-          const reasons = event.data.reasons.length > 0 ? event.data.reasons.join("; ") : "no reason given";
-          await this.advance(store, transfer, { step: "REFUND", failureReason: `Fraud check failed (risk ${event.data.riskScore}): ${reasons}` });
-        }
+        else await this.advance(store, transfer, { step: "REFUND", failureReason: fraudFailure(event.data) });
         return;
       case "account.credited":
         // Also while a refund is outstanding: the credit won the race, accounts will refuse the refund.
@@ -212,6 +209,16 @@ export class Saga {
     const stepName = { DEBIT: "debit", FRAUD: "fraud check", CREDIT: "credit", REFUND: "refund", NONE: "" }[transfer.step];
     await this.advance(store, transfer, { step: "REFUND", failureReason: `The ${stepName} did not complete in time` });
   }
+}
+
+/**
+ * What the transfer's owner reads when fraud stopped it: the reasons in plain words, never the
+ * engine's thresholds, medians or score (those would teach a thief to stay under them). Verdicts
+ * from before `customerReasons` existed carry only the detailed lines.
+ */
+function fraudFailure(verdict: EventData<"fraud.check.completed">): string {
+  const reasons = verdict.customerReasons ?? verdict.reasons;
+  return `The fraud check stopped this transfer: ${reasons.length > 0 ? reasons.join("; ") : "no reason given"}`;
 }
 
 function debitRejection(reason: string): string {
