@@ -25,6 +25,37 @@ import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from
  */
 export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
 
+/**
+ * The service's database URL with every commit made durable before it is acknowledged, whatever
+ * the server's default: a service publishes an outbox row or acks a consumed event only after its
+ * commit, so a commit a crash could still undo (synchronous_commit=off) would leave money debited
+ * for a transfer that no longer exists, or an audit record lost for good (issue 15).
+ */
+export function withDurableCommits(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  const given = url.searchParams.get("options");
+  url.searchParams.set("options", [given, "-c synchronous_commit=on"].filter(Boolean).join(" "));
+  return url.toString();
+}
+
+/**
+ * What the session's commits promise, read back from the server. fsync=off is a server setting no
+ * session can override: production refuses to run on it; elsewhere it is a loud warning.
+ */
+export async function checkDurability(db: Pick<SqlExecutor, "$queryRawUnsafe">, production: boolean, logger: Logger): Promise<void> {
+  const [row] = (await db.$queryRawUnsafe(
+    "SELECT current_setting('synchronous_commit') AS synchronous_commit, current_setting('fsync') AS fsync",
+  )) as Array<{ synchronous_commit: string; fsync: string }>;
+  const problems = [
+    row?.synchronous_commit === "off" ? "synchronous_commit=off" : null,
+    row?.fsync === "off" ? "fsync=off" : null,
+  ].filter((problem) => problem !== null);
+  if (problems.length === 0) return;
+  const message = `the database runs with ${problems.join(" and ")}: a crash would undo commits whose events were already published`;
+  if (production) throw new Error(`DATABASE_URL: ${message}`);
+  logger.warn(message);
+}
+
 export const subgraphConfigSchema = baseConfigSchema.extend({
   PORT: portSchema,
   /** Subgraphs listen only where the gateway reaches them. */
@@ -83,8 +114,9 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
   lifecycle.installSignalHandlers();
   if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
   try {
-    const db = service.createDb(config.DATABASE_URL);
+    const db = service.createDb(withDurableCommits(config.DATABASE_URL));
     lifecycle.onShutdown("database", () => db.$disconnect());
+    await checkDurability(db, config.NODE_ENV === "production", logger);
     const eventing = await startEventing<Tx>({ natsUrl: config.NATS_URL, name: service.name, logger, lifecycle, db });
     // Commands fail fast while Redis is away: a request with a token is then refused (INTERNAL)
     // rather than let through unchecked.

