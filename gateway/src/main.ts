@@ -74,7 +74,7 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
 }
 
 /** Codes a subgraph may send back through the gateway as they are (shared/API.md). */
-const PUBLIC_SUBGRAPH_CODES = new Set(["UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "INSUFFICIENT_FUNDS", "RATE_LIMITED"]);
+const PUBLIC_SUBGRAPH_CODES = new Set(["UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "INSUFFICIENT_FUNDS", "RATE_LIMITED", "UNAVAILABLE"]);
 
 let apiSchema: GraphQLSchema | undefined;
 const gateway = new ApolloGateway({

@@ -1,11 +1,14 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
-import { runWithContext } from "@vaultpay/kit";
+import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaultpay/kit";
 import type { Logger } from "@vaultpay/kit";
 import { parseEvent, type Event } from "./envelope.ts";
 import { publishDeadLetter } from "./dlq.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
+
+/** Longest wait before an event whose dependency was away is tried again. */
+const INFRASTRUCTURE_RETRY_MAX_MS = 2_000;
 
 export interface EventConsumerOptions<Tx extends SqlExecutor> {
   /** Durable name, unique per service and purpose, e.g. "accounts-saga". Replicas share it. */
@@ -186,11 +189,20 @@ export class EventConsumer<Tx extends SqlExecutor> {
       message.ack();
       return outcome;
     } catch (error) {
+      const delayMs = this.backoffMs[Math.min(deliveries - 1, this.backoffMs.length - 1)] ?? 1_000;
+      if (isInfrastructureUnavailable(error)) {
+        // The database (or another dependency) is away, not the event wrong: retrying it is the
+        // only right answer, however long the outage lasts. A dead letter here would take the
+        // event out of its stream's order until someone replays it (an audit record missing).
+        const waitMs = Math.min(delayMs, INFRASTRUCTURE_RETRY_MAX_MS);
+        logger.warn({ consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: waitMs, reason: errorSummary(error) }, "dependency unavailable; will retry");
+        message.nak(waitMs);
+        return "retry";
+      }
       if (deliveries >= this.maxDeliver) {
         await this.deadLetter(message, error, event.id);
         return "dead-lettered";
       }
-      const delayMs = this.backoffMs[Math.min(deliveries - 1, this.backoffMs.length - 1)] ?? 1_000;
       logger.warn({ err: error, consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: delayMs }, "event handler failed");
       message.nak(delayMs);
       return "retry";

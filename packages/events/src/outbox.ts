@@ -1,6 +1,6 @@
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import type { Logger } from "@vaultpay/kit";
+import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpay/kit";
 import type { Event } from "./envelope.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
 
@@ -141,7 +141,9 @@ export class OutboxRelay {
         if (batch.claimed === this.batchSize) continue;
         if (!this.kicked) await this.sleep(this.idleMs);
       } catch (error) {
-        this.options.logger.warn({ err: error, retryInMs: backoffMs }, "outbox relay failed; retrying");
+        // A dependency restarting is expected: one line without a stack. Anything else in full.
+        const detail = isInfrastructureUnavailable(error) ? { reason: errorSummary(error) } : { err: error };
+        this.options.logger.warn({ ...detail, retryInMs: backoffMs }, "outbox relay failed; retrying");
         await this.sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, this.maxBackoffMs);
       }

@@ -1,5 +1,6 @@
 import { GraphQLError, type GraphQLFormattedError } from "graphql";
 import type { Logger } from "pino";
+import { UNAVAILABLE_RETRY_AFTER_SECONDS, errorSummary, isInfrastructureUnavailable } from "./unavailable.ts";
 
 /** The public error codes of the API (shared/API.md). */
 export type ErrorCode =
@@ -10,6 +11,8 @@ export type ErrorCode =
   | "RATE_LIMITED"
   | "CONFLICT"
   | "INSUFFICIENT_FUNDS"
+  /** The infrastructure under the request is away for a moment: retry after `retryAfterSeconds`. */
+  | "UNAVAILABLE"
   | "INTERNAL";
 
 /**
@@ -36,6 +39,7 @@ const PUBLIC_CODES = new Set<string>([
   "RATE_LIMITED",
   "CONFLICT",
   "INSUFFICIENT_FUNDS",
+  "UNAVAILABLE",
   // Apollo's own codes for requests that never reached a resolver.
   "GRAPHQL_PARSE_FAILED",
   "GRAPHQL_VALIDATION_FAILED",
@@ -64,6 +68,15 @@ export function createErrorFormatter(logger: Logger) {
     if (typeof code === "string" && PUBLIC_CODES.has(code)) {
       const { stacktrace: _stacktrace, ...extensions } = formatted.extensions ?? {};
       return { ...formatted, extensions };
+    }
+    if (isInfrastructureUnavailable(original)) {
+      // Expected while a dependency restarts: one line, no stack.
+      logger.warn({ reason: errorSummary(original), path: formatted.path }, "infrastructure unavailable");
+      return {
+        message: "The service is briefly unavailable; retry shortly",
+        ...(formatted.path ? { path: formatted.path } : {}),
+        extensions: { code: "UNAVAILABLE", retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS },
+      };
     }
     logger.error({ err: original, path: formatted.path }, "unexpected error");
     return {

@@ -1,6 +1,7 @@
 export * from "./config.ts";
 export * from "./context.ts";
 export * from "./errors.ts";
+export * from "./unavailable.ts";
 export * from "./http.ts";
 export * from "./lifecycle.ts";
 export * from "./logger.ts";

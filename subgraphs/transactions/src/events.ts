@@ -4,7 +4,7 @@
  * transaction.initiated / credit.requested / refund.requested (commands to accounts),
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
-import { runWithContext, type Logger } from "@vaultpay/kit";
+import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
 import type { Eventing } from "@vaultpay/events";
 import { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
@@ -53,7 +53,11 @@ export function startSweeper(options: { db: Db; saga: Saga; logger: Logger; inte
   const timer = setInterval(() => {
     if (running) return; // one sweep at a time; a slow one delays the next tick instead of piling up
     running = sweep()
-      .catch((error: unknown) => logger.error({ err: error }, "saga sweep failed"))
+      .catch((error: unknown) =>
+        isInfrastructureUnavailable(error)
+          ? logger.warn({ reason: errorSummary(error) }, "saga sweep skipped: database unavailable")
+          : logger.error({ err: error }, "saga sweep failed"),
+      )
       .finally(() => {
         running = undefined;
       });
