@@ -1,0 +1,169 @@
+/**
+ * The bank under load, for the fault tests (test/invariant.test.ts, test/crash.test.ts): customers
+ * with funded accounts, paced clients that send transfers and retry them as an app would, and the
+ * bank invariant checked on the services' own databases once every transfer has ended.
+ */
+import { randomInt, randomUUID } from "node:crypto";
+import { expect } from "vitest";
+import pg from "pg";
+import { mintAccessToken, waitUntil, type TestStack } from "@vaultpay/testing";
+
+export interface Customer {
+  token: string;
+  accountId: string;
+  number: string;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One customer per deposit, each with a SAVINGS account funded by an ADMIN; waits until transactions knows every account. */
+export async function openFundedAccounts(stack: TestStack, depositsMinor: readonly bigint[]): Promise<Customer[]> {
+  const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
+  const customers = await Promise.all(
+    depositsMinor.map(async (depositMinor) => {
+      const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
+      const opened = await stack.graphql<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { authorization: `Bearer ${token}` });
+      const account = opened.data!.openAccount;
+      const deposited = await stack.graphql(
+        `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`,
+        { id: account.id, amount: String(depositMinor), key: `deposit-${randomUUID()}` },
+        { authorization: `Bearer ${admin}` },
+      );
+      expect(deposited.errors).toBeUndefined();
+      return { token, accountId: account.id, number: account.number };
+    }),
+  );
+  const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
+  await transactions.connect();
+  try {
+    await waitUntil(async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === customers.length, "the directory of accounts");
+  } finally {
+    await transactions.end();
+  }
+  return customers;
+}
+
+export interface TransferLoad {
+  /** Idempotency key → transfer id, for every transfer the platform accepted. */
+  accepted: Map<string, string>;
+  /** How often each error code answered an attempt (transport failures count as "NETWORK"). */
+  errorCodes: Map<string, number>;
+  /** Resolves when every transfer was accepted. */
+  done: Promise<void>;
+  /** Transfers handed to a client so far. */
+  started(): number;
+}
+
+/**
+ * `count` transfers between random pairs of customers from `inFlight` clients, each pausing
+ * `paceMs` between transfers. Each transfer is retried with its idempotency key until the platform
+ * accepts it, as a client would; every refusal's code is counted.
+ */
+export function sendTransfers(stack: TestStack, customers: readonly Customer[], options: { count: number; inFlight: number; paceMs: number; keyPrefix: string }): TransferLoad {
+  const accepted = new Map<string, string>();
+  const errorCodes = new Map<string, number>();
+  const count = (code: string) => errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
+  let next = 0;
+  const initiate = async (index: number) => {
+    const from = customers[index % customers.length]!;
+    const to = customers[(index + 1 + randomInt(customers.length - 1)) % customers.length]!;
+    const key = `${options.keyPrefix}-${index}`;
+    const amount = String(randomInt(1_000, 60_000));
+    for (let attempt = 0; attempt < 600; attempt++) {
+      const result = await stack
+        .graphql<{ initiateTransfer: { id: string } }>(
+          `mutation($from: ID!, $to: String!, $amount: MinorUnits!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: $amount, idempotencyKey: $key) { id } }`,
+          { from: from.accountId, to: to.number, amount, key },
+          { authorization: `Bearer ${from.token}` },
+        )
+        .catch(() => undefined);
+      const id = result?.data?.initiateTransfer.id;
+      if (id) {
+        accepted.set(key, id);
+        return;
+      }
+      for (const error of result?.errors ?? [{ extensions: { code: "NETWORK" } }]) count(String(error.extensions?.code ?? "NONE"));
+      await sleep(250);
+    }
+    throw new Error(`transfer ${key} never accepted`);
+  };
+  const clients = Array.from({ length: options.inFlight }, async () => {
+    while (next < options.count) {
+      await initiate(next++);
+      await sleep(options.paceMs);
+    }
+  });
+  return { accepted, errorCodes, done: Promise.all(clients).then(() => undefined), started: () => next };
+}
+
+/** Transfers still in their saga, or -1 while the database cannot answer. */
+export async function transfersInFlight(transactionsUrl: string): Promise<number> {
+  const client = new pg.Client({ connectionString: transactionsUrl });
+  try {
+    await client.connect();
+    return (await client.query(`SELECT count(*)::int AS n FROM transfer WHERE status IN ('PENDING', 'DEBITED')`)).rows[0].n as number;
+  } catch {
+    return -1;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Once every transfer has ended: each is terminal, each saga step was applied at most once and as
+ * its status says, no money moved for a transfer transactions does not know, every balance equals
+ * its journal, and the money in all accounts equals the money deposited. Returns the outcomes.
+ */
+export async function expectBankInvariant(stack: TestStack, options: { transfers: number; totalDepositedMinor: bigint }): Promise<Record<string, number>> {
+  const accountsSql = new pg.Client({ connectionString: stack.databaseUrls.accounts });
+  const transactionsSql = new pg.Client({ connectionString: stack.databaseUrls.transactions });
+  await Promise.all([accountsSql.connect(), transactionsSql.connect()]);
+  try {
+    await waitUntil(
+      async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status NOT IN ('COMPLETED', 'FAILED', 'REJECTED')`)).rows[0].n === 0,
+      "every transfer to reach a terminal status",
+      240_000,
+      500,
+    );
+    const transfers = (await transactionsSql.query<{ id: string; status: string; amount_minor: string }>(`SELECT id::text, status, amount_minor::text FROM transfer`)).rows;
+    expect(transfers).toHaveLength(options.transfers);
+    const statuses = new Map(transfers.map((t) => [t.id, t]));
+    const journal = (await accountsSql.query<{ transfer_id: string; kind: string; n: number; amount: string }>(
+      `SELECT transfer_id, kind, count(*)::int AS n, sum(amount_minor)::text AS amount FROM journal_entry WHERE transfer_id IS NOT NULL GROUP BY transfer_id, kind`,
+    )).rows;
+    const steps = new Map<string, Map<string, { n: number; amount: string }>>();
+    for (const row of journal) {
+      expect(statuses.has(row.transfer_id), `money moved for transfer ${row.transfer_id}, unknown to transactions`).toBe(true);
+      steps.set(row.transfer_id, (steps.get(row.transfer_id) ?? new Map()).set(row.kind, { n: row.n, amount: row.amount }));
+    }
+    const outcome: Record<string, number> = {};
+    for (const transfer of transfers) {
+      outcome[transfer.status] = (outcome[transfer.status] ?? 0) + 1;
+      const applied = steps.get(transfer.id) ?? new Map();
+      for (const step of applied.values()) expect(step.n).toBe(1); // never twice
+      const kinds = [...applied.keys()].sort();
+      if (transfer.status === "COMPLETED") {
+        expect(kinds).toEqual(["CREDIT", "DEBIT"]);
+        expect(applied.get("CREDIT")!.amount).toBe(transfer.amount_minor);
+        expect(applied.get("DEBIT")!.amount).toBe(`-${transfer.amount_minor}`);
+      } else if (transfer.status === "FAILED") {
+        expect(kinds).toEqual(["DEBIT", "REFUND"]);
+      } else {
+        expect(kinds).toEqual([]); // REJECTED: nothing moved
+      }
+    }
+    // All terminal, so nothing is in flight: the balances alone hold every deposited paisa.
+    const totals = (await accountsSql.query<{ balances: string; journal: string }>(
+      `SELECT (SELECT sum(balance_minor) FROM account)::text AS balances, (SELECT sum(amount_minor) FROM journal_entry)::text AS journal`,
+    )).rows[0]!;
+    expect(BigInt(totals.balances)).toBe(options.totalDepositedMinor);
+    expect(BigInt(totals.journal)).toBe(options.totalDepositedMinor);
+    const mismatched = await accountsSql.query(
+      `SELECT a.id FROM account a LEFT JOIN journal_entry j ON j.account_id = a.id GROUP BY a.id, a.balance_minor HAVING a.balance_minor <> coalesce(sum(j.amount_minor), 0)`,
+    );
+    expect(mismatched.rowCount).toBe(0);
+    return outcome;
+  } finally {
+    await Promise.all([accountsSql.end(), transactionsSql.end()]);
+  }
+}
