@@ -17,10 +17,22 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
   RATE_LIMIT_OPERATIONS: z.coerce.number().int().positive().default(300),
   RATE_LIMIT_CREDENTIAL_ATTEMPTS: z.coerce.number().int().positive().default(10),
+  /**
+   * Requests per window from one address, counted before anything is parsed — invalid documents
+   * included. Roomy, for several people behind one NAT; the per-user limit above is the fine one.
+   */
+  RATE_LIMIT_REQUESTS_PER_IP: z.coerce.number().int().positive().default(1_200),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().max(86_400).default(60),
   MAX_QUERY_DEPTH: z.coerce.number().int().positive().max(50).default(10),
   MAX_QUERY_FIELDS: z.coerce.number().int().positive().max(5_000).default(300),
   MAX_QUERY_ALIASES: z.coerce.number().int().nonnegative().max(500).default(30),
+  /**
+   * Caps on a document before it is parsed (graphql-armor's defaults). VaultPay's own clients send
+   * under 200 tokens and Sandbox's introspection query about 190 tokens / 2 KB; parsing stops at
+   * the token cap, so a refused document costs at most that much work.
+   */
+  MAX_DOCUMENT_CHARS: z.coerce.number().int().positive().max(1_000_000).default(15_000),
+  MAX_DOCUMENT_TOKENS: z.coerce.number().int().positive().max(100_000).default(1_000),
   MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
 });
 

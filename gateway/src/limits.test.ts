@@ -1,4 +1,4 @@
-import { buildSchema, parse, type OperationDefinitionNode } from "graphql";
+import { buildSchema, getIntrospectionQuery, getOperationAST, parse, type OperationDefinitionNode } from "graphql";
 import { describe, expect, it } from "vitest";
 import { enforceLimits, measureOperation } from "./limits.ts";
 import { selectedFields } from "./shield.ts";
@@ -26,5 +26,18 @@ describe("operation limits", () => {
     expect(() => enforceLimits(shape, { maxDepth: 10, maxFields: 300, maxAliases: 30 })).toThrow(/too many fields/);
     // The rules' walk visits each fragment once per type context, not once per use.
     expect(selectedFields(schema, document, operation, {}).map((f) => `${f.typeName}.${f.fieldName}`)).toEqual(["Query.health"]);
+  });
+
+  it("counts introspection fields and their aliases, but lets the standard introspection query through", () => {
+    const aliased = parse(`{ ${Array.from({ length: 100 }, (_, i) => `s${i}: __schema { types { name } }`).join(" ")} }`);
+    const shape = measureOperation(aliased, aliased.definitions[0] as OperationDefinitionNode);
+    expect(shape).toMatchObject({ fields: 300, aliases: 100 });
+    expect(() => enforceLimits(shape, { maxDepth: 10, maxFields: 300, maxAliases: 30 })).toThrow(/too many aliases/);
+    const typenames = parse(`{ ${Array.from({ length: 31 }, (_, i) => `t${i}: __typename`).join(" ")} }`);
+    expect(() => enforceLimits(measureOperation(typenames, typenames.definitions[0] as OperationDefinitionNode), { maxDepth: 10, maxFields: 300, maxAliases: 30 })).toThrow(
+      /too many aliases/,
+    );
+    const introspection = parse(getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, inputValueDeprecation: true }));
+    expect(() => enforceLimits(measureOperation(introspection, getOperationAST(introspection)!), { maxDepth: 10, maxFields: 300, maxAliases: 30 })).not.toThrow();
   });
 });

@@ -38,9 +38,15 @@ export function measureOperation(document: DocumentNode, operation: OperationDef
     };
     for (const selection of selectionSet.selections) {
       if (selection.kind === "Field") {
-        if (selection.name.value.startsWith("__")) continue; // introspection is gated separately
+        // Introspection fields count like any other: 100 aliased __schema answer megabytes. Only
+        // the depth below them is left out: introspection's type references nest `ofType` deeper
+        // than any limit fit for data (Sandbox's query is 15 deep), its recursive part is bounded
+        // by graphql-js' MaxIntrospectionDepthRule, and the document by the token cap.
         add({ depth: 1, fields: 1, aliases: selection.alias ? 1 : 0 }, 0);
-        if (selection.selectionSet) add(measure(selection.selectionSet), 1);
+        if (selection.selectionSet) {
+          const inner = measure(selection.selectionSet);
+          add(selection.name.value.startsWith("__") ? { ...inner, depth: 0 } : inner, 1);
+        }
       } else if (selection.kind === "InlineFragment") {
         add(measure(selection.selectionSet), 0);
       } else {

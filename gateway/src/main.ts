@@ -16,12 +16,16 @@ import {
   createHttpServer,
   createLogger,
   currentContext,
+  introspectionEnabled,
   listen,
   loadConfig,
   runWithContext,
+  PUBLIC_ERROR_CODES,
+  DomainError,
 } from "@vaultpay/kit";
 import { Redis } from "ioredis";
 import { gatewayConfigSchema, subgraphUrlOverride } from "./config.ts";
+import { checkBeforeParsing } from "./door.ts";
 import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
 import { securityPlugin, type GatewayRequestContext } from "./security.ts";
@@ -29,6 +33,7 @@ import { StatusFeed, startSubscriptionServer } from "./subscriptions.ts";
 
 const config = loadConfig(gatewayConfigSchema);
 const production = config.NODE_ENV === "production";
+const introspection = introspectionEnabled(config);
 const logger = createLogger({ service: "gateway", level: config.LOG_LEVEL });
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
@@ -64,7 +69,7 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
     const body = (await this.parseBody(response).catch(() => undefined)) as { errors?: Array<{ message?: string; extensions?: Record<string, unknown> }> } | undefined;
     const first = body?.errors?.[0];
     const code = first?.extensions?.code;
-    if (typeof code === "string" && PUBLIC_SUBGRAPH_CODES.has(code)) {
+    if (typeof code === "string" && PUBLIC_ERROR_CODES.has(code)) {
       const { code: _code, stacktrace: _stacktrace, http: _http, ...details } = first?.extensions ?? {};
       return new GraphQLError(first?.message ?? code, { extensions: { ...details, code } });
     }
@@ -73,15 +78,13 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
   }
 }
 
-/** Codes a subgraph may send back through the gateway as they are (shared/API.md). */
-const PUBLIC_SUBGRAPH_CODES = new Set(["UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "INSUFFICIENT_FUNDS", "RATE_LIMITED", "UNAVAILABLE"]);
-
 let apiSchema: GraphQLSchema | undefined;
 const gateway = new ApolloGateway({
   supergraphSdl: readFileSync(new URL("../../supergraph.graphql", import.meta.url), "utf8"),
   buildService: ({ name, url }) => new SubgraphDataSource({ url: subgraphUrlOverride(config, name) ?? url }),
 });
 
+const documentLimits = { maxDocumentChars: config.MAX_DOCUMENT_CHARS, maxDocumentTokens: config.MAX_DOCUMENT_TOKENS };
 const limits = { maxDepth: config.MAX_QUERY_DEPTH, maxFields: config.MAX_QUERY_FIELDS, maxAliases: config.MAX_QUERY_ALIASES };
 const security = {
   verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
@@ -89,14 +92,20 @@ const security = {
   rateLimits: new RateLimits(redis, {
     operationsPerWindow: config.RATE_LIMIT_OPERATIONS,
     credentialAttemptsPerWindow: config.RATE_LIMIT_CREDENTIAL_ATTEMPTS,
+    requestsPerWindow: config.RATE_LIMIT_REQUESTS_PER_IP,
     windowSeconds: config.RATE_LIMIT_WINDOW_SECONDS,
   }),
   limits,
+  documentLimits,
 };
 const apollo = new ApolloServer<GatewayRequestContext>({
   gateway,
-  introspection: !production,
-  formatError: createErrorFormatter(logger),
+  introspection,
+  // Without introspection, "Did you mean …?" hints would let a client rebuild the schema by guessing.
+  hideSchemaDetailsFromClientErrors: !introspection,
+  formatError: createErrorFormatter(logger, { hideSchemaDetails: !introspection }),
+  // Parsing stops past the token cap: a huge document costs at most that much lexing.
+  parseOptions: { maxTokens: config.MAX_DOCUMENT_TOKENS },
   includeStacktraceInErrorResponses: false,
   plugins: [
     production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
@@ -129,6 +138,17 @@ const server = createHttpServer({
         run,
       );
     },
+    // Before Apollo parses anything: every request is metered per address (invalid ones too) and
+    // the document's size and the variables' shape are capped. Refusals are logged without stacks.
+    admit: async (request, operation) => {
+      try {
+        await security.rateLimits.request(request.socket.remoteAddress ?? "unknown");
+        checkBeforeParsing(operation, documentLimits);
+      } catch (error) {
+        if (error instanceof DomainError) logger.info({ code: error.code, reason: error.message }, "request refused at the door");
+        throw error;
+      }
+    },
     context: async (request) => ({
       authorization: request.headers.authorization,
       ip: request.socket.remoteAddress ?? "unknown",
@@ -144,6 +164,7 @@ const subscriptions = startSubscriptionServer({
   security,
   limits,
   production,
+  introspection,
   logger,
 });
 await listen(server, config.GATEWAY_PORT, config.GATEWAY_HOST);

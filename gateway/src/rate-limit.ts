@@ -3,6 +3,8 @@ import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limite
 import { DomainError } from "@vaultpay/kit";
 
 export interface RateLimitSettings {
+  /** Requests per window from one address, metered before parsing. */
+  requestsPerWindow: number;
   /** Operations per window for one user (or one IP when anonymous). */
   operationsPerWindow: number;
   /** Attempts per window at credential mutations (register, login, verifyOtp, refreshSession), per IP and per email. */
@@ -15,6 +17,7 @@ export interface RateLimitSettings {
  * in-memory limiter of the same size takes over per replica, so limits weaken but never vanish.
  */
 export class RateLimits {
+  private readonly requests: RateLimiterRedis;
   private readonly operations: RateLimiterRedis;
   private readonly credentials: RateLimiterRedis;
 
@@ -27,8 +30,14 @@ export class RateLimits {
         duration: settings.windowSeconds,
         insuranceLimiter: new RateLimiterMemory({ keyPrefix: `${keyPrefix}:mem`, points, duration: settings.windowSeconds }),
       });
+    this.requests = make("gw:rl:req", settings.requestsPerWindow);
     this.operations = make("gw:rl:op", settings.operationsPerWindow);
     this.credentials = make("gw:rl:cred", settings.credentialAttemptsPerWindow);
+  }
+
+  /** One request (or graphql-ws subscribe) from this address, whatever it holds. */
+  async request(ip: string): Promise<void> {
+    await consume(this.requests, `ip:${ip}`);
   }
 
   /** One operation by this user or IP. */

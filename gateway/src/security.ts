@@ -1,7 +1,7 @@
 import type { ApolloServerPlugin, GraphQLRequestContext } from "@apollo/server";
-import { GraphQLError } from "graphql";
 import type { Redis } from "ioredis";
-import { DomainError, currentContext, revokedSessionKey, type Caller, type TokenVerifier } from "@vaultpay/kit";
+import { DomainError, currentContext, revokedSessionKey, toGraphQLError, type Caller, type TokenVerifier } from "@vaultpay/kit";
+import { checkedVariables, resolveOperation, type DocumentLimits } from "./door.ts";
 import { enforceLimits, measureOperation, type OperationLimits } from "./limits.ts";
 import { CREDENTIAL_FIELDS, permissions, type GatewayContext } from "./permissions.ts";
 import type { RateLimits } from "./rate-limit.ts";
@@ -18,16 +18,7 @@ export interface SecurityOptions {
   redis: Redis;
   rateLimits: RateLimits;
   limits: OperationLimits;
-}
-
-const HTTP_STATUS: Partial<Record<string, number>> = { RATE_LIMITED: 429 };
-
-function asGraphQLError(error: unknown): unknown {
-  if (!(error instanceof DomainError)) return error;
-  const status = HTTP_STATUS[error.code] ?? 200;
-  const headers = new Map<string, string>();
-  if (typeof error.details.retryAfterSeconds === "number") headers.set("retry-after", String(error.details.retryAfterSeconds));
-  return new GraphQLError(error.message, { originalError: error, extensions: { code: error.code, http: { status, headers } } });
+  documentLimits: DocumentLimits;
 }
 
 /** The verified caller of a bearer token (undefined without one), refusing revoked sessions. */
@@ -40,7 +31,8 @@ export async function authenticate(options: Pick<SecurityOptions, "verifyToken" 
 }
 
 /**
- * Everything the gateway decides before any subgraph is called, in order: who is calling (JWT
+ * Everything the gateway decides before any subgraph is called, in order: which operation runs
+ * and with which input (door.ts: coerced variables, scalar literals, no NUL), who is calling (JWT
  * against auth's JWKS, revoked sessions in Redis), how often (Redis rate limits, stricter on
  * credential mutations), how big the operation is (depth, fields, aliases) and whether the caller
  * may select every field in it (graphql-shield rules, deny by default). A refusal here means zero
@@ -53,7 +45,9 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
         async didResolveOperation(request: GraphQLRequestContext<GatewayRequestContext>) {
           try {
             const context = request.contextValue;
-            const operation = request.operation!;
+            const operation = resolveOperation(request.document!, request.request.operationName);
+            // The values execution will use (defaults applied): rules must not read the raw ones.
+            const variables = checkedVariables(request.schema, request.document!, operation, request.request.variables);
             if (operation.operation === "subscription") {
               throw new DomainError("BAD_USER_INPUT", "Subscriptions are served over WebSocket (graphql-ws) on this same path");
             }
@@ -64,7 +58,6 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
             await options.rateLimits.operation(context.caller ? `user:${context.caller.userId}` : `ip:${context.ip}`);
             // Size first: cheap to measure, and it bounds the work of everything after it.
             enforceLimits(measureOperation(request.document!, operation), options.limits);
-            const variables = request.request.variables ?? {};
             const fields = selectedFields(request.schema, request.document!, operation, variables);
             const credentialFields = fields.filter((field) => CREDENTIAL_FIELDS.has(`${field.typeName}.${field.fieldName}`));
             if (credentialFields.length > 0) {
@@ -79,7 +72,9 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
             }
             await authorizeFields({ schema: request.schema, fields, context, permissions });
           } catch (error) {
-            throw asGraphQLError(error);
+            // Anything not a client error is left to formatError, which logs it and answers INTERNAL.
+            const { error: mapped, internal } = toGraphQLError(error);
+            throw internal ? error : mapped;
           }
         },
       };

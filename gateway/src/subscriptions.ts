@@ -27,7 +27,8 @@ import {
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import { parseEvent, type EventData, type NatsConnection } from "@vaultpay/events";
-import { DomainError, runWithContext, type Logger } from "@vaultpay/kit";
+import { runWithContext, toGraphQLError, type Logger } from "@vaultpay/kit";
+import { checkBeforeParsing, checkedVariables, resolveOperation } from "./door.ts";
 import { enforceLimits, measureOperation, type OperationLimits } from "./limits.ts";
 import { permissions } from "./permissions.ts";
 import { authenticate, type GatewayRequestContext, type SecurityOptions } from "./security.ts";
@@ -73,9 +74,11 @@ export interface SubscriptionOptions {
   apollo: ApolloServer<GatewayRequestContext>;
   schema: () => GraphQLSchema | undefined;
   feed: StatusFeed;
-  security: Pick<SecurityOptions, "verifyToken" | "redis">;
+  security: Pick<SecurityOptions, "verifyToken" | "redis" | "rateLimits" | "documentLimits">;
   limits: OperationLimits;
   production: boolean;
+  /** Off: no "Did you mean …?" hints in errors, as on HTTP. */
+  introspection: boolean;
   logger: Logger;
   /** Without a change, the transfer's status is re-read this often (a missed event is caught). */
   recheckMs?: number;
@@ -92,11 +95,6 @@ interface ConnectionState {
   active: Set<string>;
 }
 
-function toGraphQLError(error: unknown): GraphQLError {
-  if (error instanceof GraphQLError) return error;
-  if (error instanceof DomainError) return new GraphQLError(error.message, { extensions: { ...error.details, code: error.code } });
-  return new GraphQLError("Internal error", { extensions: { code: "INTERNAL" } });
-}
 
 /** Errors already formatted by Apollo (plain objects) as the GraphQLError instances graphql-ws sends. */
 function revive(errors: ReadonlyArray<{ message: string; extensions?: Record<string, unknown>; path?: ReadonlyArray<string | number> }>): GraphQLError[] {
@@ -147,6 +145,12 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
   const maxPerConnection = options.maxSubscriptionsPerConnection ?? 20;
   const maxConnectionsPerUser = options.maxConnectionsPerUser ?? 10;
   const connectionsByUser = new Map<string, number>();
+  /** An error as graphql-ws sends it: the same mapping as HTTP (kit), logged when unexpected. */
+  const clientError = (error: unknown): GraphQLError => {
+    const { error: mapped, internal } = toGraphQLError(error, { hideSchemaDetails: !options.introspection, http: false });
+    if (internal) logger.error({ err: error }, "unexpected error in a subscription");
+    return mapped;
+  };
   const wss = new WebSocketServer({ server: options.server, path: "/graphql", maxPayload: 64 * 1024 });
 
   async function run(context: GatewayRequestContext, query: string, variables: Record<string, unknown>) {
@@ -268,16 +272,31 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         const state = ctx.extra.state!;
         const schema = options.schema();
         if (!schema) return [new GraphQLError("Gateway is starting", { extensions: { code: "INTERNAL" } })];
+        // The same door as HTTP: metered per address and capped before parsing.
+        const { rateLimits, documentLimits } = options.security;
         let document: DocumentNode;
         try {
-          document = parse(payload.query);
+          await rateLimits.request(state.context.ip);
+          checkBeforeParsing({ query: payload.query, variables: payload.variables }, documentLimits);
         } catch (error) {
-          return [toGraphQLError(error)];
+          return [clientError(error)];
+        }
+        try {
+          document = parse(payload.query, { maxTokens: documentLimits.maxDocumentTokens });
+        } catch (error) {
+          return [clientError(new GraphQLError((error as Error).message, { extensions: { code: "GRAPHQL_PARSE_FAILED" } }))];
         }
         const errors = validate(schema, document);
-        if (errors.length > 0) return errors;
-        const operation = getOperationAST(document, payload.operationName);
-        if (!operation || operation.operation !== "subscription") {
+        if (errors.length > 0) return errors.map((error) => clientError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } })));
+        let operation: OperationDefinitionNode;
+        let variables: Record<string, unknown>;
+        try {
+          operation = resolveOperation(document, payload.operationName);
+          variables = checkedVariables(schema, document, operation, payload.variables);
+        } catch (error) {
+          return [clientError(error)];
+        }
+        if (operation.operation !== "subscription") {
           return [new GraphQLError("Only subscriptions are served over WebSocket; send queries and mutations over HTTP", { extensions: { code: "BAD_USER_INPUT" } })];
         }
         // Reserved before any await: concurrent Subscribe messages cannot all pass the check.
@@ -286,14 +305,13 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         }
         state.active.add(id);
         try {
-          const variables = (payload.variables ?? {}) as Record<string, unknown>;
           enforceLimits(measureOperation(document, operation), options.limits);
           await authorizeFields({ schema, fields: selectedFields(schema, document, operation, variables), context: { ...state.context }, permissions });
           // The connection's state rides along as the context, so subscribe() can count and authenticate.
           return { schema, document, operationName: payload.operationName ?? null, variableValues: variables, contextValue: state };
         } catch (error) {
           state.active.delete(id);
-          return [toGraphQLError(error)];
+          return [clientError(error)];
         }
       },
       onComplete: (ctx, id) => {

@@ -7,7 +7,17 @@ export const baseConfigSchema = z.object({
   NATS_URL: z.string().url().default("nats://127.0.0.1:4222"),
   /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
   VAULTPAY_SUPERVISED: z.stringbool().default(false),
+  /**
+   * Schema introspection (and with it "Did you mean …?" hints in errors). Off in production
+   * whatever this says; outside production on unless set to false (to try a production-like door).
+   */
+  GRAPHQL_INTROSPECTION: z.stringbool().optional(),
 });
+
+/** Whether clients may learn the schema: introspection, and the suggestions in error messages. */
+export function introspectionEnabled(config: { NODE_ENV: string; GRAPHQL_INTROSPECTION?: boolean | undefined }): boolean {
+  return config.NODE_ENV !== "production" && config.GRAPHQL_INTROSPECTION !== false;
+}
 
 export class ConfigError extends Error {
   override name = "ConfigError";

@@ -1,7 +1,8 @@
 import http from "node:http";
-import { HeaderMap, type ApolloServer, type BaseContext } from "@apollo/server";
+import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLResponse } from "@apollo/server";
 import type { Logger } from "pino";
 import { currentContext } from "./context.ts";
+import { toGraphQLError } from "./errors.ts";
 
 export interface GraphQLRoute<C extends BaseContext> {
   server: ApolloServer<C>;
@@ -12,6 +13,11 @@ export interface GraphQLRoute<C extends BaseContext> {
    * Receives the request so it can read headers such as the correlation id.
    */
   around?: <T>(request: http.IncomingMessage, run: () => Promise<T>) => Promise<T>;
+  /**
+   * Runs inside `around`, before the request reaches Apollo and so before its document is parsed:
+   * meters and size caps. An error it throws is the answer, mapped by toGraphQLError.
+   */
+  admit?: (request: http.IncomingMessage, operation: { query: unknown; variables: unknown }) => Promise<void>;
 }
 
 export interface HttpServerOptions<C extends BaseContext> {
@@ -55,6 +61,36 @@ function sendJson(response: http.ServerResponse, status: number, body: unknown):
   response.end(JSON.stringify(body));
 }
 
+/** The document and variables of a POST body or a GET query string, unparsed. */
+function operationOf(body: unknown, url: URL): { query: unknown; variables: unknown } {
+  if (body && typeof body === "object" && !Array.isArray(body)) {
+    const { query, variables } = body as { query?: unknown; variables?: unknown };
+    return { query, variables };
+  }
+  const variables = url.searchParams.get("variables");
+  let parsed: unknown = variables;
+  try {
+    parsed = variables === null ? undefined : JSON.parse(variables);
+  } catch {
+    // Left as text: Apollo refuses it with its own BAD_REQUEST.
+  }
+  return { query: url.searchParams.get("query") ?? undefined, variables: parsed };
+}
+
+/** An `admit` refusal as Apollo would answer it: the mapped error, its status and headers. */
+function refusal(error: unknown): HTTPGraphQLResponse {
+  const { error: mapped, internal } = toGraphQLError(error);
+  if (internal) throw error;
+  const { http: head, ...extensions } = mapped.extensions as { http?: { status?: number; headers?: Map<string, string> } };
+  const responseHeaders = new HeaderMap([["content-type", "application/json"]]);
+  for (const [key, value] of head?.headers ?? []) responseHeaders.set(key, value);
+  return {
+    status: head?.status && head.status !== 200 ? head.status : 400,
+    headers: responseHeaders,
+    body: { kind: "complete", string: JSON.stringify({ errors: [{ message: mapped.message, extensions }] }) },
+  };
+}
+
 /**
  * A plain node:http server for Apollo Server plus health endpoints. Written against Apollo's own
  * `executeHTTPGraphQLRequest` instead of pulling in Express, because the gateway also needs the raw
@@ -89,8 +125,15 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
       }
     }
     let correlationId: string | undefined;
-    const result = await around(request, () => {
+    const result = await around(request, async () => {
       correlationId = currentContext()?.correlationId;
+      if (graphql.admit) {
+        try {
+          await graphql.admit(request, operationOf(body, url));
+        } catch (error) {
+          return refusal(error);
+        }
+      }
       return graphql.server.executeHTTPGraphQLRequest({
         httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
         context: () => graphql.context(request),

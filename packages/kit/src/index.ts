@@ -8,3 +8,4 @@ export * from "./logger.ts";
 export * from "./subgraph.ts";
 export * from "./auth.ts";
 export * from "./scalars.ts";
+export * from "./ids.ts";

@@ -2,7 +2,18 @@ import { Writable } from "node:stream";
 import { GraphQLError } from "graphql";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { ConfigError, DomainError, baseConfigSchema, correlationIdFrom, createErrorFormatter, createLogger, parseConfig, runWithContext } from "./index.ts";
+import {
+  ConfigError,
+  DomainError,
+  baseConfigSchema,
+  correlationIdFrom,
+  createErrorFormatter,
+  createLogger,
+  introspectionEnabled,
+  parseConfig,
+  runWithContext,
+  toGraphQLError,
+} from "./index.ts";
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];
@@ -67,5 +78,43 @@ describe("error formatting", () => {
 
     const validation = format({ message: "Cannot query field", extensions: { code: "GRAPHQL_VALIDATION_FAILED", stacktrace: ["at y"] } }, new GraphQLError("v"));
     expect(validation).toEqual({ message: "Cannot query field", extensions: { code: "GRAPHQL_VALIDATION_FAILED" } });
+  });
+});
+
+describe("one error mapping", () => {
+  it("gives a domain error its code, details, status and Retry-After, over HTTP and not over WebSocket", () => {
+    const limited = new DomainError("RATE_LIMITED", "Too many requests; retry in 3 s", { retryAfterSeconds: 3 });
+    const { error, internal } = toGraphQLError(limited);
+    expect(internal).toBe(false);
+    expect(error.message).toBe("Too many requests; retry in 3 s");
+    expect(error.extensions).toMatchObject({ code: "RATE_LIMITED", retryAfterSeconds: 3, http: { status: 429 } });
+    expect((error.extensions.http as { headers: Map<string, string> }).headers.get("retry-after")).toBe("3");
+    expect(toGraphQLError(limited, { http: false }).error.extensions).toEqual({ code: "RATE_LIMITED", retryAfterSeconds: 3 });
+  });
+
+  it("keeps public codes, turns everything else into INTERNAL, and says which", () => {
+    expect(toGraphQLError(new GraphQLError("Syntax Error", { extensions: { code: "GRAPHQL_PARSE_FAILED", stacktrace: ["at x"] } })).error.extensions).toEqual({
+      code: "GRAPHQL_PARSE_FAILED",
+    });
+    // A graphql-js error without a code is not known to be the client's fault.
+    const plain = toGraphQLError(new GraphQLError('Argument "id" of required type "ID!" was not provided.'));
+    expect(plain).toMatchObject({ internal: true, error: { message: "Internal error", extensions: { code: "INTERNAL" } } });
+    expect(toGraphQLError(new Error("boom")).internal).toBe(true);
+  });
+
+  it("cuts 'Did you mean' when schema details are hidden, in domain and Apollo errors alike", () => {
+    const { logger } = capture();
+    const hidden = createErrorFormatter(logger, { hideSchemaDetails: true });
+    const validation = { message: 'Cannot query field "myAccount" on type "Query". Did you mean "myAccounts"?', extensions: { code: "GRAPHQL_VALIDATION_FAILED" } };
+    expect(hidden(validation, new GraphQLError(validation.message)).message).toBe('Cannot query field "myAccount" on type "Query".');
+    const coercion = new DomainError("BAD_USER_INPUT", 'Value "SAVING" does not exist in "AccountType" enum. Did you mean the enum value "SAVINGS"?');
+    expect(hidden({ message: coercion.message }, coercion).message).toBe('Value "SAVING" does not exist in "AccountType" enum.');
+    expect(createErrorFormatter(logger)(validation, new GraphQLError(validation.message)).message).toMatch(/Did you mean/);
+  });
+
+  it("turns introspection off in production whatever the setting, and on request elsewhere", () => {
+    expect(introspectionEnabled({ NODE_ENV: "development" })).toBe(true);
+    expect(introspectionEnabled({ NODE_ENV: "test", GRAPHQL_INTROSPECTION: false })).toBe(false);
+    expect(introspectionEnabled({ NODE_ENV: "production", GRAPHQL_INTROSPECTION: true })).toBe(false);
   });
 });

@@ -21,7 +21,8 @@ export interface SubgraphOptions<C extends BaseContext> {
   lifecycle: Lifecycle;
   port: number;
   host: string;
-  production: boolean;
+  /** Introspection and "Did you mean …?" hints (kit/config.ts introspectionEnabled). */
+  introspection: boolean;
   /**
    * Zero trust: every GraphQL request must carry a fresh gateway assertion signed with this secret,
    * and its bearer token is verified here again; `caller` is undefined for anonymous requests.
@@ -86,8 +87,10 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     // Subgraphs sit behind the gateway; their own landing page and introspection are not for clients.
     // No Apollo Studio: federated traces would only cost bytes on every subgraph response.
     plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
-    introspection: !options.production,
-    formatError: createErrorFormatter(logger),
+    introspection: options.introspection,
+    // Subgraph errors reach clients through the gateway: no schema hints where introspection is off.
+    hideSchemaDetailsFromClientErrors: !options.introspection,
+    formatError: createErrorFormatter(logger, { hideSchemaDetails: !options.introspection }),
     includeStacktraceInErrorResponses: false,
   });
   await apollo.start();

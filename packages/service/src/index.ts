@@ -11,6 +11,7 @@ import {
   portSchema,
   startSubgraph,
   createTokenVerifier,
+  introspectionEnabled,
   revokedSessionKey,
   type Caller,
   type Logger,
@@ -133,7 +134,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
       lifecycle,
       port: config.PORT,
       host: config.HOST,
-      production: config.NODE_ENV === "production",
+      introspection: introspectionEnabled(config),
       routes: service.routes?.(runtime),
       security: {
         gatewaySecret: config.GATEWAY_SECRET,

@@ -3,6 +3,7 @@
  * changes money takes the caller's transaction, so the change, its journal row and its outbox
  * event commit together. Rows are mapped to the domain's plain types at this edge.
  */
+import { isUuid } from "@vaultpay/kit";
 import { Prisma } from "./generated/prisma/client.ts";
 import type { Db, Tx } from "./db.ts";
 import type { Account, AccountStatus, AccountType } from "./accounts.ts";
@@ -11,12 +12,6 @@ import type { TransferHistory } from "./ledger.ts";
 export type JournalKind = "DEPOSIT" | "DEBIT" | "CREDIT" | "REFUND";
 export type SagaStep = "DEBIT" | "CREDIT" | "REFUND";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Ids from events and clients are checked before they reach a uuid column (a cast error is not "not found"). */
-export function isUuid(value: string): boolean {
-  return UUID.test(value);
-}
 
 const accountColumns = {
   id: true,

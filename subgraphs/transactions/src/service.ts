@@ -1,7 +1,7 @@
 /** Use cases of the transactions service: start a transfer, read transfers, keep the directory. */
 import { randomUUID } from "node:crypto";
 import { blindIndex } from "@vaultpay/crypto";
-import { DomainError, type Caller } from "@vaultpay/kit";
+import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
 import type { EventData } from "@vaultpay/events";
 import { Prisma } from "./generated/prisma/client.ts";
@@ -17,7 +17,6 @@ import {
   type SagaTimings,
 } from "./transfers.ts";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export type TransferRecord = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
 
@@ -115,7 +114,7 @@ export class TransferService {
 
   /** The caller's transfer (any for an ADMIN); NOT_FOUND otherwise. */
   async get(caller: Caller, id: string): Promise<TransferRecord> {
-    const transfer = UUID.test(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
+    const transfer = isUuid(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
     if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN")) throw new DomainError("NOT_FOUND", "Transfer not found");
     return transfer;
   }

@@ -6,7 +6,7 @@
  *   DEBITED --fraud failed / credit refused / step timed out--> (refund) --refunded--> FAILED
  */
 import { createHash } from "node:crypto";
-import { DomainError } from "@vaultpay/kit";
+import { DomainError, isUuid } from "@vaultpay/kit";
 import { isValidAccountNumber, normalizeAccountNumber, parseMinorUnits } from "@vaultpay/money";
 
 export type TransferStatus = "PENDING" | "DEBITED" | "COMPLETED" | "FAILED" | "REJECTED";
@@ -92,10 +92,22 @@ export function encodeCursor(createdAt: Date, id: string): string {
   return Buffer.from(`${createdAt.toISOString()}|${id}`, "utf8").toString("base64url");
 }
 
+/** Longer than any cursor encodeCursor makes (24 + 1 + 36 characters, in base64url). */
+const MAX_CURSOR_LENGTH = 128;
+
+/**
+ * The inverse of encodeCursor, and nothing else: a cursor is opaque to clients, so one that
+ * encodeCursor could not have made (an id that is not a uuid, a date not in its exact form or
+ * outside what PostgreSQL stores) is refused here rather than reaching the query.
+ */
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [time, id] = Buffer.from(cursor, "base64url").toString("utf8").split("|");
+  const invalid = () => new DomainError("BAD_USER_INPUT", "after is not a valid cursor", { field: "after" });
+  if (cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  const [time, id, ...rest] = Buffer.from(cursor, "base64url").toString("utf8").split("|");
   const createdAt = new Date(time ?? "");
-  if (!id || Number.isNaN(createdAt.getTime())) throw new DomainError("BAD_USER_INPUT", "after is not a valid cursor", { field: "after" });
+  if (rest.length > 0 || !id || !isUuid(id) || Number.isNaN(createdAt.getTime())) throw invalid();
+  // toISOString's own form, years 0000–9999 only (no ±YYYYYY): what PostgreSQL's timestamptz holds.
+  if (createdAt.toISOString() !== time || time.length !== 24) throw invalid();
   return { createdAt, id };
 }
 
