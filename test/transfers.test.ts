@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { createClient, type Client } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
 type Stack = TestStack & { teardown: () => Promise<void> };
@@ -252,5 +253,47 @@ describe("transfer saga", () => {
       { authorization: `Bearer ${alice.token}` },
     );
     expect(typo.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "toAccountNumber" });
+  });
+
+  it("reads a page of transfers with histories, fraud checks and accounts in a bounded number of queries", async () => {
+    const [alice, bob] = await Promise.all([customer("1000000"), customer("0")]);
+    const started = await Promise.all(Array.from({ length: 20 }, (_, i) => transfer(alice, bob, String(100 + i))));
+    for (const { id } of started) await follow(alice, id);
+    // Scans of the tables behind statusHistory and fraudCheck, as PostgreSQL counts them: one
+    // query per transfer would add 20 each.
+    const scans = async (service: "transactions" | "fraud", table: string) => {
+      const client = new pg.Client({ connectionString: stack.databaseUrls[service] });
+      await client.connect();
+      try {
+        // The statistics of other sessions reach the view within a second or so; wait until they settle.
+        let last = -1;
+        for (;;) {
+          await client.query(`SELECT pg_stat_clear_snapshot()`);
+          const row = await client.query<{ n: string }>(`SELECT (coalesce(seq_scan, 0) + coalesce(idx_scan, 0))::text AS n FROM pg_stat_user_tables WHERE relname = $1`, [table]);
+          const now = Number(row.rows[0]!.n);
+          if (now === last) return now;
+          last = now;
+          await new Promise((resolve) => setTimeout(resolve, 1_200));
+        }
+      } finally {
+        await client.end();
+      }
+    };
+    const before = { history: await scans("transactions", "transfer_status_change"), checks: await scans("fraud", "fraud_check") };
+    const page = await call<{ myTransfers: { edges: Array<{ node: { statusHistory: Array<{ status: string }>; fraudCheck: { passed: boolean } | null; fromAccount: { id: string } } }> } }>(
+      alice.token,
+      `{ myTransfers(first: 20) { edges { node { statusHistory { status } fraudCheck { passed } fromAccount { id } } } } }`,
+      {},
+      alice.deviceId,
+    );
+    expect(page.myTransfers.edges).toHaveLength(20);
+    for (const { node } of page.myTransfers.edges) {
+      expect(node.statusHistory.map((change) => change.status)).toEqual(["PENDING", "DEBITED", "COMPLETED"]);
+      expect(node.fraudCheck).toEqual({ passed: true });
+      expect(node.fromAccount.id).toBe(alice.accountId);
+    }
+    const after = { history: await scans("transactions", "transfer_status_change"), checks: await scans("fraud", "fraud_check") };
+    expect(after.history - before.history).toBeLessThanOrEqual(2);
+    expect(after.checks - before.checks).toBeLessThanOrEqual(2);
   });
 });

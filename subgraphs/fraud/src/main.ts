@@ -2,7 +2,7 @@ import { runSubgraphService, serviceStatus } from "@vaultpay/service";
 import { fraudConfigSchema, rulesConfigFrom, type FraudConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startConsumers } from "./events.ts";
-import { createResolvers, type FraudContext } from "./resolvers.ts";
+import { checkLoader, createResolvers, type FraudContext } from "./resolvers.ts";
 
 await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
   name: "fraud",
@@ -13,5 +13,5 @@ await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
     await startConsumers(runtime.eventing, { rules: rulesConfigFrom(runtime.config), logger: runtime.logger, now: () => new Date() });
     return createResolvers({ db: runtime.db, status: serviceStatus(runtime, "fraud") });
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  context: async (runtime, _request, _requestContext, caller) => ({ caller, checks: checkLoader(runtime.db) }),
 });

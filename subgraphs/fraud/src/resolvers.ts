@@ -1,21 +1,29 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
+import DataLoader from "dataloader";
 import { DateTimeScalar, type Caller } from "@vaultpay/kit";
 import { serviceStatus } from "@vaultpay/service";
 import type { Db } from "./db.ts";
 import { assertAdmin, checksPageSize, maySeeCheck, reasonsFor } from "./fraud.ts";
-import { findCheck, listChecks, type StoredCheck } from "./store.ts";
+import { findChecks, listChecks, type StoredCheck } from "./store.ts";
 
 export interface FraudContext {
   caller: Caller | undefined;
+  /** This request's batcher of checks: a page of transfers asks for all their checks at once. */
+  checks: DataLoader<string, StoredCheck | undefined>;
+}
+
+/** A batcher of checks by transfer id for one GraphQL request. */
+export function checkLoader(db: Db): DataLoader<string, StoredCheck | undefined> {
+  return new DataLoader((transferIds: readonly string[]) => findChecks(db, transferIds), { maxBatchSize: 200 });
 }
 
 type Status = ReturnType<typeof serviceStatus>;
 
 /** A check the caller may see, else null (absent and not theirs look the same). */
-async function visibleCheck(db: Db, caller: Caller | undefined, transferId: string): Promise<StoredCheck | null> {
-  if (!caller) return null;
-  const check = await findCheck(db, transferId);
-  return check && maySeeCheck(caller, check) ? check : null;
+async function visibleCheck(context: FraudContext, transferId: string): Promise<StoredCheck | null> {
+  if (!context.caller) return null;
+  const check = await context.checks.load(transferId);
+  return check && maySeeCheck(context.caller, check) ? check : null;
 }
 
 /** Thin: parse input, call the domain, map errors. */
@@ -31,12 +39,12 @@ export function createResolvers(deps: { db: Db; status: Status }): GraphQLResolv
       fraudStatus: deps.status,
     },
     FraudCheck: {
-      __resolveReference: (reference: { transferId: string }, context: FraudContext) => visibleCheck(db, context.caller, reference.transferId),
+      __resolveReference: (reference: { transferId: string }, context: FraudContext) => visibleCheck(context, reference.transferId),
       reasons: (check: StoredCheck, _args: unknown, context: FraudContext) => reasonsFor(context.caller, check),
     },
     Transfer: {
       __resolveReference: (reference: { id: string }) => reference,
-      fraudCheck: (transfer: { id: string }, _args: unknown, context: FraudContext) => visibleCheck(db, context.caller, transfer.id),
+      fraudCheck: (transfer: { id: string }, _args: unknown, context: FraudContext) => visibleCheck(context, transfer.id),
     },
   };
 }

@@ -37,6 +37,13 @@ export async function findCheck(db: Db | Tx, transferId: string): Promise<Stored
   return row ? toStoredCheck(row) : undefined;
 }
 
+/** Many checks in one query, in the order asked (undefined where there is none). */
+export async function findChecks(db: Db, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
+  const rows = await db.fraudCheck.findMany({ where: { transferId: { in: [...transferIds] } }, select: checkColumns });
+  const byTransfer = new Map(rows.map((row) => [row.transferId, toStoredCheck(row)]));
+  return transferIds.map((id) => byTransfer.get(id));
+}
+
 /** Newest first, `limit` at most (the caller bounds it). */
 export async function listChecks(db: Db, options: { onlyFailed: boolean; limit: number }): Promise<StoredCheck[]> {
   const rows = await db.fraudCheck.findMany({

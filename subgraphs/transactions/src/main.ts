@@ -5,11 +5,13 @@ import { createDb, type Db, type Tx } from "./db.ts";
 import { startSagaConsumers, startSweeper } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
 import { Saga } from "./saga.ts";
-import { TransferService } from "./service.ts";
+import { TransferService, historyLoader } from "./service.ts";
 
 export type Runtime = ServiceRuntime<Db, Tx, TransactionsConfig>;
 export interface TransactionsContext {
   caller: Caller | undefined;
+  /** This request's batcher of status histories (a page asks for them all at once). */
+  histories: ReturnType<typeof historyLoader>;
 }
 
 await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
@@ -28,5 +30,5 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
     const transfers = new TransferService(db, Buffer.from(config.BLIND_INDEX_KEY, "base64"), timings, kick);
     return createResolvers(runtime, transfers);
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  context: async (runtime, _request, _requestContext, caller) => ({ caller, histories: historyLoader(runtime.db) }),
 });

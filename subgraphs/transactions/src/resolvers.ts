@@ -34,8 +34,8 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
       __resolveReference: (reference: { id: string }, context: TransactionsContext) => transfers.get(signedIn(context), reference.id),
       amount: (transfer: TransferRecord) => ({ minor: transfer.amountMinor, currency: transfer.currency }),
       fromAccount: (transfer: TransferRecord) => ({ __typename: "Account", id: transfer.fromAccountId }),
-      statusHistory: async (transfer: TransferRecord) =>
-        (await transfers.history(transfer.id)).map((change) => ({ status: change.status, reason: change.reason, at: change.changedAt })),
+      statusHistory: async (transfer: TransferRecord, _args: unknown, context: TransactionsContext) =>
+        (await context.histories.load(transfer.id)).map((change) => ({ status: change.status, reason: change.reason, at: change.changedAt })),
     },
   };
 }

@@ -1,5 +1,6 @@
 /** Use cases of the transactions service: start a transfer, read transfers, keep the directory. */
 import { randomUUID } from "node:crypto";
+import DataLoader from "dataloader";
 import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
@@ -10,6 +11,7 @@ import { sagaStore, toState, type Db, type Tx } from "./store.ts";
 import {
   decodeCursor,
   encodeCursor,
+  LIMITS,
   pageSize,
   parseTransferRequest,
   requestHash,
@@ -142,9 +144,22 @@ export class TransferService {
     };
   }
 
-  history(transferId: string) {
-    return this.db.transferStatusChange.findMany({ where: { transferId }, orderBy: { seq: "asc" } });
-  }
+}
+
+/**
+ * The status histories of many transfers in one query, in the order asked: a page of transfers
+ * with their histories costs two queries, not one per transfer.
+ */
+async function histories(db: Db, transferIds: readonly string[]) {
+  const rows = await db.transferStatusChange.findMany({ where: { transferId: { in: [...transferIds] } }, orderBy: { seq: "asc" } });
+  const byTransfer = new Map(transferIds.map((id) => [id, [] as typeof rows]));
+  for (const row of rows) byTransfer.get(row.transferId)?.push(row);
+  return transferIds.map((id) => byTransfer.get(id)!);
+}
+
+/** A batcher of status histories for one GraphQL request (its cache lives as long as the request). */
+export function historyLoader(db: Db) {
+  return new DataLoader((transferIds: readonly string[]) => histories(db, transferIds), { maxBatchSize: LIMITS.pageSizeMax });
 }
 
 /** Keeps the directory of accounts (from account.created) that initiate() looks destinations up in. */
