@@ -6,7 +6,7 @@ import type { Lockout } from "./lockout.ts";
 import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
 import type { PasswordHasher } from "./passwords.ts";
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, type AccessTokenSigner } from "./tokens.ts";
-import { isPlausiblePassword, parseDeviceId, parseEmail, parseNewPassword, parsePhone } from "./validation.ts";
+import { isPlausiblePassword, parseDeviceId, parseEmail, parseNewPassword, parsePhone, personalInputs } from "./validation.ts";
 
 /**
  * The auth domain: register, login with OTP MFA, sessions with rotating refresh tokens, devices,
@@ -173,7 +173,7 @@ export class AuthService {
   async register(input: { email: string; phone: string; password: string; deviceId: string }): Promise<OtpChallenge> {
     const email = parseEmail(input.email);
     const phone = parsePhone(input.phone);
-    const password = parseNewPassword(input.password);
+    const password = parseNewPassword(input.password, "password", personalInputs({ email, phone }));
     const deviceId = parseDeviceId(input.deviceId);
     const { keyRing, store } = this.deps;
     const passwordHash = await this.deps.hasher.hash(password);
@@ -386,7 +386,7 @@ export class AuthService {
       {
         email,
         role: "ADMIN",
-        passwordHash: await this.deps.hasher.hash(parseNewPassword(password, "ADMIN_PASSWORD")),
+        passwordHash: await this.deps.hasher.hash(parseNewPassword(password, "ADMIN_PASSWORD", personalInputs({ email }))),
         phoneEncrypted: encrypt(this.deps.keyRing, phone, PHONE_CONTEXT),
         phoneBlindIndex: blindIndex(this.deps.keyRing, phone, PHONE_CONTEXT),
       },
