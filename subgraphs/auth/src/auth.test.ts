@@ -388,16 +388,44 @@ describe("tokens and sessions", () => {
     expect(revoked.map((e) => e.payload.data.reason)).toEqual(["refresh_token_reuse"]);
   });
 
-  it("gives a second refresh of the same token within 10 s a fresh pair for the same session (two tabs)", async () => {
+  it("gives a second refresh of the same token within 10 s the same successor (two tabs), never a second family", async () => {
     const { payload } = await signIn();
+    const sessionId = (await callerOf(payload)).sessionId;
     const tabA = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
     nowMs += 5_000;
     const tabB = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
-    expect(tabB.refreshToken).not.toBe(tabA.refreshToken);
-    expect((await callerOf(tabB)).sessionId).toBe((await callerOf(tabA)).sessionId);
-    // Both tabs carry on.
-    await auth.refreshSession({ refreshToken: tabA.refreshToken, deviceId: DEVICE });
-    await auth.refreshSession({ refreshToken: tabB.refreshToken, deviceId: DEVICE });
+    expect(tabB.refreshToken).toBe(tabA.refreshToken);
+    expect((await callerOf(tabB)).sessionId).toBe(sessionId);
+    const live = await db.refreshToken.findMany({ where: { sessionId, usedAt: null } });
+    expect(live).toHaveLength(1);
+    // The successor rotates once; presenting it again past the window is reuse and ends the session.
+    const next = await auth.refreshSession({ refreshToken: tabA.refreshToken, deviceId: DEVICE });
+    nowMs += 11_000;
+    expect((await failure(auth.refreshSession({ refreshToken: tabB.refreshToken, deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+    expect((await failure(auth.refreshSession({ refreshToken: next.refreshToken, deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+  });
+
+  it("lets two refreshes racing with one token share one successor: one live token per session", async () => {
+    const { payload } = await signIn();
+    const sessionId = (await callerOf(payload)).sessionId;
+    const results = await Promise.allSettled(
+      Array.from({ length: 4 }, () => auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE })),
+    );
+    const issued = new Set(results.flatMap((r) => (r.status === "fulfilled" ? [r.value.refreshToken] : [])));
+    expect(issued.size).toBe(1);
+    for (const r of results) if (r.status === "rejected") expect((r.reason as DomainError).code).toBe("UNAUTHENTICATED");
+    const rows = await db.refreshToken.findMany({ where: { sessionId } });
+    expect(rows).toHaveLength(2);
+    expect(rows.filter((row) => row.usedAt === null)).toHaveLength(1);
+    // Only one session exists for the user, and its successor is sealed, never stored in plaintext.
+    expect(await db.session.count({ where: { userId: payload.user.id } })).toBe(1);
+    const [token] = [...issued];
+    expect(JSON.stringify(rows)).not.toContain(token);
+    // The sealed successor is erased once a later rotation finds its grace window over.
+    nowMs += 11_000;
+    await auth.refreshSession({ refreshToken: token!, deviceId: DEVICE });
+    const first = await db.refreshToken.findMany({ where: { sessionId, successorEncrypted: { not: null } } });
+    expect(first.map((row) => row.usedAt?.getTime())).toEqual([nowMs]);
   });
 
   it("refuses a refresh from another device without ending the owner's session", async () => {

@@ -18,11 +18,17 @@ export const PHONE_CONTEXT = "user.phone";
 /** A session (and every refresh token in it) ends this long after the OTP login, refreshes or not. */
 export const SESSION_TTL_SECONDS = 30 * 24 * 3600;
 /**
- * A refresh token presented again within this long after its rotation gets a fresh pair for the
- * same session instead of revoking it: two tabs refreshing at once. Later, it is reuse.
+ * A refresh token presented again within this long after its rotation gets the same successor the
+ * first presentation got (two tabs refreshing at once) instead of revoking the session. Later, it
+ * is reuse.
  */
 export const REFRESH_REUSE_GRACE_SECONDS = 10;
 export const USERS_PAGE_MAX = 100;
+
+/** Associated data of a sealed successor: it opens only on the row of the token it replaced. */
+function successorContext(oldTokenHash: string): string {
+  return `refresh.successor:${oldTokenHash}`;
+}
 
 export interface UserRecord {
   id: string;
@@ -66,6 +72,8 @@ export interface SessionRecord {
 export interface RefreshTokenRecord {
   tokenHash: string;
   usedAt: Date | null;
+  /** The sealed successor, kept while a second presentation may still get it (grace window). */
+  successorEncrypted: string | null;
   expiresAt: Date;
   session: SessionRecord;
 }
@@ -90,9 +98,17 @@ export interface AuthStore {
     events: (started: StartedSession) => Event[],
   ): Promise<StartedSession>;
   findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
-  /** Marks the old token used and stores its successor, atomically; false when it was already used. */
-  rotateRefreshToken(oldHash: string, next: { tokenHash: string; expiresAt: Date }, now: Date): Promise<boolean>;
-  addRefreshToken(sessionId: string, next: { tokenHash: string; expiresAt: Date }): Promise<void>;
+  /**
+   * Marks the old token used, keeps its successor sealed on it and stores the successor, atomically;
+   * false when it was already used. Successors sealed on tokens used before `forgetSealedBefore`
+   * (in the same session) are erased: their grace window is over.
+   */
+  rotateRefreshToken(
+    oldHash: string,
+    next: { tokenHash: string; expiresAt: Date; successorEncrypted: string },
+    now: Date,
+    forgetSealedBefore: Date,
+  ): Promise<boolean>;
   /** Revokes a live session with its events; false when it was already revoked. */
   revokeSession(sessionId: string, reason: string, now: Date, events: Event[]): Promise<boolean>;
   listDevices(userId: string): Promise<DeviceRecord[]>;
@@ -278,13 +294,21 @@ export class AuthService {
 
   /**
    * Exchanges a refresh token for a new pair (rotation). A token used before revokes its whole
-   * session (someone holds a copy), except within the grace window after its rotation.
+   * session (someone holds a copy), except within the grace window after its rotation, where it
+   * gets the very successor the first use got: one session never has two live refresh tokens, so
+   * a thief racing the owner cannot start a family of their own that reuse detection never sees.
+   *
+   * Why keep the successor (sealed) rather than refuse the second use: two tabs of the same client
+   * refreshing at once is the normal case the grace window exists for, and refusing one would sign
+   * it out. The plaintext exists only as AES-256-GCM ciphertext with the key ring auth already uses
+   * for phones, bound to the old token's hash, and is erased after the window; a database dump
+   * alone reveals no usable token.
    */
   async refreshSession(input: { refreshToken: string; deviceId: string }): Promise<AuthPayload> {
     const deviceId = parseDeviceId(input.deviceId);
     const invalid = unauthenticated("Refresh token is not valid; sign in again");
     if (!isWellFormedRefreshToken(input.refreshToken)) throw invalid;
-    const { store } = this.deps;
+    const { store, keyRing } = this.deps;
     const now = this.now();
     const token = await store.findRefreshToken(hashRefreshToken(input.refreshToken));
     if (!token) throw invalid;
@@ -294,9 +318,16 @@ export class AuthService {
     if (session.deviceId !== deviceId) throw invalid;
     const user = await store.findUserById(session.userId);
     if (!user) throw invalid;
-    const refreshToken = newRefreshToken();
-    const next = { tokenHash: hashRefreshToken(refreshToken), expiresAt: session.expiresAt };
-    if (!(await store.rotateRefreshToken(token.tokenHash, next, now))) {
+    let refreshToken = newRefreshToken();
+    const sealContext = successorContext(token.tokenHash);
+    const next = {
+      tokenHash: hashRefreshToken(refreshToken),
+      expiresAt: session.expiresAt,
+      successorEncrypted: encrypt(keyRing, refreshToken, sealContext),
+    };
+    const graceStart = new Date(now.getTime() - this.refreshGraceMs);
+    if (!(await store.rotateRefreshToken(token.tokenHash, next, now, graceStart))) {
+      // Read again: a concurrent rotation committed after our first read.
       const rotated = await store.findRefreshToken(token.tokenHash);
       const usedAtMs = rotated?.usedAt?.getTime() ?? token.usedAt?.getTime() ?? 0;
       if (now.getTime() - usedAtMs > this.refreshGraceMs) {
@@ -304,7 +335,10 @@ export class AuthService {
         this.deps.logger.warn({ userId: session.userId, sessionId: session.id }, "refresh token reused: session revoked");
         throw invalid;
       }
-      await store.addRefreshToken(session.id, next);
+      // Within the grace window without a sealed successor (rotated before successors were kept):
+      // refused, never a second family.
+      if (!rotated?.successorEncrypted) throw invalid;
+      refreshToken = decrypt(keyRing, rotated.successorEncrypted, sealContext);
     }
     const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: session.id, deviceId });
     return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };

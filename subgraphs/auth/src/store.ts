@@ -93,22 +93,28 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
       return {
         tokenHash: row.tokenHash,
         usedAt: row.usedAt,
+        successorEncrypted: row.successorEncrypted,
         expiresAt: row.expiresAt,
         session: { id: session.id, userId: session.userId, deviceId: session.deviceId, expiresAt: session.expiresAt, revokedAt: session.revokedAt },
       };
     },
-    async rotateRefreshToken(oldHash, next, now) {
+    async rotateRefreshToken(oldHash, next, now, forgetSealedBefore) {
       return db.$transaction(async (tx) => {
-        // The conditional update is the lock: of two concurrent rotations only one sees count 1.
-        const claimed = await tx.refreshToken.updateMany({ where: { tokenHash: oldHash, usedAt: null }, data: { usedAt: now } });
+        // The conditional update is the lock: of two concurrent rotations only one sees count 1, and
+        // the other, waiting on the row lock, reads the successor sealed here once this commits.
+        const claimed = await tx.refreshToken.updateMany({
+          where: { tokenHash: oldHash, usedAt: null },
+          data: { usedAt: now, successorEncrypted: next.successorEncrypted },
+        });
         if (claimed.count !== 1) return false;
         const old = await tx.refreshToken.findUniqueOrThrow({ where: { tokenHash: oldHash } });
         await tx.refreshToken.create({ data: { tokenHash: next.tokenHash, sessionId: old.sessionId, createdAt: now, expiresAt: next.expiresAt } });
+        await tx.refreshToken.updateMany({
+          where: { sessionId: old.sessionId, usedAt: { lt: forgetSealedBefore }, successorEncrypted: { not: null } },
+          data: { successorEncrypted: null },
+        });
         return true;
       });
-    },
-    async addRefreshToken(sessionId, next) {
-      await db.refreshToken.create({ data: { tokenHash: next.tokenHash, sessionId, expiresAt: next.expiresAt } });
     },
     revokeSession(sessionId, reason, now, events) {
       return withEvents(async (tx) => {
