@@ -7,3 +7,4 @@ export * from "./logger.ts";
 export * from "./subgraph.ts";
 export * from "./auth.ts";
 export * from "./scalars.ts";
+export * from "./dpop.ts";

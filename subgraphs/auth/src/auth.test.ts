@@ -351,6 +351,32 @@ describe("login", () => {
   });
 });
 
+describe("lockout per client", () => {
+  const wrongFrom = (email: string, address: string) => failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address } }));
+
+  it("locks (email, address) after 5 failures; the customer signs in from another address meanwhile", async () => {
+    const { email } = await signIn();
+    for (let i = 1; i <= 4; i++) expect((await wrongFrom(email, "203.0.113.9")).code).toBe("UNAUTHENTICATED");
+    expect(await wrongFrom(email, "203.0.113.9")).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 60 } });
+    // The attacker's address waits, even with the right password…
+    const attacker = await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "203.0.113.9" } }));
+    expect(attacker.code).toBe("RATE_LIMITED");
+    // …the customer's does not.
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.51.100.7" } });
+    await expect(auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: DEVICE })).resolves.toMatchObject({ user: { email } });
+  });
+
+  it("locks the account everywhere after 50 failures spread over many addresses (the slower ceiling)", async () => {
+    const { email } = await signIn();
+    for (let i = 0; i < 49; i++) expect((await wrongFrom(email, `198.18.${Math.floor(i / 4)}.${i % 4}`)).code).toBe("UNAUTHENTICATED");
+    expect(await wrongFrom(email, "198.18.100.1")).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 300 } });
+    const fresh = await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } }));
+    expect(fresh).toMatchObject({ code: "RATE_LIMITED" });
+    nowMs += 301_000;
+    await expect(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } })).resolves.toHaveProperty("challengeId");
+  });
+});
+
 describe("tokens and sessions", () => {
   it("signs an ES256 access token to kit's contract, verifiable from the public JWKS alone", async () => {
     const { payload } = await signIn();

@@ -1,8 +1,8 @@
 import { blindIndex, decrypt, encrypt, mask, type KeyRing } from "@vaultpay/crypto";
 import type { Event } from "@vaultpay/events";
-import { ACCESS_TOKEN, DomainError, type Caller, type Logger, type Role } from "@vaultpay/kit";
+import { ACCESS_TOKEN, DomainError, provenDeviceId, type Caller, type Logger, type Role } from "@vaultpay/kit";
 import { authEvents } from "./events.ts";
-import type { Lockout } from "./lockout.ts";
+import type { Lockout, LockoutClient } from "./lockout.ts";
 import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
 import type { PasswordHasher } from "./passwords.ts";
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, type AccessTokenSigner } from "./tokens.ts";
@@ -78,6 +78,21 @@ export interface RefreshTokenRecord {
   session: SessionRecord;
 }
 
+/**
+ * What the gateway vouches for about the client of a sign-in (never a header the client chose):
+ * the address it connected from, and the DPoP key it proved holding, if any.
+ */
+export interface SignInClient {
+  address?: string | undefined;
+  /** JWK thumbprint of the key of a DPoP proof the gateway verified for this request. */
+  provenDeviceKey?: string | undefined;
+}
+
+function lockoutClient(client: SignInClient | undefined): LockoutClient {
+  if (client?.provenDeviceKey) return { provenDeviceKey: client.provenDeviceKey };
+  return { address: client?.address ?? "unknown" };
+}
+
 export interface StartedSession {
   sessionId: string;
   device: DeviceRecord;
@@ -112,6 +127,7 @@ export interface AuthStore {
   /** Revokes a live session with its events; false when it was already revoked. */
   revokeSession(sessionId: string, reason: string, now: Date, events: Event[]): Promise<boolean>;
   listDevices(userId: string): Promise<DeviceRecord[]>;
+  hasDevice(userId: string, fingerprint: string): Promise<boolean>;
   appendEvents(events: Event[]): Promise<void>;
 }
 
@@ -186,7 +202,7 @@ export class AuthService {
    * decoy challenge no code opens; its owner is told by the notifier instead. The password is hashed
    * and the phone sealed either way, so both paths take about the same time.
    */
-  async register(input: { email: string; phone: string; password: string; deviceId: string }): Promise<OtpChallenge> {
+  async register(input: { email: string; phone: string; password: string; deviceId: string; client?: SignInClient }): Promise<OtpChallenge> {
     const email = parseEmail(input.email);
     const phone = parsePhone(input.phone);
     const password = parseNewPassword(input.password, "password", personalInputs({ email, phone }));
@@ -197,9 +213,9 @@ export class AuthService {
       { email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
       (user) => [authEvents.userCreated(user.id, user.role)],
     );
-    const lockoutKey = this.deps.lockout.keyFor(email);
+    const lockoutKeys = this.deps.lockout.keysFor(email, lockoutClient(input.client));
     if (created === "duplicate") {
-      const { challenge } = await this.deps.otp.issue({ userId: null, lockoutKey, deviceId, purpose: "register" });
+      const { challenge } = await this.deps.otp.issue({ userId: null, lockoutKeys, deviceId, purpose: "register" });
       await this.deps.notifier.send({
         to: email,
         channel: this.deps.otp.channel,
@@ -209,39 +225,43 @@ export class AuthService {
       return challenge;
     }
     this.deps.logger.info({ userId: created.id }, "user registered");
-    return this.challenge(created.id, email, lockoutKey, deviceId, "register");
+    return this.challenge(created.id, email, lockoutKeys, deviceId, "register");
   }
 
   /**
    * Checks the password, then sends an OTP. An unknown email and a wrong password give the same
-   * error after the same argon2 work; both count towards the email's lockout.
+   * error after the same argon2 work; both count towards the lockout of (email, client) and of the
+   * email. A client proving a device key registered for the user is locked only on (email, device):
+   * nobody else's failures can keep the customer's own device out.
    */
-  async login(input: { email: string; password: string; deviceId: string }): Promise<OtpChallenge> {
+  async login(input: { email: string; password: string; deviceId: string; client?: SignInClient }): Promise<OtpChallenge> {
     const email = parseEmail(input.email);
     const deviceId = parseDeviceId(input.deviceId);
     const { lockout, store, hasher } = this.deps;
-    const lockoutKey = lockout.keyFor(email);
-    const lockedFor = await lockout.lockedForSeconds(lockoutKey);
+    const user = await store.findUserByEmail(email);
+    const provenKey = input.client?.provenDeviceKey;
+    const deviceRegistered = user !== undefined && provenKey !== undefined && (await store.hasDevice(user.id, provenDeviceId(provenKey)));
+    const lockoutKeys = lockout.keysFor(email, lockoutClient(input.client), deviceRegistered);
+    const lockedFor = await lockout.lockedForSeconds(lockoutKeys);
     if (lockedFor > 0) {
       await store.appendEvents([authEvents.loginFailed(null, "locked", null)]);
       throw locked(lockedFor);
     }
-    const user = await store.findUserByEmail(email);
     const plausible = isPlausiblePassword(input.password);
     let valid = false;
     if (user && plausible) valid = await hasher.verify(user.passwordHash, input.password);
     else await hasher.verifyNobody(plausible ? input.password : "");
     if (!valid) {
-      const lockedForSeconds = await lockout.recordFailure(lockoutKey);
+      const lockedForSeconds = await lockout.recordFailure(lockoutKeys);
       await store.appendEvents([authEvents.loginFailed(user?.id ?? null, "invalid_credentials", lockedForSeconds)]);
       if (lockedForSeconds) throw locked(lockedForSeconds);
       throw unauthenticated("Email or password is incorrect");
     }
-    return this.challenge(user!.id, email, lockoutKey, deviceId, "login");
+    return this.challenge(user!.id, email, lockoutKeys, deviceId, "login");
   }
 
-  private async challenge(userId: string, email: string, lockoutKey: string, deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
-    const { challenge, code } = await this.deps.otp.issue({ userId, lockoutKey, deviceId, purpose });
+  private async challenge(userId: string, email: string, lockoutKeys: string[], deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
+    const { challenge, code } = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose });
     await this.deps.notifier.send({
       to: email,
       channel: challenge.channel,
@@ -258,7 +278,7 @@ export class AuthService {
     const { otp, lockout, store } = this.deps;
     const pending = UUID_PATTERN.test(input.challengeId) ? await otp.find(input.challengeId) : undefined;
     if (pending) {
-      const lockedFor = await lockout.lockedForSeconds(pending.lockoutKey);
+      const lockedFor = await lockout.lockedForSeconds(pending.lockoutKeys);
       if (lockedFor > 0) {
         await store.appendEvents([authEvents.loginFailed(pending.userId, "locked", null)]);
         throw locked(lockedFor);
@@ -266,12 +286,12 @@ export class AuthService {
     }
     const result = pending ? await otp.verify(input.challengeId, input.code, deviceId) : ({ ok: false, reason: "otp_expired", record: undefined } as const);
     if (!result.ok) {
-      const lockedForSeconds = result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKey) : null;
+      const lockedForSeconds = result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKeys) : null;
       await store.appendEvents([authEvents.loginFailed(result.record?.userId ?? null, result.reason, lockedForSeconds)]);
       if (lockedForSeconds) throw locked(lockedForSeconds);
       throw unauthenticated(OTP_FAILURE_MESSAGES[result.reason]);
     }
-    await lockout.reset(result.record.lockoutKey);
+    await lockout.reset(result.record.lockoutKeys);
     const user = result.record.userId ? await store.findUserById(result.record.userId) : undefined;
     if (!user) throw unauthenticated(OTP_FAILURE_MESSAGES.otp_expired);
     return this.startSession(user, deviceId, result.record.purpose);

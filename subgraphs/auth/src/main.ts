@@ -57,5 +57,6 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       status: serviceStatus(runtime, "auth"),
     });
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  // The address is the gateway's x-forwarded-for (kit trusts it only with a valid gateway assertion).
+  context: async (_runtime, _request, requestContext, caller) => ({ caller, client: { address: requestContext.actor.ip } }),
 });

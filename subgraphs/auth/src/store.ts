@@ -126,6 +126,9 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
       const rows = await db.device.findMany({ where: { userId }, orderBy: { firstSeenAt: "asc" }, take: DEVICES_LIST_MAX });
       return rows.map(toDevice);
     },
+    async hasDevice(userId, fingerprint) {
+      return (await db.device.count({ where: { userId, fingerprint } })) > 0;
+    },
     async appendEvents(events) {
       if (events.length === 0) return;
       await withEvents(async () => ({ result: undefined, events }));
