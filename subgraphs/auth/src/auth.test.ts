@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { createLocalJWKSet } from "jose";
 import { generateKeyRingEnv, keyRingFrom } from "@vaultpay/crypto";
-import { createLogger, createTokenVerifier, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
+import { createDpopDevice, createLogger, createTokenVerifier, provenDeviceId, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
 import { generateDevSecrets } from "@vaultpay/stack";
 import { createTestDatabase, startTestRedis } from "@vaultpay/testing";
 import { AuthService, type AuthPayload } from "./auth.ts";
@@ -374,6 +374,64 @@ describe("lockout per client", () => {
     expect(fresh).toMatchObject({ code: "RATE_LIMITED" });
     nowMs += 301_000;
     await expect(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } })).resolves.toHaveProperty("challengeId");
+  });
+});
+
+describe("DPoP device binding", () => {
+  async function signInProven(jkt: string, email = freshEmail()) {
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: "my-phone" });
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: "my-phone", client: { provenDeviceKey: jkt } });
+    return { email, payload };
+  }
+
+  it("registers the proven key as the device and binds the tokens to it (cnf.jkt, refresh row)", async () => {
+    const device = await createDpopDevice();
+    const { payload } = await signInProven(device.jkt);
+    const caller = await callerOf(payload);
+    expect(caller).toMatchObject({ deviceId: provenDeviceId(device.jkt), boundDeviceKey: device.jkt });
+    expect(await auth.devices(payload.user.id)).toEqual([expect.objectContaining({ fingerprint: provenDeviceId(device.jkt), label: "my-phone" })]);
+    const rows = await db.refreshToken.findMany({ where: { sessionId: caller.sessionId } });
+    expect(rows.map((row) => row.dpopJkt)).toEqual([device.jkt]);
+    const succeeded = (await outbox()).filter((e) => e.type === "auth.login.succeeded" && e.payload.data.userId === payload.user.id);
+    expect(succeeded.map((e) => e.payload.data.deviceProven)).toEqual([true]);
+    // A bearer sign-in stays a bearer session: no cnf claim.
+    const { payload: bearer } = await signIn();
+    expect((await callerOf(bearer)).boundDeviceKey).toBeUndefined();
+  });
+
+  it("refreshes a bound session only with a proof of its key; the new token stays bound", async () => {
+    const device = await createDpopDevice();
+    const thief = await createDpopDevice();
+    const { payload } = await signInProven(device.jkt);
+    const without = await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone" }));
+    expect(without).toMatchObject({ code: "UNAUTHENTICATED", details: { reason: "DPOP_PROOF_REQUIRED" } });
+    const otherKey = await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone", client: { provenDeviceKey: thief.jkt } }));
+    expect(otherKey.code).toBe("UNAUTHENTICATED");
+    const next = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "anything", client: { provenDeviceKey: device.jkt } });
+    expect(await callerOf(next)).toMatchObject({ boundDeviceKey: device.jkt, deviceId: provenDeviceId(device.jkt) });
+  });
+
+  it("refuses a claimed device id shaped like a proven one", async () => {
+    const error = await failure(auth.register({ email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: "jkt:abc" }));
+    expect(error).toMatchObject({ code: "BAD_USER_INPUT", details: { field: "deviceId" } });
+  });
+
+  it("never locks out a login proving a device key registered for the user, whatever strangers did", async () => {
+    const device = await createDpopDevice();
+    const { email } = await signInProven(device.jkt);
+    // Strangers everywhere: the account-wide ceiling and the customer's own address are locked.
+    for (let i = 0; i < 50; i++) await failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address: `198.18.7.${i}` } }));
+    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.18.7.1" } }))).code).toBe("RATE_LIMITED");
+    // An unregistered key is a stranger too.
+    const stranger = await createDpopDevice();
+    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { provenDeviceKey: stranger.jkt } }))).code).toBe("RATE_LIMITED");
+    // The registered device signs in, OTP included.
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: "my-phone", client: { provenDeviceKey: device.jkt } });
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: "my-phone", client: { provenDeviceKey: device.jkt } });
+    expect((await callerOf(payload)).boundDeviceKey).toBe(device.jkt);
+    // The device is still limited on its own: 5 wrong passwords from it lock (email, device).
+    for (let i = 1; i <= 4; i++) await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }));
+    expect((await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }))).code).toBe("RATE_LIMITED");
   });
 });
 

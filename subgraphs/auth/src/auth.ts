@@ -1,6 +1,6 @@
 import { blindIndex, decrypt, encrypt, mask, type KeyRing } from "@vaultpay/crypto";
 import type { Event } from "@vaultpay/events";
-import { ACCESS_TOKEN, DomainError, provenDeviceId, type Caller, type Logger, type Role } from "@vaultpay/kit";
+import { ACCESS_TOKEN, DomainError, proofRequired, provenDeviceId, type Caller, type Logger, type Role } from "@vaultpay/kit";
 import { authEvents } from "./events.ts";
 import type { Lockout, LockoutClient } from "./lockout.ts";
 import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
@@ -71,6 +71,8 @@ export interface SessionRecord {
 
 export interface RefreshTokenRecord {
   tokenHash: string;
+  /** The DPoP key the session is bound to; refresh needs a proof of it. Null: a bearer session. */
+  dpopJkt: string | null;
   usedAt: Date | null;
   /** The sealed successor, kept while a second presentation may still get it (grace window). */
   successorEncrypted: string | null;
@@ -109,7 +111,18 @@ export interface AuthStore {
   createUser(user: NewUser, events: (created: UserRecord) => Event[]): Promise<UserRecord | "duplicate">;
   /** Records (or re-sees) the device, creates the session and its first refresh token. */
   startSession(
-    input: { userId: string; deviceId: string; now: Date; expiresAt: Date; refreshTokenHash: string },
+    input: {
+      userId: string;
+      /** The device's id: "jkt:<thumbprint>" for a proven key, else the id the client claimed. */
+      deviceId: string;
+      /** What the client calls the device (its claimed id, for a proven key); null otherwise. */
+      label: string | null;
+      /** Binds the session's refresh tokens to this DPoP key. */
+      dpopJkt: string | null;
+      now: Date;
+      expiresAt: Date;
+      refreshTokenHash: string;
+    },
     events: (started: StartedSession) => Event[],
   ): Promise<StartedSession>;
   findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
@@ -120,7 +133,7 @@ export interface AuthStore {
    */
   rotateRefreshToken(
     oldHash: string,
-    next: { tokenHash: string; expiresAt: Date; successorEncrypted: string },
+    next: { tokenHash: string; expiresAt: Date; successorEncrypted: string; dpopJkt: string | null },
     now: Date,
     forgetSealedBefore: Date,
   ): Promise<boolean>;
@@ -271,8 +284,12 @@ export class AuthService {
     return challenge;
   }
 
-  /** Completes MFA: a right code on the right device starts a session bound to that device. */
-  async verifyOtp(input: { challengeId: string; code: string; deviceId: string }): Promise<AuthPayload> {
+  /**
+   * Completes MFA: a right code on the right device starts a session bound to that device. A client
+   * that proved a DPoP key with this request registers the key as the device ("jkt:<thumbprint>",
+   * its claimed id as the label) and gets tokens bound to it; without a proof, a bearer session.
+   */
+  async verifyOtp(input: { challengeId: string; code: string; deviceId: string; client?: SignInClient }): Promise<AuthPayload> {
     const deviceId = parseDeviceId(input.deviceId);
     if (!/^[0-9]{6}$/.test(input.code)) throw new DomainError("BAD_USER_INPUT", "The code is 6 digits", { field: "code" });
     const { otp, lockout, store } = this.deps;
@@ -294,21 +311,30 @@ export class AuthService {
     await lockout.reset(result.record.lockoutKeys);
     const user = result.record.userId ? await store.findUserById(result.record.userId) : undefined;
     if (!user) throw unauthenticated(OTP_FAILURE_MESSAGES.otp_expired);
-    return this.startSession(user, deviceId, result.record.purpose);
+    return this.startSession(user, deviceId, input.client?.provenDeviceKey, result.record.purpose);
   }
 
-  private async startSession(user: UserRecord, deviceId: string, method: OtpPurpose): Promise<AuthPayload> {
+  private async startSession(user: UserRecord, claimedDeviceId: string, deviceKey: string | undefined, method: OtpPurpose): Promise<AuthPayload> {
     const now = this.now();
     const refreshToken = newRefreshToken();
+    const deviceId = deviceKey ? provenDeviceId(deviceKey) : claimedDeviceId;
     const started = await this.deps.store.startSession(
-      { userId: user.id, deviceId, now, expiresAt: new Date(now.getTime() + SESSION_TTL_SECONDS * 1000), refreshTokenHash: hashRefreshToken(refreshToken) },
+      {
+        userId: user.id,
+        deviceId,
+        label: deviceKey ? claimedDeviceId : null,
+        dpopJkt: deviceKey ?? null,
+        now,
+        expiresAt: new Date(now.getTime() + SESSION_TTL_SECONDS * 1000),
+        refreshTokenHash: hashRefreshToken(refreshToken),
+      },
       ({ sessionId, device, newDevice }) => [
         ...(newDevice ? [authEvents.deviceRegistered(user.id, device.id, deviceId)] : []),
-        authEvents.loginSucceeded({ userId: user.id, sessionId, deviceId, method, newDevice }),
+        authEvents.loginSucceeded({ userId: user.id, sessionId, deviceId, method, newDevice, deviceProven: deviceKey !== undefined }),
       ],
     );
-    this.deps.logger.info({ userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice }, "session started");
-    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: started.sessionId, deviceId });
+    this.deps.logger.info({ userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice, deviceBound: deviceKey !== undefined }, "session started");
+    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: started.sessionId, deviceId, deviceKey });
     return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
   }
 
@@ -324,8 +350,8 @@ export class AuthService {
    * for phones, bound to the old token's hash, and is erased after the window; a database dump
    * alone reveals no usable token.
    */
-  async refreshSession(input: { refreshToken: string; deviceId: string }): Promise<AuthPayload> {
-    const deviceId = parseDeviceId(input.deviceId);
+  async refreshSession(input: { refreshToken: string; deviceId: string; client?: SignInClient }): Promise<AuthPayload> {
+    parseDeviceId(input.deviceId);
     const invalid = unauthenticated("Refresh token is not valid; sign in again");
     if (!isWellFormedRefreshToken(input.refreshToken)) throw invalid;
     const { store, keyRing } = this.deps;
@@ -334,8 +360,11 @@ export class AuthService {
     if (!token) throw invalid;
     const { session } = token;
     if (session.revokedAt || session.expiresAt <= now || token.expiresAt <= now) throw invalid;
-    // A stolen token replayed from elsewhere fails without touching the owner's session.
-    if (session.deviceId !== deviceId) throw invalid;
+    // A stolen token replayed from elsewhere fails without touching the owner's session: a bound
+    // session needs a proof of its key, a bearer one the device id it signed in with.
+    if (token.dpopJkt) {
+      if (input.client?.provenDeviceKey !== token.dpopJkt) throw proofRequired();
+    } else if (session.deviceId !== input.deviceId) throw invalid;
     const user = await store.findUserById(session.userId);
     if (!user) throw invalid;
     let refreshToken = newRefreshToken();
@@ -344,6 +373,7 @@ export class AuthService {
       tokenHash: hashRefreshToken(refreshToken),
       expiresAt: session.expiresAt,
       successorEncrypted: encrypt(keyRing, refreshToken, sealContext),
+      dpopJkt: token.dpopJkt,
     };
     const graceStart = new Date(now.getTime() - this.refreshGraceMs);
     if (!(await store.rotateRefreshToken(token.tokenHash, next, now, graceStart))) {
@@ -360,7 +390,13 @@ export class AuthService {
       if (!rotated?.successorEncrypted) throw invalid;
       refreshToken = decrypt(keyRing, rotated.successorEncrypted, sealContext);
     }
-    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: session.id, deviceId });
+    const access = await this.deps.signer.sign({
+      userId: user.id,
+      role: user.role,
+      sessionId: session.id,
+      deviceId: session.deviceId,
+      deviceKey: token.dpopJkt ?? undefined,
+    });
     return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
   }
 

@@ -57,6 +57,9 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       status: serviceStatus(runtime, "auth"),
     });
   },
-  // The address is the gateway's x-forwarded-for (kit trusts it only with a valid gateway assertion).
-  context: async (_runtime, _request, requestContext, caller) => ({ caller, client: { address: requestContext.actor.ip } }),
+  // Both come from the gateway: x-forwarded-for and the proven key under its signed assertion (kit).
+  context: async (_runtime, _request, requestContext, caller) => ({
+    caller,
+    client: { address: requestContext.actor.ip, provenDeviceKey: requestContext.provenDeviceKey },
+  }),
 });

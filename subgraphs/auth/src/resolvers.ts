@@ -7,7 +7,7 @@ import { parseEmail } from "./validation.ts";
 export interface AuthContext {
   /** The verified token of the request (kit verified it), or undefined when anonymous. */
   caller: Caller | undefined;
-  /** What the gateway vouched for about the client (its address; later, a proven device key). */
+  /** What the gateway vouched for about the client: its address and the DPoP key it proved, if any. */
   client: SignInClient;
 }
 
@@ -64,10 +64,10 @@ export function createResolvers(deps: ResolverDeps): GraphQLResolverMap<AuthCont
         }),
       login: (_: unknown, args: Args, context: AuthContext) =>
         auth.login({ email: text(args, "email"), password: text(args, "password"), deviceId: text(args, "deviceId"), client: context.client }),
-      verifyOtp: async (_: unknown, args: Args) =>
-        own(await auth.verifyOtp({ challengeId: text(args, "challengeId"), code: text(args, "code"), deviceId: text(args, "deviceId") })),
-      refreshSession: async (_: unknown, args: Args) =>
-        own(await auth.refreshSession({ refreshToken: text(args, "refreshToken"), deviceId: text(args, "deviceId") })),
+      verifyOtp: async (_: unknown, args: Args, context: AuthContext) =>
+        own(await auth.verifyOtp({ challengeId: text(args, "challengeId"), code: text(args, "code"), deviceId: text(args, "deviceId"), client: context.client })),
+      refreshSession: async (_: unknown, args: Args, context: AuthContext) =>
+        own(await auth.refreshSession({ refreshToken: text(args, "refreshToken"), deviceId: text(args, "deviceId"), client: context.client })),
       logout: (_: unknown, __: Args, context: AuthContext) => auth.logout(context.caller),
     },
     User: {

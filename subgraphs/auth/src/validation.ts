@@ -1,7 +1,7 @@
 import { ZxcvbnFactory, type ZxcvbnResult } from "@zxcvbn-ts/core";
 import * as zxcvbnCommon from "@zxcvbn-ts/language-common";
 import * as zxcvbnEnglish from "@zxcvbn-ts/language-en";
-import { DomainError } from "@vaultpay/kit";
+import { DomainError, looksProven } from "@vaultpay/kit";
 
 /** Input rules of register/login. Errors are BAD_USER_INPUT with `extensions.field`. */
 
@@ -43,6 +43,8 @@ export function parsePhone(phone: string, field = "phone"): string {
 
 export function parseDeviceId(deviceId: string, field = "deviceId"): string {
   if (!DEVICE_ID_PATTERN.test(deviceId)) throw invalid(field, "Device id must be 1–128 characters of A-Z a-z 0-9 . _ : -");
+  // Ids of proven devices are made from a verified key; a client cannot claim one.
+  if (looksProven(deviceId)) throw invalid(field, "Device ids starting with jkt: are reserved for DPoP-proven devices");
   return deviceId;
 }
 
