@@ -185,7 +185,7 @@ describe("unproven devices (bearer sessions, no DPoP proof)", () => {
     const takeover = transfer({ deviceProven: false, amountMinor: 15_000_000n });
     const verdict = scoreOf(takeover, facts({ paidPayeeBefore: false }));
     expect(verdict.passed).toBe(false);
-    expect(verdict.reasons).toContain("The transfer request did not prove its device (no DPoP proof)");
+    expect(verdict.reasons).toContain("The request did not prove its device");
     // Unusual (30) + new payee (15) passes from a proven device (45) and fails unproven (70).
     const unusual = { paidPayeeBefore: false, recentPassedAmountsMinor: [10_000n, 10_000n, 10_000n] };
     expect(scoreOf(transfer({ amountMinor: 60_000n }), facts(unusual))).toMatchObject({ riskScore: 45, passed: true });

@@ -230,7 +230,7 @@ export const deviceMismatch: Rule = {
 export const unprovenDevice: Rule = {
   name: "unproven-device",
   evaluate(transfer, _facts, config) {
-    return result("unproven-device", config.unprovenDevice.weight, transfer.deviceProven ? null : "The transfer request did not prove its device (no DPoP proof)", {
+    return result("unproven-device", config.unprovenDevice.weight, transfer.deviceProven ? null : "The request did not prove its device", {
       claimedDeviceId: transfer.deviceProven ? null : transfer.requestDeviceId,
     });
   },
