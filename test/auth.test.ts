@@ -148,6 +148,15 @@ describe("auth end to end", () => {
     expect(invalid.errors?.[0]?.extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "email" });
   });
 
+  it("keys the lockout to the address the gateway saw: a forged x-forwarded-for does not escape it", async () => {
+    const email = `locked${Date.now()}@example.com`;
+    const LOGIN = `mutation Login($email: String!) { login(email: $email, password: "wrong password 1", deviceId: "${DEVICE}") { challengeId } }`;
+    const codes: unknown[] = [];
+    for (let i = 1; i <= 5; i++) codes.push((await gql(LOGIN, { email }, { "x-forwarded-for": `203.0.113.${i}` })).errors?.[0]?.extensions?.code);
+    expect(codes).toEqual(["UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED", "RATE_LIMITED"]);
+    expect((await gql(LOGIN, { email }, { "x-forwarded-for": "198.51.100.99" })).errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
+  });
+
   it("serves users to the seeded ADMIN only", async () => {
     const USERS = `query Users { users(first: 10) { id email role } }`;
     expect((await gql(USERS)).errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");

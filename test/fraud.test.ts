@@ -30,6 +30,7 @@ function request(overrides: Partial<Request> = {}): Event<"fraud.check.requested
       amountMinor: "100000",
       currency: "INR",
       requestDeviceId: "phone-1",
+      deviceProven: true,
       sessionDeviceId: "phone-1",
       initiatedAt: new Date().toISOString(),
       ...overrides,

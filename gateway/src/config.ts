@@ -1,3 +1,4 @@
+import type http from "node:http";
 import { z } from "zod";
 import { baseConfigSchema, portSchema } from "@vaultpay/kit";
 
@@ -12,6 +13,12 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   TRANSACTIONS_URL: z.string().url().optional(),
   FRAUD_URL: z.string().url().optional(),
   AUDIT_URL: z.string().url().optional(),
+  /**
+   * The public http(s) URL of /graphql as clients address it (behind a TLS proxy:
+   * https://api.example.com/graphql). DPoP proofs must name it as `htu`. Unset: http:// + the
+   * request's Host header + /graphql.
+   */
+  GATEWAY_PUBLIC_URL: z.string().url().optional(),
   GATEWAY_SECRET: z.string().min(32, "GATEWAY_SECRET must be at least 32 characters"),
   AUTH_JWKS_URL: z.string().url(),
   REDIS_URL: z.string().url().default("redis://127.0.0.1:6379"),
@@ -42,4 +49,11 @@ export function subgraphUrlOverride(config: GatewayConfig, name: string): string
   const key = `${name.toUpperCase()}_URL` as keyof GatewayConfig;
   const value = config[key];
   return typeof value === "string" ? value : undefined;
+}
+
+/** The URL a DPoP proof's htu must name: the http(s) URL of /graphql (also for graphql-ws). */
+export function graphqlHttpUrl(config: Pick<GatewayConfig, "GATEWAY_PUBLIC_URL">, request: http.IncomingMessage): string {
+  if (config.GATEWAY_PUBLIC_URL) return config.GATEWAY_PUBLIC_URL;
+  const host = (request.headers.host ?? "localhost").slice(0, 255);
+  return `http://${host}/graphql`;
 }

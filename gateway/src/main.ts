@@ -6,8 +6,10 @@ import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/dis
 import { ApolloServerPluginLandingPageLocalDefault } from "@apollo/server/plugin/landingPage/default";
 import { connectJetStream } from "@vaultpay/events";
 import {
+  DPOP_HEADER,
   GATEWAY_ASSERTION_HEADER,
   Lifecycle,
+  PROVEN_DEVICE_KEY_HEADER,
   createTokenVerifier,
   signGatewayAssertion,
   closeServer,
@@ -24,7 +26,7 @@ import {
   DomainError,
 } from "@vaultpay/kit";
 import { Redis } from "ioredis";
-import { gatewayConfigSchema, subgraphUrlOverride } from "./config.ts";
+import { gatewayConfigSchema, graphqlHttpUrl, subgraphUrlOverride } from "./config.ts";
 import { checkBeforeParsing } from "./door.ts";
 import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
@@ -52,7 +54,12 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
     const requestContext = currentContext();
     if (requestContext) {
       request.http?.headers.set("x-correlation-id", requestContext.correlationId);
-      request.http?.headers.set(GATEWAY_ASSERTION_HEADER, signGatewayAssertion(config.GATEWAY_SECRET, requestContext.correlationId));
+      // The proven device key rides under the assertion's MAC: subgraphs believe it from the gateway only.
+      request.http?.headers.set(
+        GATEWAY_ASSERTION_HEADER,
+        signGatewayAssertion(config.GATEWAY_SECRET, requestContext.correlationId, Date.now(), context.provenDeviceKey),
+      );
+      if (context.provenDeviceKey) request.http?.headers.set(PROVEN_DEVICE_KEY_HEADER, context.provenDeviceKey);
       if (requestContext.actor.deviceId) request.http?.headers.set("x-device-id", requestContext.actor.deviceId);
       // The client's address, for the subgraphs' logs and events (they only ever see the gateway's).
       if (requestContext.actor.ip) request.http?.headers.set("x-forwarded-for", requestContext.actor.ip);
@@ -149,11 +156,15 @@ const server = createHttpServer({
         throw error;
       }
     },
-    context: async (request) => ({
-      authorization: request.headers.authorization,
-      ip: request.socket.remoteAddress ?? "unknown",
-      production,
-    }),
+    context: async (request) => {
+      const proof = request.headers[DPOP_HEADER];
+      return {
+        authorization: request.headers.authorization,
+        ip: request.socket.remoteAddress ?? "unknown",
+        production,
+        dpop: { proof: Array.isArray(proof) ? proof.join(",") : proof, htm: request.method ?? "POST", htu: graphqlHttpUrl(config, request) },
+      };
+    },
   },
 });
 const subscriptions = startSubscriptionServer({
@@ -166,6 +177,7 @@ const subscriptions = startSubscriptionServer({
   production,
   introspection,
   logger,
+  htuOf: (request) => graphqlHttpUrl(config, request),
 });
 await listen(server, config.GATEWAY_PORT, config.GATEWAY_HOST);
 lifecycle.onShutdown("http", () => closeServer(server));

@@ -1,6 +1,16 @@
 import type { ApolloServerPlugin, GraphQLRequestContext } from "@apollo/server";
 import type { Redis } from "ioredis";
-import { DomainError, currentContext, revokedSessionKey, toGraphQLError, type Caller, type TokenVerifier } from "@vaultpay/kit";
+import {
+  DomainError,
+  accessTokenOf,
+  currentContext,
+  proofRequired,
+  revokedSessionKey,
+  toGraphQLError,
+  verifyDpopProof,
+  type Caller,
+  type TokenVerifier,
+} from "@vaultpay/kit";
 import { checkedVariables, resolveOperation, type DocumentLimits } from "./door.ts";
 import { enforceLimits, measureOperation, type OperationLimits } from "./limits.ts";
 import { CREDENTIAL_FIELDS, permissions, type GatewayContext } from "./permissions.ts";
@@ -11,6 +21,16 @@ import { authorizeFields, selectedFields } from "./shield.ts";
 export interface GatewayRequestContext extends GatewayContext {
   authorization?: string | undefined;
   ip: string;
+  /** The request's DPoP proof and what it must name (RFC 9449 htm/htu); absent once checked. */
+  dpop?: DpopRequest | undefined;
+  /** The thumbprint of the key a verified proof came from; forwarded to subgraphs under the assertion. */
+  provenDeviceKey?: string | undefined;
+}
+
+export interface DpopRequest {
+  proof: string | undefined;
+  htm: string;
+  htu: string;
 }
 
 export interface SecurityOptions {
@@ -21,13 +41,40 @@ export interface SecurityOptions {
   documentLimits: DocumentLimits;
 }
 
-/** The verified caller of a bearer token (undefined without one), refusing revoked sessions. */
-export async function authenticate(options: Pick<SecurityOptions, "verifyToken" | "redis">, authorization: string | undefined): Promise<Caller | undefined> {
+/** DPoP proof ids seen recently (replay), in the Redis every gateway replica shares. */
+export function dpopJtiKey(key: string): string {
+  return `gateway:dpop-jti:${key}`;
+}
+
+/**
+ * The verified caller of an access token (undefined without one), refusing revoked sessions, and
+ * the device key the request proved (a DPoP proof, verified here once per request). A token bound
+ * to a key (`cnf.jkt`) without a valid proof of that key is refused: a stolen token is useless
+ * without the device's private key. `dpop` undefined: already checked (a subscription's payload
+ * queries run with the connection's proof), `provenDeviceKey` then says what it proved.
+ */
+export async function authenticate(
+  options: Pick<SecurityOptions, "verifyToken" | "redis">,
+  authorization: string | undefined,
+  dpop: DpopRequest | undefined,
+  alreadyProvenKey?: string,
+): Promise<{ caller: Caller | undefined; provenDeviceKey: string | undefined }> {
   const caller = await options.verifyToken(authorization);
   if (caller && (await options.redis.exists(revokedSessionKey(caller.sessionId)))) {
     throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
   }
-  return caller;
+  let provenDeviceKey = alreadyProvenKey;
+  if (dpop?.proof !== undefined) {
+    const proven = await verifyDpopProof(dpop.proof, {
+      htm: dpop.htm,
+      htu: dpop.htu,
+      accessToken: accessTokenOf(authorization),
+      rememberJti: async (key, ttlSeconds) => (await options.redis.set(dpopJtiKey(key), "1", "EX", ttlSeconds, "NX")) === "OK",
+    });
+    provenDeviceKey = proven.jkt;
+  }
+  if (caller?.boundDeviceKey && caller.boundDeviceKey !== provenDeviceKey) throw proofRequired();
+  return { caller, provenDeviceKey };
 }
 
 /**
@@ -51,7 +98,11 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
             if (operation.operation === "subscription") {
               throw new DomainError("BAD_USER_INPUT", "Subscriptions are served over WebSocket (graphql-ws) on this same path");
             }
-            context.caller = await authenticate(options, context.authorization);
+            const verified = await authenticate(options, context.authorization, context.dpop, context.provenDeviceKey);
+            // One proof, one check: its jti is spent, and subgraph calls rely on the result.
+            context.dpop = undefined;
+            context.caller = verified.caller;
+            context.provenDeviceKey = verified.provenDeviceKey;
             const actor = currentContext()?.actor;
             if (actor && context.caller) actor.userId = context.caller.userId;
 

@@ -80,6 +80,8 @@ export interface SubscriptionOptions {
   /** Off: no "Did you mean …?" hints in errors, as on HTTP. */
   introspection: boolean;
   logger: Logger;
+  /** The http URL of /graphql a connection's DPoP proof must name as htu. */
+  htuOf: (request: http.IncomingMessage) => string;
   /** Without a change, the transfer's status is re-read this often (a missed event is caught). */
   recheckMs?: number;
   /** Longest life of one subscription; the client resubscribes after it. */
@@ -245,8 +247,11 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
       onConnect: async (ctx) => {
         const authorization = typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : undefined;
         const request = ctx.extra.request as http.IncomingMessage;
+        // Browsers cannot set headers on a WebSocket: the proof rides in connectionParams, made for
+        // the upgrade request (htm GET, htu the http URL of /graphql), checked once per connection.
+        const proof = typeof ctx.connectionParams?.dpop === "string" ? ctx.connectionParams.dpop : undefined;
         try {
-          const caller = await authenticate(options.security, authorization);
+          const { caller, provenDeviceKey } = await authenticate(options.security, authorization, { proof, htm: "GET", htu: options.htuOf(request) });
           if (!caller) return false;
           const open = connectionsByUser.get(caller.userId) ?? 0;
           if (open >= maxConnectionsPerUser) {
@@ -254,7 +259,10 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
             return false;
           }
           connectionsByUser.set(caller.userId, open + 1);
-          ctx.extra.state = { context: { caller, authorization, ip: request.socket.remoteAddress ?? "unknown", production: options.production }, active: new Set() };
+          ctx.extra.state = {
+            context: { caller, authorization, provenDeviceKey, ip: request.socket.remoteAddress ?? "unknown", production: options.production },
+            active: new Set(),
+          };
           return true;
         } catch (error) {
           logger.info({ err: error }, "subscription connection refused");

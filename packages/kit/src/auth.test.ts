@@ -56,5 +56,11 @@ describe("gateway assertion", () => {
     expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now + 61_000)).toBe(false);
     expect(verifyGatewayAssertion("s".repeat(32), undefined, "corr-1", now)).toBe(false);
     expect(verifyGatewayAssertion("s".repeat(32), "garbage", "corr-1", now)).toBe(false);
+    // A proven device key is believed only when the gateway signed it: no key may be added or swapped.
+    const withKey = signGatewayAssertion("s".repeat(32), "corr-1", now, "k".repeat(43));
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, "corr-1", now, "k".repeat(43))).toBe(true);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, "corr-1", now, "j".repeat(43))).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, "corr-1", now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now, "k".repeat(43))).toBe(false);
   });
 });

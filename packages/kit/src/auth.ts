@@ -21,6 +21,11 @@ export interface Caller {
   sessionId: string;
   deviceId: string;
   tokenId: string;
+  /**
+   * `cnf.jkt`: the thumbprint of the DPoP key the token is bound to. A bound token is refused
+   * without a proof of that key (the gateway checks the proof; subgraphs check its assertion).
+   */
+  boundDeviceKey?: string | undefined;
 }
 
 /** Where auth serves its public keys, relative to its HTTP origin. */
@@ -42,8 +47,8 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
   const keys = typeof jwksUrl === "string" ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 15_000 }) : jwksUrl;
   return async (authorization) => {
     if (!authorization) return undefined;
-    const match = /^Bearer ([A-Za-z0-9._~+/=-]{10,4096})$/.exec(authorization.trim());
-    if (!match) throw new DomainError("UNAUTHENTICATED", "Authorization must be a Bearer token");
+    const match = /^(?:Bearer|DPoP) ([A-Za-z0-9._~+/=-]{10,4096})$/.exec(authorization.trim());
+    if (!match) throw new DomainError("UNAUTHENTICATED", "Authorization must be a Bearer (or DPoP) token");
     try {
       const { payload } = await jwtVerify(match[1]!, keys, {
         issuer: ACCESS_TOKEN.issuer,
@@ -53,7 +58,12 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
       });
       const role = payload.role;
       if (role !== "CUSTOMER" && role !== "ADMIN") throw new DomainError("UNAUTHENTICATED", "Token has no valid role");
+      const confirmation = payload.cnf as { jkt?: unknown } | undefined;
+      if (confirmation !== undefined && (typeof confirmation !== "object" || typeof confirmation?.jkt !== "string")) {
+        throw new DomainError("UNAUTHENTICATED", "Token has an unreadable cnf claim");
+      }
       return {
+        boundDeviceKey: confirmation?.jkt as string | undefined,
         userId: String(payload.sub),
         role,
         sessionId: String(payload.sid),
@@ -72,28 +82,45 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
 }
 
 /**
- * Proof that a request came through the gateway: `<unix seconds>.<hmac>` over the time and the
- * correlation id, with a secret only the gateway and the subgraphs hold. Subgraphs refuse requests
- * without a fresh one, so nothing reaches them around the gateway's rules and rate limits.
+ * Proof that a request came through the gateway: `<unix seconds>.<hmac>` over the time, the
+ * correlation id and the DPoP key the gateway verified a proof of (empty when none), with a secret
+ * only the gateway and the subgraphs hold. Subgraphs refuse requests without a fresh one, so
+ * nothing reaches them around the gateway's rules and rate limits, and they believe a proven
+ * device key only when the gateway vouched for it here.
  */
 export const GATEWAY_ASSERTION_HEADER = "x-vaultpay-gateway";
 const ASSERTION_MAX_AGE_SECONDS = 60;
 
-export function signGatewayAssertion(secret: string, correlationId: string, nowMs = Date.now()): string {
+function assertionText(seconds: number, correlationId: string, provenDeviceKey: string | undefined): string {
+  return `${seconds}.${correlationId}.${provenDeviceKey ?? ""}`;
+}
+
+export function signGatewayAssertion(secret: string, correlationId: string, nowMs = Date.now(), provenDeviceKey?: string): string {
   const seconds = Math.floor(nowMs / 1000);
-  const mac = createHmac("sha256", secret).update(`${seconds}.${correlationId}`).digest("base64url");
+  const mac = createHmac("sha256", secret).update(assertionText(seconds, correlationId, provenDeviceKey)).digest("base64url");
   return `${seconds}.${mac}`;
 }
 
-export function verifyGatewayAssertion(secret: string, assertion: string | undefined, correlationId: string, nowMs = Date.now()): boolean {
+export function verifyGatewayAssertion(
+  secret: string,
+  assertion: string | undefined,
+  correlationId: string,
+  nowMs = Date.now(),
+  provenDeviceKey?: string,
+): boolean {
   if (!assertion) return false;
   const [secondsText, mac] = assertion.split(".");
   const seconds = Number(secondsText);
   if (!Number.isInteger(seconds) || !mac) return false;
   if (Math.abs(nowMs / 1000 - seconds) > ASSERTION_MAX_AGE_SECONDS) return false;
-  const expected = createHmac("sha256", secret).update(`${seconds}.${correlationId}`).digest();
+  const expected = createHmac("sha256", secret).update(assertionText(seconds, correlationId, provenDeviceKey)).digest();
   const given = Buffer.from(mac, "base64url");
   return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** The access token inside an Authorization header (either scheme), for a DPoP proof's ath. */
+export function accessTokenOf(authorization: string | undefined): string | undefined {
+  return authorization ? /^(?:Bearer|DPoP) (\S+)$/.exec(authorization.trim())?.[1] : undefined;
 }
 
 /** The verified caller, or UNAUTHENTICATED: subgraphs check this themselves (zero trust). */

@@ -14,6 +14,11 @@ export interface RequestContext {
   /** The event that caused this work, when the work is an event handler. */
   causationId?: string | undefined;
   actor: Actor;
+  /**
+   * The thumbprint of the DPoP key this request proved holding, as the gateway vouched for it in
+   * its signed assertion; undefined for a request without a (valid) proof.
+   */
+  provenDeviceKey?: string | undefined;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

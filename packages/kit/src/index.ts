@@ -9,3 +9,4 @@ export * from "./subgraph.ts";
 export * from "./auth.ts";
 export * from "./scalars.ts";
 export * from "./ids.ts";
+export * from "./dpop.ts";

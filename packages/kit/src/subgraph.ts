@@ -7,6 +7,7 @@ import { gql } from "graphql-tag";
 import type { Logger } from "pino";
 import { GraphQLError } from "graphql";
 import { GATEWAY_ASSERTION_HEADER, verifyGatewayAssertion, type Caller, type TokenVerifier } from "./auth.ts";
+import { PROVEN_DEVICE_KEY_HEADER, isJkt, proofRequired } from "./dpop.ts";
 import { correlationIdFrom, runWithContext, type RequestContext } from "./context.ts";
 import { DomainError, createErrorFormatter } from "./errors.ts";
 import { closeServer, createHttpServer, listen } from "./http.ts";
@@ -51,8 +52,8 @@ function requestContextOf(request: http.IncomingMessage): RequestContext {
   };
 }
 
-function unauthenticated(message: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
+function unauthenticated(message: string, details: Record<string, unknown> = {}): GraphQLError {
+  return new GraphQLError(message, { extensions: { ...details, code: "UNAUTHENTICATED", http: { status: 401 } } });
 }
 
 /** Refuses what did not come through the gateway, then verifies the caller's token itself. */
@@ -61,17 +62,24 @@ async function authenticate(
   request: http.IncomingMessage,
   requestContext: RequestContext,
 ): Promise<Caller | undefined> {
-  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), requestContext.correlationId)) {
+  const provenKeyHeader = header(request, PROVEN_DEVICE_KEY_HEADER);
+  const provenDeviceKey = isJkt(provenKeyHeader) ? provenKeyHeader : undefined;
+  if (provenKeyHeader !== undefined && !provenDeviceKey) throw unauthenticated("Requests must come through the gateway");
+  // The proven key is covered by the assertion: no one but the gateway can vouch for a device.
+  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), requestContext.correlationId, Date.now(), provenDeviceKey)) {
     throw unauthenticated("Requests must come through the gateway");
   }
+  requestContext.provenDeviceKey = provenDeviceKey;
   try {
     const caller = await security.verifyToken(header(request, "authorization"));
     if (caller && (await security.isSessionRevoked(caller.sessionId))) throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+    // Zero trust here too: a device-bound token needs the gateway's word that its key was proven.
+    if (caller?.boundDeviceKey && caller.boundDeviceKey !== provenDeviceKey) throw proofRequired();
     // Events emitted for this request name the verified user, not a header's claim.
     if (caller) requestContext.actor.userId = caller.userId;
     return caller;
   } catch (error) {
-    if (error instanceof DomainError) throw unauthenticated(error.message);
+    if (error instanceof DomainError) throw unauthenticated(error.message, error.details);
     throw error;
   }
 }

@@ -251,6 +251,7 @@ export function fraudOnlyOnAmount(failOverMinor?: bigint): Record<string, string
     FRAUD_HIGH_AMOUNT_MINOR: String(failOverMinor ?? 10_000_000n),
     FRAUD_UNKNOWN_DEVICE_WEIGHT: "0",
     FRAUD_DEVICE_MISMATCH_WEIGHT: "0",
+    FRAUD_UNPROVEN_DEVICE_WEIGHT: "0",
     FRAUD_NEW_PAYEE_WEIGHT: "0",
     FRAUD_VELOCITY_WEIGHT: "0",
     FRAUD_UNUSUAL_AMOUNT_WEIGHT: "0",

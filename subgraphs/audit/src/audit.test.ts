@@ -89,12 +89,12 @@ describe("audit log", () => {
     const transfer = { transferId: "tr-1", fromAccountId: "acc-a", toAccountId: "acc-b", amountMinor: "25000", currency: "INR" };
     const verdict = event("fraud.check.completed", { transferId: "tr-1", passed: true, riskScore: 12, reasons: [], checkedAt: new Date().toISOString() }, correlationId);
     const story: Event[] = [
-      event("auth.login.succeeded", { userId: "user-1", sessionId: "s-1", deviceId: "d-1", method: "login", newDevice: false }, correlationId, "user-1"),
+      event("auth.login.succeeded", { userId: "user-1", sessionId: "s-1", deviceId: "d-1", method: "login", newDevice: false, deviceProven: false }, correlationId, "user-1"),
       event("transaction.initiated", { ...transfer, userId: "user-1" }, correlationId, "user-1"),
       event("account.debited", { transferId: "tr-1", accountId: "acc-a", amountMinor: "25000" }, correlationId, "user-1"),
       event(
         "fraud.check.requested",
-        { ...transfer, userId: "user-1", requestDeviceId: "d-1", sessionDeviceId: "d-1", initiatedAt: new Date().toISOString() },
+        { ...transfer, userId: "user-1", requestDeviceId: "d-1", deviceProven: false, sessionDeviceId: "d-1", initiatedAt: new Date().toISOString() },
         correlationId,
         "user-1",
       ),

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { createLocalJWKSet } from "jose";
 import { generateKeyRingEnv, keyRingFrom } from "@vaultpay/crypto";
-import { createLogger, createTokenVerifier, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
+import { createDpopDevice, createLogger, createTokenVerifier, provenDeviceId, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
 import { generateDevSecrets } from "@vaultpay/stack";
 import { createTestDatabase, startTestRedis } from "@vaultpay/testing";
 import { AuthService, type AuthPayload } from "./auth.ts";
@@ -132,8 +132,8 @@ describe("register", () => {
       [{ phone: "+0123456789" }, "phone"],
       [{ phone: "+12" }, "phone"],
       [{ password: "Short1!" }, "password"],
-      [{ password: "alllowercaseletters" }, "password"],
       [{ password: "123456789012345" }, "password"],
+      [{ password: "password1234" }, "password"],
       [{ password: "x".repeat(200) + "A" }, "password"],
       [{ deviceId: "" }, "deviceId"],
       [{ deviceId: "has space" }, "deviceId"],
@@ -143,6 +143,22 @@ describe("register", () => {
       expect(error.code, JSON.stringify(override)).toBe("BAD_USER_INPUT");
       expect(error.details).toEqual({ field });
     }
+  });
+
+  it("refuses common passwords and the user's own email or phone, saying why in plain words", async () => {
+    const email = freshEmail();
+    const base = { email, phone: "+919812312312", password: PASSWORD, deviceId: DEVICE };
+    for (const password of ["password1234", "qwertyuiop12", "Password1234!", email, `${email}1`, "+919812312312", "9812312312abc"]) {
+      const error = await failure(auth.register({ ...base, password }));
+      expect(error.code, password).toBe("BAD_USER_INPUT");
+      expect(error.details, password).toEqual({ field: "password" });
+      expect(error.message, password).toMatch(/^This password is too easy to guess\. /);
+    }
+    const common = await failure(auth.register({ ...base, password: "password1234" }));
+    // zxcvbn's own warning, so the user learns what is wrong with it.
+    expect(common.message).toContain("This is similar to a commonly used password.");
+    // A passphrase of lower-case words is strong: no composition rule (NIST SP 800-63B).
+    await expect(auth.register({ ...base, password: "tangerine orbit velvet" })).resolves.toMatchObject({ channel: "email" });
   });
 
   it("normalises the email, hashes with argon2id, encrypts the phone and emits auth.user.created in the outbox", async () => {
@@ -335,6 +351,90 @@ describe("login", () => {
   });
 });
 
+describe("lockout per client", () => {
+  const wrongFrom = (email: string, address: string) => failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address } }));
+
+  it("locks (email, address) after 5 failures; the customer signs in from another address meanwhile", async () => {
+    const { email } = await signIn();
+    for (let i = 1; i <= 4; i++) expect((await wrongFrom(email, "203.0.113.9")).code).toBe("UNAUTHENTICATED");
+    expect(await wrongFrom(email, "203.0.113.9")).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 60 } });
+    // The attacker's address waits, even with the right password…
+    const attacker = await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "203.0.113.9" } }));
+    expect(attacker.code).toBe("RATE_LIMITED");
+    // …the customer's does not.
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.51.100.7" } });
+    await expect(auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: DEVICE })).resolves.toMatchObject({ user: { email } });
+  });
+
+  it("locks the account everywhere after 50 failures spread over many addresses (the slower ceiling)", async () => {
+    const { email } = await signIn();
+    for (let i = 0; i < 49; i++) expect((await wrongFrom(email, `198.18.${Math.floor(i / 4)}.${i % 4}`)).code).toBe("UNAUTHENTICATED");
+    expect(await wrongFrom(email, "198.18.100.1")).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 300 } });
+    const fresh = await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } }));
+    expect(fresh).toMatchObject({ code: "RATE_LIMITED" });
+    nowMs += 301_000;
+    await expect(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } })).resolves.toHaveProperty("challengeId");
+  });
+});
+
+describe("DPoP device binding", () => {
+  async function signInProven(jkt: string, email = freshEmail()) {
+    const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: "my-phone" });
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: "my-phone", client: { provenDeviceKey: jkt } });
+    return { email, payload };
+  }
+
+  it("registers the proven key as the device and binds the tokens to it (cnf.jkt, refresh row)", async () => {
+    const device = await createDpopDevice();
+    const { payload } = await signInProven(device.jkt);
+    const caller = await callerOf(payload);
+    expect(caller).toMatchObject({ deviceId: provenDeviceId(device.jkt), boundDeviceKey: device.jkt });
+    expect(await auth.devices(payload.user.id)).toEqual([expect.objectContaining({ fingerprint: provenDeviceId(device.jkt), label: "my-phone" })]);
+    const rows = await db.refreshToken.findMany({ where: { sessionId: caller.sessionId } });
+    expect(rows.map((row) => row.dpopJkt)).toEqual([device.jkt]);
+    const succeeded = (await outbox()).filter((e) => e.type === "auth.login.succeeded" && e.payload.data.userId === payload.user.id);
+    expect(succeeded.map((e) => e.payload.data.deviceProven)).toEqual([true]);
+    // A bearer sign-in stays a bearer session: no cnf claim.
+    const { payload: bearer } = await signIn();
+    expect((await callerOf(bearer)).boundDeviceKey).toBeUndefined();
+  });
+
+  it("refreshes a bound session only with a proof of its key; the new token stays bound", async () => {
+    const device = await createDpopDevice();
+    const thief = await createDpopDevice();
+    const { payload } = await signInProven(device.jkt);
+    const without = await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone" }));
+    expect(without).toMatchObject({ code: "UNAUTHENTICATED", details: { reason: "DPOP_PROOF_REQUIRED" } });
+    const otherKey = await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone", client: { provenDeviceKey: thief.jkt } }));
+    expect(otherKey.code).toBe("UNAUTHENTICATED");
+    const next = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "anything", client: { provenDeviceKey: device.jkt } });
+    expect(await callerOf(next)).toMatchObject({ boundDeviceKey: device.jkt, deviceId: provenDeviceId(device.jkt) });
+  });
+
+  it("refuses a claimed device id shaped like a proven one", async () => {
+    const error = await failure(auth.register({ email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: "jkt:abc" }));
+    expect(error).toMatchObject({ code: "BAD_USER_INPUT", details: { field: "deviceId" } });
+  });
+
+  it("never locks out a login proving a device key registered for the user, whatever strangers did", async () => {
+    const device = await createDpopDevice();
+    const { email } = await signInProven(device.jkt);
+    // Strangers everywhere: the account-wide ceiling and the customer's own address are locked.
+    for (let i = 0; i < 50; i++) await failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address: `198.18.7.${i}` } }));
+    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.18.7.1" } }))).code).toBe("RATE_LIMITED");
+    // An unregistered key is a stranger too.
+    const stranger = await createDpopDevice();
+    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { provenDeviceKey: stranger.jkt } }))).code).toBe("RATE_LIMITED");
+    // The registered device signs in, OTP included.
+    const challenge = await auth.login({ email, password: PASSWORD, deviceId: "my-phone", client: { provenDeviceKey: device.jkt } });
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: "my-phone", client: { provenDeviceKey: device.jkt } });
+    expect((await callerOf(payload)).boundDeviceKey).toBe(device.jkt);
+    // The device is still limited on its own: 5 wrong passwords from it lock (email, device).
+    for (let i = 1; i <= 4; i++) await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }));
+    expect((await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }))).code).toBe("RATE_LIMITED");
+  });
+});
+
 describe("tokens and sessions", () => {
   it("signs an ES256 access token to kit's contract, verifiable from the public JWKS alone", async () => {
     const { payload } = await signIn();
@@ -372,16 +472,44 @@ describe("tokens and sessions", () => {
     expect(revoked.map((e) => e.payload.data.reason)).toEqual(["refresh_token_reuse"]);
   });
 
-  it("gives a second refresh of the same token within 10 s a fresh pair for the same session (two tabs)", async () => {
+  it("gives a second refresh of the same token within 10 s the same successor (two tabs), never a second family", async () => {
     const { payload } = await signIn();
+    const sessionId = (await callerOf(payload)).sessionId;
     const tabA = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
     nowMs += 5_000;
     const tabB = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE });
-    expect(tabB.refreshToken).not.toBe(tabA.refreshToken);
-    expect((await callerOf(tabB)).sessionId).toBe((await callerOf(tabA)).sessionId);
-    // Both tabs carry on.
-    await auth.refreshSession({ refreshToken: tabA.refreshToken, deviceId: DEVICE });
-    await auth.refreshSession({ refreshToken: tabB.refreshToken, deviceId: DEVICE });
+    expect(tabB.refreshToken).toBe(tabA.refreshToken);
+    expect((await callerOf(tabB)).sessionId).toBe(sessionId);
+    const live = await db.refreshToken.findMany({ where: { sessionId, usedAt: null } });
+    expect(live).toHaveLength(1);
+    // The successor rotates once; presenting it again past the window is reuse and ends the session.
+    const next = await auth.refreshSession({ refreshToken: tabA.refreshToken, deviceId: DEVICE });
+    nowMs += 11_000;
+    expect((await failure(auth.refreshSession({ refreshToken: tabB.refreshToken, deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+    expect((await failure(auth.refreshSession({ refreshToken: next.refreshToken, deviceId: DEVICE }))).code).toBe("UNAUTHENTICATED");
+  });
+
+  it("lets two refreshes racing with one token share one successor: one live token per session", async () => {
+    const { payload } = await signIn();
+    const sessionId = (await callerOf(payload)).sessionId;
+    const results = await Promise.allSettled(
+      Array.from({ length: 4 }, () => auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: DEVICE })),
+    );
+    const issued = new Set(results.flatMap((r) => (r.status === "fulfilled" ? [r.value.refreshToken] : [])));
+    expect(issued.size).toBe(1);
+    for (const r of results) if (r.status === "rejected") expect((r.reason as DomainError).code).toBe("UNAUTHENTICATED");
+    const rows = await db.refreshToken.findMany({ where: { sessionId } });
+    expect(rows).toHaveLength(2);
+    expect(rows.filter((row) => row.usedAt === null)).toHaveLength(1);
+    // Only one session exists for the user, and its successor is sealed, never stored in plaintext.
+    expect(await db.session.count({ where: { userId: payload.user.id } })).toBe(1);
+    const [token] = [...issued];
+    expect(JSON.stringify(rows)).not.toContain(token);
+    // The sealed successor is erased once a later rotation finds its grace window over.
+    nowMs += 11_000;
+    await auth.refreshSession({ refreshToken: token!, deviceId: DEVICE });
+    const first = await db.refreshToken.findMany({ where: { sessionId, successorEncrypted: { not: null } } });
+    expect(first.map((row) => row.usedAt?.getTime())).toEqual([nowMs]);
   });
 
   it("refuses a refresh from another device without ending the owner's session", async () => {

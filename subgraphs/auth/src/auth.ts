@@ -1,12 +1,12 @@
 import { blindIndex, decrypt, encrypt, mask, type KeyRing } from "@vaultpay/crypto";
 import type { Event } from "@vaultpay/events";
-import { ACCESS_TOKEN, DomainError, type Caller, type Logger, type Role } from "@vaultpay/kit";
+import { ACCESS_TOKEN, DomainError, proofRequired, provenDeviceId, type Caller, type Logger, type Role } from "@vaultpay/kit";
 import { authEvents } from "./events.ts";
-import type { Lockout } from "./lockout.ts";
+import type { Lockout, LockoutClient } from "./lockout.ts";
 import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
 import type { PasswordHasher } from "./passwords.ts";
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, type AccessTokenSigner } from "./tokens.ts";
-import { isPlausiblePassword, parseDeviceId, parseEmail, parseNewPassword, parsePhone } from "./validation.ts";
+import { isPlausiblePassword, parseDeviceId, parseEmail, parseNewPassword, parsePhone, personalInputs } from "./validation.ts";
 
 /**
  * The auth domain: register, login with OTP MFA, sessions with rotating refresh tokens, devices,
@@ -18,11 +18,17 @@ export const PHONE_CONTEXT = "user.phone";
 /** A session (and every refresh token in it) ends this long after the OTP login, refreshes or not. */
 export const SESSION_TTL_SECONDS = 30 * 24 * 3600;
 /**
- * A refresh token presented again within this long after its rotation gets a fresh pair for the
- * same session instead of revoking it: two tabs refreshing at once. Later, it is reuse.
+ * A refresh token presented again within this long after its rotation gets the same successor the
+ * first presentation got (two tabs refreshing at once) instead of revoking the session. Later, it
+ * is reuse.
  */
 export const REFRESH_REUSE_GRACE_SECONDS = 10;
 export const USERS_PAGE_MAX = 100;
+
+/** Associated data of a sealed successor: it opens only on the row of the token it replaced. */
+function successorContext(oldTokenHash: string): string {
+  return `refresh.successor:${oldTokenHash}`;
+}
 
 export interface UserRecord {
   id: string;
@@ -65,9 +71,28 @@ export interface SessionRecord {
 
 export interface RefreshTokenRecord {
   tokenHash: string;
+  /** The DPoP key the session is bound to; refresh needs a proof of it. Null: a bearer session. */
+  dpopJkt: string | null;
   usedAt: Date | null;
+  /** The sealed successor, kept while a second presentation may still get it (grace window). */
+  successorEncrypted: string | null;
   expiresAt: Date;
   session: SessionRecord;
+}
+
+/**
+ * What the gateway vouches for about the client of a sign-in (never a header the client chose):
+ * the address it connected from, and the DPoP key it proved holding, if any.
+ */
+export interface SignInClient {
+  address?: string | undefined;
+  /** JWK thumbprint of the key of a DPoP proof the gateway verified for this request. */
+  provenDeviceKey?: string | undefined;
+}
+
+function lockoutClient(client: SignInClient | undefined): LockoutClient {
+  if (client?.provenDeviceKey) return { provenDeviceKey: client.provenDeviceKey };
+  return { address: client?.address ?? "unknown" };
 }
 
 export interface StartedSession {
@@ -86,16 +111,36 @@ export interface AuthStore {
   createUser(user: NewUser, events: (created: UserRecord) => Event[]): Promise<UserRecord | "duplicate">;
   /** Records (or re-sees) the device, creates the session and its first refresh token. */
   startSession(
-    input: { userId: string; deviceId: string; now: Date; expiresAt: Date; refreshTokenHash: string },
+    input: {
+      userId: string;
+      /** The device's id: "jkt:<thumbprint>" for a proven key, else the id the client claimed. */
+      deviceId: string;
+      /** What the client calls the device (its claimed id, for a proven key); null otherwise. */
+      label: string | null;
+      /** Binds the session's refresh tokens to this DPoP key. */
+      dpopJkt: string | null;
+      now: Date;
+      expiresAt: Date;
+      refreshTokenHash: string;
+    },
     events: (started: StartedSession) => Event[],
   ): Promise<StartedSession>;
   findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
-  /** Marks the old token used and stores its successor, atomically; false when it was already used. */
-  rotateRefreshToken(oldHash: string, next: { tokenHash: string; expiresAt: Date }, now: Date): Promise<boolean>;
-  addRefreshToken(sessionId: string, next: { tokenHash: string; expiresAt: Date }): Promise<void>;
+  /**
+   * Marks the old token used, keeps its successor sealed on it and stores the successor, atomically;
+   * false when it was already used. Successors sealed on tokens used before `forgetSealedBefore`
+   * (in the same session) are erased: their grace window is over.
+   */
+  rotateRefreshToken(
+    oldHash: string,
+    next: { tokenHash: string; expiresAt: Date; successorEncrypted: string; dpopJkt: string | null },
+    now: Date,
+    forgetSealedBefore: Date,
+  ): Promise<boolean>;
   /** Revokes a live session with its events; false when it was already revoked. */
   revokeSession(sessionId: string, reason: string, now: Date, events: Event[]): Promise<boolean>;
   listDevices(userId: string): Promise<DeviceRecord[]>;
+  hasDevice(userId: string, fingerprint: string): Promise<boolean>;
   appendEvents(events: Event[]): Promise<void>;
 }
 
@@ -170,10 +215,10 @@ export class AuthService {
    * decoy challenge no code opens; its owner is told by the notifier instead. The password is hashed
    * and the phone sealed either way, so both paths take about the same time.
    */
-  async register(input: { email: string; phone: string; password: string; deviceId: string }): Promise<OtpChallenge> {
+  async register(input: { email: string; phone: string; password: string; deviceId: string; client?: SignInClient }): Promise<OtpChallenge> {
     const email = parseEmail(input.email);
     const phone = parsePhone(input.phone);
-    const password = parseNewPassword(input.password);
+    const password = parseNewPassword(input.password, "password", personalInputs({ email, phone }));
     const deviceId = parseDeviceId(input.deviceId);
     const { keyRing, store } = this.deps;
     const passwordHash = await this.deps.hasher.hash(password);
@@ -181,9 +226,9 @@ export class AuthService {
       { email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
       (user) => [authEvents.userCreated(user.id, user.role)],
     );
-    const lockoutKey = this.deps.lockout.keyFor(email);
+    const lockoutKeys = this.deps.lockout.keysFor(email, lockoutClient(input.client));
     if (created === "duplicate") {
-      const { challenge } = await this.deps.otp.issue({ userId: null, lockoutKey, deviceId, purpose: "register" });
+      const { challenge } = await this.deps.otp.issue({ userId: null, lockoutKeys, deviceId, purpose: "register" });
       await this.deps.notifier.send({
         to: email,
         channel: this.deps.otp.channel,
@@ -193,39 +238,43 @@ export class AuthService {
       return challenge;
     }
     this.deps.logger.info({ userId: created.id }, "user registered");
-    return this.challenge(created.id, email, lockoutKey, deviceId, "register");
+    return this.challenge(created.id, email, lockoutKeys, deviceId, "register");
   }
 
   /**
    * Checks the password, then sends an OTP. An unknown email and a wrong password give the same
-   * error after the same argon2 work; both count towards the email's lockout.
+   * error after the same argon2 work; both count towards the lockout of (email, client) and of the
+   * email. A client proving a device key registered for the user is locked only on (email, device):
+   * nobody else's failures can keep the customer's own device out.
    */
-  async login(input: { email: string; password: string; deviceId: string }): Promise<OtpChallenge> {
+  async login(input: { email: string; password: string; deviceId: string; client?: SignInClient }): Promise<OtpChallenge> {
     const email = parseEmail(input.email);
     const deviceId = parseDeviceId(input.deviceId);
     const { lockout, store, hasher } = this.deps;
-    const lockoutKey = lockout.keyFor(email);
-    const lockedFor = await lockout.lockedForSeconds(lockoutKey);
+    const user = await store.findUserByEmail(email);
+    const provenKey = input.client?.provenDeviceKey;
+    const deviceRegistered = user !== undefined && provenKey !== undefined && (await store.hasDevice(user.id, provenDeviceId(provenKey)));
+    const lockoutKeys = lockout.keysFor(email, lockoutClient(input.client), deviceRegistered);
+    const lockedFor = await lockout.lockedForSeconds(lockoutKeys);
     if (lockedFor > 0) {
       await store.appendEvents([authEvents.loginFailed(null, "locked", null)]);
       throw locked(lockedFor);
     }
-    const user = await store.findUserByEmail(email);
     const plausible = isPlausiblePassword(input.password);
     let valid = false;
     if (user && plausible) valid = await hasher.verify(user.passwordHash, input.password);
     else await hasher.verifyNobody(plausible ? input.password : "");
     if (!valid) {
-      const lockedForSeconds = await lockout.recordFailure(lockoutKey);
+      const lockedForSeconds = await lockout.recordFailure(lockoutKeys);
       await store.appendEvents([authEvents.loginFailed(user?.id ?? null, "invalid_credentials", lockedForSeconds)]);
       if (lockedForSeconds) throw locked(lockedForSeconds);
       throw unauthenticated("Email or password is incorrect");
     }
-    return this.challenge(user!.id, email, lockoutKey, deviceId, "login");
+    return this.challenge(user!.id, email, lockoutKeys, deviceId, "login");
   }
 
-  private async challenge(userId: string, email: string, lockoutKey: string, deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
-    const { challenge, code } = await this.deps.otp.issue({ userId, lockoutKey, deviceId, purpose });
+  private async challenge(userId: string, email: string, lockoutKeys: string[], deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
+    const { challenge, code } = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose });
     await this.deps.notifier.send({
       to: email,
       channel: challenge.channel,
@@ -235,14 +284,18 @@ export class AuthService {
     return challenge;
   }
 
-  /** Completes MFA: a right code on the right device starts a session bound to that device. */
-  async verifyOtp(input: { challengeId: string; code: string; deviceId: string }): Promise<AuthPayload> {
+  /**
+   * Completes MFA: a right code on the right device starts a session bound to that device. A client
+   * that proved a DPoP key with this request registers the key as the device ("jkt:<thumbprint>",
+   * its claimed id as the label) and gets tokens bound to it; without a proof, a bearer session.
+   */
+  async verifyOtp(input: { challengeId: string; code: string; deviceId: string; client?: SignInClient }): Promise<AuthPayload> {
     const deviceId = parseDeviceId(input.deviceId);
     if (!/^[0-9]{6}$/.test(input.code)) throw new DomainError("BAD_USER_INPUT", "The code is 6 digits", { field: "code" });
     const { otp, lockout, store } = this.deps;
     const pending = UUID_PATTERN.test(input.challengeId) ? await otp.find(input.challengeId) : undefined;
     if (pending) {
-      const lockedFor = await lockout.lockedForSeconds(pending.lockoutKey);
+      const lockedFor = await lockout.lockedForSeconds(pending.lockoutKeys);
       if (lockedFor > 0) {
         await store.appendEvents([authEvents.loginFailed(pending.userId, "locked", null)]);
         throw locked(lockedFor);
@@ -250,53 +303,81 @@ export class AuthService {
     }
     const result = pending ? await otp.verify(input.challengeId, input.code, deviceId) : ({ ok: false, reason: "otp_expired", record: undefined } as const);
     if (!result.ok) {
-      const lockedForSeconds = result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKey) : null;
+      const lockedForSeconds = result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKeys) : null;
       await store.appendEvents([authEvents.loginFailed(result.record?.userId ?? null, result.reason, lockedForSeconds)]);
       if (lockedForSeconds) throw locked(lockedForSeconds);
       throw unauthenticated(OTP_FAILURE_MESSAGES[result.reason]);
     }
-    await lockout.reset(result.record.lockoutKey);
+    await lockout.reset(result.record.lockoutKeys);
     const user = result.record.userId ? await store.findUserById(result.record.userId) : undefined;
     if (!user) throw unauthenticated(OTP_FAILURE_MESSAGES.otp_expired);
-    return this.startSession(user, deviceId, result.record.purpose);
+    return this.startSession(user, deviceId, input.client?.provenDeviceKey, result.record.purpose);
   }
 
-  private async startSession(user: UserRecord, deviceId: string, method: OtpPurpose): Promise<AuthPayload> {
+  private async startSession(user: UserRecord, claimedDeviceId: string, deviceKey: string | undefined, method: OtpPurpose): Promise<AuthPayload> {
     const now = this.now();
     const refreshToken = newRefreshToken();
+    const deviceId = deviceKey ? provenDeviceId(deviceKey) : claimedDeviceId;
     const started = await this.deps.store.startSession(
-      { userId: user.id, deviceId, now, expiresAt: new Date(now.getTime() + SESSION_TTL_SECONDS * 1000), refreshTokenHash: hashRefreshToken(refreshToken) },
+      {
+        userId: user.id,
+        deviceId,
+        label: deviceKey ? claimedDeviceId : null,
+        dpopJkt: deviceKey ?? null,
+        now,
+        expiresAt: new Date(now.getTime() + SESSION_TTL_SECONDS * 1000),
+        refreshTokenHash: hashRefreshToken(refreshToken),
+      },
       ({ sessionId, device, newDevice }) => [
         ...(newDevice ? [authEvents.deviceRegistered(user.id, device.id, deviceId)] : []),
-        authEvents.loginSucceeded({ userId: user.id, sessionId, deviceId, method, newDevice }),
+        authEvents.loginSucceeded({ userId: user.id, sessionId, deviceId, method, newDevice, deviceProven: deviceKey !== undefined }),
       ],
     );
-    this.deps.logger.info({ userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice }, "session started");
-    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: started.sessionId, deviceId });
+    this.deps.logger.info({ userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice, deviceBound: deviceKey !== undefined }, "session started");
+    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: started.sessionId, deviceId, deviceKey });
     return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
   }
 
   /**
    * Exchanges a refresh token for a new pair (rotation). A token used before revokes its whole
-   * session (someone holds a copy), except within the grace window after its rotation.
+   * session (someone holds a copy), except within the grace window after its rotation, where it
+   * gets the very successor the first use got: one session never has two live refresh tokens, so
+   * a thief racing the owner cannot start a family of their own that reuse detection never sees.
+   *
+   * Why keep the successor (sealed) rather than refuse the second use: two tabs of the same client
+   * refreshing at once is the normal case the grace window exists for, and refusing one would sign
+   * it out. The plaintext exists only as AES-256-GCM ciphertext with the key ring auth already uses
+   * for phones, bound to the old token's hash, and is erased after the window; a database dump
+   * alone reveals no usable token.
    */
-  async refreshSession(input: { refreshToken: string; deviceId: string }): Promise<AuthPayload> {
-    const deviceId = parseDeviceId(input.deviceId);
+  async refreshSession(input: { refreshToken: string; deviceId: string; client?: SignInClient }): Promise<AuthPayload> {
+    parseDeviceId(input.deviceId);
     const invalid = unauthenticated("Refresh token is not valid; sign in again");
     if (!isWellFormedRefreshToken(input.refreshToken)) throw invalid;
-    const { store } = this.deps;
+    const { store, keyRing } = this.deps;
     const now = this.now();
     const token = await store.findRefreshToken(hashRefreshToken(input.refreshToken));
     if (!token) throw invalid;
     const { session } = token;
     if (session.revokedAt || session.expiresAt <= now || token.expiresAt <= now) throw invalid;
-    // A stolen token replayed from elsewhere fails without touching the owner's session.
-    if (session.deviceId !== deviceId) throw invalid;
+    // A stolen token replayed from elsewhere fails without touching the owner's session: a bound
+    // session needs a proof of its key, a bearer one the device id it signed in with.
+    if (token.dpopJkt) {
+      if (input.client?.provenDeviceKey !== token.dpopJkt) throw proofRequired();
+    } else if (session.deviceId !== input.deviceId) throw invalid;
     const user = await store.findUserById(session.userId);
     if (!user) throw invalid;
-    const refreshToken = newRefreshToken();
-    const next = { tokenHash: hashRefreshToken(refreshToken), expiresAt: session.expiresAt };
-    if (!(await store.rotateRefreshToken(token.tokenHash, next, now))) {
+    let refreshToken = newRefreshToken();
+    const sealContext = successorContext(token.tokenHash);
+    const next = {
+      tokenHash: hashRefreshToken(refreshToken),
+      expiresAt: session.expiresAt,
+      successorEncrypted: encrypt(keyRing, refreshToken, sealContext),
+      dpopJkt: token.dpopJkt,
+    };
+    const graceStart = new Date(now.getTime() - this.refreshGraceMs);
+    if (!(await store.rotateRefreshToken(token.tokenHash, next, now, graceStart))) {
+      // Read again: a concurrent rotation committed after our first read.
       const rotated = await store.findRefreshToken(token.tokenHash);
       const usedAtMs = rotated?.usedAt?.getTime() ?? token.usedAt?.getTime() ?? 0;
       if (now.getTime() - usedAtMs > this.refreshGraceMs) {
@@ -304,9 +385,18 @@ export class AuthService {
         this.deps.logger.warn({ userId: session.userId, sessionId: session.id }, "refresh token reused: session revoked");
         throw invalid;
       }
-      await store.addRefreshToken(session.id, next);
+      // Within the grace window without a sealed successor (rotated before successors were kept):
+      // refused, never a second family.
+      if (!rotated?.successorEncrypted) throw invalid;
+      refreshToken = decrypt(keyRing, rotated.successorEncrypted, sealContext);
     }
-    const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: session.id, deviceId });
+    const access = await this.deps.signer.sign({
+      userId: user.id,
+      role: user.role,
+      sessionId: session.id,
+      deviceId: session.deviceId,
+      deviceKey: token.dpopJkt ?? undefined,
+    });
     return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
   }
 
@@ -386,7 +476,7 @@ export class AuthService {
       {
         email,
         role: "ADMIN",
-        passwordHash: await this.deps.hasher.hash(parseNewPassword(password, "ADMIN_PASSWORD")),
+        passwordHash: await this.deps.hasher.hash(parseNewPassword(password, "ADMIN_PASSWORD", personalInputs({ email }))),
         phoneEncrypted: encrypt(this.deps.keyRing, phone, PHONE_CONTEXT),
         phoneBlindIndex: blindIndex(this.deps.keyRing, phone, PHONE_CONTEXT),
       },

@@ -41,6 +41,8 @@ describe("auth configuration", () => {
     expect(defaults).toContain("ADMIN_EMAIL: must not be the development default");
     expect(defaults).toContain("ADMIN_PASSWORD: must not be the development default");
     expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "short" })).toContain("ADMIN_PASSWORD: Password must be at least 12");
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "Password1234!" })).toContain("ADMIN_PASSWORD: This password is too easy to guess");
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "ops@bank.example1" })).toContain("ADMIN_PASSWORD: This password is too easy to guess");
     expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "a real Passphrase 7" })).toBe("");
   });
 

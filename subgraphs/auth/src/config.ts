@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ConfigError } from "@vaultpay/kit";
 import { keyRingEnvSchema } from "@vaultpay/crypto";
 import { subgraphConfigSchema } from "@vaultpay/service";
-import { checkPasswordPolicy, normalizeEmail } from "./validation.ts";
+import { checkPasswordPolicy, normalizeEmail, personalInputs } from "./validation.ts";
 
 /**
  * The development administrator (README quick start). Production refuses these values, and
@@ -60,7 +60,7 @@ export const authConfigSchema = subgraphConfigSchema
       }
     }
     if (env.ADMIN_PASSWORD) {
-      const problem = checkPasswordPolicy(env.ADMIN_PASSWORD);
+      const problem = checkPasswordPolicy(env.ADMIN_PASSWORD, personalInputs({ email: env.ADMIN_EMAIL ?? DEV_ADMIN_EMAIL }));
       if (problem) issues.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: problem });
     }
   })

@@ -1,9 +1,17 @@
 import { createHmac } from "node:crypto";
 
 /**
- * Account lockout after repeated failures (wrong password or wrong OTP). It is keyed by a keyed
- * hash of the email, not by user id, so an email with no account locks exactly like a real one:
- * a lockout answer reveals nothing about who is registered.
+ * Lockout after repeated failures (wrong password or wrong OTP), on two keys at once:
+ *
+ * - per client: (email, client address) — or (email, device key) for a login that proves a device
+ *   registered for the user — locks fast (5 failures), so one address guessing stops quickly
+ *   without locking the customer out from everywhere else;
+ * - per account: the email alone, a slower ceiling (50 failures) against guessing spread over many
+ *   addresses. A login that proves a device already registered for the user skips this one: a
+ *   stranger cannot lock the customer's own device out.
+ *
+ * Keys are keyed hashes of the email, not user ids, so an email with no account locks exactly like
+ * a real one: a lockout answer reveals nothing about who is registered.
  */
 export interface LockoutPolicy {
   /** Failures in a row that start a lock. */
@@ -14,8 +22,17 @@ export interface LockoutPolicy {
   memorySeconds: number;
 }
 
-/** 5 failures → 1 min, the next 5 → 2 min, then 4, 8 … capped at 1 h; forgotten after a quiet day. */
+/** Per client: 5 failures → 1 min, the next 5 → 2 min, then 4, 8 … capped at 1 h; forgotten after a quiet day. */
 export const DEFAULT_LOCKOUT_POLICY: LockoutPolicy = { maxFailures: 5, baseLockSeconds: 60, maxLockSeconds: 3600, memorySeconds: 24 * 3600 };
+/** Per account, whatever the address: 50 failures → 5 min, doubling to 1 h; forgotten after a quiet day. */
+export const DEFAULT_ACCOUNT_LOCKOUT_POLICY: LockoutPolicy = { maxFailures: 50, baseLockSeconds: 300, maxLockSeconds: 3600, memorySeconds: 24 * 3600 };
+
+/** Who is trying: the client address the gateway saw, or a device key it verified a proof of. */
+export type LockoutClient = { address: string } | { provenDeviceKey: string };
+
+/** Both kinds of key, tagged so each gets its own policy; stored with an OTP challenge as they are. */
+const CLIENT_PREFIX = "c:";
+const ACCOUNT_PREFIX = "a:";
 
 export interface LockoutState {
   /** Failures since the last lock (or success). */
@@ -46,29 +63,56 @@ export class Lockout {
     private readonly pepper: string,
     private readonly now: () => Date,
     private readonly policy: LockoutPolicy = DEFAULT_LOCKOUT_POLICY,
+    private readonly accountPolicy: LockoutPolicy = DEFAULT_ACCOUNT_LOCKOUT_POLICY,
   ) {}
 
-  /** The key for an email; the store never holds the address itself. */
-  keyFor(email: string): string {
-    return createHmac("sha256", this.pepper).update(`lockout\u0000${email}`).digest("base64url");
+  private hash(text: string): string {
+    return createHmac("sha256", this.pepper).update(text).digest("base64url");
   }
 
-  /** Seconds until the lock ends, or 0 when not locked. */
-  async lockedForSeconds(key: string): Promise<number> {
-    const state = await this.store.get(key);
-    const remainingMs = (state?.lockedUntilMs ?? 0) - this.now().getTime();
-    return remainingMs > 0 ? Math.ceil(remainingMs / 1000) : 0;
+  /**
+   * The keys a sign-in attempt is checked and counted on; the store never holds the email or the
+   * address. `deviceRegistered`: the client proved a device key registered for this email's user —
+   * then only the (email, device) key applies.
+   */
+  keysFor(email: string, client: LockoutClient, deviceRegistered = false): string[] {
+    if ("provenDeviceKey" in client && deviceRegistered) return [`${CLIENT_PREFIX}${this.hash(`lockout\u0000device\u0000${email}\u0000${client.provenDeviceKey}`)}`];
+    const address = "address" in client ? client.address : "unknown";
+    return [`${CLIENT_PREFIX}${this.hash(`lockout\u0000client\u0000${email}\u0000${address}`)}`, `${ACCOUNT_PREFIX}${this.hash(`lockout\u0000${email}`)}`];
   }
 
-  /** Records a failure; returns the lock it started, in seconds, or null. */
-  async recordFailure(key: string): Promise<number | null> {
-    // Read-modify-write: a concurrent burst can lose a count; the gateway's rate limit bounds bursts.
-    const next = afterFailure(await this.store.get(key), this.now().getTime(), this.policy);
-    await this.store.put(key, next.state, this.policy.memorySeconds + (next.lockedForSeconds ?? 0));
-    return next.lockedForSeconds;
+  private policyOf(key: string): LockoutPolicy {
+    return key.startsWith(ACCOUNT_PREFIX) ? this.accountPolicy : this.policy;
   }
 
-  async reset(key: string): Promise<void> {
-    await this.store.clear(key);
+  /** Seconds until the longest of the keys' locks ends, or 0 when none is locked. */
+  async lockedForSeconds(keys: readonly string[]): Promise<number> {
+    let longestMs = 0;
+    for (const key of keys) {
+      const state = await this.store.get(key);
+      longestMs = Math.max(longestMs, (state?.lockedUntilMs ?? 0) - this.now().getTime());
+    }
+    return longestMs > 0 ? Math.ceil(longestMs / 1000) : 0;
+  }
+
+  /** Records a failure on every key; returns the longest lock it started, in seconds, or null. */
+  async recordFailure(keys: readonly string[]): Promise<number | null> {
+    let started: number | null = null;
+    for (const key of keys) {
+      const policy = this.policyOf(key);
+      // Read-modify-write: a concurrent burst can lose a count; the gateway's rate limit bounds bursts.
+      const next = afterFailure(await this.store.get(key), this.now().getTime(), policy);
+      await this.store.put(key, next.state, policy.memorySeconds + (next.lockedForSeconds ?? 0));
+      if (next.lockedForSeconds !== null) started = Math.max(started ?? 0, next.lockedForSeconds);
+    }
+    return started;
+  }
+
+  /**
+   * After a verified sign-in, forgets this client's failures. The account-wide count stays until its
+   * quiet period ends: the owner succeeding from home must not wipe out a guessing campaign's count.
+   */
+  async reset(keys: readonly string[]): Promise<void> {
+    for (const key of keys) if (key.startsWith(CLIENT_PREFIX)) await this.store.clear(key);
   }
 }

@@ -57,5 +57,9 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       status: serviceStatus(runtime, "auth"),
     });
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  // Both come from the gateway: x-forwarded-for and the proven key under its signed assertion (kit).
+  context: async (_runtime, _request, requestContext, caller) => ({
+    caller,
+    client: { address: requestContext.actor.ip, provenDeviceKey: requestContext.provenDeviceKey },
+  }),
 });

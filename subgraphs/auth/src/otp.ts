@@ -12,8 +12,8 @@ export interface OtpChallengeRecord {
   challengeId: string;
   /** Null for a decoy challenge (register with a taken email): no code can ever pass it. */
   userId: string | null;
-  /** The lockout key of the email the challenge was made for. */
-  lockoutKey: string;
+  /** The lockout keys of the sign-in the challenge was made for (see Lockout.keysFor). */
+  lockoutKeys: string[];
   deviceId: string;
   purpose: OtpPurpose;
   codeHash: string;
@@ -68,7 +68,7 @@ export class OtpChallenges {
   }
 
   /** Creates a challenge; the code is returned once, for the notifier, and never stored. */
-  async issue(input: { userId: string | null; lockoutKey: string; deviceId: string; purpose: OtpPurpose }): Promise<{ challenge: OtpChallenge; code: string }> {
+  async issue(input: { userId: string | null; lockoutKeys: string[]; deviceId: string; purpose: OtpPurpose }): Promise<{ challenge: OtpChallenge; code: string }> {
     const challengeId = randomUUID();
     const code = randomInt(0, 10 ** OTP_DIGITS).toString().padStart(OTP_DIGITS, "0");
     const expiresAtMs = this.options.now().getTime() + this.ttlSeconds * 1000;

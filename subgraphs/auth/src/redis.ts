@@ -15,7 +15,7 @@ export function createRedisOtpStore(redis: Redis): OtpStore {
         .multi()
         .hset(otpKey(record.challengeId), {
           userId: record.userId ?? "",
-          lockoutKey: record.lockoutKey,
+          lockoutKeys: JSON.stringify(record.lockoutKeys),
           deviceId: record.deviceId,
           purpose: record.purpose,
           codeHash: record.codeHash,
@@ -31,7 +31,7 @@ export function createRedisOtpStore(redis: Redis): OtpStore {
       return {
         challengeId,
         userId: fields.userId || null,
-        lockoutKey: fields.lockoutKey ?? "",
+        lockoutKeys: fields.lockoutKeys ? (JSON.parse(fields.lockoutKeys) as string[]) : [],
         deviceId: fields.deviceId ?? "",
         purpose: fields.purpose === "register" ? "register" : "login",
         codeHash: fields.codeHash,

@@ -1,12 +1,14 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { DateTimeScalar, DomainError, type Caller } from "@vaultpay/kit";
-import type { AuthPayload, AuthService, UserRecord } from "./auth.ts";
+import type { AuthPayload, AuthService, SignInClient, UserRecord } from "./auth.ts";
 import type { DevMessage } from "./redis.ts";
 import { parseEmail } from "./validation.ts";
 
 export interface AuthContext {
   /** The verified token of the request (kit verified it), or undefined when anonymous. */
   caller: Caller | undefined;
+  /** What the gateway vouched for about the client: its address and the DPoP key it proved, if any. */
+  client: SignInClient;
 }
 
 export interface ResolverDeps {
@@ -52,13 +54,20 @@ export function createResolvers(deps: ResolverDeps): GraphQLResolverMap<AuthCont
       },
     },
     Mutation: {
-      register: (_: unknown, args: Args) =>
-        auth.register({ email: text(args, "email"), phone: text(args, "phone"), password: text(args, "password"), deviceId: text(args, "deviceId") }),
-      login: (_: unknown, args: Args) => auth.login({ email: text(args, "email"), password: text(args, "password"), deviceId: text(args, "deviceId") }),
-      verifyOtp: async (_: unknown, args: Args) =>
-        own(await auth.verifyOtp({ challengeId: text(args, "challengeId"), code: text(args, "code"), deviceId: text(args, "deviceId") })),
-      refreshSession: async (_: unknown, args: Args) =>
-        own(await auth.refreshSession({ refreshToken: text(args, "refreshToken"), deviceId: text(args, "deviceId") })),
+      register: (_: unknown, args: Args, context: AuthContext) =>
+        auth.register({
+          email: text(args, "email"),
+          phone: text(args, "phone"),
+          password: text(args, "password"),
+          deviceId: text(args, "deviceId"),
+          client: context.client,
+        }),
+      login: (_: unknown, args: Args, context: AuthContext) =>
+        auth.login({ email: text(args, "email"), password: text(args, "password"), deviceId: text(args, "deviceId"), client: context.client }),
+      verifyOtp: async (_: unknown, args: Args, context: AuthContext) =>
+        own(await auth.verifyOtp({ challengeId: text(args, "challengeId"), code: text(args, "code"), deviceId: text(args, "deviceId"), client: context.client })),
+      refreshSession: async (_: unknown, args: Args, context: AuthContext) =>
+        own(await auth.refreshSession({ refreshToken: text(args, "refreshToken"), deviceId: text(args, "deviceId"), client: context.client })),
       logout: (_: unknown, __: Args, context: AuthContext) => auth.logout(context.caller),
     },
     User: {

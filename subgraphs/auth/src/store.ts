@@ -69,11 +69,11 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
         throw error;
       }
     },
-    startSession({ userId, deviceId, now, expiresAt, refreshTokenHash }, events) {
+    startSession({ userId, deviceId, label, dpopJkt, now, expiresAt, refreshTokenHash }, events) {
       return withEvents(async (tx) => {
         // Insert-or-skip, then update: two logins racing on a new device both succeed, one records it.
         const inserted = await tx.device.createMany({
-          data: [{ userId, fingerprint: deviceId, firstSeenAt: now, lastSeenAt: now }],
+          data: [{ userId, fingerprint: deviceId, label, firstSeenAt: now, lastSeenAt: now }],
           skipDuplicates: true,
         });
         const newDevice = inserted.count === 1;
@@ -81,7 +81,7 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
           ? await tx.device.findUniqueOrThrow({ where: { userId_fingerprint: { userId, fingerprint: deviceId } } })
           : await tx.device.update({ where: { userId_fingerprint: { userId, fingerprint: deviceId } }, data: { lastSeenAt: now, trusted: true } });
         const session = await tx.session.create({ data: { userId, deviceId, createdAt: now, expiresAt } });
-        await tx.refreshToken.create({ data: { tokenHash: refreshTokenHash, sessionId: session.id, createdAt: now, expiresAt } });
+        await tx.refreshToken.create({ data: { tokenHash: refreshTokenHash, sessionId: session.id, createdAt: now, expiresAt, dpopJkt } });
         const started = { sessionId: session.id, device: toDevice(device), newDevice };
         return { result: started, events: events(started) };
       });
@@ -92,23 +92,32 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
       const { session } = row;
       return {
         tokenHash: row.tokenHash,
+        dpopJkt: row.dpopJkt,
         usedAt: row.usedAt,
+        successorEncrypted: row.successorEncrypted,
         expiresAt: row.expiresAt,
         session: { id: session.id, userId: session.userId, deviceId: session.deviceId, expiresAt: session.expiresAt, revokedAt: session.revokedAt },
       };
     },
-    async rotateRefreshToken(oldHash, next, now) {
+    async rotateRefreshToken(oldHash, next, now, forgetSealedBefore) {
       return db.$transaction(async (tx) => {
-        // The conditional update is the lock: of two concurrent rotations only one sees count 1.
-        const claimed = await tx.refreshToken.updateMany({ where: { tokenHash: oldHash, usedAt: null }, data: { usedAt: now } });
+        // The conditional update is the lock: of two concurrent rotations only one sees count 1, and
+        // the other, waiting on the row lock, reads the successor sealed here once this commits.
+        const claimed = await tx.refreshToken.updateMany({
+          where: { tokenHash: oldHash, usedAt: null },
+          data: { usedAt: now, successorEncrypted: next.successorEncrypted },
+        });
         if (claimed.count !== 1) return false;
         const old = await tx.refreshToken.findUniqueOrThrow({ where: { tokenHash: oldHash } });
-        await tx.refreshToken.create({ data: { tokenHash: next.tokenHash, sessionId: old.sessionId, createdAt: now, expiresAt: next.expiresAt } });
+        await tx.refreshToken.create({
+          data: { tokenHash: next.tokenHash, sessionId: old.sessionId, createdAt: now, expiresAt: next.expiresAt, dpopJkt: next.dpopJkt },
+        });
+        await tx.refreshToken.updateMany({
+          where: { sessionId: old.sessionId, usedAt: { lt: forgetSealedBefore }, successorEncrypted: { not: null } },
+          data: { successorEncrypted: null },
+        });
         return true;
       });
-    },
-    async addRefreshToken(sessionId, next) {
-      await db.refreshToken.create({ data: { tokenHash: next.tokenHash, sessionId, expiresAt: next.expiresAt } });
     },
     revokeSession(sessionId, reason, now, events) {
       return withEvents(async (tx) => {
@@ -119,6 +128,9 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
     async listDevices(userId) {
       const rows = await db.device.findMany({ where: { userId }, orderBy: { firstSeenAt: "asc" }, take: DEVICES_LIST_MAX });
       return rows.map(toDevice);
+    },
+    async hasDevice(userId, fingerprint) {
+      return (await db.device.count({ where: { userId, fingerprint } })) > 0;
     },
     async appendEvents(events) {
       if (events.length === 0) return;

@@ -7,6 +7,8 @@ export interface AccessClaims {
   role: Role;
   sessionId: string;
   deviceId: string;
+  /** The DPoP key's thumbprint the token is bound to (`cnf.jkt`, RFC 9449 §6); none for bearer. */
+  deviceKey?: string | undefined;
 }
 
 export interface AccessTokenSigner {
@@ -17,7 +19,7 @@ export interface AccessTokenSigner {
 
 /**
  * Signs access tokens per kit's ACCESS_TOKEN contract (issuer, audience, ES256, 15 minutes) with
- * claims sub, role, sid, did and a fresh jti, and a `kid` header so verifiers find the key in JWKS.
+ * claims sub, role, sid, did (and cnf.jkt for a device-bound session) and a fresh jti, and a `kid` header so verifiers find the key in JWKS.
  */
 export async function createAccessTokenSigner(privateJwkJson: string, keyId: string, now: () => Date = () => new Date()): Promise<AccessTokenSigner> {
   const privateJwk = JSON.parse(privateJwkJson) as JWK;
@@ -27,7 +29,7 @@ export async function createAccessTokenSigner(privateJwkJson: string, keyId: str
     async sign(claims) {
       const issuedAtSeconds = Math.floor(now().getTime() / 1000);
       const expiresAtSeconds = issuedAtSeconds + ACCESS_TOKEN.ttlSeconds;
-      const token = await new SignJWT({ role: claims.role, sid: claims.sessionId, did: claims.deviceId })
+      const token = await new SignJWT({ role: claims.role, sid: claims.sessionId, did: claims.deviceId, ...(claims.deviceKey ? { cnf: { jkt: claims.deviceKey } } : {}) })
         .setProtectedHeader({ alg: ACCESS_TOKEN.algorithm, kid: keyId, typ: "JWT" })
         .setSubject(claims.userId)
         .setIssuer(ACCESS_TOKEN.issuer)

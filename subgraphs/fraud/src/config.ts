@@ -42,6 +42,8 @@ export const fraudConfigSchema = subgraphConfigSchema
     FRAUD_VELOCITY_MAX_AMOUNT_MINOR: amountMinor("5000000"),
     FRAUD_UNKNOWN_DEVICE_WEIGHT: weight(30),
     FRAUD_DEVICE_MISMATCH_WEIGHT: weight(40),
+    /** Alone it must stay under FRAUD_FAIL_SCORE: bearer clients (Sandbox, curl) move small sums. */
+    FRAUD_UNPROVEN_DEVICE_WEIGHT: weight(25),
     FRAUD_NEW_PAYEE_WEIGHT: weight(15),
     FRAUD_DAILY_LIMIT_WEIGHT: weight(100),
     FRAUD_DAILY_LIMIT_MINOR: amountMinor("20000000"),
@@ -82,6 +84,7 @@ export function rulesConfigFrom(config: FraudConfig): RulesConfig {
     },
     unknownDevice: { weight: config.FRAUD_UNKNOWN_DEVICE_WEIGHT },
     deviceMismatch: { weight: config.FRAUD_DEVICE_MISMATCH_WEIGHT },
+    unprovenDevice: { weight: config.FRAUD_UNPROVEN_DEVICE_WEIGHT },
     newPayee: { weight: config.FRAUD_NEW_PAYEE_WEIGHT },
     dailyLimit: { weight: config.FRAUD_DAILY_LIMIT_WEIGHT, limitMinor: config.FRAUD_DAILY_LIMIT_MINOR, timeZone: config.FRAUD_DAILY_LIMIT_TIME_ZONE },
     currencies: config.FRAUD_CURRENCIES,

@@ -15,7 +15,7 @@ describe("checking a transfer", () => {
   it("passes a transfer no rule fires on and records every rule's result", () => {
     const { verdict, evaluation } = checkTransfer(transfer, facts, config, now);
     expect(verdict).toEqual({ riskScore: 0, passed: true, reasons: [], customerReasons: [] });
-    expect(evaluation.rules.map((r) => r.rule)).toEqual(["high-amount", "unusual-amount", "velocity", "unknown-device", "device-mismatch", "new-payee", "daily-limit"]);
+    expect(evaluation.rules.map((r) => r.rule)).toEqual(["high-amount", "unusual-amount", "velocity", "unknown-device", "device-mismatch", "unproven-device", "new-payee", "daily-limit"]);
     expect(evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { knownDevices: 1, paidPayeeBefore: true } });
   });
 

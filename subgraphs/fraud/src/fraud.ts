@@ -29,6 +29,7 @@ const CUSTOMER_REASONS: Record<RuleName, string> = {
   velocity: "Too many transfers, or too much money, in a short time",
   "unknown-device": "The transfer came from a device not registered for this customer",
   "device-mismatch": "The transfer came from another device than the signed-in session",
+  "unproven-device": "The transfer was sent without proof of a registered device",
   "new-payee": "This is the first transfer to this payee",
   "daily-limit": "The transfer would go over the daily limit",
 };

@@ -6,11 +6,13 @@ import {
   calendarDay,
   dailyLimit,
   deviceMismatch,
+  RULES,
   highAmount,
   medianMinor,
   newPayee,
   score,
   unknownDevice,
+  unprovenDevice,
   unusualAmount,
   velocity,
   type Facts,
@@ -160,6 +162,40 @@ describe("devices", () => {
     expect(deviceMismatch.evaluate(transfer(), facts(), defaults).fired).toBe(false);
     expect(deviceMismatch.evaluate(transfer({ requestDeviceId: "d2" }), facts(), defaults).reason).toBe("The transfer request came from a different device than the signed-in session");
     expect(deviceMismatch.evaluate(transfer({ requestDeviceId: null }), facts(), defaults).reason).toBe("The transfer request carried no device id");
+  });
+});
+
+describe("unproven devices (bearer sessions, no DPoP proof)", () => {
+  const scoreOf = (t: ReturnType<typeof transfer>, f: Facts) => score(RULES.map((rule) => rule.evaluate(t, f, defaults)), defaults.failScore);
+
+  it("never trusts the claimed x-device-id: a forged header matching the session is still unproven", () => {
+    // The thief copies the token's did into x-device-id: before DPoP this scored 0.
+    const forged = transfer({ requestDeviceId: "d1", sessionDeviceId: "d1", deviceProven: false });
+    expect(unprovenDevice.evaluate(forged, facts(), defaults)).toMatchObject({ fired: true, weight: 25 });
+    // Claimed ids are not looked up or compared: whatever was typed cannot clear or trip those rules.
+    expect(unknownDevice.evaluate(transfer({ requestDeviceId: "d9", deviceProven: false }), facts(), defaults).fired).toBe(false);
+    expect(deviceMismatch.evaluate(transfer({ requestDeviceId: "d9", deviceProven: false }), facts(), defaults).fired).toBe(false);
+    expect(unprovenDevice.evaluate(transfer(), facts(), defaults).fired).toBe(false);
+  });
+
+  it("alone (even with a new payee) passes a small transfer; with a new payee and a high amount it fails", () => {
+    const small = transfer({ deviceProven: false, amountMinor: 25_000n });
+    expect(scoreOf(small, facts())).toMatchObject({ riskScore: 25, passed: true });
+    expect(scoreOf(small, facts({ paidPayeeBefore: false }))).toMatchObject({ riskScore: 40, passed: true });
+    const takeover = transfer({ deviceProven: false, amountMinor: 15_000_000n });
+    const verdict = scoreOf(takeover, facts({ paidPayeeBefore: false }));
+    expect(verdict.passed).toBe(false);
+    expect(verdict.reasons).toContain("The request did not prove its device");
+    // Unusual (30) + new payee (15) passes from a proven device (45) and fails unproven (70).
+    const unusual = { paidPayeeBefore: false, recentPassedAmountsMinor: [10_000n, 10_000n, 10_000n] };
+    expect(scoreOf(transfer({ amountMinor: 60_000n }), facts(unusual))).toMatchObject({ riskScore: 45, passed: true });
+    expect(scoreOf(transfer({ amountMinor: 60_000n, deviceProven: false }), facts(unusual))).toMatchObject({ riskScore: 70, passed: false });
+  });
+
+  it("is weighted by FRAUD_UNPROVEN_DEVICE_WEIGHT (0 switches it off)", () => {
+    expect(rulesConfigFromEnv({ FRAUD_UNPROVEN_DEVICE_WEIGHT: "10" }).unprovenDevice.weight).toBe(10);
+    const off = rulesConfigFromEnv({ FRAUD_UNPROVEN_DEVICE_WEIGHT: "0" });
+    expect(score([unprovenDevice.evaluate(transfer({ deviceProven: false }), facts(), off)], off.failScore).riskScore).toBe(0);
   });
 });
 

@@ -12,8 +12,13 @@ export interface Transfer {
   toAccountId: string;
   amountMinor: bigint;
   currency: string;
-  /** The device the request came from (x-device-id); null when the client sent none. */
+  /**
+   * The device the request came from: the DPoP-proven key's device id when `deviceProven`, else
+   * the id the client claimed (x-device-id), null when it sent none.
+   */
   requestDeviceId: string | null;
+  /** Whether the gateway verified a proof of the request's device key (DPoP). */
+  deviceProven: boolean;
   /** The device bound to the session of the access token. */
   sessionDeviceId: string;
   initiatedAt: Date;
@@ -54,6 +59,7 @@ export interface RulesConfig {
   velocity: { weight: number; windowSeconds: number; maxTransfers: number; maxAmountMinor: bigint };
   unknownDevice: { weight: number };
   deviceMismatch: { weight: number };
+  unprovenDevice: { weight: number };
   newPayee: { weight: number };
   dailyLimit: { weight: number; limitMinor: bigint; timeZone: string };
   /** Currencies whose minor units the amount thresholds are written in. */
@@ -62,7 +68,15 @@ export interface RulesConfig {
   historyMaxRows: number;
 }
 
-export type RuleName = "high-amount" | "unusual-amount" | "velocity" | "unknown-device" | "device-mismatch" | "new-payee" | "daily-limit";
+export type RuleName =
+  | "high-amount"
+  | "unusual-amount"
+  | "velocity"
+  | "unknown-device"
+  | "device-mismatch"
+  | "unproven-device"
+  | "new-payee"
+  | "daily-limit";
 
 /** Figures a rule computed: stored with the verdict, so it can be explained later. */
 export type RuleDetail = Record<string, string | number | boolean | null>;
@@ -172,10 +186,14 @@ export const velocity: Rule = {
   },
 };
 
-/** The request's device (or, without one, the session's) is not one auth registered for the user. */
+/**
+ * The request's proven device (or, without one, the session's) is not one auth registered for the
+ * user. An unproven request's claimed id is never looked up: the unproven-device rule scores it.
+ */
 export const unknownDevice: Rule = {
   name: "unknown-device",
   evaluate(transfer, facts, config) {
+    if (!transfer.deviceProven) return result("unknown-device", config.unknownDevice.weight, null, { knownDevices: facts.knownDeviceIds.length, proven: false });
     const deviceId = transfer.requestDeviceId ?? transfer.sessionDeviceId;
     const known = facts.knownDeviceIds.includes(deviceId);
     return result("unknown-device", config.unknownDevice.weight, known ? null : "The transfer came from a device not registered for this user", {
@@ -185,13 +203,15 @@ export const unknownDevice: Rule = {
 };
 
 /**
- * The request came from another device than the session's (a stolen token replayed elsewhere), or
- * named no device at all: every client sends x-device-id, so a missing one is not a normal client.
+ * The request proved another device than the session's (a token used with some other key), or
+ * named no device at all. Only proven devices are compared: a claimed x-device-id is whatever the
+ * caller typed — a thief types the session's.
  */
 export const deviceMismatch: Rule = {
   name: "device-mismatch",
   evaluate(transfer, _facts, config) {
     const { requestDeviceId, sessionDeviceId } = transfer;
+    if (!transfer.deviceProven) return result("device-mismatch", config.deviceMismatch.weight, null, { requestDeviceSent: requestDeviceId !== null, proven: false });
     const reason =
       requestDeviceId === null
         ? "The transfer request carried no device id"
@@ -199,6 +219,20 @@ export const deviceMismatch: Rule = {
           ? "The transfer request came from a different device than the signed-in session"
           : null;
     return result("device-mismatch", config.deviceMismatch.weight, reason, { requestDeviceSent: requestDeviceId !== null });
+  },
+};
+
+/**
+ * The request proved no device key (a bearer session: Apollo Sandbox, curl, a script, or a stolen
+ * token with a forged x-device-id). Weighted to stay under the fail score alone — such clients
+ * can still move small sums — but to tip a transfer that is also new, large or fast.
+ */
+export const unprovenDevice: Rule = {
+  name: "unproven-device",
+  evaluate(transfer, _facts, config) {
+    return result("unproven-device", config.unprovenDevice.weight, transfer.deviceProven ? null : "The request did not prove its device", {
+      claimedDeviceId: transfer.deviceProven ? null : transfer.requestDeviceId,
+    });
   },
 };
 
@@ -243,7 +277,7 @@ export const dailyLimit: Rule = {
 };
 
 /** Every rule, in the order reasons are listed. */
-export const RULES: readonly Rule[] = [highAmount, unusualAmount, velocity, unknownDevice, deviceMismatch, newPayee, dailyLimit];
+export const RULES: readonly Rule[] = [highAmount, unusualAmount, velocity, unknownDevice, deviceMismatch, unprovenDevice, newPayee, dailyLimit];
 
 export interface Score {
   riskScore: number;

@@ -106,6 +106,7 @@ export async function insertCheck(
       amountMinor: transfer.amountMinor,
       currency: transfer.currency,
       requestDeviceId: transfer.requestDeviceId,
+      deviceProven: transfer.deviceProven,
       sessionDeviceId: transfer.sessionDeviceId,
       // An unparseable time is stored as the check time; the verdict already failed closed on it.
       initiatedAt: Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt,

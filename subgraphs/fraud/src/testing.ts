@@ -27,6 +27,7 @@ export function transferFixture(overrides: Partial<Transfer> = {}): Transfer {
     amountMinor: 10_000n,
     currency: "INR",
     requestDeviceId: "d1",
+    deviceProven: true,
     sessionDeviceId: "d1",
     initiatedAt: new Date("2026-11-25T12:00:00.000Z"),
     ...overrides,

@@ -1,5 +1,5 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
-import { DateTimeScalar, currentContext, requireCaller, type Caller } from "@vaultpay/kit";
+import { DateTimeScalar, currentContext, provenDeviceId, requireCaller, type Caller } from "@vaultpay/kit";
 import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
 import type { Runtime, TransactionsContext } from "./main.ts";
@@ -27,7 +27,10 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
         context: TransactionsContext,
       ) => {
         const requestContext = currentContext();
-        return transfers.initiate(signedIn(context), args, requestContext?.actor.deviceId, requestContext?.correlationId ?? "");
+        // Proven only by the gateway's signed word (kit checked it); never by the x-device-id header.
+        const provenKey = requestContext?.provenDeviceKey;
+        const device = provenKey ? { id: provenDeviceId(provenKey), proven: true } : { id: requestContext?.actor.deviceId, proven: false };
+        return transfers.initiate(signedIn(context), args, device, requestContext?.correlationId ?? "");
       },
     },
     Transfer: {

@@ -43,6 +43,7 @@ function pending(): TransferState {
     stepAttempts: 1,
     failureReason: null,
     requestDeviceId: "d1",
+    requestDeviceProven: false,
     sessionDeviceId: "d1",
     correlationId: "corr-1",
     createdAt: new Date("2026-11-25T10:00:00Z"),

@@ -26,6 +26,7 @@ export interface TransferState {
   stepAttempts: number;
   failureReason: string | null;
   requestDeviceId: string | null;
+  requestDeviceProven: boolean;
   sessionDeviceId: string;
   correlationId: string;
   createdAt: Date;
@@ -69,6 +70,7 @@ export async function sendStepCommand(store: SagaStore, transfer: TransferState,
         amountMinor,
         currency: transfer.currency,
         requestDeviceId: transfer.requestDeviceId,
+        deviceProven: transfer.requestDeviceProven,
         sessionDeviceId: transfer.sessionDeviceId,
         initiatedAt: transfer.createdAt.toISOString(),
       });

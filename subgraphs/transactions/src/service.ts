@@ -39,7 +39,16 @@ export class TransferService {
     private readonly afterCommit: () => void,
   ) {}
 
-  async initiate(caller: Caller, input: InitiateInput, requestDeviceId: string | undefined, correlationId: string): Promise<TransferRecord> {
+  /**
+   * `device`: the request's device — the DPoP-proven one (id "jkt:<thumbprint>", proven) when the
+   * gateway vouched for a proof, else the client's x-device-id claim, recorded but not proven.
+   */
+  async initiate(
+    caller: Caller,
+    input: InitiateInput,
+    device: { id: string | undefined; proven: boolean },
+    correlationId: string,
+  ): Promise<TransferRecord> {
     const request = parseTransferRequest(input);
     const toBlindIndex = blindIndex({ blindIndexKey: this.blindIndexKey }, request.toAccountNumber, ACCOUNT_NUMBER_CONTEXT);
     const hash = requestHash(request, toBlindIndex);
@@ -71,7 +80,8 @@ export class TransferService {
             status: "PENDING",
             idempotencyKey: request.idempotencyKey,
             requestHash: hash,
-            requestDeviceId: requestDeviceId?.slice(0, 128) ?? null,
+            requestDeviceId: device.id?.slice(0, 128) ?? null,
+            requestDeviceProven: device.proven,
             sessionDeviceId: caller.deviceId,
             correlationId,
             step: "DEBIT",

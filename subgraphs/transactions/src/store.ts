@@ -19,6 +19,7 @@ export function toState(row: TransferRow): TransferState {
     stepAttempts: row.stepAttempts,
     failureReason: row.failureReason,
     requestDeviceId: row.requestDeviceId,
+    requestDeviceProven: row.requestDeviceProven,
     sessionDeviceId: row.sessionDeviceId,
     correlationId: row.correlationId,
     createdAt: row.createdAt,

@@ -21,6 +21,11 @@ export const authEvents = {
       method: z.enum(["register", "login"]),
       /** First verified login from this device for this user (a fraud signal). */
       newDevice: z.boolean(),
+      /**
+       * The device is a DPoP key the client proved holding (deviceId = "jkt:<thumbprint>"), not an
+       * id it claimed. Absent in events from before device binding: false.
+       */
+      deviceProven: z.boolean().default(false),
     }),
   ),
   "auth.login.failed": defineEvent(

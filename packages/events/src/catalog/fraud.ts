@@ -16,8 +16,14 @@ export const fraudEvents = {
       toAccountId: id,
       amountMinor: positiveMinorUnits,
       currency: currencyCode,
-      /** The device the transfer request came from (x-device-id), if the client sent one. */
+      /**
+       * The device the transfer request came from: with deviceProven, the DPoP key the gateway
+       * verified a proof of ("jkt:<thumbprint>"); without, the x-device-id the client claimed (if
+       * any), which proves nothing.
+       */
       requestDeviceId: z.string().max(128).nullable(),
+      /** Whether requestDeviceId was proven (DPoP). Absent in requests from before: unproven. */
+      deviceProven: z.boolean().default(false),
       /** The device bound to the session of the access token that initiated the transfer. */
       sessionDeviceId: z.string().max(128),
       initiatedAt: z.iso.datetime({ offset: true }),
