@@ -1,2 +1,4 @@
 export * from "./model.ts";
 export * from "./rules.ts";
+export * from "./reconcile.ts";
+export * from "./report.ts";
