@@ -134,11 +134,9 @@ async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: numb
     const known = await loadTransfers(transactions, ids);
     const unknown = ids.filter((id) => !known.has(id.toLowerCase()));
     if (unknown.length === 0) continue;
-    const [held, refunds, debitEvents] = await Promise.all([
-      loadAccountsEvidence(accounts, unknown),
-      loadReconciliationRefunds(transactions, unknown),
-      loadDebitEvents(accounts, unknown),
-    ]);
+    const held = await loadAccountsEvidence(accounts, unknown);
+    const debitEvents = await loadDebitEvents(accounts, unknown);
+    const refunds = await loadReconciliationRefunds(transactions, unknown);
     for (const transferId of unknown) {
       const evidence: TransferEvidence = {
         transferId,
