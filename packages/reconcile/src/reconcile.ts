@@ -28,7 +28,11 @@ import {
   transferPages,
 } from "./store.ts";
 
-/** The default grace period: sagas and relays finish well within it (a saga gives up after ~1 min). */
+/**
+ * The default grace period. A saga in flight changes its transfer at least every 8 step timeouts
+ * (the deadline's back-off cap: 80 s with SAGA_STEP_TIMEOUT_MS=10000), and relays publish within
+ * seconds; 5 minutes leaves room for a service restart on top.
+ */
 export const DEFAULT_GRACE_MS = 5 * 60_000;
 /** Findings kept per run; past it the report says it was cut and a run after the repairs finds the rest. */
 export const MAX_FINDINGS = 10_000;
@@ -223,5 +227,6 @@ async function republish(nats: JetStreamLink, repair: Extract<Repair, { kind: "r
   const event = parseEvent(repair.payload);
   const msgID = `${repair.eventId}:reconcile:${startedAt.getTime()}`;
   const ack = await nats.js.publish(repair.subject, JSON.stringify(repair.payload), { msgID, headers: eventHeaders(event), timeout: PUBLISH_TIMEOUT_MS });
-  return { status: "repaired", detail: `republished to ${repair.subject} as ${msgID} (${ack.stream} seq ${ack.seq}${ack.duplicate ? ", duplicate" : ""})` };
+  if (ack.duplicate) return { status: "skipped", detail: `JetStream dropped ${msgID} as a duplicate; run again` };
+  return { status: "repaired", detail: `republished to ${repair.subject} as ${msgID} (${ack.stream} seq ${ack.seq})` };
 }
