@@ -17,7 +17,7 @@ import { REPO_ROOT } from "@vaultpay/stack";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
 /** Short, so the test can wait it out; long enough that a saga step in progress is inside it. */
-const GRACE_MS = 2_000;
+const GRACE_MS = 3_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const logger = createLogger({ service: "reconcile-test", level: "silent" });
 
@@ -90,6 +90,8 @@ describe("reconciliation", () => {
   }
 
   const statusOf = async (id: string) => (await transactionsSql.query<{ status: string }>(`SELECT status::text FROM transfer WHERE id = $1`, [id])).rows[0]?.status;
+  const statusesOf = async (ids: string[]) =>
+    (await transactionsSql.query<{ status: string }>(`SELECT status::text FROM transfer WHERE id = ANY($1::uuid[]) ORDER BY id`, [ids])).rows.map((row) => row.status);
   const balanceOf = async (account: Customer) => BigInt((await accountsSql.query(`SELECT balance_minor::text AS b FROM account WHERE id = $1`, [account.accountId])).rows[0].b);
   const journalOf = async (transferId: string) =>
     (await accountsSql.query<{ kind: string; amount: string }>(`SELECT kind::text, amount_minor::text AS amount FROM journal_entry WHERE transfer_id = $1 ORDER BY seq`, [transferId])).rows;
@@ -107,7 +109,7 @@ describe("reconciliation", () => {
     transfers.returning = await send(bob, alice, 3_000);
     transfers.unfunded = await send(carol, bob, 10_000);
     const waiting = [transfers.vanishing, transfers.completing, transfers.fraudulent, transfers.returning];
-    await waitUntil(async () => (await Promise.all(waiting.map(statusOf))).every((status) => status === "DEBITED"), "the debits (fraud is stopped)");
+    await waitUntil(async () => (await statusesOf(waiting)).join() === "DEBITED,DEBITED,DEBITED,DEBITED", "the debits (fraud is stopped)");
     await waitUntil(async () => (await statusOf(transfers.unfunded)) === "REJECTED", "the unfunded transfer's rejection");
 
     const inFlight = await run();
@@ -131,7 +133,7 @@ describe("reconciliation", () => {
     await transactionsSql.query("COMMIT");
     await stack.restart("fraud");
     const finished = [transfers.completing, transfers.fraudulent, transfers.returning];
-    await waitUntil(async () => (await Promise.all(finished.map(statusOf))).every((status) => status === "COMPLETED" || status === "FAILED"), "the other sagas to end");
+    await waitUntil(async () => (await statusesOf(finished)).every((status) => status === "COMPLETED" || status === "FAILED"), "the other sagas to end");
     expect(await statusOf(transfers.fraudulent)).toBe("FAILED");
     // The same crash after a saga completed: money moved, and the transfer's record is gone.
     const completed = transfers.completing;
@@ -153,11 +155,11 @@ describe("reconciliation", () => {
     expect(report.unresolved).toBe(2);
 
     // The operator command says the same, one line per finding, and fails while findings are left.
-    const command = await runCommand(["--grace-seconds", "2"]);
+    const command = await runCommand(["--grace-seconds", String(GRACE_MS / 1000)]);
     expect(command.code).toBe(1);
     expect(command.stdout).toMatch(new RegExp(`^DEBIT_WITHOUT_TRANSFER transfer=${vanishing} .*accountId=${alice.accountId} amountMinor=1000 .*\\[repairable with --repair\\]$`, "m"));
     expect(command.stdout).toMatch(new RegExp(`^MOVEMENTS_WITHOUT_TRANSFER transfer=${completed} .*\\[needs a person\\]$`, "m"));
-    const json = JSON.parse((await runCommand(["--grace-seconds", "2", "--json"])).stdout) as { findings: unknown[]; unresolved: number };
+    const json = JSON.parse((await runCommand(["--grace-seconds", String(GRACE_MS / 1000), "--json"])).stdout) as { findings: unknown[]; unresolved: number };
     expect(json).toMatchObject({ unresolved: 2, findings: expect.arrayContaining([expect.objectContaining({ code: "DEBIT_WITHOUT_TRANSFER", transferId: vanishing })]) });
     expect(await journalOf(vanishing)).toEqual([{ kind: "DEBIT", amount: "-1000" }]); // reporting changed nothing
 
