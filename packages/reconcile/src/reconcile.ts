@@ -1,0 +1,232 @@
+/**
+ * The reconciliation run: read every service's rows (store.ts), judge them (rules.ts), and with
+ * `repair` fix what needs no person:
+ *  - an event missing from audit is published again under a new Nats-Msg-Id (the stream may still
+ *    hold the original id inside its duplicate window) with the same envelope and event id, so
+ *    every consumer that applied it finds it in processed_event and skips it, and audit appends it;
+ *  - an orphan debit is refunded through the normal path: a `transaction.refund.requested` in
+ *    transactions' outbox, published by its relay; accounts decides a refund once per transfer
+ *    (saga_decision), and transactions ignores the answer for a transfer it does not know.
+ * Everything else is reported for a person.
+ */
+import pg from "pg";
+import { appendToOutbox, connectJetStream, createEvent, eventHeaders, parseEvent, type JetStreamLink } from "@vaultpay/events";
+import type { Logger } from "@vaultpay/kit";
+import type { ServiceName } from "@vaultpay/migrate";
+import { OUTBOX_SERVICES, type Finding, type ReconcileClock, type Repair, type TransferEvidence } from "./model.ts";
+import { RECONCILIATION_REFUND_REASON, judgeOutbox, judgeTransfer } from "./rules.ts";
+import {
+  PAGE_SIZE,
+  accountsTransferIdPages,
+  loadAccountsEvidence,
+  loadAuditedIds,
+  loadDebitEvents,
+  loadReconciliationRefunds,
+  loadTransfers,
+  outboxPages,
+  sqlExecutor,
+  transferPages,
+} from "./store.ts";
+
+/**
+ * The default grace period. A saga in flight changes its transfer at least every 8 step timeouts
+ * (the deadline's back-off cap: 80 s with SAGA_STEP_TIMEOUT_MS=10000), and relays publish within
+ * seconds; 5 minutes leaves room for a service restart on top.
+ */
+export const DEFAULT_GRACE_MS = 5 * 60_000;
+/** Findings kept per run; past it the report says it was cut and a run after the repairs finds the rest. */
+export const MAX_FINDINGS = 10_000;
+const PUBLISH_TIMEOUT_MS = 5_000;
+
+export interface ReconcileOptions {
+  databaseUrls: Record<ServiceName, string>;
+  graceMs?: number;
+  repair?: boolean;
+  /** Needed only when an event has to be republished. */
+  natsUrl?: string;
+  logger: Logger;
+  now?: Date;
+  pageSize?: number;
+  maxFindings?: number;
+}
+
+export interface RepairOutcome {
+  status: "repaired" | "skipped" | "failed";
+  detail: string;
+}
+
+export interface ReconciledFinding extends Finding {
+  repairOutcome?: RepairOutcome;
+}
+
+export interface ReconcileReport {
+  startedAt: Date;
+  graceMs: number;
+  repair: boolean;
+  findings: ReconciledFinding[];
+  /** True when more than maxFindings were found; the rest show in the next run. */
+  truncated: boolean;
+  /** Findings not repaired by this run: a person (or a run with --repair) has to act. */
+  unresolved: number;
+}
+
+type Clients = Record<ServiceName, pg.Client>;
+
+export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
+  const startedAt = options.now ?? new Date();
+  const clock: ReconcileClock = { now: startedAt, graceMs: options.graceMs ?? DEFAULT_GRACE_MS };
+  const maxFindings = options.maxFindings ?? MAX_FINDINGS;
+  const clients = await connectAll(options.databaseUrls);
+  const findings: ReconciledFinding[] = [];
+  let truncated = false;
+  const add = (found: Finding[]): boolean => {
+    for (const finding of found) {
+      if (findings.length >= maxFindings) {
+        truncated = true;
+        return false;
+      }
+      findings.push(finding);
+    }
+    return true;
+  };
+  try {
+    await findMoney(clients, clock, options.pageSize ?? PAGE_SIZE, add);
+    if (!truncated) await findUnaudited(clients, clock, options.pageSize ?? PAGE_SIZE, add);
+    if (options.repair) await repairAll(findings, clients, options, startedAt);
+  } finally {
+    await Promise.all(Object.values(clients).map((client) => client.end().catch(() => undefined)));
+  }
+  const unresolved = findings.filter((finding) => finding.repairOutcome?.status !== "repaired").length;
+  return { startedAt, graceMs: clock.graceMs, repair: options.repair ?? false, findings, truncated, unresolved };
+}
+
+async function connectAll(urls: Record<ServiceName, string>): Promise<Clients> {
+  const clients = {} as Clients;
+  try {
+    for (const [service, url] of Object.entries(urls) as Array<[ServiceName, string]>) {
+      const client = new pg.Client({ connectionString: url, application_name: "vaultpay-reconcile" });
+      await client.connect();
+      clients[service] = client;
+    }
+  } catch (error) {
+    await Promise.all(Object.values(clients).map((client) => client.end().catch(() => undefined)));
+    throw error;
+  }
+  return clients;
+}
+
+/**
+ * Both directions, each transfer id judged once: every transfer transactions knows with what
+ * accounts holds of it, then every transfer id of accounts that transactions does not know.
+ */
+async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: number, add: (found: Finding[]) => boolean): Promise<void> {
+  const { accounts, transactions } = clients;
+  for await (const page of transferPages(transactions, pageSize)) {
+    const held = await loadAccountsEvidence(accounts, page.map((transfer) => transfer.id));
+    for (const transfer of page) {
+      const evidence: TransferEvidence = {
+        transferId: transfer.id,
+        transfer,
+        movements: held.movements.filter((movement) => movement.transferId === transfer.id),
+        decisions: held.decisions.filter((decision) => decision.transferId === transfer.id),
+        reconciliationRefunds: [],
+      };
+      if (!add(judgeTransfer(evidence, clock))) return;
+    }
+  }
+  for await (const ids of accountsTransferIdPages(accounts, pageSize)) {
+    const known = await loadTransfers(transactions, ids);
+    const unknown = ids.filter((id) => !known.has(id.toLowerCase()));
+    if (unknown.length === 0) continue;
+    const held = await loadAccountsEvidence(accounts, unknown);
+    const debitEvents = await loadDebitEvents(accounts, unknown);
+    const refunds = await loadReconciliationRefunds(transactions, unknown);
+    for (const transferId of unknown) {
+      const evidence: TransferEvidence = {
+        transferId,
+        transfer: undefined,
+        movements: held.movements.filter((movement) => movement.transferId === transferId),
+        decisions: held.decisions.filter((decision) => decision.transferId === transferId),
+        reconciliationRefunds: refunds.filter((refund) => refund.transferId === transferId),
+        debitEvent: debitEvents.get(transferId),
+      };
+      if (!add(judgeTransfer(evidence, clock))) return;
+    }
+  }
+}
+
+/** Every outbox row of every service that emits events, against the audit log. */
+async function findUnaudited(clients: Clients, clock: ReconcileClock, pageSize: number, add: (found: Finding[]) => boolean): Promise<void> {
+  const before = new Date(clock.now.getTime() - clock.graceMs);
+  for (const service of OUTBOX_SERVICES) {
+    for await (const rows of outboxPages(clients[service], service, before, pageSize)) {
+      const audited = await loadAuditedIds(clients.audit, rows.filter((row) => row.publishedAt !== null).map((row) => row.id));
+      if (!add(judgeOutbox(rows, audited, clock))) return;
+    }
+  }
+}
+
+async function repairAll(findings: ReconciledFinding[], clients: Clients, options: ReconcileOptions, startedAt: Date): Promise<void> {
+  let nats: JetStreamLink | undefined;
+  try {
+    for (const finding of findings) {
+      if (!finding.repair) continue;
+      try {
+        if (finding.repair.kind === "refund") {
+          finding.repairOutcome = await requestRefund(clients.transactions, finding.repair);
+        } else {
+          if (!options.natsUrl) throw new Error("NATS_URL is needed to republish events");
+          nats ??= await connectJetStream(options.natsUrl, "reconcile", options.logger);
+          finding.repairOutcome = await republish(nats, finding.repair, startedAt);
+        }
+      } catch (error) {
+        finding.repairOutcome = { status: "failed", detail: error instanceof Error ? error.message : String(error) };
+      }
+    }
+  } finally {
+    await nats?.nc.drain().catch(() => undefined);
+  }
+}
+
+/**
+ * Writes the refund request into transactions' outbox, in a transaction that first checks, under
+ * a lock per transfer, that the transfer is still unknown and that no earlier run (or a
+ * concurrent one) already asked: two runs never ask twice, and accounts would refund once anyway.
+ */
+async function requestRefund(transactions: pg.Client, repair: Extract<Repair, { kind: "refund" }>): Promise<RepairOutcome> {
+  const { transferId } = repair;
+  await transactions.query("BEGIN");
+  try {
+    await transactions.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`reconcile-refund:${transferId}`]);
+    if ((await loadTransfers(transactions, [transferId])).size > 0) {
+      await transactions.query("ROLLBACK");
+      return { status: "skipped", detail: "the transfer exists in transactions now; not refunded" };
+    }
+    const earlier = await loadReconciliationRefunds(transactions, [transferId]);
+    if (earlier.length > 0) {
+      await transactions.query("ROLLBACK");
+      return { status: "repaired", detail: `refund already requested (event ${earlier[0]!.eventId})` };
+    }
+    const context = repair.debitEvent ? { correlationId: repair.debitEvent.correlationId, causationId: repair.debitEvent.eventId, actor: {} } : undefined;
+    const event = createEvent(
+      "transaction.refund.requested",
+      { transferId, fromAccountId: repair.accountId, amountMinor: repair.amountMinor.toString(), reason: RECONCILIATION_REFUND_REASON },
+      context,
+    );
+    await appendToOutbox(sqlExecutor(transactions), event);
+    await transactions.query("COMMIT");
+    return { status: "repaired", detail: `refund requested (event ${event.id}, correlation ${event.correlationId}); the transactions relay publishes it` };
+  } catch (error) {
+    await transactions.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Publishes the stored envelope again, unchanged, under a Nats-Msg-Id of this run. */
+async function republish(nats: JetStreamLink, repair: Extract<Repair, { kind: "republish" }>, startedAt: Date): Promise<RepairOutcome> {
+  const event = parseEvent(repair.payload);
+  const msgID = `${repair.eventId}:reconcile:${startedAt.getTime()}`;
+  const ack = await nats.js.publish(repair.subject, JSON.stringify(repair.payload), { msgID, headers: eventHeaders(event), timeout: PUBLISH_TIMEOUT_MS });
+  if (ack.duplicate) return { status: "skipped", detail: `JetStream dropped ${msgID} as a duplicate; run again` };
+  return { status: "repaired", detail: `republished to ${repair.subject} as ${msgID} (${ack.stream} seq ${ack.seq})` };
+}

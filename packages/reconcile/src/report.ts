@@ -1,0 +1,25 @@
+/** How a reconciliation report reads: one line per finding for people, JSON for machines. */
+import type { ReconcileReport, ReconciledFinding } from "./reconcile.ts";
+
+/** `DEBIT_WITHOUT_TRANSFER transfer=… accountId=… amountMinor=100 — <message> [repaired: …]` */
+export function formatFinding(finding: ReconciledFinding): string {
+  const subject = finding.transferId !== undefined ? `transfer=${finding.transferId}` : `service=${finding.service} event=${finding.eventId}`;
+  const details = Object.entries(finding.details).map(([key, value]) => `${key}=${/\s/.test(value) ? JSON.stringify(value) : value}`);
+  const outcome = finding.repairOutcome
+    ? ` [${finding.repairOutcome.status}: ${finding.repairOutcome.detail}]`
+    : finding.repair
+      ? " [repairable with --repair]"
+      : " [needs a person]";
+  return `${finding.code} ${subject} ${details.join(" ")} — ${finding.message}${outcome}`;
+}
+
+export function formatSummary(report: ReconcileReport): string {
+  const repaired = report.findings.length - report.unresolved;
+  const cut = report.truncated ? ` (stopped at ${report.findings.length}: run again after acting on these)` : "";
+  return `reconcile: ${report.findings.length} finding(s)${cut}, ${repaired} repaired, ${report.unresolved} left; grace ${report.graceMs / 1000} s${report.repair ? "" : "; report only (--repair to fix what can be fixed)"}`;
+}
+
+/** The report as JSON (bigints as decimal strings, like money everywhere else in VaultPay). */
+export function reportJson(report: ReconcileReport): string {
+  return JSON.stringify(report, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value), 2);
+}

@@ -1,0 +1,189 @@
+/**
+ * The rows the rules compare, read from each service's own database with plain SQL (the
+ * reconciliation is an operator's tool with read access to all of them; no service reads another's
+ * database). Everything is read in pages of bounded size, keyed by an indexed column, so memory
+ * stays flat however long the history is.
+ */
+import pg from "pg";
+import type { SqlExecutor } from "@vaultpay/events";
+import type { DebitEvent, Decision, Movement, MovementKind, OutboxRow, OutboxService, ReconciliationRefund, TransferRecord, TransferStatus } from "./model.ts";
+import { RECONCILIATION_REFUND_REASON } from "./rules.ts";
+
+/** Rows (or transfer ids) read per query. */
+export const PAGE_SIZE = 500;
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Transfer ids are uuids in transactions; accounts stores them as text and could hold anything. */
+export function isUuid(value: string): boolean {
+  return UUID_PATTERN.test(value);
+}
+
+/** A pg client as the events package's SQL port, so appendToOutbox writes the outbox row as the services do. */
+export function sqlExecutor(client: pg.ClientBase): SqlExecutor {
+  return {
+    $executeRawUnsafe: async (query, ...values) => (await client.query(query, values)).rowCount ?? 0,
+    $queryRawUnsafe: async <T>(query: string, ...values: unknown[]) => (await client.query(query, values)).rows as T,
+  };
+}
+
+interface TransferRow {
+  id: string;
+  status: TransferStatus;
+  from_account_id: string;
+  to_account_id: string;
+  amount_minor: string;
+  updated_at: Date;
+}
+
+const TRANSFER_COLUMNS = `id::text, status::text, from_account_id, to_account_id, amount_minor::text, updated_at`;
+
+function toTransfer(row: TransferRow): TransferRecord {
+  return {
+    id: row.id,
+    status: row.status,
+    fromAccountId: row.from_account_id,
+    toAccountId: row.to_account_id,
+    amountMinor: BigInt(row.amount_minor),
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Every transfer of the transactions service, a page at a time, in id order. */
+export async function* transferPages(transactions: pg.ClientBase, pageSize = PAGE_SIZE): AsyncGenerator<TransferRecord[]> {
+  let after = "00000000-0000-0000-0000-000000000000";
+  for (;;) {
+    const { rows } = await transactions.query<TransferRow>(
+      `SELECT ${TRANSFER_COLUMNS} FROM transfer WHERE id > $1::uuid ORDER BY id LIMIT $2`,
+      [after, pageSize],
+    );
+    if (rows.length === 0) return;
+    yield rows.map(toTransfer);
+    after = rows[rows.length - 1]!.id;
+    if (rows.length < pageSize) return;
+  }
+}
+
+/** The transfers among `ids` that transactions knows, by id. */
+export async function loadTransfers(transactions: pg.ClientBase, ids: readonly string[]): Promise<Map<string, TransferRecord>> {
+  const uuids = ids.filter(isUuid);
+  if (uuids.length === 0) return new Map();
+  const { rows } = await transactions.query<TransferRow>(`SELECT ${TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($1::uuid[])`, [uuids]);
+  return new Map(rows.map((row) => [row.id, toTransfer(row)]));
+}
+
+/**
+ * Every transfer id accounts holds a movement or a decision of, a page at a time. Both halves
+ * walk an index that starts with transfer_id (journal's unique key, saga_decision's primary key).
+ */
+export async function* accountsTransferIdPages(accounts: pg.ClientBase, pageSize = PAGE_SIZE): AsyncGenerator<string[]> {
+  let after = "";
+  for (;;) {
+    const { rows } = await accounts.query<{ transfer_id: string }>(
+      `SELECT transfer_id FROM (
+         (SELECT DISTINCT transfer_id FROM saga_decision WHERE transfer_id > $1 ORDER BY transfer_id LIMIT $2)
+         UNION
+         (SELECT DISTINCT transfer_id FROM journal_entry WHERE transfer_id > $1 ORDER BY transfer_id LIMIT $2)
+       ) ids ORDER BY transfer_id LIMIT $2`,
+      [after, pageSize],
+    );
+    if (rows.length === 0) return;
+    yield rows.map((row) => row.transfer_id);
+    after = rows[rows.length - 1]!.transfer_id;
+    if (rows.length < pageSize) return;
+  }
+}
+
+/** Accounts' movements and decisions of the given transfers. */
+export async function loadAccountsEvidence(
+  accounts: pg.ClientBase,
+  transferIds: readonly string[],
+): Promise<{ movements: Movement[]; decisions: Decision[] }> {
+  if (transferIds.length === 0) return { movements: [], decisions: [] };
+  const journal = await accounts.query<{ transfer_id: string; kind: MovementKind; account_id: string; amount_minor: string; created_at: Date }>(
+    `SELECT transfer_id, kind::text, account_id::text, amount_minor::text, created_at FROM journal_entry
+      WHERE transfer_id = ANY($1::text[]) AND kind IN ('DEBIT', 'CREDIT', 'REFUND')`,
+    [transferIds],
+  );
+  const decided = await accounts.query<{ transfer_id: string; step: MovementKind; account_id: string; amount_minor: string; rejection: string | null; decided_at: Date }>(
+    `SELECT transfer_id, step::text, account_id, amount_minor::text, rejection, decided_at FROM saga_decision WHERE transfer_id = ANY($1::text[])`,
+    [transferIds],
+  );
+  return {
+    movements: journal.rows.map((row) => {
+      const signed = BigInt(row.amount_minor);
+      return { transferId: row.transfer_id, kind: row.kind, accountId: row.account_id, amountMinor: signed < 0n ? -signed : signed, at: row.created_at };
+    }),
+    decisions: decided.rows.map((row) => ({
+      transferId: row.transfer_id,
+      step: row.step,
+      accountId: row.account_id,
+      amountMinor: BigInt(row.amount_minor),
+      rejection: row.rejection,
+      at: row.decided_at,
+    })),
+  };
+}
+
+/**
+ * Refund requests the reconciliation wrote into transactions' outbox for these transfers. The
+ * outbox has no index on the payload, so this scans it: only called for transfers transactions
+ * does not know, which a healthy platform has none of.
+ */
+export async function loadReconciliationRefunds(transactions: pg.ClientBase, transferIds: readonly string[]): Promise<ReconciliationRefund[]> {
+  if (transferIds.length === 0) return [];
+  const { rows } = await transactions.query<{ id: string; transfer_id: string; created_at: Date }>(
+    `SELECT id::text, payload->'data'->>'transferId' AS transfer_id, created_at FROM outbox_event
+      WHERE type = 'transaction.refund.requested' AND payload->'data'->>'transferId' = ANY($1::text[])
+        AND payload->'data'->>'reason' = $2`,
+    [transferIds, RECONCILIATION_REFUND_REASON],
+  );
+  return rows.map((row) => ({ transferId: row.transfer_id, eventId: row.id, at: row.created_at }));
+}
+
+/** Accounts' account.debited events of these transfers (a scan too; same callers as above). */
+export async function loadDebitEvents(accounts: pg.ClientBase, transferIds: readonly string[]): Promise<Map<string, DebitEvent>> {
+  if (transferIds.length === 0) return new Map();
+  const { rows } = await accounts.query<{ id: string; transfer_id: string; correlation_id: string }>(
+    `SELECT id::text, payload->'data'->>'transferId' AS transfer_id, payload->>'correlationId' AS correlation_id FROM outbox_event
+      WHERE type = 'account.debited' AND payload->'data'->>'transferId' = ANY($1::text[]) ORDER BY seq`,
+    [transferIds],
+  );
+  return new Map(rows.map((row) => [row.transfer_id, { eventId: row.id, correlationId: row.correlation_id }]));
+}
+
+/** One service's outbox rows created before `before`, a page at a time, in seq order. */
+export async function* outboxPages(
+  client: pg.ClientBase,
+  service: OutboxService,
+  before: Date,
+  pageSize = PAGE_SIZE,
+): AsyncGenerator<OutboxRow[]> {
+  let after = "0";
+  for (;;) {
+    const { rows } = await client.query<{ seq: string; id: string; type: string; subject: string; payload: unknown; created_at: Date; published_at: Date | null }>(
+      `SELECT seq::text, id::text, type, subject, payload, created_at, published_at FROM outbox_event
+        WHERE seq > $1::bigint AND created_at <= $2 ORDER BY seq LIMIT $3`,
+      [after, before, pageSize],
+    );
+    if (rows.length === 0) return;
+    yield rows.map((row) => ({
+      service,
+      id: row.id,
+      type: row.type,
+      subject: row.subject,
+      payload: row.payload,
+      createdAt: row.created_at,
+      publishedAt: row.published_at,
+    }));
+    after = rows[rows.length - 1]!.seq;
+    if (rows.length < pageSize) return;
+  }
+}
+
+/** The ids among `eventIds` the audit log holds (lower-case, as audit stores them). */
+export async function loadAuditedIds(audit: pg.ClientBase, eventIds: readonly string[]): Promise<Set<string>> {
+  if (eventIds.length === 0) return new Set();
+  const { rows } = await audit.query<{ event_id: string }>(`SELECT event_id::text FROM audit_record WHERE event_id = ANY($1::uuid[])`, [eventIds]);
+  return new Set(rows.map((row) => row.event_id));
+}

@@ -1,0 +1,64 @@
+/**
+ * `pnpm reconcile [--repair] [--grace-seconds N] [--json]`: compares accounts' money movements with
+ * transactions' sagas and every service's outbox with the audit log (packages/reconcile). Reports
+ * only, unless --repair. Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
+ * 3: could not run (a database or NATS unreachable); 78: bad configuration.
+ *
+ * Databases: DATABASE_URL names the server (default: the local stack's), each service's database
+ * is vaultpay_<service> on it; <SERVICE>_DATABASE_URL (e.g. AUDIT_DATABASE_URL) overrides one.
+ * NATS_URL (default: the local stack's) is used only to republish events audit lacks.
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { createLogger, loadConfig } from "@vaultpay/kit";
+import { SERVICES, serviceDatabaseUrl, type ServiceName } from "@vaultpay/migrate";
+import { DEFAULT_GRACE_MS, formatFinding, formatSummary, reconcile, reportJson } from "@vaultpay/reconcile";
+
+const usage = "usage: pnpm reconcile [--repair] [--grace-seconds N] [--json]";
+let values: { repair?: boolean; json?: boolean; "grace-seconds"?: string };
+try {
+  ({ values } = parseArgs({
+    options: {
+      repair: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      "grace-seconds": { type: "string", default: String(DEFAULT_GRACE_MS / 1000) },
+    },
+  }));
+} catch (error) {
+  console.error(`${(error as Error).message}\n${usage}`);
+  process.exit(2);
+}
+const graceSeconds = Number(values["grace-seconds"]);
+// Zero is allowed for a quiet platform (tests, after an outage was fixed); a week is plenty.
+if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > 7 * 24 * 3600) {
+  console.error(`--grace-seconds must be a whole number of seconds from 0 to 604800\n${usage}`);
+  process.exit(2);
+}
+
+const databaseUrl = z.string().url();
+const config = loadConfig(
+  z.object({
+    DATABASE_URL: databaseUrl.default("postgres://postgres:postgres@127.0.0.1:54329/postgres"),
+    NATS_URL: z.string().url().default("nats://127.0.0.1:4322"),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("warn"),
+    ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_DATABASE_URL`, databaseUrl.optional()])),
+  }),
+) as Record<string, string | undefined> & { DATABASE_URL: string; NATS_URL: string; LOG_LEVEL: string };
+const databaseUrls = Object.fromEntries(
+  SERVICES.map((service) => [service, config[`${service.toUpperCase()}_DATABASE_URL`] ?? serviceDatabaseUrl(config.DATABASE_URL, service)]),
+) as Record<ServiceName, string>;
+// Logs go to stderr: stdout is the report (and must stay valid JSON with --json).
+const logger = createLogger({ service: "reconcile", level: config.LOG_LEVEL, destination: process.stderr });
+
+try {
+  const report = await reconcile({ databaseUrls, natsUrl: config.NATS_URL, graceMs: graceSeconds * 1000, repair: values.repair ?? false, logger });
+  if (values.json) console.log(reportJson(report));
+  else {
+    for (const finding of report.findings) console.log(formatFinding(finding));
+    console.log(formatSummary(report));
+  }
+  process.exitCode = report.unresolved > 0 ? 1 : 0;
+} catch (error) {
+  console.error(`reconcile could not run: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 3;
+}
