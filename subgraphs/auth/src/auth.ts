@@ -1,4 +1,5 @@
 import { blindIndex, decrypt, encrypt, mask, type KeyRing } from "@vaultpay/crypto";
+import { v7 as uuidv7 } from "uuid";
 import type { Event } from "@vaultpay/events";
 import { ACCESS_TOKEN, DomainError, proofRequired, provenDeviceId, type Caller, type Logger, type Role } from "@vaultpay/kit";
 import { authEvents } from "./events.ts";
@@ -40,6 +41,8 @@ export interface UserRecord {
 }
 
 export interface NewUser {
+  /** Given when something must be keyed by the user before the row exists (register's challenge). */
+  id?: string;
   email: string;
   role: Role;
   passwordHash: string;
@@ -222,23 +225,29 @@ export class AuthService {
     const deviceId = parseDeviceId(input.deviceId);
     const { keyRing, store } = this.deps;
     const passwordHash = await this.deps.hasher.hash(password);
+    const lockoutKeys = this.deps.lockout.keysFor(email, lockoutClient(input.client));
+    // The challenge before the user: while Redis is away nothing is written and the customer's
+    // retry registers afresh, instead of meeting "you already have an account" for an account
+    // whose code never went out. A challenge for a user that then turns out to exist already is
+    // never sent, so it cannot be used.
+    const userId = uuidv7();
+    const issued = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose: "register" });
     const created = await store.createUser(
-      { email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
+      { id: userId, email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
       (user) => [authEvents.userCreated(user.id, user.role)],
     );
-    const lockoutKeys = this.deps.lockout.keysFor(email, lockoutClient(input.client));
     if (created === "duplicate") {
-      const { challenge } = await this.deps.otp.issue({ userId: null, lockoutKeys, deviceId, purpose: "register" });
       await this.deps.notifier.send({
         to: email,
         channel: this.deps.otp.channel,
         body: "Someone tried to create a VaultPay account with this address. You already have one: sign in instead. If it was not you, nothing changed.",
         code: null,
       });
-      return challenge;
+      return issued.challenge;
     }
     this.deps.logger.info({ userId: created.id }, "user registered");
-    return this.challenge(created.id, email, lockoutKeys, deviceId, "register");
+    await this.sendCode(email, issued);
+    return issued.challenge;
   }
 
   /**
@@ -274,14 +283,18 @@ export class AuthService {
   }
 
   private async challenge(userId: string, email: string, lockoutKeys: string[], deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
-    const { challenge, code } = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose });
+    const issued = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose });
+    await this.sendCode(email, issued);
+    return issued.challenge;
+  }
+
+  private async sendCode(email: string, { challenge, code }: { challenge: OtpChallenge; code: string }): Promise<void> {
     await this.deps.notifier.send({
       to: email,
       channel: challenge.channel,
       body: `Your VaultPay code is ${code}. It expires in ${Math.round(this.deps.otp.ttlSeconds / 60)} minutes. Never share it.`,
       code,
     });
-    return challenge;
   }
 
   /**
