@@ -28,13 +28,6 @@ export interface Infra {
   stop(): Promise<void>;
 }
 
-export interface ManagedNats {
-  url: string;
-  process: ManagedProcess;
-  /** Starts nats-server again on the same port and store (after a kill). */
-  restart(): Promise<void>;
-}
-
 let exitHooksRemoved = false;
 
 export async function startPostgres(dataDir: string, persistent: boolean, preferredPort: number) {
@@ -137,6 +130,36 @@ function onlyProblems(output: ((line: string) => void) | null | undefined, probl
   };
 }
 
+/** A server process of the stack on a fixed port, which a test can kill and start again. */
+export interface ManagedServer {
+  url: string;
+  process: ManagedProcess;
+  /** Starts the server again on the same port and folder (after a kill). */
+  restart(): Promise<void>;
+}
+export type ManagedNats = ManagedServer;
+export type ManagedRedis = ManagedServer;
+
+/**
+ * Starts `binary` on `port`, recording its pid in `pidFile` (so the next start reaps a leftover of
+ * a killed stack), and waits until the port answers.
+ */
+async function startServer(options: { url: string; port: number; pidFile: string; spawn: () => ManagedProcess }): Promise<ManagedServer> {
+  const launch = () => {
+    const managed = options.spawn();
+    if (managed.child.pid) writeFileSync(options.pidFile, String(managed.child.pid));
+    return managed;
+  };
+  const server: ManagedServer = { url: options.url, process: launch(), restart: async () => undefined };
+  server.restart = async () => {
+    await server.process.kill();
+    server.process = launch();
+    await waitForPort(options.port, 15_000);
+  };
+  await waitForPort(options.port, 15_000);
+  return server;
+}
+
 export async function startNats(dataDir: string, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedNats> {
   const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
   const storeDir = path.join(dataDir, "nats");
@@ -144,34 +167,19 @@ export async function startNats(dataDir: string, preferredPort: number, output?:
   const pidFile = path.join(storeDir, "nats-server.pid");
   await reapLeftover(pidFile, "nats-server");
   const port = await portNear(preferredPort);
-  const launch = () =>
-    spawnManaged({
-      name: "nats",
-      command: binary,
-      args: ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
-      output: onlyProblems(output, /\[(WRN|ERR|FTL)\]/),
-      readable: false,
-    });
-  const launchRecorded = () => {
-    const managed = launch();
-    if (managed.child.pid) writeFileSync(pidFile, String(managed.child.pid));
-    return managed;
-  };
-  const managed: ManagedNats = { url: `nats://127.0.0.1:${port}`, process: launchRecorded(), restart: async () => undefined };
-  managed.restart = async () => {
-    await managed.process.kill();
-    managed.process = launchRecorded();
-    await waitForPort(port, 15_000);
-  };
-  await waitForPort(port, 15_000);
-  return managed;
-}
-
-export interface ManagedRedis {
-  url: string;
-  process: ManagedProcess;
-  /** Starts redis-server again on the same port and folder (after a kill). */
-  restart(): Promise<void>;
+  return startServer({
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    pidFile,
+    spawn: () =>
+      spawnManaged({
+        name: "nats",
+        command: binary,
+        args: ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
+        output: onlyProblems(output, /\[(WRN|ERR|FTL)\]/),
+        readable: false,
+      }),
+  });
 }
 
 export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedRedis> {
@@ -182,26 +190,20 @@ export async function startRedis(dataDir: string, persistent: boolean, preferred
   await reapLeftover(pidFile, "redis-server");
   const port = await portNear(preferredPort);
   const persistence = persistent ? ["--appendonly", "yes", "--save", "60 1"] : ["--appendonly", "no", "--save", ""];
-  const launch = () => {
-    const managed = spawnManaged({
-      name: "redis",
-      command: binary,
-      args: ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
-      // Redis marks warnings with '#'; the overcommit advice is about the host, not this stack.
-      output: onlyProblems(output, /^\d+:[A-Z] .* # (?!WARNING Memory overcommit)/),
-      readable: false,
-    });
-    if (managed.child.pid) writeFileSync(pidFile, String(managed.child.pid));
-    return managed;
-  };
-  const redis: ManagedRedis = { url: `redis://127.0.0.1:${port}`, process: launch(), restart: async () => undefined };
-  redis.restart = async () => {
-    await redis.process.kill();
-    redis.process = launch();
-    await waitForPort(port, 15_000);
-  };
-  await waitForPort(port, 15_000);
-  return redis;
+  return startServer({
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pidFile,
+    spawn: () =>
+      spawnManaged({
+        name: "redis",
+        command: binary,
+        args: ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
+        // Redis marks warnings with '#'; the overcommit advice is about the host, not this stack.
+        output: onlyProblems(output, /^\d+:[A-Z] .* # (?!WARNING Memory overcommit)/),
+        readable: false,
+      }),
+  });
 }
 
 /**
