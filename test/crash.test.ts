@@ -10,8 +10,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { fraudOnlyOnAmount, mintAccessToken, startTestPostgres, startTestStack, waitUntil, type TestPostgres, type TestStack } from "@vaultpay/testing";
-import { expectBankInvariant, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
+import { mintAccessToken, startTestPostgres, startTestStack, waitUntil, type TestPostgres, type TestStack } from "@vaultpay/testing";
+import { FAULT_TEST_ENV, expectBankInvariant, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
 
 const ACCOUNTS = 12;
 const TRANSFERS = 160;
@@ -29,14 +29,7 @@ describe("PostgreSQL and Redis faults under load", () => {
     postgres = await startTestPostgres();
     stack = await startTestStack({
       databaseServerUrl: postgres.url,
-      env: {
-        SAGA_STEP_TIMEOUT_MS: "2000",
-        SAGA_MAX_STEP_ATTEMPTS: "4",
-        SAGA_SWEEP_INTERVAL_MS: "250",
-        ...fraudOnlyOnAmount(40_000n),
-        RATE_LIMIT_OPERATIONS: "100000",
-        RATE_LIMIT_CREDENTIAL_ATTEMPTS: "100000",
-      },
+      env: { ...FAULT_TEST_ENV, RATE_LIMIT_CREDENTIAL_ATTEMPTS: "100000" },
     });
   });
 

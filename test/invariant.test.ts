@@ -5,8 +5,8 @@
  * the money in all accounts equals the money ever deposited (nothing is in flight any more).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fraudOnlyOnAmount, startTestStack, type TestStack } from "@vaultpay/testing";
-import { expectBankInvariant, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
+import { startTestStack, type TestStack } from "@vaultpay/testing";
+import { FAULT_TEST_ENV, expectBankInvariant, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
 
 const ACCOUNTS = 20;
 const TRANSFERS = 200;
@@ -25,14 +25,7 @@ describe("bank invariant under faults", () => {
 
   beforeAll(async () => {
     stack = await startTestStack({
-      env: {
-        SAGA_STEP_TIMEOUT_MS: "2000",
-        SAGA_MAX_STEP_ATTEMPTS: "4",
-        SAGA_SWEEP_INTERVAL_MS: "250",
-        // Some transfers fail the fraud check (and are refunded).
-        ...fraudOnlyOnAmount(40_000n),
-        RATE_LIMIT_OPERATIONS: "100000",
-      },
+      env: FAULT_TEST_ENV,
     });
   });
 

@@ -6,7 +6,19 @@
 import { randomInt, randomUUID } from "node:crypto";
 import { expect } from "vitest";
 import pg from "pg";
-import { mintAccessToken, waitUntil, type TestStack } from "@vaultpay/testing";
+import { fraudOnlyOnAmount, mintAccessToken, waitUntil, type TestStack } from "@vaultpay/testing";
+
+/**
+ * Stack settings of the fault tests: short saga step timeouts so transfers caught by a fault end
+ * quickly, some transfers failing fraud (and refunded), no rate limit in the way of the clients.
+ */
+export const FAULT_TEST_ENV = {
+  SAGA_STEP_TIMEOUT_MS: "2000",
+  SAGA_MAX_STEP_ATTEMPTS: "4",
+  SAGA_SWEEP_INTERVAL_MS: "250",
+  ...fraudOnlyOnAmount(40_000n),
+  RATE_LIMIT_OPERATIONS: "100000",
+} as const;
 
 export interface Customer {
   token: string;
