@@ -3,16 +3,20 @@
  * go to bench/saga-results.md (appended). Not part of `pnpm test`:
  *   [SAGA_BENCH_TRANSFERS=300] [SAGA_BENCH_CLIENTS=16] pnpm bench saga
  */
-import { appendFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, mkdirSync } from "node:fs";
 import os from "node:os";
 import { randomInt, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
+import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
 
 const TRANSFERS = Number(process.env.SAGA_BENCH_TRANSFERS ?? 300);
 const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
 const ACCOUNTS = 20;
+/** When set, every service writes a V8 CPU profile there on exit (bench/tools/cpuprofile-summary.ts reads them). */
+const PROFILE_DIR = process.env.SAGA_BENCH_PROFILE_DIR;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -22,12 +26,19 @@ describe("saga benchmark", () => {
   let stack: TestStack & { teardown: () => Promise<void> };
   let transactionsSql: pg.Client;
 
+  let baseline: RawSqlResult;
+
   beforeAll(async () => {
+    // The raw-SQL ceiling of the same money movement on the same server, before the stack loads it.
+    baseline = await rawSqlBaseline(testServerUrl(), { clients: CLIENTS, seconds: 10, accounts: ACCOUNTS });
+    if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
     // Fraud rules that never fire: every transfer takes the full path debit -> fraud -> credit.
     stack = await startTestStack({
       env: {
         ...fraudOnlyOnAmount(),
         RATE_LIMIT_OPERATIONS: "1000000",
+        RATE_LIMIT_REQUESTS_PER_IP: "1000000",
+        ...(PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` } : {}),
       },
     });
     transactionsSql = new pg.Client({ connectionString: stack.databaseUrls.transactions });
@@ -78,12 +89,16 @@ describe("saga benchmark", () => {
     )).rows.map((row) => Number(row.ms));
     acceptMs.sort((a, b) => a - b);
 
+    const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+    const completedPerSecond = TRANSFERS / (allDoneMs / 1000);
     const line = [
-      `| ${new Date().toISOString().slice(0, 16)}Z | ${os.cpus().length} × ${os.cpus()[0]?.model.trim()} | ${TRANSFERS} | ${CLIENTS}`,
+      `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${os.cpus().length} × ${os.cpus()[0]?.model.trim()} | ${TRANSFERS} | ${CLIENTS}`,
       `${(TRANSFERS / (acceptedAfterMs / 1000)).toFixed(1)}`,
-      `${(TRANSFERS / (allDoneMs / 1000)).toFixed(1)}`,
-      `${percentile(acceptMs, 50).toFixed(0)} / ${percentile(acceptMs, 95).toFixed(0)}`,
-      `${percentile(completion, 50).toFixed(0)} / ${percentile(completion, 95).toFixed(0)} |`,
+      `${completedPerSecond.toFixed(1)}`,
+      `${percentile(acceptMs, 50).toFixed(0)} / ${percentile(acceptMs, 95).toFixed(0)} / ${percentile(acceptMs, 99).toFixed(0)}`,
+      `${percentile(completion, 50).toFixed(0)} / ${percentile(completion, 95).toFixed(0)} / ${percentile(completion, 99).toFixed(0)}`,
+      `${baseline.transfersPerSecond.toFixed(0)}`,
+      `${((100 * completedPerSecond) / baseline.transfersPerSecond).toFixed(1)} % |`,
     ].join(" | ");
     appendFileSync(new URL("./saga-results.md", import.meta.url), `${line}\n`);
     console.info(line);
