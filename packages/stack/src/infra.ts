@@ -50,7 +50,12 @@ export async function startPostgres(dataDir: string, persistent: boolean, prefer
     // outbox row or acks a consumed event only after its commit, and with synchronous_commit=off a
     // crash undid commits whose events were already out — money debited for a transfer that no
     // longer existed, audit records lost for good (issue 15).
-    postgresFlags: ["-c", "max_connections=300", "-c", "synchronous_commit=on", "-c", "fsync=on", "-c", "full_page_writes=on"],
+    postgresFlags: [
+      ...["-c", "max_connections=300", "-c", "synchronous_commit=on", "-c", "fsync=on", "-c", "full_page_writes=on"],
+      // Statement statistics for profiling and for tests that count queries (CREATE EXTENSION
+      // pg_stat_statements in a database to read them).
+      ...["-c", "shared_preload_libraries=pg_stat_statements"],
+    ],
     onLog: (message) => keepLog(message),
     onError: () => undefined,
   });
