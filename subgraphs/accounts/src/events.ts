@@ -3,7 +3,7 @@
  * transaction as the change it describes. Consuming: the saga commands of the transactions
  * service, each answered by exactly one account.* event per transfer and step.
  */
-import { appendToOutbox, createEvent, type Event, type EventData, type EventType, type Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, appendToOutbox, createEvent, type Event, type EventData, type EventType, type Eventing } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import type { Tx } from "./db.ts";
@@ -143,5 +143,6 @@ export function startSagaConsumer(eventing: Eventing<Tx>, logger: Logger) {
     stream: "TRANSACTIONS",
     filterSubject: "transaction.>",
     handle: (event, tx) => handleSagaCommand(event, tx, logger),
+    ...BATCHED_CONSUMER,
   });
 }

@@ -4,7 +4,7 @@
  * Emitting: one fraud.check.completed per request, appended to the outbox in the transaction that
  * stores the verdict.
  */
-import { appendToOutbox, createEvent, type Event, type Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, appendToOutbox, createEvent, type Event, type Eventing } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import type { Tx } from "./db.ts";
 import { checkTransfer } from "./fraud.ts";
@@ -83,5 +83,6 @@ export async function startConsumers(eventing: Eventing<Tx>, deps: CheckDependen
     stream: "FRAUD",
     filterSubject: "fraud.check.requested",
     handle: (event, tx) => handleCheckRequested(event, tx, deps),
+    ...BATCHED_CONSUMER,
   });
 }

@@ -5,7 +5,7 @@
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
-import type { Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Eventing } from "@vaultpay/events";
 import { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
@@ -19,12 +19,14 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
       if (event.type === "account.created") return recordAccount(tx, event.data);
       await saga.handle(sagaStore(tx), event);
     },
+    ...BATCHED_CONSUMER,
   });
   await eventing.consume({
     name: "transactions-fraud",
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
     handle: (event, tx) => saga.handle(sagaStore(tx), event),
+    ...BATCHED_CONSUMER,
   });
 }
 
