@@ -22,6 +22,25 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** Calls of every statement in each service's database (the extension is created on the first call). */
+async function countStatements(stack: TestStack, create: boolean): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const [service, url] of Object.entries(stack.databaseUrls)) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      if (create) await client.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`);
+      const row = await client.query<{ n: string }>(
+        `SELECT coalesce(sum(calls), 0)::text AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()`,
+      );
+      counts[service] = Number(row.rows[0]!.n);
+    } finally {
+      await client.end();
+    }
+  }
+  return counts;
+}
+
 describe("saga benchmark", () => {
   let stack: TestStack & { teardown: () => Promise<void> };
   let transactionsSql: pg.Client;
@@ -61,6 +80,9 @@ describe("saga benchmark", () => {
     );
     await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === ACCOUNTS, "the directory");
 
+    // Statements per service from here on, counted by pg_stat_statements: the round trips a
+    // transfer costs, which a loaded machine does not change.
+    const statementCounts = await countStatements(stack, true);
     const acceptMs: number[] = [];
     const started = performance.now();
     let next = 0;
@@ -89,6 +111,11 @@ describe("saga benchmark", () => {
     )).rows.map((row) => Number(row.ms));
     acceptMs.sort((a, b) => a - b);
 
+    const statements = await countStatements(stack, false);
+    const perTransfer = Object.entries(statements)
+      .map(([service, calls]) => `${service} ${((calls - (statementCounts[service] ?? 0)) / TRANSFERS).toFixed(1)}`)
+      .join(", ");
+    console.info(`statements per transfer (pg_stat_statements, load included): ${perTransfer}`);
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
     const completedPerSecond = TRANSFERS / (allDoneMs / 1000);
     const line = [

@@ -6,7 +6,45 @@ import type { TransferStatus } from "./transfers.ts";
 
 type TransferRow = Awaited<ReturnType<Tx["transfer"]["findUniqueOrThrow"]>>;
 
-export function toState(row: TransferRow): TransferState {
+/** The columns of the saga's state, under the model's field names, for raw locking reads. */
+const LOCKED_TRANSFER_COLUMNS = [
+  "id::text AS id",
+  `user_id AS "userId"`,
+  `from_account_id AS "fromAccountId"`,
+  `to_account_id AS "toAccountId"`,
+  `amount_minor AS "amountMinor"`,
+  "currency",
+  "status::text AS status",
+  "step::text AS step",
+  `step_attempts AS "stepAttempts"`,
+  `failure_reason AS "failureReason"`,
+  `request_device_id AS "requestDeviceId"`,
+  `request_device_proven AS "requestDeviceProven"`,
+  `session_device_id AS "sessionDeviceId"`,
+  `correlation_id AS "correlationId"`,
+  `created_at AS "createdAt"`,
+].join(", ");
+
+type LockedTransferRow = Pick<
+  TransferRow,
+  | "id"
+  | "userId"
+  | "fromAccountId"
+  | "toAccountId"
+  | "amountMinor"
+  | "currency"
+  | "status"
+  | "step"
+  | "stepAttempts"
+  | "failureReason"
+  | "requestDeviceId"
+  | "requestDeviceProven"
+  | "sessionDeviceId"
+  | "correlationId"
+  | "createdAt"
+>;
+
+export function toState(row: LockedTransferRow): TransferState {
   return {
     id: row.id,
     userId: row.userId,
@@ -29,9 +67,9 @@ export function toState(row: TransferRow): TransferState {
 export function sagaStore(tx: Tx): SagaStore {
   return {
     async lockTransfer(id) {
-      const locked = await tx.$queryRawUnsafe<Array<{ id: string }>>(`SELECT id::text AS id FROM transfer WHERE id = $1::uuid FOR UPDATE`, id);
-      if (locked.length === 0) return null;
-      return toState(await tx.transfer.findUniqueOrThrow({ where: { id } }));
+      // One round trip: Prisma's findUnique cannot lock, so the row is read by the locking query.
+      const [row] = await tx.$queryRawUnsafe<LockedTransferRow[]>(`SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = $1::uuid FOR UPDATE`, id);
+      return row ? toState(row) : null;
     },
     async update(id, patch: TransferPatch) {
       await tx.transfer.update({
@@ -56,15 +94,13 @@ export function sagaStore(tx: Tx): SagaStore {
 
 /** Transfers whose current step is overdue, locked for this transaction (replicas skip each other's). */
 export async function lockOverdue(tx: Tx, limit: number): Promise<TransferState[]> {
-  const rows = await tx.$queryRawUnsafe<Array<{ id: string }>>(
-    `SELECT id::text AS id FROM transfer
+  const rows = await tx.$queryRawUnsafe<LockedTransferRow[]>(
+    `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer
       WHERE step <> 'NONE' AND step_deadline_at < now()
       ORDER BY step_deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     limit,
   );
-  if (rows.length === 0) return [];
-  const transfers = await tx.transfer.findMany({ where: { id: { in: rows.map((row) => row.id) } } });
-  return transfers.map(toState);
+  return rows.map(toState);
 }
 
 export type { Db, Tx };
