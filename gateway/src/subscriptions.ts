@@ -26,7 +26,7 @@ import {
 } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
-import { parseEvent, type EventData, type NatsConnection } from "@vaultpay/events";
+import { isTerminalStatus, parseEvent, statusRank, type EventData, type NatsConnection, type TransferStatus } from "@vaultpay/events";
 import { runWithContext, toGraphQLError, type Logger } from "@vaultpay/kit";
 import { checkBeforeParsing, checkedVariables, resolveOperation } from "./door.ts";
 import { enforceLimits, measureOperation, type OperationLimits } from "./limits.ts";
@@ -35,8 +35,8 @@ import { authenticate, type GatewayRequestContext, type SecurityOptions } from "
 import { authorizeFields, selectedFields } from "./shield.ts";
 
 type StatusEvent = EventData<"transaction.status.changed">;
-const TERMINAL = new Set(["COMPLETED", "FAILED", "REJECTED"]);
-const rank = (status: string) => (status === "PENDING" ? 0 : status === "DEBITED" ? 1 : 2);
+/** One entry of Transfer.statusHistory as the graph answers it. */
+type StatusChange = { status: TransferStatus; reason: string | null; at: string };
 
 /** One NATS subscription for the whole gateway, fanned out to subscribers by transfer id. */
 export class StatusFeed {
@@ -183,14 +183,14 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
     const deadline = Date.now() + maxLifetimeMs;
     let lastRank = -1;
 
-    const payload = (transfer: Record<string, unknown>, change: { status: string; reason: string | null; at: string }) => {
+    const payload = (transfer: Record<string, unknown>, change: StatusChange) => {
       const data = { ...transfer };
       for (const { key, name } of overlays) {
         if (name === "status") data[key] = change.status;
-        else if (name === "failureReason") data[key] = TERMINAL.has(change.status) ? change.reason : null;
+        else if (name === "failureReason") data[key] = isTerminalStatus(change.status) ? change.reason : null;
         else if (name === "updatedAt") data[key] = change.at;
       }
-      lastRank = rank(change.status);
+      lastRank = statusRank(change.status);
       return { data: { [responseKey]: data } };
     };
 
@@ -206,7 +206,7 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         return;
       }
       // What already happened, in order, then the live changes.
-      for (const change of history.data.transfer.statusHistory as Array<{ status: string; reason: string | null; at: string }>) {
+      for (const change of history.data.transfer.statusHistory as Array<StatusChange>) {
         yield payload(snapshot.data.transfer, change);
       }
       while (lastRank < 2 && Date.now() < deadline) {
@@ -217,16 +217,16 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
           });
           wake = undefined;
         }
-        let change: { status: string; reason: string | null; at: string } | undefined;
+        let change: StatusChange | undefined;
         const event = queue.shift();
         if (event) {
-          if (rank(event.status) <= lastRank) continue;
+          if (statusRank(event.status) <= lastRank) continue;
           change = { status: event.status, reason: event.failureReason, at: event.changedAt };
         } else {
           // Nothing heard for a while: ask, in case an event was missed.
           const current = await inContext(() => run(state.context, STATUS_QUERY, { id }));
-          const changes = (current.data?.transfer?.statusHistory ?? []) as Array<{ status: string; reason: string | null; at: string }>;
-          change = changes.find((candidate) => rank(candidate.status) > lastRank);
+          const changes = (current.data?.transfer?.statusHistory ?? []) as Array<StatusChange>;
+          change = changes.find((candidate) => statusRank(candidate.status) > lastRank);
           if (!change) continue;
         }
         const fresh = await inContext(() => run(state.context, query, variables));

@@ -23,3 +23,4 @@ export type Catalog = typeof catalog;
 export type EventType = keyof Catalog;
 export type EventData<T extends EventType> = z.infer<Catalog[T]["data"]>;
 export { TEXT_LIMITS, boundText, minorUnits } from "./catalog/define.ts";
+export * from "./catalog/transfer-status.ts";

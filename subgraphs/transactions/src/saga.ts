@@ -5,8 +5,8 @@
  */
 import { TEXT_LIMITS, boundText, type Event, type EventData, type EventType } from "@vaultpay/events";
 import {
-  TERMINAL,
   assertTransition,
+  isTerminalStatus,
   onStepTimeout,
   stepDeadline,
   type SagaStep,
@@ -124,7 +124,7 @@ export class Saga {
         userId: transfer.userId,
         status,
         previousStatus: transfer.status,
-        failureReason: TERMINAL.has(status) && status !== "COMPLETED" ? failureReason : null,
+        failureReason: isTerminalStatus(status) && status !== "COMPLETED" ? failureReason : null,
         changedAt: now.toISOString(),
       });
       if (status === "COMPLETED") {
@@ -146,7 +146,7 @@ export class Saga {
     const transferId = (event.data as { transferId?: string }).transferId;
     if (!transferId) return;
     const transfer = await store.lockTransfer(transferId);
-    if (!transfer || TERMINAL.has(transfer.status)) return;
+    if (!transfer || isTerminalStatus(transfer.status)) return;
     const { status, step } = transfer;
     switch (event.type) {
       case "account.debited":
@@ -201,7 +201,7 @@ export class Saga {
 
   /** A step's deadline passed: send its command again, or give up on it and refund. */
   async timeout(store: SagaStore, transfer: TransferState): Promise<void> {
-    if (TERMINAL.has(transfer.status) || transfer.step === "NONE") return;
+    if (isTerminalStatus(transfer.status) || transfer.step === "NONE") return;
     if (onStepTimeout(transfer.step, transfer.stepAttempts, this.timings) === "retry") {
       const attempts = transfer.stepAttempts + 1;
       await store.update(transfer.id, { step: transfer.step, stepAttempts: attempts, stepDeadlineAt: stepDeadline(this.now(), attempts, this.timings) });

@@ -1,37 +1,14 @@
 /**
  * The transfer and its saga as plain rules: no GraphQL, NATS or Prisma types. The transactions
- * service orchestrates (shared/ARCHITECTURE.md §4):
- *   PENDING --debited--> DEBITED --fraud passed--> (credit) --credited--> COMPLETED
- *   PENDING --debit rejected--> REJECTED
- *   DEBITED --fraud failed / credit refused / step timed out--> (refund) --refunded--> FAILED
+ * service orchestrates (shared/ARCHITECTURE.md §4); the statuses and their transitions are one
+ * table in the event contract (TRANSFER_LIFECYCLE in @vaultpay/events).
  */
 import { createHash } from "node:crypto";
 import { DomainError, isUuid } from "@vaultpay/kit";
 import { isValidAccountNumber, normalizeAccountNumber, parseMinorUnits } from "@vaultpay/money";
 
-export type TransferStatus = "PENDING" | "DEBITED" | "COMPLETED" | "FAILED" | "REJECTED";
+export { TRANSFER_LIFECYCLE, assertTransition, isTerminalStatus, statusRank, type TransferStatus } from "@vaultpay/events";
 export type SagaStep = "DEBIT" | "FRAUD" | "CREDIT" | "REFUND" | "NONE";
-
-export const TERMINAL: ReadonlySet<TransferStatus> = new Set(["COMPLETED", "FAILED", "REJECTED"]);
-
-const NEXT: Record<TransferStatus, readonly TransferStatus[]> = {
-  // FAILED from PENDING: the debit step timed out and its compensation (a refund) settled it.
-  PENDING: ["DEBITED", "REJECTED", "FAILED"],
-  DEBITED: ["COMPLETED", "FAILED"],
-  COMPLETED: [],
-  FAILED: [],
-  REJECTED: [],
-};
-
-/** Statuses only move forward; anything else is a bug, caught where it happens. */
-export function assertTransition(from: TransferStatus, to: TransferStatus): void {
-  if (!NEXT[from].includes(to)) throw new Error(`illegal transfer status change ${from} -> ${to}`);
-}
-
-/** Order of statuses for subscribers: a status is never shown after one of a higher rank. */
-export function statusRank(status: TransferStatus): number {
-  return status === "PENDING" ? 0 : status === "DEBITED" ? 1 : 2;
-}
 
 export const LIMITS = {
   /** Largest single transfer, in minor units: 1 crore rupees. */

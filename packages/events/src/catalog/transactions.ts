@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { TEXT_LIMITS, boundedText, defineEvent, id } from "./define.ts";
 import { currencyCode, positiveMinorUnits } from "./accounts.ts";
+import { TRANSFER_STATUSES } from "./transfer-status.ts";
 
-export const transferStatus = z.enum(["PENDING", "DEBITED", "COMPLETED", "FAILED", "REJECTED"]);
+export const transferStatus = z.enum(TRANSFER_STATUSES);
 
 /**
  * Events of the transactions service (stream TRANSACTIONS). The three commands below drive the
