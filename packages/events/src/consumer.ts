@@ -107,7 +107,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
     let backoffMs = 250;
     for (;;) {
       try {
-        await (maxBatch > 1 ? this.consumeInBatches(maxBatch) : this.consumeOneByOne());
+        await this.consume(maxBatch);
       } catch (error) {
         if (!this.stopped) logger.warn({ err: error, consumer: name }, "consumer interrupted");
       }
@@ -125,19 +125,13 @@ export class EventConsumer<Tx extends SqlExecutor> {
     }
   }
 
-  private async consumeOneByOne(): Promise<void> {
-    for await (const message of this.messages!) {
-      await this.process(message);
-      if (this.stopped) break;
-    }
-  }
-
   /**
    * Messages that arrive while a batch transaction runs wait in `pending` and form the next batch;
    * at most maxBatch wait (back-pressure on the iterator). `running` is set and cleared in the same
-   * tick as `pending` is checked, so no message is left waiting without a flush to take it.
+   * tick as `pending` is checked, so no message is left waiting without a flush to take it. One
+   * path for every consumer: with maxBatch 1 each message is its own batch, handled in turn.
    */
-  private async consumeInBatches(maxBatch: number): Promise<void> {
+  private async consume(maxBatch: number): Promise<void> {
     const pending: JsMsg[] = [];
     let running = false;
     let flushed: Promise<void> = Promise.resolve();
@@ -274,21 +268,8 @@ export class EventConsumer<Tx extends SqlExecutor> {
     );
   }
 
-  private applyOnce(event: Event): Promise<"processed" | "duplicate"> {
-    const { db, name, handle } = this.options;
-    return db.$transaction(
-      async (tx) => {
-        const inserted = await tx.$executeRawUnsafe(
-          `INSERT INTO processed_event (consumer, event_id) VALUES ($1, $2::uuid) ON CONFLICT DO NOTHING`,
-          name,
-          event.id,
-        );
-        if (inserted === 0) return "duplicate" as const;
-        await handle(event, tx);
-        return "processed" as const;
-      },
-      { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000 },
-    );
+  private async applyOnce(event: Event): Promise<"processed" | "duplicate"> {
+    return (await this.applyBatchOnce([event])) === 1 ? "processed" : "duplicate";
   }
 
   private async deadLetter(message: JsMsg, error: unknown, eventId: string | undefined): Promise<void> {
