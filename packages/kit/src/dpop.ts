@@ -3,8 +3,7 @@
  * client holds; the gateway verifies a proof of it on each request and vouches for the key's
  * thumbprint (`jkt`) to subgraphs in its signed assertion. Subgraphs never see the proof.
  */
-import { createHash } from "node:crypto";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import {
   EmbeddedJWK,
   SignJWT,
