@@ -1,0 +1,84 @@
+/**
+ * Is the gateway the door that limits? The same authenticated query (`myAccounts`) through the
+ * gateway and sent straight to the accounts subgraph with a valid gateway assertion, in one run,
+ * plus an anonymous `{ __typename }` through the gateway. Results appended to
+ * bench/gateway-results.md. Not part of `pnpm test`:
+ *   [GATEWAY_BENCH_SECONDS=10] [GATEWAY_BENCH_CLIENTS=16] [BENCH_PROFILE_DIR=dir] pnpm bench gateway
+ */
+import { execFileSync } from "node:child_process";
+import { appendFileSync } from "node:fs";
+import os from "node:os";
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GATEWAY_ASSERTION_HEADER, signGatewayAssertion } from "@vaultpay/kit";
+import { mintAccessToken, startTestStack, type TestStack } from "@vaultpay/testing";
+
+const SECONDS = Number(process.env.GATEWAY_BENCH_SECONDS ?? 10);
+const CLIENTS = Number(process.env.GATEWAY_BENCH_CLIENTS ?? 16);
+const QUERY = `{ myAccounts { id balance { minor } } }`;
+
+/** Requests per second from CLIENTS closed-loop clients for SECONDS; every answer must be data. */
+async function requestsPerSecond(send: () => Promise<Response>): Promise<number> {
+  let done = 0;
+  const deadline = Date.now() + SECONDS * 1000;
+  const startedAt = performance.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      while (Date.now() < deadline) {
+        const response = await send();
+        const body = (await response.json()) as { data?: unknown; errors?: unknown };
+        expect(body.errors).toBeUndefined();
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - startedAt) / 1000);
+}
+
+describe("gateway benchmark", () => {
+  let stack: TestStack & { teardown: () => Promise<void> };
+
+  beforeAll(async () => {
+    const profileDir = process.env.BENCH_PROFILE_DIR;
+    stack = await startTestStack({
+      env: {
+        RATE_LIMIT_OPERATIONS: "10000000",
+        RATE_LIMIT_REQUESTS_PER_IP: "10000000",
+        ...(profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}),
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.teardown();
+  });
+
+  it("compares a query through the gateway with the same query sent straight to its subgraph", async () => {
+    const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
+    const opened = await stack.graphql(`mutation { openAccount(type: SAVINGS) { id } }`, {}, { authorization: `Bearer ${token}` });
+    expect(opened.errors).toBeUndefined();
+    const post = (url: string, query: string, headers: Record<string, string>) =>
+      fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ query }) });
+
+    const viaGateway = await requestsPerSecond(() => post(stack.gatewayUrl, QUERY, { authorization: `Bearer ${token}` }));
+    const direct = await requestsPerSecond(() => {
+      const correlationId = randomUUID();
+      return post(stack.urls.accounts, QUERY, {
+        authorization: `Bearer ${token}`,
+        "x-correlation-id": correlationId,
+        [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, correlationId),
+      });
+    });
+    const typename = await requestsPerSecond(() => post(stack.gatewayUrl, `{ __typename }`, {}));
+
+    const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+    const line = [
+      `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${os.cpus().length} × ${os.cpus()[0]?.model.trim()} | ${CLIENTS} | ${SECONDS}`,
+      viaGateway.toFixed(0),
+      direct.toFixed(0),
+      `${(viaGateway / direct).toFixed(2)}`,
+      `${typename.toFixed(0)} |`,
+    ].join(" | ");
+    appendFileSync(new URL("./gateway-results.md", import.meta.url), `${line}\n`);
+    console.info(line);
+  }, 600_000);
+});
