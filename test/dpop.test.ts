@@ -128,6 +128,55 @@ describe("DPoP device binding end to end", () => {
     expect(await connect({ authorization: `DPoP ${next.accessToken}`, dpop: wsProof })).toBe(4403);
   });
 
+  it("pushes a bound session's transfer over a graphql-ws connection opened with a proof, proven all the way to fraud", async () => {
+    const phone = await createDpopDevice();
+    const sender = await signIn(email(), PASSWORD, phone);
+    const payee = await signIn(email(), PASSWORD);
+    const admin = await signIn(ADMIN.email, ADMIN.password, undefined, false);
+    const from = (await call<{ openAccount: { id: string } }>(`mutation { openAccount(type: SAVINGS) { id } }`, {}, { token: sender.accessToken, device: phone })).data!.openAccount;
+    const to = (await call<{ openAccount: { number: string } }>(`mutation { openAccount(type: SAVINGS) { number } }`, {}, { token: payee.accessToken })).data!.openAccount;
+    expect((await call(`mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "dpop-ws-deposit") { id } }`, { id: from.id }, { token: admin.accessToken })).errors).toBeUndefined();
+    const started = await waitUntil(async () => {
+      const result = await call<{ initiateTransfer: { id: string } }>(
+        `mutation($from: ID!, $to: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "2500", idempotencyKey: "dpop-ws") { id } }`,
+        { from: from.id, to: to.number },
+        { token: sender.accessToken, device: phone },
+      );
+      return result.data?.initiateTransfer;
+    }, "the transfer to be accepted");
+    const client = createClient({
+      url: stack.gatewayUrl.replace(/^http/, "ws"),
+      connectionParams: async () => ({
+        authorization: `DPoP ${sender.accessToken}`,
+        dpop: await phone.proof({ htm: "GET", htu: stack.gatewayUrl, accessToken: sender.accessToken }),
+      }),
+      retryAttempts: 0,
+    });
+    try {
+      const statuses: Array<{ status: string; fraudCheck: { riskScore: number; reasons: string[] } | null }> = [];
+      await new Promise<void>((resolve, reject) => {
+        client.subscribe<{ transferStatusChanged: (typeof statuses)[number] }>(
+          { query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status fraudCheck { riskScore reasons } } }`, variables: { id: started.id } },
+          {
+            next: (message) => {
+              if (message.errors) reject(new Error(JSON.stringify(message.errors)));
+              const change = message.data!.transferStatusChanged;
+              statuses.push(change);
+              if (["COMPLETED", "FAILED", "REJECTED"].includes(change.status)) resolve();
+            },
+            error: reject,
+            complete: resolve,
+          },
+        );
+      });
+      expect(statuses.map((change) => change.status)).toEqual(["PENDING", "DEBITED", "COMPLETED"]);
+      // The device was proven with the request: only the new payee counts, no device rule.
+      expect(statuses.at(-1)!.fraudCheck).toEqual({ riskScore: 15, reasons: ["This is the first transfer to this payee"] });
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it("scores a stolen bearer token with a forged x-device-id as unproven: a small Sandbox transfer passes, a takeover fails and is refunded", async () => {
     const admin = await signIn(ADMIN.email, ADMIN.password, undefined, false);
     // The victim uses a client that cannot sign proofs (Apollo Sandbox): a plain bearer session.
