@@ -15,6 +15,8 @@ import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
 const TRANSFERS = Number(process.env.SAGA_BENCH_TRANSFERS ?? 300);
 const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
 const ACCOUNTS = 20;
+/** Share of transfers (0–1) that pay one merchant account, customers[0]: the hot-account case. */
+const HOT_SHARE = Number(process.env.SAGA_BENCH_HOT_SHARE ?? 0);
 /** When set, every service writes a V8 CPU profile there on exit (bench/tools/cpuprofile-summary.ts reads them). */
 const PROFILE_DIR = process.env.SAGA_BENCH_PROFILE_DIR;
 
@@ -39,6 +41,31 @@ async function countStatements(stack: TestStack, create: boolean): Promise<Recor
     }
   }
   return counts;
+}
+
+/** Milliseconds until audit holds every outbox event of the four services that have outboxes. */
+async function auditLag(stack: TestStack): Promise<number> {
+  const startedAt = performance.now();
+  const count = async (url: string, sql: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return Number((await client.query<{ n: string }>(sql)).rows[0]!.n);
+    } finally {
+      await client.end();
+    }
+  };
+  let outboxEvents = 0;
+  for (const service of ["auth", "accounts", "transactions", "fraud"] as const) {
+    outboxEvents += await count(stack.databaseUrls[service], `SELECT count(*)::text AS n FROM outbox_event`);
+  }
+  await waitUntil(
+    async () => (await count(stack.databaseUrls.audit, `SELECT count(*)::text AS n FROM audit_record WHERE type <> 'gateway.request'`)) >= outboxEvents,
+    "audit to hold every outbox event",
+    600_000,
+    100,
+  );
+  return performance.now() - startedAt;
 }
 
 describe("saga benchmark", () => {
@@ -91,7 +118,8 @@ describe("saga benchmark", () => {
         while (next < TRANSFERS) {
           const index = next++;
           const from = customers[index % ACCOUNTS]!;
-          const to = customers[(index + 1 + randomInt(ACCOUNTS - 1)) % ACCOUNTS]!;
+          const hot = index % ACCOUNTS !== 0 && Math.random() < HOT_SHARE;
+          const to = hot ? customers[0]! : customers[(index + 1 + randomInt(ACCOUNTS - 1)) % ACCOUNTS]!;
           const t0 = performance.now();
           const result = await stack.graphql(
             `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "1000", idempotencyKey: $key) { id } }`,
@@ -106,6 +134,8 @@ describe("saga benchmark", () => {
     const acceptedAfterMs = performance.now() - started;
     await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status = 'COMPLETED'`)).rows[0].n === TRANSFERS, "all COMPLETED", 600_000, 100);
     const allDoneMs = performance.now() - started;
+    // How long after the last COMPLETED the audit chain holds every event the services committed.
+    const auditLagMs = await auditLag(stack);
     const completion = (await transactionsSql.query<{ ms: number }>(
       `SELECT extract(epoch FROM (c.changed_at - t.created_at)) * 1000 AS ms FROM transfer t JOIN transfer_status_change c ON c.transfer_id = t.id AND c.status = 'COMPLETED' ORDER BY ms`,
     )).rows.map((row) => Number(row.ms));
@@ -125,7 +155,9 @@ describe("saga benchmark", () => {
       `${percentile(acceptMs, 50).toFixed(0)} / ${percentile(acceptMs, 95).toFixed(0)} / ${percentile(acceptMs, 99).toFixed(0)}`,
       `${percentile(completion, 50).toFixed(0)} / ${percentile(completion, 95).toFixed(0)} / ${percentile(completion, 99).toFixed(0)}`,
       `${baseline.transfersPerSecond.toFixed(0)}`,
-      `${((100 * completedPerSecond) / baseline.transfersPerSecond).toFixed(1)} % |`,
+      `${((100 * completedPerSecond) / baseline.transfersPerSecond).toFixed(1)} %`,
+      `${HOT_SHARE > 0 ? `hot ${Math.round(HOT_SHARE * 100)} %` : "spread"}`,
+      `${(auditLagMs / 1000).toFixed(1)} |`,
     ].join(" | ");
     appendFileSync(new URL("./saga-results.md", import.meta.url), `${line}\n`);
     console.info(line);
