@@ -1,0 +1,30 @@
+/**
+ * The web app's hand-typed operations against the public contract (test/fixtures/api-contract.graphql,
+ * the copy of API.md): each document parses, validates and names itself as its export says. The
+ * app therefore uses only the contract, and a contract change that breaks it fails here.
+ * (GraphQL Code Generator was not used: the app's 19 small documents are typed by hand beside
+ * their text, and this test is what keeps the two honest.)
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Kind, buildSchema, parse, validate } from "graphql";
+import { describe, expect, it } from "vitest";
+import { REPO_ROOT } from "@vaultpay/stack";
+import { ALL_OPERATIONS } from "../apps/web/src/operations.ts";
+
+const contract = buildSchema(readFileSync(path.join(REPO_ROOT, "test/fixtures/api-contract.graphql"), "utf8"));
+
+describe("web app operations", () => {
+  it.each(ALL_OPERATIONS.map((operation) => [operation.name, operation] as const))("%s is valid against the public contract", (name, operation) => {
+    const document = parse(operation.document);
+    expect(validate(contract, document)).toEqual([]);
+    const definitions = document.definitions.filter((definition) => definition.kind === Kind.OPERATION_DEFINITION);
+    expect(definitions).toHaveLength(1);
+    expect(definitions[0]!.name?.value).toBe(name);
+  });
+
+  it("every document stays well under the gateway's token cap (MAX_DOCUMENT_TOKENS, 1,000)", () => {
+    // parse() throws past maxTokens.
+    for (const operation of ALL_OPERATIONS) expect(() => parse(operation.document, { maxTokens: 400 })).not.toThrow();
+  });
+});
