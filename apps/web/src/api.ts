@@ -153,7 +153,8 @@ function subscriptions(): Client {
     connectionParams: async () => {
       const token = await freshAccessToken();
       const device = await thisDevice();
-      return { authorization: `DPoP ${token}`, dpop: await device.proof({ htm: "GET", htu: graphqlUrl() }) };
+      if (!token) throw new ApiError("SESSION_EXPIRED", "no session");
+      return { authorization: `DPoP ${token}`, dpop: await device.proof({ htm: "GET", htu: graphqlUrl(), accessToken: token }) };
     },
   });
   return wsClient;

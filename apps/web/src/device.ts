@@ -12,8 +12,6 @@ const LABEL_KEY = "vaultpay.deviceLabel";
 export interface Device {
   /** The label sent as `deviceId` (the server names the device by its key: jkt:<thumbprint>). */
   label: string;
-  /** The device id the server gives this browser: jkt:<RFC 7638 thumbprint of the public key>. */
-  id: string;
   proof(request: { htm: "POST" | "GET"; htu: string; accessToken?: string }): Promise<string>;
 }
 
@@ -80,11 +78,8 @@ export function thisDevice(): Promise<Device> {
     // The public half is always exportable; only its public members go into proofs.
     const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", pair.publicKey);
     const header = base64urlJson({ typ: "dpop+jwt", alg: "ES256", jwk: { kty, crv, x, y } });
-    // RFC 7638: the required members in lexicographic order, no spaces.
-    const thumbprint = await crypto.subtle.digest("SHA-256", encoder.encode(JSON.stringify({ crv, kty, x, y })));
     return {
       label: deviceLabel(),
-      id: `jkt:${base64url(thumbprint)}`,
       async proof({ htm, htu, accessToken }) {
         const claims: Record<string, unknown> = { htm, htu, iat: Math.floor(Date.now() / 1000), jti: crypto.randomUUID() };
         if (accessToken) claims.ath = await sha256(accessToken);

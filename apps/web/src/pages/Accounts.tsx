@@ -53,8 +53,8 @@ function AccountCard({ account }: { account: Account }) {
       <h2>{name}</h2>
       <p>
         Account number: <span className="number" data-testid={`number-${account.type}`}>{number ?? account.maskedNumber}</span>{" "}
-        <button type="button" className="link" onClick={toggle} aria-label={`${number ? "Hide" : "Show"} the full number of your ${name.toLowerCase()}`}>
-          {number ? "Hide" : "Show number"}
+        <button type="button" className="link" onClick={toggle}>
+          {number ? "Hide" : "Show"} number<span className="visually-hidden"> of your {name.toLowerCase()}</span>
         </button>
       </p>
       <p className="balance">

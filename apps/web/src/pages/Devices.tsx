@@ -6,9 +6,11 @@ import { ErrorNotice, Loading, PageHeading, formatDateTime, useQuery } from "../
 
 export function Devices() {
   const me = useQuery(Me, {});
-  const [thisId, setThisId] = useState<string>();
+  // The label this browser sends as deviceId is random per browser, so it tells this device apart
+  // (the contract's Device has no key thumbprint to compare).
+  const [thisLabel, setThisLabel] = useState<string>();
   useEffect(() => {
-    void thisDevice().then((device) => setThisId(device.id));
+    void thisDevice().then((device) => setThisLabel(device.label));
   }, []);
   return (
     <main>
@@ -26,12 +28,11 @@ export function Devices() {
             {me.data.me.devices.map((device) => (
               <li key={device.id} className="card">
                 <h3>
-                  {device.label ?? "Unnamed device"} {device.id === thisId && <span className="badge">this device</span>}
+                  {device.label ?? "Unnamed device"} {device.label === thisLabel && <span className="badge">this device</span>}
                 </h3>
                 <p className="hint">
                   First seen {formatDateTime(device.firstSeenAt)}, last seen {formatDateTime(device.lastSeenAt)}
-                  {device.trusted ? " · trusted" : ""}
-                  {device.id.startsWith("jkt:") ? " · key-bound" : " · not key-bound"}
+                  {device.trusted ? " · trusted (came back for another sign-in)" : ""}
                 </p>
               </li>
             ))}
