@@ -9,7 +9,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Kind, buildSchema, parse, validate } from "graphql";
 import { describe, expect, it } from "vitest";
+import { PUBLIC_ERROR_CODES } from "@vaultpay/kit";
 import { REPO_ROOT } from "@vaultpay/stack";
+import { ERROR_CODES } from "../apps/web/src/errors.ts";
 import { ALL_OPERATIONS } from "../apps/web/src/operations.ts";
 
 const contract = buildSchema(readFileSync(path.join(REPO_ROOT, "test/fixtures/api-contract.graphql"), "utf8"));
@@ -26,5 +28,10 @@ describe("web app operations", () => {
   it("every document stays well under the gateway's token cap (MAX_DOCUMENT_TOKENS, 1,000)", () => {
     // parse() throws past maxTokens.
     for (const operation of ALL_OPERATIONS) expect(() => parse(operation.document, { maxTokens: 400 })).not.toThrow();
+  });
+
+  it("has a sentence for every public error code of the API (BAD_USER_INPUT shows the server's own)", () => {
+    const missing = [...PUBLIC_ERROR_CODES, "INTERNAL"].filter((code) => code !== "BAD_USER_INPUT" && !ERROR_CODES.includes(code));
+    expect(missing).toEqual([]);
   });
 });

@@ -180,9 +180,17 @@ describe("web app in a real browser", () => {
     expect(await sender.locator("tbody tr").first().textContent()).toContain("₹6,000.00"); // newest first
     await expectAccessible(sender, "history");
 
+    // Silent refresh: an access token about to expire is renewed with the rotating refresh token.
+    const stored = (page: Page) => page.evaluate(() => JSON.parse(localStorage.getItem("vaultpay.session") ?? "null") as { accessToken: string; refreshToken: string; accessTokenExpiresAt: string });
+    const before = await stored(sender);
+    await sender.evaluate((session) => localStorage.setItem("vaultpay.session", JSON.stringify({ ...session, accessTokenExpiresAt: new Date(0).toISOString() })), before);
+    await sender.reload();
     await sender.getByRole("link", { name: "Devices" }).click();
     await sender.getByText("this device").waitFor();
     await expectAccessible(sender, "devices");
+    const after = await stored(sender);
+    expect(after.refreshToken).not.toBe(before.refreshToken);
+    expect(Date.parse(after.accessTokenExpiresAt)).toBeGreaterThan(Date.now());
 
     // A customer typing the operator's address is refused by the API, not only by the menu.
     expect(await sender.getByRole("link", { name: "Operator" }).count()).toBe(0);
@@ -190,6 +198,14 @@ describe("web app in a real browser", () => {
     await sender.getByText("You are not allowed to do that.").first().waitFor();
 
     await screenshot(operator, "operator");
+    // A refresh token the server refuses (here: never issued) ends the session with a sentence.
+    await receiver.evaluate(() => {
+      const session = JSON.parse(localStorage.getItem("vaultpay.session")!);
+      localStorage.setItem("vaultpay.session", JSON.stringify({ ...session, refreshToken: "not-a-refresh-token", accessTokenExpiresAt: new Date(0).toISOString() }));
+    });
+    await receiver.reload();
+    await receiver.getByText("Your session has expired. Please sign in again.").waitFor();
+
     await sender.getByRole("button", { name: /Sign out/ }).click();
     await sender.getByRole("heading", { name: "Sign in to VaultPay" }).waitFor();
   }, 120_000);

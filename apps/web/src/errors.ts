@@ -27,6 +27,10 @@ const SENTENCES: Record<string, string> = {
   BAD_REQUEST: "The app sent a request VaultPay could not read. Please reload the page.",
   GRAPHQL_PARSE_FAILED: "The app sent a request VaultPay could not read. Please reload the page.",
   GRAPHQL_VALIDATION_FAILED: "This version of the app is out of date. Please reload the page.",
+  // The app never sends persisted queries or ambiguous documents; should one arrive, reload helps.
+  PERSISTED_QUERY_NOT_FOUND: "This version of the app is out of date. Please reload the page.",
+  PERSISTED_QUERY_NOT_SUPPORTED: "This version of the app is out of date. Please reload the page.",
+  OPERATION_RESOLUTION_FAILURE: "The app sent a request VaultPay could not read. Please reload the page.",
 };
 
 /** Codes whose server message is written for the person (what exactly is wrong with the input). */
