@@ -149,6 +149,7 @@ describe("web app in a real browser", () => {
     });
     await expectAccessible(sender, "transfer");
     await screenshot(sender, "transfer-phone");
+    const reference = (await sender.getByTestId("reference").textContent())!;
 
     const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
     await transactions.connect();
@@ -197,6 +198,17 @@ describe("web app in a real browser", () => {
     await sender.goto(`${appUrl}#/operator`);
     await sender.getByText("You are not allowed to do that.").first().waitFor();
 
+    // The operator: fraud checks failed first with the rule that fired, the transfer's whole audit
+    // trail by its reference (correlation id), and the chain verified.
+    await operator.getByRole("button", { name: "Refresh fraud checks" }).click();
+    await expect.poll(() => operator.locator("section[aria-labelledby=fraud-heading] tbody tr").count()).toBe(2);
+    expect(await operator.locator("section[aria-labelledby=fraud-heading] tbody tr").first().textContent()).toMatch(/FAILED.*100.*\w/);
+    await operator.getByLabel("Correlation id (empty: the first records)", { exact: true }).fill(reference);
+    await operator.getByRole("button", { name: "Show the trail" }).click();
+    await expect.poll(async () => (await operator.getByRole("list", { name: "Audit records" }).textContent()) ?? "").toMatch(/transaction\.initiated[\s\S]*transaction\.completed|transaction\.completed[\s\S]*transaction\.initiated/);
+    await operator.getByRole("button", { name: "Verify the audit chain" }).click();
+    await operator.getByText(/The audit chain is intact: \d+ records checked\./).waitFor();
+    await expectAccessible(operator, "operator console with results");
     await screenshot(operator, "operator");
     // A refresh token the server refuses (here: never issued) ends the session with a sentence.
     await receiver.evaluate(() => {

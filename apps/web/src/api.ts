@@ -71,7 +71,7 @@ function toApiError(body: GraphQLResponse<unknown>): ApiError | undefined {
   return new ApiError(extensions.code ?? "INTERNAL", first.message, extensions.retryAfterSeconds, extensions.reason);
 }
 
-async function post<T>(document: string, variables: unknown, accessToken: string | undefined): Promise<T> {
+async function post<T>(document: string, variables: unknown, accessToken: string | undefined, correlationId?: string): Promise<T> {
   const device = await thisDevice();
   const htu = graphqlUrl();
   const headers: Record<string, string> = {
@@ -80,6 +80,8 @@ async function post<T>(document: string, variables: unknown, accessToken: string
     dpop: await device.proof({ htm: "POST", htu, ...(accessToken ? { accessToken } : {}) }),
   };
   if (accessToken) headers.authorization = `DPoP ${accessToken}`;
+  // Ours when the page wants to quote it (a transfer's reference); the gateway makes one otherwise.
+  if (correlationId) headers["x-correlation-id"] = correlationId;
   let response: Response;
   try {
     response = await fetch(htu, { method: "POST", headers, body: JSON.stringify({ query: document, variables }), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
@@ -127,16 +129,20 @@ async function freshAccessToken(): Promise<string | undefined> {
   return session.accessToken;
 }
 
-/** Runs one operation with this browser's session (if any); errors are ApiError. */
-export async function request<TData, TVariables>(operation: Operation<TData, TVariables>, variables: TVariables): Promise<TData> {
+/**
+ * Runs one operation with this browser's session (if any); errors are ApiError. `correlationId`
+ * names the request (and every event it causes) in the audit trail.
+ */
+export async function request<TData, TVariables>(operation: Operation<TData, TVariables>, variables: TVariables, options: { correlationId?: string } = {}): Promise<TData> {
   const token = await freshAccessToken();
+  const { correlationId } = options;
   try {
-    return await post<TData>(operation.document, variables, token);
+    return await post<TData>(operation.document, variables, token, correlationId);
   } catch (error) {
     // The token may have been revoked or expired in between: one silent refresh, then give up.
     if (token && error instanceof ApiError && error.code === "UNAUTHENTICATED" && session) {
       const renewed = await refresh();
-      return post<TData>(operation.document, variables, renewed.accessToken);
+      return post<TData>(operation.document, variables, renewed.accessToken, correlationId);
     }
     throw error;
   }

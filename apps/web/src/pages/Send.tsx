@@ -10,6 +10,14 @@ import { formatPaise, rupeesToPaise } from "../money.ts";
 import { InitiateTransfer, MyAccounts } from "../operations.ts";
 import { ErrorNotice, Loading, PageHeading, useQuery } from "../ui.tsx";
 
+/** The correlation id a transfer was sent with: its reference for support and the audit trail. */
+export function rememberReference(transferId: string, correlationId: string): void {
+  sessionStorage.setItem(`vaultpay.reference.${transferId}`, correlationId);
+}
+export function referenceOf(transferId: string): string | null {
+  return sessionStorage.getItem(`vaultpay.reference.${transferId}`);
+}
+
 export function Send({ navigate }: { navigate: (path: string) => void }) {
   const accounts = useQuery(MyAccounts, {});
   const [fromAccountId, setFrom] = useState("");
@@ -20,8 +28,10 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
   const [busy, setBusy] = useState(false);
   const inFlight = useRef(false);
   const intentKey = useRef<string | undefined>(undefined);
+  const reference = useRef<string | undefined>(undefined);
   const change = (set: (value: string) => void) => (value: string) => {
     intentKey.current = undefined; // other details: another intent
+    reference.current = undefined;
     set(value);
   };
   const parsed = rupeesToPaise(amount);
@@ -35,6 +45,7 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
     setBusy(true);
     setError(undefined);
     intentKey.current ??= `web-${crypto.randomUUID()}`;
+    const correlationId = (reference.current ??= crypto.randomUUID());
     try {
       const digits = toAccountNumber.replace(/[\s-]/g, "");
       const { initiateTransfer } = await request(InitiateTransfer, {
@@ -43,8 +54,10 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
         amountMinor: parsed.paise,
         idempotencyKey: intentKey.current,
         note: note.trim() || null,
-      });
+      }, { correlationId });
+      rememberReference(initiateTransfer.id, correlationId);
       intentKey.current = undefined;
+      reference.current = undefined;
       navigate(`/transfers/${initiateTransfer.id}`);
     } catch (caught) {
       setError(caught);

@@ -4,6 +4,7 @@ import { request, subscribe } from "../api.ts";
 import { formatPaise } from "../money.ts";
 import { TransferById, TransferStatusChanged, type Transfer as TransferData, type TransferStatus } from "../operations.ts";
 import { ErrorNotice, PageHeading, formatDateTime } from "../ui.tsx";
+import { referenceOf } from "./Send.tsx";
 
 export const STATUS_TEXT: Record<TransferStatus, string> = {
   PENDING: "Pending: received, checking your balance",
@@ -55,6 +56,12 @@ export function Transfer({ id }: { id: string }) {
           <dd>{transfer.toMaskedNumber}</dd>
           <dt>Started</dt>
           <dd>{formatDateTime(transfer.createdAt)}</dd>
+          {referenceOf(id) && (
+            <>
+              <dt>Reference</dt>
+              <dd data-testid="reference" className="number">{referenceOf(id)}</dd>
+            </>
+          )}
           <dt>Status</dt>
           <dd data-testid="transfer-status">{transfer.status}</dd>
         </dl>
