@@ -210,6 +210,26 @@ describe("web app in a real browser", () => {
     await operator.getByText(/The audit chain is intact: \d+ records checked\./).waitFor();
     await expectAccessible(operator, "operator console with results");
     await screenshot(operator, "operator");
+    // RATE_LIMITED as the gateway answers it (one answer faked at the network): a sentence, a
+    // countdown from retryAfterSeconds, and "Try again" only once it has run out.
+    let limited = false;
+    await receiver.route("**/graphql", async (route) => {
+      if (limited || !route.request().postData()?.includes("query MyAccounts")) return route.fallback();
+      limited = true;
+      await route.fulfill({
+        status: 429,
+        contentType: "application/json",
+        body: JSON.stringify({ errors: [{ message: "Too many requests", extensions: { code: "RATE_LIMITED", retryAfterSeconds: 2 } }] }),
+      });
+    });
+    await receiver.getByRole("button", { name: "Refresh balances" }).click();
+    await receiver.getByRole("alert").getByText(/Too many attempts\. Please wait before trying again\. You can try again in [12] s\./).waitFor();
+    expect(await receiver.getByRole("button", { name: "Try again" }).isDisabled()).toBe(true);
+    await expect.poll(() => receiver.getByRole("button", { name: "Try again" }).isEnabled(), { timeout: 5_000 }).toBe(true);
+    await receiver.getByRole("button", { name: "Try again" }).click();
+    await expect.poll(() => receiver.getByRole("alert").count()).toBe(0);
+    await receiver.unroute("**/graphql");
+
     // A refresh token the server refuses (here: never issued) ends the session with a sentence.
     await receiver.evaluate(() => {
       const session = JSON.parse(localStorage.getItem("vaultpay.session")!);
