@@ -26,6 +26,31 @@ export function useQuery<TData, TVariables>(operation: Operation<TData, TVariabl
   return { ...state, reload };
 }
 
+/**
+ * A button's work: busy while it runs, its error kept for ErrorNotice, and a second start while
+ * one runs ignored (the second click of a double click never reaches the API).
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const inFlight = useRef(false);
+  const run = useCallback(async (work: () => Promise<void>) => {
+    if (inFlight.current) return;
+    inFlight.current = true;
+    setBusy(true);
+    setError(undefined);
+    try {
+      await work();
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      inFlight.current = false;
+      setBusy(false);
+    }
+  }, []);
+  return { busy, error, setError, run };
+}
+
 /** Seconds left until `untilMs`, ticking once a second; 0 when passed. */
 export function useCountdown(untilMs: number | undefined): number {
   const [now, setNow] = useState(() => Date.now());

@@ -7,7 +7,7 @@ import { request } from "../api.ts";
 import { ApiError } from "../errors.ts";
 import { formatPaise, rupeesToPaise } from "../money.ts";
 import { AuditLog, DepositFunds, FraudChecks, Users, VerifyAuditChain, type AuditRecord } from "../operations.ts";
-import { ErrorNotice, Loading, PageHeading, formatDateTime, useQuery } from "../ui.tsx";
+import { ErrorNotice, Loading, PageHeading, formatDateTime, useAction, useQuery } from "../ui.tsx";
 
 export function Operator() {
   return (
@@ -25,29 +25,22 @@ function Deposit() {
   const users = useQuery(Users, { first: 50, after: null });
   const [accountId, setAccountId] = useState("");
   const [amount, setAmount] = useState("");
-  const [busy, setBusy] = useState(false);
+  const { busy, error, setError, run } = useAction();
   const [result, setResult] = useState<string>();
-  const [error, setError] = useState<unknown>();
   const intentKey = useRef<string | undefined>(undefined);
   const accounts = users.data?.users.flatMap((user) => user.accounts.map((account) => ({ ...account, email: user.email }))) ?? [];
-  async function submit(event: FormEvent) {
+  function submit(event: FormEvent) {
     event.preventDefault();
     const parsed = rupeesToPaise(amount);
-    if (busy) return;
     if (!parsed.ok) return setError(new ApiError("BAD_USER_INPUT", parsed.reason));
-    setBusy(true);
-    setError(undefined);
-    intentKey.current ??= `web-deposit-${crypto.randomUUID()}`; // one deposit per intent, like transfers
-    try {
-      const { depositFunds } = await request(DepositFunds, { accountId, amountMinor: parsed.paise, idempotencyKey: intentKey.current });
+    void run(async () => {
+      // One deposit per intent, like transfers: a retry or a double click deposits once.
+      const idempotencyKey = (intentKey.current ??= `web-deposit-${crypto.randomUUID()}`);
+      const { depositFunds } = await request(DepositFunds, { accountId, amountMinor: parsed.paise, idempotencyKey });
       intentKey.current = undefined;
       setResult(`Deposited ${formatPaise(parsed.paise)}; the balance of ${depositFunds.maskedNumber} is now ${formatPaise(depositFunds.balance.minor)}.`);
       users.reload();
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   }
   const reset = (set: (value: string) => void) => (value: string) => {
     intentKey.current = undefined;
@@ -164,20 +157,12 @@ function AuditTrail() {
 
 function ChainCheck() {
   const [result, setResult] = useState<string>();
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
-  async function verify() {
-    setBusy(true);
-    setError(undefined);
-    try {
+  const { busy, error, run } = useAction();
+  const verify = () =>
+    run(async () => {
       const { valid, checked, firstBrokenSeq } = (await request(VerifyAuditChain, {})).verifyAuditChain;
       setResult(valid ? `The audit chain is intact: ${checked} records checked.` : `The audit chain is BROKEN at record #${firstBrokenSeq} (${checked} checked).`);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  }
+    });
   return (
     <section aria-labelledby="chain-heading">
       <h2 id="chain-heading">Audit chain</h2>

@@ -8,7 +8,7 @@ import { request } from "../api.ts";
 import { ApiError } from "../errors.ts";
 import { formatPaise, rupeesToPaise } from "../money.ts";
 import { InitiateTransfer, MyAccounts } from "../operations.ts";
-import { ErrorNotice, Loading, PageHeading, useQuery } from "../ui.tsx";
+import { ErrorNotice, Loading, PageHeading, useAction, useQuery } from "../ui.tsx";
 
 /** The correlation id a transfer was sent with: its reference for support and the audit trail. */
 export function rememberReference(transferId: string, correlationId: string): void {
@@ -24,9 +24,7 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
   const [toAccountNumber, setTo] = useState("");
   const [amount, setAmount] = useState("");
   const [note, setNote] = useState("");
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
-  const inFlight = useRef(false);
+  const { busy, error, setError, run } = useAction();
   const intentKey = useRef<string | undefined>(undefined);
   const reference = useRef<string | undefined>(undefined);
   const change = (set: (value: string) => void) => (value: string) => {
@@ -37,34 +35,26 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
   const parsed = rupeesToPaise(amount);
   const from = fromAccountId || accounts.data?.myAccounts[0]?.id || "";
 
-  async function submit(event: FormEvent) {
-    event.preventDefault();
-    if (inFlight.current) return; // the second click of a double click
+  function submit(event?: FormEvent) {
+    event?.preventDefault();
     if (!parsed.ok) return setError(new ApiError("BAD_USER_INPUT", parsed.reason));
-    inFlight.current = true;
-    setBusy(true);
-    setError(undefined);
-    intentKey.current ??= `web-${crypto.randomUUID()}`;
-    const correlationId = (reference.current ??= crypto.randomUUID());
-    try {
+    // A double click's second click is dropped by run(); a retry reuses the intent's key.
+    void run(async () => {
+      const idempotencyKey = (intentKey.current ??= `web-${crypto.randomUUID()}`);
+      const correlationId = (reference.current ??= crypto.randomUUID());
       const digits = toAccountNumber.replace(/[\s-]/g, "");
       const { initiateTransfer } = await request(InitiateTransfer, {
         fromAccountId: from,
         toAccountNumber: digits,
         amountMinor: parsed.paise,
-        idempotencyKey: intentKey.current,
+        idempotencyKey,
         note: note.trim() || null,
       }, { correlationId });
       rememberReference(initiateTransfer.id, correlationId);
       intentKey.current = undefined;
       reference.current = undefined;
       navigate(`/transfers/${initiateTransfer.id}`);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      inFlight.current = false;
-      setBusy(false);
-    }
+    });
   }
 
   if (!accounts.data) return <main><PageHeading>Send money</PageHeading>{accounts.loading ? <Loading what="your accounts" /> : <ErrorNotice error={accounts.error} onRetry={accounts.reload} />}</main>;
@@ -91,7 +81,7 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
         </p>
         <label htmlFor="note">Note (optional)</label>
         <input id="note" maxLength={140} value={note} onChange={(event) => change(setNote)(event.target.value)} />
-        <ErrorNotice error={error} onRetry={() => void submit(new Event("submit") as unknown as FormEvent)} />
+        <ErrorNotice error={error} onRetry={() => submit()} />
         <button type="submit" disabled={busy}>
           {busy ? "Sending…" : "Send money"}
         </button>

@@ -4,7 +4,7 @@ import { request, setSession } from "../api.ts";
 import { thisDevice } from "../device.ts";
 import { ApiError } from "../errors.ts";
 import { DevMailbox, Login, Register, VerifyOtp, type OtpChallenge } from "../operations.ts";
-import { ErrorNotice, PageHeading } from "../ui.tsx";
+import { ErrorNotice, PageHeading, useAction } from "../ui.tsx";
 
 type Mode = "signin" | "register";
 
@@ -35,25 +35,17 @@ export function SignIn({ notice }: { notice?: string | undefined }) {
 function CredentialsForm(props: { mode: Mode; email: string; setEmail: (email: string) => void; onChallenge: (challenge: OtpChallenge) => void }) {
   const [phone, setPhone] = useState("");
   const [password, setPassword] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
-  async function submit(event: FormEvent) {
+  const { busy, error, run } = useAction();
+  function submit(event: FormEvent) {
     event.preventDefault();
-    if (busy) return;
-    setBusy(true);
-    setError(undefined);
-    try {
+    void run(async () => {
       const deviceId = (await thisDevice()).label;
       const challenge =
         props.mode === "register"
           ? (await request(Register, { email: props.email, phone, password, deviceId })).register
           : (await request(Login, { email: props.email, password, deviceId })).login;
       props.onChallenge(challenge);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
+    });
   }
   return (
     <form onSubmit={submit} aria-label={props.mode === "signin" ? "Sign in" : "Register"}>
@@ -91,21 +83,14 @@ function CredentialsForm(props: { mode: Mode; email: string; setEmail: (email: s
 
 function OtpStep({ email, challenge, onBack }: { email: string; challenge: OtpChallenge; onBack: () => void }) {
   const [code, setCode] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const { busy, error, run } = useAction();
   const [mailbox, setMailbox] = useState<string>();
-  async function submit(event: FormEvent) {
+  function submit(event: FormEvent) {
     event.preventDefault();
-    if (busy) return;
-    setBusy(true);
-    setError(undefined);
-    try {
+    void run(async () => {
       const deviceId = (await thisDevice()).label;
       setSession((await request(VerifyOtp, { challengeId: challenge.challengeId, code: code.trim(), deviceId })).verifyOtp);
-    } catch (caught) {
-      setError(caught);
-      setBusy(false);
-    }
+    });
   }
   async function readDevMailbox() {
     try {
