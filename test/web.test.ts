@@ -48,6 +48,13 @@ async function expectAccessible(page: Page, what: string): Promise<void> {
   const { violations } = await new AxeBuilder({ page }).analyze();
   const serious = violations.filter((violation) => violation.impact === "serious" || violation.impact === "critical");
   expect(serious.map((violation) => `${what}: ${violation.id} — ${violation.help} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`)).toEqual([]);
+  // Nothing wider than the screen: at phone width the page scrolls down, never sideways.
+  const widths = await page.evaluate(() => {
+    // Runs in the page; this file is type-checked without DOM types.
+    const browserGlobal = globalThis as unknown as { document: { documentElement: { scrollWidth: number } }; innerWidth: number };
+    return { page: browserGlobal.document.documentElement.scrollWidth, screen: browserGlobal.innerWidth };
+  });
+  expect(widths.page, `${what} is wider than the screen`).toBeLessThanOrEqual(widths.screen);
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {
