@@ -1,5 +1,5 @@
 /** Small pieces every page uses: loading data, showing an error as a sentence, a countdown. */
-import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { request } from "./api.ts";
 import { ApiError, isRetryable, sentenceFor } from "./errors.ts";
 import type { Operation } from "./operations.ts";
@@ -64,13 +64,9 @@ export function useCountdown(untilMs: number | undefined): number {
 
 /** An error as a sentence, announced to screen readers; RATE_LIMITED counts down, others may retry. */
 export function ErrorNotice({ error, onRetry }: { error: unknown; onRetry?: () => void }) {
-  const retryAt = useRef<number | undefined>(undefined);
-  const [, force] = useState(0);
-  useEffect(() => {
-    retryAt.current = error instanceof ApiError && error.retryAfterSeconds ? Date.now() + error.retryAfterSeconds * 1000 : undefined;
-    force((value) => value + 1);
-  }, [error]);
-  const secondsLeft = useCountdown(retryAt.current);
+  // Counted from when this error arrived, not from each render.
+  const retryAtMs = useMemo(() => (error instanceof ApiError && error.retryAfterSeconds ? Date.now() + error.retryAfterSeconds * 1000 : undefined), [error]);
+  const secondsLeft = useCountdown(retryAtMs);
   if (!error) return null;
   return (
     <div role="alert" className="notice error">

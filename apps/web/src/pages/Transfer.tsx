@@ -23,8 +23,10 @@ export function Transfer({ id }: { id: string }) {
 
   useEffect(() => {
     let live = true;
+    let lastStatus: TransferStatus | undefined;
     const seen = (next: TransferData) => {
       if (!live) return;
+      lastStatus = next.status;
       setTransfer(next);
       setSteps((previous) => (previous.some((step) => step.status === next.status) ? previous : [...previous, { status: next.status, at: next.updatedAt }]));
     };
@@ -33,6 +35,8 @@ export function Transfer({ id }: { id: string }) {
     const stop = subscribe(TransferStatusChanged, { id }, {
       next: (data) => seen(data.transferStatusChanged),
       error: (caught) => live && setError(caught),
+      // The gateway ends a subscription after its longest life; one still running is followed again.
+      complete: () => live && lastStatus !== undefined && !TERMINAL.has(lastStatus) && setAttempt((value) => value + 1),
     });
     request(TransferById, { id }).then(
       (data) => data.transfer && live && setTransfer((current) => current ?? data.transfer!),
