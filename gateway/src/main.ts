@@ -32,6 +32,7 @@ import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
 import { securityPlugin, type GatewayRequestContext } from "./security.ts";
 import { StatusFeed, startSubscriptionServer } from "./subscriptions.ts";
+import { webAppRoute } from "./web-app.ts";
 
 const config = loadConfig(gatewayConfigSchema);
 const production = config.NODE_ENV === "production";
@@ -133,6 +134,7 @@ const server = createHttpServer({
   logger,
   maxBodyBytes: config.MAX_BODY_BYTES,
   ready: async () => !nc.isClosed(),
+  fallback: webAppRoute(config.WEB_APP_DIR),
   graphql: {
     server: apollo,
     around: (request, run) => {

@@ -30,6 +30,11 @@ export interface HttpServerOptions<C extends BaseContext> {
   routes?: Record<string, () => Promise<unknown>>;
   /** Requests larger than this are refused with 413 before parsing; a GraphQL document is small. */
   maxBodyBytes?: number;
+  /**
+   * Anything no route above matched (e.g. the gateway's static web app); answers true when it
+   * handled the request, false for the usual 404.
+   */
+  fallback?: (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<boolean>;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 256 * 1024;
@@ -162,6 +167,7 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
       if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
       const extra = options.routes?.[url.pathname];
       if (extra && request.method === "GET") return sendJson(response, 200, await extra());
+      if (options.fallback && (await options.fallback(request, response, url))) return;
       sendJson(response, 404, { error: "not found" });
     };
     route().catch((error: unknown) => {

@@ -1,0 +1,73 @@
+/** The customer's transfers, newest first, a page at a time. */
+import { useEffect, useState } from "react";
+import { request } from "../api.ts";
+import { formatPaise } from "../money.ts";
+import { MyTransfers, type Transfer } from "../operations.ts";
+import { ErrorNotice, Loading, PageHeading, formatDateTime } from "../ui.tsx";
+
+export const HISTORY_PAGE_SIZE = 10;
+
+export function History() {
+  const [rows, setRows] = useState<Transfer[]>([]);
+  const [next, setNext] = useState<{ hasNextPage: boolean; endCursor: string | null }>({ hasNextPage: true, endCursor: null });
+  const [loading, setLoading] = useState(false);
+  const [error, setError] = useState<unknown>();
+
+  async function loadMore(after: string | null) {
+    setLoading(true);
+    setError(undefined);
+    try {
+      const { myTransfers } = await request(MyTransfers, { first: HISTORY_PAGE_SIZE, after });
+      setRows((previous) => (after === null ? [] : previous).concat(myTransfers.edges.map((edge) => edge.node)));
+      setNext(myTransfers.pageInfo);
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setLoading(false);
+    }
+  }
+  useEffect(() => {
+    void loadMore(null);
+  }, []);
+
+  return (
+    <main>
+      <PageHeading>History</PageHeading>
+      {rows.length === 0 && !loading && !error && <p>No transfers yet.</p>}
+      {rows.length > 0 && (
+        <table>
+          <caption className="visually-hidden">Your transfers, newest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">From</th>
+              <th scope="col">To</th>
+              <th scope="col">Amount</th>
+              <th scope="col">Status</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((transfer) => (
+              <tr key={transfer.id}>
+                <td>
+                  <a href={`#/transfers/${transfer.id}`}>{formatDateTime(transfer.createdAt)}</a>
+                </td>
+                <td>{transfer.fromAccount.maskedNumber}</td>
+                <td>{transfer.toMaskedNumber}</td>
+                <td className="amount">{formatPaise(transfer.amount.minor, transfer.amount.currency)}</td>
+                <td>{transfer.status}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {loading && <Loading what="transfers" />}
+      <ErrorNotice error={error} onRetry={() => void loadMore(rows.length ? next.endCursor : null)} />
+      {next.hasNextPage && rows.length > 0 && !loading && (
+        <button type="button" onClick={() => void loadMore(next.endCursor)}>
+          Show older transfers
+        </button>
+      )}
+    </main>
+  );
+}
