@@ -7,6 +7,7 @@ import type { JWK } from "jose";
 import { deployMigrations, dropDatabase, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
 
 export { dropDatabase };
+export * from "./notifications.ts";
 import {
   REPO_ROOT,
   freePort,
