@@ -1,6 +1,7 @@
 import type http from "node:http";
 import { z } from "zod";
 import { baseConfigSchema, portSchema } from "@vaultpay/kit";
+import { parseCidrList } from "./client-address.ts";
 
 export const SUBGRAPH_NAMES = ["auth", "accounts", "transactions", "fraud", "audit"] as const;
 
@@ -41,6 +42,25 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   MAX_DOCUMENT_CHARS: z.coerce.number().int().positive().max(1_000_000).default(15_000),
   MAX_DOCUMENT_TOKENS: z.coerce.number().int().positive().max(100_000).default(1_000),
   MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
+  /**
+   * Proxies in front of the gateway whose x-forwarded-for entries are believed (client-address.ts):
+   * how many (TRUSTED_PROXY_HOPS) or which networks (TRUSTED_PROXY_CIDRS, comma-separated). Unset:
+   * the socket's peer is the client and the header is ignored.
+   */
+  TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  TRUSTED_PROXY_CIDRS: z
+    .string()
+    .optional()
+    .superRefine((text, issues) => {
+      try {
+        parseCidrList(text);
+      } catch (error) {
+        issues.addIssue({ code: "custom", message: (error as Error).message });
+      }
+    }),
+}).refine((env) => !(env.TRUSTED_PROXY_HOPS > 0 && env.TRUSTED_PROXY_CIDRS?.trim()), {
+  path: ["TRUSTED_PROXY_CIDRS"],
+  message: "give TRUSTED_PROXY_HOPS or TRUSTED_PROXY_CIDRS, not both",
 });
 
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;

@@ -6,8 +6,11 @@ import { toGraphQLError } from "./errors.ts";
 
 export interface GraphQLRoute<C extends BaseContext> {
   server: ApolloServer<C>;
-  /** Builds the per-request context; runs before execution, may throw a DomainError. */
-  context: (request: http.IncomingMessage) => Promise<C>;
+  /**
+   * Builds the per-request context; runs before execution, may throw a DomainError. `rawBody` is
+   * the body exactly as received (subgraphs check the gateway's assertion covers it).
+   */
+  context: (request: http.IncomingMessage, rawBody: string) => Promise<C>;
   /**
    * Wraps execution so per-request state (AsyncLocalStorage) is visible in resolvers and logs.
    * Receives the request so it can read headers such as the correlation id.
@@ -136,7 +139,7 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
       }
       return graphql.server.executeHTTPGraphQLRequest({
         httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
-        context: () => graphql.context(request),
+        context: () => graphql.context(request, rawBody),
       });
     });
     for (const [key, value] of result.headers) response.setHeader(key, value);

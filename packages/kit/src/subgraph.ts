@@ -61,12 +61,15 @@ async function authenticate(
   security: SubgraphOptions<BaseContext>["security"],
   request: http.IncomingMessage,
   requestContext: RequestContext,
+  rawBody: string,
 ): Promise<Caller | undefined> {
   const provenKeyHeader = header(request, PROVEN_DEVICE_KEY_HEADER);
   const provenDeviceKey = isJkt(provenKeyHeader) ? provenKeyHeader : undefined;
   if (provenKeyHeader !== undefined && !provenDeviceKey) throw unauthenticated("Requests must come through the gateway");
-  // The proven key is covered by the assertion: no one but the gateway can vouch for a device.
-  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), requestContext.correlationId, Date.now(), provenDeviceKey)) {
+  // The proven key and the body are covered by the assertion: no one but the gateway can vouch for
+  // a device, and a captured assertion cannot carry another query.
+  const asserted = { correlationId: requestContext.correlationId, body: rawBody, provenDeviceKey };
+  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), asserted)) {
     throw unauthenticated("Requests must come through the gateway");
   }
   requestContext.provenDeviceKey = provenDeviceKey;
@@ -114,11 +117,11 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
         contexts.set(request, requestContext);
         return runWithContext(requestContext, run);
       },
-      context: async (request) => {
+      context: async (request, rawBody) => {
         const requestContext = contexts.get(request) ?? requestContextOf(request);
         // One line per request reaching a subgraph: how a gateway-side refusal is proven to stop here.
         logger.debug("subgraph request");
-        const caller = await authenticate(options.security, request, requestContext);
+        const caller = await authenticate(options.security, request, requestContext, rawBody);
         return options.context(request, requestContext, caller);
       },
     },

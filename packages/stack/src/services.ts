@@ -24,6 +24,11 @@ export interface ServicesOptions {
   fixedPorts?: boolean;
   nodeEnv?: "development" | "test" | "production";
   logLevel?: string;
+  /**
+   * Where the gateway reaches a subgraph instead of its own address (tests put a recording proxy
+   * in between, to capture what the gateway sends).
+   */
+  gatewaySubgraphUrls?: Partial<Record<ServiceName, string>>;
   /** Extra environment for every process (e.g. ADMIN_EMAIL). */
   env?: NodeJS.ProcessEnv;
   output?: ((line: string) => void) | null;
@@ -92,7 +97,7 @@ export async function startServices(options: ServicesOptions): Promise<Services>
       ? {
           ...shared,
           GATEWAY_PORT: String(ports.gateway),
-          ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, urls[service]])),
+          ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, options.gatewaySubgraphUrls?.[service] ?? urls[service]])),
         }
       : { ...shared, PORT: String(ports[name]), DATABASE_URL: databaseUrls[name] };
   };
