@@ -3,3 +3,4 @@ export * from "./net.ts";
 export * from "./process.ts";
 export * from "./services.ts";
 export * from "./secrets.ts";
+export * from "./production.ts";
