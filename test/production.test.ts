@@ -1,16 +1,35 @@
 /**
  * The platform in production mode: no dev mailbox, no Sandbox, no introspection or suggestions;
  * codes reach customers only through the real SMTP server of this test (STARTTLS, a login), and a
- * whole sign-in works through it.
+ * whole sign-in works through it. Transfer notices reach the sender once per transfer and status
+ * (email, and SMS through a real HTTPS provider that checks signatures), even when the events
+ * arrive again.
  */
 import { randomUUID } from "node:crypto";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestSmtpServer, startTestStack, waitUntil, type TestSmtpServer, type TestStack } from "@vaultpay/testing";
+import { createEvent, eventHeaders, type Event } from "@vaultpay/events";
+import {
+  fraudOnlyOnAmount,
+  mintAccessToken,
+  startTestSmsProvider,
+  startTestSmtpServer,
+  startTestStack,
+  waitUntil,
+  type TestSmsProvider,
+  type TestSmtpServer,
+  type TestStack,
+} from "@vaultpay/testing";
 
 type Stack = TestStack & { teardown: () => Promise<void> };
 
 const ADMIN_EMAIL = "ops@bank.example";
 const ADMIN_PASSWORD = "a real Passphrase 7";
+const PHONE = "+919800000001";
+/** Transfers over ₹500 fail the fraud check; nothing else is scored. */
+const FRAUD_FAIL_OVER_MINOR = 50_000n;
 
 function codes(result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) {
   return (result.errors ?? []).map((error) => error.extensions?.code);
@@ -18,15 +37,28 @@ function codes(result: { errors?: Array<{ extensions?: Record<string, unknown> }
 
 describe("production mode", () => {
   let smtp: TestSmtpServer;
+  let sms: TestSmsProvider;
   let stack: Stack;
 
   beforeAll(async () => {
     smtp = await startTestSmtpServer();
-    stack = await startTestStack({ nodeEnv: "production", env: { ...smtp.env(), ADMIN_EMAIL, ADMIN_PASSWORD } });
+    sms = await startTestSmsProvider({ https: true });
+    stack = await startTestStack({
+      nodeEnv: "production",
+      env: {
+        ...smtp.env(),
+        ...sms.env(),
+        // Production wants an https:// provider; its certificate is this test's own.
+        NODE_EXTRA_CA_CERTS: sms.caFile,
+        ADMIN_EMAIL,
+        ADMIN_PASSWORD,
+        ...fraudOnlyOnAmount(FRAUD_FAIL_OVER_MINOR),
+      },
+    });
   });
   afterAll(async () => {
     await stack?.teardown();
-    await smtp?.stop();
+    await Promise.all([smtp?.stop(), sms?.stop()]);
   });
 
   /** The code in the newest mail to this address, once it has arrived. */
@@ -40,7 +72,7 @@ describe("production mode", () => {
     const before = smtp.received.length;
     const asked = register
       ? await stack.graphql<{ register: { challengeId: string } }>(
-          `mutation($email: String!, $password: String!, $device: String!) { register(email: $email, phone: "+919800000001", password: $password, deviceId: $device) { challengeId } }`,
+          `mutation($email: String!, $password: String!, $device: String!) { register(email: $email, phone: "${PHONE}", password: $password, deviceId: $device) { challengeId } }`,
           { email, password, device: deviceId },
         )
       : await stack.graphql<{ login: { challengeId: string } }>(
@@ -77,5 +109,81 @@ describe("production mode", () => {
     expect(typo.errors?.[0]?.message).not.toMatch(/Did you mean/);
     const landing = await fetch(stack.gatewayUrl, { headers: { accept: "text/html" } });
     expect(await landing.text()).not.toMatch(/sandbox|embeddable/i);
+  });
+
+  it("tells the sender once when a transfer completes and once when one fails, even when the events come again", async () => {
+    const email = `ravi-${randomUUID().slice(0, 8)}@example.com`;
+    const sender = await signIn(email, "plum orchard 77 kettle", true, "ravi-phone");
+    const admin = await signIn(ADMIN_EMAIL, ADMIN_PASSWORD, false, "ops-laptop");
+    const call = async <T>(token: string, query: string, variables: Record<string, unknown> = {}) => {
+      const result = await stack.graphql<T>(query, variables, { authorization: `Bearer ${token}`, "x-device-id": "ravi-phone" });
+      expect(result.errors).toBeUndefined();
+      return result.data!;
+    };
+    const open = `mutation { openAccount(type: SAVINGS) { id number } }`;
+    const from = (await call<{ openAccount: { id: string } }>(sender, open)).openAccount;
+    const payee = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" });
+    const to = (await call<{ openAccount: { number: string } }>(payee, open)).openAccount;
+    await call(admin, `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "${randomUUID()}") { id } }`, { id: from.id });
+    const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
+    const auth = new pg.Client({ connectionString: stack.databaseUrls.auth });
+    await Promise.all([transactions.connect(), auth.connect()]);
+    const nc = await connect({ servers: stack.nats.url });
+    try {
+      await waitUntil(async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n >= 2, "transactions to know both accounts");
+      const transfer = async (amountMinor: string, status: string) => {
+        const { initiateTransfer } = await call<{ initiateTransfer: { id: string } }>(
+          sender,
+          `mutation($from: ID!, $to: String!, $amount: MinorUnits!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: $amount, idempotencyKey: $key) { id } }`,
+          { from: from.id, to: to.number, amount: amountMinor, key: randomUUID() },
+        );
+        await waitUntil(async () => (await call<{ transfer: { status: string } }>(sender, `{ transfer(id: "${initiateTransfer.id}") { status } }`)).transfer.status === status, `transfer ${status}`);
+        return initiateTransfer.id;
+      };
+      const completedId = await transfer("10000", "COMPLETED");
+      const failedId = await transfer("60000", "FAILED");
+
+      const notices = () => smtp.received.filter((mail) => mail.to.includes(email) && mail.subject.startsWith("Transfer of"));
+      const texts = () => sms.received.filter((message) => message.to === PHONE).map((message) => message.text);
+      await waitUntil(async () => notices().length >= 2 && texts().length >= 2, "both notices by email and SMS");
+      expect(notices().map((mail) => mail.subject).sort()).toEqual(["Transfer of 100.00 INR completed", "Transfer of 600.00 INR failed"]);
+      expect(notices().find((mail) => mail.subject.endsWith("completed"))!.text).toContain(`Reference: ${completedId}.`);
+      expect(notices().find((mail) => mail.subject.endsWith("failed"))!.text).toMatch(new RegExp(`returned to your account\\..*Reference: ${failedId}\\.`, "s"));
+      expect(sms.refusedSignatures).toBe(0);
+
+      // The same events again: once as a redelivery (same event id, past JetStream's duplicate
+      // window by a new Nats-Msg-Id), once re-emitted under a new event id (what a republishing
+      // tool or a double emit would do) — only the (transfer, status) constraint can catch that one.
+      const { rows } = await transactions.query<{ payload: Event }>(
+        `SELECT payload FROM outbox_event WHERE type IN ('transaction.completed', 'transaction.failed') AND payload->'data'->>'transferId' = ANY($1)`,
+        [[completedId, failedId]],
+      );
+      expect(rows).toHaveLength(2);
+      const js = jetstream(nc);
+      for (const { payload: event } of rows) {
+        await js.publish(event.type, JSON.stringify(event), { msgID: `${event.id}:again`, headers: eventHeaders(event) });
+        const copy = createEvent(event.type as "transaction.completed", event.data as never, { correlationId: event.correlationId, actor: {} });
+        await js.publish(copy.type, JSON.stringify(copy), { msgID: copy.id, headers: eventHeaders(copy) });
+      }
+      const jsm = await jetstreamManager(nc);
+      for (const durable of ["auth-notices-completed", "auth-notices-failed"]) {
+        await waitUntil(async () => {
+          const info = await jsm.consumers.info("TRANSACTIONS", durable);
+          return info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.consumer_seq >= 3;
+        }, `${durable} to take the copies`);
+      }
+      // Longer than the sender's poll: a second notice would have gone out by now.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect(notices()).toHaveLength(2);
+      expect(texts()).toHaveLength(2);
+      const stored = await auth.query(`SELECT status, state FROM transfer_notice WHERE transfer_id = ANY($1) ORDER BY status`, [[completedId, failedId]]);
+      expect(stored.rows).toEqual([
+        { status: "COMPLETED", state: "SENT" },
+        { status: "FAILED", state: "SENT" },
+      ]);
+    } finally {
+      await nc.close();
+      await Promise.all([transactions.end(), auth.end()]);
+    }
   });
 });

@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -55,12 +56,18 @@ function parseMail(raw: string): { subject: string; text: string } {
   return { subject: header("Subject"), text: text.replace(/\r\n$/, "") };
 }
 
-export async function startTestSmtpServer(): Promise<TestSmtpServer> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-smtp-"));
+/** A throwaway self-signed certificate for 127.0.0.1 (openssl), to run real TLS on loopback. */
+export function makeTestCertificate(dir: string): { keyFile: string; caFile: string } {
   const keyFile = path.join(dir, "key.pem");
   const caFile = path.join(dir, "cert.pem");
   const made = spawnSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", keyFile, "-out", caFile, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { encoding: "utf8" });
   if (made.status !== 0) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
+  return { keyFile, caFile };
+}
+
+export async function startTestSmtpServer(): Promise<TestSmtpServer> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-smtp-"));
+  const { keyFile, caFile } = makeTestCertificate(dir);
   const user = "vaultpay-test";
   const password = "smtp-test-password";
   const received: ReceivedMail[] = [];
@@ -138,6 +145,8 @@ export interface ReceivedSms {
 
 export interface TestSmsProvider {
   url: string;
+  /** With `https`: the certificate to trust (NODE_EXTRA_CA_CERTS for a service process). */
+  caFile: string | undefined;
   secret: string;
   received: ReceivedSms[];
   /** Requests refused because their signature did not check out. */
@@ -157,12 +166,15 @@ function signatureValid(secret: string, header: string | undefined, body: string
   return timingSafeEqual(expected, Buffer.from(match[2]!, "hex"));
 }
 
-export async function startTestSmsProvider(): Promise<TestSmsProvider> {
+export async function startTestSmsProvider(options: { https?: boolean } = {}): Promise<TestSmsProvider> {
+  const dir = options.https ? mkdtempSync(path.join(os.tmpdir(), "vaultpay-sms-")) : undefined;
+  const certificate = dir ? makeTestCertificate(dir) : undefined;
   const secret = "sms-provider-shared-secret-0123456789";
   const received: ReceivedSms[] = [];
   let failures: { count: number; status: number | "hang" } = { count: 0, status: 503 };
   const provider: TestSmsProvider = {
     url: "",
+    caFile: certificate?.caFile,
     secret,
     received,
     refusedSignatures: 0,
@@ -172,7 +184,7 @@ export async function startTestSmsProvider(): Promise<TestSmsProvider> {
     env: () => ({ SMS_PROVIDER_URL: provider.url, SMS_SIGNING_SECRET: secret }),
     stop: async () => undefined,
   };
-  const server = http.createServer((request, response) => {
+  const handler: http.RequestListener = (request, response) => {
     const chunks: Buffer[] = [];
     request.on("data", (chunk: Buffer) => chunks.push(chunk));
     request.on("end", () => {
@@ -193,12 +205,16 @@ export async function startTestSmsProvider(): Promise<TestSmsProvider> {
       if (!received.some((sms) => sms.id === message.id)) received.push({ id: message.id, to: message.to, text: message.text });
       response.writeHead(202, { "content-type": "application/json" }).end(JSON.stringify({ accepted: true }));
     });
-  });
+  };
+  const server = certificate
+    ? https.createServer({ key: readFileSync(certificate.keyFile), cert: readFileSync(certificate.caFile) }, handler)
+    : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  provider.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/messages`;
+  provider.url = `${certificate ? "https" : "http"}://127.0.0.1:${(server.address() as AddressInfo).port}/messages`;
   provider.stop = async () => {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
   };
   return provider;
 }

@@ -482,6 +482,14 @@ export class AuthService {
     return !(await this.deps.revocations.isRevoked(caller.sessionId));
   }
 
+  /** Where to reach a user (transfer notices): the email, and the phone decrypted when there is one. */
+  async contactOf(userId: string): Promise<{ email: string; phone: string | null } | undefined> {
+    const user = await this.userById(userId);
+    if (!user) return undefined;
+    const phone = decrypt(this.deps.keyRing, user.phoneEncrypted, PHONE_CONTEXT);
+    return { email: user.email, phone: phone || null };
+  }
+
   /** Null when the user has no phone (the seeded administrator). */
   maskedPhone(user: UserRecord): string | null {
     const phone = decrypt(this.deps.keyRing, user.phoneEncrypted, PHONE_CONTEXT);

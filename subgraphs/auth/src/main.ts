@@ -10,6 +10,7 @@ import { OtpChallenges } from "./otp.ts";
 import { createArgon2Hasher } from "./passwords.ts";
 import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
 import { alsoTo, createSmsNotifier, createSmtpNotifier, routeByChannel } from "./notifiers.ts";
+import { TransferNoticeSender, startNoticeConsumers } from "./notices.ts";
 import { createResolvers, type AuthContext } from "./resolvers.ts";
 import { createPrismaAuthStore } from "./store.ts";
 import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
@@ -75,6 +76,15 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       refreshGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
     });
     await auth.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD);
+    const notices = new TransferNoticeSender({
+      db,
+      notifier: senders.notifier,
+      contactOf: async (userId) => auth.contactOf(userId),
+      logger,
+    });
+    notices.start();
+    lifecycle.onShutdown("transfer notices", () => notices.stop());
+    await startNoticeConsumers(eventing, logger, () => notices.kick());
     return createResolvers({
       auth,
       mailbox,

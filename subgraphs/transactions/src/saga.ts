@@ -133,9 +133,18 @@ export class Saga {
           fromAccountId: transfer.fromAccountId,
           toAccountId: transfer.toAccountId,
           amountMinor: transfer.amountMinor.toString(),
+          userId: transfer.userId,
+          currency: transfer.currency,
         });
       } else if (status === "FAILED" || status === "REJECTED") {
-        await store.emit("transaction.failed", { transferId: transfer.id, status, reason: failureReason ?? "transfer failed" });
+        await store.emit("transaction.failed", {
+          transferId: transfer.id,
+          status,
+          reason: failureReason ?? "transfer failed",
+          userId: transfer.userId,
+          amountMinor: transfer.amountMinor.toString(),
+          currency: transfer.currency,
+        });
       }
     }
     await sendStepCommand(store, updated, next.step);
