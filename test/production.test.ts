@@ -14,6 +14,9 @@ import { createEvent, eventHeaders, type Event } from "@vaultpay/events";
 import {
   fraudOnlyOnAmount,
   mintAccessToken,
+  parsePrometheusText,
+  samplesOf,
+  valueOf,
   startTestSmsProvider,
   startTestSmtpServer,
   startTestStack,
@@ -28,6 +31,7 @@ type Stack = TestStack & { teardown: () => Promise<void> };
 const ADMIN_EMAIL = "ops@bank.example";
 const ADMIN_PASSWORD = "a real Passphrase 7";
 const PHONE = "+919800000001";
+const METRICS_TOKEN = "prometheus-scrape-token-0123456789abcdef";
 /** Transfers over ₹500 fail the fraud check; nothing else is scored. */
 const FRAUD_FAIL_OVER_MINOR = 50_000n;
 
@@ -52,6 +56,7 @@ describe("production mode", () => {
         NODE_EXTRA_CA_CERTS: sms.caFile,
         ADMIN_EMAIL,
         ADMIN_PASSWORD,
+        METRICS_TOKEN,
         ...fraudOnlyOnAmount(FRAUD_FAIL_OVER_MINOR),
       },
     });
@@ -185,5 +190,47 @@ describe("production mode", () => {
       await nc.close();
       await Promise.all([transactions.end(), auth.end()]);
     }
+  });
+
+  it("exports Prometheus metrics: gateway and subgraph requests, transfers by status, outbox and DLQ", async () => {
+    const scrape = async (url: string, token?: string) => {
+      const response = await fetch(url.replace(/\/graphql$/, "/metrics"), { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      expect(response.status, url).toBe(200);
+      return parsePrometheusText(await response.text());
+    };
+    // The gateway's port is public: no token, no metrics.
+    expect((await fetch(stack.gatewayUrl.replace(/\/graphql$/, "/metrics"))).status).toBe(401);
+    const before = await scrape(stack.gatewayUrl, METRICS_TOKEN);
+    const ok = { operation: "ProbeStatus", outcome: "ok" };
+    const counted = (samples: ReturnType<typeof parsePrometheusText>) => valueOf(samples, "vaultpay_graphql_requests_total", ok) ?? 0;
+    const admin = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}` };
+    for (let i = 0; i < 3; i++) expect((await stack.graphql(`query ProbeStatus { authStatus { service } }`, {}, admin)).errors).toBeUndefined();
+    expect(codes(await stack.graphql(`query ProbeMe { me { email } }`))).toEqual(["UNAUTHENTICATED"]);
+    const after = await scrape(stack.gatewayUrl, METRICS_TOKEN);
+    expect(counted(after) - counted(before)).toBe(3);
+    expect(valueOf(after, "vaultpay_graphql_requests_total", { operation: "ProbeMe", outcome: "UNAUTHENTICATED" })).toBe(1);
+    // The histogram holds the same operations: cumulative buckets ending in +Inf = _count.
+    const buckets = samplesOf(after, "vaultpay_graphql_request_duration_seconds_bucket", ok);
+    const bucketCounts = buckets.map((sample) => sample.value);
+    expect(bucketCounts).toEqual([...bucketCounts].sort((a, b) => a - b));
+    expect(buckets.at(-1)?.labels.le).toBe("+Inf");
+    expect(buckets.at(-1)?.value).toBe(valueOf(after, "vaultpay_graphql_request_duration_seconds_count", ok));
+    expect(valueOf(after, "vaultpay_graphql_request_duration_seconds_sum", ok)).toBeGreaterThan(0);
+
+    // The transfers of the test before: one completed, one failed, nothing stuck in between.
+    const transactions = await scrape(stack.urls.transactions);
+    expect(valueOf(transactions, "vaultpay_transfers", { status: "COMPLETED" })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(transactions, "vaultpay_transfers", { status: "FAILED" })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(transactions, "vaultpay_transfers", { status: "PENDING" }) ?? 0).toBe(0);
+    for (const service of ["auth", "accounts", "transactions", "fraud", "audit"] as const) {
+      const samples = await scrape(stack.urls[service]);
+      expect(valueOf(samples, "vaultpay_dlq_messages", { service }), service).toBe(0);
+      expect(valueOf(samples, "vaultpay_outbox_pending", { service }), service).toBeGreaterThanOrEqual(0);
+      expect(valueOf(samples, "vaultpay_outbox_oldest_pending_age_seconds", { service }), service).toBeLessThan(60);
+    }
+    // Subgraphs count the fetches of the gateway's query plans (named after the operation).
+    const auth = await scrape(stack.urls.auth);
+    const fetches = samplesOf(auth, "vaultpay_graphql_requests_total", { outcome: "ok" }).filter((sample) => sample.labels.operation!.startsWith("ProbeStatus"));
+    expect(fetches.reduce((sum, sample) => sum + sample.value, 0)).toBe(3);
   });
 });

@@ -47,6 +47,11 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
    * how many (TRUSTED_PROXY_HOPS) or which networks (TRUSTED_PROXY_CIDRS, comma-separated). Unset:
    * the socket's peer is the client and the header is ignored.
    */
+  /**
+   * Bearer token Prometheus presents at GET /metrics. The gateway's port is public, so in
+   * production /metrics exists only with a token; outside production it is open without one.
+   */
+  METRICS_TOKEN: z.string().min(32, "METRICS_TOKEN must be at least 32 characters").optional(),
   TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
   TRUSTED_PROXY_CIDRS: z
     .string()

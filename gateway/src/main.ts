@@ -17,6 +17,8 @@ import {
   correlationIdFrom,
   createErrorFormatter,
   createHttpServer,
+  createMetrics,
+  metricsPlugin,
   createLogger,
   currentContext,
   introspectionEnabled,
@@ -123,6 +125,7 @@ const security = {
   limits,
   documentLimits,
 };
+const metrics = createMetrics("gateway");
 const apollo = new ApolloServer<GatewayRequestContext>({
   gateway,
   introspection,
@@ -136,6 +139,7 @@ const apollo = new ApolloServer<GatewayRequestContext>({
     production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
     securityPlugin(security),
     requestLogPlugin(logger, js),
+    metricsPlugin<GatewayRequestContext>(metrics),
   ],
 });
 gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
@@ -147,6 +151,7 @@ lifecycle.onShutdown("apollo", () => apollo.stop());
 const server = createHttpServer({
   logger,
   maxBodyBytes: config.MAX_BODY_BYTES,
+  metrics: production && !config.METRICS_TOKEN ? undefined : { registry: metrics.registry, bearerToken: config.METRICS_TOKEN },
   ready: async () => !nc.isClosed(),
   graphql: {
     server: apollo,

@@ -1,5 +1,5 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { Lifecycle, Logger } from "@vaultpay/kit";
+import type { Lifecycle, Logger, Metrics } from "@vaultpay/kit";
 import { EventConsumer, type EventConsumerOptions } from "./consumer.ts";
 import { connectJetStream, type NatsConnection } from "./nats.ts";
 import { OutboxRelay } from "./outbox.ts";
@@ -26,6 +26,7 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
   logger: Logger;
   lifecycle: Lifecycle;
   db: SqlDatabase<Tx>;
+  metrics?: Metrics;
 }): Promise<Eventing<Tx>> {
   const { logger, lifecycle, db } = options;
   const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger);
@@ -46,6 +47,7 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
         jsm,
         logger,
         afterCommit: () => relay.kick(),
+        metrics: options.metrics,
         ...consumerOptions,
       });
       await consumer.start();

@@ -1,4 +1,6 @@
+import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
+import type { Registry } from "prom-client";
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLResponse } from "@apollo/server";
 import type { Logger } from "pino";
 import { currentContext } from "./context.ts";
@@ -31,6 +33,11 @@ export interface HttpServerOptions<C extends BaseContext> {
   graphqlPath?: string;
   /** Extra GET routes by exact path, e.g. auth's JWKS; they answer with a JSON body. */
   routes?: Record<string, () => Promise<unknown>>;
+  /**
+   * Prometheus text at GET /metrics. With `bearerToken`, only requests that present it are
+   * answered (the gateway's port is public); without one, everyone on the port is.
+   */
+  metrics?: { registry: Registry; bearerToken?: string | undefined };
   /** Requests larger than this are refused with 413 before parsing; a GraphQL document is small. */
   maxBodyBytes?: number;
 }
@@ -163,6 +170,7 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
         return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
       }
       if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
+      if (url.pathname === "/metrics" && options.metrics && request.method === "GET") return sendMetrics(request, response, options.metrics);
       const extra = options.routes?.[url.pathname];
       if (extra && request.method === "GET") return sendJson(response, 200, await extra());
       sendJson(response, 404, { error: "not found" });
@@ -173,6 +181,17 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
       else response.end();
     });
   });
+}
+
+async function sendMetrics(request: http.IncomingMessage, response: http.ServerResponse, metrics: NonNullable<HttpServerOptions<BaseContext>["metrics"]>) {
+  if (metrics.bearerToken) {
+    const given = Buffer.from(request.headers.authorization ?? "");
+    const expected = Buffer.from(`Bearer ${metrics.bearerToken}`);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return sendJson(response, 401, { error: "metrics need the bearer token" });
+  }
+  const body = await metrics.registry.metrics();
+  response.writeHead(200, { "content-type": metrics.registry.contentType });
+  response.end(body);
 }
 
 /** Listens and resolves once bound, so callers can print the real address. */

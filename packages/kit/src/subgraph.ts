@@ -12,6 +12,7 @@ import { correlationIdFrom, runWithContext, type RequestContext } from "./contex
 import { DomainError, createErrorFormatter } from "./errors.ts";
 import { closeServer, createHttpServer, listen } from "./http.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import { metricsPlugin, type Metrics } from "./metrics.ts";
 
 export interface SubgraphOptions<C extends BaseContext> {
   name: string;
@@ -38,6 +39,8 @@ export interface SubgraphOptions<C extends BaseContext> {
   context: (request: http.IncomingMessage, requestContext: RequestContext, caller: Caller | undefined) => Promise<C>;
   ready: () => Promise<boolean>;
   routes?: Record<string, () => Promise<unknown>>;
+  /** Request metrics and GET /metrics (subgraphs listen where only the gateway and Prometheus reach). */
+  metrics?: Metrics;
 }
 
 function header(request: http.IncomingMessage, name: string): string | undefined {
@@ -97,7 +100,7 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     schema: buildSubgraphSchema([{ typeDefs: gql(options.typeDefs), resolvers: options.resolvers as GraphQLResolverMap<unknown> }]),
     // Subgraphs sit behind the gateway; their own landing page and introspection are not for clients.
     // No Apollo Studio: federated traces would only cost bytes on every subgraph response.
-    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
+    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled(), ...(options.metrics ? [metricsPlugin<C>(options.metrics)] : [])],
     introspection: options.introspection,
     // Subgraph errors reach clients through the gateway: no schema hints where introspection is off.
     hideSchemaDetailsFromClientErrors: !options.introspection,
@@ -110,6 +113,7 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     logger,
     ready: options.ready,
     routes: options.routes,
+    metrics: options.metrics ? { registry: options.metrics.registry } : undefined,
     graphql: {
       server: apollo,
       around: (request, run) => {

@@ -8,6 +8,7 @@ import { deployMigrations, dropDatabase, ensureDatabase, type ServiceName } from
 
 export { dropDatabase };
 export * from "./notifications.ts";
+export * from "./prometheus.ts";
 import {
   REPO_ROOT,
   freePort,

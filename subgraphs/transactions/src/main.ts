@@ -20,7 +20,11 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   configSchema: transactionsConfigSchema,
   createDb,
   wire: async (runtime) => {
-    const { config, db, eventing, logger, lifecycle } = runtime;
+    const { config, db, eventing, logger, lifecycle, metrics } = runtime;
+    metrics.gauge("vaultpay_transfers", "Transfers by status", ["status"], async () => {
+      const rows = (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{ status: string; n: number }>;
+      return rows.map((row) => ({ labels: { status: row.status }, value: row.n }));
+    });
     const timings = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS, maxStepAttempts: config.SAGA_MAX_STEP_ATTEMPTS };
     const saga = new Saga(timings, undefined, (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`));
     const kick = () => eventing.relay.kick();
