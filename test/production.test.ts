@@ -228,6 +228,14 @@ describe("production mode", () => {
       expect(valueOf(samples, "vaultpay_outbox_pending", { service }), service).toBeGreaterThanOrEqual(0);
       expect(valueOf(samples, "vaultpay_outbox_oldest_pending_age_seconds", { service }), service).toBeLessThan(60);
     }
+    const fraud = await scrape(stack.urls.fraud);
+    expect(valueOf(fraud, "vaultpay_fraud_verdicts_total", { passed: "true" })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(fraud, "vaultpay_fraud_verdicts_total", { passed: "false" })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(fraud, "vaultpay_fraud_rules_fired_total", { rule: "high-amount" })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(await scrape(stack.urls.audit), "vaultpay_audit_chain_head_seq")).toBeGreaterThan(10);
+    const authLag = await scrape(stack.urls.auth);
+    expect(valueOf(authLag, "vaultpay_consumer_pending", { consumer: "auth-notices-completed" })).toBe(0);
+    expect(valueOf(authLag, "vaultpay_consumer_ack_pending", { consumer: "auth-notices-failed" })).toBe(0);
     // Subgraphs count the fetches of the gateway's query plans (named after the operation).
     const auth = await scrape(stack.urls.auth);
     const fetches = samplesOf(auth, "vaultpay_graphql_requests_total", { outcome: "ok" }).filter((sample) => sample.labels.operation!.startsWith("ProbeStatus"));

@@ -13,6 +13,8 @@ export interface Metrics {
   requestSeconds: Histogram<"operation" | "outcome">;
   consumerRedeliveries: Counter<"consumer">;
   consumerDeadLetters: Counter<"consumer">;
+  /** A counter of the service's own, in its registry. */
+  counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L>;
   /** A gauge whose values are read at scrape time; a failing read leaves it empty, never breaks the scrape. */
   gauge(name: string, help: string, labelNames: string[], read: () => Promise<Array<{ labels: Record<string, string>; value: number }>>): void;
 }
@@ -59,6 +61,7 @@ export function createMetrics(service: string): Metrics {
     requestSeconds,
     consumerRedeliveries,
     consumerDeadLetters,
+    counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers: [registry] }),
     gauge(name, help, labelNames, read) {
       new Gauge({
         name,

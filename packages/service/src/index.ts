@@ -164,7 +164,15 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
  * unpublished row (a stuck relay), and the DLQ depth (read from JetStream; the same number on
  * every service, so alert on one).
  */
-function registerEventingGauges(metrics: Metrics, db: SqlExecutor, eventing: Pick<Eventing<never>, "jsm">): void {
+function registerEventingGauges(metrics: Metrics, db: SqlExecutor, eventing: Pick<Eventing<never>, "jsm" | "consumers">): void {
+  metrics.gauge("vaultpay_consumer_pending", "Messages a durable has not been delivered yet (its lag)", ["consumer"], async () => {
+    const infos = await Promise.all(eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })));
+    return infos.map(({ name, info }) => ({ labels: { consumer: name }, value: info.num_pending }));
+  });
+  metrics.gauge("vaultpay_consumer_ack_pending", "Messages a durable holds delivered but not yet acknowledged", ["consumer"], async () => {
+    const infos = await Promise.all(eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })));
+    return infos.map(({ name, info }) => ({ labels: { consumer: name }, value: info.num_ack_pending }));
+  });
   metrics.gauge("vaultpay_outbox_pending", "Outbox rows not yet published", [], async () => {
     const [row] = (await db.$queryRawUnsafe("SELECT count(*)::int AS n FROM outbox_event WHERE published_at IS NULL")) as Array<{ n: number }>;
     return [{ labels: {}, value: row?.n ?? 0 }];
