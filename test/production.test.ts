@@ -222,6 +222,10 @@ describe("production mode", () => {
     expect(valueOf(transactions, "vaultpay_transfers", { status: "COMPLETED" })).toBeGreaterThanOrEqual(1);
     expect(valueOf(transactions, "vaultpay_transfers", { status: "FAILED" })).toBeGreaterThanOrEqual(1);
     expect(valueOf(transactions, "vaultpay_transfers", { status: "PENDING" }) ?? 0).toBe(0);
+    // Saga latency: each of those transfers reached DEBITED, then its end, within the histogram.
+    expect(valueOf(transactions, "vaultpay_saga_seconds_to_status_count", { status: "DEBITED" })).toBeGreaterThanOrEqual(2);
+    expect(valueOf(transactions, "vaultpay_saga_seconds_to_status_count", { status: "COMPLETED" })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(transactions, "vaultpay_saga_seconds_to_status_bucket", { status: "FAILED", le: "+Inf" })).toBeGreaterThanOrEqual(1);
     for (const service of ["auth", "accounts", "transactions", "fraud", "audit"] as const) {
       const samples = await scrape(stack.urls[service]);
       expect(valueOf(samples, "vaultpay_dlq_messages", { service }), service).toBe(0);

@@ -15,6 +15,7 @@ export interface Metrics {
   consumerDeadLetters: Counter<"consumer">;
   /** A counter of the service's own, in its registry. */
   counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L>;
+  histogram<L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L>;
   /** A gauge whose values are read at scrape time; a failing read leaves it empty, never breaks the scrape. */
   gauge(name: string, help: string, labelNames: string[], read: () => Promise<Array<{ labels: Record<string, string>; value: number }>>): void;
 }
@@ -62,6 +63,7 @@ export function createMetrics(service: string): Metrics {
     consumerRedeliveries,
     consumerDeadLetters,
     counter: (name, help, labelNames) => new Counter({ name, help, labelNames, registers: [registry] }),
+    histogram: (name, help, labelNames, buckets) => new Histogram({ name, help, labelNames, buckets, registers: [registry] }),
     gauge(name, help, labelNames, read) {
       new Gauge({
         name,
