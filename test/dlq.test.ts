@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { connectJetStream, DLQ_HEADERS, EventConsumer, createEvent, eventHeaders, replayDeadLetters, type JetStreamLink } from "@vaultpay/events";
-import { createLogger } from "@vaultpay/kit";
-import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
+import { createLogger, createMetrics } from "@vaultpay/kit";
+import { createTestDatabase, parsePrometheusText, startTestNats, valueOf, waitUntil } from "@vaultpay/testing";
 import { createDb } from "../subgraphs/audit/src/db.ts";
 
 const logger = createLogger({ service: "dlq-test", level: "silent" });
@@ -18,6 +18,7 @@ describe("DLQ and replay", () => {
   let consumer: EventConsumer<Parameters<Parameters<ReturnType<typeof createDb>["$transaction"]>[0]>[0]>;
   let causeFixed = false;
   const handled: string[] = [];
+  const metrics = createMetrics("dlq-test");
 
   beforeAll(async () => {
     [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
@@ -36,6 +37,7 @@ describe("DLQ and replay", () => {
       logger,
       maxDeliver: 3,
       backoffMs: [50],
+      metrics,
       handle: async (event, tx) => {
         handled.push(event.id);
         if (!causeFixed) throw new Error("ledger unavailable");
@@ -74,6 +76,10 @@ describe("DLQ and replay", () => {
     expect(letter.header.get(DLQ_HEADERS.eventId)).toBe(event.id);
     expect(letter.header.get("Vp-Correlation-Id")).toBe("corr-dlq");
     expect((await sql.query(`SELECT count(*)::int AS n FROM dlq_effect`)).rows[0].n).toBe(0);
+    // What an operator sees: two redeliveries (deliveries 2 and 3) and one dead letter.
+    const samples = parsePrometheusText(await metrics.registry.metrics());
+    expect(valueOf(samples, "vaultpay_consumer_redeliveries_total", { consumer: "audit-dlq-test" })).toBe(2);
+    expect(valueOf(samples, "vaultpay_consumer_dead_letters_total", { consumer: "audit-dlq-test" })).toBe(1);
 
     causeFixed = true;
     const result = await replayDeadLetters({ js: link.js, jsm: link.jsm, logger });

@@ -266,7 +266,7 @@ describe("suggestions while introspection is off", () => {
   let stack: Stack;
 
   beforeAll(async () => {
-    // As in production, where auth cannot start yet (it has no real OTP notifier).
+    // The door of production without its SMTP setup (test/production.test.ts runs the real thing).
     stack = await startTestStack({ env: { GRAPHQL_INTROSPECTION: "false" } });
   });
   afterAll(async () => {

@@ -3,6 +3,8 @@
  * deny-by-default rules enforced before any subgraph is called, operation limits, rate limits.
  */
 import { generateKeyPairSync, randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GATEWAY_ASSERTION_HEADER, revokedSessionKey, signGatewayAssertion } from "@vaultpay/kit";
@@ -18,12 +20,44 @@ function codes(result: { errors?: Array<{ extensions?: Record<string, unknown> }
   return (result.errors ?? []).map((error) => error.extensions?.code);
 }
 
+/**
+ * A recording proxy in front of one subgraph: what an attacker on the internal network would
+ * capture from the gateway's requests (headers and body), passed on unchanged.
+ */
+async function startRecordingProxy() {
+  const captured: Array<{ headers: Record<string, string>; body: string }> = [];
+  let target = "";
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", async () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const headers = Object.fromEntries(Object.entries(request.headers).map(([key, value]) => [key, String(value)]));
+      captured.push({ headers, body });
+      const { host: _host, "content-length": _length, connection: _connection, ...forwarded } = headers;
+      const answer = await fetch(target, { method: request.method, headers: forwarded, body });
+      response.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" });
+      response.end(await answer.text());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`,
+    captured,
+    forwardTo: (url: string) => void (target = url),
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 describe("gateway security", () => {
   let stack: Stack;
+  let proxy: Awaited<ReturnType<typeof startRecordingProxy>>;
   const subgraphLines: string[] = [];
 
   beforeAll(async () => {
+    proxy = await startRecordingProxy();
     stack = await startTestStack({
+      gatewaySubgraphUrls: { accounts: proxy.url },
       logLevel: "debug",
       output: (line) => {
         if (!line.startsWith("[gateway]")) subgraphLines.push(line);
@@ -32,7 +66,9 @@ describe("gateway security", () => {
   });
   afterAll(async () => {
     await stack?.teardown();
+    await proxy?.stop();
   });
+  beforeAll(() => proxy.forwardTo(stack.urls.accounts));
 
   const customer = () => mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" });
 
@@ -87,6 +123,29 @@ describe("gateway security", () => {
     expect(codes(deposit)).toEqual(["NOT_FOUND"]);
   });
 
+  it("refuses a captured gateway assertion sent straight to a subgraph with another body", async () => {
+    const token = await customer();
+    const correlationId = `corr-capture-${randomUUID()}`;
+    const through = await stack.graphql(`{ myAccounts { id } }`, {}, { ...bearer(token), "x-correlation-id": correlationId });
+    expect(codes(through)).toEqual([]);
+    const capture = proxy.captured.find((request) => request.headers["x-correlation-id"] === correlationId);
+    expect(capture?.headers[GATEWAY_ASSERTION_HEADER]).toMatch(/^\d+\./);
+    const replay = async (body: string) => {
+      const { host: _host, "content-length": _length, connection: _connection, ...headers } = capture!.headers;
+      const response = await fetch(stack.urls.accounts, { method: "POST", headers, body });
+      return (await response.json()) as { data?: unknown; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
+    };
+    // The same body again within the minute passes (it is the same request) ...
+    expect(codes(await replay(capture!.body))).toEqual([]);
+    // ... but the captured header cannot carry another query, nor the same one altered.
+    for (const other of [JSON.stringify({ query: `{ myAccounts { id number balance { minor } } }` }), capture!.body.replace("myAccounts", "myAccounts ")]) {
+      const refused = await replay(other);
+      expect(codes(refused)).toEqual(["UNAUTHENTICATED"]);
+      expect(refused.errors?.[0]?.message).toBe("Requests must come through the gateway");
+      expect(refused.data ?? null).toBeNull();
+    }
+  });
+
   it("refuses the tokens of a revoked session", async () => {
     const sessionId = randomUUID();
     const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", sessionId });
@@ -107,7 +166,7 @@ describe("gateway security", () => {
       headers: {
         "content-type": "application/json",
         "x-correlation-id": correlationId,
-        [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, correlationId),
+        [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: JSON.stringify({ query: `{ myAccounts { id } }` }) }),
         ...bearer(token),
       },
       body: JSON.stringify({ query: `{ myAccounts { id } }` }),
@@ -129,6 +188,8 @@ describe("gateway limits", () => {
         RATE_LIMIT_WINDOW_SECONDS: "2",
         MAX_QUERY_DEPTH: "2",
         MAX_QUERY_ALIASES: "2",
+        // As behind one load balancer: its x-forwarded-for entry names the client.
+        TRUSTED_PROXY_HOPS: "1",
       },
     });
   });
@@ -156,6 +217,16 @@ describe("gateway limits", () => {
 
     await new Promise((resolve) => setTimeout(resolve, 2_100));
     expect((await stack.graphql(`{ authStatus { service } }`)).errors).toBeUndefined();
+  });
+
+  it("meters the client a trusted proxy hop names, not the proxy nor what the client wrote", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    const from = (forwarded: string) => stack.graphql(`{ authStatus { service } }`, {}, { "x-forwarded-for": forwarded });
+    for (let i = 0; i < 5; i++) expect(codes(await from(`10.9.9.${i}, 198.51.100.1`))).toEqual([]);
+    // Another left part, written by the same client, does not buy a fresh meter ...
+    expect(codes(await from("10.9.9.99, 198.51.100.1"))).toEqual(["RATE_LIMITED"]);
+    // ... while another client behind the same proxy (the same socket peer) has its own.
+    expect(codes(await from("10.9.9.1, 198.51.100.2"))).toEqual([]);
   });
 
   it("limits credential attempts more strictly, also when batched with aliases", async () => {

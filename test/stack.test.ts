@@ -3,14 +3,15 @@
  * stack itself (no URLs given), the five subgraphs and the gateway; a query answered through the
  * gateway and the web app at /; Ctrl-C stops everything; a second start keeps the data.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { REPO_ROOT, isPortFree, withDatabase } from "@vaultpay/stack";
+import { REPO_ROOT, freePort, generateDevSecrets, isPortFree, withDatabase } from "@vaultpay/stack";
+import { startTestNats, startTestRedis, startTestSmtpServer, testServerUrl, waitUntil, type TestSmtpServer } from "@vaultpay/testing";
 
 interface RunningStack {
   child: ChildProcess;
@@ -122,5 +123,91 @@ describe("pnpm start", () => {
     await sqlAgain.connect();
     expect((await sqlAgain.query(`SELECT note FROM stack_marker`)).rows).toEqual([{ note: "kept" }]);
     await sqlAgain.end();
+  });
+});
+
+describe("NODE_ENV=production pnpm start", () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-prod-stack-"));
+  const infra: { nats?: Awaited<ReturnType<typeof startTestNats>>; redis?: Awaited<ReturnType<typeof startTestRedis>>; smtp?: TestSmtpServer } = {};
+  let child: ChildProcess | undefined;
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      child.kill("SIGINT");
+      await new Promise((resolve) => child!.once("exit", resolve));
+    }
+    await Promise.all([infra.nats?.stop(), infra.redis?.stop(), infra.smtp?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The operator's environment: URLs given, every key as a NAME_FILE secret, the SMTP relay. */
+  async function productionEnv(gatewayPort: number): Promise<NodeJS.ProcessEnv> {
+    infra.nats ??= await startTestNats();
+    infra.redis ??= await startTestRedis();
+    infra.smtp ??= await startTestSmtpServer();
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const name of ["DATABASE_URL", "NATS_URL", "REDIS_URL", "NODE_ENV"]) delete env[name];
+    const files = Object.fromEntries(
+      Object.entries({ ...generateDevSecrets(), ADMIN_PASSWORD: "a real Passphrase 7", SMTP_PASSWORD: infra.smtp.password }).map(([name, value]) => {
+        const file = path.join(dir, name.toLowerCase());
+        writeFileSync(file, `${value}\n`, { mode: 0o600 });
+        return [`${name}_FILE`, file];
+      }),
+    );
+    const { SMTP_PASSWORD: _password, ...smtpSettings } = infra.smtp.env();
+    return {
+      ...env,
+      ...files,
+      ...smtpSettings,
+      NODE_ENV: "production",
+      LOG_LEVEL: "warn",
+      VAULTPAY_DATA_DIR: path.join(dir, "data"),
+      GATEWAY_PORT: String(gatewayPort),
+      DATABASE_URL: testServerUrl(),
+      NATS_URL: infra.nats.url,
+      REDIS_URL: infra.redis.url,
+      ADMIN_EMAIL: "ops@bank.example",
+    };
+  }
+
+  it("refuses to start without a key, naming it on one line", async () => {
+    const env = await productionEnv(await freePort());
+    delete env.OTP_PEPPER_FILE;
+    const refused = spawnSync(process.execPath, ["--import", "tsx", "scripts/stack.ts"], { cwd: REPO_ROOT, env, encoding: "utf8", timeout: 60_000 });
+    expect(refused.status).toBe(78);
+    const lines = refused.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^invalid configuration: OTP_PEPPER: is required in production/);
+  });
+
+  it("comes up with given URLs and NAME_FILE keys, and a customer signs in through the SMTP relay", async () => {
+    const gatewayPort = await freePort();
+    child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], { cwd: REPO_ROOT, env: await productionEnv(gatewayPort), stdio: ["ignore", "pipe", "pipe"] });
+    const lines: string[] = [];
+    for (const stream of [child.stdout!, child.stderr!]) readline.createInterface({ input: stream }).on("line", (line) => lines.push(line));
+    const gatewayUrl = `http://127.0.0.1:${gatewayPort}/graphql`;
+    await waitUntil(async () => lines.some((line) => line.includes(`[stack] gateway: ${gatewayUrl}`)) || child!.exitCode !== null, "the production stack", 150_000, 200);
+    expect(child.exitCode, lines.join("\n")).toBeNull();
+    expect(lines.join("\n")).toContain("postgres (given)");
+
+    const post = async (query: string, variables: Record<string, unknown>) =>
+      (await (await fetch(gatewayUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query, variables }) })).json()) as {
+        data?: Record<string, Record<string, string>>;
+        errors?: unknown[];
+      };
+    const email = "meera@example.com";
+    const asked = await post(`mutation($e: String!) { register(email: $e, phone: "+919800000002", password: "violet canyon 31 drum", deviceId: "d1") { challengeId } }`, { e: email });
+    expect(asked.errors).toBeUndefined();
+    const mail = await waitUntil(async () => infra.smtp!.received.find((message) => message.to.includes(email)), "the OTP mail");
+    const code = /code is ([0-9]{6})/.exec(mail.text)![1]!;
+    const verified = await post(`mutation($id: ID!, $c: String!) { verifyOtp(challengeId: $id, code: $c, deviceId: "d1") { accessToken } }`, {
+      id: asked.data!.register!.challengeId,
+      c: code,
+    });
+    expect(verified.errors).toBeUndefined();
+    expect(verified.data!.verifyOtp!.accessToken).toMatch(/^ey/);
+
+    child.kill("SIGINT");
+    expect(await new Promise((resolve) => child!.once("exit", (status) => resolve(status)))).toBe(0);
   });
 });

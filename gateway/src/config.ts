@@ -2,6 +2,7 @@ import type http from "node:http";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { baseConfigSchema, portSchema } from "@vaultpay/kit";
+import { parseCidrList } from "./client-address.ts";
 
 export const SUBGRAPH_NAMES = ["auth", "accounts", "transactions", "fraud", "audit"] as const;
 
@@ -44,6 +45,30 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   /** The built web app served at `/` (same origin as /graphql); absent folder: a hint to build it. */
   WEB_APP_DIR: z.string().min(1).default(fileURLToPath(new URL("../../apps/web/dist", import.meta.url))),
   MAX_BODY_BYTES: z.coerce.number().int().positive().max(10 * 1024 * 1024).default(256 * 1024),
+  /**
+   * Proxies in front of the gateway whose x-forwarded-for entries are believed (client-address.ts):
+   * how many (TRUSTED_PROXY_HOPS) or which networks (TRUSTED_PROXY_CIDRS, comma-separated). Unset:
+   * the socket's peer is the client and the header is ignored.
+   */
+  /**
+   * Bearer token Prometheus presents at GET /metrics. The gateway's port is public, so in
+   * production /metrics exists only with a token; outside production it is open without one.
+   */
+  METRICS_TOKEN: z.string().min(32, "METRICS_TOKEN must be at least 32 characters").optional(),
+  TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  TRUSTED_PROXY_CIDRS: z
+    .string()
+    .optional()
+    .superRefine((text, issues) => {
+      try {
+        parseCidrList(text);
+      } catch (error) {
+        issues.addIssue({ code: "custom", message: (error as Error).message });
+      }
+    }),
+}).refine((env) => !(env.TRUSTED_PROXY_HOPS > 0 && env.TRUSTED_PROXY_CIDRS?.trim()), {
+  path: ["TRUSTED_PROXY_CIDRS"],
+  message: "give TRUSTED_PROXY_HOPS or TRUSTED_PROXY_CIDRS, not both",
 });
 
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;

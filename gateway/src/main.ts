@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type http from "node:http";
 import { GraphQLError, type GraphQLSchema } from "graphql";
 import { ApolloGateway, RemoteGraphQLDataSource } from "@apollo/gateway";
 import { ApolloServer } from "@apollo/server";
@@ -16,6 +17,8 @@ import {
   correlationIdFrom,
   createErrorFormatter,
   createHttpServer,
+  createMetrics,
+  metricsPlugin,
   createLogger,
   currentContext,
   introspectionEnabled,
@@ -27,6 +30,7 @@ import {
 } from "@vaultpay/kit";
 import { Redis } from "ioredis";
 import { gatewayConfigSchema, graphqlHttpUrl, subgraphUrlOverride } from "./config.ts";
+import { clientAddress, parseCidrList } from "./client-address.ts";
 import { checkBeforeParsing } from "./door.ts";
 import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
@@ -42,6 +46,9 @@ const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
 if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
 
+const trustedProxies = { hops: config.TRUSTED_PROXY_HOPS, cidrs: parseCidrList(config.TRUSTED_PROXY_CIDRS) };
+const clientOf = (request: http.IncomingMessage) => clientAddress(request, trustedProxies);
+
 const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger);
 lifecycle.onShutdown("nats", () => nc.drain());
 // enableOfflineQueue off: while Redis is away, limiter calls fail fast to the in-memory insurance.
@@ -51,15 +58,28 @@ lifecycle.onShutdown("redis", () => redis.quit().then(() => undefined));
 
 /** Forwards what subgraphs need from the client request: correlation id, device, token. */
 class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> {
+  constructor(options: ConstructorParameters<typeof RemoteGraphQLDataSource<GatewayRequestContext>>[0]) {
+    super(options);
+    // Signed here, on the body exactly as it goes out (Apollo serializes it after willSendRequest):
+    // the assertion covers it, so a header captured inside the network cannot carry another query.
+    const send = this.fetcher;
+    this.fetcher = (url, init) => {
+      const headers = { ...(init?.headers as Record<string, string> | undefined) };
+      const correlationId = headers["x-correlation-id"];
+      if (correlationId) {
+        const request = { correlationId, body: typeof init?.body === "string" ? init.body : "", provenDeviceKey: headers[PROVEN_DEVICE_KEY_HEADER] };
+        headers[GATEWAY_ASSERTION_HEADER] = signGatewayAssertion(config.GATEWAY_SECRET, request);
+      }
+      return send(url, { ...init, headers });
+    };
+  }
+
   override willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayRequestContext>["willSendRequest"]>>[0]) {
     const requestContext = currentContext();
     if (requestContext) {
       request.http?.headers.set("x-correlation-id", requestContext.correlationId);
-      // The proven device key rides under the assertion's MAC: subgraphs believe it from the gateway only.
-      request.http?.headers.set(
-        GATEWAY_ASSERTION_HEADER,
-        signGatewayAssertion(config.GATEWAY_SECRET, requestContext.correlationId, Date.now(), context.provenDeviceKey),
-      );
+      // The proven device key rides under the assertion's MAC (signed in the fetcher, with the body):
+      // subgraphs believe it from the gateway only.
       if (context.provenDeviceKey) request.http?.headers.set(PROVEN_DEVICE_KEY_HEADER, context.provenDeviceKey);
       if (requestContext.actor.deviceId) request.http?.headers.set("x-device-id", requestContext.actor.deviceId);
       // The client's address, for the subgraphs' logs and events (they only ever see the gateway's).
@@ -109,6 +129,7 @@ const security = {
   limits,
   documentLimits,
 };
+const metrics = createMetrics("gateway");
 const apollo = new ApolloServer<GatewayRequestContext>({
   gateway,
   introspection,
@@ -122,6 +143,7 @@ const apollo = new ApolloServer<GatewayRequestContext>({
     production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
     securityPlugin(security),
     requestLogPlugin(logger, js),
+    metricsPlugin<GatewayRequestContext>(metrics),
   ],
 });
 gateway.onSchemaLoadOrUpdate(({ apiSchema: schema }) => {
@@ -133,6 +155,7 @@ lifecycle.onShutdown("apollo", () => apollo.stop());
 const server = createHttpServer({
   logger,
   maxBodyBytes: config.MAX_BODY_BYTES,
+  metrics: production && !config.METRICS_TOKEN ? undefined : { registry: metrics.registry, bearerToken: config.METRICS_TOKEN },
   ready: async () => !nc.isClosed(),
   fallback: webAppRoute(config.WEB_APP_DIR),
   graphql: {
@@ -145,7 +168,7 @@ const server = createHttpServer({
       return runWithContext(
         {
           correlationId: correlationIdFrom(header("x-correlation-id")),
-          actor: { deviceId: header("x-device-id")?.slice(0, 128), ip: request.socket.remoteAddress },
+          actor: { deviceId: header("x-device-id")?.slice(0, 128), ip: clientOf(request) },
         },
         run,
       );
@@ -154,7 +177,7 @@ const server = createHttpServer({
     // the document's size and the variables' shape are capped. Refusals are logged without stacks.
     admit: async (request, operation) => {
       try {
-        await security.rateLimits.request(request.socket.remoteAddress ?? "unknown");
+        await security.rateLimits.request(clientOf(request));
         checkBeforeParsing(operation, documentLimits);
       } catch (error) {
         if (error instanceof DomainError) logger.info({ code: error.code, reason: error.message }, "request refused at the door");
@@ -165,7 +188,7 @@ const server = createHttpServer({
       const proof = request.headers[DPOP_HEADER];
       return {
         authorization: request.headers.authorization,
-        ip: request.socket.remoteAddress ?? "unknown",
+        ip: clientOf(request),
         production,
         dpop: { proof: Array.isArray(proof) ? proof.join(",") : proof, htm: request.method ?? "POST", htu: graphqlHttpUrl(config, request) },
       };
@@ -183,6 +206,7 @@ const subscriptions = startSubscriptionServer({
   introspection,
   logger,
   htuOf: (request) => graphqlHttpUrl(config, request),
+  clientOf,
 });
 await listen(server, config.GATEWAY_PORT, config.GATEWAY_HOST);
 lifecycle.onShutdown("http", () => closeServer(server));

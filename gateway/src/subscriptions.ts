@@ -82,6 +82,8 @@ export interface SubscriptionOptions {
   logger: Logger;
   /** The http URL of /graphql a connection's DPoP proof must name as htu. */
   htuOf: (request: http.IncomingMessage) => string;
+  /** The client's address behind trusted proxies (client-address.ts), for rate limits. */
+  clientOf: (request: http.IncomingMessage) => string;
   /** Without a change, the transfer's status is re-read this often (a missed event is caught). */
   recheckMs?: number;
   /** Longest life of one subscription; the client resubscribes after it. */
@@ -260,7 +262,7 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
           }
           connectionsByUser.set(caller.userId, open + 1);
           ctx.extra.state = {
-            context: { caller, authorization, provenDeviceKey, ip: request.socket.remoteAddress ?? "unknown", production: options.production },
+            context: { caller, authorization, provenDeviceKey, ip: options.clientOf(request), production: options.production },
             active: new Set(),
           };
           return true;

@@ -1,7 +1,7 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaultpay/kit";
-import type { Logger } from "@vaultpay/kit";
+import type { Logger, Metrics } from "@vaultpay/kit";
 import { parseEvent, type Event } from "./envelope.ts";
 import { publishDeadLetter } from "./dlq.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
@@ -51,6 +51,8 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
    * `handle` for each, in the event's context. A batch handler runs outside any event's context.
    */
   handleBatch?: (events: Event[], tx: Tx) => Promise<void>;
+  /** Counts redeliveries and dead letters per durable (kit's metrics). */
+  metrics?: Pick<Metrics, "consumerRedeliveries" | "consumerDeadLetters">;
 }
 
 /**
@@ -170,6 +172,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
   async process(message: JsMsg): Promise<ProcessOutcome> {
     const { logger, name } = this.options;
     const deliveries = message.info.deliveryCount;
+    if (deliveries > 1) this.options.metrics?.consumerRedeliveries.inc({ consumer: name });
     let event: Event;
     try {
       event = parseEvent(message.json());
@@ -275,6 +278,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
   private async deadLetter(message: JsMsg, error: unknown, eventId: string | undefined): Promise<void> {
     const { js, logger, name, stream } = this.options;
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    this.options.metrics?.consumerDeadLetters.inc({ consumer: name });
     await publishDeadLetter(js, {
       subject: message.subject,
       stream,

@@ -1,5 +1,5 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import type { Lifecycle, Logger } from "@vaultpay/kit";
+import type { Lifecycle, Logger, Metrics } from "@vaultpay/kit";
 import { EventConsumer, type EventConsumerOptions } from "./consumer.ts";
 import { connectJetStream, type NatsConnection } from "./nats.ts";
 import { OutboxRelay } from "./outbox.ts";
@@ -13,6 +13,8 @@ export interface Eventing<Tx extends SqlExecutor> {
   /** Starts a durable consumer that stops (drains) on shutdown before the relay and NATS close. */
   consume(options: Pick<EventConsumerOptions<Tx>, "name" | "stream" | "filterSubject" | "handle"> & Partial<EventConsumerOptions<Tx>>): Promise<EventConsumer<Tx>>;
   connected(): boolean;
+  /** The durables this process consumes with (for lag metrics). */
+  consumers(): Array<{ name: string; stream: string }>;
 }
 
 /**
@@ -26,11 +28,13 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
   logger: Logger;
   lifecycle: Lifecycle;
   db: SqlDatabase<Tx>;
+  metrics?: Metrics;
 }): Promise<Eventing<Tx>> {
   const { logger, lifecycle, db } = options;
   const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger);
   lifecycle.onShutdown("nats", () => nc.drain());
   const relay = new OutboxRelay({ db, js, logger });
+  const durables: Array<{ name: string; stream: string }> = [];
   relay.start();
   lifecycle.onShutdown("outbox relay", () => relay.stop());
   return {
@@ -39,6 +43,7 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
     jsm,
     relay,
     connected: () => !nc.isClosed() && nc.info !== undefined,
+    consumers: () => [...durables],
     async consume(consumerOptions) {
       const consumer = new EventConsumer<Tx>({
         db,
@@ -46,9 +51,11 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
         jsm,
         logger,
         afterCommit: () => relay.kick(),
+        metrics: options.metrics,
         ...consumerOptions,
       });
       await consumer.start();
+      durables.push({ name: consumerOptions.name, stream: consumerOptions.stream });
       lifecycle.onShutdown(`consumer ${consumerOptions.name}`, () => consumer.stop());
       return consumer;
     },

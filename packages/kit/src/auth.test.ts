@@ -49,18 +49,23 @@ describe("access token verification", async () => {
 describe("gateway assertion", () => {
   it("holds for the same secret and correlation id within a minute only", () => {
     const now = Date.now();
-    const assertion = signGatewayAssertion("s".repeat(32), "corr-1", now);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now + 30_000)).toBe(true);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-2", now)).toBe(false);
-    expect(verifyGatewayAssertion("t".repeat(32), assertion, "corr-1", now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now + 61_000)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), undefined, "corr-1", now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), "garbage", "corr-1", now)).toBe(false);
-    // A proven device key is believed only when the gateway signed it: no key may be added or swapped.
-    const withKey = signGatewayAssertion("s".repeat(32), "corr-1", now, "k".repeat(43));
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, "corr-1", now, "k".repeat(43))).toBe(true);
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, "corr-1", now, "j".repeat(43))).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, "corr-1", now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, "corr-1", now, "k".repeat(43))).toBe(false);
+    const body = '{"query":"{ me { id } }"}';
+    const request = { correlationId: "corr-1", body };
+    const assertion = signGatewayAssertion("s".repeat(32), request, now);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, request, now + 30_000)).toBe(true);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, correlationId: "corr-2" }, now)).toBe(false);
+    expect(verifyGatewayAssertion("t".repeat(32), assertion, request, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, request, now + 61_000)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), undefined, request, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), "garbage", request, now)).toBe(false);
+    // The body is covered: a captured header does not carry another query.
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: '{"query":"{ users { id } }"}' }, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: `${body} ` }, now)).toBe(false);
+
+    const withKey = signGatewayAssertion("s".repeat(32), { ...request, provenDeviceKey: "k".repeat(43) }, now);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toBe(true);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "j".repeat(43) }, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, request, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toBe(false);
   });
 });

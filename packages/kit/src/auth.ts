@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { DomainError } from "./errors.ts";
 
@@ -83,37 +83,40 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
 
 /**
  * Proof that a request came through the gateway: `<unix seconds>.<hmac>` over the time, the
- * correlation id and the DPoP key the gateway verified a proof of (empty when none), with a secret
- * only the gateway and the subgraphs hold. Subgraphs refuse requests without a fresh one, so
- * nothing reaches them around the gateway's rules and rate limits, and they believe a proven
- * device key only when the gateway vouched for it here.
+ * correlation id, the DPoP key the gateway verified a proof of (empty when none) and the SHA-256 of
+ * the exact body it sends, with a secret only the gateway and the subgraphs hold. Subgraphs refuse
+ * requests without a fresh one, so nothing reaches them around the gateway's rules and rate limits;
+ * they believe a proven device key only when the gateway vouched for it here; and a header captured
+ * on the internal network cannot carry another query (the body is covered), only the same one
+ * again within the minute.
  */
 export const GATEWAY_ASSERTION_HEADER = "x-vaultpay-gateway";
 const ASSERTION_MAX_AGE_SECONDS = 60;
 
-function assertionText(seconds: number, correlationId: string, provenDeviceKey: string | undefined): string {
-  return `${seconds}.${correlationId}.${provenDeviceKey ?? ""}`;
+/** What an assertion vouches for. `body` is the request body exactly as sent (JSON text). */
+export interface AssertedRequest {
+  correlationId: string;
+  body: string;
+  provenDeviceKey?: string | undefined;
 }
 
-export function signGatewayAssertion(secret: string, correlationId: string, nowMs = Date.now(), provenDeviceKey?: string): string {
+function assertionMac(secret: string, seconds: number, request: AssertedRequest): Buffer {
+  const bodyHash = createHash("sha256").update(request.body, "utf8").digest("base64url");
+  return createHmac("sha256", secret).update(`${seconds}.${request.correlationId}.${request.provenDeviceKey ?? ""}.${bodyHash}`).digest();
+}
+
+export function signGatewayAssertion(secret: string, request: AssertedRequest, nowMs = Date.now()): string {
   const seconds = Math.floor(nowMs / 1000);
-  const mac = createHmac("sha256", secret).update(assertionText(seconds, correlationId, provenDeviceKey)).digest("base64url");
-  return `${seconds}.${mac}`;
+  return `${seconds}.${assertionMac(secret, seconds, request).toString("base64url")}`;
 }
 
-export function verifyGatewayAssertion(
-  secret: string,
-  assertion: string | undefined,
-  correlationId: string,
-  nowMs = Date.now(),
-  provenDeviceKey?: string,
-): boolean {
+export function verifyGatewayAssertion(secret: string, assertion: string | undefined, request: AssertedRequest, nowMs = Date.now()): boolean {
   if (!assertion) return false;
   const [secondsText, mac] = assertion.split(".");
   const seconds = Number(secondsText);
   if (!Number.isInteger(seconds) || !mac) return false;
   if (Math.abs(nowMs / 1000 - seconds) > ASSERTION_MAX_AGE_SECONDS) return false;
-  const expected = createHmac("sha256", secret).update(assertionText(seconds, correlationId, provenDeviceKey)).digest();
+  const expected = assertionMac(secret, seconds, request);
   const given = Buffer.from(mac, "base64url");
   return given.length === expected.length && timingSafeEqual(given, expected);
 }

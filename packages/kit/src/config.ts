@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { z } from "zod";
 
 /** Settings every VaultPay process understands; services extend this with their own. */
@@ -23,14 +24,60 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** A secret file larger than this is a mistake (a whole key store, a log), not a secret. */
+const SECRET_FILE_MAX_BYTES = 64 * 1024;
+
 /**
- * Validates the environment once at start. The message names every bad variable on one line, so
- * an operator reading a crash loop sees the cause without a stack trace.
+ * `NAME_FILE=/run/secrets/name` stands for `NAME=<the file's contents>` (Docker and Kubernetes
+ * mount secrets as files, which keeps them out of `ps e` and crash dumps of the environment). One
+ * trailing newline is dropped, as editors and `echo` add one. Setting both is refused: which one
+ * wins would be a guess. Problems are returned by variable name; the file's contents never appear.
+ */
+export function resolveSecretFiles(env: NodeJS.ProcessEnv, names: ReadonlySet<string>): { env: NodeJS.ProcessEnv; problems: string[] } {
+  const resolved: NodeJS.ProcessEnv = { ...env };
+  const problems: string[] = [];
+  for (const [key, file] of Object.entries(env)) {
+    if (!key.endsWith("_FILE") || file === undefined) continue;
+    // Only the process's own settings: the environment holds other tools' *_FILE (SSL_CERT_FILE…).
+    const name = key.slice(0, -5);
+    if (!names.has(name)) continue;
+    if (env[name] !== undefined && env[name] !== "") {
+      problems.push(`${key}: ${name} is set too; give one of them`);
+      continue;
+    }
+    try {
+      const content = readFileSync(file);
+      if (content.length > SECRET_FILE_MAX_BYTES) throw new Error("too large");
+      resolved[name] = content.toString("utf8").replace(/\r?\n$/, "");
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      problems.push(`${key}: cannot read ${file} (${reason})`);
+    }
+    delete resolved[key];
+  }
+  return { env: resolved, problems };
+}
+
+/** The variable names a config schema reads (through refinements and transforms). */
+function schemaKeys(schema: z.ZodType): Set<string> {
+  const def = (schema as unknown as { def?: { in?: z.ZodType; innerType?: z.ZodType; schema?: z.ZodType } }).def;
+  const shape = (schema as unknown as { shape?: Record<string, unknown> }).shape;
+  if (shape) return new Set(Object.keys(shape));
+  const inner = def?.in ?? def?.innerType ?? def?.schema;
+  return inner ? schemaKeys(inner) : new Set();
+}
+
+/**
+ * Validates the environment once at start (after reading `*_FILE` secrets). The message names
+ * every bad variable on one line, so an operator reading a crash loop sees the cause without a
+ * stack trace.
  */
 export function parseConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
-  const result = schema.safeParse(env);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(env)"}: ${issue.message}`);
+  const files = resolveSecretFiles(env, schemaKeys(schema));
+  const result = schema.safeParse(files.env);
+  if (result.success && files.problems.length === 0) return result.data;
+  const issues = result.success ? [] : result.error.issues;
+  const problems = [...files.problems, ...issues.map((issue) => `${issue.path.join(".") || "(env)"}: ${issue.message}`)];
   throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
 }
 

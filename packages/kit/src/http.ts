@@ -1,4 +1,6 @@
+import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
+import type { Registry } from "prom-client";
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLResponse } from "@apollo/server";
 import type { Logger } from "pino";
 import { currentContext } from "./context.ts";
@@ -6,8 +8,11 @@ import { toGraphQLError } from "./errors.ts";
 
 export interface GraphQLRoute<C extends BaseContext> {
   server: ApolloServer<C>;
-  /** Builds the per-request context; runs before execution, may throw a DomainError. */
-  context: (request: http.IncomingMessage) => Promise<C>;
+  /**
+   * Builds the per-request context; runs before execution, may throw a DomainError. `rawBody` is
+   * the body exactly as received (subgraphs check the gateway's assertion covers it).
+   */
+  context: (request: http.IncomingMessage, rawBody: string) => Promise<C>;
   /**
    * Wraps execution so per-request state (AsyncLocalStorage) is visible in resolvers and logs.
    * Receives the request so it can read headers such as the correlation id.
@@ -28,6 +33,11 @@ export interface HttpServerOptions<C extends BaseContext> {
   graphqlPath?: string;
   /** Extra GET routes by exact path, e.g. auth's JWKS; they answer with a JSON body. */
   routes?: Record<string, () => Promise<unknown>>;
+  /**
+   * Prometheus text at GET /metrics. With `bearerToken`, only requests that present it are
+   * answered (the gateway's port is public); without one, everyone on the port is.
+   */
+  metrics?: { registry: Registry; bearerToken?: string | undefined };
   /** Requests larger than this are refused with 413 before parsing; a GraphQL document is small. */
   maxBodyBytes?: number;
   /**
@@ -141,7 +151,7 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
       }
       return graphql.server.executeHTTPGraphQLRequest({
         httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
-        context: () => graphql.context(request),
+        context: () => graphql.context(request, rawBody),
       });
     });
     for (const [key, value] of result.headers) response.setHeader(key, value);
@@ -165,6 +175,7 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
         return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
       }
       if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
+      if (url.pathname === "/metrics" && options.metrics && request.method === "GET") return sendMetrics(request, response, options.metrics);
       const extra = options.routes?.[url.pathname];
       if (extra && request.method === "GET") return sendJson(response, 200, await extra());
       if (options.fallback && (await options.fallback(request, response, url))) return;
@@ -176,6 +187,17 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
       else response.end();
     });
   });
+}
+
+async function sendMetrics(request: http.IncomingMessage, response: http.ServerResponse, metrics: NonNullable<HttpServerOptions<BaseContext>["metrics"]>) {
+  if (metrics.bearerToken) {
+    const given = Buffer.from(request.headers.authorization ?? "");
+    const expected = Buffer.from(`Bearer ${metrics.bearerToken}`);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return sendJson(response, 401, { error: "metrics need the bearer token" });
+  }
+  const body = await metrics.registry.metrics();
+  response.writeHead(200, { "content-type": metrics.registry.contentType });
+  response.end(body);
 }
 
 /** Listens and resolves once bound, so callers can print the real address. */

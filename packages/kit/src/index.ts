@@ -10,3 +10,4 @@ export * from "./auth.ts";
 export * from "./scalars.ts";
 export * from "./ids.ts";
 export * from "./dpop.ts";
+export * from "./metrics.ts";

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { GraphQLError } from "graphql";
 import { describe, expect, it } from "vitest";
@@ -35,6 +38,25 @@ describe("config", () => {
     } catch (error) {
       expect((error as Error).message).not.toContain("\n");
       expect((error as Error).message).toMatch(/NODE_ENV: .*; PORT: /);
+    }
+  });
+
+  it("reads NAME_FILE as NAME, refuses both or an unreadable file by name, never echoing contents", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "kit-secret-"));
+    try {
+      const file = path.join(dir, "secret");
+      writeFileSync(file, "s3cret-from-file\n");
+      const schema = z.object({ TOKEN: z.string().min(1), OTHER: z.string().default("x") });
+      expect(parseConfig(schema, { TOKEN_FILE: file })).toEqual({ TOKEN: "s3cret-from-file", OTHER: "x" });
+      const both = () => parseConfig(schema, { TOKEN_FILE: file, TOKEN: "inline" });
+      expect(both).toThrow(/TOKEN_FILE: TOKEN is set too/);
+      const missing = () => parseConfig(schema, { TOKEN_FILE: path.join(dir, "nope") });
+      expect(missing).toThrow(/^invalid configuration: TOKEN_FILE: cannot read .*nope \(ENOENT\); TOKEN: /);
+      writeFileSync(file, "bad\n");
+      expect(() => parseConfig(z.object({ TOKEN: z.string().min(10) }), { TOKEN_FILE: file })).toThrow(/TOKEN: /);
+      expect(() => parseConfig(z.object({ TOKEN: z.string().min(10) }), { TOKEN_FILE: file })).not.toThrow(/bad/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -12,6 +12,7 @@ import { correlationIdFrom, runWithContext, type RequestContext } from "./contex
 import { DomainError, createErrorFormatter } from "./errors.ts";
 import { closeServer, createHttpServer, listen } from "./http.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import { metricsPlugin, type Metrics } from "./metrics.ts";
 
 export interface SubgraphOptions<C extends BaseContext> {
   name: string;
@@ -38,6 +39,8 @@ export interface SubgraphOptions<C extends BaseContext> {
   context: (request: http.IncomingMessage, requestContext: RequestContext, caller: Caller | undefined) => Promise<C>;
   ready: () => Promise<boolean>;
   routes?: Record<string, () => Promise<unknown>>;
+  /** Request metrics and GET /metrics (subgraphs listen where only the gateway and Prometheus reach). */
+  metrics?: Metrics;
 }
 
 function header(request: http.IncomingMessage, name: string): string | undefined {
@@ -61,12 +64,15 @@ async function authenticate(
   security: SubgraphOptions<BaseContext>["security"],
   request: http.IncomingMessage,
   requestContext: RequestContext,
+  rawBody: string,
 ): Promise<Caller | undefined> {
   const provenKeyHeader = header(request, PROVEN_DEVICE_KEY_HEADER);
   const provenDeviceKey = isJkt(provenKeyHeader) ? provenKeyHeader : undefined;
   if (provenKeyHeader !== undefined && !provenDeviceKey) throw unauthenticated("Requests must come through the gateway");
-  // The proven key is covered by the assertion: no one but the gateway can vouch for a device.
-  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), requestContext.correlationId, Date.now(), provenDeviceKey)) {
+  // The proven key and the body are covered by the assertion: no one but the gateway can vouch for
+  // a device, and a captured assertion cannot carry another query.
+  const asserted = { correlationId: requestContext.correlationId, body: rawBody, provenDeviceKey };
+  if (!verifyGatewayAssertion(security.gatewaySecret, header(request, GATEWAY_ASSERTION_HEADER), asserted)) {
     throw unauthenticated("Requests must come through the gateway");
   }
   requestContext.provenDeviceKey = provenDeviceKey;
@@ -94,7 +100,7 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     schema: buildSubgraphSchema([{ typeDefs: gql(options.typeDefs), resolvers: options.resolvers as GraphQLResolverMap<unknown> }]),
     // Subgraphs sit behind the gateway; their own landing page and introspection are not for clients.
     // No Apollo Studio: federated traces would only cost bytes on every subgraph response.
-    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
+    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled(), ...(options.metrics ? [metricsPlugin<C>(options.metrics)] : [])],
     introspection: options.introspection,
     // Subgraph errors reach clients through the gateway: no schema hints where introspection is off.
     hideSchemaDetailsFromClientErrors: !options.introspection,
@@ -107,6 +113,7 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     logger,
     ready: options.ready,
     routes: options.routes,
+    metrics: options.metrics ? { registry: options.metrics.registry } : undefined,
     graphql: {
       server: apollo,
       around: (request, run) => {
@@ -114,11 +121,11 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
         contexts.set(request, requestContext);
         return runWithContext(requestContext, run);
       },
-      context: async (request) => {
+      context: async (request, rawBody) => {
         const requestContext = contexts.get(request) ?? requestContextOf(request);
         // One line per request reaching a subgraph: how a gateway-side refusal is proven to stop here.
         logger.debug("subgraph request");
-        const caller = await authenticate(options.security, request, requestContext);
+        const caller = await authenticate(options.security, request, requestContext, rawBody);
         return options.context(request, requestContext, caller);
       },
     },

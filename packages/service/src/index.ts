@@ -12,6 +12,8 @@ import {
   startSubgraph,
   createTokenVerifier,
   introspectionEnabled,
+  createMetrics,
+  type Metrics,
   revokedSessionKey,
   type Caller,
   type Logger,
@@ -79,6 +81,8 @@ export interface ServiceRuntime<Db extends SqlDatabase<Tx>, Tx extends SqlExecut
   lifecycle: Lifecycle;
   db: Db;
   eventing: Eventing<Tx>;
+  /** Prometheus metrics served at /metrics; services add their own gauges. */
+  metrics: Metrics;
 }
 
 export interface SubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecutor, Config extends SubgraphConfig, C extends object> {
@@ -118,13 +122,15 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
     const db = service.createDb(withDurableCommits(config.DATABASE_URL));
     lifecycle.onShutdown("database", () => db.$disconnect());
     await checkDurability(db, config.NODE_ENV === "production", logger);
-    const eventing = await startEventing<Tx>({ natsUrl: config.NATS_URL, name: service.name, logger, lifecycle, db });
+    const metrics = createMetrics(service.name);
+    const eventing = await startEventing<Tx>({ natsUrl: config.NATS_URL, name: service.name, logger, lifecycle, db, metrics });
+    registerEventingGauges(metrics, db, eventing);
     // Commands fail fast while Redis is away: a request with a token is then refused (INTERNAL)
     // rather than let through unchecked.
     const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
     redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
     lifecycle.onShutdown("redis", () => redis.quit().then(() => undefined, () => undefined));
-    const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, eventing };
+    const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, eventing, metrics };
     const resolvers = await service.wire(runtime);
     await startSubgraph<C>({
       name: service.name,
@@ -136,6 +142,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
       host: config.HOST,
       introspection: introspectionEnabled(config),
       routes: service.routes?.(runtime),
+      metrics,
       security: {
         gatewaySecret: config.GATEWAY_SECRET,
         verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
@@ -150,6 +157,36 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
     await lifecycle.shutdown();
     process.exit(1);
   }
+}
+
+/**
+ * What an operator watches on every service's events: the outbox backlog and the age of its oldest
+ * unpublished row (a stuck relay), and the DLQ depth (read from JetStream; the same number on
+ * every service, so alert on one).
+ */
+function registerEventingGauges(metrics: Metrics, db: SqlExecutor, eventing: Pick<Eventing<never>, "jsm" | "consumers">): void {
+  metrics.gauge("vaultpay_consumer_pending", "Messages a durable has not been delivered yet (its lag)", ["consumer"], async () => {
+    const infos = await Promise.all(eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })));
+    return infos.map(({ name, info }) => ({ labels: { consumer: name }, value: info.num_pending }));
+  });
+  metrics.gauge("vaultpay_consumer_ack_pending", "Messages a durable holds delivered but not yet acknowledged", ["consumer"], async () => {
+    const infos = await Promise.all(eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })));
+    return infos.map(({ name, info }) => ({ labels: { consumer: name }, value: info.num_ack_pending }));
+  });
+  metrics.gauge("vaultpay_outbox_pending", "Outbox rows not yet published", [], async () => {
+    const [row] = (await db.$queryRawUnsafe("SELECT count(*)::int AS n FROM outbox_event WHERE published_at IS NULL")) as Array<{ n: number }>;
+    return [{ labels: {}, value: row?.n ?? 0 }];
+  });
+  metrics.gauge("vaultpay_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row (0 when none)", [], async () => {
+    const [row] = (await db.$queryRawUnsafe(
+      "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age FROM outbox_event WHERE published_at IS NULL",
+    )) as Array<{ age: number }>;
+    return [{ labels: {}, value: row?.age ?? 0 }];
+  });
+  metrics.gauge("vaultpay_dlq_messages", "Messages waiting in the DLQ stream", [], async () => {
+    const info = await eventing.jsm.streams.info("DLQ");
+    return [{ labels: {}, value: info.state.messages }];
+  });
 }
 
 /** Resolver for a subgraph's `<name>Status` field: what an operator checks through the gateway. */

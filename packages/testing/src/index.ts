@@ -7,6 +7,8 @@ import type { JWK } from "jose";
 import { deployMigrations, dropDatabase, ensureDatabase, type ServiceName } from "@vaultpay/migrate";
 
 export { dropDatabase };
+export * from "./notifications.ts";
+export * from "./prometheus.ts";
 import {
   REPO_ROOT,
   freePort,

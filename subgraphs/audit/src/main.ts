@@ -15,6 +15,10 @@ await runSubgraphService<Db, Tx, SubgraphConfig, AuditContext>({
   createDb,
   wire: async (runtime) => {
     await startAuditConsumers(runtime);
+    runtime.metrics.gauge("vaultpay_audit_chain_head_seq", "Sequence number of the last audit record (the chain's head)", [], async () => {
+      const rows = (await runtime.db.$queryRawUnsafe(`SELECT seq::float8 AS seq FROM audit_chain_head WHERE id = 1`)) as Array<{ seq: number }>;
+      return [{ labels: {}, value: rows[0]?.seq ?? 0 }];
+    });
     return createResolvers(runtime);
   },
   context: async (_runtime, _request, _requestContext, caller) => ({ caller }),

@@ -5,8 +5,8 @@ import { createLocalJWKSet } from "jose";
 import { generateKeyRingEnv, keyRingFrom } from "@vaultpay/crypto";
 import { createDpopDevice, createLogger, createTokenVerifier, provenDeviceId, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
 import { generateDevSecrets } from "@vaultpay/stack";
-import { createTestDatabase, startTestRedis } from "@vaultpay/testing";
-import { AuthService, type AuthPayload } from "./auth.ts";
+import { createTestDatabase, startTestRedis, startTestSmtpServer } from "@vaultpay/testing";
+import { AuthService, type AuthPayload, type Notifier } from "./auth.ts";
 import { createDb, type Db } from "./db.ts";
 import { DEFAULT_LOCKOUT_POLICY, Lockout } from "./lockout.ts";
 import { OtpChallenges } from "./otp.ts";
@@ -14,6 +14,7 @@ import { createArgon2Hasher, type PasswordHasher } from "./passwords.ts";
 import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
 import { createPrismaAuthStore } from "./store.ts";
 import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
+import { createSmtpNotifier } from "./notifiers.ts";
 
 const PASSWORD = "correct horse 42";
 const PHONE = "+919876543210";
@@ -33,7 +34,7 @@ const mailbox = () => createDevMailbox(redis);
 let auth: AuthService;
 let counter = 0;
 
-function buildAuth(lockoutPolicy = DEFAULT_LOCKOUT_POLICY): AuthService {
+function buildAuth(lockoutPolicy = DEFAULT_LOCKOUT_POLICY, notifier: Notifier = mailbox()): AuthService {
   return new AuthService({
     store: createPrismaAuthStore(db),
     otp: new OtpChallenges({ store: createRedisOtpStore(redis), pepper, now }),
@@ -41,7 +42,7 @@ function buildAuth(lockoutPolicy = DEFAULT_LOCKOUT_POLICY): AuthService {
     hasher,
     signer,
     revocations: createRedisSessionRevocations(redis),
-    notifier: mailbox(),
+    notifier,
     keyRing,
     logger: createLogger({ service: "auth-test", level: "silent" }),
     now,
@@ -348,6 +349,45 @@ describe("login", () => {
     const fifth = await failure(auth.verifyOtp({ challengeId: challenge.challengeId, code: wrong, deviceId: DEVICE }));
     expect(fifth).toMatchObject({ code: "RATE_LIMITED", details: { retryAfterSeconds: 60 } });
     expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE }))).code).toBe("RATE_LIMITED");
+  });
+});
+
+describe("OTP delivery through a real SMTP server", () => {
+  it("answers UNAVAILABLE when the code cannot be sent, leaves nothing a retry trips on, and works once mail flows", async () => {
+    const smtp = await startTestSmtpServer();
+    const sender = createSmtpNotifier(
+      { host: smtp.host, port: smtp.port, tls: "starttls", user: smtp.user, password: smtp.password, from: "no-reply@vaultpay.test", caFile: smtp.caFile, timeoutMs: 5_000, retry: { maxAttempts: 2, backoffMs: 10 } },
+      createLogger({ service: "auth-test", level: "silent" }),
+    );
+    const withMail = buildAuth(DEFAULT_LOCKOUT_POLICY, sender);
+    const codeIn = (to: string) => /code is ([0-9]{6})/.exec(smtp.received.filter((mail) => mail.to.includes(to)).at(-1)?.text ?? "")?.[1];
+    try {
+      const email = freshEmail();
+      const users = await db.user.count();
+      smtp.failNext(2, 451);
+      const down = await failure(withMail.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE }));
+      expect(down).toMatchObject({ code: "UNAVAILABLE", details: { retryAfterSeconds: 30, reason: "OTP_DELIVERY_FAILED" } });
+      expect(down.details).not.toHaveProperty("challengeId");
+      // No account for a code that never went out: the retry registers afresh, not "you already have one".
+      expect(await db.user.count()).toBe(users);
+      const challenge = await withMail.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE });
+      expect(codeIn(email)).toMatch(/^[0-9]{6}$/);
+      await withMail.verifyOtp({ challengeId: challenge.challengeId, code: codeIn(email)!, deviceId: DEVICE });
+
+      // Login: the right password is not counted as a failure, and the challenge stays live.
+      smtp.failNext(2, 451);
+      const loginDown = await failure(withMail.login({ email, password: PASSWORD, deviceId: DEVICE }));
+      expect(loginDown).toMatchObject({ code: "UNAVAILABLE", details: { retryAfterSeconds: 30, challengeId: expect.any(String) } });
+      expect(await redis.exists(`auth:otp:${String(loginDown.details.challengeId)}`)).toBe(1);
+      const again = await withMail.login({ email, password: PASSWORD, deviceId: DEVICE });
+      const session = await withMail.verifyOtp({ challengeId: again.challengeId, code: codeIn(email)!, deviceId: DEVICE });
+      expect(session.user.email).toBe(email);
+      const failures = (await outbox()).filter((e) => e.type === "auth.login.failed" && e.payload.data.userId === session.user.id);
+      expect(failures).toEqual([]);
+    } finally {
+      sender.close();
+      await smtp.stop();
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import type { Lockout, LockoutClient } from "./lockout.ts";
 import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
 import type { PasswordHasher } from "./passwords.ts";
 import { hashRefreshToken, isWellFormedRefreshToken, newRefreshToken, type AccessTokenSigner } from "./tokens.ts";
+import { accountExistsMessage, otpMessage } from "./messages.ts";
 import { isPlausiblePassword, parseDeviceId, parseEmail, parseNewPassword, parsePhone, personalInputs } from "./validation.ts";
 
 /**
@@ -25,6 +26,8 @@ export const SESSION_TTL_SECONDS = 30 * 24 * 3600;
  */
 export const REFRESH_REUSE_GRACE_SECONDS = 10;
 export const USERS_PAGE_MAX = 100;
+/** How long a customer is told to wait after a code could not be sent (a provider hiccup). */
+export const OTP_DELIVERY_RETRY_AFTER_SECONDS = 30;
 
 /** Associated data of a sealed successor: it opens only on the row of the token it replaced. */
 function successorContext(oldTokenHash: string): string {
@@ -156,12 +159,17 @@ export interface SessionRevocations {
 export interface OutgoingMessage {
   to: string;
   channel: string;
+  /** The email subject (messages.ts); SMS has none. */
+  subject?: string | undefined;
   body: string;
   /** The OTP, when the message carries one (the dev mailbox shows it separately). */
   code: string | null;
 }
 
-/** Where codes go. Only a development implementation exists so far (dev mailbox). */
+/**
+ * Where codes and notices go: the dev mailbox outside production, SMTP and an SMS provider
+ * (notifiers.ts). Throws when the message could not be handed over.
+ */
 export interface Notifier {
   send(message: OutgoingMessage): Promise<void>;
 }
@@ -226,27 +234,24 @@ export class AuthService {
     const { keyRing, store } = this.deps;
     const passwordHash = await this.deps.hasher.hash(password);
     const lockoutKeys = this.deps.lockout.keysFor(email, lockoutClient(input.client));
-    // The challenge before the user: while Redis is away nothing is written and the customer's
-    // retry registers afresh, instead of meeting "you already have an account" for an account
-    // whose code never went out. A challenge for a user that then turns out to exist already is
-    // never sent, so it cannot be used.
+    // The challenge first, then the code, then the user: while Redis or the mail provider is
+    // away nothing is written and the customer's retry registers afresh, instead of meeting "you
+    // already have an account" for an account whose code never went out. Two registrations of one
+    // new address racing: both codes go out, the loser's user never exists, so its code opens
+    // nothing.
     const userId = uuidv7();
     const issued = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose: "register" });
+    if (await store.findUserByEmail(email)) {
+      const notice = accountExistsMessage();
+      await this.deliver({ to: email, channel: this.deps.otp.channel, subject: notice.subject, body: notice.text, code: null }, null);
+      return issued.challenge;
+    }
+    await this.sendCode(email, issued, null);
     const created = await store.createUser(
       { id: userId, email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
       (user) => [authEvents.userCreated(user.id, user.role)],
     );
-    if (created === "duplicate") {
-      await this.deps.notifier.send({
-        to: email,
-        channel: this.deps.otp.channel,
-        body: "Someone tried to create a VaultPay account with this address. You already have one: sign in instead. If it was not you, nothing changed.",
-        code: null,
-      });
-      return issued.challenge;
-    }
-    this.deps.logger.info({ userId: created.id }, "user registered");
-    await this.sendCode(email, issued);
+    if (created !== "duplicate") this.deps.logger.info({ userId: created.id }, "user registered");
     return issued.challenge;
   }
 
@@ -284,17 +289,32 @@ export class AuthService {
 
   private async challenge(userId: string, email: string, lockoutKeys: string[], deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
     const issued = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose });
-    await this.sendCode(email, issued);
+    // The challenge stays live if the code does not go out: a mail that did arrive late still works.
+    await this.sendCode(email, issued, issued.challenge.challengeId);
     return issued.challenge;
   }
 
-  private async sendCode(email: string, { challenge, code }: { challenge: OtpChallenge; code: string }): Promise<void> {
-    await this.deps.notifier.send({
-      to: email,
-      channel: challenge.channel,
-      body: `Your VaultPay code is ${code}. It expires in ${Math.round(this.deps.otp.ttlSeconds / 60)} minutes. Never share it.`,
-      code,
-    });
+  private async sendCode(email: string, { challenge, code }: { challenge: OtpChallenge; code: string }, liveChallengeId: string | null): Promise<void> {
+    const content = otpMessage(code, this.deps.otp.ttlSeconds);
+    await this.deliver({ to: email, channel: challenge.channel, subject: content.subject, body: content.text, code }, liveChallengeId);
+  }
+
+  /**
+   * Hands a sign-in message to the notifier. A provider that cannot take it is the platform's
+   * problem, not the customer's: UNAVAILABLE with a retry time (never INTERNAL), nothing counted
+   * against the lockout. `liveChallengeId` is given when the challenge stays usable (login).
+   */
+  private async deliver(message: OutgoingMessage, liveChallengeId: string | null): Promise<void> {
+    try {
+      await this.deps.notifier.send(message);
+    } catch (error) {
+      this.deps.logger.warn({ channel: message.channel, reason: (error as Error).message }, "sign-in message not delivered");
+      throw new DomainError("UNAVAILABLE", "We could not send your code just now; try again in a minute", {
+        retryAfterSeconds: OTP_DELIVERY_RETRY_AFTER_SECONDS,
+        reason: "OTP_DELIVERY_FAILED",
+        ...(liveChallengeId ? { challengeId: liveChallengeId } : {}),
+      });
+    }
   }
 
   /**
@@ -460,6 +480,14 @@ export class AuthService {
   async canSee(caller: Caller | undefined, userId: string): Promise<boolean> {
     if (!caller || (caller.userId !== userId && caller.role !== "ADMIN")) return false;
     return !(await this.deps.revocations.isRevoked(caller.sessionId));
+  }
+
+  /** Where to reach a user (transfer notices): the email, and the phone decrypted when there is one. */
+  async contactOf(userId: string): Promise<{ email: string; phone: string | null } | undefined> {
+    const user = await this.userById(userId);
+    if (!user) return undefined;
+    const phone = decrypt(this.deps.keyRing, user.phoneEncrypted, PHONE_CONTEXT);
+    return { email: user.email, phone: phone || null };
   }
 
   /** Null when the user has no phone (the seeded administrator). */

@@ -1,8 +1,11 @@
 /** Start-up configuration: development defaults, production refusals. */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "@vaultpay/kit";
 import { generateDevSecrets } from "@vaultpay/stack";
-import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, assertNotifierAvailable, authConfigSchema } from "./config.ts";
+import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, authConfigSchema } from "./config.ts";
 
 const secrets = generateDevSecrets();
 const base = {
@@ -11,6 +14,18 @@ const base = {
   DATABASE_URL: "postgres://u:p@127.0.0.1:5432/vaultpay_auth",
   REDIS_URL: "redis://127.0.0.1:6379",
   AUTH_JWKS_URL: "http://127.0.0.1:4001/.well-known/jwks.json",
+};
+
+/** A production environment that starts: every secret and the SMTP sender given. */
+const production = {
+  ...base,
+  NODE_ENV: "production",
+  ADMIN_EMAIL: "ops@bank.example",
+  ADMIN_PASSWORD: "a real Passphrase 7",
+  SMTP_HOST: "smtp.bank.example",
+  SMTP_USER: "vaultpay",
+  SMTP_PASSWORD: "smtp-password",
+  SMTP_FROM: "VaultPay <no-reply@bank.example>",
 };
 
 function problems(env: NodeJS.ProcessEnv): string {
@@ -43,7 +58,7 @@ describe("auth configuration", () => {
     expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "short" })).toContain("ADMIN_PASSWORD: Password must be at least 12");
     expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "Password1234!" })).toContain("ADMIN_PASSWORD: This password is too easy to guess");
     expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "ops@bank.example1" })).toContain("ADMIN_PASSWORD: This password is too easy to guess");
-    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "a real Passphrase 7" })).toBe("");
+    expect(problems(production)).toBe("");
   });
 
   it("refuses to start without the signing key, OTP pepper or encryption keys", () => {
@@ -59,8 +74,38 @@ describe("auth configuration", () => {
     expect(problems({ ...base, OTP_PEPPER: "short" })).toContain("OTP_PEPPER");
   });
 
-  it("in production refuses the dev mailbox as the OTP notifier", () => {
-    expect(() => assertNotifierAvailable({ NODE_ENV: "production" })).toThrow(/no OTP notifier for production/);
-    expect(() => assertNotifierAvailable({ NODE_ENV: "test" })).not.toThrow();
+  it("in production refuses each missing sender setting or secret by name, on one line", () => {
+    expect(problems(production)).toBe("");
+    for (const key of ["SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM", "JWT_PRIVATE_JWK", "OTP_PEPPER", "ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "GATEWAY_SECRET"] as const) {
+      const env: Record<string, string> = { ...production };
+      delete env[key];
+      const message = problems(env);
+      expect(message, key).toMatch(new RegExp(`^invalid configuration: (.*; )?${key}: `));
+      expect(message.split("\n"), key).toHaveLength(1);
+    }
+    expect(problems({ ...production, SMTP_TLS: "none" })).toContain("SMTP_TLS: must be starttls or implicit in production");
+    expect(problems({ ...production, SMS_PROVIDER_URL: "https://sms.example/send" })).toContain("SMS_SIGNING_SECRET: is required");
+    expect(problems({ ...production, SMS_PROVIDER_URL: "http://sms.example/send", SMS_SIGNING_SECRET: "k".repeat(32) })).toContain("SMS_PROVIDER_URL: must be https://");
+    // Outside production the dev mailbox is enough; a half-configured SMTP is still refused.
+    expect(problems({ ...base, NODE_ENV: "development" })).toBe("");
+    expect(problems({ ...base, SMTP_HOST: "127.0.0.1" })).toContain("SMTP_FROM: is required with SMTP_HOST");
+  });
+
+  it("takes secrets from NAME_FILE and never prints their contents", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "auth-secrets-"));
+    try {
+      writeFileSync(path.join(dir, "smtp"), "from-a-file\n");
+      const env: Record<string, string> = { ...production, SMTP_PASSWORD_FILE: path.join(dir, "smtp") };
+      delete env.SMTP_PASSWORD;
+      expect(parseConfig(authConfigSchema, env).SMTP_PASSWORD).toBe("from-a-file");
+      writeFileSync(path.join(dir, "pepper"), "too-short-pepper\n");
+      const weak: Record<string, string> = { ...production, OTP_PEPPER_FILE: path.join(dir, "pepper") };
+      delete weak.OTP_PEPPER;
+      const message = problems(weak);
+      expect(message).toContain("OTP_PEPPER: ");
+      expect(message).not.toContain("too-short-pepper");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

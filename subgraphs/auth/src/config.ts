@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ConfigError } from "@vaultpay/kit";
+import { portSchema } from "@vaultpay/kit";
 import { keyRingEnvSchema } from "@vaultpay/crypto";
 import { subgraphConfigSchema } from "@vaultpay/service";
 import { checkPasswordPolicy, normalizeEmail, personalInputs } from "./validation.ts";
@@ -33,6 +33,24 @@ export const authConfigSchema = subgraphConfigSchema
     REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).max(60).default(10),
     ADMIN_EMAIL: z.string().optional(),
     ADMIN_PASSWORD: z.string().optional(),
+    /** Email over SMTP (notifiers.ts). Required in production; outside it, the dev mailbox suffices. */
+    SMTP_HOST: z.string().min(1).optional(),
+    SMTP_PORT: portSchema.default(587),
+    SMTP_TLS: z.enum(["starttls", "implicit", "none"]).default("starttls"),
+    SMTP_USER: z.string().min(1).optional(),
+    SMTP_PASSWORD: z.string().min(1).optional(),
+    SMTP_FROM: z.string().min(3).optional(),
+    /** PEM of a private CA that signed the SMTP server's certificate (system CAs otherwise). */
+    SMTP_CA_FILE: z.string().min(1).optional(),
+    SMTP_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    SMTP_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(5).default(2),
+    /** SMS through an HTTPS provider (notifiers.ts); optional — without it, notices go by email only. */
+    SMS_PROVIDER_URL: z.string().url().optional(),
+    SMS_SIGNING_SECRET: z.string().min(32, "SMS_SIGNING_SECRET must be at least 32 characters").optional(),
+    SMS_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+    SMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(5).default(3),
+    /** Backoff before the second attempt of either sender; doubled after each. */
+    NOTIFIER_RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(10_000).default(250),
   })
   .superRefine((env, issues) => {
     const production = env.NODE_ENV === "production";
@@ -59,6 +77,7 @@ export const authConfigSchema = subgraphConfigSchema
         issues.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: "must not be the development default in production" });
       }
     }
+    for (const problem of notifierProblems(env)) issues.addIssue({ code: "custom", path: [problem.variable], message: problem.message });
     if (env.ADMIN_PASSWORD) {
       const problem = checkPasswordPolicy(env.ADMIN_PASSWORD, personalInputs({ email: env.ADMIN_EMAIL ?? DEV_ADMIN_EMAIL }));
       if (problem) issues.addIssue({ code: "custom", path: ["ADMIN_PASSWORD"], message: problem });
@@ -72,13 +91,39 @@ export const authConfigSchema = subgraphConfigSchema
 
 export type AuthConfig = z.infer<typeof authConfigSchema>;
 
+interface NotifierEnv {
+  NODE_ENV: string;
+  SMTP_HOST?: string | undefined;
+  SMTP_TLS: string;
+  SMTP_USER?: string | undefined;
+  SMTP_PASSWORD?: string | undefined;
+  SMTP_FROM?: string | undefined;
+  SMS_PROVIDER_URL?: string | undefined;
+  SMS_SIGNING_SECRET?: string | undefined;
+}
+
 /**
- * Only a development notifier (the dev mailbox) exists. Production must not fall back to it —
- * codes would sit in Redis instead of reaching people — so it refuses to start until a real
- * sender (SMS / email provider) is wired in.
+ * Production has no dev mailbox, so codes must reach people: SMTP over TLS with a login and a
+ * from-address is required there. SMS is optional, but when configured it must be signed (and over
+ * HTTPS in production: the body holds phone numbers).
  */
-export function assertNotifierAvailable(config: Pick<AuthConfig, "NODE_ENV">): void {
-  if (config.NODE_ENV === "production") {
-    throw new ConfigError("invalid configuration: no OTP notifier for production exists yet (the dev mailbox is refused in production)");
+function notifierProblems(env: NotifierEnv): Array<{ variable: string; message: string }> {
+  const problems: Array<{ variable: string; message: string }> = [];
+  const production = env.NODE_ENV === "production";
+  const need = (variable: keyof NotifierEnv, why: string) => {
+    if (!env[variable]) problems.push({ variable, message: why });
+  };
+  if (production) {
+    need("SMTP_HOST", "is required in production (OTP codes are sent by email)");
+    need("SMTP_USER", "is required in production");
+    need("SMTP_PASSWORD", "is required in production");
+    if (env.SMTP_TLS === "none") problems.push({ variable: "SMTP_TLS", message: "must be starttls or implicit in production" });
   }
+  if (env.SMTP_HOST || production) need("SMTP_FROM", "is required with SMTP_HOST");
+  if (env.SMTP_USER && !env.SMTP_PASSWORD && !production) need("SMTP_PASSWORD", "is required with SMTP_USER");
+  if (env.SMS_PROVIDER_URL) {
+    need("SMS_SIGNING_SECRET", "is required with SMS_PROVIDER_URL");
+    if (production && !env.SMS_PROVIDER_URL.startsWith("https://")) problems.push({ variable: "SMS_PROVIDER_URL", message: "must be https:// in production" });
+  }
+  return problems;
 }

@@ -3,7 +3,7 @@ import type { Role } from "@vaultpay/kit";
 
 /**
  * What auth emits (stream AUTH; schemas in packages/events/src/catalog/auth.ts). Auth consumes
- * nothing. Every event is appended to the outbox in the same transaction as the change it reports;
+ * only transaction.completed / transaction.failed, to tell customers (notices.ts). Every event is appended to the outbox in the same transaction as the change it reports;
  * only ids and reasons go in — never an email, phone, password, OTP or token.
  */
 export const authEvents = {

@@ -1,25 +1,48 @@
 import { Redis } from "ioredis";
 import { keyRingFrom } from "@vaultpay/crypto";
-import { ConfigError, JWKS_PATH, loadConfig } from "@vaultpay/kit";
+import { JWKS_PATH, type Logger } from "@vaultpay/kit";
 import { runSubgraphService, serviceStatus } from "@vaultpay/service";
-import { AuthService } from "./auth.ts";
-import { assertNotifierAvailable, authConfigSchema, type AuthConfig } from "./config.ts";
+import { AuthService, type Notifier } from "./auth.ts";
+import { authConfigSchema, type AuthConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { Lockout } from "./lockout.ts";
 import { OtpChallenges } from "./otp.ts";
 import { createArgon2Hasher } from "./passwords.ts";
 import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
+import { alsoTo, createSmsNotifier, createSmtpNotifier, routeByChannel } from "./notifiers.ts";
+import { TransferNoticeSender, startNoticeConsumers } from "./notices.ts";
 import { createResolvers, type AuthContext } from "./resolvers.ts";
 import { createPrismaAuthStore } from "./store.ts";
 import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
 
-// Refused before anything starts, with one line (runSubgraphService validates the rest the same way).
-try {
-  assertNotifierAvailable(loadConfig(authConfigSchema));
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  process.stderr.write(`${error.message}\n`);
-  process.exit(78);
+/**
+ * The senders by channel: SMTP when configured (always in production: the config requires it),
+ * an SMS provider when configured. Outside production the dev mailbox sees every message too.
+ */
+function createNotifier(config: AuthConfig, logger: Logger, devMailbox: Notifier | undefined) {
+  const retry = (maxAttempts: number) => ({ maxAttempts, backoffMs: config.NOTIFIER_RETRY_BACKOFF_MS });
+  const email = config.SMTP_HOST
+    ? createSmtpNotifier(
+        {
+          host: config.SMTP_HOST,
+          port: config.SMTP_PORT,
+          tls: config.SMTP_TLS,
+          user: config.SMTP_USER,
+          password: config.SMTP_PASSWORD,
+          from: config.SMTP_FROM!,
+          caFile: config.SMTP_CA_FILE,
+          timeoutMs: config.SMTP_TIMEOUT_MS,
+          retry: retry(config.SMTP_MAX_ATTEMPTS),
+        },
+        logger,
+      )
+    : undefined;
+  const sms =
+    config.SMS_PROVIDER_URL && config.SMS_SIGNING_SECRET
+      ? createSmsNotifier({ url: config.SMS_PROVIDER_URL, signingSecret: config.SMS_SIGNING_SECRET, timeoutMs: config.SMS_TIMEOUT_MS, retry: retry(config.SMS_MAX_ATTEMPTS) }, logger)
+      : undefined;
+  const wrap = (real: Notifier | undefined) => (real ? alsoTo(real, devMailbox) : devMailbox);
+  return { notifier: routeByChannel({ email: wrap(email), sms: wrap(sms) }), close: () => email?.close() };
 }
 
 let signer: AccessTokenSigner | undefined;
@@ -37,7 +60,9 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       await redis.quit();
     });
     signer = await createAccessTokenSigner(config.JWT_PRIVATE_JWK, config.JWT_KEY_ID);
-    const mailbox = createDevMailbox(redis);
+    const mailbox = config.NODE_ENV === "production" ? undefined : createDevMailbox(redis);
+    const senders = createNotifier(config, logger, mailbox);
+    lifecycle.onShutdown("notifiers", async () => senders.close());
     const auth = new AuthService({
       store: createPrismaAuthStore(db, () => eventing.relay.kick()),
       otp: new OtpChallenges({ store: createRedisOtpStore(redis), pepper: config.OTP_PEPPER, now: () => new Date() }),
@@ -45,15 +70,24 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       hasher: await createArgon2Hasher(),
       signer,
       revocations: createRedisSessionRevocations(redis),
-      notifier: mailbox,
+      notifier: senders.notifier,
       keyRing: keyRingFrom(config),
       logger,
       refreshGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS,
     });
     await auth.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD);
+    const notices = new TransferNoticeSender({
+      db,
+      notifier: senders.notifier,
+      contactOf: async (userId) => auth.contactOf(userId),
+      logger,
+    });
+    notices.start();
+    lifecycle.onShutdown("transfer notices", () => notices.stop());
+    await startNoticeConsumers(eventing, logger, () => notices.kick());
     return createResolvers({
       auth,
-      mailbox: config.NODE_ENV === "production" ? undefined : mailbox,
+      mailbox,
       status: serviceStatus(runtime, "auth"),
     });
   },

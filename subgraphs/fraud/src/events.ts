@@ -19,6 +19,8 @@ export interface CheckDependencies {
   rules: RulesConfig;
   logger: Logger;
   now: () => Date;
+  /** Told of each new verdict (metrics); a verdict whose transaction then rolls back is retried and told again. */
+  onVerdict?: (verdict: { passed: boolean; firedRules: string[]; failedClosed: boolean }) => void;
 }
 
 async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
@@ -57,6 +59,7 @@ export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDepe
   const { verdict, evaluation } = checkTransfer(transfer, facts, deps.rules, checkedAt);
   const stored = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
   await emitVerdict(tx, stored);
+  deps.onVerdict?.({ passed: stored.passed, firedRules: evaluation.rules.filter((rule) => rule.fired).map((rule) => rule.rule), failedClosed: evaluation.failedClosed !== null });
   deps.logger.info(
     { transferId: stored.transferId, riskScore: stored.riskScore, passed: stored.passed, failedClosed: evaluation.failedClosed !== null },
     "transfer checked",

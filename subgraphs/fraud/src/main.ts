@@ -10,7 +10,17 @@ await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
   configSchema: fraudConfigSchema,
   createDb,
   wire: async (runtime) => {
-    await startConsumers(runtime.eventing, { rules: rulesConfigFrom(runtime.config), logger: runtime.logger, now: () => new Date() });
+    const verdicts = runtime.metrics.counter("vaultpay_fraud_verdicts_total", "Fraud verdicts by outcome (failed closed counts as failed)", ["passed"]);
+    const firedRules = runtime.metrics.counter("vaultpay_fraud_rules_fired_total", "Rules that fired, by rule", ["rule"]);
+    await startConsumers(runtime.eventing, {
+      rules: rulesConfigFrom(runtime.config),
+      logger: runtime.logger,
+      now: () => new Date(),
+      onVerdict: ({ passed, firedRules: rules, failedClosed }) => {
+        verdicts.inc({ passed: String(passed) });
+        for (const rule of failedClosed ? ["failed-closed"] : rules) firedRules.inc({ rule });
+      },
+    });
     return createResolvers({ db: runtime.db, status: serviceStatus(runtime, "fraud") });
   },
   context: async (runtime, _request, _requestContext, caller) => ({ caller, checks: checkLoader(runtime.db) }),

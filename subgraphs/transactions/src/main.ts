@@ -20,9 +20,24 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   configSchema: transactionsConfigSchema,
   createDb,
   wire: async (runtime) => {
-    const { config, db, eventing, logger, lifecycle } = runtime;
+    const { config, db, eventing, logger, lifecycle, metrics } = runtime;
+    metrics.gauge("vaultpay_transfers", "Transfers by status", ["status"], async () => {
+      const rows = (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{ status: string; n: number }>;
+      return rows.map((row) => ({ labels: { status: row.status }, value: row.n }));
+    });
     const timings = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS, maxStepAttempts: config.SAGA_MAX_STEP_ATTEMPTS };
-    const saga = new Saga(timings, undefined, (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`));
+    const reached = metrics.histogram(
+      "vaultpay_saga_seconds_to_status",
+      "Seconds from a transfer's initiation to each status it reaches (DEBITED, COMPLETED, FAILED, REJECTED)",
+      ["status"],
+      [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    );
+    const saga = new Saga(
+      timings,
+      undefined,
+      (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`),
+      (status, seconds) => reached.observe({ status }, seconds),
+    );
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
     const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });

@@ -94,6 +94,8 @@ export class Saga {
     private readonly now: () => Date = () => new Date(),
     /** Called for outcomes that need a person (logged as errors by the service). */
     private readonly onAnomaly?: (transferId: string, what: string) => void,
+    /** Told of each status a transfer reaches, with the seconds since it was initiated (metrics). */
+    private readonly onStatus?: (status: TransferStatus, secondsSinceInitiated: number) => void,
   ) {}
 
   /** Moves to the next step (and status), records it, emits the status change and the step's command. */
@@ -119,6 +121,7 @@ export class Saga {
     const updated: TransferState = { ...transfer, status, step: next.step, stepAttempts: 1, failureReason };
     if (status !== transfer.status) {
       await store.recordStatus(transfer.id, status, failureReason, now);
+      this.onStatus?.(status, (now.getTime() - transfer.createdAt.getTime()) / 1000);
       await store.emit("transaction.status.changed", {
         transferId: transfer.id,
         userId: transfer.userId,
@@ -133,9 +136,18 @@ export class Saga {
           fromAccountId: transfer.fromAccountId,
           toAccountId: transfer.toAccountId,
           amountMinor: transfer.amountMinor.toString(),
+          userId: transfer.userId,
+          currency: transfer.currency,
         });
       } else if (status === "FAILED" || status === "REJECTED") {
-        await store.emit("transaction.failed", { transferId: transfer.id, status, reason: failureReason ?? "transfer failed" });
+        await store.emit("transaction.failed", {
+          transferId: transfer.id,
+          status,
+          reason: failureReason ?? "transfer failed",
+          userId: transfer.userId,
+          amountMinor: transfer.amountMinor.toString(),
+          currency: transfer.currency,
+        });
       }
     }
     await sendStepCommand(store, updated, next.step);

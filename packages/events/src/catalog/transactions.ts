@@ -44,9 +44,23 @@ export const transactionEvents = {
       changedAt: z.iso.datetime({ offset: true }),
     }),
   ),
-  "transaction.completed": defineEvent(1, z.object({ transferId: id, fromAccountId: id, toAccountId: id, amountMinor: positiveMinorUnits })),
+  /**
+   * `userId` and `currency` (and on failures the amount) say whom to tell and what: auth's transfer
+   * notices read them. Optional, so events published before they were added still validate.
+   */
+  "transaction.completed": defineEvent(
+    1,
+    z.object({ transferId: id, fromAccountId: id, toAccountId: id, amountMinor: positiveMinorUnits, userId: id.optional(), currency: currencyCode.optional() }),
+  ),
   "transaction.failed": defineEvent(
     1,
-    z.object({ transferId: id, status: z.enum(["FAILED", "REJECTED"]), reason: boundedText(TEXT_LIMITS.reasonChars) }),
+    z.object({
+      transferId: id,
+      status: z.enum(["FAILED", "REJECTED"]),
+      reason: boundedText(TEXT_LIMITS.reasonChars),
+      userId: id.optional(),
+      amountMinor: positiveMinorUnits.optional(),
+      currency: currencyCode.optional(),
+    }),
   ),
 } as const;

@@ -1,0 +1,95 @@
+/** Transfer notices on a real PostgreSQL and a real SMTP server: once per (transfer, status), retried within bounds, never twice. */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createEvent } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
+import { createTestDatabase, startTestSmtpServer, waitUntil, type TestSmtpServer } from "@vaultpay/testing";
+import { createDb, type Db } from "./db.ts";
+import { TransferNoticeSender, recordTransferNotice } from "./notices.ts";
+import { createSmtpNotifier, routeByChannel } from "./notifiers.ts";
+
+const logger = createLogger({ service: "notices-test", level: "silent" });
+const context = { correlationId: "corr-notices", actor: {} };
+const EMAIL = "asha@example.com";
+
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let db: Db;
+let smtp: TestSmtpServer;
+let sender: TransferNoticeSender;
+let close: () => void;
+
+async function record(event: ReturnType<typeof createEvent>) {
+  await db.$transaction((tx) => recordTransferNotice(event, tx, logger));
+}
+const completed = (transferId: string) =>
+  createEvent("transaction.completed", { transferId, fromAccountId: randomUUID(), toAccountId: randomUUID(), amountMinor: "12345", userId: randomUUID(), currency: "INR" }, context);
+const state = async (transferId: string) =>
+  (await db.$queryRawUnsafe<Array<{ state: string; attempts: number; due_later: boolean }>>(
+    `SELECT state, attempts, next_attempt_at > now() AS due_later FROM transfer_notice WHERE transfer_id = $1::uuid`,
+    transferId,
+  ))[0];
+const mailsAbout = (transferId: string) => smtp.received.filter((mail) => mail.text.includes(transferId));
+
+beforeAll(async () => {
+  [database, smtp] = await Promise.all([createTestDatabase("auth"), startTestSmtpServer()]);
+  db = createDb(database.url);
+  const email = createSmtpNotifier(
+    { host: smtp.host, port: smtp.port, tls: "starttls", user: smtp.user, password: smtp.password, from: "no-reply@vaultpay.test", caFile: smtp.caFile, timeoutMs: 5_000, retry: { maxAttempts: 1, backoffMs: 0 } },
+    logger,
+  );
+  close = () => email.close();
+  sender = new TransferNoticeSender({ db, notifier: routeByChannel({ email }), contactOf: async () => ({ email: EMAIL, phone: null }), logger, maxAttempts: 3, pollMs: 60_000 });
+});
+afterAll(async () => {
+  await sender?.stop();
+  close?.();
+  await db?.$disconnect();
+  await Promise.all([database?.drop(), smtp?.stop()]);
+});
+beforeEach(() => smtp.failNext(0));
+
+describe("transfer notices", () => {
+  it("records one notice per transfer and status, whatever the event ids", async () => {
+    const transferId = randomUUID();
+    const first = completed(transferId);
+    await record(first);
+    await record(first);
+    await record({ ...completed(transferId), id: randomUUID() });
+    await record(createEvent("transaction.failed", { transferId, status: "FAILED", reason: "Fraud check failed", userId: randomUUID(), amountMinor: "12345", currency: "INR" }, context));
+    const rows = await db.$queryRawUnsafe<Array<{ status: string }>>(`SELECT status FROM transfer_notice WHERE transfer_id = $1::uuid ORDER BY status`, transferId);
+    expect(rows.map((row) => row.status)).toEqual(["COMPLETED", "FAILED"]);
+  });
+
+  it("puts a temporary refusal back with a later due time, sends it once due, and gives up on a permanent one", async () => {
+    const retried = randomUUID();
+    await record(completed(retried));
+    smtp.failNext(1, 451);
+    sender.kick();
+    await waitUntil(async () => (await state(retried))?.attempts === 1 && (await state(retried))?.state === "PENDING", "the notice back to PENDING");
+    expect(await state(retried)).toMatchObject({ due_later: true });
+    sender.kick();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(mailsAbout(retried)).toHaveLength(0); // not due yet
+    await db.$executeRawUnsafe(`UPDATE transfer_notice SET next_attempt_at = now() WHERE transfer_id = $1::uuid`, retried);
+    sender.kick();
+    await waitUntil(async () => (await state(retried))?.state === "SENT", "the notice sent");
+    expect(mailsAbout(retried).map((mail) => mail.subject)).toEqual(["Transfer of 123.45 INR completed"]);
+
+    const refused = randomUUID();
+    await record(completed(refused));
+    smtp.failNext(1, 550);
+    sender.kick();
+    await waitUntil(async () => (await state(refused))?.state === "FAILED", "the notice given up");
+    expect((await state(refused))?.attempts).toBe(1);
+  });
+
+  it("never sends a notice claimed before a crash again (at most once)", async () => {
+    const claimed = randomUUID();
+    await record(completed(claimed));
+    await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENDING', attempts = 1 WHERE transfer_id = $1::uuid`, claimed);
+    sender.kick();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(mailsAbout(claimed)).toHaveLength(0);
+    expect((await state(claimed))?.state).toBe("SENDING");
+  });
+});

@@ -1,0 +1,199 @@
+/**
+ * Customer notices for transfers that reached an end: the sender hears when a transfer completed
+ * or failed, by email and — where a phone is set and an SMS provider is configured — by SMS.
+ *
+ * Why auth owns this: a notice needs the customer's email and phone, and auth is the only service
+ * that holds them (the phone only encrypted, with auth's key ring). Transactions knows the transfer
+ * but only a user id; copying contact details into transactions (or a new service) would spread
+ * personal data and its keys to one more database. So auth consumes transactions' terminal events
+ * (the only events it consumes) and looks the person up itself.
+ *
+ * At most once per transfer and status: the consuming transaction inserts one transfer_notice row
+ * under a unique (transfer_id, status) constraint, next to the event id in processed_event, so a
+ * redelivered or re-published event adds nothing. Sending happens after commit, in a loop that
+ * claims a row (SENDING, committed) before handing it to the provider: a crash mid-send leaves
+ * it SENDING and it is never sent again. A provider refusal is retried a bounded number of times.
+ */
+import type { Event, Eventing } from "@vaultpay/events";
+import type { Logger } from "@vaultpay/kit";
+import type { Notifier } from "./auth.ts";
+import type { Db, Tx } from "./db.ts";
+import { transferNoticeMessage } from "./messages.ts";
+import { DeliveryError } from "./notifiers.ts";
+
+export const NOTICE_CONSUMERS = { completed: "auth-notices-completed", failed: "auth-notices-failed" } as const;
+
+/** Records the notice a terminal transfer event calls for; a second one for the same transfer and status is a no-op. */
+export async function recordTransferNotice(event: Event, tx: Tx, logger: Logger): Promise<void> {
+  if (event.type !== "transaction.completed" && event.type !== "transaction.failed") return;
+  const { data } = event;
+  const status = event.type === "transaction.completed" ? "COMPLETED" : event.data.status;
+  // Events published before userId was added cannot be attributed: nobody to tell.
+  if (!data.userId || !data.currency || data.amountMinor === undefined) {
+    logger.warn({ transferId: data.transferId, eventId: event.id }, "transfer event without user or amount: no notice");
+    return;
+  }
+  await tx.transferNotice.createMany({
+    data: [
+      {
+        transferId: data.transferId,
+        status,
+        userId: data.userId,
+        amountMinor: BigInt(data.amountMinor),
+        currency: data.currency,
+        reason: event.type === "transaction.failed" ? event.data.reason : null,
+        eventId: event.id,
+      },
+    ],
+    skipDuplicates: true,
+  });
+}
+
+export async function startNoticeConsumers(eventing: Eventing<Tx>, logger: Logger, afterCommit: () => void): Promise<void> {
+  for (const [kind, name] of Object.entries(NOTICE_CONSUMERS)) {
+    await eventing.consume({
+      name,
+      stream: "TRANSACTIONS",
+      filterSubject: `transaction.${kind}`,
+      handle: (event, tx) => recordTransferNotice(event, tx, logger),
+      afterCommit,
+    });
+  }
+}
+
+export interface Contact {
+  email: string;
+  /** Null when the user has no phone (the administrator). */
+  phone: string | null;
+}
+
+export interface NoticeSenderOptions {
+  db: Db;
+  notifier: Notifier & { has(channel: string): boolean };
+  contactOf: (userId: string) => Promise<Contact | undefined>;
+  logger: Logger;
+  /** Provider refusals tolerated per notice before it is given up (FAILED). */
+  maxAttempts?: number;
+  /** Notices claimed per round. */
+  batchSize?: number;
+  /** A round runs at least this often, and at once when kicked. */
+  pollMs?: number;
+}
+
+interface ClaimedNotice {
+  id: string;
+  transfer_id: string;
+  status: string;
+  user_id: string;
+  amount_minor: bigint;
+  currency: string;
+  reason: string | null;
+  attempts: number;
+}
+
+const RETRY_DELAYS_SECONDS = [5, 30, 120, 600] as const;
+
+export class TransferNoticeSender {
+  private readonly maxAttempts: number;
+  private readonly batchSize: number;
+  private readonly pollMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly options: NoticeSenderOptions) {
+    this.maxAttempts = options.maxAttempts ?? 5;
+    this.batchSize = options.batchSize ?? 20;
+    this.pollMs = options.pollMs ?? 1_000;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.pollMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Runs a round now (after a consumer committed new notices); rounds never overlap. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.round()
+      .catch((error: unknown) => this.options.logger.warn({ err: error }, "transfer notices: round failed; retried on the next"))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  private async round(): Promise<void> {
+    for (;;) {
+      const claimed = await this.claim();
+      for (const notice of claimed) await this.send(notice);
+      if (claimed.length < this.batchSize || this.stopped) return;
+    }
+  }
+
+  /** PENDING → SENDING, committed before any provider is called: what is claimed is sent at most once. */
+  private claim(): Promise<ClaimedNotice[]> {
+    return this.options.db.$queryRawUnsafe<ClaimedNotice[]>(
+      `UPDATE transfer_notice SET state = 'SENDING', attempts = attempts + 1
+       WHERE id IN (SELECT id FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
+                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+       RETURNING id, transfer_id, status, user_id, amount_minor, currency, reason, attempts`,
+      this.batchSize,
+    );
+  }
+
+  private async send(notice: ClaimedNotice): Promise<void> {
+    const { db, notifier, logger } = this.options;
+    const contact = await this.options.contactOf(notice.user_id);
+    if (!contact) {
+      await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, notice.id);
+      logger.warn({ transferId: notice.transfer_id }, "transfer notice for an unknown user: dropped");
+      return;
+    }
+    const content = transferNoticeMessage({
+      transferId: notice.transfer_id,
+      status: notice.status === "COMPLETED" ? "COMPLETED" : "FAILED",
+      amountMinor: BigInt(notice.amount_minor),
+      currency: notice.currency,
+      reason: notice.reason ?? undefined,
+    });
+    try {
+      await notifier.send({ to: contact.email, channel: "email", subject: content.subject, body: content.text, code: null });
+    } catch (error) {
+      const transient = !(error instanceof DeliveryError) || error.transient;
+      const giveUp = !transient || notice.attempts >= this.maxAttempts;
+      const delaySeconds = RETRY_DELAYS_SECONDS[Math.min(notice.attempts - 1, RETRY_DELAYS_SECONDS.length - 1)]!;
+      await db.$executeRawUnsafe(
+        `UPDATE transfer_notice SET state = $2, next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1::uuid`,
+        notice.id,
+        giveUp ? "FAILED" : "PENDING",
+        delaySeconds,
+      );
+      logger.warn({ transferId: notice.transfer_id, attempts: notice.attempts, gaveUp: giveUp, reason: (error as Error).message }, "transfer notice not sent");
+      return;
+    }
+    await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = $1::uuid`, notice.id);
+    // The SMS is a courtesy copy: once the email went out, an SMS failure does not resend the email.
+    if (contact.phone && notifier.has("sms")) {
+      await notifier.send({ to: contact.phone, channel: "sms", body: content.text, code: null }).catch((error: unknown) => {
+        logger.warn({ transferId: notice.transfer_id, reason: (error as Error).message }, "transfer notice SMS not sent");
+      });
+    }
+    logger.info({ transferId: notice.transfer_id, status: notice.status }, "transfer notice sent");
+  }
+}
