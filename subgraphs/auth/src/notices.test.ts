@@ -46,7 +46,12 @@ afterAll(async () => {
   await db?.$disconnect();
   await Promise.all([database?.drop(), smtp?.stop()]);
 });
-beforeEach(() => smtp.failNext(0));
+beforeEach(async () => {
+  smtp.failNext(0);
+  // Each test starts with no notice left over: a pending one from an earlier test would be sent
+  // first and take the failure a test arranges for its own.
+  await db.$executeRawUnsafe(`DELETE FROM transfer_notice`);
+});
 
 describe("transfer notices", () => {
   it("records one notice per transfer and status, whatever the event ids", async () => {
