@@ -109,9 +109,12 @@ export function toGraphQLError(error: unknown, mapping: ErrorMapping = {}): { er
 export function createErrorFormatter(logger: Logger, mapping: ErrorMapping = {}) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
-    // Apollo has already given its own errors (parse, validation, bad request) their code here.
-    const keepOriginal = original instanceof DomainError || isInfrastructureUnavailable(original);
-    const candidate = keepOriginal ? original : new GraphQLError(formatted.message, { extensions: formatted.extensions });
+    // Apollo has already given its own errors (parse, validation, bad request) their code here;
+    // the original rides along so toGraphQLError can tell an outage from a bug.
+    const candidate =
+      original instanceof DomainError
+        ? original
+        : new GraphQLError(formatted.message, { extensions: formatted.extensions, ...(original instanceof Error ? { originalError: original } : {}) });
     const { error: mapped, internal, unavailable } = toGraphQLError(candidate, mapping);
     if (internal) logger.error({ err: original, path: formatted.path }, "unexpected error");
     // Expected while a dependency restarts: one line, no stack.
