@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
+import { cpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
 const TRANSFERS = Number(process.env.SAGA_BENCH_TRANSFERS ?? 300);
 const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
@@ -24,23 +25,41 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** Calls of every statement in each service's database (the extension is created on the first call). */
-async function countStatements(stack: TestStack, create: boolean): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const [service, url] of Object.entries(stack.databaseUrls)) {
+/** Starts pg_stat_statements' counts afresh in every service's database (the extension is created if missing). */
+async function resetStatements(stack: TestStack): Promise<void> {
+  for (const url of Object.values(stack.databaseUrls)) {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
-      if (create) await client.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`);
-      const row = await client.query<{ n: string }>(
-        `SELECT coalesce(sum(calls), 0)::text AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()`,
-      );
-      counts[service] = Number(row.rows[0]!.n);
+      await client.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`);
+      await client.query(`SELECT pg_stat_statements_reset()`);
     } finally {
       await client.end();
     }
   }
-  return counts;
+}
+
+/** Statements per transfer in each service's database since the reset, with the most frequent ones. */
+async function statementsPerTransfer(stack: TestStack, transfers: number, top = 6): Promise<{ totals: string; detail: string }> {
+  const totals: string[] = [];
+  const detail: string[] = [];
+  for (const [service, url] of Object.entries(stack.databaseUrls)) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ calls: string; query: string }>(
+        `SELECT calls::text, regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements s
+           JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() ORDER BY s.calls DESC`,
+      );
+      const sum = rows.reduce((total, row) => total + Number(row.calls), 0);
+      totals.push(`${service} ${(sum / transfers).toFixed(1)}`);
+      detail.push(`  ${service}:`);
+      for (const row of rows.slice(0, top)) detail.push(`    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)}  ${row.query.slice(0, 150)}`);
+    } finally {
+      await client.end();
+    }
+  }
+  return { totals: totals.join(", "), detail: detail.join("\n") };
 }
 
 /** Milliseconds until audit holds every outbox event of the four services that have outboxes. */
@@ -109,7 +128,8 @@ describe("saga benchmark", () => {
 
     // Statements per service from here on, counted by pg_stat_statements: the round trips a
     // transfer costs, which a loaded machine does not change.
-    const statementCounts = await countStatements(stack, true);
+    await resetStatements(stack);
+    const cpuBefore = processCpuSeconds(Object.values(stack.databaseUrls).map((url) => new URL(url).pathname.slice(1)));
     const acceptMs: number[] = [];
     const started = performance.now();
     let next = 0;
@@ -141,11 +161,10 @@ describe("saga benchmark", () => {
     )).rows.map((row) => Number(row.ms));
     acceptMs.sort((a, b) => a - b);
 
-    const statements = await countStatements(stack, false);
-    const perTransfer = Object.entries(statements)
-      .map(([service, calls]) => `${service} ${((calls - (statementCounts[service] ?? 0)) / TRANSFERS).toFixed(1)}`)
-      .join(", ");
-    console.info(`statements per transfer (pg_stat_statements, load included): ${perTransfer}`);
+    const cpuAfter = processCpuSeconds(Object.values(stack.databaseUrls).map((url) => new URL(url).pathname.slice(1)));
+    const statements = await statementsPerTransfer(stack, TRANSFERS);
+    console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
+    console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
     const completedPerSecond = TRANSFERS / (allDoneMs / 1000);
     const line = [

@@ -1,15 +1,17 @@
 /**
  * Summarizes V8 .cpuprofile files (node --cpu-prof): self time by package and by function, so a
  * benchmark run can say where each process spent its time.
- *   node --import tsx bench/tools/cpuprofile-summary.ts <dir-or-files…> [--top 15]
+ *   node --import tsx bench/tools/cpuprofile-summary.ts <dir-or-files…> [--top 15] [--last <seconds>]
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { parseArgs } from "node:util";
 
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+  children?: number[];
 }
 interface Profile {
   nodes: ProfileNode[];
@@ -33,10 +35,46 @@ function owner(url: string): string {
   return `repo:${local}`;
 }
 
-function summarize(file: string, top: number): void {
-  const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+/**
+ * Self time per node, from the samples of the last `lastS` seconds of the profile only when given
+ * (a benchmark's load phase, without the start-up's module compilation).
+ */
+function selfTimes(profile: Profile, lastS: number | undefined): Map<number, number> {
   const selfUs = new Map<number, number>();
-  profile.samples.forEach((id, index) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)));
+  const from = lastS === undefined ? -Infinity : profile.endTime - lastS * 1e6;
+  let at = profile.startTime;
+  profile.samples.forEach((id, index) => {
+    const delta = profile.timeDeltas[index] ?? 0;
+    at += delta;
+    if (at >= from) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  });
+  return selfUs;
+}
+
+/** Time under each of the repository's own functions (inclusive), so a hot path shows by name. */
+function repoInclusive(profile: Profile, selfUs: Map<number, number>): Map<string, number> {
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const inclusive = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const node = byId.get(at)!;
+      const { url, functionName, lineNumber } = node.callFrame;
+      if (!url.includes("/work/") || url.includes("node_modules/") || !functionName) continue;
+      const key = `${functionName} ${owner(url)}:${lineNumber + 1}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + us);
+    }
+  }
+  return inclusive;
+}
+
+function summarize(file: string, top: number, lastS: number | undefined): void {
+  const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+  const selfUs = selfTimes(profile, lastS);
   const byOwner = new Map<string, number>();
   const byFunction = new Map<string, number>();
   let total = 0;
@@ -51,7 +89,7 @@ function summarize(file: string, top: number): void {
     const where = `${name} ${owner(node.callFrame.url)}:${node.callFrame.lineNumber + 1}`;
     byFunction.set(where, (byFunction.get(where) ?? 0) + us);
   }
-  const wallS = (profile.endTime - profile.startTime) / 1e6;
+  const wallS = Math.min(lastS ?? Infinity, (profile.endTime - profile.startTime) / 1e6);
   console.log(`\n## ${path.basename(file)}: ${(total / 1e6).toFixed(1)} s busy of ${wallS.toFixed(1)} s (${((100 * total) / 1e6 / wallS).toFixed(0)} % of a core)`);
   const print = (title: string, map: Map<string, number>) => {
     console.log(`${title}:`);
@@ -59,13 +97,13 @@ function summarize(file: string, top: number): void {
   };
   print("by package", byOwner);
   print("by function (self)", byFunction);
+  print("repository functions (inclusive)", repoInclusive(profile, selfUs));
 }
 
-const args = process.argv.slice(2);
-const topIndex = args.indexOf("--top");
-const top = topIndex >= 0 ? Number(args[topIndex + 1]) : 15;
-const inputs = args.filter((arg, index) => arg !== "--top" && index !== topIndex + 1 || topIndex < 0 && arg !== "--top");
-for (const input of inputs) {
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string" }, last: { type: "string" } } });
+const top = Number(values.top ?? 15);
+const lastS = values.last === undefined ? undefined : Number(values.last);
+for (const input of positionals) {
   const files = statSync(input).isDirectory() ? readdirSync(input).filter((f) => f.endsWith(".cpuprofile")).map((f) => path.join(input, f)) : [input];
-  for (const file of files) summarize(file, top);
+  for (const file of files) summarize(file, top, lastS);
 }
