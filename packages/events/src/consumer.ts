@@ -4,6 +4,7 @@ import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaul
 import type { Logger, Metrics } from "@vaultpay/kit";
 import { parseEvent, type Event } from "./envelope.ts";
 import { publishDeadLetter } from "./dlq.ts";
+import { withBufferedOutbox } from "./outbox.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
 
@@ -35,8 +36,11 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
   batchSize?: number;
   /** For a new durable: start at this stream sequence instead of the beginning (replay tools). */
   startSequence?: number;
-  /** Called after a commit, e.g. to kick the outbox relay for events the handler emitted. */
-  afterCommit?: () => void;
+  /**
+   * Called after a commit that handled new events, with how many and how many outbox rows they
+   * appended (e.g. to kick the outbox relay only when there is something to publish).
+   */
+  afterCommit?: (commit: BatchCommit) => void;
   /** Database transaction timeout for one handler run. */
   transactionTimeoutMs?: number;
   /**
@@ -63,6 +67,12 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
 export const BATCHED_CONSUMER = { maxBatchMessages: 32, batchSize: 64 } as const;
 
 export type ProcessOutcome = "processed" | "duplicate" | "retry" | "dead-lettered";
+
+/** What one consumer transaction did: new events handled and outbox rows they appended. */
+export interface BatchCommit {
+  handled: number;
+  appended: number;
+}
 
 /**
  * An idempotent durable pull consumer. For each message: validate, then in one database transaction
@@ -185,13 +195,13 @@ export class EventConsumer<Tx extends SqlExecutor> {
     // the message is being worked on, well inside ack_wait.
     const heartbeat = setInterval(() => message.working(), Math.max(1_000, (this.options.ackWaitMs ?? 30_000) / 3));
     try {
-      const outcome = await runWithContext(
+      const commit = await runWithContext(
         { correlationId: event.correlationId, causationId: event.id, actor: event.actor },
-        () => this.applyOnce(event),
+        () => this.applyBatchOnce([event]),
       );
-      if (outcome === "processed") this.options.afterCommit?.();
+      if (commit.handled > 0) this.options.afterCommit?.(commit);
       message.ack();
-      return outcome;
+      return commit.handled > 0 ? "processed" : "duplicate";
     } catch (error) {
       const delayMs = this.backoffMs[Math.min(deliveries - 1, this.backoffMs.length - 1)] ?? 1_000;
       if (isInfrastructureUnavailable(error)) {
@@ -233,19 +243,20 @@ export class EventConsumer<Tx extends SqlExecutor> {
       if (event) valid.push({ message, event });
     }
     if (valid.length === 0) return;
-    let handled: number;
+    let commit: BatchCommit;
     try {
-      handled = await this.applyBatchOnce(valid.map(({ event }) => event));
+      commit = await this.applyBatchOnce(valid.map(({ event }) => event));
     } catch (error) {
       this.options.logger.warn({ err: error, consumer: this.options.name, messages: valid.length }, "batch failed; handling its messages one by one");
       for (const { message } of valid) await this.process(message);
       return;
     }
-    if (handled > 0) this.options.afterCommit?.();
+    if (commit.handled > 0) this.options.afterCommit?.(commit);
     for (const { message } of valid) message.ack();
   }
 
-  private applyBatchOnce(events: Event[]): Promise<number> {
+  /** Records the batch's ids and runs the effect for those not seen before, in one transaction. */
+  private applyBatchOnce(events: Event[]): Promise<BatchCommit> {
     const { db, name, handle } = this.options;
     const handleBatch =
       this.options.handleBatch ??
@@ -264,15 +275,12 @@ export class EventConsumer<Tx extends SqlExecutor> {
         const unseen = new Set(inserted.map((row) => row.event_id));
         // First delivery of each id only: a batch can hold the same event twice.
         const fresh = events.filter((event) => unseen.delete(event.id.toLowerCase()));
-        if (fresh.length > 0) await handleBatch(fresh, tx);
-        return fresh.length;
+        if (fresh.length === 0) return { handled: 0, appended: 0 };
+        const { appended } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx));
+        return { handled: fresh.length, appended };
       },
       { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000 },
     );
-  }
-
-  private async applyOnce(event: Event): Promise<"processed" | "duplicate"> {
-    return (await this.applyBatchOnce([event])) === 1 ? "processed" : "duplicate";
   }
 
   private async deadLetter(message: JsMsg, error: unknown, eventId: string | undefined): Promise<void> {

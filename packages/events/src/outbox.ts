@@ -4,17 +4,59 @@ import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpa
 import type { Event } from "./envelope.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
 
+/** Events appended inside a transaction that buffers them (withBufferedOutbox), by transaction. */
+const buffers = new WeakMap<SqlExecutor, Event[]>();
+
 /**
  * Writes an event into the outbox inside the caller's transaction: the event exists if and only if
- * the state change it describes committed.
+ * the state change it describes committed. Inside withBufferedOutbox the row is written with the
+ * others of the same transaction, in one statement, before it commits.
  */
 export async function appendToOutbox(tx: SqlExecutor, event: Event): Promise<void> {
+  const buffer = buffers.get(tx);
+  if (buffer) buffer.push(event);
+  else await insertOutboxRows(tx, [event]);
+}
+
+/**
+ * Runs `work` with the events it appends to `tx`'s outbox held back, then writes them all in one
+ * statement, in the order they were appended (the outbox's seq keeps that order for the relay). A
+ * consumer's batch of 32 events emits up to ~60: one round trip instead of one each. When `work`
+ * throws, nothing is written (the transaction rolls back anyway).
+ */
+export async function withBufferedOutbox<R>(tx: SqlExecutor, work: () => Promise<R>): Promise<{ result: R; appended: number }> {
+  if (buffers.has(tx)) return { result: await work(), appended: 0 }; // the outer call writes them
+  const buffer: Event[] = [];
+  buffers.set(tx, buffer);
+  let result: R;
+  try {
+    result = await work();
+  } finally {
+    buffers.delete(tx);
+  }
+  if (buffer.length > 0) await insertOutboxRows(tx, buffer);
+  return { result, appended: buffer.length };
+}
+
+async function insertOutboxRows(tx: SqlExecutor, events: Event[]): Promise<void> {
+  if (events.length === 1) {
+    const [event] = events as [Event];
+    await tx.$executeRawUnsafe(
+      `INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1::uuid, $2, $3, $4::jsonb)`,
+      event.id,
+      event.type,
+      event.type,
+      JSON.stringify(event),
+    );
+    return;
+  }
+  // unnest keeps the arrays' order, so seq (a sequence, assigned row by row) follows it.
   await tx.$executeRawUnsafe(
-    `INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1::uuid, $2, $3, $4::jsonb)`,
-    event.id,
-    event.type,
-    event.type,
-    JSON.stringify(event),
+    `INSERT INTO outbox_event (id, subject, type, payload)
+       SELECT id, type, type, payload FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS e(id, type, payload)`,
+    events.map((event) => event.id),
+    events.map((event) => event.type),
+    events.map((event) => JSON.stringify(event)),
   );
 }
 

@@ -1,0 +1,71 @@
+/** withBufferedOutbox: the events a transaction appends are written in one statement, in order, exactly. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { appendToOutbox, createEvent, withBufferedOutbox, type Event } from "@vaultpay/events";
+import { createTestDatabase } from "@vaultpay/testing";
+import { createDb } from "../subgraphs/audit/src/db.ts";
+
+describe("withBufferedOutbox", () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: ReturnType<typeof createDb>;
+  let sql: pg.Client;
+
+  const refund = (n: number, reason: string) =>
+    createEvent("transaction.refund.requested", { transferId: `transfer-${n}`, fromAccountId: `account-${n}`, amountMinor: "1000", reason }, { correlationId: `corr-${n}`, actor: {} });
+  const outbox = async () =>
+    (await sql.query<{ id: string; subject: string; payload: Event }>(`SELECT id::text, subject, payload FROM outbox_event ORDER BY seq`)).rows;
+
+  beforeAll(async () => {
+    database = await createTestDatabase("audit");
+    db = createDb(database.url);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await db?.$disconnect();
+    await database?.drop();
+  });
+
+  it("writes what the transaction appended, in append order, byte for byte", async () => {
+    // Quotes, backslashes, braces and non-ASCII text: the array literal must carry them unchanged.
+    const reasons = [`phone "work"`, "back\\slash", "{braces, comma}", "मोबाइल ₹", "plain"];
+    const events = reasons.map((reason, n) => refund(n, reason));
+    const { appended, result } = await db.$transaction((tx) =>
+      withBufferedOutbox(tx, async () => {
+        for (const event of events) await appendToOutbox(tx, event);
+        // Nothing reaches the table before the work ends.
+        return (await tx.$queryRawUnsafe<Array<{ n: number }>>(`SELECT count(*)::int AS n FROM outbox_event`))[0]!.n;
+      }),
+    );
+    expect(result).toBe(0);
+    expect(appended).toBe(events.length);
+    const rows = await outbox();
+    expect(rows.map((row) => row.id)).toEqual(events.map((event) => event.id));
+    expect(rows.map((row) => row.subject)).toEqual(events.map((event) => event.type));
+    expect(rows.map((row) => row.payload)).toEqual(JSON.parse(JSON.stringify(events)));
+  });
+
+  it("writes nothing when the work throws, and a nested call leaves the writing to the outer one", async () => {
+    const before = (await outbox()).length;
+    await expect(
+      db.$transaction((tx) =>
+        withBufferedOutbox(tx, async () => {
+          await appendToOutbox(tx, refund(100, "lost"));
+          throw new Error("handler failed");
+        }),
+      ),
+    ).rejects.toThrow("handler failed");
+    expect((await outbox()).length).toBe(before);
+
+    const nested = await db.$transaction((tx) =>
+      withBufferedOutbox(tx, async () => {
+        await appendToOutbox(tx, refund(200, "outer"));
+        const inner = await withBufferedOutbox(tx, () => appendToOutbox(tx, refund(201, "inner")));
+        return inner.appended;
+      }),
+    );
+    expect(nested).toEqual({ result: 0, appended: 2 });
+    expect((await outbox()).slice(before).map((row) => row.payload.data)).toMatchObject([{ reason: "outer" }, { reason: "inner" }]);
+  });
+});
