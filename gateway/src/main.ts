@@ -157,6 +157,7 @@ const server = createHttpServer({
   maxBodyBytes: config.MAX_BODY_BYTES,
   metrics: production && !config.METRICS_TOKEN ? undefined : { registry: metrics.registry, bearerToken: config.METRICS_TOKEN },
   ready: async () => !nc.isClosed(),
+  instanceId: config.VAULTPAY_INSTANCE_ID,
   fallback: webAppRoute(config.WEB_APP_DIR),
   graphql: {
     server: apollo,

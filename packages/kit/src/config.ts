@@ -9,6 +9,11 @@ export const baseConfigSchema = z.object({
   /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
   VAULTPAY_SUPERVISED: z.stringbool().default(false),
   /**
+   * Set by the local stack: /healthz and /readyz answer it in `x-vaultpay-instance`, so the stack
+   * knows the process that answers on a port is the one it started (not another stack's).
+   */
+  VAULTPAY_INSTANCE_ID: z.string().optional(),
+  /**
    * Schema introspection (and with it "Did you mean …?" hints in errors). Off in production
    * whatever this says; outside production on unless set to false (to try a production-like door).
    */

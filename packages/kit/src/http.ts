@@ -45,7 +45,12 @@ export interface HttpServerOptions<C extends BaseContext> {
    * handled the request, false for the usual 404.
    */
   fallback?: (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<boolean>;
+  /** Answered in `x-vaultpay-instance` on /healthz and /readyz (VAULTPAY_INSTANCE_ID). */
+  instanceId?: string | undefined;
 }
+
+/** The header a supervised process names itself in on its health endpoints. */
+export const INSTANCE_HEADER = "x-vaultpay-instance";
 
 const DEFAULT_MAX_BODY_BYTES = 256 * 1024;
 
@@ -169,6 +174,7 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
   return http.createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     const route = async () => {
+      if (options.instanceId && (url.pathname === "/healthz" || url.pathname === "/readyz")) response.setHeader(INSTANCE_HEADER, options.instanceId);
       if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
       if (url.pathname === "/readyz") {
         const isReady = await ready().catch(() => false);

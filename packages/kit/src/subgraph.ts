@@ -38,6 +38,8 @@ export interface SubgraphOptions<C extends BaseContext> {
   /** Per-request context from the request, its correlation context and the verified caller. */
   context: (request: http.IncomingMessage, requestContext: RequestContext, caller: Caller | undefined) => Promise<C>;
   ready: () => Promise<boolean>;
+  /** Names this process on its health endpoints (VAULTPAY_INSTANCE_ID, set by the local stack). */
+  instanceId?: string | undefined;
   routes?: Record<string, () => Promise<unknown>>;
   /** Request metrics and GET /metrics (subgraphs listen where only the gateway and Prometheus reach). */
   metrics?: Metrics;
@@ -112,6 +114,7 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
   const server = createHttpServer<C>({
     logger,
     ready: options.ready,
+    instanceId: options.instanceId,
     routes: options.routes,
     metrics: options.metrics ? { registry: options.metrics.registry } : undefined,
     graphql: {

@@ -149,6 +149,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
         isSessionRevoked: async (sessionId) => (await redis.exists(revokedSessionKey(sessionId))) === 1,
       },
       context: (request, requestContext, caller) => service.context(runtime, request, requestContext, caller),
+      instanceId: config.VAULTPAY_INSTANCE_ID,
       ready: async () => eventing.connected() && redis.status === "ready" && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
     });
     return runtime;

@@ -43,19 +43,32 @@ export async function waitForPort(port: number, timeoutMs: number, host = "127.0
   }
 }
 
-/** Polls an HTTP URL until it answers 2xx. */
-export async function waitForHttp(url: string, timeoutMs: number, isAlive: () => boolean = () => true): Promise<void> {
+/** Another process answers on the port a started process was given (it lost the race for it). */
+export class PortTakenError extends Error {}
+
+/**
+ * Polls an HTTP URL until it answers 2xx. With `instance`, the answer must carry it in
+ * `x-vaultpay-instance`: a free port can be taken by someone else between choosing and binding it,
+ * and a ready answer from that other process must not pass for ours (PortTakenError).
+ */
+export async function waitForHttp(url: string, timeoutMs: number, isAlive: () => boolean = () => true, instance?: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
     if (!isAlive()) throw new Error(`process exited before ${url} was ready`);
+    let response: Response | undefined;
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-      if (response.ok) return;
-      last = `HTTP ${response.status}`;
+      response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+      await response.body?.cancel();
     } catch (error) {
       last = String(error);
     }
+    if (response && instance !== undefined) {
+      const answered = response.headers.get("x-vaultpay-instance");
+      if (answered !== instance) throw new PortTakenError(`${url} is answered by another process (${answered ?? "not a VaultPay stack's"})`);
+    }
+    if (response?.ok) return;
+    if (response) last = `HTTP ${response.status}`;
     await new Promise((r) => setTimeout(r, 150));
   }
   throw new Error(`${url} not ready within ${timeoutMs} ms (${last})`);

@@ -1,7 +1,8 @@
+import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SERVICES, deployMigrations, ensureDatabase, withDatabase, type ServiceName } from "@vaultpay/migrate";
-import { freePort, isPortFree, waitForHttp } from "./net.ts";
+import { PortTakenError, freePort, isPortFree, waitForHttp } from "./net.ts";
 import { spawnManaged, type ManagedProcess } from "./process.ts";
 import type { Infra } from "./infra.ts";
 import { SECRETS_BY_PROCESS, type DevSecrets } from "./secrets.ts";
@@ -122,18 +123,39 @@ export async function startServices(options: ServicesOptions): Promise<Services>
   };
 
   const processes = new Map<ProcessName, ManagedProcess>();
-  const launch = async (name: ProcessName) => {
+  const start = async (name: ProcessName) => {
     const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
+    const instance = randomUUID();
     const managed = spawnManaged({
       name,
       command: process.execPath,
       args: ["--import", "tsx", entry],
       cwd: REPO_ROOT,
-      env: envFor(name),
+      env: { ...envFor(name), VAULTPAY_INSTANCE_ID: instance },
       output: options.output,
     });
     processes.set(name, managed);
-    await waitForHttp(urls[name].replace(/\/graphql$/, "/readyz"), readyTimeoutMs, managed.alive);
+    await waitForHttp(urls[name].replace(/\/graphql$/, "/readyz"), readyTimeoutMs, managed.alive, instance);
+  };
+  /**
+   * Starts a process on its port. A port chosen free can be taken before the process binds it
+   * (another stack starting at the same moment, tests run in parallel): when someone else answers
+   * there, or holds it after ours exited, the process moves to another free port (unless the ports
+   * are fixed). The gateway starts last, so it learns the subgraphs' final addresses.
+   */
+  const launch = async (name: ProcessName, attempts = options.fixedPorts ? 1 : 3) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await start(name);
+      } catch (error) {
+        const taken = error instanceof PortTakenError || !(await isPortFree(ports[name]));
+        if (!taken || attempt >= attempts) throw error;
+        await processes.get(name)?.kill();
+        ports[name] = await freePort();
+        urls[name] = `http://127.0.0.1:${ports[name]}/graphql`;
+        options.output?.(`[stack] ${name}: port taken by another process; moving to ${ports[name]}`);
+      }
+    }
   };
 
   const stop = async () => {
@@ -155,7 +177,8 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     processes,
     restart: async (name) => {
       await processes.get(name)?.kill();
-      await launch(name);
+      // Same port: the gateway knows the subgraphs by address.
+      await launch(name, 1);
     },
     stop,
   };
