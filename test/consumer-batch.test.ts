@@ -90,4 +90,39 @@ describe("EventConsumer with maxBatchMessages", () => {
     await waitUntil(async () => (await link.jsm.streams.info("DLQ")).state.messages === 2, "two dead letters");
     expect((await sql.query(`SELECT 1 FROM batch_effect WHERE event_id = $1`, [poisonId])).rowCount).toBe(0);
   });
+
+  it("acknowledges the types it does not accept without a transaction, and handles the rest", async () => {
+    const seen: Event[] = [];
+    const selective = new EventConsumer<Tx>({
+      name: "batch-test-selective",
+      stream: "AUTH",
+      filterSubject: "auth.>",
+      db,
+      js: link.js,
+      jsm: link.jsm,
+      logger,
+      accepts: ["auth.user.created"],
+      handle: async (event) => void seen.push(event),
+    });
+    const processed = async () =>
+      (await sql.query(`SELECT count(*)::int AS n FROM processed_event WHERE consumer = 'batch-test-selective'`)).rows[0].n as number;
+    await selective.start();
+    try {
+      const failed = createEvent("auth.login.failed", { userId: null, reason: "invalid_credentials", lockedForSeconds: null }, { correlationId: "corr-f", actor: {} });
+      const wanted = created(3_000);
+      await publish(failed);
+      await publish(wanted);
+      await waitUntil(async () => seen.some((event) => event.id === wanted.id), "the accepted event");
+      await waitUntil(async () => {
+        const info = await link.jsm.consumers.info("AUTH", "batch-test-selective");
+        return info.num_ack_pending === 0 && info.num_pending === 0;
+      }, "every message acknowledged");
+      expect(seen.some((event) => event.id === failed.id)).toBe(false);
+      expect(seen.every((event) => event.type === "auth.user.created")).toBe(true);
+      // Only what it handled is recorded as processed.
+      expect(await processed()).toBe(seen.length);
+    } finally {
+      await selective.stop();
+    }
+  });
 });

@@ -3,6 +3,7 @@ import { nanos } from "@nats-io/nats-core";
 import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaultpay/kit";
 import type { Logger, Metrics } from "@vaultpay/kit";
 import { parseEvent, type Event } from "./envelope.ts";
+import type { EventType } from "./catalog.ts";
 import { publishDeadLetter } from "./dlq.ts";
 import { withBufferedOutbox } from "./outbox.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
@@ -24,6 +25,12 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
   js: JetStreamClient;
   jsm: JetStreamManager;
   logger: Logger;
+  /**
+   * The event types the handler acts on, when the filter subject matches more (one filter subject
+   * on NATS 2.9). Others are acknowledged on arrival from their Vp-Event-Type header, unparsed and
+   * unrecorded: no transaction for an event the handler would ignore. Default: every type.
+   */
+  accepts?: readonly EventType[];
   /** The effect. Runs inside the transaction that also records the event as processed. */
   handle: (event: Event, tx: Tx) => Promise<void>;
   /** Deliveries before a message goes to DLQ. */
@@ -163,6 +170,10 @@ export class EventConsumer<Tx extends SqlExecutor> {
       })();
     };
     for await (const message of this.messages!) {
+      if (!this.wanted(message)) {
+        message.ack();
+        continue;
+      }
       pending.push(message);
       flush();
       if (pending.length >= maxBatch) await flushed;
@@ -170,6 +181,13 @@ export class EventConsumer<Tx extends SqlExecutor> {
     }
     await flushed;
     if (failure !== undefined) throw failure;
+  }
+
+  /** False only for a message whose type header names a type outside `accepts`. */
+  private wanted(message: JsMsg): boolean {
+    const { accepts } = this.options;
+    const type = accepts && message.headers?.get("Vp-Event-Type");
+    return !type || accepts!.includes(type as EventType);
   }
 
   /** Stops pulling and waits for the message in hand to finish (graceful drain). */

@@ -29,8 +29,10 @@ export const SAGA_CONSUMER = "accounts-saga";
 
 type SagaCommand = Event<"transaction.initiated"> | Event<"transaction.credit.requested"> | Event<"transaction.refund.requested">;
 
+const SAGA_COMMANDS = ["transaction.initiated", "transaction.credit.requested", "transaction.refund.requested"] as const;
+
 function isSagaCommand(event: Event): event is SagaCommand {
-  return event.type === "transaction.initiated" || event.type === "transaction.credit.requested" || event.type === "transaction.refund.requested";
+  return (SAGA_COMMANDS as readonly string[]).includes(event.type);
 }
 
 type Applied = "account.debited" | "account.credited" | "account.refunded";
@@ -142,6 +144,8 @@ export function startSagaConsumer(eventing: Eventing<Tx>, logger: Logger) {
     name: SAGA_CONSUMER,
     stream: "TRANSACTIONS",
     filterSubject: "transaction.>",
+    // The status changes and outcomes on the same subjects pass by without a transaction.
+    accepts: SAGA_COMMANDS,
     handle: (event, tx) => handleSagaCommand(event, tx, logger),
     ...BATCHED_CONSUMER,
   });

@@ -15,6 +15,16 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
     name: "transactions-accounts",
     stream: "ACCOUNTS",
     filterSubject: "account.>",
+    // Deposits and number reveals pass by without a transaction.
+    accepts: [
+      "account.created",
+      "account.debited",
+      "account.debit.rejected",
+      "account.credited",
+      "account.credit.rejected",
+      "account.refunded",
+      "account.refund.rejected",
+    ],
     handle: async (event, tx) => {
       if (event.type === "account.created") return recordAccount(tx, event.data);
       await saga.handle(sagaStore(tx), event);
