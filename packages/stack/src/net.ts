@@ -1,3 +1,4 @@
+import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import net from "node:net";
 
 /** A port the OS says is free now (best effort: another process may take it before we bind). */
@@ -26,7 +27,46 @@ export async function portNear(preferred: number): Promise<number> {
   return preferred > 0 && (await isPortFree(preferred)) ? preferred : freePort();
 }
 
-export async function waitForPort(port: number, timeoutMs: number, host = "127.0.0.1"): Promise<void> {
+/**
+ * Whether process `pid` holds the listening TCP socket on `port` (Linux /proc); undefined where
+ * that cannot be told (no /proc, or the process's descriptors are not readable).
+ */
+export function listenedBy(pid: number, port: number): boolean | undefined {
+  const inodes = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = readFileSync(table, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // local_address is ADDR:PORT in hex; state 0A is LISTEN; field 9 is the socket's inode.
+      if (fields[1]?.endsWith(`:${hexPort}`) && fields[3] === "0A" && fields[9]) inodes.add(fields[9]);
+    }
+  }
+  if (inodes.size === 0) return undefined;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? "");
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until something listens on the port. With `owner`, it must be that process: if it exits
+ * while another holds the port, or /proc shows the listener is someone else's, PortTakenError.
+ */
+export async function waitForPort(port: number, timeoutMs: number, owner?: { pid: number | undefined; alive: () => boolean }): Promise<void> {
+  const host = "127.0.0.1";
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const open = await new Promise<boolean>((resolve) => {
@@ -37,7 +77,14 @@ export async function waitForPort(port: number, timeoutMs: number, host = "127.0
       });
       socket.once("error", () => resolve(false));
     });
-    if (open) return;
+    if (owner && !owner.alive()) {
+      if (open) throw new PortTakenError(`port ${port} is held by another process`);
+      throw new Error(`the process for port ${port} exited before it listened`);
+    }
+    if (open) {
+      if (owner?.pid !== undefined && listenedBy(owner.pid, port) === false) throw new PortTakenError(`port ${port} is held by another process`);
+      return;
+    }
     if (Date.now() > deadline) throw new Error(`nothing listened on ${host}:${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
