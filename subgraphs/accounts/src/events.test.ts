@@ -12,7 +12,7 @@ import { Lifecycle, createLogger } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 import type { Account, Reader } from "./accounts.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
-import { handleSagaCommand, startSagaConsumer } from "./events.ts";
+import { handleSagaCommand, handleSagaCommands, startSagaConsumer } from "./events.ts";
 import { AccountsService } from "./service.ts";
 import { journalSum, setAccountStatus } from "./store.ts";
 
@@ -221,6 +221,48 @@ describe("saga commands over JetStream", () => {
     const debited = await sql.query(`SELECT count(*)::int AS n, min(balance_after_minor)::int AS low FROM journal_entry WHERE account_id = $1 AND kind = 'DEBIT'`, [from.id]);
     expect(debited.rows[0]).toEqual({ n: 10, low: 0 });
     expect(await balanceOf(from)).toBe(0n);
+  });
+
+  it("one batch decides its commands in order, as one by one would, and a redelivered batch applies nothing", async () => {
+    const from = await openFunded("saga-user-9", "SAVINGS", 500n);
+    const to = await openFunded("saga-user-10", "SAVINGS", 0n);
+    const [first, second, third] = [randomUUID(), randomUUID(), randomUUID()];
+    const debitOf = (transferId: string, amountMinor: string) =>
+      initiated({ transferId, fromAccountId: from.id, toAccountId: to.id, amountMinor, currency: "INR", userId: from.userId });
+    const firstDebit = debitOf(first, "300");
+    const batch = [
+      firstDebit,
+      // Only 200 left after the first: refused on the balance the batch itself left.
+      debitOf(second, "300"),
+      createEvent("transaction.credit.requested", { transferId: first, toAccountId: to.id, amountMinor: "300" }, context),
+      // The first debit again under a new event id: the same answer, no second movement.
+      initiated({ ...firstDebit.data }),
+      // A refund of the credited first transfer is refused; the third's refund comes before its debit.
+      createEvent("transaction.refund.requested", { transferId: first, fromAccountId: from.id, amountMinor: "300", reason: "late" }, context),
+      createEvent("transaction.refund.requested", { transferId: third, fromAccountId: from.id, amountMinor: "100", reason: "timeout" }, context),
+      debitOf(third, "100"),
+    ];
+    await db.$transaction((tx) => handleSagaCommands(batch, tx, logger));
+    expect((await answers(first)).map((a) => [a.type, a.data.reason ?? a.data.amountMinor])).toEqual([
+      ["account.debited", "300"],
+      ["account.credited", "300"],
+      ["account.debited", "300"],
+      ["account.refund.rejected", "ALREADY_CREDITED"],
+    ]);
+    expect((await answers(second)).map((a) => [a.type, a.data.reason])).toEqual([["account.debit.rejected", "INSUFFICIENT_FUNDS"]]);
+    expect((await answers(third)).map((a) => [a.type, a.data.reason])).toEqual([
+      ["account.refund.rejected", "DEBIT_NOT_FOUND"],
+      ["account.debit.rejected", "TRANSFER_CANCELLED"],
+    ]);
+    expect(await balanceOf(from)).toBe(200n);
+    expect(await balanceOf(to)).toBe(300n);
+    // Each answer names the command it answers (causation) and keeps its correlation id.
+    const causes = await sql.query(`SELECT payload->>'causationId' AS cause FROM outbox_event WHERE payload->'data'->>'transferId' = ANY($1) ORDER BY seq`, [[first, second, third]]);
+    expect(causes.rows.map((row) => row.cause)).toEqual(batch.map((command) => command.id));
+    // The same batch again (a redelivery that reached the handler): answers repeated, nothing applied.
+    await db.$transaction((tx) => handleSagaCommands(batch, tx, logger));
+    expect(await balanceOf(from)).toBe(200n);
+    expect((await sql.query(`SELECT count(*)::int AS n FROM journal_entry WHERE transfer_id = ANY($1)`, [[first, second, third]])).rows[0].n).toBe(2);
   });
 
   it("a journal row can never be applied twice for the same transfer, step and account", async () => {

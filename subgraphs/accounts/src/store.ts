@@ -1,16 +1,15 @@
 /**
- * Storage of accounts, the journal, deposits and saga decisions (Prisma). Every function that
- * changes money takes the caller's transaction, so the change, its journal row and its outbox
- * event commit together. Rows are mapped to the domain's plain types at this edge.
+ * Storage of accounts, the journal, deposits and saga decisions (Prisma; set-based raw SQL where
+ * a batch of saga steps pays). Every function that changes money takes the caller's transaction,
+ * so the change, its journal row and its outbox event commit together. Rows are mapped to the domain's plain types at this edge.
  */
 import { isUuid } from "@vaultpay/kit";
 import { Prisma } from "./generated/prisma/client.ts";
 import type { Db, Tx } from "./db.ts";
 import type { Account, AccountStatus, AccountType } from "./accounts.ts";
-import type { TransferHistory } from "./ledger.ts";
+import type { SagaBook, SagaDecisionRecord, SagaStep, TransferJournalRow } from "./saga.ts";
 
 export type JournalKind = "DEPOSIT" | "DEBIT" | "CREDIT" | "REFUND";
-export type SagaStep = "DEBIT" | "CREDIT" | "REFUND";
 
 
 const accountColumns = {
@@ -87,40 +86,7 @@ export async function findEncryptedNumber(db: Db | Tx, id: string): Promise<stri
  * one else can change meanwhile, so concurrent debits serialize and never overdraw.
  */
 export async function lockAccount(tx: Tx, id: string): Promise<Account | undefined> {
-  if (!isUuid(id)) return undefined;
-  const rows = await tx.$queryRaw<Array<{
-    id: string;
-    user_id: string;
-    type: AccountType;
-    currency: string;
-    status: AccountStatus;
-    status_reason: string | null;
-    balance_minor: bigint;
-    number_last4: string;
-    created_at: Date;
-  }>>`SELECT id::text AS id, user_id, type::text AS type, currency, status::text AS status, status_reason, balance_minor, number_last4, created_at
-        FROM account WHERE id = ${id}::uuid FOR UPDATE`;
-  const row = rows[0];
-  if (!row) return undefined;
-  return {
-    id: row.id,
-    userId: row.user_id,
-    type: row.type,
-    currency: row.currency,
-    status: row.status,
-    statusReason: row.status_reason,
-    balanceMinor: BigInt(row.balance_minor),
-    numberLast4: row.number_last4,
-    createdAt: row.created_at,
-  };
-}
-
-/**
- * Serializes every saga step of one transfer (credit and refund touch different accounts, yet must
- * not both happen). A transaction-scoped advisory lock: released at commit or rollback.
- */
-export async function lockTransfer(tx: Tx, transferId: string): Promise<void> {
-  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`transfer:${transferId}`}, 0))`;
+  return (await lockAccounts(tx, [id]))[0];
 }
 
 export interface Movement {
@@ -155,39 +121,118 @@ export async function applyMovement(tx: Tx, movement: Movement): Promise<void> {
   });
 }
 
-/** What the journal says this transfer did (any account): the basis of credit and refund decisions. */
-export async function transferHistory(tx: Tx, transferId: string): Promise<TransferHistory & { debitAccountId?: string }> {
-  const rows = await tx.journalEntry.findMany({
-    where: { transferId },
-    select: { kind: true, amountMinor: true, accountId: true, account: { select: { currency: true } } },
-    take: 10,
-  });
-  const debit = rows.find((row) => row.kind === "DEBIT");
-  return {
-    debit: debit ? { amountMinor: -debit.amountMinor, currency: debit.account.currency } : undefined,
-    debitAccountId: debit?.accountId,
-    credited: rows.some((row) => row.kind === "CREDIT"),
-    refunded: rows.some((row) => row.kind === "REFUND"),
-  };
+/**
+ * Serializes every saga step of these transfers (credit and refund touch different accounts, yet
+ * must not both happen): transaction-scoped advisory locks, taken in one order by everyone (sorted
+ * ids, before any account lock) so two batches cannot deadlock. Released at commit or rollback.
+ */
+export async function lockTransfers(tx: Tx, transferIds: readonly string[]): Promise<void> {
+  const keys = [...new Set(transferIds)].sort().map((id) => `transfer:${id}`);
+  await tx.$queryRawUnsafe(
+    `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted`,
+    keys,
+  );
 }
 
-export interface SagaDecisionRecord {
-  accountId: string;
-  amountMinor: bigint;
-  /** Null: applied. */
-  rejection: string | null;
+/** Accounts locked until the transaction ends, in id order (concurrent batches lock alike); unknown ids are absent. */
+export async function lockAccounts(tx: Tx, ids: readonly string[]): Promise<Account[]> {
+  const valid = [...new Set(ids)].filter(isUuid);
+  if (valid.length === 0) return [];
+  const rows = await tx.$queryRawUnsafe<Array<{
+    id: string;
+    user_id: string;
+    type: AccountType;
+    currency: string;
+    status: AccountStatus;
+    status_reason: string | null;
+    balance_minor: bigint;
+    number_last4: string;
+    created_at: Date;
+  }>>(
+    `SELECT id::text AS id, user_id, type::text AS type, currency, status::text AS status, status_reason, balance_minor, number_last4, created_at
+       FROM account WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
+    valid,
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    userId: row.user_id,
+    type: row.type,
+    currency: row.currency,
+    status: row.status,
+    statusReason: row.status_reason,
+    balanceMinor: BigInt(row.balance_minor),
+    numberLast4: row.number_last4,
+    createdAt: row.created_at,
+  }));
 }
 
-export async function findSagaDecision(tx: Tx, transferId: string, step: SagaStep): Promise<SagaDecisionRecord | undefined> {
-  const row = await tx.sagaDecision.findUnique({
-    where: { transferId_step: { transferId, step } },
-    select: { accountId: true, amountMinor: true, rejection: true },
-  });
-  return row ?? undefined;
+/**
+ * The decisions and journal rows of these transfers, in one round trip. Read under their locks
+ * (lockTransfers), which every writer of either takes first: nothing changes them meanwhile.
+ */
+export async function loadSagaRecords(tx: Tx, transferIds: readonly string[]) {
+  const rows = await tx.$queryRawUnsafe<Array<{ source: "D" | "J"; transfer_id: string; step: SagaStep; account_id: string; amount_minor: bigint; rejection: string | null; currency: string | null }>>(
+    `SELECT 'D' AS source, transfer_id, step::text AS step, account_id, amount_minor, rejection, NULL AS currency
+       FROM saga_decision WHERE transfer_id = ANY($1::text[])
+     UNION ALL
+     SELECT 'J', j.transfer_id, j.kind::text, j.account_id::text, j.amount_minor, NULL, a.currency
+       FROM journal_entry j JOIN account a ON a.id = j.account_id
+      WHERE j.transfer_id = ANY($1::text[]) AND j.kind <> 'DEPOSIT'`,
+    [...new Set(transferIds)],
+  );
+  const decisions: Array<SagaDecisionRecord & { transferId: string; step: SagaStep }> = [];
+  const journal: TransferJournalRow[] = [];
+  for (const row of rows) {
+    const amountMinor = BigInt(row.amount_minor);
+    if (row.source === "D") decisions.push({ transferId: row.transfer_id, step: row.step, accountId: row.account_id, amountMinor, rejection: row.rejection });
+    else journal.push({ transferId: row.transfer_id, kind: row.step, accountId: row.account_id, amountMinor, currency: row.currency! });
+  }
+  return { decisions, journal };
 }
 
-export async function recordSagaDecision(tx: Tx, transferId: string, step: SagaStep, decision: SagaDecisionRecord): Promise<void> {
-  await tx.sagaDecision.create({ data: { transferId, step, ...decision } });
+/**
+ * Writes what a batch of saga steps decided: each touched balance (conditional on the value the
+ * decisions were made on — the row locks make a mismatch unreachable, so one fails loudly), the
+ * journal rows in decision order, and the decisions. Three statements whatever the batch size.
+ */
+export async function writeSagaChanges(tx: Tx, changes: ReturnType<SagaBook["changes"]>): Promise<void> {
+  const { balances, movements, decisions } = changes;
+  if (balances.length > 0) {
+    const updated = await tx.$executeRawUnsafe(
+      `UPDATE account AS a SET balance_minor = v.after_minor::bigint, updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, before_minor, after_minor)
+        WHERE a.id = v.id AND a.balance_minor = v.before_minor::bigint`,
+      balances.map((balance) => balance.accountId),
+      balances.map((balance) => balance.beforeMinor.toString()),
+      balances.map((balance) => balance.afterMinor.toString()),
+    );
+    if (updated !== balances.length) throw new Error(`balances of ${balances.length - updated} account(s) changed under a held lock`);
+  }
+  if (movements.length > 0) {
+    // unnest keeps the arrays' order, so seq follows the order the steps were decided in.
+    await tx.$executeRawUnsafe(
+      `INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor)
+       SELECT account_id, kind::"JournalKind", transfer_id, amount_minor::bigint, balance_after_minor::bigint
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS m(account_id, kind, transfer_id, amount_minor, balance_after_minor)`,
+      movements.map((movement) => movement.accountId),
+      movements.map((movement) => movement.kind),
+      movements.map((movement) => movement.transferId),
+      movements.map((movement) => movement.amountMinor.toString()),
+      movements.map((movement) => movement.balanceAfterMinor.toString()),
+    );
+  }
+  if (decisions.length > 0) {
+    await tx.$executeRawUnsafe(
+      `INSERT INTO saga_decision (transfer_id, step, account_id, amount_minor, rejection)
+       SELECT transfer_id, step::"SagaStep", account_id, amount_minor::bigint, rejection
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS d(transfer_id, step, account_id, amount_minor, rejection)`,
+      decisions.map((decision) => decision.transferId),
+      decisions.map((decision) => decision.step),
+      decisions.map((decision) => decision.accountId),
+      decisions.map((decision) => decision.amountMinor.toString()),
+      decisions.map((decision) => decision.rejection),
+    );
+  }
 }
 
 export interface DepositRecord {
