@@ -5,10 +5,10 @@
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
-import { BATCHED_CONSUMER, type Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Event, type Eventing } from "@vaultpay/events";
 import { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
-import { lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
+import { BatchSagaStore, lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
 
 export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Promise<void> {
   await eventing.consume({
@@ -25,19 +25,34 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
       "account.refunded",
       "account.refund.rejected",
     ],
-    handle: async (event, tx) => {
-      if (event.type === "account.created") return recordAccount(tx, event.data);
-      await saga.handle(sagaStore(tx), event);
-    },
+    handle: (event, tx) => handleBatch(saga, [event], tx),
+    handleBatch: (events, tx) => handleBatch(saga, events, tx),
     ...BATCHED_CONSUMER,
   });
   await eventing.consume({
     name: "transactions-fraud",
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
-    handle: (event, tx) => saga.handle(sagaStore(tx), event),
+    handle: (event, tx) => handleBatch(saga, [event], tx),
+    handleBatch: (events, tx) => handleBatch(saga, events, tx),
     ...BATCHED_CONSUMER,
   });
+}
+
+/**
+ * A batch of the saga's events in one transaction: its transfers locked and read at once, each
+ * event handled in order under its own context (the events it emits name it as their cause), the
+ * transfers' new state written at the end (BatchSagaStore).
+ */
+async function handleBatch(saga: Saga, events: readonly Event[], tx: Tx): Promise<void> {
+  const store = new BatchSagaStore(tx);
+  await store.preload(events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])));
+  for (const event of events) {
+    await runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, () =>
+      event.type === "account.created" ? recordAccount(tx, event.data) : saga.handle(store, event),
+    );
+  }
+  await store.flush();
 }
 
 /**

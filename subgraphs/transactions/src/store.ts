@@ -1,5 +1,6 @@
 /** Prisma behind the saga's store port and the transfer queries. */
 import { appendToOutbox, createEvent, type EventData, type EventType } from "@vaultpay/events";
+import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
 import type { SagaStore, TransferPatch, TransferState } from "./saga.ts";
 import type { TransferStatus } from "./transfers.ts";
@@ -90,6 +91,91 @@ export function sagaStore(tx: Tx): SagaStore {
       await appendToOutbox(tx, createEvent(type, data));
     },
   };
+}
+
+/**
+ * The saga's store for a batch of events in one transaction, in a fixed number of statements
+ * whatever its size: the batch's transfers are locked and read at once (in id order, so two
+ * batches cannot deadlock), the saga's updates and status changes are kept in memory — a later
+ * event of the same transfer in the batch sees them — and written by `flush` in one UPDATE and
+ * one INSERT. Events go to the outbox as they are emitted (buffered by the consumer).
+ */
+export class BatchSagaStore implements SagaStore {
+  private readonly locked = new Map<string, TransferState>();
+  private readonly deadlines = new Map<string, Date | null>();
+  private readonly statuses: Array<{ transferId: string; status: TransferStatus; reason: string | null; at: Date }> = [];
+
+  constructor(private readonly tx: Tx) {}
+
+  /** Locks and reads these transfers (unknown ids are skipped). */
+  async preload(ids: readonly string[]): Promise<void> {
+    const wanted = [...new Set(ids)].filter((id) => isUuid(id) && !this.locked.has(id));
+    if (wanted.length === 0) return;
+    const rows = await this.tx.$queryRawUnsafe<LockedTransferRow[]>(
+      `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
+      wanted,
+    );
+    for (const row of rows) this.locked.set(row.id, toState(row));
+  }
+
+  async lockTransfer(id: string): Promise<TransferState | null> {
+    if (!this.locked.has(id)) await this.preload([id]);
+    const state = this.locked.get(id);
+    return state ? { ...state } : null;
+  }
+
+  async update(id: string, patch: TransferPatch): Promise<void> {
+    const state = this.locked.get(id);
+    if (!state) throw new Error(`transfer ${id} updated without its lock`);
+    this.locked.set(id, {
+      ...state,
+      status: patch.status ?? state.status,
+      step: patch.step,
+      stepAttempts: patch.stepAttempts,
+      failureReason: patch.failureReason === undefined ? state.failureReason : patch.failureReason,
+    });
+    this.deadlines.set(id, patch.stepDeadlineAt);
+  }
+
+  async recordStatus(transferId: string, status: TransferStatus, reason: string | null, at: Date): Promise<void> {
+    this.statuses.push({ transferId, status, reason, at });
+  }
+
+  async emit<T extends EventType>(type: T, data: EventData<T>): Promise<void> {
+    await appendToOutbox(this.tx, createEvent(type, data));
+  }
+
+  /** Writes the transfers' final state and their status changes, in the order they happened. */
+  async flush(): Promise<void> {
+    const changed = [...this.deadlines.keys()].map((id) => this.locked.get(id)!);
+    if (changed.length > 0) {
+      await this.tx.$executeRawUnsafe(
+        `UPDATE transfer AS t
+            SET status = v.status::"TransferStatus", step = v.step::"SagaStep", step_attempts = v.attempts::int,
+                step_deadline_at = v.deadline::timestamptz, failure_reason = v.reason, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS v(id, status, step, attempts, deadline, reason)
+          WHERE t.id = v.id`,
+        changed.map((state) => state.id),
+        changed.map((state) => state.status),
+        changed.map((state) => state.step),
+        changed.map((state) => String(state.stepAttempts)),
+        changed.map((state) => this.deadlines.get(state.id)?.toISOString() ?? null),
+        changed.map((state) => state.failureReason),
+      );
+      this.deadlines.clear();
+    }
+    if (this.statuses.length > 0) {
+      await this.tx.$executeRawUnsafe(
+        `INSERT INTO transfer_status_change (transfer_id, status, reason, changed_at)
+         SELECT id, status::"TransferStatus", reason, at::timestamptz FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(id, status, reason, at)`,
+        this.statuses.map((change) => change.transferId),
+        this.statuses.map((change) => change.status),
+        this.statuses.map((change) => change.reason),
+        this.statuses.map((change) => change.at.toISOString()),
+      );
+      this.statuses.length = 0;
+    }
+  }
 }
 
 /** Transfers whose current step is overdue, locked for this transaction (replicas skip each other's). */
