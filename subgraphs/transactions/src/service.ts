@@ -4,7 +4,7 @@ import DataLoader from "dataloader";
 import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
-import type { EventData } from "@vaultpay/events";
+import { withBufferedOutbox, type EventData } from "@vaultpay/events";
 import { Prisma } from "./generated/prisma/client.ts";
 import { sendStepCommand } from "./saga.ts";
 import { sagaStore, toState, type Db, type Tx } from "./store.ts";
@@ -55,18 +55,21 @@ export class TransferService {
     const replay = await this.replayOf(caller.userId, request.idempotencyKey, hash);
     if (replay) return replay;
 
-    const from = await this.db.accountDirectory.findUnique({ where: { accountId: request.fromAccountId } });
+    // Both ends in one round trip: the source by id, the destination by its number's blind index.
+    const ends = await this.db.accountDirectory.findMany({ where: { OR: [{ accountId: request.fromAccountId }, { numberBlindIndex: toBlindIndex }] }, take: 2 });
+    const from = ends.find((entry) => entry.accountId === request.fromAccountId);
     // Someone else's account looks exactly like a missing one: ids cannot be probed.
     if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
-    const to = await this.db.accountDirectory.findUnique({ where: { numberBlindIndex: toBlindIndex } });
+    const to = ends.find((entry) => entry.numberBlindIndex === toBlindIndex);
     if (!to) throw new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
     if (to.accountId === from.accountId) throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
     if (to.currency !== from.currency) throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
 
     const id = randomUUID();
     const now = new Date();
+    let created: TransferRecord;
     try {
-      await this.db.$transaction(async (tx) => {
+      created = await this.db.$transaction(async (tx) => {
         const row = await tx.transfer.create({
           data: {
             id,
@@ -93,15 +96,19 @@ export class TransferService {
         });
         const store = sagaStore(tx);
         await store.recordStatus(id, "PENDING", null, now);
-        await store.emit("transaction.status.changed", {
-          transferId: id,
-          userId: caller.userId,
-          status: "PENDING",
-          previousStatus: null,
-          failureReason: null,
-          changedAt: now.toISOString(),
+        // The status change and the debit command in one outbox statement.
+        await withBufferedOutbox(tx, async () => {
+          await store.emit("transaction.status.changed", {
+            transferId: id,
+            userId: caller.userId,
+            status: "PENDING",
+            previousStatus: null,
+            failureReason: null,
+            changedAt: now.toISOString(),
+          });
+          await sendStepCommand(store, toState(row), "DEBIT");
         });
-        await sendStepCommand(store, toState(row), "DEBIT");
+        return row;
       });
     } catch (error) {
       // A concurrent request with the same key won the insert: answer as its retry would.
@@ -112,7 +119,7 @@ export class TransferService {
       throw error;
     }
     this.afterCommit();
-    return this.db.transfer.findUniqueOrThrow({ where: { id } });
+    return created;
   }
 
   private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {
