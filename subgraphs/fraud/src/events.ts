@@ -9,7 +9,7 @@ import type { Logger } from "@vaultpay/kit";
 import type { Tx } from "./db.ts";
 import { checkTransfer } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
-import { findCheck, insertCheck, loadFacts, lockKey, recordKnownDevice, type StoredCheck } from "./store.ts";
+import { findCheck, insertCheck, loadFacts, lockKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
 
 /** Durable consumer names; replicas of fraud share them. */
 export const CHECKS_CONSUMER = "fraud-checks";
@@ -45,14 +45,14 @@ async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
 export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDependencies): Promise<void> {
   if (event.type !== "fraud.check.requested") return;
   const { data } = event;
-  await lockKey(tx, `transfer:${data.transferId}`);
+  // The transfer (one verdict ever) and its user (velocity and daily sums see every other check), in one statement.
+  await lockKeys(tx, [`transfer:${data.transferId}`, `user:${data.userId}`]);
   const earlier = await findCheck(tx, data.transferId);
   if (earlier) {
     if (earlier.userId !== data.userId) deps.logger.warn({ transferId: data.transferId }, "check re-requested with another user; re-sending the stored verdict");
     await emitVerdict(tx, earlier);
     return;
   }
-  await lockKey(tx, `user:${data.userId}`);
   const transfer: Transfer = { ...data, amountMinor: BigInt(data.amountMinor), initiatedAt: new Date(data.initiatedAt) };
   const facts = await loadFacts(tx, transfer, { historyMaxRows: deps.rules.historyMaxRows, sampleSize: deps.rules.unusualAmount.sampleSize });
   const checkedAt = deps.now();

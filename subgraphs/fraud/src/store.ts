@@ -28,8 +28,12 @@ function toStoredCheck(row: CheckRow): StoredCheck {
  * per transfer, so one verdict is ever computed for it; per user, so concurrent checks of one user
  * (replicas) each see the others and velocity or daily sums are never under-counted.
  */
-export async function lockKey(tx: Tx, key: string): Promise<void> {
-  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`fraud:${key}`}, 0))`;
+export async function lockKeys(tx: Tx, keys: readonly string[]): Promise<void> {
+  // Sorted, so every holder of several takes them in one order ("transfer:…" before "user:…").
+  await tx.$queryRawUnsafe(
+    `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted`,
+    [...new Set(keys)].sort().map((key) => `fraud:${key}`),
+  );
 }
 
 export async function findCheck(db: Db | Tx, transferId: string): Promise<StoredCheck | undefined> {
@@ -55,40 +59,48 @@ export async function listChecks(db: Db, options: { onlyFailed: boolean; limit: 
   return rows.map(toStoredCheck);
 }
 
-/** What the rules read about a transfer, bounded: `historyMaxRows` nearby rows at most. */
+/** What the rules read about a transfer, bounded: `historyMaxRows` nearby rows at most. One round trip. */
 export async function loadFacts(tx: Tx, transfer: Transfer, limits: { historyMaxRows: number; sampleSize: number }): Promise<LoadedFacts> {
   const range = lookbackRange(transfer.initiatedAt);
-  // One after another: the queries share the transaction's single connection.
-  const nearbyRows = await tx.fraudCheck.findMany({
-    where: {
-      OR: [{ userId: transfer.userId }, { fromAccountId: transfer.fromAccountId }],
-      initiatedAt: { gte: range.from, lte: range.to },
-      transferId: { not: transfer.transferId },
-    },
-    select: { transferId: true, userId: true, fromAccountId: true, toAccountId: true, amountMinor: true, initiatedAt: true, passed: true },
-    orderBy: { initiatedAt: "desc" },
+  // Amounts travel as text inside the JSON (a bigint would lose digits as a JSON number).
+  const [row] = await tx.$queryRawUnsafe<
+    Array<{
+      nearby: Array<{ transferId: string; userId: string; fromAccountId: string; toAccountId: string; amountMinor: string; initiatedAt: string; passed: boolean }>;
+      recent: string[];
+      paid_before: boolean;
+      devices: string[];
+    }>
+  >(
+    `SELECT
+       (SELECT coalesce(json_agg(json_build_object('transferId', transfer_id, 'userId', user_id, 'fromAccountId', from_account_id,
+                                                   'toAccountId', to_account_id, 'amountMinor', amount_minor::text,
+                                                   'initiatedAt', initiated_at, 'passed', passed) ORDER BY initiated_at DESC), '[]'::json)
+          FROM (SELECT * FROM fraud_check
+                 WHERE (user_id = $1 OR from_account_id = $2) AND initiated_at BETWEEN $3::timestamptz AND $4::timestamptz AND transfer_id <> $5
+                 ORDER BY initiated_at DESC LIMIT $6) AS n) AS nearby,
+       (SELECT coalesce(json_agg(amount_minor::text ORDER BY initiated_at DESC), '[]'::json)
+          FROM (SELECT amount_minor, initiated_at FROM fraud_check WHERE user_id = $1 AND passed AND transfer_id <> $5
+                 ORDER BY initiated_at DESC LIMIT $7) AS r) AS recent,
+       EXISTS (SELECT 1 FROM fraud_check WHERE user_id = $1 AND to_account_id = $8 AND passed AND transfer_id <> $5) AS paid_before,
+       -- A user has a handful of devices; the bound only guards against a flood of registrations.
+       (SELECT coalesce(json_agg(device_id), '[]'::json) FROM (SELECT device_id FROM known_device WHERE user_id = $1 LIMIT 1000) AS d) AS devices`,
+    transfer.userId,
+    transfer.fromAccountId,
+    range.from.toISOString(),
+    range.to.toISOString(),
+    transfer.transferId,
     // One more than allowed tells "exactly at the bound" from "truncated".
-    take: limits.historyMaxRows + 1,
-  });
-  const recentPassed = await tx.fraudCheck.findMany({
-    where: { userId: transfer.userId, passed: true, transferId: { not: transfer.transferId } },
-    select: { amountMinor: true },
-    orderBy: { initiatedAt: "desc" },
-    take: limits.sampleSize,
-  });
-  const paidBefore = await tx.fraudCheck.findFirst({
-    where: { userId: transfer.userId, toAccountId: transfer.toAccountId, passed: true, transferId: { not: transfer.transferId } },
-    select: { transferId: true },
-  });
-  // A user has a handful of devices; the bound only guards against a flood of registrations.
-  const devices = await tx.knownDevice.findMany({ where: { userId: transfer.userId }, select: { deviceId: true }, take: 1_000 });
-  const nearby: PastTransfer[] = nearbyRows.slice(0, limits.historyMaxRows);
+    limits.historyMaxRows + 1,
+    limits.sampleSize,
+    transfer.toAccountId,
+  );
+  const nearbyRows: PastTransfer[] = row!.nearby.map((past) => ({ ...past, amountMinor: BigInt(past.amountMinor), initiatedAt: new Date(past.initiatedAt) }));
   return {
-    nearby,
+    nearby: nearbyRows.slice(0, limits.historyMaxRows),
     truncated: nearbyRows.length > limits.historyMaxRows,
-    recentPassedAmountsMinor: recentPassed.map((row) => row.amountMinor),
-    paidPayeeBefore: paidBefore !== null,
-    knownDeviceIds: devices.map((row) => row.deviceId),
+    recentPassedAmountsMinor: row!.recent.map((amount) => BigInt(amount)),
+    paidPayeeBefore: row!.paid_before,
+    knownDeviceIds: row!.devices,
   };
 }
 
