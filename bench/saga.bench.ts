@@ -9,6 +9,7 @@ import os from "node:os";
 import { randomInt, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
+import { createClient, type Client } from "graphql-ws";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
 import { cpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
@@ -18,6 +19,9 @@ const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
 const ACCOUNTS = 20;
 /** Share of transfers (0–1) that pay one merchant account, customers[0]: the hot-account case. */
 const HOT_SHARE = Number(process.env.SAGA_BENCH_HOT_SHARE ?? 0);
+/** Open-loop phase: transfers offered at this fixed rate (default: half the closed-loop completed/s), for this long. */
+const OPEN_RATE = process.env.SAGA_BENCH_OPEN_RATE ? Number(process.env.SAGA_BENCH_OPEN_RATE) : undefined;
+const OPEN_SECONDS = Number(process.env.SAGA_BENCH_OPEN_SECONDS ?? 20);
 /** When set, every service writes a V8 CPU profile there on exit (bench/tools/cpuprofile-summary.ts reads them). */
 const PROFILE_DIR = process.env.SAGA_BENCH_PROFILE_DIR;
 
@@ -87,6 +91,79 @@ async function auditLag(stack: TestStack): Promise<number> {
   return performance.now() - startedAt;
 }
 
+interface Customer {
+  token: string;
+  id: string;
+  number: string;
+}
+
+const INITIATE = `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "1000", idempotencyKey: $key) { id } }`;
+
+/**
+ * Transfers offered at a fixed rate whatever the answers (open loop: a backlog shows as latency
+ * instead of slowing the offer down), each followed by its owner over a graphql-ws subscription.
+ * Measures initiateTransfer's latency and the time from sending it to the COMPLETED push.
+ */
+async function openLoop(stack: TestStack, customers: Customer[], rate: number, seconds: number) {
+  const clients: Client[] = customers.map((customer) =>
+    createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), connectionParams: { authorization: `Bearer ${customer.token}` }, lazy: false, retryAttempts: 0 }),
+  );
+  const total = Math.max(1, Math.round(rate * seconds));
+  const acceptMs: number[] = [];
+  const pushMs: number[] = [];
+  let failed = 0;
+  const started = performance.now();
+  const one = async (index: number) => {
+    const from = index % customers.length;
+    const to = (from + 1 + randomInt(customers.length - 1)) % customers.length;
+    const t0 = performance.now();
+    const result = await stack.graphql<{ initiateTransfer: { id: string } }>(
+      INITIATE,
+      { from: customers[from]!.id, to: customers[to]!.number, key: `open-${index}-${randomUUID()}` },
+      { authorization: `Bearer ${customers[from]!.token}` },
+    );
+    if (result.errors || !result.data) {
+      failed++;
+      return;
+    }
+    acceptMs.push(performance.now() - t0);
+    await new Promise<void>((resolve) => {
+      const stop = clients[from]!.subscribe<{ transferStatusChanged: { status: string } }>(
+        { query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`, variables: { id: result.data!.initiateTransfer.id } },
+        {
+          next: (message) => {
+            const status = message.data?.transferStatusChanged.status;
+            if (status === "COMPLETED") pushMs.push(performance.now() - t0);
+            if (status === "COMPLETED" || status === "FAILED" || status === "REJECTED") {
+              if (status !== "COMPLETED") failed++;
+              stop();
+              resolve();
+            }
+          },
+          error: () => {
+            failed++;
+            resolve();
+          },
+          complete: () => resolve(),
+        },
+      );
+    });
+  };
+  const running: Array<Promise<void>> = [];
+  for (let index = 0; index < total; index++) {
+    const due = started + (index * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    running.push(one(index));
+  }
+  const offeredMs = performance.now() - started;
+  await Promise.all(running);
+  await Promise.all(clients.map((client) => client.dispose()));
+  acceptMs.sort((a, b) => a - b);
+  pushMs.sort((a, b) => a - b);
+  return { total, offeredPerSecond: total / (offeredMs / 1000), acceptMs, pushMs, failed };
+}
+
 describe("saga benchmark", () => {
   let stack: TestStack & { teardown: () => Promise<void> };
   let transactionsSql: pg.Client;
@@ -121,7 +198,7 @@ describe("saga benchmark", () => {
         const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
         const { data } = await stack.graphql<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { authorization: `Bearer ${token}` });
         await stack.graphql(`mutation($id: ID!, $key: String!) { depositFunds(accountId: $id, amountMinor: "100000000", idempotencyKey: $key) { id } }`, { id: data!.openAccount.id, key: `bench-${randomUUID()}` }, { authorization: `Bearer ${admin}` });
-        return { token, ...data!.openAccount };
+        return { token, ...data!.openAccount } satisfies Customer;
       }),
     );
     await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === ACCOUNTS, "the directory");
@@ -142,7 +219,7 @@ describe("saga benchmark", () => {
           const to = hot ? customers[0]! : customers[(index + 1 + randomInt(ACCOUNTS - 1)) % ACCOUNTS]!;
           const t0 = performance.now();
           const result = await stack.graphql(
-            `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "1000", idempotencyKey: $key) { id } }`,
+            INITIATE,
             { from: from.id, to: to.number, key: `bench-${index}` },
             { authorization: `Bearer ${from.token}` },
           );
@@ -180,5 +257,18 @@ describe("saga benchmark", () => {
     ].join(" | ");
     appendFileSync(new URL("./saga-results.md", import.meta.url), `${line}\n`);
     console.info(line);
+
+    // Open loop at half the closed loop's completed rate (or as told): the latency goals' setting.
+    const rate = OPEN_RATE ?? Math.max(1, Math.floor(completedPerSecond / 2));
+    const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
+    const openLine = [
+      `| open loop ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${rate}/s offered (${open.offeredPerSecond.toFixed(1)} achieved) for ${OPEN_SECONDS} s | ${open.total}`,
+      `initiateTransfer ms p50 / p99 ${percentile(open.acceptMs, 50).toFixed(0)} / ${percentile(open.acceptMs, 99).toFixed(0)}`,
+      `COMPLETED push ms p50 / p99 ${percentile(open.pushMs, 50).toFixed(0)} / ${percentile(open.pushMs, 99).toFixed(0)}`,
+      `not completed ${open.failed} |`,
+    ].join(" | ");
+    appendFileSync(new URL("./saga-results.md", import.meta.url), `${openLine}\n`);
+    console.info(openLine);
+    expect(open.pushMs.length).toBe(open.total - open.failed);
   }, 900_000);
 });
