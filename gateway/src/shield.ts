@@ -12,7 +12,7 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from "graphql";
-import { allow, and, deny } from "graphql-shield";
+import { allow, type and, deny } from "graphql-shield";
 import type { IRules } from "graphql-shield";
 import { DomainError } from "@vaultpay/kit";
 
