@@ -1,13 +1,8 @@
-import type { Caller } from "@vaultpay/kit";
-import { runSubgraphService, type ServiceRuntime, type SubgraphConfig } from "@vaultpay/service";
+import { runSubgraphService, type SubgraphConfig } from "@vaultpay/service";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startAuditConsumers } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
-
-export type Runtime = ServiceRuntime<Db, Tx, SubgraphConfig>;
-export interface AuditContext {
-  caller: Caller | undefined;
-}
+import type { AuditContext } from "./runtime.ts";
 
 await runSubgraphService<Db, Tx, SubgraphConfig, AuditContext>({
   name: "audit",
@@ -21,5 +16,5 @@ await runSubgraphService<Db, Tx, SubgraphConfig, AuditContext>({
     });
     return createResolvers(runtime);
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  context: async ({ caller }) => ({ caller }),
 });

@@ -1,18 +1,11 @@
-import { runSubgraphService, type ServiceRuntime } from "@vaultpay/service";
-import type { Caller } from "@vaultpay/kit";
+import { runSubgraphService } from "@vaultpay/service";
 import { transactionsConfigSchema, type TransactionsConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startSagaConsumers, startSweeper } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
+import type { TransactionsContext } from "./runtime.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
-
-export type Runtime = ServiceRuntime<Db, Tx, TransactionsConfig>;
-export interface TransactionsContext {
-  caller: Caller | undefined;
-  /** This request's batcher of status histories (a page asks for them all at once). */
-  histories: ReturnType<typeof historyLoader>;
-}
 
 await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   name: "transactions",
@@ -32,12 +25,10 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
       ["status"],
       [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     );
-    const saga = new Saga(
-      timings,
-      undefined,
-      (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`),
-      (status, seconds) => reached.observe({ status }, seconds),
-    );
+    const saga = new Saga(timings, {
+      onAnomaly: (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`),
+      onStatus: (status, seconds) => reached.observe({ status }, seconds),
+    });
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
     const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });
@@ -45,5 +36,5 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
     const transfers = new TransferService(db, Buffer.from(config.BLIND_INDEX_KEY, "base64"), timings, kick);
     return createResolvers(runtime, transfers);
   },
-  context: async (runtime, _request, _requestContext, caller) => ({ caller, histories: historyLoader(runtime.db) }),
+  context: async ({ caller, runtime }) => ({ caller, histories: historyLoader(runtime.db) }),
 });
