@@ -6,6 +6,7 @@ import { createResolvers } from "./resolvers.ts";
 import type { TransactionsContext } from "./runtime.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
+import { countTransfersByStatus } from "./store.ts";
 
 await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   name: "transactions",
@@ -15,7 +16,7 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   wire: async (runtime) => {
     const { config, db, eventing, logger, lifecycle, metrics } = runtime;
     metrics.gauge("vaultpay_transfers", "Transfers by status", ["status"], async () => {
-      const rows = (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{ status: string; n: number }>;
+      const rows = await countTransfersByStatus(db);
       return rows.map((row) => ({ labels: { status: row.status }, value: row.n }));
     });
     const timings = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS, maxStepAttempts: config.SAGA_MAX_STEP_ATTEMPTS };
