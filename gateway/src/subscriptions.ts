@@ -20,6 +20,7 @@ import {
   type GraphQLSchema,
   type OperationDefinitionNode,
 } from "graphql";
+import type { SubscribePayload } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import { runWithContext, toGraphQLError, type Logger } from "@vaultpay/kit";
@@ -134,11 +135,67 @@ async function nextChange(
   return progress.nextIn((current.data?.transfer?.statusHistory ?? []) as StatusChange[]);
 }
 
+/**
+ * Whether a Subscribe message may start: the same door, limits and shield rules as HTTP, and a
+ * slot among the connection's subscriptions. Errors for the client, or the execution args.
+ */
+async function admitSubscription(
+  options: SubscriptionOptions,
+  clientError: (error: unknown) => GraphQLError,
+  state: ConnectionState,
+  id: string,
+  payload: SubscribePayload,
+): Promise<readonly GraphQLError[] | ExecutionArgs> {
+  const maxPerConnection = options.maxSubscriptionsPerConnection ?? 20;
+  const schema = options.schema();
+  if (!schema) return [new GraphQLError("Gateway is starting", { extensions: { code: "INTERNAL" } })];
+  // The same door as HTTP: metered per address and capped before parsing.
+  const { rateLimits, documentLimits } = options.security;
+  let document: DocumentNode;
+  try {
+    await rateLimits.request(state.context.ip);
+    checkBeforeParsing({ query: payload.query, variables: payload.variables }, documentLimits);
+  } catch (error) {
+    return [clientError(error)];
+  }
+  try {
+    document = parse(payload.query, { maxTokens: documentLimits.maxDocumentTokens });
+  } catch (error) {
+    return [clientError(new GraphQLError((error as Error).message, { extensions: { code: "GRAPHQL_PARSE_FAILED" } }))];
+  }
+  const errors = validate(schema, document);
+  if (errors.length > 0) return errors.map((error) => clientError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } })));
+  let operation: OperationDefinitionNode;
+  let variables: Record<string, unknown>;
+  try {
+    operation = resolveOperation(document, payload.operationName);
+    variables = checkedVariables(schema, document, operation, payload.variables);
+  } catch (error) {
+    return [clientError(error)];
+  }
+  if (operation.operation !== "subscription") {
+    return [new GraphQLError("Only subscriptions are served over WebSocket; send queries and mutations over HTTP", { extensions: { code: "BAD_USER_INPUT" } })];
+  }
+  // Reserved before any await: concurrent Subscribe messages cannot all pass the check.
+  if (state.active.size >= maxPerConnection) {
+    return [new GraphQLError(`At most ${maxPerConnection} subscriptions per connection`, { extensions: { code: "RATE_LIMITED", retryAfterSeconds: 60 } })];
+  }
+  state.active.add(id);
+  try {
+    enforceLimits(measureOperation(document, operation), options.limits);
+    await authorizeFields({ schema, fields: selectedFields(schema, document, operation, variables), context: { ...state.context }, permissions });
+    // The connection's state rides along as the context, so subscribe() can count and authenticate.
+    return { schema, document, operationName: payload.operationName ?? null, variableValues: variables, contextValue: state };
+  } catch (error) {
+    state.active.delete(id);
+    return [clientError(error)];
+  }
+}
+
 export function startSubscriptionServer(options: SubscriptionOptions) {
   const { apollo, feed, logger } = options;
   const recheckMs = options.recheckMs ?? 5_000;
   const maxLifetimeMs = options.maxLifetimeMs ?? 60 * 60_000;
-  const maxPerConnection = options.maxSubscriptionsPerConnection ?? 20;
   const maxConnectionsPerUser = options.maxConnectionsPerUser ?? 10;
   const connectionsByUser = new Map<string, number>();
   /** An error as graphql-ws sends it: the same mapping as HTTP (kit), logged when unexpected. */
@@ -191,52 +248,7 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         if (open > 0) connectionsByUser.set(userId, open);
         else connectionsByUser.delete(userId);
       },
-      onSubscribe: async (ctx, id, payload) => {
-        const state = ctx.extra.state!;
-        const schema = options.schema();
-        if (!schema) return [new GraphQLError("Gateway is starting", { extensions: { code: "INTERNAL" } })];
-        // The same door as HTTP: metered per address and capped before parsing.
-        const { rateLimits, documentLimits } = options.security;
-        let document: DocumentNode;
-        try {
-          await rateLimits.request(state.context.ip);
-          checkBeforeParsing({ query: payload.query, variables: payload.variables }, documentLimits);
-        } catch (error) {
-          return [clientError(error)];
-        }
-        try {
-          document = parse(payload.query, { maxTokens: documentLimits.maxDocumentTokens });
-        } catch (error) {
-          return [clientError(new GraphQLError((error as Error).message, { extensions: { code: "GRAPHQL_PARSE_FAILED" } }))];
-        }
-        const errors = validate(schema, document);
-        if (errors.length > 0) return errors.map((error) => clientError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } })));
-        let operation: OperationDefinitionNode;
-        let variables: Record<string, unknown>;
-        try {
-          operation = resolveOperation(document, payload.operationName);
-          variables = checkedVariables(schema, document, operation, payload.variables);
-        } catch (error) {
-          return [clientError(error)];
-        }
-        if (operation.operation !== "subscription") {
-          return [new GraphQLError("Only subscriptions are served over WebSocket; send queries and mutations over HTTP", { extensions: { code: "BAD_USER_INPUT" } })];
-        }
-        // Reserved before any await: concurrent Subscribe messages cannot all pass the check.
-        if (state.active.size >= maxPerConnection) {
-          return [new GraphQLError(`At most ${maxPerConnection} subscriptions per connection`, { extensions: { code: "RATE_LIMITED", retryAfterSeconds: 60 } })];
-        }
-        state.active.add(id);
-        try {
-          enforceLimits(measureOperation(document, operation), options.limits);
-          await authorizeFields({ schema, fields: selectedFields(schema, document, operation, variables), context: { ...state.context }, permissions });
-          // The connection's state rides along as the context, so subscribe() can count and authenticate.
-          return { schema, document, operationName: payload.operationName ?? null, variableValues: variables, contextValue: state };
-        } catch (error) {
-          state.active.delete(id);
-          return [clientError(error)];
-        }
-      },
+      onSubscribe: (ctx, id, payload) => admitSubscription(options, clientError, ctx.extra.state!, id, payload),
       onComplete: (ctx, id) => {
         ctx.extra.state?.active.delete(id);
       },
