@@ -192,11 +192,40 @@ async function admitSubscription(
   }
 }
 
+/**
+ * A connection's state when it may open: an authenticated caller (with a DPoP proof when the token
+ * is bound) under the per-user connection cap, counted in `connectionsByUser`; undefined otherwise.
+ */
+async function admitConnection(
+  options: SubscriptionOptions,
+  connectionsByUser: Map<string, number>,
+  params: Record<string, unknown> | undefined,
+  request: http.IncomingMessage,
+): Promise<ConnectionState | undefined> {
+  const authorization = typeof params?.authorization === "string" ? params.authorization : undefined;
+  // Browsers cannot set headers on a WebSocket: the proof rides in connectionParams, made for
+  // the upgrade request (htm GET, htu the http URL of /graphql), checked once per connection.
+  const proof = typeof params?.dpop === "string" ? params.dpop : undefined;
+  try {
+    const { caller, provenDeviceKey } = await authenticate(options.security, authorization, { proof, htm: "GET", htu: options.htuOf(request) });
+    if (!caller) return undefined;
+    const open = connectionsByUser.get(caller.userId) ?? 0;
+    if (open >= (options.maxConnectionsPerUser ?? 10)) {
+      options.logger.info({ userId: caller.userId }, "subscription connection refused: too many open");
+      return undefined;
+    }
+    connectionsByUser.set(caller.userId, open + 1);
+    return { context: { caller, authorization, provenDeviceKey, ip: options.clientOf(request), production: options.production }, active: new Set() };
+  } catch (error) {
+    options.logger.info({ err: error }, "subscription connection refused");
+    return undefined;
+  }
+}
+
 export function startSubscriptionServer(options: SubscriptionOptions) {
   const { apollo, feed, logger } = options;
   const recheckMs = options.recheckMs ?? 5_000;
   const maxLifetimeMs = options.maxLifetimeMs ?? 60 * 60_000;
-  const maxConnectionsPerUser = options.maxConnectionsPerUser ?? 10;
   const connectionsByUser = new Map<string, number>();
   /** An error as graphql-ws sends it: the same mapping as HTTP (kit), logged when unexpected. */
   const clientError = (error: unknown): GraphQLError => {
@@ -217,29 +246,9 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
     {
       schema: () => options.schema()!,
       onConnect: async (ctx) => {
-        const authorization = typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : undefined;
-        const request = ctx.extra.request as http.IncomingMessage;
-        // Browsers cannot set headers on a WebSocket: the proof rides in connectionParams, made for
-        // the upgrade request (htm GET, htu the http URL of /graphql), checked once per connection.
-        const proof = typeof ctx.connectionParams?.dpop === "string" ? ctx.connectionParams.dpop : undefined;
-        try {
-          const { caller, provenDeviceKey } = await authenticate(options.security, authorization, { proof, htm: "GET", htu: options.htuOf(request) });
-          if (!caller) return false;
-          const open = connectionsByUser.get(caller.userId) ?? 0;
-          if (open >= maxConnectionsPerUser) {
-            logger.info({ userId: caller.userId }, "subscription connection refused: too many open");
-            return false;
-          }
-          connectionsByUser.set(caller.userId, open + 1);
-          ctx.extra.state = {
-            context: { caller, authorization, provenDeviceKey, ip: options.clientOf(request), production: options.production },
-            active: new Set(),
-          };
-          return true;
-        } catch (error) {
-          logger.info({ err: error }, "subscription connection refused");
-          return false;
-        }
+        const state = await admitConnection(options, connectionsByUser, ctx.connectionParams, ctx.extra.request as http.IncomingMessage);
+        if (state) ctx.extra.state = state;
+        return state !== undefined;
       },
       onClose: (ctx) => {
         const userId = ctx.extra.state?.context.caller?.userId;
