@@ -60,7 +60,17 @@ const MAX_FUNCTION_LINES = 70;
  * The functions over the limit when the limit came (path:function → lines, counted as `pnpm format` lays
  * them out). New code stays under the limit; these only get shorter, and then leave the list.
  */
-const LONG_FUNCTIONS: Record<string, number> = {};
+const LONG_FUNCTIONS: Record<string, number> = {
+  "apps/web/src/App.tsx:App": 88,
+  "apps/web/src/pages/Send.tsx:Send": 107,
+  "apps/web/src/pages/Transfer.tsx:Transfer": 91,
+  "packages/kit/src/http.ts:createHttpServer": 80,
+  "packages/stack/src/services.ts:startServices": 115,
+  "packages/testing/src/notifications.ts:startTestSmtpServer": 71,
+  "scripts/seed.ts:seed": 92,
+  "scripts/stack.ts:runStack": 98,
+  "subgraphs/auth/src/store.ts:createPrismaAuthStore": 116,
+};
 
 /**
  * Module → the repository modules it imports. Relative specifiers and `@vaultpay/*` workspace packages
