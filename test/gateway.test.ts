@@ -43,7 +43,7 @@ describe("gateway", () => {
     expect(result.errors).toBeUndefined();
     const event = await requestEvent("corr-gateway-long-name");
     expect(event?.data).toMatchObject({ operationType: "query", outcome: "success" });
-    const recorded = (event?.data as { operationName: string }).operationName;
+    const recorded = (event!.data as { operationName: string }).operationName;
     expect(recorded).toHaveLength(TEXT_LIMITS.operationNameChars);
     expect(name.startsWith(recorded.slice(0, -1))).toBe(true);
   });

@@ -151,7 +151,7 @@ describe("web app in a real browser", () => {
     await sender.getByRole("button", { name: "Send money" }).dblclick();
     await sender.getByRole("heading", { name: /^Transfer ₹250\.50/ }).waitFor();
     await expect.poll(() => timeline(sender), { timeout: 30_000 }).toEqual(["PENDING", "DEBITED", "COMPLETED"]).catch(async (error) => {
-      console.log(browserErrors.join("\n"), await sender.locator("main").innerText());
+      console.log(browserErrors.join("\n"), await sender.locator("main").textContent());
       throw error;
     });
     await expectAccessible(sender, "transfer");

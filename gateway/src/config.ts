@@ -4,8 +4,6 @@ import { z } from "zod";
 import { baseConfigSchema, portSchema } from "@vaultpay/kit";
 import { parseCidrList } from "./client-address.ts";
 
-export const SUBGRAPH_NAMES = ["auth", "accounts", "transactions", "fraud", "audit"] as const;
-
 export const gatewayConfigSchema = baseConfigSchema.extend({
   GATEWAY_PORT: portSchema.default(4000),
   GATEWAY_HOST: z.string().default("127.0.0.1"),

@@ -8,8 +8,6 @@ export interface OperationLimits {
   maxAliases: number;
 }
 
-export const DEFAULT_LIMITS: OperationLimits = { maxDepth: 10, maxFields: 300, maxAliases: 30 };
-
 export interface OperationShape {
   depth: number;
   fields: number;

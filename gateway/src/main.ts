@@ -35,7 +35,8 @@ import { checkBeforeParsing } from "./door.ts";
 import { RateLimits } from "./rate-limit.ts";
 import { requestLogPlugin } from "./request-log.ts";
 import { securityPlugin, type GatewayRequestContext } from "./security.ts";
-import { StatusFeed, startSubscriptionServer } from "./subscriptions.ts";
+import { statusFeedFromNats } from "./status-feed.ts";
+import { startSubscriptionServer } from "./subscriptions.ts";
 import { webAppRoute } from "./web-app.ts";
 
 const config = loadConfig(gatewayConfigSchema);
@@ -200,7 +201,7 @@ const subscriptions = startSubscriptionServer({
   server,
   apollo,
   schema: () => apiSchema,
-  feed: new StatusFeed(nc, logger),
+  feed: statusFeedFromNats(nc, logger),
   security,
   limits,
   production,

@@ -5,9 +5,10 @@ import {
   accessTokenOf,
   currentContext,
   proofRequired,
-  revokedSessionKey,
+  sessionRevocationsIn,
   toGraphQLError,
   verifyDpopProof,
+  verifyLiveSession,
   type Caller,
   type TokenVerifier,
 } from "@vaultpay/kit";
@@ -59,10 +60,7 @@ export async function authenticate(
   dpop: DpopRequest | undefined,
   alreadyProvenKey?: string,
 ): Promise<{ caller: Caller | undefined; provenDeviceKey: string | undefined }> {
-  const caller = await options.verifyToken(authorization);
-  if (caller && (await options.redis.exists(revokedSessionKey(caller.sessionId)))) {
-    throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
-  }
+  const caller = await verifyLiveSession(authorization, { verifyToken: options.verifyToken, isSessionRevoked: sessionRevocationsIn(options.redis) });
   let provenDeviceKey = alreadyProvenKey;
   if (dpop?.proof !== undefined) {
     const proven = await verifyDpopProof(dpop.proof, {

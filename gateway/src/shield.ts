@@ -12,8 +12,7 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from "graphql";
-import { allow, and, deny } from "graphql-shield";
-import type { IRules } from "graphql-shield";
+import { allow, type and, deny } from "graphql-shield";
 import { DomainError } from "@vaultpay/kit";
 
 /** A rule map in graphql-shield's shape: `{ Query: { me: isAuthenticated }, Account: { "*": allow } }`. */
@@ -143,4 +142,3 @@ export async function authorizeFields<C extends object>(input: {
 }
 
 export { allow, deny };
-export type { IRules };

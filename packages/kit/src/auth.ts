@@ -38,6 +38,25 @@ export function revokedSessionKey(sessionId: string): string {
 
 export type TokenVerifier = (authorization: string | undefined) => Promise<Caller | undefined>;
 
+/** Whether auth has revoked a session, read from the Redis key it writes. */
+export function sessionRevocationsIn(redis: { exists(key: string): Promise<number> }): (sessionId: string) => Promise<boolean> {
+  return async (sessionId) => (await redis.exists(revokedSessionKey(sessionId))) === 1;
+}
+
+/**
+ * The caller of an access token (undefined without one), refusing a session auth has revoked
+ * (logout, refresh-token reuse) although its tokens have not expired. The gateway and every
+ * subgraph run this same check: a subgraph does not take the gateway's word for it.
+ */
+export async function verifyLiveSession(
+  authorization: string | undefined,
+  checks: { verifyToken: TokenVerifier; isSessionRevoked: (sessionId: string) => Promise<boolean> },
+): Promise<Caller | undefined> {
+  const caller = await checks.verifyToken(authorization);
+  if (caller && (await checks.isSessionRevoked(caller.sessionId))) throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+  return caller;
+}
+
 /**
  * Verifies `Authorization: Bearer <jwt>` against auth's JWKS (cached by jose, refetched on an
  * unknown kid). No header → anonymous (undefined); a bad token → UNAUTHENTICATED, never anonymous,

@@ -11,7 +11,11 @@ function checker(overrides: Partial<DpopCheck> = {}): DpopCheck {
   return {
     htm: "POST",
     htu: HTU,
-    rememberJti: async (key) => (seen.has(key) ? false : (seen.add(key), true)),
+    rememberJti: async (key) => {
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    },
     ...overrides,
   };
 }

@@ -6,7 +6,7 @@ import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { gql } from "graphql-tag";
 import type { Logger } from "pino";
 import { GraphQLError } from "graphql";
-import { GATEWAY_ASSERTION_HEADER, verifyGatewayAssertion, type Caller, type TokenVerifier } from "./auth.ts";
+import { GATEWAY_ASSERTION_HEADER, verifyGatewayAssertion, verifyLiveSession, type Caller, type TokenVerifier } from "./auth.ts";
 import { PROVEN_DEVICE_KEY_HEADER, isJkt, proofRequired } from "./dpop.ts";
 import { correlationIdFrom, runWithContext, type RequestContext } from "./context.ts";
 import { DomainError, createErrorFormatter } from "./errors.ts";
@@ -79,8 +79,7 @@ async function authenticate(
   }
   requestContext.provenDeviceKey = provenDeviceKey;
   try {
-    const caller = await security.verifyToken(header(request, "authorization"));
-    if (caller && (await security.isSessionRevoked(caller.sessionId))) throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+    const caller = await verifyLiveSession(header(request, "authorization"), security);
     // Zero trust here too: a device-bound token needs the gateway's word that its key was proven.
     if (caller?.boundDeviceKey && caller.boundDeviceKey !== provenDeviceKey) throw proofRequired();
     // Events emitted for this request name the verified user, not a header's claim.

@@ -1,4 +1,4 @@
-import { graphql, buildSchema, GraphQLError, parseValue } from "graphql";
+import { graphql, buildSchema, type GraphQLError, parseValue } from "graphql";
 import { describe, expect, it } from "vitest";
 import { MINOR_UNITS_MAX, MinorUnitsScalar, MoneyError, formatMajorUnits, formatMinorUnits, parseMinorUnits } from "./index.ts";
 

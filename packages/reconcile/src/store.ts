@@ -4,7 +4,7 @@
  * database). Everything is read in pages of bounded size, keyed by an indexed column, so memory
  * stays flat however long the history is.
  */
-import pg from "pg";
+import type pg from "pg";
 import type { SqlExecutor } from "@vaultpay/events";
 import type { DebitEvent, Decision, Movement, MovementKind, OutboxRow, OutboxService, ReconciliationRefund, TransferRecord, TransferStatus } from "./model.ts";
 import { RECONCILIATION_REFUND_REASON } from "./rules.ts";

@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import type http from "node:http";
 import { Redis } from "ioredis";
 import { z } from "zod";
 import type { GraphQLResolverMap } from "@apollo/subgraph";
@@ -14,7 +13,7 @@ import {
   introspectionEnabled,
   createMetrics,
   type Metrics,
-  revokedSessionKey,
+  sessionRevocationsIn,
   type Caller,
   type Logger,
   type RequestContext,
@@ -97,12 +96,8 @@ export interface SubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecu
   routes?: (runtime: ServiceRuntime<Db, Tx, Config>) => Record<string, () => Promise<unknown>>;
   /** Starts consumers and returns the resolvers. */
   wire: (runtime: ServiceRuntime<Db, Tx, Config>) => Promise<GraphQLResolverMap<C>> | GraphQLResolverMap<C>;
-  context: (
-    runtime: ServiceRuntime<Db, Tx, Config>,
-    request: http.IncomingMessage,
-    requestContext: RequestContext,
-    caller: Caller | undefined,
-  ) => Promise<C>;
+  /** The per-request context of the resolvers, from the verified caller (and the runtime, for per-request loaders). */
+  context: (request: { caller: Caller | undefined; requestContext: RequestContext; runtime: ServiceRuntime<Db, Tx, Config> }) => Promise<C>;
 }
 
 /**
@@ -146,9 +141,9 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
       security: {
         gatewaySecret: config.GATEWAY_SECRET,
         verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
-        isSessionRevoked: async (sessionId) => (await redis.exists(revokedSessionKey(sessionId))) === 1,
+        isSessionRevoked: sessionRevocationsIn(redis),
       },
-      context: (request, requestContext, caller) => service.context(runtime, request, requestContext, caller),
+      context: (_request, requestContext, caller) => service.context({ caller, requestContext, runtime }),
       instanceId: config.VAULTPAY_INSTANCE_ID,
       ready: async () => eventing.connected() && redis.status === "ready" && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
     });

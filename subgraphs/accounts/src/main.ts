@@ -4,10 +4,7 @@ import { accountsConfigSchema, type AccountsConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startSagaConsumer } from "./events.ts";
 import { createResolvers, type Context } from "./resolvers.ts";
-import type { Runtime } from "./runtime.ts";
 import { AccountsService } from "./service.ts";
-
-export type { Runtime };
 
 await runSubgraphService<Db, Tx, AccountsConfig, Context>({
   name: "accounts",
@@ -19,5 +16,5 @@ await runSubgraphService<Db, Tx, AccountsConfig, Context>({
     await startSagaConsumer(runtime.eventing, runtime.logger);
     return createResolvers(runtime, accounts);
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  context: async ({ caller }) => ({ caller }),
 });

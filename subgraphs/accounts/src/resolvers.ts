@@ -32,10 +32,12 @@ function loadAccountEntity(accounts: AccountsService, context: Context, id: stri
       if (entityBatches.get(context) === pending) entityBatches.delete(context);
       const ids = [...pending.keys()];
       accounts.getMany(caller, ids).then(
-        (results) => ids.forEach((key, index) => pending.get(key)!.forEach((settle) => settle(results[index]!))),
+        (results) => {
+          for (const [index, key] of ids.entries()) for (const settle of pending.get(key)!) settle(results[index]!);
+        },
         (error: unknown) => {
           const failure = error instanceof Error ? error : new Error(String(error));
-          pending.forEach((waiters) => waiters.forEach((settle) => settle(failure)));
+          for (const waiters of pending.values()) for (const settle of waiters) settle(failure);
         },
       );
     });

@@ -1,7 +1,7 @@
 import { STREAMS, type Event, type StreamName } from "@vaultpay/events";
 import { canonicalJson, type AuditEntry } from "./chain.ts";
 import type { Tx } from "./db.ts";
-import type { Runtime } from "./main.ts";
+import type { Runtime } from "./runtime.ts";
 import { appendEntries } from "./store.ts";
 
 /** Every stream is audited except DLQ, whose letters are copies of events already audited (or malformed). */

@@ -1,13 +1,9 @@
-import type { Caller } from "@vaultpay/kit";
-import { runSubgraphService, type ServiceRuntime, type SubgraphConfig } from "@vaultpay/service";
+import { runSubgraphService, type SubgraphConfig } from "@vaultpay/service";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startAuditConsumers } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
-
-export type Runtime = ServiceRuntime<Db, Tx, SubgraphConfig>;
-export interface AuditContext {
-  caller: Caller | undefined;
-}
+import type { AuditContext } from "./runtime.ts";
+import { chainHeadSeq } from "./store.ts";
 
 await runSubgraphService<Db, Tx, SubgraphConfig, AuditContext>({
   name: "audit",
@@ -16,10 +12,9 @@ await runSubgraphService<Db, Tx, SubgraphConfig, AuditContext>({
   wire: async (runtime) => {
     await startAuditConsumers(runtime);
     runtime.metrics.gauge("vaultpay_audit_chain_head_seq", "Sequence number of the last audit record (the chain's head)", [], async () => {
-      const rows = (await runtime.db.$queryRawUnsafe(`SELECT seq::float8 AS seq FROM audit_chain_head WHERE id = 1`)) as Array<{ seq: number }>;
-      return [{ labels: {}, value: rows[0]?.seq ?? 0 }];
+      return [{ labels: {}, value: await chainHeadSeq(runtime.db) }];
     });
     return createResolvers(runtime);
   },
-  context: async (_runtime, _request, _requestContext, caller) => ({ caller }),
+  context: async ({ caller }) => ({ caller }),
 });

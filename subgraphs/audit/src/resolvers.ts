@@ -3,7 +3,7 @@ import { DateTimeScalar } from "@vaultpay/kit";
 import { serviceStatus } from "@vaultpay/service";
 import { AuditLog } from "./audit.ts";
 import type { ChainedRecord } from "./chain.ts";
-import type { AuditContext, Runtime } from "./main.ts";
+import type { AuditContext, Runtime } from "./runtime.ts";
 import { createAuditStore } from "./store.ts";
 
 type Args = Record<string, unknown>;

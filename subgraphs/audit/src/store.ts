@@ -89,3 +89,9 @@ export function createAuditStore(db: Executor): AuditStore {
     },
   };
 }
+
+/** The sequence number of the last audit record (the chain's head); 0 before the first. */
+export async function chainHeadSeq(db: Db): Promise<number> {
+  const rows = (await db.$queryRawUnsafe(`SELECT seq::float8 AS seq FROM audit_chain_head WHERE id = 1`)) as Array<{ seq: number }>;
+  return rows[0]?.seq ?? 0;
+}

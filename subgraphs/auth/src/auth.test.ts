@@ -82,9 +82,18 @@ async function signIn(email = freshEmail(), deviceId = DEVICE): Promise<{ email:
 const argon2 = { operations: 0 };
 function counting(inner: PasswordHasher): PasswordHasher {
   return {
-    hash: (password) => (argon2.operations++, inner.hash(password)),
-    verify: (passwordHash, password) => (argon2.operations++, inner.verify(passwordHash, password)),
-    verifyNobody: (password) => (argon2.operations++, inner.verifyNobody(password)),
+    hash: (password) => {
+      argon2.operations++;
+      return inner.hash(password);
+    },
+    verify: (passwordHash, password) => {
+      argon2.operations++;
+      return inner.verify(passwordHash, password);
+    },
+    verifyNobody: (password) => {
+      argon2.operations++;
+      return inner.verifyNobody(password);
+    },
   };
 }
 async function argon2OperationsOf(task: () => Promise<unknown>): Promise<number> {
@@ -135,7 +144,7 @@ describe("register", () => {
       [{ password: "Short1!" }, "password"],
       [{ password: "123456789012345" }, "password"],
       [{ password: "password1234" }, "password"],
-      [{ password: "x".repeat(200) + "A" }, "password"],
+      [{ password: `${"x".repeat(200)}A` }, "password"],
       [{ deviceId: "" }, "deviceId"],
       [{ deviceId: "has space" }, "deviceId"],
     ];

@@ -92,7 +92,7 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
     });
   },
   // Both come from the gateway: x-forwarded-for and the proven key under its signed assertion (kit).
-  context: async (_runtime, _request, requestContext, caller) => ({
+  context: async ({ caller, requestContext }) => ({
     caller,
     client: { address: requestContext.actor.ip, provenDeviceKey: requestContext.provenDeviceKey },
   }),

@@ -23,5 +23,5 @@ await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
     });
     return createResolvers({ db: runtime.db, status: serviceStatus(runtime, "fraud") });
   },
-  context: async (runtime, _request, _requestContext, caller) => ({ caller, checks: checkLoader(runtime.db) }),
+  context: async ({ caller, runtime }) => ({ caller, checks: checkLoader(runtime.db) }),
 });

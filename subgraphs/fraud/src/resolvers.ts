@@ -1,7 +1,7 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import DataLoader from "dataloader";
 import { DateTimeScalar, type Caller } from "@vaultpay/kit";
-import { serviceStatus } from "@vaultpay/service";
+import type { serviceStatus } from "@vaultpay/service";
 import type { Db } from "./db.ts";
 import { assertAdmin, checksPageSize, maySeeCheck, reasonsFor } from "./fraud.ts";
 import { findChecks, listChecks, type StoredCheck } from "./store.ts";

@@ -6,7 +6,7 @@
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
 import { BATCHED_CONSUMER, type Event, type Eventing } from "@vaultpay/events";
-import { Saga } from "./saga.ts";
+import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { BatchSagaStore, lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
 

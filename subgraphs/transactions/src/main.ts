@@ -1,18 +1,12 @@
-import { runSubgraphService, type ServiceRuntime } from "@vaultpay/service";
-import type { Caller } from "@vaultpay/kit";
+import { runSubgraphService } from "@vaultpay/service";
 import { transactionsConfigSchema, type TransactionsConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startSagaConsumers, startSweeper } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
+import type { TransactionsContext } from "./runtime.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
-
-export type Runtime = ServiceRuntime<Db, Tx, TransactionsConfig>;
-export interface TransactionsContext {
-  caller: Caller | undefined;
-  /** This request's batcher of status histories (a page asks for them all at once). */
-  histories: ReturnType<typeof historyLoader>;
-}
+import { countTransfersByStatus } from "./store.ts";
 
 await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   name: "transactions",
@@ -22,7 +16,7 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
   wire: async (runtime) => {
     const { config, db, eventing, logger, lifecycle, metrics } = runtime;
     metrics.gauge("vaultpay_transfers", "Transfers by status", ["status"], async () => {
-      const rows = (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{ status: string; n: number }>;
+      const rows = await countTransfersByStatus(db);
       return rows.map((row) => ({ labels: { status: row.status }, value: row.n }));
     });
     const timings = { stepTimeoutMs: config.SAGA_STEP_TIMEOUT_MS, maxStepAttempts: config.SAGA_MAX_STEP_ATTEMPTS };
@@ -32,12 +26,10 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
       ["status"],
       [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     );
-    const saga = new Saga(
-      timings,
-      undefined,
-      (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`),
-      (status, seconds) => reached.observe({ status }, seconds),
-    );
+    const saga = new Saga(timings, {
+      onAnomaly: (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`),
+      onStatus: (status, seconds) => reached.observe({ status }, seconds),
+    });
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
     const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });
@@ -45,5 +37,5 @@ await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
     const transfers = new TransferService(db, Buffer.from(config.BLIND_INDEX_KEY, "base64"), timings, kick);
     return createResolvers(runtime, transfers);
   },
-  context: async (runtime, _request, _requestContext, caller) => ({ caller, histories: historyLoader(runtime.db) }),
+  context: async ({ caller, runtime }) => ({ caller, histories: historyLoader(runtime.db) }),
 });

@@ -2,7 +2,7 @@ import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { DateTimeScalar, currentContext, provenDeviceId, requireCaller, type Caller } from "@vaultpay/kit";
 import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
-import type { Runtime, TransactionsContext } from "./main.ts";
+import type { Runtime, TransactionsContext } from "./runtime.ts";
 import type { TransferRecord, TransferService } from "./service.ts";
 
 function signedIn(context: TransactionsContext): Caller {

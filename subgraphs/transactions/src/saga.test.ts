@@ -121,7 +121,7 @@ describe("saga", () => {
   it("ends a transfer whose refund accounts refuses for another reason, and raises it", async () => {
     const anomalies: string[] = [];
     const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "REFUND" });
-    await new Saga(timings, undefined, (_id, what) => anomalies.push(what)).handle(
+    await new Saga(timings, { onAnomaly: (_id, what) => anomalies.push(what) }).handle(
       store,
       event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "AMOUNT_MISMATCH" }),
     );

@@ -88,15 +88,28 @@ export async function sendStepCommand(store: SagaStore, transfer: TransferState,
   }
 }
 
+/** What the saga tells the service about, and its clock; all optional (tests leave them out). */
+export interface SagaOptions {
+  now?: () => Date;
+  /** Called for outcomes that need a person (logged as errors by the service). */
+  onAnomaly?: (transferId: string, what: string) => void;
+  /** Told of each status a transfer reaches, with the seconds since it was initiated (metrics). */
+  onStatus?: (status: TransferStatus, secondsSinceInitiated: number) => void;
+}
+
 export class Saga {
+  private readonly now: () => Date;
+  private readonly onAnomaly: SagaOptions["onAnomaly"];
+  private readonly onStatus: SagaOptions["onStatus"];
+
   constructor(
     private readonly timings: SagaTimings,
-    private readonly now: () => Date = () => new Date(),
-    /** Called for outcomes that need a person (logged as errors by the service). */
-    private readonly onAnomaly?: (transferId: string, what: string) => void,
-    /** Told of each status a transfer reaches, with the seconds since it was initiated (metrics). */
-    private readonly onStatus?: (status: TransferStatus, secondsSinceInitiated: number) => void,
-  ) {}
+    options: SagaOptions = {},
+  ) {
+    this.now = options.now ?? (() => new Date());
+    this.onAnomaly = options.onAnomaly;
+    this.onStatus = options.onStatus;
+  }
 
   /** Moves to the next step (and status), records it, emits the status change and the step's command. */
   private async advance(

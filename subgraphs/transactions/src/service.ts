@@ -4,10 +4,9 @@ import DataLoader from "dataloader";
 import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
-import { withBufferedOutbox, type EventData } from "@vaultpay/events";
-import { Prisma } from "./generated/prisma/client.ts";
+import type { EventData } from "@vaultpay/events";
 import { sendStepCommand } from "./saga.ts";
-import { sagaStore, toState, type Db, type Tx } from "./store.ts";
+import { insertTransfer, type Db, type Tx } from "./store.ts";
 import {
   decodeCursor,
   encodeCursor,
@@ -67,59 +66,51 @@ export class TransferService {
 
     const id = randomUUID();
     const now = new Date();
-    let created: TransferRecord;
-    try {
-      created = await this.db.$transaction(async (tx) => {
-        const row = await tx.transfer.create({
-          data: {
-            id,
-            userId: caller.userId,
-            fromAccountId: from.accountId,
-            toAccountId: to.accountId,
-            toMaskedNumber: to.maskedNumber,
-            amountMinor: request.amountMinor,
-            currency: from.currency,
-            note: request.note,
-            status: "PENDING",
-            idempotencyKey: request.idempotencyKey,
-            requestHash: hash,
-            requestDeviceId: device.id?.slice(0, 128) ?? null,
-            requestDeviceProven: device.proven,
-            sessionDeviceId: caller.deviceId,
-            correlationId,
-            step: "DEBIT",
-            stepAttempts: 1,
-            stepDeadlineAt: stepDeadline(now, 1, this.timings),
-            createdAt: now,
-            updatedAt: now,
-          },
-        });
-        const store = sagaStore(tx);
+    const inserted = await insertTransfer(
+      this.db,
+      {
+        id,
+        userId: caller.userId,
+        fromAccountId: from.accountId,
+        toAccountId: to.accountId,
+        toMaskedNumber: to.maskedNumber,
+        amountMinor: request.amountMinor,
+        currency: from.currency,
+        note: request.note,
+        status: "PENDING",
+        idempotencyKey: request.idempotencyKey,
+        requestHash: hash,
+        requestDeviceId: device.id?.slice(0, 128) ?? null,
+        requestDeviceProven: device.proven,
+        sessionDeviceId: caller.deviceId,
+        correlationId,
+        step: "DEBIT",
+        stepAttempts: 1,
+        stepDeadlineAt: stepDeadline(now, 1, this.timings),
+        createdAt: now,
+        updatedAt: now,
+      },
+      async (store, transfer) => {
         await store.recordStatus(id, "PENDING", null, now);
-        // The status change and the debit command in one outbox statement.
-        await withBufferedOutbox(tx, async () => {
-          await store.emit("transaction.status.changed", {
-            transferId: id,
-            userId: caller.userId,
-            status: "PENDING",
-            previousStatus: null,
-            failureReason: null,
-            changedAt: now.toISOString(),
-          });
-          await sendStepCommand(store, toState(row), "DEBIT");
+        await store.emit("transaction.status.changed", {
+          transferId: id,
+          userId: caller.userId,
+          status: "PENDING",
+          previousStatus: null,
+          failureReason: null,
+          changedAt: now.toISOString(),
         });
-        return row;
-      });
-    } catch (error) {
+        await sendStepCommand(store, transfer, "DEBIT");
+      },
+    );
+    if (!inserted) {
       // A concurrent request with the same key won the insert: answer as its retry would.
-      if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002") {
-        const winner = await this.replayOf(caller.userId, request.idempotencyKey, hash);
-        if (winner) return winner;
-      }
-      throw error;
+      const winner = await this.replayOf(caller.userId, request.idempotencyKey, hash);
+      if (winner) return winner;
+      throw new Error(`transfer with idempotency key of user ${caller.userId} vanished after a unique violation`);
     }
     this.afterCommit();
-    return created;
+    return inserted;
   }
 
   private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {

@@ -1,7 +1,8 @@
 /** Prisma behind the saga's store port and the transfer queries. */
-import { appendToOutbox, createEvent, type EventData, type EventType } from "@vaultpay/events";
+import { appendToOutbox, createEvent, withBufferedOutbox, type EventData, type EventType } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
+import { Prisma } from "./generated/prisma/client.ts";
 import type { SagaStore, TransferPatch, TransferState } from "./saga.ts";
 import type { TransferStatus } from "./transfers.ts";
 
@@ -187,6 +188,34 @@ export async function lockOverdue(tx: Tx, limit: number): Promise<TransferState[
     limit,
   );
   return rows.map(toState);
+}
+
+/**
+ * Inserts a new transfer and, in the same transaction, whatever starts it (`start`); false when a
+ * transfer with the same user and idempotency key exists already (a concurrent request won the
+ * insert), so the caller answers as that request's retry would.
+ */
+export async function insertTransfer(
+  db: Db,
+  data: Prisma.TransferUncheckedCreateInput,
+  start: (store: SagaStore, transfer: TransferState) => Promise<void>,
+): Promise<TransferRow | undefined> {
+  try {
+    return await db.$transaction(async (tx) => {
+      const row = await tx.transfer.create({ data });
+      // What the start emits (status change, first command) goes to the outbox in one statement.
+      await withBufferedOutbox(tx, () => start(sagaStore(tx), toState(row)));
+      return row;
+    });
+  } catch (error) {
+    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002") return undefined;
+    throw error;
+  }
+}
+
+/** Transfers by status, for the gauge operators watch. */
+export async function countTransfersByStatus(db: Db): Promise<Array<{ status: string; n: number }>> {
+  return (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{ status: string; n: number }>;
 }
 
 export type { Db, Tx };
