@@ -54,15 +54,7 @@ export class TransferService {
     const replay = await this.replayOf(caller.userId, request.idempotencyKey, hash);
     if (replay) return replay;
 
-    // Both ends in one round trip: the source by id, the destination by its number's blind index.
-    const ends = await this.db.accountDirectory.findMany({ where: { OR: [{ accountId: request.fromAccountId }, { numberBlindIndex: toBlindIndex }] }, take: 2 });
-    const from = ends.find((entry) => entry.accountId === request.fromAccountId);
-    // Someone else's account looks exactly like a missing one: ids cannot be probed.
-    if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
-    const to = ends.find((entry) => entry.numberBlindIndex === toBlindIndex);
-    if (!to) throw new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
-    if (to.accountId === from.accountId) throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
-    if (to.currency !== from.currency) throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
+    const { from, to } = await this.endsOf(caller, request.fromAccountId, toBlindIndex);
 
     const id = randomUUID();
     const now = new Date();
@@ -111,6 +103,19 @@ export class TransferService {
     }
     this.afterCommit();
     return inserted;
+  }
+
+  /** The source (the caller's, by id) and the destination (by its number's blind index), in one round trip. */
+  private async endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string) {
+    const ends = await this.db.accountDirectory.findMany({ where: { OR: [{ accountId: fromAccountId }, { numberBlindIndex: toBlindIndex }] }, take: 2 });
+    const from = ends.find((entry) => entry.accountId === fromAccountId);
+    // Someone else's account looks exactly like a missing one: ids cannot be probed.
+    if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
+    const to = ends.find((entry) => entry.numberBlindIndex === toBlindIndex);
+    if (!to) throw new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
+    if (to.accountId === from.accountId) throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
+    if (to.currency !== from.currency) throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
+    return { from, to };
   }
 
   private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {
