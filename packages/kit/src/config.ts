@@ -1,11 +1,23 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 
+/** A NATS URL, or several separated by commas (the seeds of a cluster). */
+export function natsUrlSchema() {
+  return z.string().refine((text) => text.split(",").every((part) => URL.canParse(part.trim())), "must be a URL or comma-separated URLs");
+}
+
 /** Settings every VaultPay process understands; services extend this with their own. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  NATS_URL: z.string().url().default("nats://127.0.0.1:4222"),
+  /** One server, or several comma-separated (a cluster's seeds; the client learns the rest). */
+  NATS_URL: natsUrlSchema().default("nats://127.0.0.1:4222"),
+  /**
+   * Copies JetStream keeps of each stream (1 on one server; 3 on a cluster, so an acked event is on
+   * a majority of servers before the publish is acknowledged). Every process creates or updates
+   * the streams at start, so every process must be given the same number.
+   */
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
   VAULTPAY_SUPERVISED: z.stringbool().default(false),
   /**

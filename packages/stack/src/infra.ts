@@ -207,6 +207,68 @@ export async function startNats(dataDir: string, preferredPort: number, output?:
   });
 }
 
+export interface ManagedNatsCluster {
+  /** Every node's client URL, comma-separated (NATS_URL): clients move to another when one dies. */
+  url: string;
+  /** One server per node; `restart()` brings a killed node back on its port, folder and name. */
+  nodes: ManagedNats[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A JetStream cluster of `size` nats-servers on loopback (`pnpm start --cluster`, the cluster
+ * test): each node its own client port, route port, store folder and server name (JetStream
+ * identifies a peer by its name, so a node restarted on the same folder rejoins as itself).
+ * Streams created with NATS_STREAM_REPLICAS=3 keep a copy on every node, and a publish is
+ * acknowledged once two of them hold it.
+ */
+export async function startNatsCluster(dataDir: string, options: { size?: number; preferredPort?: number; output?: ((line: string) => void) | null } = {}): Promise<ManagedNatsCluster> {
+  const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
+  const size = options.size ?? 3;
+  const routePorts: number[] = [];
+  for (let index = 0; index < size; index++) routePorts.push(await freePort());
+  const routes = routePorts.map((port) => `nats://127.0.0.1:${port}`).join(",");
+  const nodes: ManagedNats[] = [];
+  try {
+    for (let index = 0; index < size; index++) {
+      const name = `nats-${index + 1}`;
+      const storeDir = path.join(dataDir, "nats-cluster", name);
+      mkdirSync(storeDir, { recursive: true });
+      const pidFile = path.join(storeDir, "nats-server.pid");
+      await reapLeftover(pidFile, "nats-server");
+      const preferred = options.preferredPort === undefined ? await freePort() : await portNear(options.preferredPort + index);
+      nodes.push(
+        await startServer({
+          url: (port) => `nats://127.0.0.1:${port}`,
+          port: preferred,
+          pidFile,
+          spawn: (port) =>
+            spawnManaged({
+              name,
+              command: binary,
+              args: [
+                ...["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--server_name", name],
+                ...["--cluster_name", "vaultpay", "--cluster", `nats://127.0.0.1:${routePorts[index]}`, "--routes", routes],
+              ],
+              output: onlyProblems(options.output, /\[(WRN|ERR|FTL)\]/),
+              readable: false,
+            }),
+        }),
+      );
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((node) => node.process.stop()));
+    throw error;
+  }
+  return {
+    url: nodes.map((node) => node.url).join(","),
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((node) => node.process.stop()));
+    },
+  };
+}
+
 export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedRedis> {
   const binary = requireBinary("redis-server", "install it with `apt-get install redis-server`, or set REDIS_URL");
   const dir = path.join(dataDir, "redis");
