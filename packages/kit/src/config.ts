@@ -76,12 +76,12 @@ export function resolveSecretFiles(env: NodeJS.ProcessEnv, names: ReadonlySet<st
 }
 
 /** The variable names a config schema reads (through refinements and transforms). */
-function schemaKeys(schema: z.ZodType): Set<string> {
+export function configKeys(schema: z.ZodType): Set<string> {
   const def = (schema as unknown as { def?: { in?: z.ZodType; innerType?: z.ZodType; schema?: z.ZodType } }).def;
   const shape = (schema as unknown as { shape?: Record<string, unknown> }).shape;
   if (shape) return new Set(Object.keys(shape));
   const inner = def?.in ?? def?.innerType ?? def?.schema;
-  return inner ? schemaKeys(inner) : new Set();
+  return inner ? configKeys(inner) : new Set();
 }
 
 /**
@@ -90,7 +90,7 @@ function schemaKeys(schema: z.ZodType): Set<string> {
  * stack trace.
  */
 export function parseConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
-  const files = resolveSecretFiles(env, schemaKeys(schema));
+  const files = resolveSecretFiles(env, configKeys(schema));
   const result = schema.safeParse(files.env);
   if (result.success && files.problems.length === 0) return result.data;
   const issues = result.success ? [] : result.error.issues;

@@ -47,7 +47,7 @@ export interface Services {
 }
 
 /** Settings only auth reads that are secrets: the other processes never see them. */
-const AUTH_ONLY_SETTINGS = ["SMTP_PASSWORD", "SMS_SIGNING_SECRET", "ADMIN_PASSWORD"];
+export const AUTH_ONLY_SETTINGS = ["SMTP_PASSWORD", "SMS_SIGNING_SECRET", "ADMIN_PASSWORD"];
 
 function pick(env: NodeJS.ProcessEnv, names: readonly string[]): NodeJS.ProcessEnv {
   const chosen: NodeJS.ProcessEnv = {};
