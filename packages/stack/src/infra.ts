@@ -15,6 +15,8 @@ export interface InfraOptions {
   redisUrl?: string | undefined;
   /** Preferred ports for what is started, so URLs stay the same across restarts. */
   ports?: { postgres?: number; nats?: number; redis?: number };
+  /** Start a 3-node JetStream cluster instead of one nats-server (`pnpm start --cluster`). */
+  natsCluster?: boolean;
   output?: ((line: string) => void) | null;
 }
 
@@ -24,7 +26,7 @@ export interface Infra {
   natsUrl: string;
   redisUrl: string;
   /** What this call started, by name, so tests can kill and restart them. */
-  started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; redis?: ManagedProcess };
+  started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; natsCluster?: ManagedNatsCluster; redis?: ManagedProcess };
   stop(): Promise<void>;
 }
 
@@ -318,7 +320,13 @@ export async function startInfra(options: InfraOptions): Promise<Infra> {
           }),
       options.natsUrl
         ? { url: options.natsUrl }
-        : startNats(options.dataDir, options.ports?.nats ?? 4322, options.output).then((nats) => {
+        : options.natsCluster
+          ? startNatsCluster(options.dataDir, { preferredPort: options.ports?.nats ?? 4322, output: options.output }).then((cluster) => {
+              started.natsCluster = cluster;
+              stops.push(() => cluster.stop());
+              return cluster;
+            })
+          : startNats(options.dataDir, options.ports?.nats ?? 4322, options.output).then((nats) => {
             started.nats = nats;
             stops.push(() => nats.process.stop());
             return nats;
