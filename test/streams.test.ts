@@ -73,6 +73,9 @@ describe("a 3-node JetStream cluster", () => {
       expect(info.config.num_replicas).toBe(3);
       expect(new Set([info.cluster!.leader, ...info.cluster!.replicas!.map((peer) => peer.name)])).toEqual(new Set(["nats-1", "nats-2", "nats-3"]));
     }
+    // A process started without the cluster's setting does not scale them down.
+    await ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 1 });
+    expect((await link.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(3);
     // A tool (reconcile, dlq:replay, the audit rebuild) leaves them as they are.
     const tool = await connectJetStream(cluster.url, "tool", logger, false);
     expect((await tool.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(3);

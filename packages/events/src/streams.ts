@@ -56,8 +56,11 @@ export async function ensureStreams(jsm: JetStreamManager, limits: StreamLimits 
     };
     await whileClusterSettles(async () => {
       try {
-        await jsm.streams.info(name);
-        await jsm.streams.update(name, config);
+        const existing = await jsm.streams.info(name);
+        // Never fewer copies than the stream has: one process started without the cluster's
+        // setting (the default 1) must not scale every stream down. Scaling down is an operator's
+        // act (`nats stream edit --replicas`).
+        await jsm.streams.update(name, { ...config, num_replicas: Math.max(existing.config.num_replicas, limits.replicas) });
       } catch (error) {
         if (!isNotFound(error)) throw error;
         try {
