@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { createLogger, loadConfig } from "@vaultpay/kit";
+import { createLogger, loadConfig, natsUrlSchema } from "@vaultpay/kit";
 import { SERVICES, serviceDatabaseUrl, type ServiceName } from "@vaultpay/migrate";
 import { DEFAULT_GRACE_MS, formatFinding, formatSummary, reconcile, reportJson } from "@vaultpay/reconcile";
 
@@ -39,7 +39,7 @@ const databaseUrl = z.string().url();
 const config = loadConfig(
   z.object({
     DATABASE_URL: databaseUrl.default("postgres://postgres:postgres@127.0.0.1:54329/postgres"),
-    NATS_URL: z.string().url().default("nats://127.0.0.1:4322"),
+    NATS_URL: natsUrlSchema().default("nats://127.0.0.1:4322"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("warn"),
     ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_DATABASE_URL`, databaseUrl.optional()])),
   }),

@@ -13,7 +13,7 @@ if (!Number.isInteger(limit) || limit < 1) {
   console.error("--limit must be a positive integer");
   process.exit(2);
 }
-const { nc, js, jsm } = await connectJetStream(process.env.NATS_URL ?? "nats://127.0.0.1:4322", "dlq-replay", logger);
+const { nc, js, jsm } = await connectJetStream(process.env.NATS_URL ?? "nats://127.0.0.1:4322", "dlq-replay", logger, false);
 try {
   const result = await replayDeadLetters({ js, jsm, logger, consumer: values.consumer, limit });
   console.log(`replayed ${result.replayed} dead letter(s); ${result.remaining} left for another run`);

@@ -7,7 +7,8 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { z } from "zod";
-import { ConfigError, loadConfig, portSchema } from "@vaultpay/kit";
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig, natsUrlSchema, portSchema } from "@vaultpay/kit";
 import type { Infra, Services } from "@vaultpay/stack";
 
 // Ctrl-C in a terminal signals the whole foreground process group, which would include PostgreSQL
@@ -34,13 +35,17 @@ async function runStack(): Promise<void> {
       NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
       LOG_LEVEL: z.string().default("info"),
       DATABASE_URL: z.string().url().optional(),
-      NATS_URL: z.string().url().optional(),
+      NATS_URL: natsUrlSchema().optional(),
       REDIS_URL: z.string().url().optional(),
       GATEWAY_PORT: portSchema.default(DEFAULT_GATEWAY_PORT),
       VAULTPAY_DATA_DIR: z.string().default(path.join(REPO_ROOT, ".data")),
     }),
   );
 
+  // --cluster: a 3-node JetStream cluster with R3 streams, and two replicas of every process
+  // behind round-robin fronts on the usual ports (README "Running it as a cluster").
+  const { values: flags } = parseArgs({ options: { cluster: { type: "boolean", default: false } } });
+  const cluster = flags.cluster === true;
   const dataDir = path.resolve(config.VAULTPAY_DATA_DIR);
   // Production takes every URL and key from the operator (env or NAME_FILE) and refuses, in one
   // line, anything missing or copied from development; nothing is embedded or generated.
@@ -91,9 +96,10 @@ async function runStack(): Promise<void> {
       databaseUrl: config.DATABASE_URL,
       natsUrl: config.NATS_URL,
       redisUrl: config.REDIS_URL,
+      natsCluster: cluster,
     });
     say(`postgres ${config.DATABASE_URL ? "(given)" : "(embedded)"} ${new URL(infra.databaseUrl).host}`);
-    say(`nats ${config.NATS_URL ? "(given)" : "(nats-server -js)"} ${infra.natsUrl}`);
+    say(`nats ${config.NATS_URL ? "(given)" : cluster ? "(3-node JetStream cluster)" : "(nats-server -js)"} ${infra.natsUrl}`);
     say(`redis ${config.REDIS_URL ? "(given)" : "(redis-server)"} ${infra.redisUrl}`);
     services = await startServices({
       infra,
@@ -102,8 +108,9 @@ async function runStack(): Promise<void> {
       fixedPorts: true,
       nodeEnv: config.NODE_ENV,
       logLevel: config.LOG_LEVEL,
+      ...(cluster ? { replicas: 2, env: { NATS_STREAM_REPLICAS: process.env.NATS_STREAM_REPLICAS ?? "3" } } : {}),
     });
-    for (const process of services.processes.values()) {
+    for (const process of Object.values(services.replicas).flat().map((replica) => replica.process)) {
       void process.exited.then((code) => {
         if (stopping) return;
         say(`${process.name} exited (${code}); stopping the stack`);

@@ -9,15 +9,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import pg from "pg";
 import { mintAccessToken, startTestPostgres, startTestStack, waitUntil, type TestPostgres, type TestStack } from "@vaultpay/testing";
-import { FAULT_TEST_ENV, expectBankInvariant, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
+import { FAULT_TEST_ENV, expectBankInvariant, expectEveryEventAudited, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
 
 const ACCOUNTS = 12;
 const TRANSFERS = 160;
 const DEPOSITS = Array.from({ length: ACCOUNTS }, () => 1_000_000n);
-/** Services whose outboxes feed the audit chain (the gateway publishes its request log directly). */
-const OUTBOX_SERVICES = ["auth", "accounts", "transactions", "fraud"] as const;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -63,31 +60,7 @@ describe("PostgreSQL and Redis faults under load", () => {
     expect(outcome.COMPLETED).toBeGreaterThan(0);
 
     // Every event any service committed reached the audit chain, and the chain verifies.
-    const audit = new pg.Client({ connectionString: stack.databaseUrls.audit });
-    await audit.connect();
-    try {
-      for (const service of OUTBOX_SERVICES) {
-        const outbox = new pg.Client({ connectionString: stack.databaseUrls[service] });
-        await outbox.connect();
-        try {
-          const ids = (await outbox.query<{ id: string }>(`SELECT id::text FROM outbox_event`)).rows.map((row) => row.id);
-          const missing = await waitUntil(
-            async () => {
-              const found = await audit.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_record WHERE event_id = ANY($1::uuid[])`, [ids]);
-              return found.rows[0]!.n === ids.length ? [] : undefined;
-            },
-            `every ${service} outbox event in the audit chain`,
-            30_000,
-            250,
-          );
-          expect(missing).toEqual([]);
-        } finally {
-          await outbox.end();
-        }
-      }
-    } finally {
-      await audit.end();
-    }
+    await expectEveryEventAudited(stack);
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
     const verified = await stack.graphql<{ verifyAuditChain: { valid: boolean; checked: number } }>(`{ verifyAuditChain { valid checked } }`, {}, { authorization: `Bearer ${admin}` });
     expect(verified.data?.verifyAuditChain.valid).toBe(true);

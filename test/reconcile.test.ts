@@ -254,6 +254,48 @@ describe("reconciliation", () => {
     expect(about(await run(), lost.id)).toEqual([]);
   });
 
+  it("finds an event JetStream lost after acknowledging it (deleted from the stream by hand) and publishes it again", async () => {
+    // The loss R1 streams risk (a machine crash before the stream file was synced) or a purge by
+    // mistake: the outbox row is marked published, accounts consumed it, audit never got it.
+    await stack.processes.get("audit")!.kill();
+    const correlationId = `jetstream-lost-${randomUUID()}`;
+    const lost = createEvent("transaction.credit.requested", { transferId: transfers.returning, toAccountId: alice.accountId, amountMinor: "3000" }, { correlationId, actor: {} });
+    await appendToOutbox(sqlExecutor(transactionsSql), lost);
+    const answersTo = async (eventId: string) =>
+      (await accountsSql.query(`SELECT 1 FROM outbox_event WHERE type = 'account.credited' AND payload->>'causationId' = $1`, [eventId])).rowCount;
+    await waitUntil(async () => (await answersTo(lost.id)) === 1, "accounts to answer the command");
+    const published = await transactionsSql.query(`SELECT published_at FROM outbox_event WHERE id = $1`, [lost.id]);
+    expect(published.rows[0].published_at).not.toBeNull();
+    const stored = (await nats.jsm.streams.getMessage("TRANSACTIONS", { last_by_subj: "transaction.credit.requested" }))!;
+    expect((stored.json() as { id: string }).id).toBe(lost.id);
+    await nats.jsm.streams.deleteMessage("TRANSACTIONS", stored.seq);
+    expect(await nats.jsm.streams.getMessage("TRANSACTIONS", { seq: stored.seq }).catch(() => null)).toBeNull();
+    await stack.restart("audit");
+    await sleep(GRACE_MS + 200);
+
+    const inAudit = async (eventId: string) => (await auditSql.query(`SELECT 1 FROM audit_record WHERE event_id = $1`, [eventId])).rowCount === 1;
+    const report = await waitUntil(async () => {
+      const current = await run();
+      return current.findings.filter((finding) => finding.eventId !== undefined).length === 1 && current;
+    }, "a report with only the event the stream lost");
+    expect(about(report, lost.id)).toMatchObject([{ code: "EVENT_MISSING_FROM_AUDIT", service: "transactions", details: { type: "transaction.credit.requested" } }]);
+    expect(await inAudit(lost.id)).toBe(false);
+
+    const repaired = await run(true);
+    expect(about(repaired, lost.id)[0]!.repairOutcome).toMatchObject({ status: "repaired" });
+    await waitUntil(() => inAudit(lost.id), "the republished event in the audit log");
+    const again = (await nats.jsm.streams.getMessage("TRANSACTIONS", { last_by_subj: "transaction.credit.requested" }))!;
+    expect((again.json() as { id: string }).id).toBe(lost.id);
+    // Accounts had applied it before the loss: the new copy changes nothing there.
+    const { state } = await nats.jsm.streams.info("TRANSACTIONS");
+    await waitUntil(async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq, "accounts to take the new copy");
+    expect(await answersTo(lost.id)).toBe(1);
+    const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(`{ verifyAuditChain { valid } }`, {}, { authorization: `Bearer ${admin}` });
+    expect(verification.data!.verifyAuditChain.valid).toBe(true);
+    await sleep(GRACE_MS + 200);
+    expect(about(await run(), lost.id)).toEqual([]);
+  });
+
   async function runCommand(args: string[]): Promise<{ code: number; stdout: string }> {
     const env = {
       ...process.env,

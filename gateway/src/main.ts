@@ -50,7 +50,7 @@ if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
 const trustedProxies = { hops: config.TRUSTED_PROXY_HOPS, cidrs: parseCidrList(config.TRUSTED_PROXY_CIDRS) };
 const clientOf = (request: http.IncomingMessage) => clientAddress(request, trustedProxies);
 
-const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger);
+const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger, { replicas: config.NATS_STREAM_REPLICAS });
 lifecycle.onShutdown("nats", () => nc.drain());
 // enableOfflineQueue off: while Redis is away, limiter calls fail fast to the in-memory insurance.
 const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });

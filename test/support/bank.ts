@@ -48,7 +48,11 @@ export async function openFundedAccounts(stack: TestStack, depositsMinor: readon
   const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
   await transactions.connect();
   try {
-    await waitUntil(async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === customers.length, "the directory of accounts");
+    const ids = customers.map((customer) => customer.accountId);
+    await waitUntil(
+      async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory WHERE account_id = ANY($1::text[])`, [ids])).rows[0].n === ids.length,
+      "the directory of accounts",
+    );
   } finally {
     await transactions.end();
   }
@@ -177,5 +181,37 @@ export async function expectBankInvariant(stack: TestStack, options: { transfers
     return outcome;
   } finally {
     await Promise.all([accountsSql.end(), transactionsSql.end()]);
+  }
+}
+
+/** Services whose outboxes feed the audit chain (the gateway publishes its request log directly). */
+export const OUTBOX_SERVICES = ["auth", "accounts", "transactions", "fraud"] as const;
+
+/** Every event any service committed reaches the audit chain (waits for the consumers to catch up). */
+export async function expectEveryEventAudited(stack: TestStack): Promise<void> {
+  const audit = new pg.Client({ connectionString: stack.databaseUrls.audit });
+  await audit.connect();
+  try {
+    for (const service of OUTBOX_SERVICES) {
+      const outbox = new pg.Client({ connectionString: stack.databaseUrls[service] });
+      await outbox.connect();
+      try {
+        const ids = (await outbox.query<{ id: string }>(`SELECT id::text FROM outbox_event`)).rows.map((row) => row.id);
+        const missing = await waitUntil(
+          async () => {
+            const found = await audit.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_record WHERE event_id = ANY($1::uuid[])`, [ids]);
+            return found.rows[0]!.n === ids.length ? [] : undefined;
+          },
+          `every ${service} outbox event in the audit chain`,
+          30_000,
+          250,
+        );
+        expect(missing).toEqual([]);
+      } finally {
+        await outbox.end();
+      }
+    }
+  } finally {
+    await audit.end();
   }
 }

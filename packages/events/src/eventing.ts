@@ -29,9 +29,11 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
   lifecycle: Lifecycle;
   db: SqlDatabase<Tx>;
   metrics?: Metrics;
+  /** NATS_STREAM_REPLICAS: copies of each stream (1 unless the servers form a cluster). */
+  streamReplicas?: number;
 }): Promise<Eventing<Tx>> {
   const { logger, lifecycle, db } = options;
-  const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger);
+  const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger, { replicas: options.streamReplicas ?? 1 });
   lifecycle.onShutdown("nats", () => nc.drain());
   const relay = new OutboxRelay({ db, js, logger });
   const durables: Array<{ name: string; stream: string }> = [];

@@ -2,7 +2,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "@vaultpay/kit";
-import { ensureStreams } from "./streams.ts";
+import { DEFAULT_STREAM_LIMITS, ensureStreams, type StreamLimits } from "./streams.ts";
 
 export type { NatsConnection };
 
@@ -12,7 +12,9 @@ export type { NatsConnection };
  */
 export async function connectNats(url: string, name: string, logger: Logger): Promise<NatsConnection> {
   const connection = await connect({
-    servers: url,
+    // A cluster's seeds, comma-separated; the client learns the other servers from them and moves
+    // to another when the one it uses goes away.
+    servers: url.split(",").map((server) => server.trim()),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
@@ -32,10 +34,22 @@ export interface JetStreamLink {
   jsm: JetStreamManager;
 }
 
-/** Connects, makes sure the streams exist, and hands out the JetStream clients. */
-export async function connectJetStream(url: string, name: string, logger: Logger): Promise<JetStreamLink> {
+/**
+ * Connects, makes sure the streams exist with the given replica count (NATS_STREAM_REPLICAS), and
+ * hands out the JetStream clients. Tools that only read or republish (`streams: false`) leave the
+ * streams as the services made them: a tool run without the platform's settings must not scale a
+ * cluster's R3 streams down to one copy.
+ */
+export async function connectJetStream(
+  url: string,
+  name: string,
+  logger: Logger,
+  streams: Partial<StreamLimits> | false = {},
+): Promise<JetStreamLink> {
   const nc = await connectNats(url, name, logger);
-  const jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm);
+  // Not checked here: a cluster still electing its leader answers the check late; ensureStreams
+  // waits for it, bounded.
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  if (streams !== false) await ensureStreams(jsm, { ...DEFAULT_STREAM_LIMITS, ...streams });
   return { nc, js: jetstream(nc), jsm };
 }

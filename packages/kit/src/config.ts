@@ -1,11 +1,23 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 
+/** A NATS URL, or several separated by commas (the seeds of a cluster). */
+export function natsUrlSchema() {
+  return z.string().refine((text) => text.split(",").every((part) => URL.canParse(part.trim())), "must be a URL or comma-separated URLs");
+}
+
 /** Settings every VaultPay process understands; services extend this with their own. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  NATS_URL: z.string().url().default("nats://127.0.0.1:4222"),
+  /** One server, or several comma-separated (a cluster's seeds; the client learns the rest). */
+  NATS_URL: natsUrlSchema().default("nats://127.0.0.1:4222"),
+  /**
+   * Copies JetStream keeps of each stream (1 on one server; 3 on a cluster, so an acked event is on
+   * a majority of servers before the publish is acknowledged). Every process creates or updates
+   * the streams at start, so every process must be given the same number.
+   */
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
   VAULTPAY_SUPERVISED: z.stringbool().default(false),
   /**
@@ -64,12 +76,12 @@ export function resolveSecretFiles(env: NodeJS.ProcessEnv, names: ReadonlySet<st
 }
 
 /** The variable names a config schema reads (through refinements and transforms). */
-function schemaKeys(schema: z.ZodType): Set<string> {
+export function configKeys(schema: z.ZodType): Set<string> {
   const def = (schema as unknown as { def?: { in?: z.ZodType; innerType?: z.ZodType; schema?: z.ZodType } }).def;
   const shape = (schema as unknown as { shape?: Record<string, unknown> }).shape;
   if (shape) return new Set(Object.keys(shape));
   const inner = def?.in ?? def?.innerType ?? def?.schema;
-  return inner ? schemaKeys(inner) : new Set();
+  return inner ? configKeys(inner) : new Set();
 }
 
 /**
@@ -78,7 +90,7 @@ function schemaKeys(schema: z.ZodType): Set<string> {
  * stack trace.
  */
 export function parseConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
-  const files = resolveSecretFiles(env, schemaKeys(schema));
+  const files = resolveSecretFiles(env, configKeys(schema));
   const result = schema.safeParse(files.env);
   if (result.success && files.problems.length === 0) return result.data;
   const issues = result.success ? [] : result.error.issues;

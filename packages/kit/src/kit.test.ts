@@ -61,7 +61,7 @@ describe("config", () => {
   });
 
   it("applies defaults", () => {
-    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222", VAULTPAY_SUPERVISED: false });
+    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222", NATS_STREAM_REPLICAS: 1, VAULTPAY_SUPERVISED: false });
   });
 });
 

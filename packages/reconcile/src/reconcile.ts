@@ -176,7 +176,7 @@ async function repairAll(findings: ReconciledFinding[], clients: Clients, option
           finding.repairOutcome = await requestRefund(clients.transactions, finding.repair);
         } else {
           if (!options.natsUrl) throw new Error("NATS_URL is needed to republish events");
-          nats ??= await connectJetStream(options.natsUrl, "reconcile", options.logger);
+          nats ??= await connectJetStream(options.natsUrl, "reconcile", options.logger, false);
           finding.repairOutcome = await republish(nats, finding.repair, startedAt);
         }
       } catch (error) {

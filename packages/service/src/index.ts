@@ -118,7 +118,15 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
     lifecycle.onShutdown("database", () => db.$disconnect());
     await checkDurability(db, config.NODE_ENV === "production", logger);
     const metrics = createMetrics(service.name);
-    const eventing = await startEventing<Tx>({ natsUrl: config.NATS_URL, name: service.name, logger, lifecycle, db, metrics });
+    const eventing = await startEventing<Tx>({
+      natsUrl: config.NATS_URL,
+      name: service.name,
+      logger,
+      lifecycle,
+      db,
+      metrics,
+      streamReplicas: config.NATS_STREAM_REPLICAS,
+    });
     registerEventingGauges(metrics, db, eventing);
     // Commands fail fast while Redis is away: a request with a token is then refused (INTERNAL)
     // rather than let through unchecked.

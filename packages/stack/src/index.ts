@@ -5,3 +5,4 @@ export * from "./services.ts";
 export * from "./secrets.ts";
 export * from "./web.ts";
 export * from "./production.ts";
+export * from "./front.ts";

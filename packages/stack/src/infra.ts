@@ -15,6 +15,8 @@ export interface InfraOptions {
   redisUrl?: string | undefined;
   /** Preferred ports for what is started, so URLs stay the same across restarts. */
   ports?: { postgres?: number; nats?: number; redis?: number };
+  /** Start a 3-node JetStream cluster instead of one nats-server (`pnpm start --cluster`). */
+  natsCluster?: boolean;
   output?: ((line: string) => void) | null;
 }
 
@@ -24,7 +26,7 @@ export interface Infra {
   natsUrl: string;
   redisUrl: string;
   /** What this call started, by name, so tests can kill and restart them. */
-  started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; redis?: ManagedProcess };
+  started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; natsCluster?: ManagedNatsCluster; redis?: ManagedProcess };
   stop(): Promise<void>;
 }
 
@@ -207,6 +209,68 @@ export async function startNats(dataDir: string, preferredPort: number, output?:
   });
 }
 
+export interface ManagedNatsCluster {
+  /** Every node's client URL, comma-separated (NATS_URL): clients move to another when one dies. */
+  url: string;
+  /** One server per node; `restart()` brings a killed node back on its port, folder and name. */
+  nodes: ManagedNats[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A JetStream cluster of `size` nats-servers on loopback (`pnpm start --cluster`, the cluster
+ * test): each node its own client port, route port, store folder and server name (JetStream
+ * identifies a peer by its name, so a node restarted on the same folder rejoins as itself).
+ * Streams created with NATS_STREAM_REPLICAS=3 keep a copy on every node, and a publish is
+ * acknowledged once two of them hold it.
+ */
+export async function startNatsCluster(dataDir: string, options: { size?: number; preferredPort?: number; output?: ((line: string) => void) | null } = {}): Promise<ManagedNatsCluster> {
+  const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
+  const size = options.size ?? 3;
+  const routePorts: number[] = [];
+  for (let index = 0; index < size; index++) routePorts.push(await freePort());
+  const routes = routePorts.map((port) => `nats://127.0.0.1:${port}`).join(",");
+  const nodes: ManagedNats[] = [];
+  try {
+    for (let index = 0; index < size; index++) {
+      const name = `nats-${index + 1}`;
+      const storeDir = path.join(dataDir, "nats-cluster", name);
+      mkdirSync(storeDir, { recursive: true });
+      const pidFile = path.join(storeDir, "nats-server.pid");
+      await reapLeftover(pidFile, "nats-server");
+      const preferred = options.preferredPort === undefined ? await freePort() : await portNear(options.preferredPort + index);
+      nodes.push(
+        await startServer({
+          url: (port) => `nats://127.0.0.1:${port}`,
+          port: preferred,
+          pidFile,
+          spawn: (port) =>
+            spawnManaged({
+              name,
+              command: binary,
+              args: [
+                ...["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--server_name", name],
+                ...["--cluster_name", "vaultpay", "--cluster", `nats://127.0.0.1:${routePorts[index]}`, "--routes", routes],
+              ],
+              output: onlyProblems(options.output, /\[(WRN|ERR|FTL)\]/),
+              readable: false,
+            }),
+        }),
+      );
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((node) => node.process.stop()));
+    throw error;
+  }
+  return {
+    url: nodes.map((node) => node.url).join(","),
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((node) => node.process.stop()));
+    },
+  };
+}
+
 export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedRedis> {
   const binary = requireBinary("redis-server", "install it with `apt-get install redis-server`, or set REDIS_URL");
   const dir = path.join(dataDir, "redis");
@@ -256,7 +320,13 @@ export async function startInfra(options: InfraOptions): Promise<Infra> {
           }),
       options.natsUrl
         ? { url: options.natsUrl }
-        : startNats(options.dataDir, options.ports?.nats ?? 4322, options.output).then((nats) => {
+        : options.natsCluster
+          ? startNatsCluster(options.dataDir, { preferredPort: options.ports?.nats ?? 4322, output: options.output }).then((cluster) => {
+              started.natsCluster = cluster;
+              stops.push(() => cluster.stop());
+              return cluster;
+            })
+          : startNats(options.dataDir, options.ports?.nats ?? 4322, options.output).then((nats) => {
             started.nats = nats;
             stops.push(() => nats.process.stop());
             return nats;

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { ConfigError, parseConfig } from "@vaultpay/kit";
+import { ConfigError, natsUrlSchema, parseConfig } from "@vaultpay/kit";
 import type { DevSecrets } from "./secrets.ts";
 
 /**
@@ -15,7 +15,7 @@ const required = () => z.string({ error: "is required in production" }).min(1, "
 
 export const productionStackSchema = z.object({
   DATABASE_URL: required().pipe(z.url()),
-  NATS_URL: required().pipe(z.url()),
+  NATS_URL: required().pipe(natsUrlSchema()),
   REDIS_URL: required().pipe(z.url()),
   GATEWAY_SECRET: required(),
   JWT_PRIVATE_JWK: required(),

@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SERVICES, deployMigrations, ensureDatabase, withDatabase, type ServiceName } from "@vaultpay/migrate";
 import { PortTakenError, freePort, isPortFree, waitForHttp } from "./net.ts";
+import { startRoundRobinFront, type RoundRobinFront } from "./front.ts";
 import { spawnManaged, type ManagedProcess } from "./process.ts";
 import type { Infra } from "./infra.ts";
 import { SECRETS_BY_PROCESS, type DevSecrets } from "./secrets.ts";
@@ -34,20 +35,28 @@ export interface ServicesOptions {
   env?: NodeJS.ProcessEnv;
   output?: ((line: string) => void) | null;
   readyTimeoutMs?: number;
+  /**
+   * Copies of every process (`pnpm start --cluster`: 2). With more than one, each process's usual
+   * port is a round-robin front (front.ts) over its replicas, which listen on free ports.
+   */
+  replicas?: number;
 }
 
 export interface Services {
   gatewayUrl: string;
   urls: Record<ProcessName, string>;
   databaseUrls: Record<ServiceName, string>;
+  /** The (first) process of each name. */
   processes: Map<ProcessName, ManagedProcess>;
+  /** Every replica of each process, with its own URL (behind the front when there are several). */
+  replicas: Record<ProcessName, Array<{ url: string; process: ManagedProcess }>>;
   /** Starts a process again (after a kill or stop) with the same settings, and waits until ready. */
-  restart(name: ProcessName): Promise<void>;
+  restart(name: ProcessName, replica?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
 /** Settings only auth reads that are secrets: the other processes never see them. */
-const AUTH_ONLY_SETTINGS = ["SMTP_PASSWORD", "SMS_SIGNING_SECRET", "ADMIN_PASSWORD"];
+export const AUTH_ONLY_SETTINGS = ["SMTP_PASSWORD", "SMS_SIGNING_SECRET", "ADMIN_PASSWORD"];
 
 function pick(env: NodeJS.ProcessEnv, names: readonly string[]): NodeJS.ProcessEnv {
   const chosen: NodeJS.ProcessEnv = {};
@@ -85,6 +94,7 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     }),
   );
 
+  const replicaCount = options.replicas ?? 1;
   const ports = {} as Record<ProcessName, number>;
   for (const [index, service] of SERVICES.entries()) {
     ports[service] = options.fixedPorts ? gatewayPort + 1 + index : await freePort();
@@ -95,9 +105,13 @@ export async function startServices(options: ServicesOptions): Promise<Services>
   if (busy.length > 0) {
     throw new Error(`port(s) ${busy.join(", ")} already in use — is another VaultPay stack running? (GATEWAY_PORT moves them all)`);
   }
-  const urls = Object.fromEntries(
-    Object.entries(ports).map(([name, port]) => [name, `http://127.0.0.1:${port}/graphql`]),
-  ) as Record<ProcessName, string>;
+  const urlOf = (port: number) => `http://127.0.0.1:${port}/graphql`;
+  const urls = Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, urlOf(port)])) as Record<ProcessName, string>;
+  // Where each replica listens: the process's own port when it runs alone, free ports behind a front otherwise.
+  const replicaPorts = {} as Record<ProcessName, number[]>;
+  for (const name of [...SERVICES, "gateway"] as ProcessName[]) {
+    replicaPorts[name] = replicaCount === 1 ? [ports[name]] : await Promise.all(Array.from({ length: replicaCount }, () => freePort()));
+  }
 
   const common: NodeJS.ProcessEnv = {
     ...withoutSecrets(process.env),
@@ -116,26 +130,28 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     return name === "gateway"
       ? {
           ...shared,
-          GATEWAY_PORT: String(ports.gateway),
           ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, options.gatewaySubgraphUrls?.[service] ?? urls[service]])),
         }
-      : { ...shared, PORT: String(ports[name]), DATABASE_URL: databaseUrls[name] };
+      : { ...shared, DATABASE_URL: databaseUrls[name] };
   };
 
   const processes = new Map<ProcessName, ManagedProcess>();
-  const start = async (name: ProcessName) => {
+  const replicas = Object.fromEntries([...SERVICES, "gateway"].map((name) => [name, [] as Array<{ url: string; process: ManagedProcess }>])) as Services["replicas"];
+  const start = async (name: ProcessName, replica: number) => {
     const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
     const instance = randomUUID();
+    const port = replicaPorts[name][replica]!;
     const managed = spawnManaged({
-      name,
+      name: replicaCount === 1 ? name : `${name}-${replica + 1}`,
       command: process.execPath,
       args: ["--import", "tsx", entry],
       cwd: REPO_ROOT,
-      env: { ...envFor(name), VAULTPAY_INSTANCE_ID: instance },
+      env: { ...envFor(name), [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port), VAULTPAY_INSTANCE_ID: instance },
       output: options.output,
     });
-    processes.set(name, managed);
-    await waitForHttp(urls[name].replace(/\/graphql$/, "/readyz"), readyTimeoutMs, managed.alive, instance);
+    if (replica === 0) processes.set(name, managed);
+    replicas[name][replica] = { url: urlOf(port), process: managed };
+    await waitForHttp(`http://127.0.0.1:${port}/readyz`, readyTimeoutMs, managed.alive, instance);
   };
   /**
    * Starts a process on its port. A port chosen free can be taken before the process binds it
@@ -143,29 +159,45 @@ export async function startServices(options: ServicesOptions): Promise<Services>
    * there, or holds it after ours exited, the process moves to another free port (unless the ports
    * are fixed). The gateway starts last, so it learns the subgraphs' final addresses.
    */
-  const launch = async (name: ProcessName, attempts = options.fixedPorts ? 1 : 3) => {
+  const launch = async (name: ProcessName, replica = 0, attempts = options.fixedPorts && replicaCount === 1 ? 1 : 3) => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await start(name);
+        return await start(name, replica);
       } catch (error) {
-        const taken = error instanceof PortTakenError || !(await isPortFree(ports[name]));
+        const taken = error instanceof PortTakenError || !(await isPortFree(replicaPorts[name][replica]!));
         if (!taken || attempt >= attempts) throw error;
-        await processes.get(name)?.kill();
-        ports[name] = await freePort();
-        urls[name] = `http://127.0.0.1:${ports[name]}/graphql`;
-        options.output?.(`[stack] ${name}: port taken by another process; moving to ${ports[name]}`);
+        await replicas[name][replica]?.process.kill();
+        const moved = await freePort();
+        replicaPorts[name][replica] = moved;
+        if (replicaCount === 1) {
+          ports[name] = moved;
+          urls[name] = urlOf(moved);
+        }
+        options.output?.(`[stack] ${name}: port taken by another process; moving to ${moved}`);
       }
     }
   };
+  const fronts: RoundRobinFront[] = [];
 
   const stop = async () => {
     // Gateway first so no new work arrives, then the subgraphs drain their consumers.
-    await processes.get("gateway")?.stop();
-    await Promise.all(SERVICES.map((service) => processes.get(service)?.stop()));
+    await Promise.all(fronts.map((front) => front.close()));
+    await Promise.all(replicas.gateway.map(({ process }) => process.stop()));
+    await Promise.all(SERVICES.flatMap((service) => replicas[service].map(({ process }) => process.stop())));
   };
   try {
-    await Promise.all(SERVICES.map(launch));
-    await launch("gateway");
+    if (replicaCount > 1) {
+      // The fronts first: the gateway and the JWKS URL name the processes' usual ports.
+      for (const name of [...SERVICES, "gateway"] as ProcessName[]) {
+        fronts.push(await startRoundRobinFront({ port: ports[name], backends: () => replicaPorts[name] }));
+      }
+    }
+    // One replica of each first, the others once it is up: start-up work (auth's administrator)
+    // runs once rather than racing its twin.
+    for (let replica = 0; replica < replicaCount; replica++) {
+      await Promise.all(SERVICES.map((service) => launch(service, replica)));
+    }
+    for (let replica = 0; replica < replicaCount; replica++) await launch("gateway", replica);
   } catch (error) {
     await stop();
     throw error;
@@ -175,10 +207,11 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     urls,
     databaseUrls,
     processes,
-    restart: async (name) => {
-      await processes.get(name)?.kill();
+    replicas,
+    restart: async (name, replica = 0) => {
+      await replicas[name][replica]?.process.kill();
       // Same port: the gateway knows the subgraphs by address.
-      await launch(name, 1);
+      await launch(name, replica, 1);
     },
     stop,
   };

@@ -15,12 +15,14 @@ import {
   generateDevSecrets,
   runningPostmasterPid,
   startNats,
+  startNatsCluster,
   startPostgres,
   startRedis,
   startServices,
   withDatabase,
   type DevSecrets,
   type ManagedNats,
+  type ManagedNatsCluster,
   type ManagedRedis,
   type Services,
   type ServicesOptions,
@@ -47,6 +49,19 @@ export async function createTestDatabase(service: ServiceName): Promise<{ url: s
 
 function tempDir(prefix: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `vaultpay-${prefix}-`));
+}
+
+/** A private 3-node JetStream cluster on free ports; each node's `restart()` brings it back after a kill. */
+export async function startTestNatsCluster(): Promise<ManagedNatsCluster> {
+  const dir = tempDir("nats-cluster");
+  const cluster = await startNatsCluster(dir, { output: null });
+  return {
+    ...cluster,
+    stop: async () => {
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A private nats-server with JetStream on a free port; `restart()` brings it back after a kill. */
@@ -138,7 +153,10 @@ function keepLine(line: string): void {
 }
 
 export interface TestStack extends Services {
+  /** The one nats-server; with `cluster`, its first node (and `url` names every node). */
   nats: ManagedNats;
+  /** With `cluster`: the 3-node JetStream cluster the stack runs on. */
+  natsCluster?: ManagedNatsCluster;
   redis: ManagedRedis;
   /** The keys this stack runs with, so tests can mint (or forge) tokens. */
   secrets: DevSecrets;
@@ -157,10 +175,19 @@ export interface TestStack extends Services {
  * unless VAULTPAY_TEST_LOGS=1.
  */
 export async function startTestStack(
-  options: Partial<ServicesOptions> & { /** A PostgreSQL server of the test's own (startTestPostgres). */ databaseServerUrl?: string } = {},
+  options: Partial<ServicesOptions> & {
+    /** A PostgreSQL server of the test's own (startTestPostgres). */
+    databaseServerUrl?: string;
+    /** `pnpm start --cluster`: a 3-node JetStream cluster with R3 streams, two replicas of every process. */
+    cluster?: boolean;
+  } = {},
 ): Promise<TestStack & { teardown: () => Promise<void> }> {
-  const { databaseServerUrl = testServerUrl(), ...serviceOptions } = options;
-  const [nats, redis] = await Promise.all([startTestNats(), startTestRedis()]);
+  const { databaseServerUrl = testServerUrl(), cluster: clustered = false, ...serviceOptions } = options;
+  const [nats, redis] = await Promise.all([clustered ? startTestNatsCluster() : startTestNats(), startTestRedis()]);
+  if (clustered) {
+    serviceOptions.replicas ??= 2;
+    serviceOptions.env = { NATS_STREAM_REPLICAS: "3", ...serviceOptions.env };
+  }
   const databasePrefix = uniqueName("e2e");
   const secrets = options.secrets ?? generateDevSecrets();
   let services: Services;
@@ -181,7 +208,8 @@ export async function startTestStack(
   }
   return {
     ...services,
-    nats,
+    nats: "nodes" in nats ? firstNode(nats) : nats,
+    ...("nodes" in nats ? { natsCluster: nats } : {}),
     redis,
     secrets,
     redisUrl: redis.url,
@@ -199,6 +227,18 @@ export async function startTestStack(
       await Promise.all([nats.stop(), redis.stop()]);
       await Promise.all(Object.values(services.databaseUrls).map(dropDatabase));
     },
+  };
+}
+
+/** A cluster seen as one server: every node's URL, the first node's process (live across restarts). */
+function firstNode(cluster: ManagedNatsCluster): ManagedNats {
+  const node = cluster.nodes[0]!;
+  return {
+    url: cluster.url,
+    get process() {
+      return node.process;
+    },
+    restart: () => node.restart(),
   };
 }
 

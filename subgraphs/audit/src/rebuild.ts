@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger({ service: "audit-rebuild" });
-  const link = await connectJetStream(process.env.NATS_URL ?? "nats://127.0.0.1:4322", "audit-rebuild", logger);
+  const link = await connectJetStream(process.env.NATS_URL ?? "nats://127.0.0.1:4322", "audit-rebuild", logger, false);
   const db = createDb(databaseUrl);
   try {
     const result = await rebuildAuditLog({ db, js: link.js, jsm: link.jsm, logger });

@@ -1,0 +1,110 @@
+/**
+ * Stream durability as configured: every process passes NATS_STREAM_REPLICAS to the streams it
+ * creates, a 3-node cluster (the one `pnpm start --cluster` runs) holds R3 streams, and a publish
+ * is still acknowledged, and kept, while one node is dead.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { gatewayConfigSchema } from "../gateway/src/config.ts";
+import { STREAMS, connectJetStream, ensureStreams, type JetStreamLink } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
+import { subgraphConfigSchema } from "../packages/service/src/index.ts";
+import { startNatsCluster, type ManagedNatsCluster } from "@vaultpay/stack";
+import { startTestNats, waitUntil } from "@vaultpay/testing";
+
+const logger = createLogger({ service: "streams-test", level: "silent" });
+const STREAM_NAMES = Object.keys(STREAMS);
+
+describe("NATS_STREAM_REPLICAS", () => {
+  it("is read by the gateway's and the subgraphs' config: 1 unless set, bounded by JetStream's 5", () => {
+    const subgraph = { PORT: "4001", DATABASE_URL: "postgres://h/db", GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://a/jwks", REDIS_URL: "redis://r" };
+    const gateway = { GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://a/jwks" };
+    expect(subgraphConfigSchema.parse(subgraph).NATS_STREAM_REPLICAS).toBe(1);
+    expect(subgraphConfigSchema.parse({ ...subgraph, NATS_STREAM_REPLICAS: "3" }).NATS_STREAM_REPLICAS).toBe(3);
+    expect(gatewayConfigSchema.parse({ ...gateway, NATS_STREAM_REPLICAS: "3" }).NATS_STREAM_REPLICAS).toBe(3);
+    expect(subgraphConfigSchema.safeParse({ ...subgraph, NATS_STREAM_REPLICAS: "6" }).success).toBe(false);
+    expect(subgraphConfigSchema.safeParse({ ...subgraph, NATS_STREAM_REPLICAS: "0" }).success).toBe(false);
+    // A cluster's seeds, comma-separated.
+    expect(subgraphConfigSchema.parse({ ...subgraph, NATS_URL: "nats://a:4222, nats://b:4222" }).NATS_URL).toContain("nats://b:4222");
+    expect(subgraphConfigSchema.safeParse({ ...subgraph, NATS_URL: "nats://a:4222,not a url" }).success).toBe(false);
+  });
+
+  it("on one server: streams have one copy, and three are refused rather than silently reduced", async () => {
+    const nats = await startTestNats();
+    try {
+      const link = await connectJetStream(nats.url, "streams-test", logger, { replicas: 1 });
+      for (const name of STREAM_NAMES) expect((await link.jsm.streams.info(name)).config.num_replicas).toBe(1);
+      await expect(ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 3 })).rejects.toThrow(/NATS_STREAM_REPLICAS=3 needs a NATS cluster/);
+      await link.nc.drain();
+    } finally {
+      await nats.stop();
+    }
+  });
+});
+
+describe("a 3-node JetStream cluster", () => {
+  let dir: string;
+  let cluster: ManagedNatsCluster;
+  let link: JetStreamLink;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-cluster-"));
+    cluster = await startNatsCluster(dir, { output: null });
+  });
+  afterAll(async () => {
+    await link?.nc.drain().catch(() => undefined);
+    await cluster?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("scales streams made with one copy up to the configured three, each with a leader and two followers", async () => {
+    // As a platform moved from one server to the cluster: streams made R1, then a process started with 3.
+    link = await connectJetStream(cluster.url, "streams-test", logger, { replicas: 1 });
+    expect((await link.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(1);
+    await ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 3 });
+    for (const name of STREAM_NAMES) {
+      // The new copies are made in the background; the stream elects a leader among its three.
+      const info = await waitUntil(async () => {
+        const current = await link.jsm.streams.info(name);
+        return current.cluster?.leader !== undefined && current.cluster.replicas?.length === 2 ? current : undefined;
+      }, `${name} led, with two followers`);
+      expect(info.config.num_replicas).toBe(3);
+      expect(new Set([info.cluster!.leader, ...info.cluster!.replicas!.map((peer) => peer.name)])).toEqual(new Set(["nats-1", "nats-2", "nats-3"]));
+    }
+    // A process started without the cluster's setting does not scale them down.
+    await ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 1 });
+    expect((await link.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(3);
+    // A tool (reconcile, dlq:replay, the audit rebuild) leaves them as they are.
+    const tool = await connectJetStream(cluster.url, "tool", logger, false);
+    expect((await tool.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(3);
+    await tool.nc.drain();
+  });
+
+  it("acknowledges publishes while the stream's leader is killed, and the restarted node catches up", async () => {
+    const leader = (await link.jsm.streams.info("ACCOUNTS")).cluster!.leader!;
+    const victim = cluster.nodes.find((node) => node.process.name === leader)!;
+    expect(victim).toBeTruthy();
+    await victim.process.kill();
+    // Two of three remain: a new leader is elected and publishes are acked by a majority again.
+    const acks = [];
+    for (let index = 0; index < 20; index++) {
+      acks.push(
+        await waitUntil(
+          () => link.js.publish("account.test", JSON.stringify({ index }), { msgID: `cluster-test-${index}`, timeout: 2_000 }).catch(() => undefined),
+          `publish ${index} acknowledged without ${leader}`,
+        ),
+      );
+    }
+    expect(new Set(acks.map((ack) => ack.seq)).size).toBe(20);
+    expect(acks.every((ack) => ack.stream === "ACCOUNTS" && !ack.duplicate)).toBe(true);
+    await victim.restart();
+    // The restarted node holds every acked message again: ask it directly, as the leader if need be.
+    await waitUntil(async () => {
+      const info = await link.jsm.streams.info("ACCOUNTS");
+      const peer = [...(info.cluster?.replicas ?? []), { name: info.cluster?.leader, current: true }].find((replica) => replica.name === leader);
+      return peer?.current === true && info.state.messages === 20;
+    }, `${leader} current again with all 20 messages`);
+  });
+});
