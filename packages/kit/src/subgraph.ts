@@ -5,6 +5,7 @@ import { buildSubgraphSchema } from "@apollo/subgraph";
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { gql } from "graphql-tag";
 import type { Logger } from "pino";
+import { SpanKind, TRACEPARENT, withSpan } from "@vaultpay/telemetry";
 import { GraphQLError } from "graphql";
 import { GATEWAY_ASSERTION_HEADER, verifyGatewayAssertion, type Caller, type TokenVerifier } from "./auth.ts";
 import { PROVEN_DEVICE_KEY_HEADER, isJkt, proofRequired } from "./dpop.ts";
@@ -122,7 +123,12 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
       around: (request, run) => {
         const requestContext = requestContextOf(request);
         contexts.set(request, requestContext);
-        return runWithContext(requestContext, run);
+        // A child of the gateway's fetch when it sent its traceparent (the whole request, body
+        // read to answer written); events this request emits carry this span's context.
+        const attributes = { "vaultpay.correlation_id": requestContext.correlationId };
+        return withSpan(`${options.name} graphql`, { kind: SpanKind.SERVER, parent: header(request, TRACEPARENT) ?? null, attributes }, () =>
+          runWithContext(requestContext, run),
+        );
       },
       context: async (request, rawBody) => {
         const requestContext = contexts.get(request) ?? requestContextOf(request);

@@ -15,6 +15,7 @@ import {
   createMetrics,
   type Metrics,
   revokedSessionKey,
+  startProcessTracing,
   type Caller,
   type Logger,
   type RequestContext,
@@ -119,6 +120,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
   lifecycle.installSignalHandlers();
   if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
   try {
+    startProcessTracing(service.name, config, lifecycle);
     const db = service.createDb(withDurableCommits(config.DATABASE_URL));
     lifecycle.onShutdown("database", () => db.$disconnect());
     await checkDurability(db, config.NODE_ENV === "production", logger);
