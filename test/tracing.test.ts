@@ -23,6 +23,7 @@ const EXPECTED_CONSUMER_SPANS = [
   ["accounts", "accounts-saga transaction.credit.requested"],
   ["transactions", "transactions-accounts account.credited"],
   ["audit", "audit-transactions transaction.completed"],
+  ["auth", "auth-notices-completed transaction.completed"],
 ] as const;
 
 /** Problems that keep `spans` from being one tree; empty when it is one. */
@@ -83,11 +84,11 @@ describe("tracing", () => {
     expect(treeProblems(spans)).toEqual([]);
     expect(spans.filter((span) => span.parentSpanId === "")).toEqual([root]);
 
-    expect([...new Set(spans.map((span) => span.service))]).toEqual(expect.arrayContaining(["gateway", "transactions", "accounts", "fraud", "audit"]));
+    expect([...new Set(spans.map((span) => span.service))]).toEqual(expect.arrayContaining(["gateway", "transactions", "accounts", "fraud", "audit", "auth"]));
     // The gateway's fetch reached the transactions subgraph as a child span of the gateway's trace.
     const subgraph = spans.find((span) => span.service === "transactions" && span.kind === SERVER);
     expect(subgraph?.name).toBe("transactions graphql");
-    expect(spans.find((span) => span.spanId === subgraph!.parentSpanId)?.service).toBe("gateway");
+    expect(spans.find((span) => span.spanId === subgraph!.parentSpanId)).toMatchObject({ service: "gateway", name: "gateway.fetch" });
     // Every consumer span is a child of a relay's publish span (the outbox), in the process that
     // wrote the event, or of the gateway's (its request log has no outbox).
     const byId = new Map(spans.map((span) => [span.spanId, span]));

@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import {
   ROOT_CONTEXT,
   SpanKind,
@@ -58,7 +59,12 @@ export function startTracing(options: TracingOptions): { shutdown: () => Promise
   });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  trace.setGlobalTracerProvider(provider);
+  // Apollo Gateway (CommonJS) took its tracer from the API's CommonJS copy when it was imported,
+  // before this ran; that tracer follows its own copy's proxy, which learns of a provider only when
+  // it is registered through that copy. Registered there, this module's (ESM) copy finds it too:
+  // both read the same process-wide registry.
+  const commonJsApi = createRequire(import.meta.url)("@opentelemetry/api") as { trace: typeof trace };
+  commonJsApi.trace.setGlobalTracerProvider(provider);
   const started = provider;
   return { shutdown: () => started.shutdown() };
 }
