@@ -53,7 +53,7 @@ describe("observability files", () => {
   it("alerts read only exported metrics and cover the saga, the DLQ, consumer lag and the error rate", () => {
     const alerts = parse(read("observability/alerts.yml")) as { groups: Array<{ rules: Array<{ alert: string; expr: string; for?: string }> }> };
     const rules = alerts.groups.flatMap((group) => group.rules);
-    expect(rules.map((rule) => rule.alert).sort()).toEqual(["VaultPayConsumerLag", "VaultPayDeadLetters", "VaultPayErrorRate", "VaultPayOutboxStuck", "VaultPaySagaStuck"]);
+    expect(rules.map((rule) => rule.alert).sort()).toEqual(["VaultPayConsumerLag", "VaultPayDeadLetters", "VaultPayErrorRate", "VaultPayOutboxStuck", "VaultPaySagaStuck", "VaultPayTransferNoticeStuck"]);
     for (const rule of rules) {
       expect(metricsIn(rule.expr).length, rule.alert).toBeGreaterThan(0);
       for (const metric of metricsIn(rule.expr)) expect(exported, `${rule.alert} reads ${metric}`).toContain(metric);

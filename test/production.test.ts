@@ -240,6 +240,8 @@ describe("production mode", () => {
     const authLag = await scrape(stack.urls.auth);
     expect(valueOf(authLag, "vaultpay_consumer_pending", { consumer: "auth-notices-completed" })).toBe(0);
     expect(valueOf(authLag, "vaultpay_consumer_ack_pending", { consumer: "auth-notices-failed" })).toBe(0);
+    // Every notice was sent: none left SENDING (the gauge exists and reads the table).
+    expect(valueOf(authLag, "vaultpay_transfer_notices_stuck_sending")).toBe(0);
     // Subgraphs count the fetches of the gateway's query plans (named after the operation).
     const auth = await scrape(stack.urls.auth);
     const fetches = samplesOf(auth, "vaultpay_graphql_requests_total", { outcome: "ok" }).filter((sample) => sample.labels.operation!.startsWith("ProbeStatus"));

@@ -123,7 +123,7 @@ describe("gateway security", () => {
     expect(codes(deposit)).toEqual(["NOT_FOUND"]);
   });
 
-  it("refuses a captured gateway assertion sent straight to a subgraph with another body", async () => {
+  it("refuses a captured gateway assertion sent straight to a subgraph, with the same body or another", async () => {
     const token = await customer();
     const correlationId = `corr-capture-${randomUUID()}`;
     const through = await stack.graphql(`{ myAccounts { id } }`, {}, { ...bearer(token), "x-correlation-id": correlationId });
@@ -135,15 +135,23 @@ describe("gateway security", () => {
       const response = await fetch(stack.urls.accounts, { method: "POST", headers, body });
       return (await response.json()) as { data?: unknown; errors?: Array<{ message: string; extensions?: Record<string, unknown> }> };
     };
-    // The same body again within the minute passes (it is the same request) ...
-    expect(codes(await replay(capture!.body))).toEqual([]);
-    // ... but the captured header cannot carry another query, nor the same one altered.
-    for (const other of [JSON.stringify({ query: `{ myAccounts { id number balance { minor } } }` }), capture!.body.replace("myAccounts", "myAccounts ")]) {
+    // Not even the same body again within the minute (its nonce is spent), nor another query, nor
+    // the same one altered.
+    for (const other of [capture!.body, JSON.stringify({ query: `{ myAccounts { id number balance { minor } } }` }), capture!.body.replace("myAccounts", "myAccounts ")]) {
       const refused = await replay(other);
       expect(codes(refused)).toEqual(["UNAUTHENTICATED"]);
       expect(refused.errors?.[0]?.message).toBe("Requests must come through the gateway");
       expect(refused.data ?? null).toBeNull();
     }
+    // Nor at another subgraph: a nonce is spent for all of them.
+    const { host: _host, "content-length": _length, connection: _connection, ...headers } = capture!.headers;
+    const elsewhere = (await (await fetch(stack.urls.transactions, { method: "POST", headers, body: capture!.body })).json()) as { errors?: Array<{ extensions?: Record<string, unknown> }> };
+    expect(codes(elsewhere)).toEqual(["UNAUTHENTICATED"]);
+    // A fresh assertion for the same body, signed as the gateway signs, is accepted once.
+    const fresh = { ...headers, [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: capture!.body }) };
+    const once = async () => (await (await fetch(stack.urls.accounts, { method: "POST", headers: fresh, body: capture!.body })).json()) as { errors?: Array<{ extensions?: Record<string, unknown> }> };
+    expect(codes(await once())).toEqual([]);
+    expect(codes(await once())).toEqual(["UNAUTHENTICATED"]);
   });
 
   it("refuses the tokens of a revoked session", async () => {

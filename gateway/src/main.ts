@@ -25,10 +25,12 @@ import {
   listen,
   loadConfig,
   runWithContext,
+  startProcessTracing,
   PUBLIC_ERROR_CODES,
   DomainError,
 } from "@vaultpay/kit";
 import { Redis } from "ioredis";
+import { SpanKind, TRACEPARENT, traceparentOf, withSpan } from "@vaultpay/telemetry";
 import { gatewayConfigSchema, graphqlHttpUrl, subgraphUrlOverride } from "./config.ts";
 import { clientAddress, parseCidrList } from "./client-address.ts";
 import { checkBeforeParsing } from "./door.ts";
@@ -45,6 +47,7 @@ const introspection = introspectionEnabled(config);
 const logger = createLogger({ service: "gateway", level: config.LOG_LEVEL });
 const lifecycle = new Lifecycle(logger);
 lifecycle.installSignalHandlers();
+startProcessTracing("gateway", config, lifecycle);
 if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
 
 const trustedProxies = { hops: config.TRUSTED_PROXY_HOPS, cidrs: parseCidrList(config.TRUSTED_PROXY_CIDRS) };
@@ -71,6 +74,9 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
         const request = { correlationId, body: typeof init?.body === "string" ? init.body : "", provenDeviceKey: headers[PROVEN_DEVICE_KEY_HEADER] };
         headers[GATEWAY_ASSERTION_HEADER] = signGatewayAssertion(config.GATEWAY_SECRET, request);
       }
+      // Runs inside Apollo's fetch span: the subgraph's span becomes its child.
+      const traceparent = traceparentOf();
+      if (traceparent) headers[TRACEPARENT] = traceparent;
       return send(url, { ...init, headers });
     };
   }
@@ -167,12 +173,11 @@ const server = createHttpServer({
         const value = request.headers[name];
         return Array.isArray(value) ? value[0] : value;
       };
-      return runWithContext(
-        {
-          correlationId: correlationIdFrom(header("x-correlation-id")),
-          actor: { deviceId: header("x-device-id")?.slice(0, 128), ip: clientOf(request) },
-        },
-        run,
+      const correlationId = correlationIdFrom(header("x-correlation-id"));
+      // Every trace starts here: a client's traceparent is not believed (anyone could join or
+      // flood another's trace), the correlation id links the client's report to it instead.
+      return withSpan("gateway graphql", { kind: SpanKind.SERVER, parent: null, attributes: { "vaultpay.correlation_id": correlationId } }, () =>
+        runWithContext({ correlationId, actor: { deviceId: header("x-device-id")?.slice(0, 128), ip: clientOf(request) } }, run),
       );
     },
     // Before Apollo parses anything: every request is metered per address (invalid ones too) and

@@ -2,6 +2,7 @@ import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, t
 import { nanos } from "@nats-io/nats-core";
 import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaultpay/kit";
 import type { Logger, Metrics } from "@vaultpay/kit";
+import { SpanKind, TRACEPARENT, endSpan, runInSpan, startSpan, type Span } from "@vaultpay/telemetry";
 import { parseEvent, type Event } from "./envelope.ts";
 import type { EventType } from "./catalog.ts";
 import { publishDeadLetter } from "./dlq.ts";
@@ -59,9 +60,11 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
   maxBatchMessages?: number;
   /**
    * The effect for a batch of new events (duplicates already removed), in delivery order. Default:
-   * `handle` for each, in the event's context. A batch handler runs outside any event's context.
+   * `handle` for each, in the event's context. A batch handler runs outside any event's context;
+   * `within(event, work)` runs the part of its work that belongs to one event in that event's
+   * context and span (what it emits then names the event as its cause, in the same trace).
    */
-  handleBatch?: (events: Event[], tx: Tx) => Promise<void>;
+  handleBatch?: (events: Event[], tx: Tx, within: EventScope) => Promise<void>;
   /** Counts redeliveries and dead letters per durable (kit's metrics). */
   metrics?: Pick<Metrics, "consumerRedeliveries" | "consumerDeadLetters">;
 }
@@ -72,6 +75,13 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
  * saga needs and a quiet one never notices. A failing batch is retried message by message.
  */
 export const BATCHED_CONSUMER = { maxBatchMessages: 32, batchSize: 64 } as const;
+
+/** Runs `work` as part of handling `event`: in its correlation context and, while tracing, its span. */
+export type EventScope = <T>(event: Event, work: () => T) => T;
+
+/** An EventScope without tracing: the event's correlation context only (tests, and handlers called directly). */
+export const inEventContext: EventScope = (event, work) =>
+  runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, work);
 
 export type ProcessOutcome = "processed" | "duplicate" | "retry" | "dead-lettered";
 
@@ -212,15 +222,19 @@ export class EventConsumer<Tx extends SqlExecutor> {
     // A slow effect (waiting on a lock) must not be redelivered while it runs: tell the server
     // the message is being worked on, well inside ack_wait.
     const heartbeat = setInterval(() => message.working(), Math.max(1_000, (this.options.ackWaitMs ?? 30_000) / 3));
+    const span = this.startEventSpan(message, event);
     try {
       const commit = await runWithContext(
         { correlationId: event.correlationId, causationId: event.id, actor: event.actor },
-        () => this.applyBatchOnce([event]),
+        () => this.applyBatchOnce([event], new Map([[event, span]])),
       );
       if (commit.handled > 0) this.options.afterCommit?.(commit);
       message.ack();
+      span?.setAttribute("vaultpay.duplicate", commit.handled === 0);
+      endSpan(span);
       return commit.handled > 0 ? "processed" : "duplicate";
     } catch (error) {
+      endSpan(span, error);
       const delayMs = this.backoffMs[Math.min(deliveries - 1, this.backoffMs.length - 1)] ?? 1_000;
       if (isInfrastructureUnavailable(error)) {
         // The database (or another dependency) is away, not the event wrong: retrying it is the
@@ -261,27 +275,52 @@ export class EventConsumer<Tx extends SqlExecutor> {
       if (event) valid.push({ message, event });
     }
     if (valid.length === 0) return;
+    const spans = new Map(valid.map(({ message, event }) => [event, this.startEventSpan(message, event)]));
     let commit: BatchCommit;
     try {
-      commit = await this.applyBatchOnce(valid.map(({ event }) => event));
+      commit = await this.applyBatchOnce(valid.map(({ event }) => event), spans);
     } catch (error) {
+      for (const span of spans.values()) endSpan(span, error);
       this.options.logger.warn({ err: error, consumer: this.options.name, messages: valid.length }, "batch failed; handling its messages one by one");
       for (const { message } of valid) await this.process(message);
       return;
     }
     if (commit.handled > 0) this.options.afterCommit?.(commit);
     for (const { message } of valid) message.ack();
+    for (const span of spans.values()) endSpan(span);
   }
 
-  /** Records the batch's ids and runs the effect for those not seen before, in one transaction. */
-  private applyBatchOnce(events: Event[]): Promise<BatchCommit> {
+  /**
+   * While tracing: the span an event is handled in, a child of the relay's publish (the message's
+   * traceparent header) or else of the span that emitted it (the envelope's), so a transfer's hops
+   * form one trace. Ended after the commit and ack, or failed with the error.
+   */
+  private startEventSpan(message: JsMsg, event: Event): Span | undefined {
+    return startSpan(`${this.options.name} ${event.type}`, {
+      kind: SpanKind.CONSUMER,
+      parent: message.headers?.get(TRACEPARENT) || event.traceparent || null,
+      attributes: {
+        "messaging.system": "nats",
+        "messaging.consumer.group.name": this.options.name,
+        "messaging.message.id": event.id,
+        "vaultpay.correlation_id": event.correlationId,
+        "messaging.message.delivery_count": message.info.deliveryCount,
+      },
+    });
+  }
+
+  /**
+   * Records the batch's ids and runs the effect for those not seen before, in one transaction. Each
+   * event's effect runs in its span (events it emits carry that span's context); a batch handler
+   * runs outside them.
+   */
+  private applyBatchOnce(events: Event[], spans: ReadonlyMap<Event, Span | undefined>): Promise<BatchCommit> {
     const { db, name, handle } = this.options;
+    const within: EventScope = (event, work) => runInSpan(spans.get(event), () => inEventContext(event, work));
     const handleBatch =
       this.options.handleBatch ??
       (async (fresh: Event[], tx: Tx) => {
-        for (const event of fresh) {
-          await runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, () => handle(event, tx));
-        }
+        for (const event of fresh) await within(event, () => handle(event, tx));
       });
     return db.$transaction(
       async (tx) => {
@@ -294,7 +333,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
         // First delivery of each id only: a batch can hold the same event twice.
         const fresh = events.filter((event) => unseen.delete(event.id.toLowerCase()));
         if (fresh.length === 0) return { handled: 0, appended: 0 };
-        const { appended } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx));
+        const { appended } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx, within));
         return { handled: fresh.length, appended };
       },
       { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000 },

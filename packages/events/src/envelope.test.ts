@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { runWithContext } from "@vaultpay/kit";
 import { InvalidEventError, createEvent, parseEvent } from "./envelope.ts";
+import { eventHeaders } from "./outbox.ts";
 import { streamForSubject } from "./streams.ts";
 
 const accountCreated = { accountId: "acc-1", userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX4321", numberBlindIndex: "bi-4321" } as const;
@@ -29,6 +30,18 @@ describe("event envelope", () => {
     expect(() => parseEvent({ ...event, type: "account.teleported" })).toThrow(/unknown event type/);
     expect(() => parseEvent({ ...event, version: 2 })).toThrow(/unsupported version/);
     expect(() => parseEvent({ ...event, id: "not-a-uuid" })).toThrow(/bad envelope/);
+  });
+
+  it("carries no trace context while tracing is off, and drops a malformed one instead of refusing the event", () => {
+    const event = createEvent("account.created", accountCreated);
+    expect(event).not.toHaveProperty("traceparent");
+    expect(eventHeaders(event).has("traceparent")).toBe(false);
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    expect(parseEvent({ ...event, traceparent }).traceparent).toBe(traceparent);
+    expect(eventHeaders({ ...event, traceparent }).get("traceparent")).toBe(traceparent);
+    const malformed = parseEvent({ ...event, traceparent: "01-not-a-trace" });
+    expect(malformed.traceparent).toBeUndefined();
+    expect(malformed.id).toBe(event.id);
   });
 
   it("routes subjects to their streams", () => {

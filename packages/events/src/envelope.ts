@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { v7 as uuidv7 } from "uuid";
 import { currentContext, type RequestContext } from "@vaultpay/kit";
+import { TRACEPARENT_PATTERN, traceparentOf } from "@vaultpay/telemetry";
 import { catalog, type EventData, type EventType } from "./catalog.ts";
 
 export const actorSchema = z.object({
@@ -19,6 +20,13 @@ export const envelopeSchema = z.object({
   causationId: z.string().max(128).nullable(),
   actor: actorSchema,
   data: z.unknown(),
+  /**
+   * The W3C trace context of the span that emitted the event, when that process traces: the outbox
+   * relay publishes later, outside that span, and links its publish (and so every consumer) to it.
+   * Optional and additive: events without it are valid, and older consumers ignore it. A malformed
+   * one is dropped, not refused: tracing must never send an event to the DLQ.
+   */
+  traceparent: z.string().regex(TRACEPARENT_PATTERN).optional().catch(undefined),
 });
 
 export type Envelope = z.infer<typeof envelopeSchema>;
@@ -44,6 +52,7 @@ export function createEvent<T extends EventType>(
   const parsed = definition.data.safeParse(data);
   if (!parsed.success) throw new InvalidEventError(`${type}: ${z.prettifyError(parsed.error)}`);
   const id = uuidv7();
+  const traceparent = traceparentOf();
   return {
     id,
     type,
@@ -53,6 +62,7 @@ export function createEvent<T extends EventType>(
     causationId: context?.causationId ?? null,
     actor: context?.actor ? stripUndefined(context.actor) : {},
     data: parsed.data,
+    ...(traceparent ? { traceparent } : {}),
   } as Event<T>;
 }
 

@@ -1,6 +1,7 @@
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpay/kit";
+import { SpanKind, TRACEPARENT, endSpan, startSpan, traceparentOf, type Span } from "@vaultpay/telemetry";
 import type { Event } from "./envelope.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
 
@@ -60,11 +61,35 @@ async function insertOutboxRows(tx: SqlExecutor, events: Event[]): Promise<void>
   );
 }
 
-export function eventHeaders(event: Pick<Event, "type" | "correlationId">) {
+/**
+ * The headers every event is published with. `traceparent` (W3C) names the publishing span when
+ * there is one, else the span that emitted the event: consumers start their spans as its children.
+ */
+export function eventHeaders(event: Pick<Event, "type" | "correlationId" | "traceparent">, publishSpan?: Span) {
   const headers = natsHeaders();
   headers.set("Vp-Event-Type", event.type);
   headers.set("Vp-Correlation-Id", event.correlationId);
+  const traceparent = traceparentOf(publishSpan) ?? event.traceparent;
+  if (traceparent) headers.set(TRACEPARENT, traceparent);
   return headers;
+}
+
+/**
+ * Publishes one outbox row. While tracing, a producer span, child of the span that wrote the event
+ * (its stored traceparent: the relay runs later, in no request's context), covers the publish.
+ */
+async function publishRow(js: JetStreamClient, row: OutboxRow, timeoutMs: number) {
+  const span = row.payload.traceparent
+    ? startSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: row.payload.traceparent, attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id } })
+    : undefined;
+  try {
+    const ack = await js.publish(row.subject, JSON.stringify(row.payload), { msgID: row.id, headers: eventHeaders(row.payload, span), timeout: timeoutMs });
+    endSpan(span);
+    return ack;
+  } catch (error) {
+    endSpan(span, error);
+    throw error;
+  }
 }
 
 export interface OutboxRelayOptions {
@@ -146,13 +171,7 @@ export class OutboxRelay {
         // Issued in order on one connection, so the stream keeps the outbox order.
         // async: a row that throws while being prepared fails alone, like one JetStream refuses.
         const results = await Promise.allSettled(
-          rows.map(async (row) =>
-            js.publish(row.subject, JSON.stringify(row.payload), {
-              msgID: row.id,
-              headers: eventHeaders(row.payload),
-              timeout: this.publishTimeoutMs,
-            }),
-          ),
+          rows.map(async (row) => publishRow(js, row, this.publishTimeoutMs)),
         );
         const published = rows.filter((_, index) => results[index]!.status === "fulfilled");
         if (published.length > 0) {

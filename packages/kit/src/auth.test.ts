@@ -52,20 +52,35 @@ describe("gateway assertion", () => {
     const body = '{"query":"{ me { id } }"}';
     const request = { correlationId: "corr-1", body };
     const assertion = signGatewayAssertion("s".repeat(32), request, now);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, request, now + 30_000)).toBe(true);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, correlationId: "corr-2" }, now)).toBe(false);
-    expect(verifyGatewayAssertion("t".repeat(32), assertion, request, now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, request, now + 61_000)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), undefined, request, now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), "garbage", request, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, request, now + 30_000)).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, correlationId: "corr-2" }, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("t".repeat(32), assertion, request, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, request, now + 61_000)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), undefined, request, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), "garbage", request, now)).toBeUndefined();
     // The body is covered: a captured header does not carry another query.
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: '{"query":"{ users { id } }"}' }, now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: `${body} ` }, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: '{"query":"{ users { id } }"}' }, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: `${body} ` }, now)).toBeUndefined();
 
     const withKey = signGatewayAssertion("s".repeat(32), { ...request, provenDeviceKey: "k".repeat(43) }, now);
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toBe(true);
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "j".repeat(43) }, now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, request, now)).toBe(false);
-    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toBe(false);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "j".repeat(43) }, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, request, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toBeUndefined();
+  });
+
+  it("carries a fresh nonce under the MAC, which the verifier returns for the replay check", () => {
+    const now = Date.now();
+    const request = { correlationId: "corr-1", body: '{"query":"{ me { id } }"}' };
+    const first = signGatewayAssertion("s".repeat(32), request, now);
+    const second = signGatewayAssertion("s".repeat(32), request, now);
+    expect(first).not.toBe(second);
+    const [seconds, nonce, mac] = first.split(".");
+    expect(verifyGatewayAssertion("s".repeat(32), first, request, now)).toBe(nonce);
+    expect(verifyGatewayAssertion("s".repeat(32), second, request, now)).toBe(second.split(".")[1]);
+    // Another nonce (to pass the replay check) under the same MAC is refused.
+    expect(verifyGatewayAssertion("s".repeat(32), `${seconds}.${second.split(".")[1]}.${mac}`, request, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), `${seconds}.${mac}`, request, now)).toBeUndefined();
+    expect(verifyGatewayAssertion("s".repeat(32), `${first}.extra`, request, now)).toBeUndefined();
   });
 });

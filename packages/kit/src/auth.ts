@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { DomainError } from "./errors.ts";
 
@@ -101,16 +101,33 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
 }
 
 /**
- * Proof that a request came through the gateway: `<unix seconds>.<hmac>` over the time, the
- * correlation id, the DPoP key the gateway verified a proof of (empty when none) and the SHA-256 of
- * the exact body it sends, with a secret only the gateway and the subgraphs hold. Subgraphs refuse
- * requests without a fresh one, so nothing reaches them around the gateway's rules and rate limits;
- * they believe a proven device key only when the gateway vouched for it here; and a header captured
- * on the internal network cannot carry another query (the body is covered), only the same one
- * again within the minute.
+ * Proof that a request came through the gateway: `<unix seconds>.<nonce>.<hmac>` over the time, a
+ * random nonce, the correlation id, the DPoP key the gateway verified a proof of (empty when none)
+ * and the SHA-256 of the exact body it sends, with a secret only the gateway and the subgraphs
+ * hold. Subgraphs refuse requests without a fresh one, so nothing reaches them around the gateway's
+ * rules and rate limits; they believe a proven device key only when the gateway vouched for it
+ * here; a header captured on the internal network cannot carry another query (the body is
+ * covered); and it cannot be sent again either: a subgraph records each nonce it accepted in Redis
+ * (assertionNonceKey) for as long as the assertion could still be fresh, and refuses it a second time.
  */
 export const GATEWAY_ASSERTION_HEADER = "x-vaultpay-gateway";
 const ASSERTION_MAX_AGE_SECONDS = 60;
+/**
+ * How long a subgraph must remember an accepted nonce: an assertion is fresh from 60 s before its
+ * time to 60 s after it (clocks differ both ways), so a nonce seen at any moment of that window
+ * is remembered past its end.
+ */
+export const ASSERTION_NONCE_TTL_SECONDS = 2 * ASSERTION_MAX_AGE_SECONDS + 1;
+const NONCE_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * Redis key under which a subgraph records an assertion nonce it accepted (SET NX EX). One key for
+ * every subgraph: the MAC does not name the subgraph, so an assertion one subgraph accepted must
+ * not be accepted by another either.
+ */
+export function assertionNonceKey(nonce: string): string {
+  return `gateway-assertion:nonce:${nonce}`;
+}
 
 /** What an assertion vouches for. `body` is the request body exactly as sent (JSON text). */
 export interface AssertedRequest {
@@ -119,25 +136,31 @@ export interface AssertedRequest {
   provenDeviceKey?: string | undefined;
 }
 
-function assertionMac(secret: string, seconds: number, request: AssertedRequest): Buffer {
+function assertionMac(secret: string, seconds: number, nonce: string, request: AssertedRequest): Buffer {
   const bodyHash = createHash("sha256").update(request.body, "utf8").digest("base64url");
-  return createHmac("sha256", secret).update(`${seconds}.${request.correlationId}.${request.provenDeviceKey ?? ""}.${bodyHash}`).digest();
+  return createHmac("sha256", secret).update(`${seconds}.${nonce}.${request.correlationId}.${request.provenDeviceKey ?? ""}.${bodyHash}`).digest();
 }
 
+/** A new assertion for one request: a fresh nonce every call (128 random bits). */
 export function signGatewayAssertion(secret: string, request: AssertedRequest, nowMs = Date.now()): string {
   const seconds = Math.floor(nowMs / 1000);
-  return `${seconds}.${assertionMac(secret, seconds, request).toString("base64url")}`;
+  const nonce = randomBytes(16).toString("base64url");
+  return `${seconds}.${nonce}.${assertionMac(secret, seconds, nonce, request).toString("base64url")}`;
 }
 
-export function verifyGatewayAssertion(secret: string, assertion: string | undefined, request: AssertedRequest, nowMs = Date.now()): boolean {
-  if (!assertion) return false;
-  const [secondsText, mac] = assertion.split(".");
+/**
+ * The assertion's nonce when it is fresh and its MAC covers this request, else undefined. The
+ * caller still has to check the nonce was not used before (assertionNonceKey).
+ */
+export function verifyGatewayAssertion(secret: string, assertion: string | undefined, request: AssertedRequest, nowMs = Date.now()): string | undefined {
+  if (!assertion) return undefined;
+  const [secondsText, nonce, mac, ...rest] = assertion.split(".");
   const seconds = Number(secondsText);
-  if (!Number.isInteger(seconds) || !mac) return false;
-  if (Math.abs(nowMs / 1000 - seconds) > ASSERTION_MAX_AGE_SECONDS) return false;
-  const expected = assertionMac(secret, seconds, request);
+  if (!Number.isInteger(seconds) || !nonce || !NONCE_PATTERN.test(nonce) || !mac || rest.length > 0) return undefined;
+  if (Math.abs(nowMs / 1000 - seconds) > ASSERTION_MAX_AGE_SECONDS) return undefined;
+  const expected = assertionMac(secret, seconds, nonce, request);
   const given = Buffer.from(mac, "base64url");
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return given.length === expected.length && timingSafeEqual(given, expected) ? nonce : undefined;
 }
 
 /** The access token inside an Authorization header (either scheme), for a DPoP proof's ath. */

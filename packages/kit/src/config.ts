@@ -30,7 +30,24 @@ export const baseConfigSchema = z.object({
    * whatever this says; outside production on unless set to false (to try a production-like door).
    */
   GRAPHQL_INTROSPECTION: z.stringbool().optional(),
+  /**
+   * OpenTelemetry traces go to this OTLP/HTTP collector (`/v1/traces` is appended); unset, tracing
+   * is off. OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, the full URL, wins when both are set.
+   */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url().optional(),
+  /** Milliseconds finished spans wait to be exported together. */
+  OTEL_BSP_SCHEDULE_DELAY: z.coerce.number().int().min(10).max(60_000).default(5_000),
+  /** Share of new traces recorded, 0–1 (children follow their parent's decision). */
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
 });
+
+/** Where this process exports traces, from the settings above; undefined when tracing is off. */
+export function tracesUrl(config: { OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined; OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined }): string | undefined {
+  if (config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  if (!config.OTEL_EXPORTER_OTLP_ENDPOINT) return undefined;
+  return `${config.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces`;
+}
 
 /** Whether clients may learn the schema: introspection, and the suggestions in error messages. */
 export function introspectionEnabled(config: { NODE_ENV: string; GRAPHQL_INTROSPECTION?: boolean | undefined }): boolean {

@@ -11,3 +11,4 @@ export * from "./scalars.ts";
 export * from "./ids.ts";
 export * from "./dpop.ts";
 export * from "./metrics.ts";
+export * from "./tracing.ts";

@@ -16,6 +16,7 @@ import {
   parseConfig,
   runWithContext,
   toGraphQLError,
+  tracesUrl,
 } from "./index.ts";
 
 function capture() {
@@ -61,7 +62,16 @@ describe("config", () => {
   });
 
   it("applies defaults", () => {
-    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222", NATS_STREAM_REPLICAS: 1, VAULTPAY_SUPERVISED: false });
+    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222", NATS_STREAM_REPLICAS: 1, VAULTPAY_SUPERVISED: false, OTEL_BSP_SCHEDULE_DELAY: 5_000, OTEL_TRACES_SAMPLER_ARG: 1 });
+  });
+
+  it("turns tracing on only with an OTLP endpoint, and checks its bounds", () => {
+    expect(tracesUrl(parseConfig(baseConfigSchema, {}))).toBeUndefined();
+    expect(tracesUrl(parseConfig(baseConfigSchema, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }))).toBe("http://collector:4318/v1/traces");
+    const both = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://traces:4318/v1/traces" };
+    expect(tracesUrl(parseConfig(baseConfigSchema, both))).toBe("http://traces:4318/v1/traces");
+    expect(() => parseConfig(baseConfigSchema, { OTEL_TRACES_SAMPLER_ARG: "1.5" })).toThrow(/OTEL_TRACES_SAMPLER_ARG/);
+    expect(() => parseConfig(baseConfigSchema, { OTEL_BSP_SCHEDULE_DELAY: "0" })).toThrow(/OTEL_BSP_SCHEDULE_DELAY/);
   });
 });
 

@@ -14,6 +14,9 @@ import {
   createMetrics,
   type Metrics,
   sessionRevocationsIn,
+  assertionNonceKey,
+  ASSERTION_NONCE_TTL_SECONDS,
+  startProcessTracing,
   type Caller,
   type Logger,
   type RequestContext,
@@ -114,6 +117,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
   lifecycle.installSignalHandlers();
   if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
   try {
+    startProcessTracing(service.name, config, lifecycle);
     const db = service.createDb(withDurableCommits(config.DATABASE_URL));
     lifecycle.onShutdown("database", () => db.$disconnect());
     await checkDurability(db, config.NODE_ENV === "production", logger);
@@ -150,6 +154,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
         gatewaySecret: config.GATEWAY_SECRET,
         verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
         isSessionRevoked: sessionRevocationsIn(redis),
+        claimAssertionNonce: async (nonce) => (await redis.set(assertionNonceKey(nonce), "1", "EX", ASSERTION_NONCE_TTL_SECONDS, "NX")) === "OK",
       },
       context: (_request, requestContext, caller) => service.context({ caller, requestContext, runtime }),
       instanceId: config.VAULTPAY_INSTANCE_ID,

@@ -300,3 +300,4 @@ export function fraudOnlyOnAmount(failOverMinor?: bigint): Record<string, string
     FRAUD_DAILY_LIMIT_WEIGHT: "0",
   };
 }
+export * from "./otlp.ts";

@@ -3,16 +3,15 @@
  * transaction as the change it describes. Consuming: the saga commands of the transactions
  * service, each answered by exactly one account.* event per transfer and step.
  */
-import { BATCHED_CONSUMER, appendToOutbox, createEvent, type Event, type EventData, type EventType, type Eventing } from "@vaultpay/events";
-import type { RequestContext } from "@vaultpay/kit";
+import { BATCHED_CONSUMER, appendToOutbox, createEvent, type Event, type EventData, type EventScope, type EventType, type Eventing, inEventContext } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import type { Tx } from "./db.ts";
 import { SagaBook, type StepCommand } from "./saga.ts";
 import { loadSagaRecords, lockAccounts, lockTransfers, writeSagaChanges } from "./store.ts";
 
-export async function emit<T extends EventType>(tx: Tx, type: T, data: EventData<T>, context?: RequestContext): Promise<void> {
-  await appendToOutbox(tx, createEvent(type, data, context));
+export async function emit<T extends EventType>(tx: Tx, type: T, data: EventData<T>): Promise<void> {
+  await appendToOutbox(tx, createEvent(type, data));
 }
 
 /** The durable consumer of the saga commands; replicas of accounts share it. */
@@ -59,7 +58,7 @@ function stepOf(command: SagaCommand): StepCommand {
  * (the same answer for a repeated command, even one re-published with a new event id). The
  * journal's unique (transfer, kind, account) is the backstop under that.
  */
-export async function handleSagaCommands(events: readonly Event[], tx: Tx, logger: Logger): Promise<void> {
+export async function handleSagaCommands(events: readonly Event[], tx: Tx, logger: Logger, within: EventScope = inEventContext): Promise<void> {
   // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
   const commands = events.filter(isSagaCommand).map((command) => ({ command, step: stepOf(command) }));
   if (commands.length === 0) return;
@@ -77,12 +76,15 @@ export async function handleSagaCommands(events: readonly Event[], tx: Tx, logge
   });
   await writeSagaChanges(tx, book.changes());
   for (const { command, decision } of answers) {
-    const context = { correlationId: command.correlationId, causationId: command.id, actor: command.actor };
     const answer = { transferId: command.data.transferId, accountId: decision.accountId };
     const { applied, rejected } = ANSWERS[command.type];
-    if (decision.rejection === null) await emit(tx, applied, { ...answer, amountMinor: formatMinorUnits(decision.amountMinor) }, context);
-    // The reason was produced by the domain for this very step, so it is one of its event's reasons.
-    else await emit(tx, rejected, { ...answer, reason: decision.rejection } as EventData<Rejected>, context);
+    // Emitted in the command's context: the answer names it as its cause, in the same trace.
+    await within(command, () =>
+      decision.rejection === null
+        ? emit(tx, applied, { ...answer, amountMinor: formatMinorUnits(decision.amountMinor) })
+        : // The reason was produced by the domain for this very step, so it is one of its event's reasons.
+          emit(tx, rejected, { ...answer, reason: decision.rejection } as EventData<Rejected>),
+    );
   }
 }
 
@@ -100,7 +102,7 @@ export function startSagaConsumer(eventing: Eventing<Tx>, logger: Logger) {
     // The status changes and outcomes on the same subjects pass by without a transaction.
     accepts: SAGA_COMMANDS,
     handle: (event, tx) => handleSagaCommand(event, tx, logger),
-    handleBatch: (events, tx) => handleSagaCommands(events, tx, logger),
+    handleBatch: (events, tx, within) => handleSagaCommands(events, tx, logger, within),
     ...BATCHED_CONSUMER,
   });
 }

@@ -10,7 +10,7 @@ import { OtpChallenges } from "./otp.ts";
 import { createArgon2Hasher } from "./passwords.ts";
 import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
 import { alsoTo, createSmsNotifier, createSmtpNotifier, routeByChannel } from "./notifiers.ts";
-import { TransferNoticeSender, startNoticeConsumers } from "./notices.ts";
+import { TransferNoticeSender, startNoticeConsumers, stuckSendingNotices } from "./notices.ts";
 import { createResolvers, type AuthContext } from "./resolvers.ts";
 import { createPrismaAuthStore } from "./store.ts";
 import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
@@ -83,6 +83,12 @@ await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
       logger,
     });
     notices.start();
+    runtime.metrics.gauge(
+      "vaultpay_transfer_notices_stuck_sending",
+      "Transfer notices whose send was interrupted (SENDING for over 5 minutes): the customer was not told",
+      [],
+      async () => [{ labels: {}, value: await stuckSendingNotices(db) }],
+    );
     lifecycle.onShutdown("transfer notices", () => notices.stop());
     await startNoticeConsumers(eventing, logger, () => notices.kick());
     return createResolvers({

@@ -5,7 +5,7 @@ import { createEvent } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { createTestDatabase, startTestSmtpServer, waitUntil, type TestSmtpServer } from "@vaultpay/testing";
 import { createDb, type Db } from "./db.ts";
-import { TransferNoticeSender, recordTransferNotice } from "./notices.ts";
+import { STUCK_SENDING_AFTER_SECONDS, TransferNoticeSender, recordTransferNotice, stuckSendingNotices } from "./notices.ts";
 import { createSmtpNotifier, routeByChannel } from "./notifiers.ts";
 
 const logger = createLogger({ service: "notices-test", level: "silent" });
@@ -96,5 +96,40 @@ describe("transfer notices", () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(mailsAbout(claimed)).toHaveLength(0);
     expect((await state(claimed))?.state).toBe("SENDING");
+  });
+
+  it("reports a notice left SENDING past the bound, and neither one being sent now nor one sent", async () => {
+    const [stuck, sending, sent] = [randomUUID(), randomUUID(), randomUUID()];
+    for (const transferId of [stuck, sending, sent]) await record(completed(transferId));
+    const set = (transferId: string, state: string, claimedSecondsAgo: number) =>
+      db.$executeRawUnsafe(
+        `UPDATE transfer_notice SET state = $2, claimed_at = now() - make_interval(secs => $3) WHERE transfer_id = $1::uuid`,
+        transferId,
+        state,
+        claimedSecondsAgo,
+      );
+    await set(stuck, "SENDING", STUCK_SENDING_AFTER_SECONDS + 60);
+    await set(sending, "SENDING", 5);
+    await set(sent, "SENT", STUCK_SENDING_AFTER_SECONDS + 60);
+    expect(await stuckSendingNotices(db)).toBe(1);
+    // A row claimed before claimed_at existed counts from its creation.
+    await db.$executeRawUnsafe(
+      `UPDATE transfer_notice SET claimed_at = NULL, created_at = now() - make_interval(secs => $2) WHERE transfer_id = $1::uuid`,
+      sending,
+      STUCK_SENDING_AFTER_SECONDS + 1,
+    );
+    expect(await stuckSendingNotices(db)).toBe(2);
+  });
+
+  it("stamps the claim, so the age of a SENDING row is the age of its send", async () => {
+    const transferId = randomUUID();
+    await record(completed(transferId));
+    sender.kick();
+    await waitUntil(async () => mailsAbout(transferId).length === 1, "the notice sent");
+    const [row] = await db.$queryRawUnsafe<Array<{ claimed: boolean }>>(
+      `SELECT claimed_at IS NOT NULL AND claimed_at >= created_at AS claimed FROM transfer_notice WHERE transfer_id = $1::uuid`,
+      transferId,
+    );
+    expect(row?.claimed).toBe(true);
   });
 });

@@ -13,6 +13,7 @@
  * redelivered or re-published event adds nothing. Sending happens after commit, in a loop that
  * claims a row (SENDING, committed) before handing it to the provider: a crash mid-send leaves
  * it SENDING and it is never sent again. A provider refusal is retried a bounded number of times.
+ * Such a row is reported, not resent: stuckSendingNotices counts them for a metric and an alert.
  */
 import type { Event, Eventing } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
@@ -59,6 +60,26 @@ export async function startNoticeConsumers(eventing: Eventing<Tx>, logger: Logge
       afterCommit,
     });
   }
+}
+
+/**
+ * A send that has not ended this long after its claim was interrupted (a crash): one send is
+ * bounded far below it (SMTP's per-step timeout × its attempts, SMS's after the email).
+ */
+export const STUCK_SENDING_AFTER_SECONDS = 300;
+
+/**
+ * Notices claimed for sending more than STUCK_SENDING_AFTER_SECONDS ago and still SENDING: the
+ * customer was not told and nothing will retry (at most once). Rows claimed before claimed_at
+ * existed count from their creation.
+ */
+export async function stuckSendingNotices(db: Pick<Db, "$queryRawUnsafe">): Promise<number> {
+  const [row] = await db.$queryRawUnsafe<Array<{ n: number }>>(
+    `SELECT count(*)::int AS n FROM transfer_notice
+      WHERE state = 'SENDING' AND COALESCE(claimed_at, created_at) < now() - make_interval(secs => $1)`,
+    STUCK_SENDING_AFTER_SECONDS,
+  );
+  return row?.n ?? 0;
 }
 
 export interface Contact {
@@ -149,7 +170,7 @@ export class TransferNoticeSender {
   /** PENDING → SENDING, committed before any provider is called: what is claimed is sent at most once. */
   private claim(): Promise<ClaimedNotice[]> {
     return this.options.db.$queryRawUnsafe<ClaimedNotice[]>(
-      `UPDATE transfer_notice SET state = 'SENDING', attempts = attempts + 1
+      `UPDATE transfer_notice SET state = 'SENDING', attempts = attempts + 1, claimed_at = now()
        WHERE id IN (SELECT id FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
                     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
        RETURNING id, transfer_id, status, user_id, amount_minor, currency, reason, attempts`,

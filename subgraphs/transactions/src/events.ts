@@ -5,7 +5,7 @@
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
-import { BATCHED_CONSUMER, type Event, type Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Event, type EventScope, type Eventing } from "@vaultpay/events";
 import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { BatchSagaStore, lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
@@ -25,16 +25,16 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
       "account.refunded",
       "account.refund.rejected",
     ],
-    handle: (event, tx) => handleBatch(saga, [event], tx),
-    handleBatch: (events, tx) => handleBatch(saga, events, tx),
+    handle: (event, tx) => saga.handle(sagaStore(tx), event),
+    handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
     ...BATCHED_CONSUMER,
   });
   await eventing.consume({
     name: "transactions-fraud",
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
-    handle: (event, tx) => handleBatch(saga, [event], tx),
-    handleBatch: (events, tx) => handleBatch(saga, events, tx),
+    handle: (event, tx) => saga.handle(sagaStore(tx), event),
+    handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
     ...BATCHED_CONSUMER,
   });
 }
@@ -44,13 +44,11 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
  * event handled in order under its own context (the events it emits name it as their cause), the
  * transfers' new state written at the end (BatchSagaStore).
  */
-async function handleBatch(saga: Saga, events: readonly Event[], tx: Tx): Promise<void> {
+async function handleBatch(saga: Saga, events: readonly Event[], tx: Tx, within: EventScope): Promise<void> {
   const store = new BatchSagaStore(tx);
   await store.preload(events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])));
   for (const event of events) {
-    await runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, () =>
-      event.type === "account.created" ? recordAccount(tx, event.data) : saga.handle(store, event),
-    );
+    await within(event, () => (event.type === "account.created" ? recordAccount(tx, event.data) : saga.handle(store, event)));
   }
   await store.flush();
 }

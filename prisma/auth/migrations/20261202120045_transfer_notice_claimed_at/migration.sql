@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "transfer_notice" ADD COLUMN     "claimed_at" TIMESTAMPTZ(3);
