@@ -2,11 +2,11 @@
  * The operator console (ADMIN). The menu shows it to administrators only, but the API is what
  * refuses a customer: every query here answers FORBIDDEN to anyone else.
  */
-import { useRef, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { request } from "../api.ts";
 import { ApiError } from "../errors.ts";
 import { formatPaise, rupeesToPaise } from "../money.ts";
-import { AuditLog, DepositFunds, FraudChecks, Users, VerifyAuditChain, type AuditRecord } from "../operations.ts";
+import { AuditLog, DeadLetters, DepositFunds, FraudChecks, ReplayDeadLetters, Users, VerifyAuditChain, type AuditRecord, type DeadLetter } from "../operations.ts";
 import { ErrorNotice, Loading, PageHeading, formatDateTime, useAction, useQuery } from "../ui.tsx";
 
 export function Operator() {
@@ -15,6 +15,7 @@ export function Operator() {
       <PageHeading>Operator console</PageHeading>
       <Deposit />
       <FraudList />
+      <DeadLetterList />
       <AuditTrail />
       <ChainCheck />
     </main>
@@ -110,6 +111,111 @@ function FraudList() {
         Refresh fraud checks
       </button>
     </section>
+  );
+}
+
+/** The most dead letters the console lists (the API's page bound); the count per consumer says if more wait. */
+const DEAD_LETTERS_SHOWN = 500;
+
+function DeadLetterList() {
+  const letters = useQuery(DeadLetters, { consumer: null, first: DEAD_LETTERS_SHOWN });
+  const [result, setResult] = useState<string>();
+  const byConsumer = new Map<string, DeadLetter[]>();
+  for (const letter of letters.data?.deadLetters ?? []) byConsumer.set(letter.consumer, [...(byConsumer.get(letter.consumer) ?? []), letter]);
+  const replayed = (sentence: string) => {
+    setResult(sentence);
+    letters.reload();
+  };
+  return (
+    <section aria-labelledby="dlq-heading" className="dead-letters">
+      <h2 id="dlq-heading">Dead letters</h2>
+      <p className="hint">
+        Events a consumer gave up on after its last delivery. Fix the cause first, then replay: each event is published again, and consumers that
+        already applied it skip it.
+      </p>
+      <ErrorNotice error={letters.error} onRetry={letters.reload} />
+      {letters.loading && !letters.data && <Loading what="dead letters" />}
+      {letters.data && byConsumer.size === 0 && <p>No dead letters.</p>}
+      {[...byConsumer].map(([consumer, list]) => (
+        <ConsumerDeadLetters key={consumer} consumer={consumer} letters={list} onReplayed={replayed} />
+      ))}
+      {letters.data?.deadLetters.length === DEAD_LETTERS_SHOWN && <p className="hint">Showing the first {DEAD_LETTERS_SHOWN}; a replay reports how many still wait.</p>}
+      {result && <p role="status">{result}</p>}
+      <button type="button" onClick={letters.reload}>
+        Refresh dead letters
+      </button>
+    </section>
+  );
+}
+
+/** One consumer's dead letters and their replay, confirmed in place (no browser dialog). */
+function ConsumerDeadLetters({ consumer, letters, onReplayed }: { consumer: string; letters: DeadLetter[]; onReplayed: (sentence: string) => void }) {
+  const [confirming, setConfirming] = useState(false);
+  const { busy, error, run } = useAction();
+  const confirmButton = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirming) confirmButton.current?.focus();
+  }, [confirming]);
+  const headingId = `dlq-${consumer}`;
+  const count = `${letters.length} dead letter${letters.length === 1 ? "" : "s"}`;
+  const replay = () =>
+    run(async () => {
+      // By consumer, not by the ids shown: letters that died since for the same cause go too.
+      const { replayed, remaining, auditEventId } = (await request(ReplayDeadLetters, { consumer, ids: null })).replayDeadLetters;
+      setConfirming(false);
+      onReplayed(
+        `Replayed ${replayed} dead letter${replayed === 1 ? "" : "s"} of ${consumer}; ${remaining} still waiting.` +
+          (auditEventId ? ` Recorded in the audit log as event ${auditEventId}.` : ""),
+      );
+    });
+  return (
+    <article aria-labelledby={headingId} className="card">
+      <h3 id={headingId}>
+        {consumer} <span className="badge">{letters.length}</span>
+      </h3>
+      <ul aria-label={`Dead letters of ${consumer}`} className="letters">
+        {letters.map((letter) => (
+          <li key={letter.id}>
+            <dl className="facts">
+              <dt>Event</dt>
+              <dd>
+                {letter.eventType ?? letter.subject} <span className="hint">from {letter.stream}</span>
+              </dd>
+              <dt>Died</dt>
+              <dd>
+                {formatDateTime(letter.deadLetteredAt)} after {letter.deliveryCount} deliver{letter.deliveryCount === 1 ? "y" : "ies"}
+              </dd>
+              <dt>Last error</dt>
+              <dd>{letter.lastError || "none recorded"}</dd>
+              {letter.correlationId && (
+                <>
+                  <dt>Correlation</dt>
+                  <dd className="number">{letter.correlationId}</dd>
+                </>
+              )}
+            </dl>
+          </li>
+        ))}
+      </ul>
+      <ErrorNotice error={error} />
+      {confirming ? (
+        <div role="group" aria-label={`Confirm the replay of ${consumer}`} className="notice">
+          <p>
+            Replay {count} of {consumer}? Do it only once the cause is fixed; the replay is recorded in the audit log under your name.
+          </p>
+          <button type="button" ref={confirmButton} onClick={replay} disabled={busy}>
+            {busy ? "Replaying…" : `Yes, replay ${count}`}
+          </button>
+          <button type="button" onClick={() => setConfirming(false)} disabled={busy}>
+            Cancel
+          </button>
+        </div>
+      ) : (
+        <button type="button" onClick={() => setConfirming(true)}>
+          Replay dead letters of {consumer}
+        </button>
+      )}
+    </article>
   );
 }
 
