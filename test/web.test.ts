@@ -161,12 +161,30 @@ describe("web app in a real browser", () => {
     await expect.poll(() => receiver.getByTestId("number-SAVINGS").textContent()).toMatch(/^\d{12}$/);
     const receiverNumber = (await receiver.getByTestId("number-SAVINGS").textContent())!;
 
+    // 50 customers who signed up long before (ids sorting first), written straight into auth's
+    // table — registering 50 through the OTP step would cost minutes — fill the first page of
+    // users, so the operator reaches the sender only on the second ("Show 50 more customers").
+    const auth = new pg.Client({ connectionString: stack.databaseUrls.auth });
+    await auth.connect();
+    try {
+      await auth.query(
+        `INSERT INTO "user" (id, email, password_hash, phone_encrypted, phone_blind_index, updated_at)
+           SELECT ('00000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, 'earlier-' || n || '@example.com', 'not-a-hash', 'not-a-phone', 'earlier-' || n, now()
+             FROM generate_series(1, 50) AS n`,
+      );
+    } finally {
+      await auth.end();
+    }
+
     // The operator deposits ₹10,000 into the sender's savings through the console.
     await signIn(operator, ADMIN);
     await operator.getByRole("link", { name: "Operator" }).click();
     await operator.getByRole("heading", { name: "Operator console" }).waitFor();
     const senderSavings = operator.getByLabel("Account", { exact: true }).locator("option", { hasText: `${senderEmail} · SAVINGS` });
-    await expect.poll(() => senderSavings.count()).toBe(1);
+    await operator.getByRole("button", { name: "Show 50 more customers" }).waitFor();
+    expect(await senderSavings.count()).toBe(0);
+    await operator.getByRole("button", { name: "Show 50 more customers" }).click();
+    await expect.poll(() => senderSavings.count(), { timeout: 10_000 }).toBe(1);
     await operator.getByLabel("Account", { exact: true }).selectOption({ label: (await senderSavings.textContent())! });
     await operator.getByLabel("Amount in rupees (₹)", { exact: true }).fill("10,000");
     await operator.getByRole("button", { name: "Deposit" }).click();
@@ -300,7 +318,7 @@ describe("web app in a real browser", () => {
 
     await sender.getByRole("button", { name: /Sign out/ }).click();
     await sender.getByRole("heading", { name: "Sign in to VaultPay" }).waitFor();
-  }, 120_000);
+  }, 180_000);
 });
 
 it("the chromium this test drives is installed (.ci/run installs Debian's package)", () => {

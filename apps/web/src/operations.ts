@@ -109,7 +109,8 @@ export const DepositFunds = operation<{ depositFunds: Account }, { accountId: st
   "DepositFunds",
   `mutation DepositFunds($accountId: ID!, $amountMinor: MinorUnits!, $idempotencyKey: String!) { depositFunds(accountId: $accountId, amountMinor: $amountMinor, idempotencyKey: $idempotencyKey) { ${ACCOUNT} } }`,
 );
-export const Users = operation<{ users: Array<UserSummary & { accounts: Array<{ id: string; type: AccountType; maskedNumber: string; balance: Money }> }> }, { first: number; after: string | null }>(
+export type UserWithAccounts = UserSummary & { accounts: Array<{ id: string; type: AccountType; maskedNumber: string; balance: Money }> };
+export const Users = operation<{ users: UserWithAccounts[] }, { first: number; after: string | null }>(
   "Users",
   "query Users($first: Int, $after: String) { users(first: $first, after: $after) { id email role accounts { id type maskedNumber balance { minor currency } } } }",
 );

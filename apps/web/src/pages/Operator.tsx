@@ -6,7 +6,7 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import { request } from "../api.ts";
 import { ApiError } from "../errors.ts";
 import { formatPaise, rupeesToPaise } from "../money.ts";
-import { AuditLog, DeadLetters, DepositFunds, FraudChecks, ReplayDeadLetters, Users, VerifyAuditChain, type AuditRecord, type DeadLetter } from "../operations.ts";
+import { AuditLog, DeadLetters, DepositFunds, FraudChecks, ReplayDeadLetters, Users, VerifyAuditChain, type AuditRecord, type DeadLetter, type UserWithAccounts } from "../operations.ts";
 import { ErrorNotice, Loading, PageHeading, formatDateTime, useAction, useQuery } from "../ui.tsx";
 
 export function Operator() {
@@ -22,14 +22,56 @@ export function Operator() {
   );
 }
 
+/** Users per page of `users` (the API's default). */
+const USERS_PAGE = 50;
+/** Most pages the console loads (1,000 users): a bound on the list, not on the bank. */
+const USERS_PAGES_MAX = 20;
+
+/** The first `pages` pages of users, each after the last id of the one before. */
+async function loadUsers(pages: number): Promise<{ users: UserWithAccounts[]; hasMore: boolean }> {
+  const users: UserWithAccounts[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < pages; page++) {
+    const batch: UserWithAccounts[] = (await request(Users, { first: USERS_PAGE, after })).users;
+    users.push(...batch);
+    if (batch.length < USERS_PAGE) return { users, hasMore: false };
+    after = batch[batch.length - 1]!.id;
+  }
+  return { users, hasMore: true };
+}
+
+/** Users page by page; a reload (after a deposit) fetches every page shown again, so balances stay current. */
+function usePagedUsers() {
+  const [pages, setPages] = useState(1);
+  const [generation, setGeneration] = useState(0);
+  const [state, setState] = useState<{ users?: UserWithAccounts[]; hasMore: boolean; error?: unknown; loading: boolean }>({ hasMore: false, loading: true });
+  useEffect(() => {
+    let live = true;
+    setState((previous) => ({ ...previous, loading: true }));
+    loadUsers(pages).then(
+      (loaded) => live && setState({ ...loaded, loading: false }),
+      (error: unknown) => live && setState((previous) => ({ ...previous, error, loading: false })),
+    );
+    return () => {
+      live = false;
+    };
+  }, [pages, generation]);
+  return {
+    ...state,
+    canLoadMore: state.hasMore && pages < USERS_PAGES_MAX,
+    loadMore: () => setPages((count) => Math.min(count + 1, USERS_PAGES_MAX)),
+    reload: () => setGeneration((value) => value + 1),
+  };
+}
+
 function Deposit() {
-  const users = useQuery(Users, { first: 50, after: null });
+  const users = usePagedUsers();
   const [accountId, setAccountId] = useState("");
   const [amount, setAmount] = useState("");
   const { busy, error, setError, run } = useAction();
   const [result, setResult] = useState<string>();
   const intentKey = useRef<string | undefined>(undefined);
-  const accounts = users.data?.users.flatMap((user) => user.accounts.map((account) => ({ ...account, email: user.email }))) ?? [];
+  const accounts = users.users?.flatMap((user) => user.accounts.map((account) => ({ ...account, email: user.email }))) ?? [];
   function submit(event: FormEvent) {
     event.preventDefault();
     const parsed = rupeesToPaise(amount);
@@ -62,6 +104,11 @@ function Deposit() {
             </option>
           ))}
         </select>
+        {users.canLoadMore && (
+          <button type="button" onClick={users.loadMore} disabled={users.loading}>
+            Show {USERS_PAGE} more customers
+          </button>
+        )}
         <label htmlFor="deposit-amount">Amount in rupees (₹)</label>
         <input id="deposit-amount" inputMode="decimal" required value={amount} onChange={(event) => reset(setAmount)(event.target.value)} />
         <ErrorNotice error={error} />
