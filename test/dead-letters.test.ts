@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventConsumer, connectJetStream, type JetStreamLink } from "@vaultpay/events";
 import { GATEWAY_ASSERTION_HEADER, createLogger, signGatewayAssertion } from "@vaultpay/kit";
 import { createTestDatabase, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import type { DeadLetter } from "../apps/web/src/operations.ts";
 import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
 
 const logger = createLogger({ service: "dead-letters-test", level: "silent" });
@@ -22,19 +23,6 @@ const DEAD_LETTERS = `query DeadLetters($consumer: String, $first: Int) {
 }`;
 const REPLAY = `mutation Replay($consumer: String, $ids: [ID!]) { replayDeadLetters(consumer: $consumer, ids: $ids) { replayed remaining auditEventId } }`;
 const AUDIT_LOG = `query ($correlationId: String, $type: String) { auditLog(correlationId: $correlationId, type: $type) { id type actorUserId data } }`;
-
-interface DeadLetter {
-  id: string;
-  consumer: string;
-  stream: string;
-  subject: string;
-  eventId: string | null;
-  eventType: string | null;
-  correlationId: string | null;
-  deliveryCount: number;
-  lastError: string;
-  deadLetteredAt: string;
-}
 
 describe("dead letters through the gateway", () => {
   let stack: TestStack & { teardown: () => Promise<void> };
