@@ -3,7 +3,7 @@
  * subjects once the cause is fixed, and removes them from DLQ.
  */
 import { parseArgs } from "node:util";
-import { connectJetStream, replayDeadLetters } from "@vaultpay/events";
+import { CONSUMER_NAME_PATTERN, connectJetStream, replayDeadLetters } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 
 const { values } = parseArgs({ options: { consumer: { type: "string" }, limit: { type: "string", default: "1000" } } });
@@ -11,6 +11,10 @@ const logger = createLogger({ service: "dlq-replay" });
 const limit = Number(values.limit);
 if (!Number.isInteger(limit) || limit < 1) {
   console.error("--limit must be a positive integer");
+  process.exit(2);
+}
+if (values.consumer !== undefined && !CONSUMER_NAME_PATTERN.test(values.consumer)) {
+  console.error("--consumer must be a consumer (durable) name: letters, digits, - and _");
   process.exit(2);
 }
 const { nc, js, jsm } = await connectJetStream(process.env.NATS_URL ?? "nats://127.0.0.1:4322", "dlq-replay", logger, false);

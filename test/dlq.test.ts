@@ -1,7 +1,7 @@
 /** Dead letters: a message that keeps failing lands in DLQ with its error; replay delivers it again. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { connectJetStream, DLQ_HEADERS, EventConsumer, createEvent, eventHeaders, replayDeadLetters, type JetStreamLink } from "@vaultpay/events";
+import { connectJetStream, DeadLetterQueue, DLQ_HEADERS, EventConsumer, createEvent, eventHeaders, publishDeadLetter, replayDeadLetters, type JetStreamLink } from "@vaultpay/events";
 import { createLogger, createMetrics } from "@vaultpay/kit";
 import { createTestDatabase, parsePrometheusText, startTestNats, valueOf, waitUntil } from "@vaultpay/testing";
 import { createDb } from "../subgraphs/audit/src/db.ts";
@@ -81,6 +81,26 @@ describe("DLQ and replay", () => {
     expect(valueOf(samples, "vaultpay_consumer_redeliveries_total", { consumer: "audit-dlq-test" })).toBe(2);
     expect(valueOf(samples, "vaultpay_consumer_dead_letters_total", { consumer: "audit-dlq-test" })).toBe(1);
 
+    // What an operator reads of it (the audit subgraph's deadLetters): where from and why, no payload.
+    const queue = new DeadLetterQueue(link.js, link.jsm, logger);
+    const [summary] = await queue.list({ consumer: "audit-dlq-test", limit: 10 });
+    expect(summary).toMatchObject({
+      dlqSeq: dlqInfo.state.last_seq,
+      consumer: "audit-dlq-test",
+      stream: "ACCOUNTS",
+      subject: "account.created",
+      eventId: event.id,
+      eventType: "account.created",
+      correlationId: "corr-dlq",
+      deliveries: 3,
+      error: "Error: ledger unavailable",
+    });
+    expect(summary!.deadLetteredAt).toBeInstanceOf(Date);
+    expect(summary).not.toHaveProperty("data");
+    expect(await queue.list({ consumer: "someone-else", limit: 10 })).toEqual([]);
+    expect(await queue.countByConsumer()).toEqual(new Map([["audit-dlq-test", 1]]));
+    expect(await queue.consumerNames()).toContain("audit-dlq-test");
+
     causeFixed = true;
     const result = await replayDeadLetters({ js: link.js, jsm: link.jsm, logger });
     expect(result).toEqual({ replayed: 1, remaining: 0 });
@@ -102,5 +122,38 @@ describe("DLQ and replay", () => {
     const letter = (await link.jsm.streams.getMessage("DLQ", { seq: info.state.last_seq }))!;
     expect(letter.header.get(DLQ_HEADERS.deliveries)).toBe("1");
     expect(letter.header.get(DLQ_HEADERS.error)).toMatch(/^InvalidEventError: bad envelope/);
+  });
+
+  it("lists by consumer past replayed letters, and replays only the letters named", async () => {
+    const queue = new DeadLetterQueue(link.js, link.jsm, logger);
+    for (const letter of await queue.list({ limit: 100 })) await link.jsm.streams.deleteMessage("DLQ", letter.dlqSeq);
+    const letter = (consumerName: string, n: number) => ({
+      subject: `gateway.test.${n}`,
+      // GATEWAY: no consumer of this test reads it, so the replayed payloads stay where they land.
+      stream: "GATEWAY",
+      streamSeq: 1_000 + n,
+      consumer: consumerName,
+      deliveries: 5,
+      error: "Error: line one\nline two",
+      data: new TextEncoder().encode(`payload-${n}`),
+    });
+    for (let n = 1; n <= 5; n++) await publishDeadLetter(link.js, letter(n % 2 === 0 ? "even-consumer" : "odd-consumer", n));
+    const odd = await queue.list({ consumer: "odd-consumer", limit: 10 });
+    expect(odd.map((summary) => summary.subject)).toEqual(["gateway.test.1", "gateway.test.3", "gateway.test.5"]);
+    expect(odd[0]).toMatchObject({ streamSeq: 1_001, deliveries: 5, error: "Error: line one line two", eventId: null, eventType: null });
+    expect((await queue.list({ limit: 2 })).map((summary) => summary.subject)).toEqual(["gateway.test.1", "gateway.test.2"]);
+
+    // Replaying the middle odd letter leaves a gap the next list steps over.
+    expect(await queue.replay([odd[1]!.dlqSeq])).toBe(1);
+    expect(await queue.replay([odd[1]!.dlqSeq])).toBe(0); // already gone
+    expect((await queue.list({ consumer: "odd-consumer", limit: 10 })).map((summary) => summary.subject)).toEqual(["gateway.test.1", "gateway.test.5"]);
+    expect(await queue.get([odd[0]!.dlqSeq, odd[1]!.dlqSeq])).toHaveLength(1);
+    expect(await queue.countByConsumer()).toEqual(new Map([["odd-consumer", 2], ["even-consumer", 2]]));
+    const replayed = (await link.jsm.streams.getMessage("GATEWAY", { last_by_subj: "gateway.test.3" }))!;
+    expect(replayed.string()).toBe("payload-3");
+    expect(replayed.header.get(DLQ_HEADERS.consumer)).toBe(""); // the DLQ's own headers stay behind
+
+    expect(await replayDeadLetters({ js: link.js, jsm: link.jsm, logger, consumer: "even-consumer" })).toEqual({ replayed: 2, remaining: 0 });
+    expect(await queue.countByConsumer()).toEqual(new Map([["odd-consumer", 2]]));
   });
 });

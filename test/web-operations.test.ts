@@ -1,6 +1,6 @@
 /**
  * The web app's hand-typed operations against the public contract (test/fixtures/api-contract.graphql,
- * the copy of API.md): each document parses, validates and names itself as its export says. The
+ * the copy of API.md, and test/fixtures/api-additions.graphql): each document parses, validates and names itself as its export says. The
  * app therefore uses only the contract, and a contract change that breaks it fails here.
  * (GraphQL Code Generator was not used: the app's 19 small documents are typed by hand beside
  * their text, and this test is what keeps the two honest.)
@@ -14,7 +14,8 @@ import { REPO_ROOT } from "@vaultpay/stack";
 import { ERROR_CODES } from "../apps/web/src/errors.ts";
 import { ALL_OPERATIONS } from "../apps/web/src/operations.ts";
 
-const contract = buildSchema(readFileSync(path.join(REPO_ROOT, "test/fixtures/api-contract.graphql"), "utf8"));
+// The contract and the additions since (README's "API: additions to the contract").
+const contract = buildSchema(["api-contract.graphql", "api-additions.graphql"].map((file) => readFileSync(path.join(REPO_ROOT, "test/fixtures", file), "utf8")).join("\n"));
 
 describe("web app operations", () => {
   it.each(ALL_OPERATIONS.map((operation) => [operation.name, operation] as const))("%s is valid against the public contract", (name, operation) => {

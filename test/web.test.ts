@@ -4,7 +4,8 @@
  * operator deposits through the operator console, one sends to the other with a double click, the
  * sender's page shows DEBITED then COMPLETED pushed live, the receiver's balance changes; a
  * transfer the fraud rules fail shows FAILED with its reasons and the refund; a customer asking
- * for the operator console is refused by the API; axe finds no serious or critical violation.
+ * for the operator console is refused by the API; the operator replays the dead letters of a
+ * consumer that failed (at phone width); axe finds no serious or critical violation.
  * VAULTPAY_WEB_SCREENSHOTS=<dir> saves screenshots of the main pages there (README's docs/).
  */
 import { existsSync, mkdirSync } from "node:fs";
@@ -13,8 +14,11 @@ import { AxeBuilder } from "@axe-core/playwright";
 import pg from "pg";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventConsumer, connectJetStream, type JetStreamLink } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
 import { buildWebApp } from "@vaultpay/stack";
-import { fraudOnlyOnAmount, startTestStack, uniqueName, type TestStack } from "@vaultpay/testing";
+import { createTestDatabase, fraudOnlyOnAmount, startTestStack, uniqueName, type TestStack } from "@vaultpay/testing";
+import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const PASSWORD = "Monsoon-harbour-ledger-42";
@@ -24,15 +28,42 @@ const SCREENSHOTS = process.env.VAULTPAY_WEB_SCREENSHOTS;
 /** Transfers over ₹5,000 fail the fraud check in this stack; smaller ones pass. */
 const FRAUD_FAILS_OVER_MINOR = 500_000n;
 
+/** A consumer of this test's own on the stack's NATS: it dead-letters account.created until fixed. */
+const FLAKY = "web-flaky-accounts";
+
 let stack: TestStack & { teardown: () => Promise<void> };
 let browser: Browser;
 let appUrl: string;
 const browserErrors: string[] = [];
+let flakyDatabase: Awaited<ReturnType<typeof createTestDatabase>>;
+let flakyDb: ReturnType<typeof createDb>;
+let flakyLink: JetStreamLink;
+let flaky: EventConsumer<Tx>;
+let flakyCauseFixed = false;
+const flakyApplied = new Set<string>();
 
 beforeAll(async () => {
   await buildWebApp();
-  stack = await startTestStack({ env: fraudOnlyOnAmount(FRAUD_FAILS_OVER_MINOR) });
+  [stack, flakyDatabase] = await Promise.all([startTestStack({ env: fraudOnlyOnAmount(FRAUD_FAILS_OVER_MINOR) }), createTestDatabase("audit")]);
   appUrl = stack.gatewayUrl.replace(/graphql$/, "");
+  flakyDb = createDb(flakyDatabase.url);
+  flakyLink = await connectJetStream(stack.nats.url, "web-test", createLogger({ service: "web-test", level: "silent" }));
+  flaky = new EventConsumer<Tx>({
+    name: FLAKY,
+    stream: "ACCOUNTS",
+    filterSubject: "account.created",
+    db: flakyDb,
+    js: flakyLink.js,
+    jsm: flakyLink.jsm,
+    logger: createLogger({ service: "web-test", level: "silent" }),
+    maxDeliver: 2,
+    backoffMs: [50],
+    handle: async (event) => {
+      if (!flakyCauseFixed) throw new Error("ledger unavailable");
+      flakyApplied.add(event.id);
+    },
+  });
+  await flaky.start();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -41,7 +72,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await stack?.teardown();
+  await flaky?.stop();
+  await flakyLink?.nc.close();
+  await flakyDb?.$disconnect();
+  await Promise.all([stack?.teardown(), flakyDatabase?.drop()]);
 });
 
 async function expectAccessible(page: Page, what: string): Promise<void> {
@@ -57,10 +91,12 @@ async function expectAccessible(page: Page, what: string): Promise<void> {
   expect(widths.page, `${what} is wider than the screen`).toBeLessThanOrEqual(widths.screen);
 }
 
-async function screenshot(page: Page, name: string): Promise<void> {
+/** The whole page, or one part of it (a CSS selector). */
+async function screenshot(page: Page, name: string, part?: string): Promise<void> {
   if (!SCREENSHOTS) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const file = path.join(SCREENSHOTS, `${name}.png`);
+  await (part ? page.locator(part).screenshot({ path: file }) : page.screenshot({ path: file, fullPage: true }));
 }
 
 async function newPage(viewport?: { width: number; height: number }): Promise<Page> {
@@ -125,12 +161,30 @@ describe("web app in a real browser", () => {
     await expect.poll(() => receiver.getByTestId("number-SAVINGS").textContent()).toMatch(/^\d{12}$/);
     const receiverNumber = (await receiver.getByTestId("number-SAVINGS").textContent())!;
 
+    // 50 customers who signed up long before (ids sorting first), written straight into auth's
+    // table — registering 50 through the OTP step would cost minutes — fill the first page of
+    // users, so the operator reaches the sender only on the second ("Show 50 more customers").
+    const auth = new pg.Client({ connectionString: stack.databaseUrls.auth });
+    await auth.connect();
+    try {
+      await auth.query(
+        `INSERT INTO "user" (id, email, password_hash, phone_encrypted, phone_blind_index, updated_at)
+           SELECT ('00000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, 'earlier-' || n || '@example.com', 'not-a-hash', 'not-a-phone', 'earlier-' || n, now()
+             FROM generate_series(1, 50) AS n`,
+      );
+    } finally {
+      await auth.end();
+    }
+
     // The operator deposits ₹10,000 into the sender's savings through the console.
     await signIn(operator, ADMIN);
     await operator.getByRole("link", { name: "Operator" }).click();
     await operator.getByRole("heading", { name: "Operator console" }).waitFor();
     const senderSavings = operator.getByLabel("Account", { exact: true }).locator("option", { hasText: `${senderEmail} · SAVINGS` });
-    await expect.poll(() => senderSavings.count()).toBe(1);
+    await operator.getByRole("button", { name: "Show 50 more customers" }).waitFor();
+    expect(await senderSavings.count()).toBe(0);
+    await operator.getByRole("button", { name: "Show 50 more customers" }).click();
+    await expect.poll(() => senderSavings.count(), { timeout: 10_000 }).toBe(1);
     await operator.getByLabel("Account", { exact: true }).selectOption({ label: (await senderSavings.textContent())! });
     await operator.getByLabel("Amount in rupees (₹)", { exact: true }).fill("10,000");
     await operator.getByRole("button", { name: "Deposit" }).click();
@@ -217,6 +271,23 @@ describe("web app in a real browser", () => {
     await operator.getByText(/The audit chain is intact: \d+ records checked\./).waitFor();
     await expectAccessible(operator, "operator console with results");
     await screenshot(operator, "operator");
+
+    // Dead letters at phone width: the flaky consumer gave up on the three accounts opened above;
+    // the operator sees them with their last error, fixes the cause and replays them (confirmed).
+    await operator.setViewportSize(PHONE);
+    await operator.getByRole("button", { name: "Refresh dead letters" }).click();
+    const flakyLetters = operator.getByRole("list", { name: `Dead letters of ${FLAKY}` }).getByRole("listitem");
+    await expect.poll(() => flakyLetters.count()).toBe(3);
+    expect(await flakyLetters.first().textContent()).toMatch(/account\.created.*after 2 deliveries.*Error: ledger unavailable/);
+    await operator.getByRole("button", { name: `Replay dead letters of ${FLAKY}` }).click();
+    await expectAccessible(operator, "operator console, replay to confirm");
+    await screenshot(operator, "operator-dead-letters-phone", "section.dead-letters");
+    flakyCauseFixed = true;
+    await operator.getByRole("button", { name: "Yes, replay 3 dead letters" }).click();
+    await operator.getByRole("status").getByText(new RegExp(`Replayed 3 dead letters of ${FLAKY}; 0 still waiting\\. Recorded in the audit log as event [0-9a-f-]{36}\\.`)).waitFor();
+    await expect.poll(() => flakyApplied.size).toBe(3);
+    await expect.poll(() => operator.getByRole("list", { name: `Dead letters of ${FLAKY}` }).count()).toBe(0);
+    await expectAccessible(operator, "operator console after the replay");
     // RATE_LIMITED as the gateway answers it (one answer faked at the network): a sentence, a
     // countdown from retryAfterSeconds, and "Try again" only once it has run out.
     let limited = false;
@@ -247,7 +318,7 @@ describe("web app in a real browser", () => {
 
     await sender.getByRole("button", { name: /Sign out/ }).click();
     await sender.getByRole("heading", { name: "Sign in to VaultPay" }).waitFor();
-  }, 120_000);
+  }, 180_000);
 });
 
 it("the chromium this test drives is installed (.ci/run installs Debian's package)", () => {

@@ -8,8 +8,10 @@ import { authorizeOperation } from "./shield.ts";
 const schema = buildSchema(`
   type User { id: ID! }
   type DevMessage { body: String! }
-  type Query { me: User!  users: [User!]!  devMailbox(to: String!): [DevMessage!]!  brandNew: String }
-  type Mutation { login(email: String!): String!  depositFunds(accountId: ID!): String! }
+  type DeadLetter { id: ID! }
+  type DeadLetterReplay { replayed: Int! }
+  type Query { me: User!  users: [User!]!  devMailbox(to: String!): [DevMessage!]!  deadLetters(consumer: String): [DeadLetter!]!  brandNew: String }
+  type Mutation { login(email: String!): String!  depositFunds(accountId: ID!): String!  replayDeadLetters(consumer: String, ids: [ID!]): DeadLetterReplay! }
 `);
 
 const caller = (role: Caller["role"]): Caller => ({ userId: "u", role, sessionId: "s", deviceId: "d", tokenId: "t" });
@@ -34,6 +36,14 @@ describe("gateway permissions (shared/API.md)", () => {
     await expect(check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("ADMIN") })).resolves.toBeUndefined();
     await expect(check(`{ users { id } }`, { production: true })).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
     await expect(check(`{ me { id } }`, { production: true, caller: caller("CUSTOMER") })).resolves.toBeUndefined();
+  });
+
+  it("lets only an ADMIN list and replay dead letters", async () => {
+    for (const query of [`{ deadLetters { id } }`, `mutation { replayDeadLetters(consumer: "accounts-saga") { replayed } }`]) {
+      await expect(check(query, { production: false })).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+      await expect(check(query, { production: false, caller: caller("CUSTOMER") })).rejects.toMatchObject({ code: "FORBIDDEN" });
+      await expect(check(query, { production: true, caller: caller("ADMIN") })).resolves.toBeUndefined();
+    }
   });
 
   it("closes a root field nobody has decided about", async () => {

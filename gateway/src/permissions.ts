@@ -43,6 +43,7 @@ export const permissions: Permissions = {
     fraudChecks: isAdmin,
     auditLog: isAdmin,
     verifyAuditChain: isAdmin,
+    deadLetters: isAdmin,
     devMailbox: outsideProduction,
     __schema: outsideProduction,
     __type: outsideProduction,
@@ -61,6 +62,7 @@ export const permissions: Permissions = {
     openAccount: isAuthenticated,
     initiateTransfer: isAuthenticated,
     depositFunds: isAdmin,
+    replayDeadLetters: isAdmin,
   },
   Subscription: {
     transferStatusChanged: isAuthenticated,
@@ -81,6 +83,8 @@ export const permissions: Permissions = {
       "FraudCheck",
       "AuditRecord",
       "AuditVerification",
+      "DeadLetter",
+      "DeadLetterReplay",
       "DevMessage",
       "ServiceStatus",
       // Introspection's own types, reachable only through __schema/__type above.

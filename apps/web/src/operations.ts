@@ -1,7 +1,7 @@
 /**
- * Every GraphQL operation the app sends, typed by hand against the public contract (API.md).
- * test/web-operations.test.ts validates each document against test/fixtures/api-contract.graphql
- * and checks the declared result fields are the selected ones, so a contract change breaks a test,
+ * Every GraphQL operation the app sends, typed by hand against the public contract (API.md and the
+ * README's additions). test/web-operations.test.ts validates each document against
+ * test/fixtures/api-contract.graphql and api-additions.graphql, and checks the declared result fields are the selected ones, so a contract change breaks a test,
  * not a customer's screen.
  */
 
@@ -109,7 +109,8 @@ export const DepositFunds = operation<{ depositFunds: Account }, { accountId: st
   "DepositFunds",
   `mutation DepositFunds($accountId: ID!, $amountMinor: MinorUnits!, $idempotencyKey: String!) { depositFunds(accountId: $accountId, amountMinor: $amountMinor, idempotencyKey: $idempotencyKey) { ${ACCOUNT} } }`,
 );
-export const Users = operation<{ users: Array<UserSummary & { accounts: Array<{ id: string; type: AccountType; maskedNumber: string; balance: Money }> }> }, { first: number; after: string | null }>(
+export type UserWithAccounts = UserSummary & { accounts: Array<{ id: string; type: AccountType; maskedNumber: string; balance: Money }> };
+export const Users = operation<{ users: UserWithAccounts[] }, { first: number; after: string | null }>(
   "Users",
   "query Users($first: Int, $after: String) { users(first: $first, after: $after) { id email role accounts { id type maskedNumber balance { minor currency } } } }",
 );
@@ -127,8 +128,34 @@ export const VerifyAuditChain = operation<{ verifyAuditChain: { valid: boolean; 
   "query VerifyAuditChain { verifyAuditChain { valid checked firstBrokenSeq } }",
 );
 
+// Additions to the contract since API.md (README "API: additions to the contract").
+export interface DeadLetter {
+  id: string;
+  consumer: string;
+  stream: string;
+  subject: string;
+  eventId: string | null;
+  eventType: string | null;
+  correlationId: string | null;
+  deliveryCount: number;
+  lastError: string;
+  deadLetteredAt: string;
+}
+export const DeadLetters = operation<{ deadLetters: DeadLetter[] }, { consumer: string | null; first: number }>(
+  "DeadLetters",
+  "query DeadLetters($consumer: String, $first: Int) { deadLetters(consumer: $consumer, first: $first) { id consumer stream subject eventId eventType correlationId deliveryCount lastError deadLetteredAt } }",
+);
+export const ReplayDeadLetters = operation<
+  { replayDeadLetters: { replayed: number; remaining: number; auditEventId: string | null } },
+  { consumer: string | null; ids: string[] | null }
+>(
+  "ReplayDeadLetters",
+  "mutation ReplayDeadLetters($consumer: String, $ids: [ID!]) { replayDeadLetters(consumer: $consumer, ids: $ids) { replayed remaining auditEventId } }",
+);
+
 /** Every operation, for the contract test. */
 export const ALL_OPERATIONS: ReadonlyArray<Operation<unknown, unknown>> = [
   Register, Login, VerifyOtp, RefreshSession, Logout, DevMailbox, Me, MyAccounts, AccountNumber, OpenAccount,
   InitiateTransfer, TransferById, MyTransfers, TransferStatusChanged, DepositFunds, Users, FraudChecks, AuditLog, VerifyAuditChain,
+  DeadLetters, ReplayDeadLetters,
 ] as ReadonlyArray<Operation<unknown, unknown>>;

@@ -3,6 +3,7 @@ import { accountEvents } from "./catalog/accounts.ts";
 import { authEvents } from "./catalog/auth.ts";
 import { fraudEvents } from "./catalog/fraud.ts";
 import { gatewayEvents } from "./catalog/gateway.ts";
+import { operatorEvents } from "./catalog/operator.ts";
 import { transactionEvents } from "./catalog/transactions.ts";
 
 /**
@@ -17,10 +18,12 @@ export const catalog = {
   ...gatewayEvents,
   ...transactionEvents,
   ...fraudEvents,
+  ...operatorEvents,
 } as const;
 
 export type Catalog = typeof catalog;
 export type EventType = keyof Catalog;
 export type EventData<T extends EventType> = z.infer<Catalog[T]["data"]>;
 export { TEXT_LIMITS, boundText, minorUnits } from "./catalog/define.ts";
+export { REPLAY_MAX_DEAD_LETTERS } from "./catalog/operator.ts";
 export * from "./catalog/transfer-status.ts";

@@ -1,6 +1,7 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { Logger } from "@vaultpay/kit";
+import { STREAMS, isNotFound, type StreamName } from "./streams.ts";
 
 /** Headers a dead letter carries besides the original message's own. */
 export const DLQ_HEADERS = {
@@ -52,6 +53,147 @@ export async function publishDeadLetter(js: JetStreamClient, letter: DeadLetter)
   });
 }
 
+/** A dead letter as an operator reads it: where it came from, why it died, never its payload. */
+export interface DeadLetterSummary {
+  /** Its sequence in the DLQ stream: the handle to replay it by. */
+  dlqSeq: number;
+  consumer: string;
+  stream: string;
+  subject: string;
+  /** Its sequence in the original stream. */
+  streamSeq: number | null;
+  eventId: string | null;
+  eventType: string | null;
+  correlationId: string | null;
+  deliveries: number;
+  error: string;
+  deadLetteredAt: Date;
+}
+
+/** What a durable name may look like (NATS refuses dots and wildcards in it). */
+export const CONSUMER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The DLQ subjects of one consumer (`dlq.<stream>.<consumer>`), or of all. */
+function dlqFilter(consumer: string | undefined): string {
+  if (consumer !== undefined && !CONSUMER_NAME_PATTERN.test(consumer)) throw new Error(`not a consumer name: ${consumer}`);
+  return consumer ? `dlq.*.${consumer}` : "dlq.>";
+}
+
+/** Most dead letters read by one list or replay call. */
+export const DEAD_LETTER_READ_MAX = 1_000;
+
+function summarize(message: StoredMsg): DeadLetterSummary {
+  const header = (name: string) => message.header.get(name) || null;
+  const streamSeq = Number(header(DLQ_HEADERS.streamSeq));
+  return {
+    dlqSeq: message.seq,
+    consumer: header(DLQ_HEADERS.consumer) ?? message.subject.split(".")[2] ?? "",
+    stream: header(DLQ_HEADERS.stream) ?? message.subject.split(".")[1] ?? "",
+    subject: header(DLQ_HEADERS.subject) ?? "",
+    streamSeq: Number.isInteger(streamSeq) && streamSeq > 0 ? streamSeq : null,
+    eventId: header(DLQ_HEADERS.eventId),
+    eventType: header("Vp-Event-Type"),
+    correlationId: header("Vp-Correlation-Id"),
+    deliveries: Number(header(DLQ_HEADERS.deliveries) ?? 0),
+    error: header(DLQ_HEADERS.error) ?? "",
+    deadLetteredAt: message.time,
+  };
+}
+
+/**
+ * Dead letters in DLQ order, of one consumer or all, at most `limit`. Each read asks JetStream for
+ * the next message of the consumer's subjects at or after a sequence, so replayed (deleted) letters
+ * and other consumers' letters cost nothing to skip.
+ */
+async function* readDeadLetters(jsm: JetStreamManager, consumer: string | undefined, limit: number): AsyncGenerator<StoredMsg> {
+  const filter = dlqFilter(consumer);
+  let seq = 1;
+  for (let read = 0; read < Math.min(limit, DEAD_LETTER_READ_MAX); read++) {
+    // nats-server ≥ 2.9 answers next_by_subj; the client's type for getMessage predates it.
+    const message = await jsm.streams.getMessage("DLQ", { seq, next_by_subj: filter } as unknown as { seq: number });
+    if (!message) return;
+    yield message;
+    seq = message.seq + 1;
+  }
+}
+
+/**
+ * Reads and replays dead letters without their payloads leaving this module: an operator (the
+ * audit subgraph's API, `pnpm dlq:replay`) sees summaries and replays by DLQ sequence.
+ */
+export class DeadLetterQueue {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly logger: Logger,
+  ) {}
+
+  async list(options: { consumer?: string | undefined; limit: number }): Promise<DeadLetterSummary[]> {
+    const letters: DeadLetterSummary[] = [];
+    for await (const message of readDeadLetters(this.jsm, options.consumer, options.limit)) letters.push(summarize(message));
+    return letters;
+  }
+
+  /** The letters still in DLQ among these sequences (a replayed one is gone). */
+  async get(dlqSeqs: readonly number[]): Promise<DeadLetterSummary[]> {
+    const found = await Promise.all(dlqSeqs.map((seq) => this.jsm.streams.getMessage("DLQ", { seq }).catch(() => null)));
+    return found.filter((message) => message !== null).map(summarize);
+  }
+
+  /** How many letters wait, per consumer (read from the stream's subject counts, not the letters). */
+  async countByConsumer(consumer?: string): Promise<Map<string, number>> {
+    const info = await this.jsm.streams.info("DLQ", { subjects_filter: dlqFilter(consumer) });
+    const counts = new Map<string, number>();
+    for (const [subject, count] of Object.entries(info.state.subjects ?? {})) {
+      const name = subject.split(".")[2] ?? "";
+      counts.set(name, (counts.get(name) ?? 0) + count);
+    }
+    return counts;
+  }
+
+  /** The durables of every event stream: the consumers that can have dead letters. */
+  async consumerNames(): Promise<Set<string>> {
+    const names = new Set<string>();
+    for (const stream of Object.keys(STREAMS) as StreamName[]) {
+      if (stream === "DLQ") continue;
+      for await (const consumer of this.jsm.consumers.list(stream)) names.add(consumer.name);
+    }
+    return names;
+  }
+
+  /**
+   * Re-publishes these dead letters to their original subjects and removes them from DLQ; returns
+   * how many were replayed (a letter already gone is skipped). The Msg-Id is derived from the DLQ
+   * sequence, so two operators replaying the same letter at once publish it once.
+   */
+  async replay(dlqSeqs: readonly number[]): Promise<number> {
+    let replayed = 0;
+    for (const seq of dlqSeqs) {
+      const message = await this.jsm.streams.getMessage("DLQ", { seq }).catch(() => null);
+      if (!message) continue; // replayed meanwhile
+      await this.replayOne(message);
+      replayed++;
+    }
+    return replayed;
+  }
+
+  private async replayOne(message: StoredMsg): Promise<void> {
+    const subject = message.header.get(DLQ_HEADERS.subject);
+    const headers = natsHeaders();
+    for (const [key, values] of message.header) {
+      if (key.startsWith("Vp-Dlq-") || key === "Nats-Msg-Id") continue;
+      for (const value of values) headers.append(key, value);
+    }
+    // A fresh Msg-Id: the original id is still inside the duplicate window after a quick fix.
+    await this.js.publish(subject, message.data, { headers, msgID: `replay:dlq:${message.seq}` });
+    await this.jsm.streams.deleteMessage("DLQ", message.seq, false).catch((error: unknown) => {
+      // Deleted by a concurrent replay: it was published once (same Msg-Id), which is what counts.
+      if (!isNotFound(error)) throw error;
+    });
+    this.logger.info({ dlqSeq: message.seq, subject, consumer: message.header.get(DLQ_HEADERS.consumer) }, "replayed dead letter");
+  }
+}
+
 export interface ReplayOptions {
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -73,31 +215,10 @@ export interface ReplayResult {
  * event skip it (idempotent by event id), the one that failed gets a fresh set of deliveries.
  */
 export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayResult> {
-  const { js, jsm, logger } = options;
-  const limit = options.limit ?? 1_000;
-  const info = await jsm.streams.info("DLQ");
-  let replayed = 0;
-  let remaining = 0;
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const message = await jsm.streams.getMessage("DLQ", { seq }).catch(() => null);
-    if (!message) continue; // deleted earlier
-    const consumer = message.header.get(DLQ_HEADERS.consumer);
-    if (options.consumer && consumer !== options.consumer) continue;
-    if (replayed >= limit) {
-      remaining++;
-      continue;
-    }
-    const subject = message.header.get(DLQ_HEADERS.subject);
-    const headers = natsHeaders();
-    for (const [key, values] of message.header) {
-      if (key.startsWith("Vp-Dlq-") || key === "Nats-Msg-Id") continue;
-      for (const value of values) headers.append(key, value);
-    }
-    // A fresh Msg-Id: the original id is still inside the duplicate window after a quick fix.
-    await js.publish(subject, message.data, { headers, msgID: `replay:dlq:${seq}` });
-    await jsm.streams.deleteMessage("DLQ", seq, false);
-    replayed++;
-    logger.info({ dlqSeq: seq, subject, consumer }, "replayed dead letter");
-  }
-  return { replayed, remaining };
+  const queue = new DeadLetterQueue(options.js, options.jsm, options.logger);
+  const limit = Math.min(options.limit ?? DEAD_LETTER_READ_MAX, DEAD_LETTER_READ_MAX);
+  const letters = await queue.list({ consumer: options.consumer, limit });
+  const replayed = await queue.replay(letters.map((letter) => letter.dlqSeq));
+  const waiting = await queue.countByConsumer(options.consumer);
+  return { replayed, remaining: [...waiting.values()].reduce((sum, count) => sum + count, 0) };
 }

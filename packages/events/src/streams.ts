@@ -8,6 +8,8 @@ export const STREAMS = {
   TRANSACTIONS: ["transaction.>"],
   FRAUD: ["fraud.>"],
   GATEWAY: ["gateway.>"],
+  /** What operators did to the platform (a dead-letter replay): audited like every event. */
+  OPERATOR: ["operator.>"],
   DLQ: ["dlq.>"],
 } as const;
 

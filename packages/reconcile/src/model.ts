@@ -66,8 +66,11 @@ export interface TransferEvidence {
   debitEvent?: DebitEvent | undefined;
 }
 
-/** The services whose events go through an outbox (the gateway publishes directly, audit emits none). */
-export const OUTBOX_SERVICES = ["auth", "accounts", "transactions", "fraud"] as const satisfies readonly ServiceName[];
+/**
+ * The services whose events go through an outbox (the gateway publishes directly; audit emits only
+ * operators' dead-letter replays, which must reach its own chain like any other event).
+ */
+export const OUTBOX_SERVICES = ["auth", "accounts", "transactions", "fraud", "audit"] as const satisfies readonly ServiceName[];
 export type OutboxService = (typeof OUTBOX_SERVICES)[number];
 
 /** One row of a service's `outbox_event`. */

@@ -1,4 +1,4 @@
-import { STREAMS, type Event, type StreamName } from "@vaultpay/events";
+import { STREAMS, appendToOutbox, createEvent, type Event, type EventData, type StreamName } from "@vaultpay/events";
 import { canonicalJson, type AuditEntry } from "./chain.ts";
 import type { Tx } from "./db.ts";
 import type { Runtime } from "./runtime.ts";
@@ -54,4 +54,16 @@ export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">, ma
       batchSize: maxBatchMessages + 56,
     });
   }
+}
+
+/**
+ * Audit's only emitted event: an operator's dead-letter replay, written to audit's own outbox and
+ * committed before the replay starts. The relay is woken at once, so the record reaches the
+ * chain (through the OPERATOR stream and audit's own consumer) within moments.
+ */
+export async function recordReplayRequest(runtime: Pick<Runtime, "db" | "eventing">, data: EventData<"operator.dlq.replay.requested">): Promise<string> {
+  const event = createEvent("operator.dlq.replay.requested", data);
+  await runtime.db.$transaction((tx) => appendToOutbox(tx, event));
+  runtime.eventing.relay.kick();
+  return event.id;
 }

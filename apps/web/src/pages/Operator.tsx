@@ -2,11 +2,11 @@
  * The operator console (ADMIN). The menu shows it to administrators only, but the API is what
  * refuses a customer: every query here answers FORBIDDEN to anyone else.
  */
-import { useRef, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { request } from "../api.ts";
 import { ApiError } from "../errors.ts";
 import { formatPaise, rupeesToPaise } from "../money.ts";
-import { AuditLog, DepositFunds, FraudChecks, Users, VerifyAuditChain, type AuditRecord } from "../operations.ts";
+import { AuditLog, DeadLetters, DepositFunds, FraudChecks, ReplayDeadLetters, Users, VerifyAuditChain, type AuditRecord, type DeadLetter, type UserWithAccounts } from "../operations.ts";
 import { ErrorNotice, Loading, PageHeading, formatDateTime, useAction, useQuery } from "../ui.tsx";
 
 export function Operator() {
@@ -15,20 +15,63 @@ export function Operator() {
       <PageHeading>Operator console</PageHeading>
       <Deposit />
       <FraudList />
+      <DeadLetterList />
       <AuditTrail />
       <ChainCheck />
     </main>
   );
 }
 
+/** Users per page of `users` (the API's default). */
+const USERS_PAGE = 50;
+/** Most pages the console loads (1,000 users): a bound on the list, not on the bank. */
+const USERS_PAGES_MAX = 20;
+
+/** The first `pages` pages of users, each after the last id of the one before. */
+async function loadUsers(pages: number): Promise<{ users: UserWithAccounts[]; hasMore: boolean }> {
+  const users: UserWithAccounts[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < pages; page++) {
+    const batch: UserWithAccounts[] = (await request(Users, { first: USERS_PAGE, after })).users;
+    users.push(...batch);
+    if (batch.length < USERS_PAGE) return { users, hasMore: false };
+    after = batch[batch.length - 1]!.id;
+  }
+  return { users, hasMore: true };
+}
+
+/** Users page by page; a reload (after a deposit) fetches every page shown again, so balances stay current. */
+function usePagedUsers() {
+  const [pages, setPages] = useState(1);
+  const [generation, setGeneration] = useState(0);
+  const [state, setState] = useState<{ users?: UserWithAccounts[]; hasMore: boolean; error?: unknown; loading: boolean }>({ hasMore: false, loading: true });
+  useEffect(() => {
+    let live = true;
+    setState((previous) => ({ ...previous, loading: true }));
+    loadUsers(pages).then(
+      (loaded) => live && setState({ ...loaded, loading: false }),
+      (error: unknown) => live && setState((previous) => ({ ...previous, error, loading: false })),
+    );
+    return () => {
+      live = false;
+    };
+  }, [pages, generation]);
+  return {
+    ...state,
+    canLoadMore: state.hasMore && pages < USERS_PAGES_MAX,
+    loadMore: () => setPages((count) => Math.min(count + 1, USERS_PAGES_MAX)),
+    reload: () => setGeneration((value) => value + 1),
+  };
+}
+
 function Deposit() {
-  const users = useQuery(Users, { first: 50, after: null });
+  const users = usePagedUsers();
   const [accountId, setAccountId] = useState("");
   const [amount, setAmount] = useState("");
   const { busy, error, setError, run } = useAction();
   const [result, setResult] = useState<string>();
   const intentKey = useRef<string | undefined>(undefined);
-  const accounts = users.data?.users.flatMap((user) => user.accounts.map((account) => ({ ...account, email: user.email }))) ?? [];
+  const accounts = users.users?.flatMap((user) => user.accounts.map((account) => ({ ...account, email: user.email }))) ?? [];
   function submit(event: FormEvent) {
     event.preventDefault();
     const parsed = rupeesToPaise(amount);
@@ -61,6 +104,11 @@ function Deposit() {
             </option>
           ))}
         </select>
+        {users.canLoadMore && (
+          <button type="button" onClick={users.loadMore} disabled={users.loading}>
+            Show {USERS_PAGE} more customers
+          </button>
+        )}
         <label htmlFor="deposit-amount">Amount in rupees (₹)</label>
         <input id="deposit-amount" inputMode="decimal" required value={amount} onChange={(event) => reset(setAmount)(event.target.value)} />
         <ErrorNotice error={error} />
@@ -110,6 +158,111 @@ function FraudList() {
         Refresh fraud checks
       </button>
     </section>
+  );
+}
+
+/** The most dead letters the console lists (the API's page bound); the count per consumer says if more wait. */
+const DEAD_LETTERS_SHOWN = 500;
+
+function DeadLetterList() {
+  const letters = useQuery(DeadLetters, { consumer: null, first: DEAD_LETTERS_SHOWN });
+  const [result, setResult] = useState<string>();
+  const byConsumer = new Map<string, DeadLetter[]>();
+  for (const letter of letters.data?.deadLetters ?? []) byConsumer.set(letter.consumer, [...(byConsumer.get(letter.consumer) ?? []), letter]);
+  const replayed = (sentence: string) => {
+    setResult(sentence);
+    letters.reload();
+  };
+  return (
+    <section aria-labelledby="dlq-heading" className="dead-letters">
+      <h2 id="dlq-heading">Dead letters</h2>
+      <p className="hint">
+        Events a consumer gave up on after its last delivery. Fix the cause first, then replay: each event is published again, and consumers that
+        already applied it skip it.
+      </p>
+      <ErrorNotice error={letters.error} onRetry={letters.reload} />
+      {letters.loading && !letters.data && <Loading what="dead letters" />}
+      {letters.data && byConsumer.size === 0 && <p>No dead letters.</p>}
+      {[...byConsumer].map(([consumer, list]) => (
+        <ConsumerDeadLetters key={consumer} consumer={consumer} letters={list} onReplayed={replayed} />
+      ))}
+      {letters.data?.deadLetters.length === DEAD_LETTERS_SHOWN && <p className="hint">Showing the first {DEAD_LETTERS_SHOWN}; a replay reports how many still wait.</p>}
+      {result && <p role="status">{result}</p>}
+      <button type="button" onClick={letters.reload}>
+        Refresh dead letters
+      </button>
+    </section>
+  );
+}
+
+/** One consumer's dead letters and their replay, confirmed in place (no browser dialog). */
+function ConsumerDeadLetters({ consumer, letters, onReplayed }: { consumer: string; letters: DeadLetter[]; onReplayed: (sentence: string) => void }) {
+  const [confirming, setConfirming] = useState(false);
+  const { busy, error, run } = useAction();
+  const confirmButton = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirming) confirmButton.current?.focus();
+  }, [confirming]);
+  const headingId = `dlq-${consumer}`;
+  const count = `${letters.length} dead letter${letters.length === 1 ? "" : "s"}`;
+  const replay = () =>
+    run(async () => {
+      // By consumer, not by the ids shown: letters that died since for the same cause go too.
+      const { replayed, remaining, auditEventId } = (await request(ReplayDeadLetters, { consumer, ids: null })).replayDeadLetters;
+      setConfirming(false);
+      onReplayed(
+        `Replayed ${replayed} dead letter${replayed === 1 ? "" : "s"} of ${consumer}; ${remaining} still waiting.` +
+          (auditEventId ? ` Recorded in the audit log as event ${auditEventId}.` : ""),
+      );
+    });
+  return (
+    <article aria-labelledby={headingId} className="card">
+      <h3 id={headingId}>
+        {consumer} <span className="badge">{letters.length}</span>
+      </h3>
+      <ul aria-label={`Dead letters of ${consumer}`} className="letters">
+        {letters.map((letter) => (
+          <li key={letter.id}>
+            <dl className="facts">
+              <dt>Event</dt>
+              <dd>
+                {letter.eventType ?? letter.subject} <span className="hint">from {letter.stream}</span>
+              </dd>
+              <dt>Died</dt>
+              <dd>
+                {formatDateTime(letter.deadLetteredAt)} after {letter.deliveryCount} deliver{letter.deliveryCount === 1 ? "y" : "ies"}
+              </dd>
+              <dt>Last error</dt>
+              <dd>{letter.lastError || "none recorded"}</dd>
+              {letter.correlationId && (
+                <>
+                  <dt>Correlation</dt>
+                  <dd className="number">{letter.correlationId}</dd>
+                </>
+              )}
+            </dl>
+          </li>
+        ))}
+      </ul>
+      <ErrorNotice error={error} />
+      {confirming ? (
+        <div role="group" aria-label={`Confirm the replay of ${consumer}`} className="notice">
+          <p>
+            Replay {count} of {consumer}? Do it only once the cause is fixed; the replay is recorded in the audit log under your name.
+          </p>
+          <button type="button" ref={confirmButton} onClick={replay} disabled={busy}>
+            {busy ? "Replaying…" : `Yes, replay ${count}`}
+          </button>
+          <button type="button" onClick={() => setConfirming(false)} disabled={busy}>
+            Cancel
+          </button>
+        </div>
+      ) : (
+        <button type="button" onClick={() => setConfirming(true)}>
+          Replay dead letters of {consumer}
+        </button>
+      )}
+    </article>
   );
 }
 
