@@ -2,7 +2,14 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["apps/*/src/**/*.test.ts", "packages/*/src/**/*.test.ts", "subgraphs/*/src/**/*.test.ts", "gateway/src/**/*.test.ts", "scripts/**/*.test.ts", "test/**/*.test.ts"],
+    include: [
+      "apps/*/src/**/*.test.ts",
+      "packages/*/src/**/*.test.ts",
+      "subgraphs/*/src/**/*.test.ts",
+      "gateway/src/**/*.test.ts",
+      "scripts/**/*.test.ts",
+      "test/**/*.test.ts",
+    ],
     globalSetup: ["packages/testing/src/global-setup.ts"],
     setupFiles: ["test/setup.ts"],
     // One file at a time: a whole-stack file runs seven Node processes, PostgreSQL, NATS and Redis,

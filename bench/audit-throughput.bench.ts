@@ -24,19 +24,34 @@ function storyEvents(n: number): Event[] {
     createEvent("auth.session.revoked", { userId: `u-${n}`, sessionId: `s-${n}`, reason: "logout" }, context),
     createEvent("account.debited", { transferId: `t-${n}`, accountId: `a-${n}`, amountMinor: "2500" }, context),
     createEvent("transaction.failed", { transferId: `t-${n}`, status: "FAILED", reason: "fraud" }, context),
-    createEvent("fraud.check.completed", { transferId: `t-${n}`, passed: false, riskScore: 80, reasons: ["velocity"], checkedAt: new Date().toISOString() }, context),
-    createEvent("gateway.request", { operationName: "InitiateTransfer", operationType: "mutation", outcome: "success", errorCodes: [], durationMs: 12 }, context),
+    createEvent(
+      "fraud.check.completed",
+      { transferId: `t-${n}`, passed: false, riskScore: 80, reasons: ["velocity"], checkedAt: new Date().toISOString() },
+      context,
+    ),
+    createEvent(
+      "gateway.request",
+      { operationName: "InitiateTransfer", operationType: "mutation", outcome: "success", errorCodes: [], durationMs: 12 },
+      context,
+    ),
   ];
 }
 
 async function publishAll(link: JetStreamLink, events: Event[]): Promise<void> {
   for (let i = 0; i < events.length; i += 200) {
-    await Promise.all(events.slice(i, i + 200).map((e) => link.js.publish(e.type, JSON.stringify(e), { msgID: e.id, headers: eventHeaders(e) })));
+    await Promise.all(
+      events.slice(i, i + 200).map((e) => link.js.publish(e.type, JSON.stringify(e), { msgID: e.id, headers: eventHeaders(e) })),
+    );
   }
 }
 
 async function recordsReach(sql: pg.Client, total: number): Promise<void> {
-  await waitUntil(async () => (await sql.query(`SELECT count(*)::int AS n FROM audit_record`)).rows[0].n >= total, `${total} records`, 600_000, 20);
+  await waitUntil(
+    async () => (await sql.query(`SELECT count(*)::int AS n FROM audit_record`)).rows[0].n >= total,
+    `${total} records`,
+    600_000,
+    20,
+  );
 }
 
 function report(label: string, records: number, startedAt: number): void {
@@ -46,7 +61,9 @@ function report(label: string, records: number, startedAt: number): void {
 
 describe("audit throughput", () => {
   for (const maxBatch of BATCH_MODES) {
-    it(`maxBatchMessages ${maxBatch}: drains a backlog of the five streams, then keeps up with live publishing`, { timeout: 900_000 }, async () => {
+    it(`maxBatchMessages ${maxBatch}: drains a backlog of the five streams, then keeps up with live publishing`, {
+      timeout: 900_000,
+    }, async () => {
       const [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
       const link = await connectJetStream(nats.url, "audit-bench", logger);
       const db = createDb(database.url);

@@ -12,7 +12,10 @@ export interface RawSqlResult {
   seconds: number;
 }
 
-export async function rawSqlBaseline(serverUrl: string, options: { clients: number; seconds: number; accounts: number }): Promise<RawSqlResult> {
+export async function rawSqlBaseline(
+  serverUrl: string,
+  options: { clients: number; seconds: number; accounts: number },
+): Promise<RawSqlResult> {
   const database = `bench_raw_${process.pid}`;
   const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
@@ -43,7 +46,11 @@ export async function rawSqlBaseline(serverUrl: string, options: { clients: numb
             await client.query(`SELECT id FROM account WHERE id IN ($1, $2) ORDER BY id FOR UPDATE`, [from, to]);
             await client.query(`UPDATE account SET balance_minor = balance_minor - 1000 WHERE id = $1`, [from]);
             await client.query(`UPDATE account SET balance_minor = balance_minor + 1000 WHERE id = $1`, [to]);
-            await client.query(`INSERT INTO journal (account_id, transfer_id, amount_minor) VALUES ($1, $3, -1000), ($2, $3, 1000)`, [from, to, transferId]);
+            await client.query(`INSERT INTO journal (account_id, transfer_id, amount_minor) VALUES ($1, $3, -1000), ($2, $3, 1000)`, [
+              from,
+              to,
+              transferId,
+            ]);
             await client.query("COMMIT");
             transfers++;
           }

@@ -58,7 +58,8 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
       const sum = rows.reduce((total, row) => total + Number(row.calls), 0);
       totals.push(`${service} ${(sum / transfers).toFixed(1)}`);
       detail.push(`  ${service}:`);
-      for (const row of rows.slice(0, top)) detail.push(`    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)}  ${row.query.slice(0, 150)}`);
+      for (const row of rows.slice(0, top))
+        detail.push(`    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)}  ${row.query.slice(0, 150)}`);
     } finally {
       await client.end();
     }
@@ -83,7 +84,9 @@ async function auditLag(stack: TestStack): Promise<number> {
     outboxEvents += await count(stack.databaseUrls[service], `SELECT count(*)::text AS n FROM outbox_event`);
   }
   await waitUntil(
-    async () => (await count(stack.databaseUrls.audit, `SELECT count(*)::text AS n FROM audit_record WHERE type <> 'gateway.request'`)) >= outboxEvents,
+    async () =>
+      (await count(stack.databaseUrls.audit, `SELECT count(*)::text AS n FROM audit_record WHERE type <> 'gateway.request'`)) >=
+      outboxEvents,
     "audit to hold every outbox event",
     600_000,
     100,
@@ -106,7 +109,12 @@ const INITIATE = `mutation($from: ID!, $to: String!, $key: String!) { initiateTr
  */
 async function openLoop(stack: TestStack, customers: Customer[], rate: number, seconds: number) {
   const clients: Client[] = customers.map((customer) =>
-    createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), connectionParams: { authorization: `Bearer ${customer.token}` }, lazy: false, retryAttempts: 0 }),
+    createClient({
+      url: stack.gatewayUrl.replace(/^http/, "ws"),
+      connectionParams: { authorization: `Bearer ${customer.token}` },
+      lazy: false,
+      retryAttempts: 0,
+    }),
   );
   const total = Math.max(1, Math.round(rate * seconds));
   const acceptMs: number[] = [];
@@ -129,7 +137,10 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
     acceptMs.push(performance.now() - t0);
     await new Promise<void>((resolve) => {
       const stop = clients[from]!.subscribe<{ transferStatusChanged: { status: string } }>(
-        { query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`, variables: { id: result.data!.initiateTransfer.id } },
+        {
+          query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`,
+          variables: { id: result.data!.initiateTransfer.id },
+        },
         {
           next: (message) => {
             const status = message.data?.transferStatusChanged.status;
@@ -195,13 +206,28 @@ describe("saga benchmark", () => {
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
     const customers = await Promise.all(
       Array.from({ length: ACCOUNTS }, async () => {
-        const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
-        const { data } = await stack.graphql<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { authorization: `Bearer ${token}` });
-        await stack.graphql(`mutation($id: ID!, $key: String!) { depositFunds(accountId: $id, amountMinor: "100000000", idempotencyKey: $key) { id } }`, { id: data!.openAccount.id, key: `bench-${randomUUID()}` }, { authorization: `Bearer ${admin}` });
+        const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, {
+          userId: randomUUID(),
+          role: "CUSTOMER",
+          expiresInSeconds: 3600,
+        });
+        const { data } = await stack.graphql<{ openAccount: { id: string; number: string } }>(
+          `mutation { openAccount(type: SAVINGS) { id number } }`,
+          {},
+          { authorization: `Bearer ${token}` },
+        );
+        await stack.graphql(
+          `mutation($id: ID!, $key: String!) { depositFunds(accountId: $id, amountMinor: "100000000", idempotencyKey: $key) { id } }`,
+          { id: data!.openAccount.id, key: `bench-${randomUUID()}` },
+          { authorization: `Bearer ${admin}` },
+        );
         return { token, ...data!.openAccount } satisfies Customer;
       }),
     );
-    await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === ACCOUNTS, "the directory");
+    await waitUntil(
+      async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === ACCOUNTS,
+      "the directory",
+    );
 
     // Statements per service from here on, counted by pg_stat_statements: the round trips a
     // transfer costs, which a loaded machine does not change.
@@ -229,13 +255,21 @@ describe("saga benchmark", () => {
       }),
     );
     const acceptedAfterMs = performance.now() - started;
-    await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status = 'COMPLETED'`)).rows[0].n === TRANSFERS, "all COMPLETED", 600_000, 100);
+    await waitUntil(
+      async () =>
+        (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status = 'COMPLETED'`)).rows[0].n === TRANSFERS,
+      "all COMPLETED",
+      600_000,
+      100,
+    );
     const allDoneMs = performance.now() - started;
     // How long after the last COMPLETED the audit chain holds every event the services committed.
     const auditLagMs = await auditLag(stack);
-    const completion = (await transactionsSql.query<{ ms: number }>(
-      `SELECT extract(epoch FROM (c.changed_at - t.created_at)) * 1000 AS ms FROM transfer t JOIN transfer_status_change c ON c.transfer_id = t.id AND c.status = 'COMPLETED' ORDER BY ms`,
-    )).rows.map((row) => Number(row.ms));
+    const completion = (
+      await transactionsSql.query<{ ms: number }>(
+        `SELECT extract(epoch FROM (c.changed_at - t.created_at)) * 1000 AS ms FROM transfer t JOIN transfer_status_change c ON c.transfer_id = t.id AND c.status = 'COMPLETED' ORDER BY ms`,
+      )
+    ).rows.map((row) => Number(row.ms));
     acceptMs.sort((a, b) => a - b);
 
     const cpuAfter = processCpuSeconds(Object.values(stack.databaseUrls).map((url) => new URL(url).pathname.slice(1)));

@@ -51,7 +51,13 @@ const databaseUrls = Object.fromEntries(
 const logger = createLogger({ service: "reconcile", level: config.LOG_LEVEL, destination: process.stderr });
 
 try {
-  const report = await reconcile({ databaseUrls, natsUrl: config.NATS_URL, graceMs: graceSeconds * 1000, repair: values.repair ?? false, logger });
+  const report = await reconcile({
+    databaseUrls,
+    natsUrl: config.NATS_URL,
+    graceMs: graceSeconds * 1000,
+    repair: values.repair ?? false,
+    logger,
+  });
   if (values.json) console.log(reportJson(report));
   else {
     for (const finding of report.findings) console.log(formatFinding(finding));

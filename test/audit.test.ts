@@ -30,18 +30,24 @@ describe("audit log through the gateway", () => {
 
   beforeAll(async () => {
     stack = await startTestStack();
-    for (const [name, claims] of Object.entries({ alice, admin })) tokens[name] = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, claims);
+    for (const [name, claims] of Object.entries({ alice, admin }))
+      tokens[name] = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, claims);
   });
   afterAll(async () => {
     await stack?.teardown();
   });
 
   const as = (who: string, extra: Record<string, string> = {}) => ({ authorization: `Bearer ${tokens[who]}`, ...extra });
-  const codes = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) => result.errors?.map((error) => error.extensions?.code);
+  const codes = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) =>
+    result.errors?.map((error) => error.extensions?.code);
 
   it("shows an ADMIN a request's trail under its correlation id, and a valid chain", async () => {
     const correlationId = `e2e-audit-${randomUUID()}`;
-    const opened = await stack.graphql<{ openAccount: { id: string } }>(`mutation { openAccount(type: SAVINGS) { id } }`, {}, as("alice", { "x-correlation-id": correlationId }));
+    const opened = await stack.graphql<{ openAccount: { id: string } }>(
+      `mutation { openAccount(type: SAVINGS) { id } }`,
+      {},
+      as("alice", { "x-correlation-id": correlationId }),
+    );
     expect(opened.errors).toBeUndefined();
 
     const trail = await waitUntil(async () => {
@@ -60,7 +66,11 @@ describe("audit log through the gateway", () => {
     expect(JSON.parse(created.data)).toMatchObject({ accountId: opened.data!.openAccount.id, userId: alice.userId });
     expect(trail.map((record) => record.seq)).toEqual([...trail.map((record) => record.seq)].sort((a, b) => a - b));
 
-    const onlyCreated = await stack.graphql<{ auditLog: AuditRecord[] }>(AUDIT_LOG, { correlationId, type: "account.created" }, as("admin"));
+    const onlyCreated = await stack.graphql<{ auditLog: AuditRecord[] }>(
+      AUDIT_LOG,
+      { correlationId, type: "account.created" },
+      as("admin"),
+    );
     expect(onlyCreated.data!.auditLog.map((record) => record.id)).toEqual([created.id]);
 
     const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean; checked: number; firstBrokenSeq: number | null } }>(

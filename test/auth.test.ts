@@ -101,7 +101,11 @@ describe("auth end to end", () => {
     const session = await verify(registered.data!.register.challengeId, await codeFor(normalized));
     expect(session.user).toMatchObject({ email: normalized, role: "CUSTOMER", maskedPhone: "•••••••••5678" });
 
-    const me = await gql<{ me: { id: string; email: string; devices: Array<{ fingerprint: string; trusted: boolean }> } }>(ME, {}, bearer(session));
+    const me = await gql<{ me: { id: string; email: string; devices: Array<{ fingerprint: string; trusted: boolean }> } }>(
+      ME,
+      {},
+      bearer(session),
+    );
     expect(me.errors).toBeUndefined();
     expect(me.data!.me).toMatchObject({ id: session.user.id, email: normalized, devices: [{ fingerprint: DEVICE, trusted: false }] });
 
@@ -152,7 +156,8 @@ describe("auth end to end", () => {
     const email = `locked${Date.now()}@example.com`;
     const LOGIN = `mutation Login($email: String!) { login(email: $email, password: "wrong password 1", deviceId: "${DEVICE}") { challengeId } }`;
     const codes: unknown[] = [];
-    for (let i = 1; i <= 5; i++) codes.push((await gql(LOGIN, { email }, { "x-forwarded-for": `203.0.113.${i}` })).errors?.[0]?.extensions?.code);
+    for (let i = 1; i <= 5; i++)
+      codes.push((await gql(LOGIN, { email }, { "x-forwarded-for": `203.0.113.${i}` })).errors?.[0]?.extensions?.code);
     expect(codes).toEqual(["UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED", "UNAUTHENTICATED", "RATE_LIMITED"]);
     expect((await gql(LOGIN, { email }, { "x-forwarded-for": "198.51.100.99" })).errors?.[0]?.extensions?.code).toBe("RATE_LIMITED");
   });
@@ -191,7 +196,9 @@ describe("auth end to end", () => {
     } finally {
       await link.nc.close();
     }
-    const revoked = events.filter((event) => event.type === "auth.session.revoked").map((event) => (event.data as { reason: string }).reason);
+    const revoked = events
+      .filter((event) => event.type === "auth.session.revoked")
+      .map((event) => (event.data as { reason: string }).reason);
     expect(revoked.sort()).toEqual(["logout", "refresh_token_reuse"]);
     const eventText = JSON.stringify(events);
     const logText = logLines.join("\n");

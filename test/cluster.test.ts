@@ -12,7 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectJetStream, STREAMS } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { mintAccessToken, startTestStack, type TestStack } from "@vaultpay/testing";
-import { FAULT_TEST_ENV, expectBankInvariant, expectEveryEventAudited, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
+import {
+  FAULT_TEST_ENV,
+  expectBankInvariant,
+  expectEveryEventAudited,
+  openFundedAccounts,
+  sendTransfers,
+  transfersInFlight,
+} from "./support/bank.ts";
 
 const ACCOUNTS = 12;
 const TRANSFERS = 60;
@@ -47,7 +54,12 @@ describe("the platform as a cluster", () => {
   it("a subscriber on one gateway replica sees a transfer started through the other", async () => {
     const [alice, bob] = await openFundedAccounts(stack, [100_000n, 1_000n]);
     const [first, second] = stack.replicas.gateway.map((replica) => replica.url);
-    const client = createClient({ url: first!.replace(/^http/, "ws"), connectionParams: { authorization: `Bearer ${alice!.token}` }, lazy: true, retryAttempts: 0 });
+    const client = createClient({
+      url: first!.replace(/^http/, "ws"),
+      connectionParams: { authorization: `Bearer ${alice!.token}` },
+      lazy: true,
+      retryAttempts: 0,
+    });
     try {
       const started = await fetch(second!, {
         method: "POST",
@@ -60,9 +72,15 @@ describe("the platform as a cluster", () => {
       const statuses: string[] = [];
       await new Promise<void>((resolve, reject) => {
         client.subscribe<{ transferStatusChanged: { status: string } }>(
-          { query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`, variables: { id: started.data.initiateTransfer.id } },
           {
-            next: (message) => (message.errors ? reject(new Error(JSON.stringify(message.errors))) : statuses.push(message.data!.transferStatusChanged.status)),
+            query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`,
+            variables: { id: started.data.initiateTransfer.id },
+          },
+          {
+            next: (message) =>
+              message.errors
+                ? reject(new Error(JSON.stringify(message.errors)))
+                : statuses.push(message.data!.transferStatusChanged.status),
             error: (error) => reject(error instanceof Error ? error : new Error(JSON.stringify(error))),
             complete: () => resolve(),
           },
@@ -97,14 +115,24 @@ describe("the platform as a cluster", () => {
     })();
     await Promise.all([load.done, faults]);
     expect(load.accepted.size).toBe(TRANSFERS);
-    for (const [fault, count] of Object.entries(inFlightAtFault)) expect(count, `transfers in flight when ${fault} died`).toBeGreaterThan(0);
+    for (const [fault, count] of Object.entries(inFlightAtFault))
+      expect(count, `transfers in flight when ${fault} died`).toBeGreaterThan(0);
 
-    const outcome = await expectBankInvariant(stack, { transfers: TRANSFERS + 1, totalDepositedMinor: DEPOSITS.reduce((sum, value) => sum + value, 0n) + 101_000n });
+    const outcome = await expectBankInvariant(stack, {
+      transfers: TRANSFERS + 1,
+      totalDepositedMinor: DEPOSITS.reduce((sum, value) => sum + value, 0n) + 101_000n,
+    });
     expect(outcome.COMPLETED).toBeGreaterThan(0);
     await expectEveryEventAudited(stack);
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
-    const verified = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(`{ verifyAuditChain { valid } }`, {}, { authorization: `Bearer ${admin}` });
+    const verified = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(
+      `{ verifyAuditChain { valid } }`,
+      {},
+      { authorization: `Bearer ${admin}` },
+    );
     expect(verified.data?.verifyAuditChain.valid).toBe(true);
-    console.info(`cluster: ${JSON.stringify(outcome)}; in flight at each fault ${JSON.stringify(inFlightAtFault)}; refusals ${JSON.stringify(Object.fromEntries(load.errorCodes))}`);
+    console.info(
+      `cluster: ${JSON.stringify(outcome)}; in flight at each fault ${JSON.stringify(inFlightAtFault)}; refusals ${JSON.stringify(Object.fromEntries(load.errorCodes))}`,
+    );
   }, 110_000);
 });

@@ -19,7 +19,8 @@ describe("EventConsumer with maxBatchMessages", () => {
   let poisonId = "";
 
   const effects = async () => (await sql.query(`SELECT count(*)::int AS n FROM batch_effect`)).rows[0].n as number;
-  const publish = (event: Event, msgID = event.id) => link.js.publish(event.type, JSON.stringify(event), { msgID, headers: eventHeaders(event) });
+  const publish = (event: Event, msgID = event.id) =>
+    link.js.publish(event.type, JSON.stringify(event), { msgID, headers: eventHeaders(event) });
   const created = (n: number) =>
     createEvent("auth.user.created", { userId: `user-${n}`, role: "CUSTOMER" }, { correlationId: `corr-${n}`, actor: {} });
 
@@ -51,7 +52,10 @@ describe("EventConsumer with maxBatchMessages", () => {
       handleBatch: async (events, tx) => {
         batchSizes.push(events.length);
         if (events.some((event) => event.id === poisonId)) throw new Error("poison in batch");
-        await insert(tx, events.map((event) => event.id));
+        await insert(
+          tx,
+          events.map((event) => event.id),
+        );
       },
     });
     await consumer.start();
@@ -108,7 +112,11 @@ describe("EventConsumer with maxBatchMessages", () => {
       (await sql.query(`SELECT count(*)::int AS n FROM processed_event WHERE consumer = 'batch-test-selective'`)).rows[0].n as number;
     await selective.start();
     try {
-      const failed = createEvent("auth.login.failed", { userId: null, reason: "invalid_credentials", lockedForSeconds: null }, { correlationId: "corr-f", actor: {} });
+      const failed = createEvent(
+        "auth.login.failed",
+        { userId: null, reason: "invalid_credentials", lockedForSeconds: null },
+        { correlationId: "corr-f", actor: {} },
+      );
       const wanted = created(3_000);
       await publish(failed);
       await publish(wanted);

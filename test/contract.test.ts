@@ -66,12 +66,14 @@ function missingFromGraph(wanted: DocumentNode): string[] {
           problems.push(`missing ${name}.${field.name.value}`);
           continue;
         }
-        if (print(actual.type) !== print(field.type)) problems.push(`${name}.${field.name.value}: ${print(actual.type)} instead of ${print(field.type)}`);
+        if (print(actual.type) !== print(field.type))
+          problems.push(`${name}.${field.name.value}: ${print(actual.type)} instead of ${print(field.type)}`);
         const args = new Map(actual.arguments?.map((arg) => [arg.name.value, arg]));
         for (const arg of field.arguments ?? []) {
           const actualArg = args.get(arg.name.value);
           if (!actualArg) problems.push(`missing argument ${name}.${field.name.value}(${arg.name.value})`);
-          else if (print(actualArg.type) !== print(arg.type)) problems.push(`${name}.${field.name.value}(${arg.name.value}): ${print(actualArg.type)} instead of ${print(arg.type)}`);
+          else if (print(actualArg.type) !== print(arg.type))
+            problems.push(`${name}.${field.name.value}(${arg.name.value}): ${print(actualArg.type)} instead of ${print(arg.type)}`);
           else if ((arg.defaultValue && print(arg.defaultValue)) !== (actualArg.defaultValue && print(actualArg.defaultValue))) {
             problems.push(`${name}.${field.name.value}(${arg.name.value}) default differs`);
           }
@@ -81,4 +83,3 @@ function missingFromGraph(wanted: DocumentNode): string[] {
   }
   return problems;
 }
-

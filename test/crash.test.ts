@@ -10,7 +10,14 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintAccessToken, startTestPostgres, startTestStack, waitUntil, type TestPostgres, type TestStack } from "@vaultpay/testing";
-import { FAULT_TEST_ENV, expectBankInvariant, expectEveryEventAudited, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
+import {
+  FAULT_TEST_ENV,
+  expectBankInvariant,
+  expectEveryEventAudited,
+  openFundedAccounts,
+  sendTransfers,
+  transfersInFlight,
+} from "./support/bank.ts";
 
 const ACCOUNTS = 12;
 const TRANSFERS = 160;
@@ -50,21 +57,34 @@ describe("PostgreSQL and Redis faults under load", () => {
     })();
     await Promise.all([load.done, faults]);
     expect(load.accepted.size).toBe(TRANSFERS);
-    for (const [fault, count] of Object.entries(inFlightAtFault)) expect(count, `transfers in flight at the ${fault} fault`).toBeGreaterThan(0);
+    for (const [fault, count] of Object.entries(inFlightAtFault))
+      expect(count, `transfers in flight at the ${fault} fault`).toBeGreaterThan(0);
     // The outages reached clients, as a retryable code and nothing else.
     const codes = Object.fromEntries(load.errorCodes);
     expect(codes.UNAVAILABLE ?? 0, JSON.stringify(codes)).toBeGreaterThan(0);
-    expect(Object.keys(codes).filter((code) => code !== "UNAVAILABLE"), JSON.stringify(codes)).toEqual([]);
+    expect(
+      Object.keys(codes).filter((code) => code !== "UNAVAILABLE"),
+      JSON.stringify(codes),
+    ).toEqual([]);
 
-    const outcome = await expectBankInvariant(stack, { transfers: TRANSFERS, totalDepositedMinor: DEPOSITS.reduce((sum, value) => sum + value, 0n) });
+    const outcome = await expectBankInvariant(stack, {
+      transfers: TRANSFERS,
+      totalDepositedMinor: DEPOSITS.reduce((sum, value) => sum + value, 0n),
+    });
     expect(outcome.COMPLETED).toBeGreaterThan(0);
 
     // Every event any service committed reached the audit chain, and the chain verifies.
     await expectEveryEventAudited(stack);
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
-    const verified = await stack.graphql<{ verifyAuditChain: { valid: boolean; checked: number } }>(`{ verifyAuditChain { valid checked } }`, {}, { authorization: `Bearer ${admin}` });
+    const verified = await stack.graphql<{ verifyAuditChain: { valid: boolean; checked: number } }>(
+      `{ verifyAuditChain { valid checked } }`,
+      {},
+      { authorization: `Bearer ${admin}` },
+    );
     expect(verified.data?.verifyAuditChain.valid).toBe(true);
-    console.info(`crash: ${JSON.stringify(outcome)}; in flight at each fault ${JSON.stringify(inFlightAtFault)}; refusals ${JSON.stringify(codes)}`);
+    console.info(
+      `crash: ${JSON.stringify(outcome)}; in flight at each fault ${JSON.stringify(inFlightAtFault)}; refusals ${JSON.stringify(codes)}`,
+    );
   }, 420_000);
 
   it("answers UNAVAILABLE while Redis is away, and signs customers in again once it is back", async () => {
@@ -83,8 +103,16 @@ describe("PostgreSQL and Redis faults under load", () => {
     expect(during.errors?.[0]?.extensions?.retryAfterSeconds).toBeGreaterThan(0);
 
     await stack.redis.restart();
-    const challengeId = await waitUntil(async () => (await register()).data?.register.challengeId, "registration to work again", 15_000, 250);
-    const mailbox = await stack.graphql<{ devMailbox: Array<{ code: string | null }> }>(`query($to: String!) { devMailbox(to: $to) { code } }`, { to: email });
+    const challengeId = await waitUntil(
+      async () => (await register()).data?.register.challengeId,
+      "registration to work again",
+      15_000,
+      250,
+    );
+    const mailbox = await stack.graphql<{ devMailbox: Array<{ code: string | null }> }>(
+      `query($to: String!) { devMailbox(to: $to) { code } }`,
+      { to: email },
+    );
     const code = mailbox.data!.devMailbox[0]!.code!;
     const verified = await stack.graphql<{ verifyOtp: { accessToken: string } }>(
       `mutation($challengeId: ID!, $code: String!) { verifyOtp(challengeId: $challengeId, code: $code, deviceId: "${device}") { accessToken } }`,
@@ -92,7 +120,11 @@ describe("PostgreSQL and Redis faults under load", () => {
       { "x-device-id": device },
     );
     expect(verified.errors).toBeUndefined();
-    const me = await stack.graphql<{ me: { email: string } }>(`{ me { email } }`, {}, { authorization: `Bearer ${verified.data!.verifyOtp.accessToken}`, "x-device-id": device });
+    const me = await stack.graphql<{ me: { email: string } }>(
+      `{ me { email } }`,
+      {},
+      { authorization: `Bearer ${verified.data!.verifyOtp.accessToken}`, "x-device-id": device },
+    );
     expect(me.data?.me.email).toBe(email);
   }, 120_000);
 });

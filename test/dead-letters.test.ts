@@ -38,7 +38,8 @@ describe("dead letters through the gateway", () => {
 
   beforeAll(async () => {
     [stack, database] = await Promise.all([startTestStack(), createTestDatabase("audit")]);
-    for (const [name, claims] of Object.entries({ admin, customer })) tokens[name] = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, claims);
+    for (const [name, claims] of Object.entries({ admin, customer }))
+      tokens[name] = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, claims);
     sql = new pg.Client({ connectionString: database.url });
     await sql.connect();
     await sql.query(`CREATE TABLE flaky_effect (event_id uuid PRIMARY KEY)`);
@@ -71,11 +72,16 @@ describe("dead letters through the gateway", () => {
   });
 
   const as = (who: string, extra: Record<string, string> = {}) => ({ authorization: `Bearer ${tokens[who]}`, ...extra });
-  const codes = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) => result.errors?.map((error) => error.extensions?.code);
+  const codes = (result: { errors?: Array<{ extensions?: Record<string, unknown> }> }) =>
+    result.errors?.map((error) => error.extensions?.code);
 
   it("lists a real dead letter to an ADMIN only, replays it once fixed, and audits the replay", async () => {
     const openedUnder = `e2e-dlq-open-${randomUUID()}`;
-    const opened = await stack.graphql<{ openAccount: { id: string } }>(`mutation { openAccount(type: SAVINGS) { id } }`, {}, as("customer", { "x-correlation-id": openedUnder }));
+    const opened = await stack.graphql<{ openAccount: { id: string } }>(
+      `mutation { openAccount(type: SAVINGS) { id } }`,
+      {},
+      as("customer", { "x-correlation-id": openedUnder }),
+    );
     expect(opened.errors).toBeUndefined();
 
     const [letter] = await waitUntil(async () => {
@@ -138,11 +144,16 @@ describe("dead letters through the gateway", () => {
     );
     expect(replay.errors).toBeUndefined();
     expect(replay.data!.replayDeadLetters).toMatchObject({ replayed: 1, remaining: 0 });
-    await waitUntil(async () => (await sql.query(`SELECT event_id FROM flaky_effect`)).rows[0]?.event_id === letter!.eventId, "the replayed event applied");
+    await waitUntil(
+      async () => (await sql.query(`SELECT event_id FROM flaky_effect`)).rows[0]?.event_id === letter!.eventId,
+      "the replayed event applied",
+    );
     expect((await stack.graphql<{ deadLetters: DeadLetter[] }>(DEAD_LETTERS, {}, as("admin"))).data!.deadLetters).toEqual([]);
     // The letter is gone: naming it again is NOT_FOUND, and a replay of the consumer finds nothing.
     expect(codes(await stack.graphql(REPLAY, { ids: [letter!.id] }, as("admin")))).toEqual(["NOT_FOUND"]);
-    expect((await stack.graphql(REPLAY, { consumer: FLAKY }, as("admin"))).data).toEqual({ replayDeadLetters: { replayed: 0, remaining: 0, auditEventId: null } });
+    expect((await stack.graphql(REPLAY, { consumer: FLAKY }, as("admin"))).data).toEqual({
+      replayDeadLetters: { replayed: 0, remaining: 0, auditEventId: null },
+    });
 
     // The replay in the audit chain: the ADMIN who asked and what was replayed, never the payload.
     const [record] = await waitUntil(async () => {
@@ -157,7 +168,16 @@ describe("dead letters through the gateway", () => {
     expect(record).toMatchObject({ id: replay.data!.replayDeadLetters.auditEventId, actorUserId: admin.userId });
     expect(JSON.parse(record!.data)).toEqual({
       consumer: FLAKY,
-      deadLetters: [{ dlqSeq: Number(letter!.id), consumer: FLAKY, stream: "ACCOUNTS", subject: "account.created", eventId: letter!.eventId, eventType: "account.created" }],
+      deadLetters: [
+        {
+          dlqSeq: Number(letter!.id),
+          consumer: FLAKY,
+          stream: "ACCOUNTS",
+          subject: "account.created",
+          eventId: letter!.eventId,
+          eventType: "account.created",
+        },
+      ],
     });
     expect(record!.data).not.toContain("numberBlindIndex");
     const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(`{ verifyAuditChain { valid } }`, {}, as("admin"));

@@ -13,7 +13,12 @@ import { connect } from "@nats-io/transport-node";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 
-type Worker = { facts: Array<Record<string, unknown>>; exited: Promise<string>; waitFor: (key: string) => Promise<Record<string, unknown>>; kill: () => void };
+type Worker = {
+  facts: Array<Record<string, unknown>>;
+  exited: Promise<string>;
+  waitFor: (key: string) => Promise<Record<string, unknown>>;
+  kill: () => void;
+};
 
 function startWorker(mode: string, env: Record<string, string>): Worker {
   const child = spawn(process.execPath, ["--import", "tsx", "test/workers/delivery-worker.ts", mode], {
@@ -44,7 +49,6 @@ function startWorker(mode: string, env: Record<string, string>): Worker {
     },
   };
 }
-
 
 describe("outbox → JetStream → idempotent durable consumer", () => {
   let nats: Awaited<ReturnType<typeof startTestNats>>;

@@ -1,13 +1,22 @@
 /** Dead letters: a message that keeps failing lands in DLQ with its error; replay delivers it again. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { connectJetStream, DeadLetterQueue, DLQ_HEADERS, EventConsumer, createEvent, eventHeaders, publishDeadLetter, replayDeadLetters, type JetStreamLink } from "@vaultpay/events";
+import {
+  connectJetStream,
+  DeadLetterQueue,
+  DLQ_HEADERS,
+  EventConsumer,
+  createEvent,
+  eventHeaders,
+  publishDeadLetter,
+  replayDeadLetters,
+  type JetStreamLink,
+} from "@vaultpay/events";
 import { createLogger, createMetrics } from "@vaultpay/kit";
 import { createTestDatabase, parsePrometheusText, startTestNats, valueOf, waitUntil } from "@vaultpay/testing";
 import { createDb } from "../subgraphs/audit/src/db.ts";
 
 const logger = createLogger({ service: "dlq-test", level: "silent" });
-
 
 describe("DLQ and replay", () => {
   let nats: Awaited<ReturnType<typeof startTestNats>>;
@@ -146,14 +155,25 @@ describe("DLQ and replay", () => {
     // Replaying the middle odd letter leaves a gap the next list steps over.
     expect(await queue.replay([odd[1]!.dlqSeq])).toBe(1);
     expect(await queue.replay([odd[1]!.dlqSeq])).toBe(0); // already gone
-    expect((await queue.list({ consumer: "odd-consumer", limit: 10 })).map((summary) => summary.subject)).toEqual(["gateway.test.1", "gateway.test.5"]);
+    expect((await queue.list({ consumer: "odd-consumer", limit: 10 })).map((summary) => summary.subject)).toEqual([
+      "gateway.test.1",
+      "gateway.test.5",
+    ]);
     expect(await queue.get([odd[0]!.dlqSeq, odd[1]!.dlqSeq])).toHaveLength(1);
-    expect(await queue.countByConsumer()).toEqual(new Map([["odd-consumer", 2], ["even-consumer", 2]]));
+    expect(await queue.countByConsumer()).toEqual(
+      new Map([
+        ["odd-consumer", 2],
+        ["even-consumer", 2],
+      ]),
+    );
     const replayed = (await link.jsm.streams.getMessage("GATEWAY", { last_by_subj: "gateway.test.3" }))!;
     expect(replayed.string()).toBe("payload-3");
     expect(replayed.header.get(DLQ_HEADERS.consumer)).toBe(""); // the DLQ's own headers stay behind
 
-    expect(await replayDeadLetters({ js: link.js, jsm: link.jsm, logger, consumer: "even-consumer" })).toEqual({ replayed: 2, remaining: 0 });
+    expect(await replayDeadLetters({ js: link.js, jsm: link.jsm, logger, consumer: "even-consumer" })).toEqual({
+      replayed: 2,
+      remaining: 0,
+    });
     expect(await queue.countByConsumer()).toEqual(new Map([["odd-consumer", 2]]));
   });
 });

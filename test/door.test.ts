@@ -29,7 +29,12 @@ function base64url(text: string) {
 
 /** Sends one graphql-ws subscribe and returns the first errors (or payload) the gateway answers. */
 async function subscribeOnce(stack: Stack, token: string, query: string, variables: Record<string, unknown>) {
-  const client = createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), connectionParams: { authorization: `Bearer ${token}` }, lazy: true, retryAttempts: 0 });
+  const client = createClient({
+    url: stack.gatewayUrl.replace(/^http/, "ws"),
+    connectionParams: { authorization: `Bearer ${token}` },
+    lazy: true,
+    retryAttempts: 0,
+  });
   try {
     return await new Promise<{ errors?: Array<{ message: string; extensions?: Record<string, unknown> }> }>((resolve) => {
       client.subscribe(
@@ -138,9 +143,17 @@ describe("client mistakes are client errors", () => {
     expectClientError(await stack.graphql(login, { e: "a\u0000@example.com" }), "BAD_USER_INPUT", /NUL/);
     const transfer = `mutation($from: ID!, $key: String!, $note: String) {
       initiateTransfer(fromAccountId: $from, toAccountNumber: "1234567890", amountMinor: "100", idempotencyKey: $key, note: $note) { id } }`;
-    expectClientError(await stack.graphql(transfer, { from: randomUUID(), key: "k", note: "hi\u0000" }, as(customer)), "BAD_USER_INPUT", /NUL/);
+    expectClientError(
+      await stack.graphql(transfer, { from: randomUUID(), key: "k", note: "hi\u0000" }, as(customer)),
+      "BAD_USER_INPUT",
+      /NUL/,
+    );
     expectClientError(await stack.graphql(transfer, { from: randomUUID(), key: "k\u0000" }, as(customer)), "BAD_USER_INPUT", /NUL/);
-    expectClientError(await stack.graphql(`query($id: ID!) { account(id: $id) { id } }`, { id: "\u0000" }, as(customer)), "BAD_USER_INPUT", /NUL/);
+    expectClientError(
+      await stack.graphql(`query($id: ID!) { account(id: $id) { id } }`, { id: "\u0000" }, as(customer)),
+      "BAD_USER_INPUT",
+      /NUL/,
+    );
     // The escape inside a literal in the document.
     expectClientError(await stack.graphql(`{ transfer(id: "a\\u0000b") { id } }`, {}, as(customer)), "BAD_USER_INPUT", /NUL/);
   });
@@ -183,8 +196,16 @@ describe("client mistakes are client errors", () => {
   it("overlong strings are BAD_USER_INPUT, never INTERNAL", async () => {
     const long = "a".repeat(20_000);
     const probes: Array<[string, Record<string, unknown>, Record<string, string>]> = [
-      [`mutation($e: String!) { login(email: $e, password: "not-the-password-1", deviceId: "device-1") { challengeId } }`, { e: `${long}@example.com` }, {}],
-      [`mutation($d: String!) { login(email: "x@example.com", password: "not-the-password-1", deviceId: $d) { challengeId } }`, { d: long }, {}],
+      [
+        `mutation($e: String!) { login(email: $e, password: "not-the-password-1", deviceId: "device-1") { challengeId } }`,
+        { e: `${long}@example.com` },
+        {},
+      ],
+      [
+        `mutation($d: String!) { login(email: "x@example.com", password: "not-the-password-1", deviceId: $d) { challengeId } }`,
+        { d: long },
+        {},
+      ],
       [
         `mutation($k: String!, $n: String) { initiateTransfer(fromAccountId: "${randomUUID()}", toAccountNumber: "1234567890", amountMinor: "1", idempotencyKey: $k, note: $n) { id } }`,
         { k: long, n: "n" },
@@ -210,7 +231,7 @@ describe("client mistakes are client errors", () => {
     expect(codes(missing)).toEqual(["BAD_USER_INPUT"]);
     const nul = await subscribeOnce(stack, customer, subscription, { id: "a\u0000" });
     expect(codes(nul)).toEqual(["BAD_USER_INPUT"]);
-    const tokens = await subscribeOnce(stack, customer, `subscription { ${"transferStatusChanged(id: \"x\") { status } ".repeat(200)}}`, {});
+    const tokens = await subscribeOnce(stack, customer, `subscription { ${'transferStatusChanged(id: "x") { status } '.repeat(200)}}`, {});
     expect(codes(tokens)).toEqual(["GRAPHQL_PARSE_FAILED"]);
     expect(tokens.errors?.[0]?.message).toMatch(/tokens/);
   });
@@ -227,7 +248,11 @@ describe("the door before parsing", () => {
   let gatewayLines: string[] = [];
 
   beforeAll(async () => {
-    ({ stack, gatewayLines } = await stackWithGatewayLog({ RATE_LIMIT_REQUESTS_PER_IP: "20", RATE_LIMIT_WINDOW_SECONDS: "3", MAX_QUERY_ALIASES: "5" }));
+    ({ stack, gatewayLines } = await stackWithGatewayLog({
+      RATE_LIMIT_REQUESTS_PER_IP: "20",
+      RATE_LIMIT_WINDOW_SECONDS: "3",
+      MAX_QUERY_ALIASES: "5",
+    }));
   });
   afterAll(async () => {
     await stack?.teardown();
@@ -280,7 +305,11 @@ describe("suggestions while introspection is off", () => {
     expect(codes(field)).toEqual(["GRAPHQL_VALIDATION_FAILED"]);
     expect(field.errors?.[0]?.message).not.toMatch(/Did you mean/);
     const customer = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" });
-    const enumValue = await stack.graphql(`mutation($t: AccountType!) { openAccount(type: $t) { id } }`, { t: "SAVING" }, { authorization: `Bearer ${customer}` });
+    const enumValue = await stack.graphql(
+      `mutation($t: AccountType!) { openAccount(type: $t) { id } }`,
+      { t: "SAVING" },
+      { authorization: `Bearer ${customer}` },
+    );
     expect(codes(enumValue)).toEqual(["BAD_USER_INPUT"]);
     expect(enumValue.errors?.[0]?.message).not.toMatch(/Did you mean/);
     const argument = await stack.graphql(`{ myTransfers(frist: 1) { edges { cursor } } }`);

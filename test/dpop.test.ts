@@ -39,10 +39,15 @@ describe("DPoP device binding end to end", () => {
   });
 
   /** One request; with a device, a fresh proof for it (bound to the token when there is one). */
-  async function call<T>(query: string, variables: Record<string, unknown>, as: { token?: string; device?: DpopDevice; proof?: string; headers?: Record<string, string> } = {}): Promise<Result<T>> {
+  async function call<T>(
+    query: string,
+    variables: Record<string, unknown>,
+    as: { token?: string; device?: DpopDevice; proof?: string; headers?: Record<string, string> } = {},
+  ): Promise<Result<T>> {
     const headers: Record<string, string> = { "x-device-id": "claimed-laptop", ...as.headers };
     if (as.token) headers.authorization = `${as.device ? "DPoP" : "Bearer"} ${as.token}`;
-    const proof = as.proof ?? (as.device ? await as.device.proof({ htm: "POST", htu: stack.gatewayUrl, accessToken: as.token }) : undefined);
+    const proof =
+      as.proof ?? (as.device ? await as.device.proof({ htm: "POST", htu: stack.gatewayUrl, accessToken: as.token }) : undefined);
     if (proof) headers.dpop = proof;
     return stack.graphql<T>(query, variables, headers);
   }
@@ -54,10 +59,18 @@ describe("DPoP device binding end to end", () => {
           { e: email, p: password },
           { device },
         )
-      : await call<{ login: { challengeId: string } }>(`mutation($e: String!, $p: String!) { login(email: $e, password: $p, deviceId: "claimed-laptop") { challengeId } }`, { e: email, p: password }, { device });
+      : await call<{ login: { challengeId: string } }>(
+          `mutation($e: String!, $p: String!) { login(email: $e, password: $p, deviceId: "claimed-laptop") { challengeId } }`,
+          { e: email, p: password },
+          { device },
+        );
     expect(start.errors).toBeUndefined();
-    const challengeId = (start.data as { register?: { challengeId: string }; login?: { challengeId: string } }).register?.challengeId ?? (start.data as { login: { challengeId: string } }).login.challengeId;
-    const mailbox = await call<{ devMailbox: Array<{ code: string }> }>(`query($to: String!) { devMailbox(to: $to) { code } }`, { to: email });
+    const challengeId =
+      (start.data as { register?: { challengeId: string }; login?: { challengeId: string } }).register?.challengeId ??
+      (start.data as { login: { challengeId: string } }).login.challengeId;
+    const mailbox = await call<{ devMailbox: Array<{ code: string }> }>(`query($to: String!) { devMailbox(to: $to) { code } }`, {
+      to: email,
+    });
     const verified = await call<{ verifyOtp: Session }>(
       `mutation($c: ID!, $code: String!) { verifyOtp(challengeId: $c, code: $code, deviceId: "claimed-laptop") { ${SESSION_FIELDS} } }`,
       { c: challengeId, code: mailbox.data!.devMailbox[0]!.code },
@@ -69,14 +82,21 @@ describe("DPoP device binding end to end", () => {
 
   const email = () => `dpop${++counter}-${Date.now()}@example.com`;
   const ME = `query { me { id devices { fingerprint label } } }`;
-  const reasonOf = (result: Result<unknown>) => ({ code: result.errors?.[0]?.extensions?.code, reason: result.errors?.[0]?.extensions?.reason });
+  const reasonOf = (result: Result<unknown>) => ({
+    code: result.errors?.[0]?.extensions?.code,
+    reason: result.errors?.[0]?.extensions?.reason,
+  });
 
   it("binds a DPoP client's tokens to its key: a stolen token without the key is refused at the door", async () => {
     const phone = await createDpopDevice();
     const thief = await createDpopDevice();
     const session = await signIn(email(), PASSWORD, phone);
 
-    const me = await call<{ me: { devices: Array<{ fingerprint: string; label: string }> } }>(ME, {}, { token: session.accessToken, device: phone });
+    const me = await call<{ me: { devices: Array<{ fingerprint: string; label: string }> } }>(
+      ME,
+      {},
+      { token: session.accessToken, device: phone },
+    );
     expect(me.errors).toBeUndefined();
     expect(me.data!.me.devices).toEqual([{ fingerprint: provenDeviceId(phone.jkt), label: "claimed-laptop" }]);
 
@@ -84,11 +104,17 @@ describe("DPoP device binding end to end", () => {
     const stolen = await call(ME, {}, { token: session.accessToken, headers: { "x-device-id": provenDeviceId(phone.jkt) } });
     expect(reasonOf(stolen)).toEqual({ code: "UNAUTHENTICATED", reason: "DPOP_PROOF_REQUIRED" });
     // With a proof from the thief's own key: refused.
-    expect(reasonOf(await call(ME, {}, { token: session.accessToken, device: thief }))).toEqual({ code: "UNAUTHENTICATED", reason: "DPOP_PROOF_REQUIRED" });
+    expect(reasonOf(await call(ME, {}, { token: session.accessToken, device: thief }))).toEqual({
+      code: "UNAUTHENTICATED",
+      reason: "DPOP_PROOF_REQUIRED",
+    });
     // A proof is good once: replayed (same jti), refused.
     const proof = await phone.proof({ htm: "POST", htu: stack.gatewayUrl, accessToken: session.accessToken });
     expect((await call(ME, {}, { token: session.accessToken, device: phone, proof })).errors).toBeUndefined();
-    expect(reasonOf(await call(ME, {}, { token: session.accessToken, device: phone, proof }))).toEqual({ code: "UNAUTHENTICATED", reason: "DPOP_PROOF_INVALID" });
+    expect(reasonOf(await call(ME, {}, { token: session.accessToken, device: phone, proof }))).toEqual({
+      code: "UNAUTHENTICATED",
+      reason: "DPOP_PROOF_INVALID",
+    });
     // A proof for another URL, or for no token (no ath), is refused too.
     const elsewhere = await phone.proof({ htm: "POST", htu: "https://elsewhere.example/graphql", accessToken: session.accessToken });
     expect(reasonOf(await call(ME, {}, { token: session.accessToken, device: phone, proof: elsewhere })).reason).toBe("DPOP_PROOF_INVALID");
@@ -133,9 +159,29 @@ describe("DPoP device binding end to end", () => {
     const sender = await signIn(email(), PASSWORD, phone);
     const payee = await signIn(email(), PASSWORD);
     const admin = await signIn(ADMIN.email, ADMIN.password, undefined, false);
-    const from = (await call<{ openAccount: { id: string } }>(`mutation { openAccount(type: SAVINGS) { id } }`, {}, { token: sender.accessToken, device: phone })).data!.openAccount;
-    const to = (await call<{ openAccount: { number: string } }>(`mutation { openAccount(type: SAVINGS) { number } }`, {}, { token: payee.accessToken })).data!.openAccount;
-    expect((await call(`mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "dpop-ws-deposit") { id } }`, { id: from.id }, { token: admin.accessToken })).errors).toBeUndefined();
+    const from = (
+      await call<{ openAccount: { id: string } }>(
+        `mutation { openAccount(type: SAVINGS) { id } }`,
+        {},
+        { token: sender.accessToken, device: phone },
+      )
+    ).data!.openAccount;
+    const to = (
+      await call<{ openAccount: { number: string } }>(
+        `mutation { openAccount(type: SAVINGS) { number } }`,
+        {},
+        { token: payee.accessToken },
+      )
+    ).data!.openAccount;
+    expect(
+      (
+        await call(
+          `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "dpop-ws-deposit") { id } }`,
+          { id: from.id },
+          { token: admin.accessToken },
+        )
+      ).errors,
+    ).toBeUndefined();
     const started = await waitUntil(async () => {
       const result = await call<{ initiateTransfer: { id: string } }>(
         `mutation($from: ID!, $to: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "2500", idempotencyKey: "dpop-ws") { id } }`,
@@ -156,7 +202,10 @@ describe("DPoP device binding end to end", () => {
       const statuses: Array<{ status: string; fraudCheck: { riskScore: number; reasons: string[] } | null }> = [];
       await new Promise<void>((resolve, reject) => {
         client.subscribe<{ transferStatusChanged: (typeof statuses)[number] }>(
-          { query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status fraudCheck { riskScore reasons } } }`, variables: { id: started.id } },
+          {
+            query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status fraudCheck { riskScore reasons } } }`,
+            variables: { id: started.id },
+          },
           {
             next: (message) => {
               if (message.errors) reject(new Error(JSON.stringify(message.errors)));
@@ -183,9 +232,14 @@ describe("DPoP device binding end to end", () => {
     const victim = await signIn(email(), PASSWORD);
     const [payee, thief] = [await signIn(email(), PASSWORD), await signIn(email(), PASSWORD)];
     const open = async (token: string) =>
-      (await call<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { token })).data!.openAccount;
+      (await call<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { token }))
+        .data!.openAccount;
     const [from, to, mule] = [await open(victim.accessToken), await open(payee.accessToken), await open(thief.accessToken)];
-    const deposit = await call(`mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "20000000", idempotencyKey: "dpop-deposit") { id } }`, { id: from.id }, { token: admin.accessToken });
+    const deposit = await call(
+      `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "20000000", idempotencyKey: "dpop-deposit") { id } }`,
+      { id: from.id },
+      { token: admin.accessToken },
+    );
     expect(deposit.errors).toBeUndefined();
 
     const send = async (token: string, toNumber: string, amountMinor: string, key: string, headers: Record<string, string>) => {
@@ -196,7 +250,9 @@ describe("DPoP device binding end to end", () => {
       );
       expect(started.errors).toBeUndefined();
       return waitUntil(async () => {
-        const result = await call<{ transfer: { status: string; failureReason: string | null; fraudCheck: { riskScore: number; reasons: string[] } | null } }>(
+        const result = await call<{
+          transfer: { status: string; failureReason: string | null; fraudCheck: { riskScore: number; reasons: string[] } | null };
+        }>(
           `query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { riskScore reasons } } }`,
           { id: started.data!.initiateTransfer.id },
           { token },
@@ -225,7 +281,13 @@ describe("DPoP device binding end to end", () => {
     ]);
     expect(takeover.failureReason).toBe(`The fraud check stopped this transfer: ${takeover.fraudCheck!.reasons.join("; ")}`);
     const balance = async () =>
-      (await call<{ account: { balance: { minor: string } } }>(`query($id: ID!) { account(id: $id) { balance { minor } } }`, { id: from.id }, { token: victim.accessToken })).data!.account.balance.minor;
+      (
+        await call<{ account: { balance: { minor: string } } }>(
+          `query($id: ID!) { account(id: $id) { balance { minor } } }`,
+          { id: from.id },
+          { token: victim.accessToken },
+        )
+      ).data!.account.balance.minor;
     expect(await balance()).toBe("19975000");
   });
 });

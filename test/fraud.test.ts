@@ -4,7 +4,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
-import { createEvent, eventHeaders, startEventing, type Event, type EventData, type JetStreamLink, connectJetStream, DLQ_HEADERS } from "@vaultpay/events";
+import {
+  createEvent,
+  eventHeaders,
+  startEventing,
+  type Event,
+  type EventData,
+  type JetStreamLink,
+  connectJetStream,
+  DLQ_HEADERS,
+} from "@vaultpay/events";
 import { Lifecycle, createLogger } from "@vaultpay/kit";
 import { createTestDatabase, mintAccessToken, startTestNats, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 import { createDb, type Db } from "../subgraphs/fraud/src/db.ts";
@@ -85,19 +94,27 @@ describe("fraud checks over JetStream", () => {
   }
 
   async function registerDevice(userId: string, deviceId: string): Promise<void> {
-    await publish(createEvent("auth.device.registered", { userId, deviceRecordId: randomUUID(), deviceId }, { correlationId: randomUUID(), actor: {} }));
+    await publish(
+      createEvent("auth.device.registered", { userId, deviceRecordId: randomUUID(), deviceId }, { correlationId: randomUUID(), actor: {} }),
+    );
     // Devices and checks travel on different streams: wait until fraud knows the device.
     await waitUntil(() => db.knownDevice.findUnique({ where: { userId_deviceId: { userId, deviceId } } }), `device ${deviceId} known`);
   }
 
   it("refuses a burst of transfers from a device the user never registered", async () => {
     await registerDevice("user-burst", "phone-A");
-    const burst = Array.from({ length: 6 }, () => request({ userId: "user-burst", fromAccountId: "acc-burst", requestDeviceId: "laptop-B", sessionDeviceId: "laptop-B" }));
+    const burst = Array.from({ length: 6 }, () =>
+      request({ userId: "user-burst", fromAccountId: "acc-burst", requestDeviceId: "laptop-B", sessionDeviceId: "laptop-B" }),
+    );
     for (const event of burst) await publish(event);
     const results = await Promise.all(burst.map(async (event) => (await verdictOf(event.data.transferId))[0]!));
 
     const unknownDevice = "The transfer came from a device not registered for this user";
-    expect(results[0]).toMatchObject({ passed: true, riskScore: 45, reasons: [unknownDevice, "First transfer from this user to the destination account"] });
+    expect(results[0]).toMatchObject({
+      passed: true,
+      riskScore: 45,
+      reasons: [unknownDevice, "First transfer from this user to the destination account"],
+    });
     for (const result of results.slice(1, 5)) expect(result).toMatchObject({ passed: true, riskScore: 30, reasons: [unknownDevice] });
     expect(results[5]).toMatchObject({
       passed: false,
@@ -126,7 +143,13 @@ describe("fraud checks over JetStream", () => {
 
   it("answers a repeated request for a transfer with the stored verdict, and stores one check", async () => {
     await registerDevice("user-dup", "phone-D");
-    const first = request({ userId: "user-dup", fromAccountId: "acc-dup", requestDeviceId: "phone-D", sessionDeviceId: "phone-D", amountMinor: "5000" });
+    const first = request({
+      userId: "user-dup",
+      fromAccountId: "acc-dup",
+      requestDeviceId: "phone-D",
+      sessionDeviceId: "phone-D",
+      amountMinor: "5000",
+    });
     await publish(first);
     const [original] = await verdictOf(first.data.transferId);
     expect(original).toMatchObject({ passed: true, riskScore: 15 });
@@ -150,10 +173,17 @@ describe("fraud checks over JetStream", () => {
     const foreign = request({ userId: "user-fc", currency: "USD" });
     await publish(foreign);
     const [verdict] = await verdictOf(foreign.data.transferId);
-    expect(verdict).toMatchObject({ passed: false, riskScore: 100, reasons: ["Fraud check could not be computed: amount limits are not configured for currency USD"] });
+    expect(verdict).toMatchObject({
+      passed: false,
+      riskScore: 100,
+      reasons: ["Fraud check could not be computed: amount limits are not configured for currency USD"],
+    });
     const sameAccount = request({ userId: "user-fc", toAccountId: "acc-1" });
     await publish(sameAccount);
-    expect((await verdictOf(sameAccount.data.transferId))[0]).toMatchObject({ passed: false, reasons: ["Fraud check could not be computed: the source and destination accounts are the same"] });
+    expect((await verdictOf(sameAccount.data.transferId))[0]).toMatchObject({
+      passed: false,
+      reasons: ["Fraud check could not be computed: the source and destination accounts are the same"],
+    });
 
     // Missing the session device: the event schema refuses it before any rule runs, so it goes
     // to DLQ with no verdict at all (transactions' deadline compensates), never a pass.
@@ -193,9 +223,20 @@ describe("fraudChecks through the gateway", () => {
   type Checks = { fraudChecks: Array<{ transferId: string; riskScore: number; passed: boolean; reasons: string[]; checkedAt: string }> };
 
   it("lists checks, newest first, to an ADMIN only", async () => {
-    const admin = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}` };
-    const customer = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" })}` };
-    const fresh = () => ({ userId: randomUUID(), fromAccountId: randomUUID(), toAccountId: randomUUID(), amountMinor: "1000", requestDeviceId: "device-1", sessionDeviceId: "device-1" });
+    const admin = {
+      authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}`,
+    };
+    const customer = {
+      authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" })}`,
+    };
+    const fresh = () => ({
+      userId: randomUUID(),
+      fromAccountId: randomUUID(),
+      toAccountId: randomUUID(),
+      amountMinor: "1000",
+      requestDeviceId: "device-1",
+      sessionDeviceId: "device-1",
+    });
     const passing = request(fresh());
     const failing = request({ ...fresh(), requestDeviceId: "device-2" });
     const listed = (count: number) =>
@@ -213,7 +254,9 @@ describe("fraudChecks through the gateway", () => {
     expect(all.data!.fraudChecks[1]).toMatchObject({ passed: true, riskScore: 45 });
 
     const failed = await stack.graphql<Checks>(query, { onlyFailed: true }, admin);
-    expect(failed.data!.fraudChecks).toEqual([expect.objectContaining({ transferId: failing.data.transferId, passed: false, riskScore: 85 })]);
+    expect(failed.data!.fraudChecks).toEqual([
+      expect.objectContaining({ transferId: failing.data.transferId, passed: false, riskScore: 85 }),
+    ]);
     expect((await stack.graphql<Checks>(query, { first: 1 }, admin)).data!.fraudChecks).toHaveLength(1);
     expect((await stack.graphql(query, { first: 201 }, admin)).errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
 

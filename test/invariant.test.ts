@@ -59,9 +59,13 @@ describe("bank invariant under faults", () => {
     await Promise.all([load.done, faults]);
     expect(load.accepted.size).toBe(TRANSFERS);
     expect(load.started()).toBeGreaterThanOrEqual(TRANSFERS); // the clients were still sending when the last fault hit
-    for (const [killed, count] of Object.entries(inFlightAtKill)) expect(count, `transfers in flight when ${killed} was killed`).toBeGreaterThan(0);
+    for (const [killed, count] of Object.entries(inFlightAtKill))
+      expect(count, `transfers in flight when ${killed} was killed`).toBeGreaterThan(0);
 
-    const outcome = await expectBankInvariant(stack, { transfers: TRANSFERS, totalDepositedMinor: DEPOSITS.reduce((sum, value) => sum + value, 0n) });
+    const outcome = await expectBankInvariant(stack, {
+      transfers: TRANSFERS,
+      totalDepositedMinor: DEPOSITS.reduce((sum, value) => sum + value, 0n),
+    });
     expect(outcome.COMPLETED).toBeGreaterThan(0);
     expect(outcome.FAILED).toBeGreaterThan(0);
     expect(outcome.REJECTED).toBeGreaterThan(0);

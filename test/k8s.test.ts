@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: rendered YAML of many kinds, read field by field after kubernetes-models validated each object
 /**
  * The Kubernetes manifests (deploy/k8s) without a cluster: every YAML file parses, the
  * kustomizations render (resources, patches, images, namespace, labels — the parts of Kustomize
@@ -27,7 +28,12 @@ import { transactionsConfigSchema } from "../subgraphs/transactions/src/config.t
 
 const K8S_DIR = path.join(REPO_ROOT, "deploy/k8s");
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [key: string]: unknown };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [key: string]: unknown;
+};
 
 /** The schema each kind is validated against: every kind the manifests may use, and no other. */
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
@@ -53,7 +59,8 @@ const CONFIG_SCHEMAS: Record<ProcessName, z.ZodType> = {
 
 /** Where each process listens by default: the gateway's schema default; subgraphs after it (supergraph.yaml). */
 function defaultPort(name: ProcessName): number {
-  if (name === "gateway") return gatewayConfigSchema.parse({ GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://auth/jwks" }).GATEWAY_PORT;
+  if (name === "gateway")
+    return gatewayConfigSchema.parse({ GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://auth/jwks" }).GATEWAY_PORT;
   return DEFAULT_GATEWAY_PORT + 1 + SERVICES.indexOf(name);
 }
 
@@ -163,7 +170,11 @@ describe("Kubernetes manifests", () => {
   const processes: ProcessName[] = [...SERVICES, "gateway"];
 
   it("runs every subgraph and the gateway as a Deployment of at least two replicas, each with a Service, a PodDisruptionBudget and a CPU autoscaler", () => {
-    expect(byKind("Deployment").map((object) => object.metadata.name).sort()).toEqual([...processes].sort());
+    expect(
+      byKind("Deployment")
+        .map((object) => object.metadata.name)
+        .sort(),
+    ).toEqual([...processes].sort());
     for (const name of processes) {
       const deployment = byKind("Deployment").find((object) => object.metadata.name === name)! as any;
       const podLabels = deployment.spec.template.metadata.labels;
@@ -178,7 +189,9 @@ describe("Kubernetes manifests", () => {
       const autoscaler = byKind("HorizontalPodAutoscaler").find((object) => object.metadata.name === name) as any;
       expect(autoscaler?.spec.scaleTargetRef).toEqual({ apiVersion: "apps/v1", kind: "Deployment", name });
       expect(autoscaler.spec.minReplicas).toBeGreaterThanOrEqual(2);
-      expect(autoscaler.spec.metrics).toEqual([{ type: "Resource", resource: { name: "cpu", target: expect.objectContaining({ type: "Utilization" }) } }]);
+      expect(autoscaler.spec.metrics).toEqual([
+        { type: "Resource", resource: { name: "cpu", target: expect.objectContaining({ type: "Utilization" }) } },
+      ]);
       // Utilization is a share of the request: without one the autoscaler cannot act.
       expect(deployment.spec.template.spec.containers[0].resources.requests.cpu).toBeTruthy();
     }
@@ -207,10 +220,15 @@ describe("Kubernetes manifests", () => {
       if (setting) {
         expect(setting.name).toBe("vaultpay-config");
         expect(Object.keys(configMap), `vaultpay-config holds ${setting.key}`).toContain(setting.key);
-        expect(allowedSecrets(name).has(setting.key) || SECRETS_BY_PROCESS.auth!.includes(setting.key as never), `${setting.key} is no secret`).toBe(false);
+        expect(
+          allowedSecrets(name).has(setting.key) || SECRETS_BY_PROCESS.auth!.includes(setting.key as never),
+          `${setting.key} is no secret`,
+        ).toBe(false);
       }
     }
-    const values = Object.fromEntries(env.filter((variable) => variable.value !== undefined).map((variable) => [variable.name, variable.value]));
+    const values = Object.fromEntries(
+      env.filter((variable) => variable.value !== undefined).map((variable) => [variable.name, variable.value]),
+    );
     expect(values[name === "gateway" ? "GATEWAY_PORT" : "PORT"]).toBe(String(port));
     expect(values[name === "gateway" ? "GATEWAY_HOST" : "HOST"], "listens on the pod's address").toBe("0.0.0.0");
     // Every secret the process needs arrives from a Secret, and the streams' copies are set.
@@ -218,7 +236,8 @@ describe("Kubernetes manifests", () => {
     for (const secret of SECRETS_BY_PROCESS[name] ?? []) expect(given, `${name} gets ${secret}`).toContain(secret);
     expect(given).toContain("NATS_STREAM_REPLICAS");
     if (name === "gateway") {
-      for (const [index, service] of SERVICES.entries()) expect(values[`${service.toUpperCase()}_URL`]).toBe(`http://${service}:${DEFAULT_GATEWAY_PORT + 1 + index}/graphql`);
+      for (const [index, service] of SERVICES.entries())
+        expect(values[`${service.toUpperCase()}_URL`]).toBe(`http://${service}:${DEFAULT_GATEWAY_PORT + 1 + index}/graphql`);
     }
 
     expect(container!.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "http" });
@@ -227,7 +246,12 @@ describe("Kubernetes manifests", () => {
 
   it("the shared settings are valid for the processes that read them", () => {
     expect(Number(configMap.NATS_STREAM_REPLICAS)).toBe(3);
-    const parsed = subgraphConfigSchema.parse({ ...configMap, PORT: "4001", DATABASE_URL: "postgres://db/vaultpay_auth", GATEWAY_SECRET: "x".repeat(32) });
+    const parsed = subgraphConfigSchema.parse({
+      ...configMap,
+      PORT: "4001",
+      DATABASE_URL: "postgres://db/vaultpay_auth",
+      GATEWAY_SECRET: "x".repeat(32),
+    });
     expect(parsed.NATS_STREAM_REPLICAS).toBe(3);
     expect(gatewayConfigSchema.safeParse({ ...configMap, GATEWAY_SECRET: "x".repeat(32) }).success).toBe(true);
     // The JWKS URL names auth's Service and port.
@@ -241,7 +265,9 @@ describe("Kubernetes manifests", () => {
     const containers = podSpecOf(job!)!.containers;
     expect(containers.map((container) => container.command.slice(-2))).toEqual(SERVICES.map((service) => ["deploy", service]));
     for (const [index, container] of containers.entries()) {
-      expect(container.env).toEqual([{ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: `vaultpay-${SERVICES[index]}-database`, key: "DATABASE_URL" } } }]);
+      expect(container.env).toEqual([
+        { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: `vaultpay-${SERVICES[index]}-database`, key: "DATABASE_URL" } } },
+      ]);
     }
     const [cronJob, ...more] = byKind("CronJob") as any[];
     expect(more).toEqual([]);
@@ -249,10 +275,19 @@ describe("Kubernetes manifests", () => {
     expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
     const container = podSpecOf(cronJob)!.containers[0]!;
     expect(container.command).toEqual(["node", "--import", "tsx", "scripts/reconcile.ts", "--repair"]);
-    const reconcileReads = new Set(["NATS_URL", "DATABASE_URL", "LOG_LEVEL", ...SERVICES.map((service) => `${service.toUpperCase()}_DATABASE_URL`)]);
+    const reconcileReads = new Set([
+      "NATS_URL",
+      "DATABASE_URL",
+      "LOG_LEVEL",
+      ...SERVICES.map((service) => `${service.toUpperCase()}_DATABASE_URL`),
+    ]);
     for (const variable of container.env) expect(reconcileReads, variable.name).toContain(variable.name);
     const secretNames = (objects: K8sObject[]) =>
-      objects.flatMap((object) => (podSpecOf(object)?.containers ?? []).flatMap((c) => (c.env ?? []).map((v: any) => v.valueFrom?.secretKeyRef?.name).filter(Boolean)));
+      objects.flatMap((object) =>
+        (podSpecOf(object)?.containers ?? []).flatMap((c) =>
+          (c.env ?? []).map((v: any) => v.valueFrom?.secretKeyRef?.name).filter(Boolean),
+        ),
+      );
     expect(new Set(secretNames([cronJob]))).toEqual(new Set(["vaultpay-reconcile"]));
     expect(secretNames(byKind("Deployment"))).not.toContain("vaultpay-reconcile");
   });
@@ -266,7 +301,9 @@ describe("Kubernetes manifests", () => {
     const gateway = objects.find((object) => object.kind === "HorizontalPodAutoscaler" && object.metadata.name === "gateway") as any;
     expect(gateway.spec.minReplicas).toBe(3);
     expect(gateway.spec.metrics[0].resource.name).toBe("cpu");
-    expect(podSpecOf(objects.find((object) => object.kind === "Deployment")!)!.containers[0]!.image).toBe("registry.bank.example/vaultpay:2026.12.02");
+    expect(podSpecOf(objects.find((object) => object.kind === "Deployment")!)!.containers[0]!.image).toBe(
+      "registry.bank.example/vaultpay:2026.12.02",
+    );
   });
 
   it("the NATS Helm values ask for a 3-node JetStream cluster on persistent volumes", () => {
@@ -278,12 +315,18 @@ describe("Kubernetes manifests", () => {
 });
 
 describe("docker-compose.yml", () => {
-  const compose = parse(readFileSync(path.join(REPO_ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as { services: Record<string, { environment?: Record<string, string> }> };
+  const compose = parse(readFileSync(path.join(REPO_ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as {
+    services: Record<string, { environment?: Record<string, string> }>;
+  };
 
-  it.each([...SERVICES, "gateway"] as ProcessName[])("%s: every variable it is given is one its config reads, on its default port", (name) => {
-    const environment = compose.services[name]!.environment!;
-    const keys = configKeys(CONFIG_SCHEMAS[name]);
-    for (const variable of Object.keys(environment)) expect(keys.has(variable.replace(/_FILE$/, "")), `${name} reads ${variable}`).toBe(true);
-    expect(environment[name === "gateway" ? "GATEWAY_PORT" : "PORT"]).toBe(String(defaultPort(name as ServiceName)));
-  });
+  it.each([...SERVICES, "gateway"] as ProcessName[])(
+    "%s: every variable it is given is one its config reads, on its default port",
+    (name) => {
+      const environment = compose.services[name]!.environment!;
+      const keys = configKeys(CONFIG_SCHEMAS[name]);
+      for (const variable of Object.keys(environment))
+        expect(keys.has(variable.replace(/_FILE$/, "")), `${name} reads ${variable}`).toBe(true);
+      expect(environment[name === "gateway" ? "GATEWAY_PORT" : "PORT"]).toBe(String(defaultPort(name as ServiceName)));
+    },
+  );
 });

@@ -45,15 +45,30 @@ describe("observability files", () => {
   const exported = exportedMetrics();
 
   it("finds the metrics the code exports", () => {
-    for (const name of ["vaultpay_graphql_requests_total", "vaultpay_transfers", "vaultpay_dlq_messages", "vaultpay_saga_seconds_to_status_bucket", "vaultpay_consumer_pending"]) {
+    for (const name of [
+      "vaultpay_graphql_requests_total",
+      "vaultpay_transfers",
+      "vaultpay_dlq_messages",
+      "vaultpay_saga_seconds_to_status_bucket",
+      "vaultpay_consumer_pending",
+    ]) {
       expect(exported, name).toContain(name);
     }
   });
 
   it("alerts read only exported metrics and cover the saga, the DLQ, consumer lag and the error rate", () => {
-    const alerts = parse(read("observability/alerts.yml")) as { groups: Array<{ rules: Array<{ alert: string; expr: string; for?: string }> }> };
+    const alerts = parse(read("observability/alerts.yml")) as {
+      groups: Array<{ rules: Array<{ alert: string; expr: string; for?: string }> }>;
+    };
     const rules = alerts.groups.flatMap((group) => group.rules);
-    expect(rules.map((rule) => rule.alert).sort()).toEqual(["VaultPayConsumerLag", "VaultPayDeadLetters", "VaultPayErrorRate", "VaultPayOutboxStuck", "VaultPaySagaStuck", "VaultPayTransferNoticeStuck"]);
+    expect(rules.map((rule) => rule.alert).sort()).toEqual([
+      "VaultPayConsumerLag",
+      "VaultPayDeadLetters",
+      "VaultPayErrorRate",
+      "VaultPayOutboxStuck",
+      "VaultPaySagaStuck",
+      "VaultPayTransferNoticeStuck",
+    ]);
     for (const rule of rules) {
       expect(metricsIn(rule.expr).length, rule.alert).toBeGreaterThan(0);
       for (const metric of metricsIn(rule.expr)) expect(exported, `${rule.alert} reads ${metric}`).toContain(metric);
@@ -66,7 +81,9 @@ describe("observability files", () => {
       uid: string;
       panels: Array<{ id: number; title: string; datasource: { uid: string }; targets: Array<{ expr: string; refId: string }> }>;
     };
-    const datasources = parse(read("observability/grafana/provisioning/datasources/prometheus.yml")) as { datasources: Array<{ uid: string; url: string }> };
+    const datasources = parse(read("observability/grafana/provisioning/datasources/prometheus.yml")) as {
+      datasources: Array<{ uid: string; url: string }>;
+    };
     const uids = new Set(datasources.datasources.map((source) => source.uid));
     expect(new Set(dashboard.panels.map((panel) => panel.id)).size).toBe(dashboard.panels.length);
     const read_ = new Set<string>();
@@ -98,7 +115,10 @@ describe("observability files", () => {
       }
     }
     const mounted = compose.services.prometheus!.volumes!.map((volume) => volume.split(":")[1]);
-    const prometheus = parse(read("observability/prometheus.yml")) as { rule_files: string[]; scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }> };
+    const prometheus = parse(read("observability/prometheus.yml")) as {
+      rule_files: string[];
+      scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }>;
+    };
     for (const ruleFile of prometheus.rule_files) expect(mounted).toContain(ruleFile);
     const targets = prometheus.scrape_configs.flatMap((job) => job.static_configs.flatMap((config) => config.targets)).sort();
     // Where compose runs each process: the service name and the port it listens on.

@@ -11,9 +11,14 @@ describe("withBufferedOutbox", () => {
   let sql: pg.Client;
 
   const refund = (n: number, reason: string) =>
-    createEvent("transaction.refund.requested", { transferId: `transfer-${n}`, fromAccountId: `account-${n}`, amountMinor: "1000", reason }, { correlationId: `corr-${n}`, actor: {} });
+    createEvent(
+      "transaction.refund.requested",
+      { transferId: `transfer-${n}`, fromAccountId: `account-${n}`, amountMinor: "1000", reason },
+      { correlationId: `corr-${n}`, actor: {} },
+    );
   const outbox = async () =>
-    (await sql.query<{ id: string; subject: string; payload: Event }>(`SELECT id::text, subject, payload FROM outbox_event ORDER BY seq`)).rows;
+    (await sql.query<{ id: string; subject: string; payload: Event }>(`SELECT id::text, subject, payload FROM outbox_event ORDER BY seq`))
+      .rows;
 
   beforeAll(async () => {
     database = await createTestDatabase("audit");

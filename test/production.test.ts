@@ -68,7 +68,10 @@ describe("production mode", () => {
 
   /** The code in the newest mail to this address, once it has arrived. */
   async function codeFor(email: string, after: number): Promise<string> {
-    const mail = await waitUntil(async () => smtp.received.slice(after).find((message) => message.to.includes(email)), `the code mailed to ${email}`);
+    const mail = await waitUntil(
+      async () => smtp.received.slice(after).find((message) => message.to.includes(email)),
+      `the code mailed to ${email}`,
+    );
     expect(mail).toMatchObject({ from: "no-reply@vaultpay.test", secure: true, user: smtp.user, subject: "Your VaultPay sign-in code" });
     return /code is ([0-9]{6})/.exec(mail.text)![1]!;
   }
@@ -85,7 +88,7 @@ describe("production mode", () => {
           { email, password, device: deviceId },
         );
     expect(asked.errors).toBeUndefined();
-    const challengeId = ((asked.data as Record<string, { challengeId: string }>)[register ? "register" : "login"]!).challengeId;
+    const challengeId = (asked.data as Record<string, { challengeId: string }>)[register ? "register" : "login"]!.challengeId;
     const verified = await stack.graphql<{ verifyOtp: { accessToken: string; user: { email: string } } }>(
       `mutation($id: ID!, $code: String!, $device: String!) { verifyOtp(challengeId: $id, code: $code, deviceId: $device) { accessToken user { email } } }`,
       { id: challengeId, code: await codeFor(email, before), device: deviceId },
@@ -98,10 +101,18 @@ describe("production mode", () => {
   it("signs a new customer and the administrator in through the real SMTP server", async () => {
     const email = `asha-${randomUUID().slice(0, 8)}@example.com`;
     const token = await signIn(email, "correct horse 42 battery", true, "phone-1");
-    const me = await stack.graphql<{ me: { email: string; role: string } }>(`{ me { email role } }`, {}, { authorization: `Bearer ${token}` });
+    const me = await stack.graphql<{ me: { email: string; role: string } }>(
+      `{ me { email role } }`,
+      {},
+      { authorization: `Bearer ${token}` },
+    );
     expect(me.data?.me).toEqual({ email, role: "CUSTOMER" });
     const admin = await signIn(ADMIN_EMAIL, ADMIN_PASSWORD, false, "ops-laptop");
-    const users = await stack.graphql<{ users: Array<{ email: string }> }>(`{ users(first: 10) { email } }`, {}, { authorization: `Bearer ${admin}` });
+    const users = await stack.graphql<{ users: Array<{ email: string }> }>(
+      `{ users(first: 10) { email } }`,
+      {},
+      { authorization: `Bearer ${admin}` },
+    );
     expect(users.data?.users.map((user) => user.email)).toContain(email);
   });
 
@@ -129,20 +140,32 @@ describe("production mode", () => {
     const from = (await call<{ openAccount: { id: string } }>(sender, open)).openAccount;
     const payee = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" });
     const to = (await call<{ openAccount: { number: string } }>(payee, open)).openAccount;
-    await call(admin, `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "${randomUUID()}") { id } }`, { id: from.id });
+    await call(
+      admin,
+      `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "${randomUUID()}") { id } }`,
+      { id: from.id },
+    );
     const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
     const auth = new pg.Client({ connectionString: stack.databaseUrls.auth });
     await Promise.all([transactions.connect(), auth.connect()]);
     const nc = await connect({ servers: stack.nats.url });
     try {
-      await waitUntil(async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n >= 2, "transactions to know both accounts");
+      await waitUntil(
+        async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n >= 2,
+        "transactions to know both accounts",
+      );
       const transfer = async (amountMinor: string, status: string) => {
         const { initiateTransfer } = await call<{ initiateTransfer: { id: string } }>(
           sender,
           `mutation($from: ID!, $to: String!, $amount: MinorUnits!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: $amount, idempotencyKey: $key) { id } }`,
           { from: from.id, to: to.number, amount: amountMinor, key: randomUUID() },
         );
-        await waitUntil(async () => (await call<{ transfer: { status: string } }>(sender, `{ transfer(id: "${initiateTransfer.id}") { status } }`)).transfer.status === status, `transfer ${status}`);
+        await waitUntil(
+          async () =>
+            (await call<{ transfer: { status: string } }>(sender, `{ transfer(id: "${initiateTransfer.id}") { status } }`)).transfer
+              .status === status,
+          `transfer ${status}`,
+        );
         return initiateTransfer.id;
       };
       const completedId = await transfer("10000", "COMPLETED");
@@ -151,9 +174,15 @@ describe("production mode", () => {
       const notices = () => smtp.received.filter((mail) => mail.to.includes(email) && mail.subject.startsWith("Transfer of"));
       const texts = () => sms.received.filter((message) => message.to === PHONE).map((message) => message.text);
       await waitUntil(async () => notices().length >= 2 && texts().length >= 2, "both notices by email and SMS");
-      expect(notices().map((mail) => mail.subject).sort()).toEqual(["Transfer of 100.00 INR completed", "Transfer of 600.00 INR failed"]);
+      expect(
+        notices()
+          .map((mail) => mail.subject)
+          .sort(),
+      ).toEqual(["Transfer of 100.00 INR completed", "Transfer of 600.00 INR failed"]);
       expect(notices().find((mail) => mail.subject.endsWith("completed"))!.text).toContain(`Reference: ${completedId}.`);
-      expect(notices().find((mail) => mail.subject.endsWith("failed"))!.text).toMatch(new RegExp(`returned to your account\\..*Reference: ${failedId}\\.`, "s"));
+      expect(notices().find((mail) => mail.subject.endsWith("failed"))!.text).toMatch(
+        new RegExp(`returned to your account\\..*Reference: ${failedId}\\.`, "s"),
+      );
       expect(sms.refusedSignatures).toBe(0);
 
       // The same events again: once as a redelivery (same event id, past JetStream's duplicate
@@ -167,7 +196,10 @@ describe("production mode", () => {
       const js = jetstream(nc);
       for (const { payload: event } of rows) {
         await js.publish(event.type, JSON.stringify(event), { msgID: `${event.id}:again`, headers: eventHeaders(event) });
-        const copy = createEvent(event.type as "transaction.completed", event.data as never, { correlationId: event.correlationId, actor: {} });
+        const copy = createEvent(event.type as "transaction.completed", event.data as never, {
+          correlationId: event.correlationId,
+          actor: {},
+        });
         await js.publish(copy.type, JSON.stringify(copy), { msgID: copy.id, headers: eventHeaders(copy) });
       }
       const jsm = await jetstreamManager(nc);
@@ -181,7 +213,9 @@ describe("production mode", () => {
       await new Promise((resolve) => setTimeout(resolve, 2_500));
       expect(notices()).toHaveLength(2);
       expect(texts()).toHaveLength(2);
-      const stored = await auth.query(`SELECT status, state FROM transfer_notice WHERE transfer_id = ANY($1) ORDER BY status`, [[completedId, failedId]]);
+      const stored = await auth.query(`SELECT status, state FROM transfer_notice WHERE transfer_id = ANY($1) ORDER BY status`, [
+        [completedId, failedId],
+      ]);
       expect(stored.rows).toEqual([
         { status: "COMPLETED", state: "SENT" },
         { status: "FAILED", state: "SENT" },
@@ -203,8 +237,11 @@ describe("production mode", () => {
     const before = await scrape(stack.gatewayUrl, METRICS_TOKEN);
     const ok = { operation: "ProbeStatus", outcome: "ok" };
     const counted = (samples: ReturnType<typeof parsePrometheusText>) => valueOf(samples, "vaultpay_graphql_requests_total", ok) ?? 0;
-    const admin = { authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}` };
-    for (let i = 0; i < 3; i++) expect((await stack.graphql(`query ProbeStatus { authStatus { service } }`, {}, admin)).errors).toBeUndefined();
+    const admin = {
+      authorization: `Bearer ${await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" })}`,
+    };
+    for (let i = 0; i < 3; i++)
+      expect((await stack.graphql(`query ProbeStatus { authStatus { service } }`, {}, admin)).errors).toBeUndefined();
     expect(codes(await stack.graphql(`query ProbeMe { me { email } }`))).toEqual(["UNAUTHENTICATED"]);
     const after = await scrape(stack.gatewayUrl, METRICS_TOKEN);
     expect(counted(after) - counted(before)).toBe(3);
@@ -244,7 +281,9 @@ describe("production mode", () => {
     expect(valueOf(authLag, "vaultpay_transfer_notices_stuck_sending")).toBe(0);
     // Subgraphs count the fetches of the gateway's query plans (named after the operation).
     const auth = await scrape(stack.urls.auth);
-    const fetches = samplesOf(auth, "vaultpay_graphql_requests_total", { outcome: "ok" }).filter((sample) => sample.labels.operation!.startsWith("ProbeStatus"));
+    const fetches = samplesOf(auth, "vaultpay_graphql_requests_total", { outcome: "ok" }).filter((sample) =>
+      sample.labels.operation!.startsWith("ProbeStatus"),
+    );
     expect(fetches.reduce((sum, sample) => sum + sample.value, 0)).toBe(3);
   });
 });

@@ -54,7 +54,10 @@ describe("reconciliation", () => {
     nats = await connectJetStream(stack.nats.url, "reconcile-test", logger);
     admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
     [alice, bob, carol] = await Promise.all([customer(100_000n), customer(100_000n), customer(500n)]);
-    await waitUntil(async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === 3, "the account directory");
+    await waitUntil(
+      async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === 3,
+      "the account directory",
+    );
   });
 
   afterAll(async () => {
@@ -71,12 +74,19 @@ describe("reconciliation", () => {
 
   async function customer(depositMinor: bigint): Promise<Customer> {
     const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
-    const { openAccount } = await call<{ openAccount: { id: string; number: string } }>(token, `mutation { openAccount(type: SAVINGS) { id number } }`);
-    await call(admin, `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`, {
-      id: openAccount.id,
-      amount: depositMinor.toString(),
-      key: randomUUID(),
-    });
+    const { openAccount } = await call<{ openAccount: { id: string; number: string } }>(
+      token,
+      `mutation { openAccount(type: SAVINGS) { id number } }`,
+    );
+    await call(
+      admin,
+      `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`,
+      {
+        id: openAccount.id,
+        amount: depositMinor.toString(),
+        key: randomUUID(),
+      },
+    );
     return { token, accountId: openAccount.id, number: openAccount.number };
   }
 
@@ -89,15 +99,32 @@ describe("reconciliation", () => {
     return initiateTransfer.id;
   }
 
-  const statusOf = async (id: string) => (await transactionsSql.query<{ status: string }>(`SELECT status::text FROM transfer WHERE id = $1`, [id])).rows[0]?.status;
+  const statusOf = async (id: string) =>
+    (await transactionsSql.query<{ status: string }>(`SELECT status::text FROM transfer WHERE id = $1`, [id])).rows[0]?.status;
   const statusesOf = async (ids: string[]) =>
-    (await transactionsSql.query<{ status: string }>(`SELECT status::text FROM transfer WHERE id = ANY($1::uuid[]) ORDER BY id`, [ids])).rows.map((row) => row.status);
-  const balanceOf = async (account: Customer) => BigInt((await accountsSql.query(`SELECT balance_minor::text AS b FROM account WHERE id = $1`, [account.accountId])).rows[0].b);
+    (
+      await transactionsSql.query<{ status: string }>(`SELECT status::text FROM transfer WHERE id = ANY($1::uuid[]) ORDER BY id`, [ids])
+    ).rows.map((row) => row.status);
+  const balanceOf = async (account: Customer) =>
+    BigInt((await accountsSql.query(`SELECT balance_minor::text AS b FROM account WHERE id = $1`, [account.accountId])).rows[0].b);
   const journalOf = async (transferId: string) =>
-    (await accountsSql.query<{ kind: string; amount: string }>(`SELECT kind::text, amount_minor::text AS amount FROM journal_entry WHERE transfer_id = $1 ORDER BY seq`, [transferId])).rows;
+    (
+      await accountsSql.query<{ kind: string; amount: string }>(
+        `SELECT kind::text, amount_minor::text AS amount FROM journal_entry WHERE transfer_id = $1 ORDER BY seq`,
+        [transferId],
+      )
+    ).rows;
   const run = (repair = false, pageSize?: number): Promise<ReconcileReport> =>
-    reconcile({ databaseUrls: stack.databaseUrls, natsUrl: stack.nats.url, graceMs: GRACE_MS, repair, logger, ...(pageSize ? { pageSize } : {}) });
-  const about = (report: ReconcileReport, subject: string) => report.findings.filter((finding) => finding.transferId === subject || finding.eventId === subject);
+    reconcile({
+      databaseUrls: stack.databaseUrls,
+      natsUrl: stack.nats.url,
+      graceMs: GRACE_MS,
+      repair,
+      logger,
+      ...(pageSize ? { pageSize } : {}),
+    });
+  const about = (report: ReconcileReport, subject: string) =>
+    report.findings.filter((finding) => finding.transferId === subject || finding.eventId === subject);
 
   it("stays quiet about sagas in flight, and reports one that stopped moving once the grace period passed", async () => {
     // History older than the grace period (accounts, deposits, their events) is judged from the first run on.
@@ -118,7 +145,11 @@ describe("reconciliation", () => {
     // Once nothing moved for longer than the grace period, the same sagas are reported as stuck.
     await sleep(GRACE_MS + 200);
     const stuck = await run();
-    for (const id of waiting) expect(about(stuck, id).map((finding) => finding.code), id).toEqual(["TRANSFER_STUCK"]);
+    for (const id of waiting)
+      expect(
+        about(stuck, id).map((finding) => finding.code),
+        id,
+      ).toEqual(["TRANSFER_STUCK"]);
     expect(about(stuck, transfers.unfunded)).toEqual([]);
   });
 
@@ -133,7 +164,10 @@ describe("reconciliation", () => {
     await transactionsSql.query("COMMIT");
     await stack.restart("fraud");
     const finished = [transfers.completing, transfers.fraudulent, transfers.returning];
-    await waitUntil(async () => (await statusesOf(finished)).every((status) => status === "COMPLETED" || status === "FAILED"), "the other sagas to end");
+    await waitUntil(
+      async () => (await statusesOf(finished)).every((status) => status === "COMPLETED" || status === "FAILED"),
+      "the other sagas to end",
+    );
     expect(await statusOf(transfers.fraudulent)).toBe("FAILED");
     // The same crash after a saga completed: money moved, and the transfer's record is gone.
     const completed = transfers.completing;
@@ -145,7 +179,10 @@ describe("reconciliation", () => {
     // Report only: exactly the two losses, nothing about the correct history around them.
     const report = await run();
     expect(report.findings.map((finding) => [finding.code, finding.transferId]).sort()).toEqual(
-      [["DEBIT_WITHOUT_TRANSFER", vanishing], ["MOVEMENTS_WITHOUT_TRANSFER", completed]].sort(),
+      [
+        ["DEBIT_WITHOUT_TRANSFER", vanishing],
+        ["MOVEMENTS_WITHOUT_TRANSFER", completed],
+      ].sort(),
     );
     expect(about(report, vanishing)[0]).toMatchObject({
       details: { accountId: alice.accountId, amountMinor: "1000" },
@@ -155,15 +192,28 @@ describe("reconciliation", () => {
     expect(report.unresolved).toBe(2);
     // Read two rows at a time (every query pages), the verdict is the same.
     const paged = await run(false, 2);
-    expect(paged.findings.map((finding) => [finding.code, finding.transferId]).sort()).toEqual(report.findings.map((finding) => [finding.code, finding.transferId]).sort());
+    expect(paged.findings.map((finding) => [finding.code, finding.transferId]).sort()).toEqual(
+      report.findings.map((finding) => [finding.code, finding.transferId]).sort(),
+    );
 
     // The operator command says the same, one line per finding, and fails while findings are left.
     const command = await runCommand(["--grace-seconds", String(GRACE_MS / 1000)]);
     expect(command.code).toBe(1);
-    expect(command.stdout).toMatch(new RegExp(`^DEBIT_WITHOUT_TRANSFER transfer=${vanishing} .*accountId=${alice.accountId} amountMinor=1000 .*\\[repairable with --repair\\]$`, "m"));
+    expect(command.stdout).toMatch(
+      new RegExp(
+        `^DEBIT_WITHOUT_TRANSFER transfer=${vanishing} .*accountId=${alice.accountId} amountMinor=1000 .*\\[repairable with --repair\\]$`,
+        "m",
+      ),
+    );
     expect(command.stdout).toMatch(new RegExp(`^MOVEMENTS_WITHOUT_TRANSFER transfer=${completed} .*\\[needs a person\\]$`, "m"));
-    const json = JSON.parse((await runCommand(["--grace-seconds", String(GRACE_MS / 1000), "--json"])).stdout) as { findings: unknown[]; unresolved: number };
-    expect(json).toMatchObject({ unresolved: 2, findings: expect.arrayContaining([expect.objectContaining({ code: "DEBIT_WITHOUT_TRANSFER", transferId: vanishing })]) });
+    const json = JSON.parse((await runCommand(["--grace-seconds", String(GRACE_MS / 1000), "--json"])).stdout) as {
+      findings: unknown[];
+      unresolved: number;
+    };
+    expect(json).toMatchObject({
+      unresolved: 2,
+      findings: expect.arrayContaining([expect.objectContaining({ code: "DEBIT_WITHOUT_TRANSFER", transferId: vanishing })]),
+    });
     expect(await journalOf(vanishing)).toEqual([{ kind: "DEBIT", amount: "-1000" }]); // reporting changed nothing
 
     const aliceBefore = await balanceOf(alice);
@@ -172,13 +222,29 @@ describe("reconciliation", () => {
     expect(about(repaired, completed)[0]!.repairOutcome).toBeUndefined();
     expect(repaired.unresolved).toBe(1);
     await waitUntil(async () => (await journalOf(vanishing)).length === 2, "the refund in accounts' journal");
-    expect(await journalOf(vanishing)).toEqual([{ kind: "DEBIT", amount: "-1000" }, { kind: "REFUND", amount: "1000" }]);
+    expect(await journalOf(vanishing)).toEqual([
+      { kind: "DEBIT", amount: "-1000" },
+      { kind: "REFUND", amount: "1000" },
+    ]);
     expect(await balanceOf(alice)).toBe(aliceBefore + 1_000n);
-    const request = (await transactionsSql.query(`SELECT payload FROM outbox_event WHERE type = 'transaction.refund.requested' AND payload->'data'->>'transferId' = $1`, [vanishing])).rows;
+    const request = (
+      await transactionsSql.query(
+        `SELECT payload FROM outbox_event WHERE type = 'transaction.refund.requested' AND payload->'data'->>'transferId' = $1`,
+        [vanishing],
+      )
+    ).rows;
     expect(request).toHaveLength(1);
-    const debited = (await accountsSql.query(`SELECT payload FROM outbox_event WHERE type = 'account.debited' AND payload->'data'->>'transferId' = $1`, [vanishing])).rows[0].payload;
+    const debited = (
+      await accountsSql.query(`SELECT payload FROM outbox_event WHERE type = 'account.debited' AND payload->'data'->>'transferId' = $1`, [
+        vanishing,
+      ])
+    ).rows[0].payload;
     // The refund joins the debit's story: same correlation id, caused by the debit event.
-    expect(request[0].payload).toMatchObject({ correlationId: debited.correlationId, causationId: debited.id, data: { reason: RECONCILIATION_REFUND_REASON, amountMinor: "1000" } });
+    expect(request[0].payload).toMatchObject({
+      correlationId: debited.correlationId,
+      causationId: debited.id,
+      data: { reason: RECONCILIATION_REFUND_REASON, amountMinor: "1000" },
+    });
 
     // Twice more, at once: the refund is settled, nothing is asked or moved again.
     await sleep(GRACE_MS + 200);
@@ -189,31 +255,48 @@ describe("reconciliation", () => {
     }
     // Even a second refund request that reaches accounts (an older tool, a person) refunds nothing:
     // accounts decides a transfer's refund once (saga_decision).
-    const extra = createEvent("transaction.refund.requested", { transferId: vanishing, fromAccountId: alice.accountId, amountMinor: "1000", reason: "asked again by hand" }, undefined);
+    const extra = createEvent(
+      "transaction.refund.requested",
+      { transferId: vanishing, fromAccountId: alice.accountId, amountMinor: "1000", reason: "asked again by hand" },
+      undefined,
+    );
     await appendToOutbox(sqlExecutor(transactionsSql), extra);
     await waitUntil(
-      async () => (await accountsSql.query(`SELECT 1 FROM processed_event WHERE consumer = 'accounts-saga' AND event_id = $1`, [extra.id])).rowCount === 1,
+      async () =>
+        (await accountsSql.query(`SELECT 1 FROM processed_event WHERE consumer = 'accounts-saga' AND event_id = $1`, [extra.id]))
+          .rowCount === 1,
       "accounts to handle the extra refund request",
     );
     expect(await journalOf(vanishing)).toHaveLength(2);
     expect(await balanceOf(alice)).toBe(aliceBefore + 1_000n);
-    const refundRequests = await transactionsSql.query(`SELECT 1 FROM outbox_event WHERE type = 'transaction.refund.requested' AND payload->'data'->>'transferId' = $1`, [vanishing]);
+    const refundRequests = await transactionsSql.query(
+      `SELECT 1 FROM outbox_event WHERE type = 'transaction.refund.requested' AND payload->'data'->>'transferId' = $1`,
+      [vanishing],
+    );
     expect(refundRequests.rowCount).toBe(2); // the reconciliation's one and the hand-made one
   });
 
   it("finds an event the audit log lost, republishes it, and no consumer applies it twice", async () => {
     const returning = transfers.returning;
     expect(await statusOf(returning)).toBe("COMPLETED");
-    await waitUntil(async () => (await run()).findings.every((finding) => finding.eventId === undefined), "audit to hold every event so far");
+    await waitUntil(
+      async () => (await run()).findings.every((finding) => finding.eventId === undefined),
+      "audit to hold every event so far",
+    );
     // The crash: audit acked an event whose append was undone. Audit is stopped, a saga command
     // goes out (a resend of a credit, which accounts answers again from its decision), and the
     // message is acked on audit's durable consumer as audit would have before the crash.
     await stack.processes.get("audit")!.kill();
     const correlationId = `reconcile-${randomUUID()}`;
-    const lost = createEvent("transaction.credit.requested", { transferId: returning, toAccountId: alice.accountId, amountMinor: "3000" }, { correlationId, actor: {} });
+    const lost = createEvent(
+      "transaction.credit.requested",
+      { transferId: returning, toAccountId: alice.accountId, amountMinor: "3000" },
+      { correlationId, actor: {} },
+    );
     await appendToOutbox(sqlExecutor(transactionsSql), lost);
     const answersTo = async (eventId: string) =>
-      (await accountsSql.query(`SELECT 1 FROM outbox_event WHERE type = 'account.credited' AND payload->>'causationId' = $1`, [eventId])).rowCount;
+      (await accountsSql.query(`SELECT 1 FROM outbox_event WHERE type = 'account.credited' AND payload->>'causationId' = $1`, [eventId]))
+        .rowCount;
     await waitUntil(async () => (await answersTo(lost.id)) === 1, "accounts to answer the command");
     const auditConsumer = await nats.js.consumers.get("TRANSACTIONS", "audit-transactions");
     for (;;) {
@@ -223,7 +306,8 @@ describe("reconciliation", () => {
       if ((message!.json() as { id: string }).id === lost.id) break;
     }
     await stack.restart("audit");
-    const inAudit = async (eventId: string) => (await auditSql.query(`SELECT 1 FROM audit_record WHERE event_id = $1`, [eventId])).rowCount === 1;
+    const inAudit = async (eventId: string) =>
+      (await auditSql.query(`SELECT 1 FROM audit_record WHERE event_id = $1`, [eventId])).rowCount === 1;
     await sleep(GRACE_MS + 200);
 
     // Events written while audit was down reach it after its restart; only the lost one stays missing.
@@ -231,15 +315,23 @@ describe("reconciliation", () => {
       const current = await run();
       return current.findings.filter((finding) => finding.eventId !== undefined).length === 1 && current;
     }, "a report with only the lost event");
-    expect(about(report, lost.id)).toMatchObject([{ code: "EVENT_MISSING_FROM_AUDIT", service: "transactions", details: { type: "transaction.credit.requested" } }]);
+    expect(about(report, lost.id)).toMatchObject([
+      { code: "EVENT_MISSING_FROM_AUDIT", service: "transactions", details: { type: "transaction.credit.requested" } },
+    ]);
     expect(await inAudit(lost.id)).toBe(false);
 
     const repaired = await run(true);
-    expect(about(repaired, lost.id)[0]!.repairOutcome).toMatchObject({ status: "repaired", detail: expect.stringContaining(`${lost.id}:reconcile:`) });
+    expect(about(repaired, lost.id)[0]!.repairOutcome).toMatchObject({
+      status: "repaired",
+      detail: expect.stringContaining(`${lost.id}:reconcile:`),
+    });
     await waitUntil(() => inAudit(lost.id), "the republished event in the audit log");
     // Accounts had applied it already: the republished copy is recognised by its event id.
     const { state } = await nats.jsm.streams.info("TRANSACTIONS");
-    await waitUntil(async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq, "accounts to take the republished copy");
+    await waitUntil(
+      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq,
+      "accounts to take the republished copy",
+    );
     expect(await answersTo(lost.id)).toBe(1);
 
     const trail = await stack.graphql<{ auditLog: Array<{ id: string; type: string }> }>(
@@ -248,7 +340,11 @@ describe("reconciliation", () => {
       { authorization: `Bearer ${admin}` },
     );
     expect(trail.data!.auditLog.map((record) => record.id)).toContain(lost.id);
-    const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(`{ verifyAuditChain { valid } }`, {}, { authorization: `Bearer ${admin}` });
+    const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(
+      `{ verifyAuditChain { valid } }`,
+      {},
+      { authorization: `Bearer ${admin}` },
+    );
     expect(verification.data!.verifyAuditChain.valid).toBe(true);
     await sleep(GRACE_MS + 200);
     expect(about(await run(), lost.id)).toEqual([]);
@@ -259,10 +355,15 @@ describe("reconciliation", () => {
     // mistake: the outbox row is marked published, accounts consumed it, audit never got it.
     await stack.processes.get("audit")!.kill();
     const correlationId = `jetstream-lost-${randomUUID()}`;
-    const lost = createEvent("transaction.credit.requested", { transferId: transfers.returning, toAccountId: alice.accountId, amountMinor: "3000" }, { correlationId, actor: {} });
+    const lost = createEvent(
+      "transaction.credit.requested",
+      { transferId: transfers.returning, toAccountId: alice.accountId, amountMinor: "3000" },
+      { correlationId, actor: {} },
+    );
     await appendToOutbox(sqlExecutor(transactionsSql), lost);
     const answersTo = async (eventId: string) =>
-      (await accountsSql.query(`SELECT 1 FROM outbox_event WHERE type = 'account.credited' AND payload->>'causationId' = $1`, [eventId])).rowCount;
+      (await accountsSql.query(`SELECT 1 FROM outbox_event WHERE type = 'account.credited' AND payload->>'causationId' = $1`, [eventId]))
+        .rowCount;
     await waitUntil(async () => (await answersTo(lost.id)) === 1, "accounts to answer the command");
     const published = await transactionsSql.query(`SELECT published_at FROM outbox_event WHERE id = $1`, [lost.id]);
     expect(published.rows[0].published_at).not.toBeNull();
@@ -273,12 +374,15 @@ describe("reconciliation", () => {
     await stack.restart("audit");
     await sleep(GRACE_MS + 200);
 
-    const inAudit = async (eventId: string) => (await auditSql.query(`SELECT 1 FROM audit_record WHERE event_id = $1`, [eventId])).rowCount === 1;
+    const inAudit = async (eventId: string) =>
+      (await auditSql.query(`SELECT 1 FROM audit_record WHERE event_id = $1`, [eventId])).rowCount === 1;
     const report = await waitUntil(async () => {
       const current = await run();
       return current.findings.filter((finding) => finding.eventId !== undefined).length === 1 && current;
     }, "a report with only the event the stream lost");
-    expect(about(report, lost.id)).toMatchObject([{ code: "EVENT_MISSING_FROM_AUDIT", service: "transactions", details: { type: "transaction.credit.requested" } }]);
+    expect(about(report, lost.id)).toMatchObject([
+      { code: "EVENT_MISSING_FROM_AUDIT", service: "transactions", details: { type: "transaction.credit.requested" } },
+    ]);
     expect(await inAudit(lost.id)).toBe(false);
 
     const repaired = await run(true);
@@ -288,9 +392,16 @@ describe("reconciliation", () => {
     expect((again.json() as { id: string }).id).toBe(lost.id);
     // Accounts had applied it before the loss: the new copy changes nothing there.
     const { state } = await nats.jsm.streams.info("TRANSACTIONS");
-    await waitUntil(async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq, "accounts to take the new copy");
+    await waitUntil(
+      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq,
+      "accounts to take the new copy",
+    );
     expect(await answersTo(lost.id)).toBe(1);
-    const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(`{ verifyAuditChain { valid } }`, {}, { authorization: `Bearer ${admin}` });
+    const verification = await stack.graphql<{ verifyAuditChain: { valid: boolean } }>(
+      `{ verifyAuditChain { valid } }`,
+      {},
+      { authorization: `Bearer ${admin}` },
+    );
     expect(verification.data!.verifyAuditChain.valid).toBe(true);
     await sleep(GRACE_MS + 200);
     expect(about(await run(), lost.id)).toEqual([]);
@@ -303,7 +414,10 @@ describe("reconciliation", () => {
       ...Object.fromEntries(Object.entries(stack.databaseUrls).map(([service, url]) => [`${service.toUpperCase()}_DATABASE_URL`, url])),
     };
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "scripts/reconcile.ts", ...args], { cwd: REPO_ROOT, env });
+      const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "scripts/reconcile.ts", ...args], {
+        cwd: REPO_ROOT,
+        env,
+      });
       return { code: 0, stdout };
     } catch (error) {
       const failed = error as { code?: number; stdout?: string; stderr?: string };

@@ -24,9 +24,19 @@ describe("fraud check in the saga (default rules)", () => {
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
     const as = (token: string) => ({ authorization: `Bearer ${token}`, "x-device-id": device });
     const open = async (token: string) =>
-      (await stack.graphql<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: CURRENT) { id number } }`, {}, as(token))).data!.openAccount;
+      (
+        await stack.graphql<{ openAccount: { id: string; number: string } }>(
+          `mutation { openAccount(type: CURRENT) { id number } }`,
+          {},
+          as(token),
+        )
+      ).data!.openAccount;
     const [from, to] = [await open(alice), await open(bob)];
-    await stack.graphql(`mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "fraud-burst-deposit") { id } }`, { id: from.id }, as(admin));
+    await stack.graphql(
+      `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "100000", idempotencyKey: "fraud-burst-deposit") { id } }`,
+      { id: from.id },
+      as(admin),
+    );
 
     const outcomes: Array<{ status: string; failureReason: string | null; fraudCheck: { passed: boolean; riskScore: number } | null }> = [];
     for (let i = 0; i < 6; i++) {
@@ -40,11 +50,9 @@ describe("fraud check in the saga (default rules)", () => {
       }, "the transfer to be accepted");
       outcomes.push(
         await waitUntil(async () => {
-          const result = await stack.graphql<{ transfer: { status: string; failureReason: string | null; fraudCheck: { passed: boolean; riskScore: number } | null } }>(
-            `query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { passed riskScore } } }`,
-            { id },
-            as(alice),
-          );
+          const result = await stack.graphql<{
+            transfer: { status: string; failureReason: string | null; fraudCheck: { passed: boolean; riskScore: number } | null };
+          }>(`query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { passed riskScore } } }`, { id }, as(alice));
           const transfer = result.data?.transfer;
           return transfer && ["COMPLETED", "FAILED", "REJECTED"].includes(transfer.status) && transfer;
         }, `transfer ${i} to end`),
@@ -67,7 +75,13 @@ describe("fraud check in the saga (default rules)", () => {
     );
 
     const balance = async (token: string, id: string) =>
-      (await stack.graphql<{ account: { balance: { minor: string } } }>(`query($id: ID!) { account(id: $id) { balance { minor } } }`, { id }, as(token))).data!.account.balance.minor;
+      (
+        await stack.graphql<{ account: { balance: { minor: string } } }>(
+          `query($id: ID!) { account(id: $id) { balance { minor } } }`,
+          { id },
+          as(token),
+        )
+      ).data!.account.balance.minor;
     expect(await balance(alice, from.id)).toBe("95000");
     expect(await balance(bob, to.id)).toBe("5000");
   });
@@ -77,15 +91,31 @@ describe("fraud check in the saga (default rules)", () => {
     // four rules fire (velocity by amount too; the claimed device is unproven), the longest
     // verdict the default rules give. It must refund on the verdict,
     // not after the fraud step's timeout (the refund command once refused such a long reason).
-    const victim = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", deviceId: "victim-phone" });
+    const victim = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, {
+      userId: randomUUID(),
+      role: "CUSTOMER",
+      deviceId: "victim-phone",
+    });
     const thief = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER" });
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
-    const from = stack.graphql<{ openAccount: { id: string } }>(`mutation { openAccount(type: SAVINGS) { id } }`, {}, { authorization: `Bearer ${victim}` });
-    const to = stack.graphql<{ openAccount: { number: string } }>(`mutation { openAccount(type: SAVINGS) { number } }`, {}, { authorization: `Bearer ${thief}` });
+    const from = stack.graphql<{ openAccount: { id: string } }>(
+      `mutation { openAccount(type: SAVINGS) { id } }`,
+      {},
+      { authorization: `Bearer ${victim}` },
+    );
+    const to = stack.graphql<{ openAccount: { number: string } }>(
+      `mutation { openAccount(type: SAVINGS) { number } }`,
+      {},
+      { authorization: `Bearer ${thief}` },
+    );
     const [fromId, toNumber] = [(await from).data!.openAccount.id, (await to).data!.openAccount.number];
-    await stack.graphql(`mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "50000000", idempotencyKey: "takeover-deposit") { id } }`, { id: fromId }, {
-      authorization: `Bearer ${admin}`,
-    });
+    await stack.graphql(
+      `mutation($id: ID!) { depositFunds(accountId: $id, amountMinor: "50000000", idempotencyKey: "takeover-deposit") { id } }`,
+      { id: fromId },
+      {
+        authorization: `Bearer ${admin}`,
+      },
+    );
     const stolen = { authorization: `Bearer ${victim}`, "x-device-id": "thief-laptop" };
     const id = (
       await stack.graphql<{ initiateTransfer: { id: string } }>(
@@ -96,7 +126,11 @@ describe("fraud check in the saga (default rules)", () => {
     ).data!.initiateTransfer.id;
     type Seen = { transfer: { status: string; failureReason: string | null; fraudCheck: { reasons: string[] } | null } };
     const ended = await waitUntil(async () => {
-      const result = await stack.graphql<Seen>(`query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { reasons } } }`, { id }, stolen);
+      const result = await stack.graphql<Seen>(
+        `query($id: ID!) { transfer(id: $id) { status failureReason fraudCheck { reasons } } }`,
+        { id },
+        stolen,
+      );
       const transfer = result.data?.transfer;
       return transfer && transfer.status === "FAILED" && transfer;
     }, "the takeover transfer to fail");
@@ -115,9 +149,13 @@ describe("fraud check in the saga (default rules)", () => {
     );
     const detailed = checks.data!.fraudChecks.find((check) => check.transferId === id)!;
     expect(detailed.reasons[0]).toMatch(/^Amount 20000000 is over the high-amount threshold of 10000000/);
-    const balance = await stack.graphql<{ account: { balance: { minor: string } } }>(`query($id: ID!) { account(id: $id) { balance { minor } } }`, { id: fromId }, {
-      authorization: `Bearer ${victim}`,
-    });
+    const balance = await stack.graphql<{ account: { balance: { minor: string } } }>(
+      `query($id: ID!) { account(id: $id) { balance { minor } } }`,
+      { id: fromId },
+      {
+        authorization: `Bearer ${victim}`,
+      },
+    );
     expect(balance.data!.account.balance.minor).toBe("50000000");
   });
 });

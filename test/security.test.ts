@@ -76,11 +76,18 @@ describe("gateway security", () => {
     const allowedId = `corr-allowed-${randomUUID()}`;
     const allowed = await stack.graphql(`{ authStatus { service } }`, {}, { "x-correlation-id": allowedId });
     expect(allowed.errors).toBeUndefined();
-    await waitUntil(async () => subgraphLines.some((line) => line.includes(allowedId) && line.includes("subgraph request")), "the allowed request in the subgraph log");
+    await waitUntil(
+      async () => subgraphLines.some((line) => line.includes(allowedId) && line.includes("subgraph request")),
+      "the allowed request in the subgraph log",
+    );
 
     const deniedId = `corr-denied-${randomUUID()}`;
     // A public field beside an admin-only one: the whole operation is refused, nothing partial runs.
-    const denied = await stack.graphql(`{ authStatus { service } users { id } }`, {}, { "x-correlation-id": deniedId, ...bearer(await customer()) });
+    const denied = await stack.graphql(
+      `{ authStatus { service } users { id } }`,
+      {},
+      { "x-correlation-id": deniedId, ...bearer(await customer()) },
+    );
     expect(codes(denied)).toEqual(["FORBIDDEN"]);
     expect(denied.data).toBeUndefined();
     const anonymous = await stack.graphql(`{ me { id } }`, {}, { "x-correlation-id": deniedId });
@@ -96,7 +103,17 @@ describe("gateway security", () => {
     const expired = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: -60 });
     const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
     const now = Math.floor(Date.now() / 1000);
-    const claims = { sub: randomUUID(), role: "ADMIN", sid: "s", did: "d", jti: "j", iss: "vaultpay-auth", aud: "vaultpay", iat: now, exp: now + 600 };
+    const claims = {
+      sub: randomUUID(),
+      role: "ADMIN",
+      sid: "s",
+      did: "d",
+      jti: "j",
+      iss: "vaultpay-auth",
+      aud: "vaultpay",
+      iat: now,
+      exp: now + 600,
+    };
     const algNone = `${encode({ alg: "none", typ: "JWT" })}.${encode(claims)}.`;
     const valid = await customer();
     const [header, , signature] = valid.split(".");
@@ -115,11 +132,17 @@ describe("gateway security", () => {
     const token = await customer();
     const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
     expect(codes(await stack.graphql(`{ users { id } }`, {}, bearer(token)))).toEqual(["FORBIDDEN"]);
-    expect(codes(await stack.graphql(`mutation { depositFunds(accountId: "x", amountMinor: "1", idempotencyKey: "k") { id } }`, {}, bearer(token)))).toEqual([
-      "FORBIDDEN",
-    ]);
+    expect(
+      codes(
+        await stack.graphql(`mutation { depositFunds(accountId: "x", amountMinor: "1", idempotencyKey: "k") { id } }`, {}, bearer(token)),
+      ),
+    ).toEqual(["FORBIDDEN"]);
     // Past the gateway's rules the subgraph decides: here, that no such account exists.
-    const deposit = await stack.graphql(`mutation { depositFunds(accountId: "${randomUUID()}", amountMinor: "100", idempotencyKey: "key-${randomUUID()}") { id } }`, {}, bearer(admin));
+    const deposit = await stack.graphql(
+      `mutation { depositFunds(accountId: "${randomUUID()}", amountMinor: "100", idempotencyKey: "key-${randomUUID()}") { id } }`,
+      {},
+      bearer(admin),
+    );
     expect(codes(deposit)).toEqual(["NOT_FOUND"]);
   });
 
@@ -137,7 +160,11 @@ describe("gateway security", () => {
     };
     // Not even the same body again within the minute (its nonce is spent), nor another query, nor
     // the same one altered.
-    for (const other of [capture!.body, JSON.stringify({ query: `{ myAccounts { id number balance { minor } } }` }), capture!.body.replace("myAccounts", "myAccounts ")]) {
+    for (const other of [
+      capture!.body,
+      JSON.stringify({ query: `{ myAccounts { id number balance { minor } } }` }),
+      capture!.body.replace("myAccounts", "myAccounts "),
+    ]) {
       const refused = await replay(other);
       expect(codes(refused)).toEqual(["UNAUTHENTICATED"]);
       expect(refused.errors?.[0]?.message).toBe("Requests must come through the gateway");
@@ -145,11 +172,19 @@ describe("gateway security", () => {
     }
     // Nor at another subgraph: a nonce is spent for all of them.
     const { host: _host, "content-length": _length, connection: _connection, ...headers } = capture!.headers;
-    const elsewhere = (await (await fetch(stack.urls.transactions, { method: "POST", headers, body: capture!.body })).json()) as { errors?: Array<{ extensions?: Record<string, unknown> }> };
+    const elsewhere = (await (await fetch(stack.urls.transactions, { method: "POST", headers, body: capture!.body })).json()) as {
+      errors?: Array<{ extensions?: Record<string, unknown> }>;
+    };
     expect(codes(elsewhere)).toEqual(["UNAUTHENTICATED"]);
     // A fresh assertion for the same body, signed as the gateway signs, is accepted once.
-    const fresh = { ...headers, [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: capture!.body }) };
-    const once = async () => (await (await fetch(stack.urls.accounts, { method: "POST", headers: fresh, body: capture!.body })).json()) as { errors?: Array<{ extensions?: Record<string, unknown> }> };
+    const fresh = {
+      ...headers,
+      [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: capture!.body }),
+    };
+    const once = async () =>
+      (await (await fetch(stack.urls.accounts, { method: "POST", headers: fresh, body: capture!.body })).json()) as {
+        errors?: Array<{ extensions?: Record<string, unknown> }>;
+      };
     expect(codes(await once())).toEqual([]);
     expect(codes(await once())).toEqual(["UNAUTHENTICATED"]);
   });
@@ -174,7 +209,10 @@ describe("gateway security", () => {
       headers: {
         "content-type": "application/json",
         "x-correlation-id": correlationId,
-        [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: JSON.stringify({ query: `{ myAccounts { id } }` }) }),
+        [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, {
+          correlationId,
+          body: JSON.stringify({ query: `{ myAccounts { id } }` }),
+        }),
         ...bearer(token),
       },
       body: JSON.stringify({ query: `{ myAccounts { id } }` }),
@@ -243,7 +281,9 @@ describe("gateway limits", () => {
     const batched = await stack.graphql(login);
     // Two attempts fit the limit of 2; the third in the next request does not.
     expect(codes(batched)).not.toContain("RATE_LIMITED");
-    const third = await stack.graphql(`mutation { login(email: "victim@example.com", password: "guess-3-guess-3", deviceId: "d1") { challengeId } }`);
+    const third = await stack.graphql(
+      `mutation { login(email: "victim@example.com", password: "guess-3-guess-3", deviceId: "d1") { challengeId } }`,
+    );
     expect(codes(third)).toEqual(["RATE_LIMITED"]);
   });
 });

@@ -14,15 +14,24 @@ describe("pnpm seed", () => {
   });
 
   it("creates funded demo customers through the public API, and a second run changes nothing", async () => {
-    const options = { gatewayUrl: stack.gatewayUrl, adminEmail: "admin@vaultpay.local", adminPassword: "VaultPay-dev-admin-1", log: () => undefined };
+    const options = {
+      gatewayUrl: stack.gatewayUrl,
+      adminEmail: "admin@vaultpay.local",
+      adminPassword: "VaultPay-dev-admin-1",
+      log: () => undefined,
+    };
     const first = await seed(options);
     const again = await seed(options);
     expect(again.map((c) => c.accountId)).toEqual(first.map((c) => c.accountId));
     const balances = await Promise.all(
       again.map(async (customer) => {
-        const result = await stack.graphql<{ myAccounts: Array<{ balance: { minor: string } }> }>(`{ myAccounts { balance { minor } } }`, {}, {
-          authorization: `Bearer ${customer.accessToken}`,
-        });
+        const result = await stack.graphql<{ myAccounts: Array<{ balance: { minor: string } }> }>(
+          `{ myAccounts { balance { minor } } }`,
+          {},
+          {
+            authorization: `Bearer ${customer.accessToken}`,
+          },
+        );
         return result.data!.myAccounts.map((a) => a.balance.minor);
       }),
     );

@@ -5,7 +5,9 @@ import { recentStackLines } from "@vaultpay/testing";
 // whole-stack tests are otherwise silent, and a flake on CI would leave no trace of its cause.
 afterEach((context) => {
   if (context.task.result?.state === "fail" && recentStackLines.length > 0) {
-    process.stderr.write(`--- stack log during "${context.task.name}" (last ${recentStackLines.length} lines) ---\n${recentStackLines.join("\n")}\n---\n`);
+    process.stderr.write(
+      `--- stack log during "${context.task.name}" (last ${recentStackLines.length} lines) ---\n${recentStackLines.join("\n")}\n---\n`,
+    );
   }
   recentStackLines.length = 0;
 });

@@ -24,7 +24,11 @@ interface RunningStack {
 async function startStack(dataDir: string, gatewayPort: number): Promise<RunningStack> {
   const env: NodeJS.ProcessEnv = { ...process.env, VAULTPAY_DATA_DIR: dataDir, GATEWAY_PORT: String(gatewayPort), LOG_LEVEL: "warn" };
   for (const name of ["DATABASE_URL", "NATS_URL", "REDIS_URL", "NODE_ENV"]) delete env[name];
-  const child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const lines: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   for (const stream of [child.stdout!, child.stderr!]) readline.createInterface({ input: stream }).on("line", (line) => lines.push(line));
@@ -56,7 +60,11 @@ async function freePortRun(): Promise<number> {
 }
 
 async function query(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
   // biome-ignore lint/suspicious/noExplicitAny: each test reads the fields of the answer it expects.
   return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, any> };
 }
@@ -86,7 +94,11 @@ describe("pnpm start", () => {
     running = await startStack(dataDir, gatewayPort);
     expect(running.gatewayUrl).toBe(`http://127.0.0.1:${gatewayPort}/graphql`);
 
-    const answer = await query(running.gatewayUrl, { query: STATUS_QUERY, operationName: "Status" }, { "x-correlation-id": "corr-stack-1" });
+    const answer = await query(
+      running.gatewayUrl,
+      { query: STATUS_QUERY, operationName: "Status" },
+      { "x-correlation-id": "corr-stack-1" },
+    );
     expect(answer.status).toBe(200);
     expect(answer.headers.get("x-correlation-id")).toBe("corr-stack-1");
     expect(answer.body.errors).toBeUndefined();
@@ -107,7 +119,9 @@ describe("pnpm start", () => {
     expect(app.headers.get("content-security-policy")).toContain("connect-src 'self'");
     expect(await app.text()).toContain('<div id="root">');
 
-    const sql = new pg.Client({ connectionString: withDatabase(`postgres://postgres:postgres@${running.postgresHost}/postgres`, "vaultpay_audit") });
+    const sql = new pg.Client({
+      connectionString: withDatabase(`postgres://postgres:postgres@${running.postgresHost}/postgres`, "vaultpay_audit"),
+    });
     await sql.connect();
     await sql.query(`CREATE TABLE stack_marker (note text); INSERT INTO stack_marker VALUES ('kept')`);
     await sql.end();
@@ -120,7 +134,9 @@ describe("pnpm start", () => {
     running = await startStack(dataDir, gatewayPort);
     const again = await query(running.gatewayUrl, { query: "{ auditStatus { databaseReachable } }" });
     expect(again.body.data).toEqual({ auditStatus: { databaseReachable: true } });
-    const sqlAgain = new pg.Client({ connectionString: withDatabase(`postgres://postgres:postgres@${running.postgresHost}/postgres`, "vaultpay_audit") });
+    const sqlAgain = new pg.Client({
+      connectionString: withDatabase(`postgres://postgres:postgres@${running.postgresHost}/postgres`, "vaultpay_audit"),
+    });
     await sqlAgain.connect();
     expect((await sqlAgain.query(`SELECT note FROM stack_marker`)).rows).toEqual([{ note: "kept" }]);
     await sqlAgain.end();
@@ -129,7 +145,11 @@ describe("pnpm start", () => {
 
 describe("NODE_ENV=production pnpm start", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-prod-stack-"));
-  const infra: { nats?: Awaited<ReturnType<typeof startTestNats>>; redis?: Awaited<ReturnType<typeof startTestRedis>>; smtp?: TestSmtpServer } = {};
+  const infra: {
+    nats?: Awaited<ReturnType<typeof startTestNats>>;
+    redis?: Awaited<ReturnType<typeof startTestRedis>>;
+    smtp?: TestSmtpServer;
+  } = {};
   let child: ChildProcess | undefined;
 
   afterAll(async () => {
@@ -149,11 +169,13 @@ describe("NODE_ENV=production pnpm start", () => {
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const name of ["DATABASE_URL", "NATS_URL", "REDIS_URL", "NODE_ENV"]) delete env[name];
     const files = Object.fromEntries(
-      Object.entries({ ...generateDevSecrets(), ADMIN_PASSWORD: "a real Passphrase 7", SMTP_PASSWORD: infra.smtp.password }).map(([name, value]) => {
-        const file = path.join(dir, name.toLowerCase());
-        writeFileSync(file, `${value}\n`, { mode: 0o600 });
-        return [`${name}_FILE`, file];
-      }),
+      Object.entries({ ...generateDevSecrets(), ADMIN_PASSWORD: "a real Passphrase 7", SMTP_PASSWORD: infra.smtp.password }).map(
+        ([name, value]) => {
+          const file = path.join(dir, name.toLowerCase());
+          writeFileSync(file, `${value}\n`, { mode: 0o600 });
+          return [`${name}_FILE`, file];
+        },
+      ),
     );
     const { SMTP_PASSWORD: _password, ...smtpSettings } = infra.smtp.env();
     return {
@@ -174,7 +196,12 @@ describe("NODE_ENV=production pnpm start", () => {
   it("refuses to start without a key, naming it on one line", async () => {
     const env = await productionEnv(await freePort());
     delete env.OTP_PEPPER_FILE;
-    const refused = spawnSync(process.execPath, ["--import", "tsx", "scripts/stack.ts"], { cwd: REPO_ROOT, env, encoding: "utf8", timeout: 60_000 });
+    const refused = spawnSync(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
+      cwd: REPO_ROOT,
+      env,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     expect(refused.status).toBe(78);
     const lines = refused.stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
@@ -183,28 +210,49 @@ describe("NODE_ENV=production pnpm start", () => {
 
   it("comes up with given URLs and NAME_FILE keys, and a customer signs in through the SMTP relay", async () => {
     const gatewayPort = await freePort();
-    child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], { cwd: REPO_ROOT, env: await productionEnv(gatewayPort), stdio: ["ignore", "pipe", "pipe"] });
+    child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
+      cwd: REPO_ROOT,
+      env: await productionEnv(gatewayPort),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const lines: string[] = [];
     for (const stream of [child.stdout!, child.stderr!]) readline.createInterface({ input: stream }).on("line", (line) => lines.push(line));
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}/graphql`;
-    await waitUntil(async () => lines.some((line) => line.includes(`[stack] gateway: ${gatewayUrl}`)) || child!.exitCode !== null, "the production stack", 150_000, 200);
+    await waitUntil(
+      async () => lines.some((line) => line.includes(`[stack] gateway: ${gatewayUrl}`)) || child!.exitCode !== null,
+      "the production stack",
+      150_000,
+      200,
+    );
     expect(child.exitCode, lines.join("\n")).toBeNull();
     expect(lines.join("\n")).toContain("postgres (given)");
 
     const post = async (query: string, variables: Record<string, unknown>) =>
-      (await (await fetch(gatewayUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query, variables }) })).json()) as {
+      (await (
+        await fetch(gatewayUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ query, variables }),
+        })
+      ).json()) as {
         data?: Record<string, Record<string, string>>;
         errors?: unknown[];
       };
     const email = "meera@example.com";
-    const asked = await post(`mutation($e: String!) { register(email: $e, phone: "+919800000002", password: "violet canyon 31 drum", deviceId: "d1") { challengeId } }`, { e: email });
+    const asked = await post(
+      `mutation($e: String!) { register(email: $e, phone: "+919800000002", password: "violet canyon 31 drum", deviceId: "d1") { challengeId } }`,
+      { e: email },
+    );
     expect(asked.errors).toBeUndefined();
     const mail = await waitUntil(async () => infra.smtp!.received.find((message) => message.to.includes(email)), "the OTP mail");
     const code = /code is ([0-9]{6})/.exec(mail.text)![1]!;
-    const verified = await post(`mutation($id: ID!, $c: String!) { verifyOtp(challengeId: $id, code: $c, deviceId: "d1") { accessToken } }`, {
-      id: asked.data!.register!.challengeId,
-      c: code,
-    });
+    const verified = await post(
+      `mutation($id: ID!, $c: String!) { verifyOtp(challengeId: $id, code: $c, deviceId: "d1") { accessToken } }`,
+      {
+        id: asked.data!.register!.challengeId,
+        c: code,
+      },
+    );
     expect(verified.errors).toBeUndefined();
     expect(verified.data!.verifyOtp!.accessToken).toMatch(/^ey/);
 

@@ -19,7 +19,13 @@ const STREAM_NAMES = Object.keys(STREAMS);
 
 describe("NATS_STREAM_REPLICAS", () => {
   it("is read by the gateway's and the subgraphs' config: 1 unless set, bounded by JetStream's 5", () => {
-    const subgraph = { PORT: "4001", DATABASE_URL: "postgres://h/db", GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://a/jwks", REDIS_URL: "redis://r" };
+    const subgraph = {
+      PORT: "4001",
+      DATABASE_URL: "postgres://h/db",
+      GATEWAY_SECRET: "x".repeat(32),
+      AUTH_JWKS_URL: "http://a/jwks",
+      REDIS_URL: "redis://r",
+    };
     const gateway = { GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://a/jwks" };
     expect(subgraphConfigSchema.parse(subgraph).NATS_STREAM_REPLICAS).toBe(1);
     expect(subgraphConfigSchema.parse({ ...subgraph, NATS_STREAM_REPLICAS: "3" }).NATS_STREAM_REPLICAS).toBe(3);
@@ -36,7 +42,9 @@ describe("NATS_STREAM_REPLICAS", () => {
     try {
       const link = await connectJetStream(nats.url, "streams-test", logger, { replicas: 1 });
       for (const name of STREAM_NAMES) expect((await link.jsm.streams.info(name)).config.num_replicas).toBe(1);
-      await expect(ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 3 })).rejects.toThrow(/NATS_STREAM_REPLICAS=3 needs a NATS cluster/);
+      await expect(ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 3 })).rejects.toThrow(
+        /NATS_STREAM_REPLICAS=3 needs a NATS cluster/,
+      );
       await link.nc.drain();
     } finally {
       await nats.stop();
@@ -71,7 +79,9 @@ describe("a 3-node JetStream cluster", () => {
         return current.cluster?.leader !== undefined && current.cluster.replicas?.length === 2 ? current : undefined;
       }, `${name} led, with two followers`);
       expect(info.config.num_replicas).toBe(3);
-      expect(new Set([info.cluster!.leader, ...info.cluster!.replicas!.map((peer) => peer.name)])).toEqual(new Set(["nats-1", "nats-2", "nats-3"]));
+      expect(new Set([info.cluster!.leader, ...info.cluster!.replicas!.map((peer) => peer.name)])).toEqual(
+        new Set(["nats-1", "nats-2", "nats-3"]),
+      );
     }
     // A process started without the cluster's setting does not scale them down.
     await ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 1 });
@@ -92,7 +102,10 @@ describe("a 3-node JetStream cluster", () => {
     for (let index = 0; index < 20; index++) {
       acks.push(
         await waitUntil(
-          () => link.js.publish("account.test", JSON.stringify({ index }), { msgID: `cluster-test-${index}`, timeout: 2_000 }).catch(() => undefined),
+          () =>
+            link.js
+              .publish("account.test", JSON.stringify({ index }), { msgID: `cluster-test-${index}`, timeout: 2_000 })
+              .catch(() => undefined),
           `publish ${index} acknowledged without ${leader}`,
         ),
       );
@@ -103,7 +116,9 @@ describe("a 3-node JetStream cluster", () => {
     // The restarted node holds every acked message again: ask it directly, as the leader if need be.
     await waitUntil(async () => {
       const info = await link.jsm.streams.info("ACCOUNTS");
-      const peer = [...(info.cluster?.replicas ?? []), { name: info.cluster?.leader, current: true }].find((replica) => replica.name === leader);
+      const peer = [...(info.cluster?.replicas ?? []), { name: info.cluster?.leader, current: true }].find(
+        (replica) => replica.name === leader,
+      );
       return peer?.current === true && info.state.messages === 20;
     }, `${leader} current again with all 20 messages`);
   });

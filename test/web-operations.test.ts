@@ -15,16 +15,23 @@ import { ERROR_CODES } from "../apps/web/src/errors.ts";
 import { ALL_OPERATIONS } from "../apps/web/src/operations.ts";
 
 // The contract and the additions since (README's "API: additions to the contract").
-const contract = buildSchema(["api-contract.graphql", "api-additions.graphql"].map((file) => readFileSync(path.join(REPO_ROOT, "test/fixtures", file), "utf8")).join("\n"));
+const contract = buildSchema(
+  ["api-contract.graphql", "api-additions.graphql"]
+    .map((file) => readFileSync(path.join(REPO_ROOT, "test/fixtures", file), "utf8"))
+    .join("\n"),
+);
 
 describe("web app operations", () => {
-  it.each(ALL_OPERATIONS.map((operation) => [operation.name, operation] as const))("%s is valid against the public contract", (name, operation) => {
-    const document = parse(operation.document);
-    expect(validate(contract, document)).toEqual([]);
-    const definitions = document.definitions.filter((definition) => definition.kind === Kind.OPERATION_DEFINITION);
-    expect(definitions).toHaveLength(1);
-    expect(definitions[0]!.name?.value).toBe(name);
-  });
+  it.each(ALL_OPERATIONS.map((operation) => [operation.name, operation] as const))(
+    "%s is valid against the public contract",
+    (name, operation) => {
+      const document = parse(operation.document);
+      expect(validate(contract, document)).toEqual([]);
+      const definitions = document.definitions.filter((definition) => definition.kind === Kind.OPERATION_DEFINITION);
+      expect(definitions).toHaveLength(1);
+      expect(definitions[0]!.name?.value).toBe(name);
+    },
+  );
 
   it("every document stays well under the gateway's token cap (MAX_DOCUMENT_TOKENS, 1,000)", () => {
     // parse() throws past maxTokens.

@@ -44,7 +44,10 @@ const flakyApplied = new Set<string>();
 
 beforeAll(async () => {
   await buildWebApp();
-  [stack, flakyDatabase] = await Promise.all([startTestStack({ env: fraudOnlyOnAmount(FRAUD_FAILS_OVER_MINOR) }), createTestDatabase("audit")]);
+  [stack, flakyDatabase] = await Promise.all([
+    startTestStack({ env: fraudOnlyOnAmount(FRAUD_FAILS_OVER_MINOR) }),
+    createTestDatabase("audit"),
+  ]);
   appUrl = stack.gatewayUrl.replace(/graphql$/, "");
   flakyDb = createDb(flakyDatabase.url);
   flakyLink = await connectJetStream(stack.nats.url, "web-test", createLogger({ service: "web-test", level: "silent" }));
@@ -66,7 +69,16 @@ beforeAll(async () => {
   await flaky.start();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }, 240_000);
 
@@ -81,7 +93,11 @@ afterAll(async () => {
 async function expectAccessible(page: Page, what: string): Promise<void> {
   const { violations } = await new AxeBuilder({ page }).analyze();
   const serious = violations.filter((violation) => violation.impact === "serious" || violation.impact === "critical");
-  expect(serious.map((violation) => `${what}: ${violation.id} — ${violation.help} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`)).toEqual([]);
+  expect(
+    serious.map(
+      (violation) => `${what}: ${violation.id} — ${violation.help} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`,
+    ),
+  ).toEqual([]);
   // Nothing wider than the screen: at phone width the page scrolls down, never sideways.
   const widths = await page.evaluate(() => {
     // Runs in the page; this file is type-checked without DOM types.
@@ -114,9 +130,13 @@ async function signIn(page: Page, user: { email: string; password: string; regis
   if (user.register) await page.getByRole("button", { name: "Register" }).click();
   if (audit) await expectAccessible(page, "sign in");
   await page.getByLabel("Email", { exact: true }).fill(user.email);
-  if (user.register) await page.getByLabel("Mobile number (with country code)", { exact: true }).fill(`+9198${String(Date.now()).slice(-8)}`);
+  if (user.register)
+    await page.getByLabel("Mobile number (with country code)", { exact: true }).fill(`+9198${String(Date.now()).slice(-8)}`);
   await page.getByLabel("Password", { exact: true }).fill(user.password);
-  await page.getByRole("button", { name: user.register ? "Register" : "Continue" }).last().click();
+  await page
+    .getByRole("button", { name: user.register ? "Register" : "Continue" })
+    .last()
+    .click();
   await page.getByRole("heading", { name: "Enter your one-time code" }).waitFor();
   if (audit) await expectAccessible(page, "one-time code");
   await page.getByRole("button", { name: "Read the code from the dev mailbox" }).click();
@@ -135,7 +155,9 @@ async function balance(page: Page, type: "SAVINGS" | "CURRENT"): Promise<string>
 }
 
 async function timeline(page: Page): Promise<string[]> {
-  return page.locator("[data-testid=timeline] li[data-status]").evaluateAll((items) => items.map((item) => item.getAttribute("data-status") ?? ""));
+  return page
+    .locator("[data-testid=timeline] li[data-status]")
+    .evaluateAll((items) => items.map((item) => item.getAttribute("data-status") ?? ""));
 }
 
 describe("web app in a real browser", () => {
@@ -204,10 +226,13 @@ describe("web app in a real browser", () => {
     await screenshot(sender, "send-phone");
     await sender.getByRole("button", { name: "Send money" }).dblclick();
     await sender.getByRole("heading", { name: /^Transfer ₹250\.50/ }).waitFor();
-    await expect.poll(() => timeline(sender), { timeout: 30_000 }).toEqual(["PENDING", "DEBITED", "COMPLETED"]).catch(async (error) => {
-      console.log(browserErrors.join("\n"), await sender.locator("main").textContent());
-      throw error;
-    });
+    await expect
+      .poll(() => timeline(sender), { timeout: 30_000 })
+      .toEqual(["PENDING", "DEBITED", "COMPLETED"])
+      .catch(async (error) => {
+        console.log(browserErrors.join("\n"), await sender.locator("main").textContent());
+        throw error;
+      });
     await expectAccessible(sender, "transfer");
     await screenshot(sender, "transfer-phone");
     const reference = (await sender.getByTestId("reference").textContent())!;
@@ -243,9 +268,21 @@ describe("web app in a real browser", () => {
     await expectAccessible(sender, "history");
 
     // Silent refresh: an access token about to expire is renewed with the rotating refresh token.
-    const stored = (page: Page) => page.evaluate(() => JSON.parse(localStorage.getItem("vaultpay.session") ?? "null") as { accessToken: string; refreshToken: string; accessTokenExpiresAt: string });
+    const stored = (page: Page) =>
+      page.evaluate(
+        () =>
+          JSON.parse(localStorage.getItem("vaultpay.session") ?? "null") as {
+            accessToken: string;
+            refreshToken: string;
+            accessTokenExpiresAt: string;
+          },
+      );
     const before = await stored(sender);
-    await sender.evaluate((session) => localStorage.setItem("vaultpay.session", JSON.stringify({ ...session, accessTokenExpiresAt: new Date(0).toISOString() })), before);
+    await sender.evaluate(
+      (session) =>
+        localStorage.setItem("vaultpay.session", JSON.stringify({ ...session, accessTokenExpiresAt: new Date(0).toISOString() })),
+      before,
+    );
     await sender.reload();
     await sender.getByRole("link", { name: "Devices" }).click();
     await sender.getByText("this device").waitFor();
@@ -266,7 +303,9 @@ describe("web app in a real browser", () => {
     expect(await operator.locator("section[aria-labelledby=fraud-heading] tbody tr").first().textContent()).toMatch(/FAILED.*100.*\w/);
     await operator.getByLabel("Correlation id (empty: the first records)", { exact: true }).fill(reference);
     await operator.getByRole("button", { name: "Show the trail" }).click();
-    await expect.poll(async () => (await operator.getByRole("list", { name: "Audit records" }).textContent()) ?? "").toMatch(/transaction\.initiated[\s\S]*transaction\.completed|transaction\.completed[\s\S]*transaction\.initiated/);
+    await expect
+      .poll(async () => (await operator.getByRole("list", { name: "Audit records" }).textContent()) ?? "")
+      .toMatch(/transaction\.initiated[\s\S]*transaction\.completed|transaction\.completed[\s\S]*transaction\.initiated/);
     await operator.getByRole("button", { name: "Verify the audit chain" }).click();
     await operator.getByText(/The audit chain is intact: \d+ records checked\./).waitFor();
     await expectAccessible(operator, "operator console with results");
@@ -284,7 +323,10 @@ describe("web app in a real browser", () => {
     await screenshot(operator, "operator-dead-letters-phone", "section.dead-letters");
     flakyCauseFixed = true;
     await operator.getByRole("button", { name: "Yes, replay 3 dead letters" }).click();
-    await operator.getByRole("status").getByText(new RegExp(`Replayed 3 dead letters of ${FLAKY}; 0 still waiting\\. Recorded in the audit log as event [0-9a-f-]{36}\\.`)).waitFor();
+    await operator
+      .getByRole("status")
+      .getByText(new RegExp(`Replayed 3 dead letters of ${FLAKY}; 0 still waiting\\. Recorded in the audit log as event [0-9a-f-]{36}\\.`))
+      .waitFor();
     await expect.poll(() => flakyApplied.size).toBe(3);
     await expect.poll(() => operator.getByRole("list", { name: `Dead letters of ${FLAKY}` }).count()).toBe(0);
     await expectAccessible(operator, "operator console after the replay");
@@ -301,7 +343,10 @@ describe("web app in a real browser", () => {
       });
     });
     await receiver.getByRole("button", { name: "Refresh balances" }).click();
-    await receiver.getByRole("alert").getByText(/Too many attempts\. Please wait before trying again\. You can try again in [12] s\./).waitFor();
+    await receiver
+      .getByRole("alert")
+      .getByText(/Too many attempts\. Please wait before trying again\. You can try again in [12] s\./)
+      .waitFor();
     expect(await receiver.getByRole("button", { name: "Try again" }).isDisabled()).toBe(true);
     await expect.poll(() => receiver.getByRole("button", { name: "Try again" }).isEnabled(), { timeout: 5_000 }).toBe(true);
     await receiver.getByRole("button", { name: "Try again" }).click();
@@ -311,7 +356,10 @@ describe("web app in a real browser", () => {
     // A refresh token the server refuses (here: never issued) ends the session with a sentence.
     await receiver.evaluate(() => {
       const session = JSON.parse(localStorage.getItem("vaultpay.session")!);
-      localStorage.setItem("vaultpay.session", JSON.stringify({ ...session, refreshToken: "not-a-refresh-token", accessTokenExpiresAt: new Date(0).toISOString() }));
+      localStorage.setItem(
+        "vaultpay.session",
+        JSON.stringify({ ...session, refreshToken: "not-a-refresh-token", accessTokenExpiresAt: new Date(0).toISOString() }),
+      );
     });
     await receiver.reload();
     await receiver.getByText("Your session has expired. Please sign in again.").waitFor();

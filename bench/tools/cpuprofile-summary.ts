@@ -90,10 +90,13 @@ function summarize(file: string, top: number, lastS: number | undefined): void {
     byFunction.set(where, (byFunction.get(where) ?? 0) + us);
   }
   const wallS = Math.min(lastS ?? Infinity, (profile.endTime - profile.startTime) / 1e6);
-  console.log(`\n## ${path.basename(file)}: ${(total / 1e6).toFixed(1)} s busy of ${wallS.toFixed(1)} s (${((100 * total) / 1e6 / wallS).toFixed(0)} % of a core)`);
+  console.log(
+    `\n## ${path.basename(file)}: ${(total / 1e6).toFixed(1)} s busy of ${wallS.toFixed(1)} s (${((100 * total) / 1e6 / wallS).toFixed(0)} % of a core)`,
+  );
   const print = (title: string, map: Map<string, number>) => {
     console.log(`${title}:`);
-    for (const [key, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${key}`);
+    for (const [key, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top))
+      console.log(`  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${key}`);
   };
   print("by package", byOwner);
   print("by function (self)", byFunction);
@@ -104,6 +107,10 @@ const { values, positionals } = parseArgs({ allowPositionals: true, options: { t
 const top = Number(values.top ?? 15);
 const lastS = values.last === undefined ? undefined : Number(values.last);
 for (const input of positionals) {
-  const files = statSync(input).isDirectory() ? readdirSync(input).filter((f) => f.endsWith(".cpuprofile")).map((f) => path.join(input, f)) : [input];
+  const files = statSync(input).isDirectory()
+    ? readdirSync(input)
+        .filter((f) => f.endsWith(".cpuprofile"))
+        .map((f) => path.join(input, f))
+    : [input];
   for (const file of files) summarize(file, top, lastS);
 }

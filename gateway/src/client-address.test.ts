@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { clientAddress, parseCidrList } from "./client-address.ts";
 
-const request = (peer: string, forwarded?: string) => ({ socket: { remoteAddress: peer }, headers: forwarded === undefined ? {} : { "x-forwarded-for": forwarded } }) as never;
+const request = (peer: string, forwarded?: string) =>
+  ({ socket: { remoteAddress: peer }, headers: forwarded === undefined ? {} : { "x-forwarded-for": forwarded } }) as never;
 
 describe("client address behind proxies", () => {
   it("ignores x-forwarded-for unless proxies are trusted", () => {

@@ -28,7 +28,10 @@ function normalize(address: string): string {
 
 /** Parses `10.0.0.0/8, 2001:db8::/32, 192.168.1.7`; undefined for an empty list, throws on a bad entry. */
 export function parseCidrList(text: string | undefined): BlockList | undefined {
-  const entries = (text ?? "").split(",").map((entry) => entry.trim()).filter(Boolean);
+  const entries = (text ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
   if (entries.length === 0) return undefined;
   const list = new BlockList();
   for (const entry of entries) {
@@ -41,7 +44,8 @@ export function parseCidrList(text: string | undefined): BlockList | undefined {
       continue;
     }
     const prefix = Number(prefixText);
-    if (!Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) throw new Error(`"${entry}" has a bad prefix length`);
+    if (!Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128))
+      throw new Error(`"${entry}" has a bad prefix length`);
     list.addSubnet(address, prefix, type);
   }
   return list;

@@ -36,7 +36,9 @@ function check(query: string, variables?: Record<string, unknown>, operationName
 
 describe("before parsing", () => {
   it("refuses a document over the size cap", () => {
-    expect(refusal(() => checkBeforeParsing({ query: `{ account(id: "1") }${" ".repeat(100)}`, variables: {} }, limits))).toMatch(/Document is too large: 120 characters \(at most 100\)/);
+    expect(refusal(() => checkBeforeParsing({ query: `{ account(id: "1") }${" ".repeat(100)}`, variables: {} }, limits))).toMatch(
+      /Document is too large: 120 characters \(at most 100\)/,
+    );
     expect(() => checkBeforeParsing({ query: `{ account(id: "1") }`, variables: {} }, limits)).not.toThrow();
   });
 
@@ -47,7 +49,9 @@ describe("before parsing", () => {
     let justDeepEnough: unknown = "x";
     for (let level = 0; level < MAX_VARIABLES_DEPTH - 1; level++) justDeepEnough = [justDeepEnough];
     expect(() => checkBeforeParsing({ query: "{}", variables: { id: justDeepEnough } }, limits)).not.toThrow();
-    expect(refusal(() => checkBeforeParsing({ query: "{}", variables: { ids: Array.from({ length: 20_000 }, () => "1") } }, limits))).toMatch(/too many values/);
+    expect(
+      refusal(() => checkBeforeParsing({ query: "{}", variables: { ids: Array.from({ length: 20_000 }, () => "1") } }, limits)),
+    ).toMatch(/too many values/);
   });
 
   it("refuses NUL anywhere in the variables, keys included", () => {
@@ -65,7 +69,9 @@ describe("after validation", () => {
 
   it("refuses required variables missing or null, and values of the wrong type", () => {
     expect(refusal(() => check(`query($id: ID!) { account(id: $id) }`, {}))).toMatch(/"\$id" of required type "ID!" was not provided/);
-    expect(refusal(() => check(`query($id: ID!) { account(id: $id) }`, { id: null }))).toMatch(/"\$id" of non-null type "ID!" must not be null/);
+    expect(refusal(() => check(`query($id: ID!) { account(id: $id) }`, { id: null }))).toMatch(
+      /"\$id" of non-null type "ID!" must not be null/,
+    );
     expect(refusal(() => check(`mutation($t: AccountType!) { open(type: $t) }`, { t: "SAVING" }))).toMatch(/SAVING/);
   });
 
@@ -90,4 +96,3 @@ describe("after validation", () => {
     expect(refusal(() => check(`{ account(id: "\\u0000") }`))).toMatch(/NUL/);
   });
 });
-

@@ -34,10 +34,18 @@ describe("operation limits", () => {
     expect(shape).toMatchObject({ fields: 300, aliases: 100 });
     expect(() => enforceLimits(shape, { maxDepth: 10, maxFields: 300, maxAliases: 30 })).toThrow(/too many aliases/);
     const typenames = parse(`{ ${Array.from({ length: 31 }, (_, i) => `t${i}: __typename`).join(" ")} }`);
-    expect(() => enforceLimits(measureOperation(typenames, typenames.definitions[0] as OperationDefinitionNode), { maxDepth: 10, maxFields: 300, maxAliases: 30 })).toThrow(
-      /too many aliases/,
+    expect(() =>
+      enforceLimits(measureOperation(typenames, typenames.definitions[0] as OperationDefinitionNode), {
+        maxDepth: 10,
+        maxFields: 300,
+        maxAliases: 30,
+      }),
+    ).toThrow(/too many aliases/);
+    const introspection = parse(
+      getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, inputValueDeprecation: true }),
     );
-    const introspection = parse(getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, inputValueDeprecation: true }));
-    expect(() => enforceLimits(measureOperation(introspection, getOperationAST(introspection)!), { maxDepth: 10, maxFields: 300, maxAliases: 30 })).not.toThrow();
+    expect(() =>
+      enforceLimits(measureOperation(introspection, getOperationAST(introspection)!), { maxDepth: 10, maxFields: 300, maxAliases: 30 }),
+    ).not.toThrow();
   });
 });

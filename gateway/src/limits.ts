@@ -66,7 +66,10 @@ export function measureOperation(document: DocumentNode, operation: OperationDef
 
 /** Refuses operations too deep, too wide or too aliased to be honest client queries. */
 export function enforceLimits(shape: OperationShape, limits: OperationLimits): void {
-  if (shape.depth > limits.maxDepth) throw new DomainError("BAD_USER_INPUT", `Query is too deep: ${shape.depth} levels (at most ${limits.maxDepth})`);
-  if (shape.fields > limits.maxFields) throw new DomainError("BAD_USER_INPUT", `Query selects too many fields: ${shape.fields} (at most ${limits.maxFields})`);
-  if (shape.aliases > limits.maxAliases) throw new DomainError("BAD_USER_INPUT", `Query uses too many aliases: ${shape.aliases} (at most ${limits.maxAliases})`);
+  if (shape.depth > limits.maxDepth)
+    throw new DomainError("BAD_USER_INPUT", `Query is too deep: ${shape.depth} levels (at most ${limits.maxDepth})`);
+  if (shape.fields > limits.maxFields)
+    throw new DomainError("BAD_USER_INPUT", `Query selects too many fields: ${shape.fields} (at most ${limits.maxFields})`);
+  if (shape.aliases > limits.maxAliases)
+    throw new DomainError("BAD_USER_INPUT", `Query uses too many aliases: ${shape.aliases} (at most ${limits.maxAliases})`);
 }

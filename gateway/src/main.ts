@@ -71,7 +71,11 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
       const headers = { ...(init?.headers as Record<string, string> | undefined) };
       const correlationId = headers["x-correlation-id"];
       if (correlationId) {
-        const request = { correlationId, body: typeof init?.body === "string" ? init.body : "", provenDeviceKey: headers[PROVEN_DEVICE_KEY_HEADER] };
+        const request = {
+          correlationId,
+          body: typeof init?.body === "string" ? init.body : "",
+          provenDeviceKey: headers[PROVEN_DEVICE_KEY_HEADER],
+        };
         headers[GATEWAY_ASSERTION_HEADER] = signGatewayAssertion(config.GATEWAY_SECRET, request);
       }
       // Runs inside Apollo's fetch span: the subgraph's span becomes its child.
@@ -81,7 +85,10 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
     };
   }
 
-  override willSendRequest({ request, context }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayRequestContext>["willSendRequest"]>>[0]) {
+  override willSendRequest({
+    request,
+    context,
+  }: Parameters<NonNullable<RemoteGraphQLDataSource<GatewayRequestContext>["willSendRequest"]>>[0]) {
     const requestContext = currentContext();
     if (requestContext) {
       request.http?.headers.set("x-correlation-id", requestContext.correlationId);
@@ -101,7 +108,9 @@ class SubgraphDataSource extends RemoteGraphQLDataSource<GatewayRequestContext> 
    * leak the subgraph's URL and raw body to the client.
    */
   override async errorFromResponse(response: Parameters<RemoteGraphQLDataSource["errorFromResponse"]>[0]) {
-    const body = (await this.parseBody(response).catch(() => undefined)) as { errors?: Array<{ message?: string; extensions?: Record<string, unknown> }> } | undefined;
+    const body = (await this.parseBody(response).catch(() => undefined)) as
+      | { errors?: Array<{ message?: string; extensions?: Record<string, unknown> }> }
+      | undefined;
     const first = body?.errors?.[0];
     const code = first?.extensions?.code;
     if (typeof code === "string" && PUBLIC_ERROR_CODES.has(code)) {
@@ -176,8 +185,10 @@ const server = createHttpServer({
       const correlationId = correlationIdFrom(header("x-correlation-id"));
       // Every trace starts here: a client's traceparent is not believed (anyone could join or
       // flood another's trace), the correlation id links the client's report to it instead.
-      return withSpan("gateway graphql", { kind: SpanKind.SERVER, parent: null, attributes: { "vaultpay.correlation_id": correlationId } }, () =>
-        runWithContext({ correlationId, actor: { deviceId: header("x-device-id")?.slice(0, 128), ip: clientOf(request) } }, run),
+      return withSpan(
+        "gateway graphql",
+        { kind: SpanKind.SERVER, parent: null, attributes: { "vaultpay.correlation_id": correlationId } },
+        () => runWithContext({ correlationId, actor: { deviceId: header("x-device-id")?.slice(0, 128), ip: clientOf(request) } }, run),
       );
     },
     // Before Apollo parses anything: every request is metered per address (invalid ones too) and
@@ -197,7 +208,11 @@ const server = createHttpServer({
         authorization: request.headers.authorization,
         ip: clientOf(request),
         production,
-        dpop: { proof: Array.isArray(proof) ? proof.join(",") : proof, htm: request.method ?? "POST", htu: graphqlHttpUrl(config, request) },
+        dpop: {
+          proof: Array.isArray(proof) ? proof.join(",") : proof,
+          htm: request.method ?? "POST",
+          htu: graphqlHttpUrl(config, request),
+        },
       };
     },
   },

@@ -32,8 +32,12 @@ describe("gateway permissions (shared/API.md)", () => {
 
   it("opens credential mutations to everyone and admin operations to admins only", async () => {
     await expect(check(`mutation { login(email: "a@b.c") }`, { production: true })).resolves.toBeUndefined();
-    await expect(check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("CUSTOMER") })).rejects.toMatchObject({ code: "FORBIDDEN" });
-    await expect(check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("ADMIN") })).resolves.toBeUndefined();
+    await expect(
+      check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("CUSTOMER") }),
+    ).rejects.toMatchObject({ code: "FORBIDDEN" });
+    await expect(
+      check(`mutation { depositFunds(accountId: "1") }`, { production: true, caller: caller("ADMIN") }),
+    ).resolves.toBeUndefined();
     await expect(check(`{ users { id } }`, { production: true })).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
     await expect(check(`{ me { id } }`, { production: true, caller: caller("CUSTOMER") })).resolves.toBeUndefined();
   });
@@ -56,11 +60,18 @@ describe("the composed graph", () => {
     const supergraph = parse(readFileSync(new URL("../../supergraph.graphql", import.meta.url), "utf8"));
     const undecided: string[] = [];
     for (const definition of supergraph.definitions) {
-      if (definition.kind !== "ObjectTypeDefinition" || definition.name.value.startsWith("join__") || definition.name.value.startsWith("link__")) continue;
+      if (
+        definition.kind !== "ObjectTypeDefinition" ||
+        definition.name.value.startsWith("join__") ||
+        definition.name.value.startsWith("link__")
+      )
+        continue;
       const type = definition.name.value;
       const isRoot = ["Query", "Mutation", "Subscription"].includes(type);
       if (!isRoot && !permissions[type]) undecided.push(type);
-      if (isRoot) for (const field of definition.fields ?? []) if (!permissions[type]?.[field.name.value]) undecided.push(`${type}.${field.name.value}`);
+      if (isRoot)
+        for (const field of definition.fields ?? [])
+          if (!permissions[type]?.[field.name.value]) undecided.push(`${type}.${field.name.value}`);
     }
     expect(undecided).toEqual([]);
   });

@@ -17,7 +17,10 @@ export function requestLogPlugin(logger: Logger, js: JetStreamLink["js"]): Apoll
           const durationMs = Math.round(performance.now() - startedAt);
           // Bounded where built: the operation name is the client's, and an event that cannot be
           // built would lose the request's record.
-          const errorCodes = [...new Set((errors ?? []).map((error) => boundText(String(error.extensions?.code ?? "INTERNAL"), 64)))].slice(0, 50);
+          const errorCodes = [...new Set((errors ?? []).map((error) => boundText(String(error.extensions?.code ?? "INTERNAL"), 64)))].slice(
+            0,
+            50,
+          );
           const data = {
             operationName: operationName ? boundText(operationName, TEXT_LIMITS.operationNameChars) : null,
             operationType: operation?.operation ?? null,

@@ -60,7 +60,10 @@ export async function authenticate(
   dpop: DpopRequest | undefined,
   alreadyProvenKey?: string,
 ): Promise<{ caller: Caller | undefined; provenDeviceKey: string | undefined }> {
-  const caller = await verifyLiveSession(authorization, { verifyToken: options.verifyToken, isSessionRevoked: sessionRevocationsIn(options.redis) });
+  const caller = await verifyLiveSession(authorization, {
+    verifyToken: options.verifyToken,
+    isSessionRevoked: sessionRevocationsIn(options.redis),
+  });
   let provenDeviceKey = alreadyProvenKey;
   if (dpop?.proof !== undefined) {
     const proven = await verifyDpopProof(dpop.proof, {

@@ -12,7 +12,10 @@ const schema = buildSchema(`
   type Mutation { login(email: String!): String! }
 `);
 
-interface Ctx { role?: "CUSTOMER" | "ADMIN"; calls: string[] }
+interface Ctx {
+  role?: "CUSTOMER" | "ADMIN";
+  calls: string[];
+}
 
 const isAuthenticated = rule({ cache: "contextual" })(async (_parent, _args, ctx: Ctx) => {
   ctx.calls.push("isAuthenticated");
@@ -50,7 +53,9 @@ describe("operation-level shield", () => {
   it("denies fields without a rule, also behind fragments and abstract types", async () => {
     const ctx: Ctx = { role: "CUSTOMER", calls: [] };
     await expect(run(`{ node(id: "1") { id } }`, ctx)).rejects.toMatchObject({ code: "FORBIDDEN" }); // Secret.id via Node
-    await expect(run(`{ node(id: "1") { ... on Secret { value } } }`, ctx)).rejects.toMatchObject({ message: "Not allowed to access Secret.value" });
+    await expect(run(`{ node(id: "1") { ... on Secret { value } } }`, ctx)).rejects.toMatchObject({
+      message: "Not allowed to access Secret.value",
+    });
     await expect(run(`query { ...Q } fragment Q on Query { users { id } }`, ctx)).rejects.toMatchObject({ code: "FORBIDDEN" });
   });
 

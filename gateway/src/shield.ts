@@ -77,7 +77,9 @@ export function selectedFields(
           }
         }
       } else if (selection.kind === "InlineFragment") {
-        const condition = selection.typeCondition ? (schema.getType(selection.typeCondition.name.value) as GraphQLCompositeType) : undefined;
+        const condition = selection.typeCondition
+          ? (schema.getType(selection.typeCondition.name.value) as GraphQLCompositeType)
+          : undefined;
         walk(selection.selectionSet, condition ? [condition] : parentTypes, visitedFragments);
       } else {
         const name = selection.name.value;

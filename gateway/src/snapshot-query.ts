@@ -3,7 +3,17 @@
  * selection as a `transfer(id)` query (so every field works and the owning subgraph checks
  * ownership each time), and the status history it reports from.
  */
-import { Kind, getArgumentValues, getOperationAST, print, visit, type DocumentNode, type ExecutionArgs, type FieldNode, type OperationDefinitionNode } from "graphql";
+import {
+  Kind,
+  getArgumentValues,
+  getOperationAST,
+  print,
+  visit,
+  type DocumentNode,
+  type ExecutionArgs,
+  type FieldNode,
+  type OperationDefinitionNode,
+} from "graphql";
 
 /** The transfer's statuses so far, oldest first. */
 export const STATUS_QUERY = `query TransferStatusHistory($id: ID!) { transfer(id: $id) { status statusHistory { status reason at } } }`;
@@ -22,7 +32,12 @@ export function snapshotPlan(args: Pick<ExecutionArgs, "document" | "operationNa
   const root = operation.selectionSet.selections[0] as FieldNode;
   const field = args.schema.getSubscriptionType()!.getFields()[root.name.value]!;
   const { id } = getArgumentValues(field, root, args.variableValues ?? undefined) as { id: string };
-  return { transferId: id, root, query: snapshotQuery(args.document, operation, root), variables: { ...(args.variableValues ?? {}), vpTransferId: id } };
+  return {
+    transferId: id,
+    root,
+    query: snapshotQuery(args.document, operation, root),
+    variables: { ...(args.variableValues ?? {}), vpTransferId: id },
+  };
 }
 
 /** The subscription's selection, asked as a query: `transfer(id: $vpTransferId) { …same fields… }`. */
@@ -51,7 +66,13 @@ export function snapshotQuery(document: DocumentNode, operation: OperationDefini
         {
           kind: Kind.FIELD,
           name: { kind: Kind.NAME, value: "transfer" },
-          arguments: [{ kind: Kind.ARGUMENT, name: { kind: Kind.NAME, value: "id" }, value: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: "vpTransferId" } } }],
+          arguments: [
+            {
+              kind: Kind.ARGUMENT,
+              name: { kind: Kind.NAME, value: "id" },
+              value: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: "vpTransferId" } },
+            },
+          ],
           selectionSet: root.selectionSet,
         },
       ],

@@ -43,7 +43,8 @@ describe("StatusFeed and StatusInbox", () => {
 });
 
 describe("SubscriptionProgress", () => {
-  const operation = parse("subscription { changed: transferStatusChanged(id: 1) { status reason: failureReason updatedAt amountMinor } }").definitions[0] as OperationDefinitionNode;
+  const operation = parse("subscription { changed: transferStatusChanged(id: 1) { status reason: failureReason updatedAt amountMinor } }")
+    .definitions[0] as OperationDefinitionNode;
   const progressOf = () => SubscriptionProgress.of(operation.selectionSet.selections[0] as FieldNode);
 
   it("sends statuses in the lifecycle's order, each once, and is finished at a terminal one", () => {
@@ -53,7 +54,13 @@ describe("SubscriptionProgress", () => {
     expect(progress.isNew("PENDING")).toBe(false);
     expect(progress.isNew("DEBITED")).toBe(false);
     expect(progress.finished).toBe(false);
-    expect(progress.nextIn([{ status: "PENDING", reason: null, at: "a" }, { status: "DEBITED", reason: null, at: "b" }, { status: "FAILED", reason: "x", at: "c" }])).toEqual({
+    expect(
+      progress.nextIn([
+        { status: "PENDING", reason: null, at: "a" },
+        { status: "DEBITED", reason: null, at: "b" },
+        { status: "FAILED", reason: "x", at: "c" },
+      ]),
+    ).toEqual({
       status: "FAILED",
       reason: "x",
       at: "c",

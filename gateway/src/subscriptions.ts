@@ -63,9 +63,10 @@ interface ConnectionState {
   active: Set<string>;
 }
 
-
 /** Errors already formatted by Apollo (plain objects) as the GraphQLError instances graphql-ws sends. */
-function revive(errors: ReadonlyArray<{ message: string; extensions?: Record<string, unknown>; path?: ReadonlyArray<string | number> }>): GraphQLError[] {
+function revive(
+  errors: ReadonlyArray<{ message: string; extensions?: Record<string, unknown>; path?: ReadonlyArray<string | number> }>,
+): GraphQLError[] {
   return errors.map((error) => new GraphQLError(error.message, { extensions: error.extensions ?? {}, path: error.path }));
 }
 
@@ -98,7 +99,11 @@ async function* transferStatusChanged(args: ExecutionArgs, state: ConnectionStat
   try {
     const history = await ask(STATUS_QUERY, { id: plan.transferId });
     if (history.errors?.length || !history.data?.transfer) {
-      yield { errors: history.errors?.length ? revive(history.errors) : [new GraphQLError("Transfer not found", { extensions: { code: "NOT_FOUND" } })] };
+      yield {
+        errors: history.errors?.length
+          ? revive(history.errors)
+          : [new GraphQLError("Transfer not found", { extensions: { code: "NOT_FOUND" } })],
+      };
       return;
     }
     const snapshot = await ask(plan.query, plan.variables);
@@ -164,7 +169,10 @@ async function admitSubscription(
     return [clientError(new GraphQLError((error as Error).message, { extensions: { code: "GRAPHQL_PARSE_FAILED" } }))];
   }
   const errors = validate(schema, document);
-  if (errors.length > 0) return errors.map((error) => clientError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } })));
+  if (errors.length > 0)
+    return errors.map((error) =>
+      clientError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } })),
+    );
   let operation: OperationDefinitionNode;
   let variables: Record<string, unknown>;
   try {
@@ -174,16 +182,29 @@ async function admitSubscription(
     return [clientError(error)];
   }
   if (operation.operation !== "subscription") {
-    return [new GraphQLError("Only subscriptions are served over WebSocket; send queries and mutations over HTTP", { extensions: { code: "BAD_USER_INPUT" } })];
+    return [
+      new GraphQLError("Only subscriptions are served over WebSocket; send queries and mutations over HTTP", {
+        extensions: { code: "BAD_USER_INPUT" },
+      }),
+    ];
   }
   // Reserved before any await: concurrent Subscribe messages cannot all pass the check.
   if (state.active.size >= maxPerConnection) {
-    return [new GraphQLError(`At most ${maxPerConnection} subscriptions per connection`, { extensions: { code: "RATE_LIMITED", retryAfterSeconds: 60 } })];
+    return [
+      new GraphQLError(`At most ${maxPerConnection} subscriptions per connection`, {
+        extensions: { code: "RATE_LIMITED", retryAfterSeconds: 60 },
+      }),
+    ];
   }
   state.active.add(id);
   try {
     enforceLimits(measureOperation(document, operation), options.limits);
-    await authorizeFields({ schema, fields: selectedFields(schema, document, operation, variables), context: { ...state.context }, permissions });
+    await authorizeFields({
+      schema,
+      fields: selectedFields(schema, document, operation, variables),
+      context: { ...state.context },
+      permissions,
+    });
     // The connection's state rides along as the context, so subscribe() can count and authenticate.
     return { schema, document, operationName: payload.operationName ?? null, variableValues: variables, contextValue: state };
   } catch (error) {
@@ -207,7 +228,11 @@ async function admitConnection(
   // the upgrade request (htm GET, htu the http URL of /graphql), checked once per connection.
   const proof = typeof params?.dpop === "string" ? params.dpop : undefined;
   try {
-    const { caller, provenDeviceKey } = await authenticate(options.security, authorization, { proof, htm: "GET", htu: options.htuOf(request) });
+    const { caller, provenDeviceKey } = await authenticate(options.security, authorization, {
+      proof,
+      htm: "GET",
+      htu: options.htuOf(request),
+    });
     if (!caller) return undefined;
     const open = connectionsByUser.get(caller.userId) ?? 0;
     if (open >= (options.maxConnectionsPerUser ?? 10)) {
@@ -215,7 +240,10 @@ async function admitConnection(
       return undefined;
     }
     connectionsByUser.set(caller.userId, open + 1);
-    return { context: { caller, authorization, provenDeviceKey, ip: options.clientOf(request), production: options.production }, active: new Set() };
+    return {
+      context: { caller, authorization, provenDeviceKey, ip: options.clientOf(request), production: options.production },
+      active: new Set(),
+    };
   } catch (error) {
     options.logger.info({ err: error }, "subscription connection refused");
     return undefined;

@@ -31,7 +31,8 @@ afterAll(() => {
   rmSync(base, { recursive: true, force: true });
 });
 
-const get = (pathname: string, method = "GET") => fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${pathname}`, { method });
+const get = (pathname: string, method = "GET") =>
+  fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}${pathname}`, { method });
 
 describe("the gateway's web app route", () => {
   it("serves index.html at / with a strict CSP and no caching", async () => {

@@ -33,8 +33,16 @@ export async function openFundedAccounts(stack: TestStack, depositsMinor: readon
   const admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
   const customers = await Promise.all(
     depositsMinor.map(async (depositMinor) => {
-      const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "CUSTOMER", expiresInSeconds: 3600 });
-      const opened = await stack.graphql<{ openAccount: { id: string; number: string } }>(`mutation { openAccount(type: SAVINGS) { id number } }`, {}, { authorization: `Bearer ${token}` });
+      const token = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, {
+        userId: randomUUID(),
+        role: "CUSTOMER",
+        expiresInSeconds: 3600,
+      });
+      const opened = await stack.graphql<{ openAccount: { id: string; number: string } }>(
+        `mutation { openAccount(type: SAVINGS) { id number } }`,
+        {},
+        { authorization: `Bearer ${token}` },
+      );
       const account = opened.data!.openAccount;
       const deposited = await stack.graphql(
         `mutation($id: ID!, $amount: MinorUnits!, $key: String!) { depositFunds(accountId: $id, amountMinor: $amount, idempotencyKey: $key) { id } }`,
@@ -50,7 +58,9 @@ export async function openFundedAccounts(stack: TestStack, depositsMinor: readon
   try {
     const ids = customers.map((customer) => customer.accountId);
     await waitUntil(
-      async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory WHERE account_id = ANY($1::text[])`, [ids])).rows[0].n === ids.length,
+      async () =>
+        (await transactions.query(`SELECT count(*)::int AS n FROM account_directory WHERE account_id = ANY($1::text[])`, [ids])).rows[0]
+          .n === ids.length,
       "the directory of accounts",
     );
   } finally {
@@ -75,7 +85,11 @@ export interface TransferLoad {
  * `paceMs` between transfers. Each transfer is retried with its idempotency key until the platform
  * accepts it, as a client would; every refusal's code is counted.
  */
-export function sendTransfers(stack: TestStack, customers: readonly Customer[], options: { count: number; inFlight: number; paceMs: number; keyPrefix: string }): TransferLoad {
+export function sendTransfers(
+  stack: TestStack,
+  customers: readonly Customer[],
+  options: { count: number; inFlight: number; paceMs: number; keyPrefix: string },
+): TransferLoad {
   const accepted = new Map<string, string>();
   const errorCodes = new Map<string, number>();
   const count = (code: string) => errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
@@ -130,23 +144,34 @@ export async function transfersInFlight(transactionsUrl: string): Promise<number
  * its status says, no money moved for a transfer transactions does not know, every balance equals
  * its journal, and the money in all accounts equals the money deposited. Returns the outcomes.
  */
-export async function expectBankInvariant(stack: TestStack, options: { transfers: number; totalDepositedMinor: bigint }): Promise<Record<string, number>> {
+export async function expectBankInvariant(
+  stack: TestStack,
+  options: { transfers: number; totalDepositedMinor: bigint },
+): Promise<Record<string, number>> {
   const accountsSql = new pg.Client({ connectionString: stack.databaseUrls.accounts });
   const transactionsSql = new pg.Client({ connectionString: stack.databaseUrls.transactions });
   await Promise.all([accountsSql.connect(), transactionsSql.connect()]);
   try {
     await waitUntil(
-      async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status NOT IN ('COMPLETED', 'FAILED', 'REJECTED')`)).rows[0].n === 0,
+      async () =>
+        (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer WHERE status NOT IN ('COMPLETED', 'FAILED', 'REJECTED')`))
+          .rows[0].n === 0,
       "every transfer to reach a terminal status",
       240_000,
       500,
     );
-    const transfers = (await transactionsSql.query<{ id: string; status: string; amount_minor: string }>(`SELECT id::text, status, amount_minor::text FROM transfer`)).rows;
+    const transfers = (
+      await transactionsSql.query<{ id: string; status: string; amount_minor: string }>(
+        `SELECT id::text, status, amount_minor::text FROM transfer`,
+      )
+    ).rows;
     expect(transfers).toHaveLength(options.transfers);
     const statuses = new Map(transfers.map((t) => [t.id, t]));
-    const journal = (await accountsSql.query<{ transfer_id: string; kind: string; n: number; amount: string }>(
-      `SELECT transfer_id, kind, count(*)::int AS n, sum(amount_minor)::text AS amount FROM journal_entry WHERE transfer_id IS NOT NULL GROUP BY transfer_id, kind`,
-    )).rows;
+    const journal = (
+      await accountsSql.query<{ transfer_id: string; kind: string; n: number; amount: string }>(
+        `SELECT transfer_id, kind, count(*)::int AS n, sum(amount_minor)::text AS amount FROM journal_entry WHERE transfer_id IS NOT NULL GROUP BY transfer_id, kind`,
+      )
+    ).rows;
     const steps = new Map<string, Map<string, { n: number; amount: string }>>();
     for (const row of journal) {
       expect(statuses.has(row.transfer_id), `money moved for transfer ${row.transfer_id}, unknown to transactions`).toBe(true);
@@ -169,9 +194,11 @@ export async function expectBankInvariant(stack: TestStack, options: { transfers
       }
     }
     // All terminal, so nothing is in flight: the balances alone hold every deposited paisa.
-    const totals = (await accountsSql.query<{ balances: string; journal: string }>(
-      `SELECT (SELECT sum(balance_minor) FROM account)::text AS balances, (SELECT sum(amount_minor) FROM journal_entry)::text AS journal`,
-    )).rows[0]!;
+    const totals = (
+      await accountsSql.query<{ balances: string; journal: string }>(
+        `SELECT (SELECT sum(balance_minor) FROM account)::text AS balances, (SELECT sum(amount_minor) FROM journal_entry)::text AS journal`,
+      )
+    ).rows[0]!;
     expect(BigInt(totals.balances)).toBe(options.totalDepositedMinor);
     expect(BigInt(totals.journal)).toBe(options.totalDepositedMinor);
     const mismatched = await accountsSql.query(
@@ -199,7 +226,9 @@ export async function expectEveryEventAudited(stack: TestStack): Promise<void> {
         const ids = (await outbox.query<{ id: string }>(`SELECT id::text FROM outbox_event`)).rows.map((row) => row.id);
         const missing = await waitUntil(
           async () => {
-            const found = await audit.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_record WHERE event_id = ANY($1::uuid[])`, [ids]);
+            const found = await audit.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_record WHERE event_id = ANY($1::uuid[])`, [
+              ids,
+            ]);
             return found.rows[0]!.n === ids.length ? [] : undefined;
           },
           `every ${service} outbox event in the audit chain`,

@@ -26,7 +26,14 @@ if (mode === "publish-then-die") {
   const db = createAccountsDb(env("PUBLISHER_DATABASE_URL"));
   const event = createEvent(
     "account.created",
-    { accountId: env("ACCOUNT_ID"), userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX1234", numberBlindIndex: "bi-1234" },
+    {
+      accountId: env("ACCOUNT_ID"),
+      userId: "user-1",
+      type: "SAVINGS",
+      currency: "INR",
+      maskedNumber: "XXXX1234",
+      numberBlindIndex: "bi-1234",
+    },
     { correlationId: "corr-delivery", actor: {} },
   );
   await db.$transaction(async (tx) => {

@@ -48,7 +48,9 @@ export function onSessionChange(listener: Listener): () => void {
 }
 
 export function setSession(next: AuthPayload | undefined): void {
-  session = next ? { accessToken: next.accessToken, refreshToken: next.refreshToken, accessTokenExpiresAt: next.accessTokenExpiresAt, user: next.user } : undefined;
+  session = next
+    ? { accessToken: next.accessToken, refreshToken: next.refreshToken, accessTokenExpiresAt: next.accessTokenExpiresAt, user: next.user }
+    : undefined;
   if (session) localStorage.setItem(SESSION_KEY, JSON.stringify(session));
   else localStorage.removeItem(SESSION_KEY);
   closeSubscriptions();
@@ -84,7 +86,12 @@ async function post<T>(document: string, variables: unknown, accessToken: string
   if (correlationId) headers["x-correlation-id"] = correlationId;
   let response: Response;
   try {
-    response = await fetch(htu, { method: "POST", headers, body: JSON.stringify({ query: document, variables }), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    response = await fetch(htu, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ query: document, variables }),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
   } catch {
     throw new ApiError("NETWORK", "network error");
   }
@@ -92,7 +99,10 @@ async function post<T>(document: string, variables: unknown, accessToken: string
   try {
     body = (await response.json()) as GraphQLResponse<T>;
   } catch {
-    throw new ApiError(response.status === 429 ? "RATE_LIMITED" : response.status >= 500 ? "UNAVAILABLE" : "INTERNAL", `HTTP ${response.status}`);
+    throw new ApiError(
+      response.status === 429 ? "RATE_LIMITED" : response.status >= 500 ? "UNAVAILABLE" : "INTERNAL",
+      `HTTP ${response.status}`,
+    );
   }
   const error = toApiError(body);
   if (error) throw error;
@@ -107,7 +117,11 @@ function refresh(): Promise<Session> {
     if (!stale) throw new ApiError("SESSION_EXPIRED", "no session");
     try {
       const device = await thisDevice();
-      const data = await post<{ refreshSession: AuthPayload }>(RefreshSession.document, { refreshToken: stale.refreshToken, deviceId: device.label }, undefined);
+      const data = await post<{ refreshSession: AuthPayload }>(
+        RefreshSession.document,
+        { refreshToken: stale.refreshToken, deviceId: device.label },
+        undefined,
+      );
       setSession(data.refreshSession);
       return session!;
     } catch (error) {
@@ -133,7 +147,11 @@ async function freshAccessToken(): Promise<string | undefined> {
  * Runs one operation with this browser's session (if any); errors are ApiError. `correlationId`
  * names the request (and every event it causes) in the audit trail.
  */
-export async function request<TData, TVariables>(operation: Operation<TData, TVariables>, variables: TVariables, options: { correlationId?: string } = {}): Promise<TData> {
+export async function request<TData, TVariables>(
+  operation: Operation<TData, TVariables>,
+  variables: TVariables,
+  options: { correlationId?: string } = {},
+): Promise<TData> {
   const token = await freshAccessToken();
   const { correlationId } = options;
   try {
@@ -187,7 +205,10 @@ export function subscribe<TData, TVariables>(
       },
       // graphql-ws hands over the server's errors as an array, a closed socket as an event.
       error: (error) =>
-        handlers.error((Array.isArray(error) && toApiError({ errors: error as GraphQLResponse<unknown>["errors"] })) || new ApiError("NETWORK", "subscription closed")),
+        handlers.error(
+          (Array.isArray(error) && toApiError({ errors: error as GraphQLResponse<unknown>["errors"] })) ||
+            new ApiError("NETWORK", "subscription closed"),
+        ),
       complete: () => handlers.complete?.(),
     },
   );

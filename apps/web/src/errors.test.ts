@@ -2,7 +2,20 @@ import { describe, expect, it } from "vitest";
 import { ApiError, endsSession, isRetryable, sentenceFor } from "./errors.ts";
 
 // The public codes of packages/kit/src/errors.ts, plus INTERNAL and the app's own two.
-const API_CODES = ["UNAUTHENTICATED", "FORBIDDEN", "BAD_USER_INPUT", "NOT_FOUND", "RATE_LIMITED", "CONFLICT", "INSUFFICIENT_FUNDS", "UNAVAILABLE", "INTERNAL", "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_REQUEST"];
+const API_CODES = [
+  "UNAUTHENTICATED",
+  "FORBIDDEN",
+  "BAD_USER_INPUT",
+  "NOT_FOUND",
+  "RATE_LIMITED",
+  "CONFLICT",
+  "INSUFFICIENT_FUNDS",
+  "UNAVAILABLE",
+  "INTERNAL",
+  "GRAPHQL_PARSE_FAILED",
+  "GRAPHQL_VALIDATION_FAILED",
+  "BAD_REQUEST",
+];
 
 describe("error sentences", () => {
   it.each(API_CODES)("%s reads as a sentence, never as the code or the server's words", (code) => {

@@ -17,11 +17,14 @@ describe("rupeesToPaise", () => {
     expect(rupeesToPaise(input)).toEqual({ ok: true, paise });
   });
 
-  it.each(["", "abc", "-5", "1e3", "1.234", "0", "0.00", "12,34,5", "1000000001", "Infinity", "0x10"])("refuses %j with a sentence", (input) => {
-    const result = rupeesToPaise(input);
-    expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.reason).toMatch(/\.$/);
-  });
+  it.each(["", "abc", "-5", "1e3", "1.234", "0", "0.00", "12,34,5", "1000000001", "Infinity", "0x10"])(
+    "refuses %j with a sentence",
+    (input) => {
+      const result = rupeesToPaise(input);
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.reason).toMatch(/\.$/);
+    },
+  );
 
   it("0.1 + 0.2 entered as text is exact", () => {
     const a = rupeesToPaise("0.1");

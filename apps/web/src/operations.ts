@@ -22,10 +22,29 @@ export type AccountType = "SAVINGS" | "CURRENT";
 export type TransferStatus = "PENDING" | "DEBITED" | "COMPLETED" | "FAILED" | "REJECTED";
 export const ACCOUNT_TYPES: readonly AccountType[] = ["SAVINGS", "CURRENT"];
 
-export interface Money { minor: string; currency: string }
-export interface UserSummary { id: string; email: string; role: Role }
-export interface Account { id: string; type: AccountType; maskedNumber: string; balance: Money; status: string; createdAt: string }
-export interface FraudCheck { riskScore: number; passed: boolean; reasons: string[]; checkedAt: string }
+export interface Money {
+  minor: string;
+  currency: string;
+}
+export interface UserSummary {
+  id: string;
+  email: string;
+  role: Role;
+}
+export interface Account {
+  id: string;
+  type: AccountType;
+  maskedNumber: string;
+  balance: Money;
+  status: string;
+  createdAt: string;
+}
+export interface FraudCheck {
+  riskScore: number;
+  passed: boolean;
+  reasons: string[];
+  checkedAt: string;
+}
 export interface Transfer {
   id: string;
   status: TransferStatus;
@@ -37,9 +56,24 @@ export interface Transfer {
   createdAt: string;
   updatedAt: string;
 }
-export interface Device { id: string; label: string | null; firstSeenAt: string; lastSeenAt: string; trusted: boolean }
-export interface OtpChallenge { challengeId: string; expiresAt: string; channel: string }
-export interface AuthPayload { accessToken: string; refreshToken: string; accessTokenExpiresAt: string; user: UserSummary }
+export interface Device {
+  id: string;
+  label: string | null;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  trusted: boolean;
+}
+export interface OtpChallenge {
+  challengeId: string;
+  expiresAt: string;
+  channel: string;
+}
+export interface AuthPayload {
+  accessToken: string;
+  refreshToken: string;
+  accessTokenExpiresAt: string;
+  user: UserSummary;
+}
 
 const AUTH_PAYLOAD = "accessToken refreshToken accessTokenExpiresAt user { id email role }";
 const ACCOUNT = "id type maskedNumber balance { minor currency } status createdAt";
@@ -118,7 +152,16 @@ export const FraudChecks = operation<{ fraudChecks: FraudCheck[] }, { onlyFailed
   "FraudChecks",
   `query FraudChecks($onlyFailed: Boolean, $first: Int) { fraudChecks(onlyFailed: $onlyFailed, first: $first) { ${FRAUD} } }`,
 );
-export interface AuditRecord { id: string; seq: number; type: string; occurredAt: string; correlationId: string | null; actorUserId: string | null; data: string; hash: string }
+export interface AuditRecord {
+  id: string;
+  seq: number;
+  type: string;
+  occurredAt: string;
+  correlationId: string | null;
+  actorUserId: string | null;
+  data: string;
+  hash: string;
+}
 export const AuditLog = operation<{ auditLog: AuditRecord[] }, { correlationId: string | null; first: number; afterSeq: number | null }>(
   "AuditLog",
   "query AuditLog($correlationId: String, $first: Int, $afterSeq: Int) { auditLog(correlationId: $correlationId, first: $first, afterSeq: $afterSeq) { id seq type occurredAt correlationId actorUserId data hash } }",
@@ -155,7 +198,25 @@ export const ReplayDeadLetters = operation<
 
 /** Every operation, for the contract test. */
 export const ALL_OPERATIONS: ReadonlyArray<Operation<unknown, unknown>> = [
-  Register, Login, VerifyOtp, RefreshSession, Logout, DevMailbox, Me, MyAccounts, AccountNumber, OpenAccount,
-  InitiateTransfer, TransferById, MyTransfers, TransferStatusChanged, DepositFunds, Users, FraudChecks, AuditLog, VerifyAuditChain,
-  DeadLetters, ReplayDeadLetters,
+  Register,
+  Login,
+  VerifyOtp,
+  RefreshSession,
+  Logout,
+  DevMailbox,
+  Me,
+  MyAccounts,
+  AccountNumber,
+  OpenAccount,
+  InitiateTransfer,
+  TransferById,
+  MyTransfers,
+  TransferStatusChanged,
+  DepositFunds,
+  Users,
+  FraudChecks,
+  AuditLog,
+  VerifyAuditChain,
+  DeadLetters,
+  ReplayDeadLetters,
 ] as ReadonlyArray<Operation<unknown, unknown>>;

@@ -65,7 +65,10 @@ export function useCountdown(untilMs: number | undefined): number {
 /** An error as a sentence, announced to screen readers; RATE_LIMITED counts down, others may retry. */
 export function ErrorNotice({ error, onRetry }: { error: unknown; onRetry?: () => void }) {
   // Counted from when this error arrived, not from each render.
-  const retryAtMs = useMemo(() => (error instanceof ApiError && error.retryAfterSeconds ? Date.now() + error.retryAfterSeconds * 1000 : undefined), [error]);
+  const retryAtMs = useMemo(
+    () => (error instanceof ApiError && error.retryAfterSeconds ? Date.now() + error.retryAfterSeconds * 1000 : undefined),
+    [error],
+  );
   const secondsLeft = useCountdown(retryAtMs);
   if (!error) return null;
   return (

@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { CryptoError, blindIndex, decrypt, encrypt, generateKeyRingEnv, keyRingFrom, mask, needsReencryption, secretsEqual } from "./index.ts";
+import {
+  CryptoError,
+  blindIndex,
+  decrypt,
+  encrypt,
+  generateKeyRingEnv,
+  keyRingFrom,
+  mask,
+  needsReencryption,
+  secretsEqual,
+} from "./index.ts";
 
 describe("field encryption", () => {
   const ring = keyRingFrom(generateKeyRingEnv("k1"));

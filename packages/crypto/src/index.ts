@@ -43,7 +43,8 @@ export function keyRingFrom(env: z.infer<typeof keyRingEnvSchema>): KeyRing {
     if (!keyId || !material || !KEY_ID_PATTERN.test(keyId)) throw new CryptoError("ENCRYPTION_KEYS must be kid:base64[,kid:base64…]");
     keys.set(keyId, decodeKey(material, `encryption key ${keyId}`));
   }
-  if (!keys.has(env.ENCRYPTION_ACTIVE_KEY_ID)) throw new CryptoError(`ENCRYPTION_ACTIVE_KEY_ID ${env.ENCRYPTION_ACTIVE_KEY_ID} is not in ENCRYPTION_KEYS`);
+  if (!keys.has(env.ENCRYPTION_ACTIVE_KEY_ID))
+    throw new CryptoError(`ENCRYPTION_ACTIVE_KEY_ID ${env.ENCRYPTION_ACTIVE_KEY_ID} is not in ENCRYPTION_KEYS`);
   return { activeKeyId: env.ENCRYPTION_ACTIVE_KEY_ID, keys, blindIndexKey: decodeKey(env.BLIND_INDEX_KEY, "BLIND_INDEX_KEY") };
 }
 

@@ -1,4 +1,12 @@
-import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaultpay/kit";
 import type { Logger, Metrics } from "@vaultpay/kit";
@@ -224,9 +232,8 @@ export class EventConsumer<Tx extends SqlExecutor> {
     const heartbeat = setInterval(() => message.working(), Math.max(1_000, (this.options.ackWaitMs ?? 30_000) / 3));
     const span = this.startEventSpan(message, event);
     try {
-      const commit = await runWithContext(
-        { correlationId: event.correlationId, causationId: event.id, actor: event.actor },
-        () => this.applyBatchOnce([event], new Map([[event, span]])),
+      const commit = await runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, () =>
+        this.applyBatchOnce([event], new Map([[event, span]])),
       );
       if (commit.handled > 0) this.options.afterCommit?.(commit);
       message.ack();
@@ -241,7 +248,10 @@ export class EventConsumer<Tx extends SqlExecutor> {
         // only right answer, however long the outage lasts. A dead letter here would take the
         // event out of its stream's order until someone replays it (an audit record missing).
         const waitMs = Math.min(delayMs, INFRASTRUCTURE_RETRY_MAX_MS);
-        logger.warn({ consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: waitMs, reason: errorSummary(error) }, "dependency unavailable; will retry");
+        logger.warn(
+          { consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: waitMs, reason: errorSummary(error) },
+          "dependency unavailable; will retry",
+        );
         message.nak(waitMs);
         return "retry";
       }
@@ -249,7 +259,10 @@ export class EventConsumer<Tx extends SqlExecutor> {
         await this.deadLetter(message, error, event.id);
         return "dead-lettered";
       }
-      logger.warn({ err: error, consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: delayMs }, "event handler failed");
+      logger.warn(
+        { err: error, consumer: name, eventId: event.id, type: event.type, deliveries, retryInMs: delayMs },
+        "event handler failed",
+      );
       message.nak(delayMs);
       return "retry";
     } finally {
@@ -278,10 +291,16 @@ export class EventConsumer<Tx extends SqlExecutor> {
     const spans = new Map(valid.map(({ message, event }) => [event, this.startEventSpan(message, event)]));
     let commit: BatchCommit;
     try {
-      commit = await this.applyBatchOnce(valid.map(({ event }) => event), spans);
+      commit = await this.applyBatchOnce(
+        valid.map(({ event }) => event),
+        spans,
+      );
     } catch (error) {
       for (const span of spans.values()) endSpan(span, error);
-      this.options.logger.warn({ err: error, consumer: this.options.name, messages: valid.length }, "batch failed; handling its messages one by one");
+      this.options.logger.warn(
+        { err: error, consumer: this.options.name, messages: valid.length },
+        "batch failed; handling its messages one by one",
+      );
       for (const { message } of valid) await this.process(message);
       return;
     }

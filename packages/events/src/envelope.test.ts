@@ -4,14 +4,27 @@ import { InvalidEventError, createEvent, parseEvent } from "./envelope.ts";
 import { eventHeaders } from "./outbox.ts";
 import { streamForSubject } from "./streams.ts";
 
-const accountCreated = { accountId: "acc-1", userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX4321", numberBlindIndex: "bi-4321" } as const;
+const accountCreated = {
+  accountId: "acc-1",
+  userId: "user-1",
+  type: "SAVINGS",
+  currency: "INR",
+  maskedNumber: "XXXX4321",
+  numberBlindIndex: "bi-4321",
+} as const;
 
 describe("event envelope", () => {
   it("takes correlation, causation and actor from the current context", () => {
     const event = runWithContext({ correlationId: "corr-9", causationId: "cause-1", actor: { userId: "u1", deviceId: undefined } }, () =>
       createEvent("account.created", accountCreated),
     );
-    expect(event).toMatchObject({ type: "account.created", version: 1, correlationId: "corr-9", causationId: "cause-1", actor: { userId: "u1" } });
+    expect(event).toMatchObject({
+      type: "account.created",
+      version: 1,
+      correlationId: "corr-9",
+      causationId: "cause-1",
+      actor: { userId: "u1" },
+    });
     expect(event.actor).not.toHaveProperty("deviceId");
     expect(event.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/); // uuid v7: time-ordered
     expect(parseEvent(JSON.parse(JSON.stringify(event)))).toEqual(event);

@@ -11,7 +11,9 @@ export interface Eventing<Tx extends SqlExecutor> {
   jsm: JetStreamManager;
   relay: OutboxRelay;
   /** Starts a durable consumer that stops (drains) on shutdown before the relay and NATS close. */
-  consume(options: Pick<EventConsumerOptions<Tx>, "name" | "stream" | "filterSubject" | "handle"> & Partial<EventConsumerOptions<Tx>>): Promise<EventConsumer<Tx>>;
+  consume(
+    options: Pick<EventConsumerOptions<Tx>, "name" | "stream" | "filterSubject" | "handle"> & Partial<EventConsumerOptions<Tx>>,
+  ): Promise<EventConsumer<Tx>>;
   connected(): boolean;
   /** The durables this process consumes with (for lag metrics). */
   consumers(): Array<{ name: string; stream: string }>;

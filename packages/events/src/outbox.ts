@@ -80,10 +80,18 @@ export function eventHeaders(event: Pick<Event, "type" | "correlationId" | "trac
  */
 async function publishRow(js: JetStreamClient, row: OutboxRow, timeoutMs: number) {
   const span = row.payload.traceparent
-    ? startSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: row.payload.traceparent, attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id } })
+    ? startSpan(`publish ${row.subject}`, {
+        kind: SpanKind.PRODUCER,
+        parent: row.payload.traceparent,
+        attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id },
+      })
     : undefined;
   try {
-    const ack = await js.publish(row.subject, JSON.stringify(row.payload), { msgID: row.id, headers: eventHeaders(row.payload, span), timeout: timeoutMs });
+    const ack = await js.publish(row.subject, JSON.stringify(row.payload), {
+      msgID: row.id,
+      headers: eventHeaders(row.payload, span),
+      timeout: timeoutMs,
+    });
     endSpan(span);
     return ack;
   } catch (error) {
@@ -170,9 +178,7 @@ export class OutboxRelay {
         if (rows.length === 0) return { claimed: 0, published: 0 };
         // Issued in order on one connection, so the stream keeps the outbox order.
         // async: a row that throws while being prepared fails alone, like one JetStream refuses.
-        const results = await Promise.allSettled(
-          rows.map(async (row) => publishRow(js, row, this.publishTimeoutMs)),
-        );
+        const results = await Promise.allSettled(rows.map(async (row) => publishRow(js, row, this.publishTimeoutMs)));
         const published = rows.filter((_, index) => results[index]!.status === "fulfilled");
         if (published.length > 0) {
           await tx.$executeRawUnsafe(
@@ -196,7 +202,10 @@ export class OutboxRelay {
         if (batch.firstError !== undefined) {
           // Nothing went out (NATS away, or only unpublishable rows left): back off. Otherwise go on.
           if (batch.published === 0) throw batch.firstError;
-          this.options.logger.warn({ err: batch.firstError, published: batch.published, claimed: batch.claimed }, "some outbox rows not published; retrying them");
+          this.options.logger.warn(
+            { err: batch.firstError, published: batch.published, claimed: batch.claimed },
+            "some outbox rows not published; retrying them",
+          );
         }
         backoffMs = 100;
         if (batch.claimed === this.batchSize) continue;

@@ -4,7 +4,14 @@ import { SpanKind, TRACEPARENT_PATTERN, startTracing, traceparentOf, withSpan } 
 import { createEvent, parseEvent } from "./envelope.ts";
 import { eventHeaders } from "./outbox.ts";
 
-const accountCreated = { accountId: "acc-1", userId: "user-1", type: "SAVINGS", currency: "INR", maskedNumber: "XXXX4321", numberBlindIndex: "bi-4321" } as const;
+const accountCreated = {
+  accountId: "acc-1",
+  userId: "user-1",
+  type: "SAVINGS",
+  currency: "INR",
+  maskedNumber: "XXXX4321",
+  numberBlindIndex: "bi-4321",
+} as const;
 
 describe("trace context of events (tracing on)", () => {
   let receiver: TestOtlpReceiver;
@@ -20,7 +27,10 @@ describe("trace context of events (tracing on)", () => {
   });
 
   it("stores the emitting span's context in the event, and a consumer's span continues that trace", async () => {
-    const { event, emitter } = await withSpan("emit", { parent: null }, async () => ({ event: createEvent("account.created", accountCreated), emitter: traceparentOf()! }));
+    const { event, emitter } = await withSpan("emit", { parent: null }, async () => ({
+      event: createEvent("account.created", accountCreated),
+      emitter: traceparentOf()!,
+    }));
     expect(emitter).toMatch(TRACEPARENT_PATTERN);
     expect(event.traceparent).toBe(emitter);
     const received = parseEvent(JSON.parse(JSON.stringify(event)));

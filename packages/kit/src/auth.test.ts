@@ -25,15 +25,26 @@ describe("access token verification", async () => {
   const verify = createTokenVerifier(createLocalJWKSet({ keys: [good.publicJwk] }));
 
   it("returns the caller for a valid token and nobody for no header", async () => {
-    expect(await verify(`Bearer ${await sign(good.privateKey, "k1")}`)).toEqual({ userId: "u1", role: "CUSTOMER", sessionId: "s1", deviceId: "d1", tokenId: "j1" });
+    expect(await verify(`Bearer ${await sign(good.privateKey, "k1")}`)).toEqual({
+      userId: "u1",
+      role: "CUSTOMER",
+      sessionId: "s1",
+      deviceId: "d1",
+      tokenId: "j1",
+    });
     expect(await verify(undefined)).toBeUndefined();
   });
 
   it("refuses expired, foreign, role-less and malformed tokens as UNAUTHENTICATED", async () => {
     const foreign = await keyPair("k1");
-    await expect(verify(`Bearer ${await sign(good.privateKey, "k1", {}, "-1m")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED", message: "Access token expired" });
+    await expect(verify(`Bearer ${await sign(good.privateKey, "k1", {}, "-1m")}`)).rejects.toMatchObject({
+      code: "UNAUTHENTICATED",
+      message: "Access token expired",
+    });
     await expect(verify(`Bearer ${await sign(foreign.privateKey, "k1")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
-    await expect(verify(`Bearer ${await sign(good.privateKey, "k1", { role: "ROOT" })}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(verify(`Bearer ${await sign(good.privateKey, "k1", { role: "ROOT" })}`)).rejects.toMatchObject({
+      code: "UNAUTHENTICATED",
+    });
     await expect(verify(`Bearer ${await sign(good.privateKey, "k9")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
     await expect(verify("Basic dXNlcjpwYXNz")).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
   });
@@ -63,7 +74,9 @@ describe("gateway assertion", () => {
     expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, body: `${body} ` }, now)).toBeUndefined();
 
     const withKey = signGatewayAssertion("s".repeat(32), { ...request, provenDeviceKey: "k".repeat(43) }, now);
-    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toMatch(
+      /^[A-Za-z0-9_-]{22}$/,
+    );
     expect(verifyGatewayAssertion("s".repeat(32), withKey, { ...request, provenDeviceKey: "j".repeat(43) }, now)).toBeUndefined();
     expect(verifyGatewayAssertion("s".repeat(32), withKey, request, now)).toBeUndefined();
     expect(verifyGatewayAssertion("s".repeat(32), assertion, { ...request, provenDeviceKey: "k".repeat(43) }, now)).toBeUndefined();

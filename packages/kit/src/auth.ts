@@ -53,7 +53,8 @@ export async function verifyLiveSession(
   checks: { verifyToken: TokenVerifier; isSessionRevoked: (sessionId: string) => Promise<boolean> },
 ): Promise<Caller | undefined> {
   const caller = await checks.verifyToken(authorization);
-  if (caller && (await checks.isSessionRevoked(caller.sessionId))) throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+  if (caller && (await checks.isSessionRevoked(caller.sessionId)))
+    throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
   return caller;
 }
 
@@ -63,7 +64,10 @@ export async function verifyLiveSession(
  * so a broken token cannot fall back to public access silently.
  */
 export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVerifier {
-  const keys = typeof jwksUrl === "string" ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 15_000 }) : jwksUrl;
+  const keys =
+    typeof jwksUrl === "string"
+      ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 15_000 })
+      : jwksUrl;
   return async (authorization) => {
     if (!authorization) return undefined;
     const match = /^(?:Bearer|DPoP) ([A-Za-z0-9._~+/=-]{10,4096})$/.exec(authorization.trim());
@@ -138,7 +142,9 @@ export interface AssertedRequest {
 
 function assertionMac(secret: string, seconds: number, nonce: string, request: AssertedRequest): Buffer {
   const bodyHash = createHash("sha256").update(request.body, "utf8").digest("base64url");
-  return createHmac("sha256", secret).update(`${seconds}.${nonce}.${request.correlationId}.${request.provenDeviceKey ?? ""}.${bodyHash}`).digest();
+  return createHmac("sha256", secret)
+    .update(`${seconds}.${nonce}.${request.correlationId}.${request.provenDeviceKey ?? ""}.${bodyHash}`)
+    .digest();
 }
 
 /** A new assertion for one request: a fresh nonce every call (128 random bits). */
@@ -152,7 +158,12 @@ export function signGatewayAssertion(secret: string, request: AssertedRequest, n
  * The assertion's nonce when it is fresh and its MAC covers this request, else undefined. The
  * caller still has to check the nonce was not used before (assertionNonceKey).
  */
-export function verifyGatewayAssertion(secret: string, assertion: string | undefined, request: AssertedRequest, nowMs = Date.now()): string | undefined {
+export function verifyGatewayAssertion(
+  secret: string,
+  assertion: string | undefined,
+  request: AssertedRequest,
+  nowMs = Date.now(),
+): string | undefined {
   if (!assertion) return undefined;
   const [secondsText, nonce, mac, ...rest] = assertion.split(".");
   const seconds = Number(secondsText);

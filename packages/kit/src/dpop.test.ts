@@ -21,7 +21,10 @@ function checker(overrides: Partial<DpopCheck> = {}): DpopCheck {
 }
 
 async function refusal(promise: Promise<unknown>): Promise<DomainError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(DomainError);
   expect((error as DomainError).code).toBe("UNAUTHENTICATED");
   expect((error as DomainError).details).toEqual({ reason: "DPOP_PROOF_INVALID" });
@@ -59,7 +62,9 @@ describe("DPoP proofs", () => {
     const other = await generateKeyPair("ES256", { extractable: true });
     const now = Math.floor(Date.now() / 1000);
     const claims = { htm: "POST", htu: HTU, iat: now, jti: "jti-12345678" };
-    const forged = await new SignJWT(claims).setProtectedHeader({ typ: "dpop+jwt", alg: "ES256", jwk: device.publicJwk }).sign(other.privateKey);
+    const forged = await new SignJWT(claims)
+      .setProtectedHeader({ typ: "dpop+jwt", alg: "ES256", jwk: device.publicJwk })
+      .sign(other.privateKey);
     await refusal(verifyDpopProof(forged, checker()));
     const privateJwk = await exportJWK(other.privateKey);
     const leaky = await new SignJWT(claims).setProtectedHeader({ typ: "dpop+jwt", alg: "ES256", jwk: privateJwk }).sign(other.privateKey);

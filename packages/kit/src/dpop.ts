@@ -106,11 +106,17 @@ export async function verifyDpopProof(proof: string, check: DpopCheck): Promise<
   const htu = typeof payload.htu === "string" ? normalizeHtu(payload.htu) : undefined;
   if (!htu || htu !== normalizeHtu(check.htu)) throw invalidProof(`htu must be ${normalizeHtu(check.htu)}`);
   const nowSeconds = (check.nowMs ?? Date.now()) / 1000;
-  if (typeof payload.iat !== "number" || payload.iat < nowSeconds - DPOP_PROOF_MAX_AGE_SECONDS || payload.iat > nowSeconds + DPOP_PROOF_MAX_FUTURE_SECONDS) {
+  if (
+    typeof payload.iat !== "number" ||
+    payload.iat < nowSeconds - DPOP_PROOF_MAX_AGE_SECONDS ||
+    payload.iat > nowSeconds + DPOP_PROOF_MAX_FUTURE_SECONDS
+  ) {
     throw invalidProof(`iat must be within ${DPOP_PROOF_MAX_AGE_SECONDS} s of now; make a fresh proof for each request`);
   }
-  if (typeof payload.jti !== "string" || payload.jti.length < 8 || payload.jti.length > 128) throw invalidProof("jti must be 8–128 characters");
-  if (check.accessToken !== undefined && payload.ath !== accessTokenHash(check.accessToken)) throw invalidProof("ath must be the SHA-256 of the access token");
+  if (typeof payload.jti !== "string" || payload.jti.length < 8 || payload.jti.length > 128)
+    throw invalidProof("jti must be 8–128 characters");
+  if (check.accessToken !== undefined && payload.ath !== accessTokenHash(check.accessToken))
+    throw invalidProof("ath must be the SHA-256 of the access token");
   const jkt = await calculateJwkThumbprint(jwk, "sha256");
   // Remembered past the proof's whole acceptable life, so it can never be accepted twice.
   if (!(await check.rememberJti(`${jkt}:${payload.jti}`, DPOP_PROOF_MAX_AGE_SECONDS + DPOP_PROOF_MAX_FUTURE_SECONDS + 5))) {

@@ -86,7 +86,14 @@ export function toGraphQLError(error: unknown, mapping: ErrorMapping = {}): { er
     if (typeof original.details.retryAfterSeconds === "number") headers.set("retry-after", String(original.details.retryAfterSeconds));
     const http = mapping.http === false ? {} : { http: { status: HTTP_STATUS[original.code] ?? 200, headers } };
     const message = mapping.hideSchemaDetails ? original.message.replace(SUGGESTION, "") : original.message;
-    return { error: new GraphQLError(message, { ...position, originalError: original, extensions: { ...original.details, code: original.code, ...http } }), internal: false };
+    return {
+      error: new GraphQLError(message, {
+        ...position,
+        originalError: original,
+        extensions: { ...original.details, code: original.code, ...http },
+      }),
+      internal: false,
+    };
   }
   const code = graphQLError?.extensions.code;
   if (graphQLError && typeof code === "string" && PUBLIC_ERROR_CODES.has(code)) {
@@ -96,7 +103,11 @@ export function toGraphQLError(error: unknown, mapping: ErrorMapping = {}): { er
   }
   if (isInfrastructureUnavailable(original)) {
     const extensions = { code: "UNAVAILABLE", retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_SECONDS };
-    return { error: new GraphQLError("The service is briefly unavailable; retry shortly", { path: graphQLError?.path, extensions }), internal: false, unavailable: true };
+    return {
+      error: new GraphQLError("The service is briefly unavailable; retry shortly", { path: graphQLError?.path, extensions }),
+      internal: false,
+      unavailable: true,
+    };
   }
   return { error: new GraphQLError("Internal error", { path: graphQLError?.path, extensions: { code: "INTERNAL" } }), internal: true };
 }
@@ -114,7 +125,10 @@ export function createErrorFormatter(logger: Logger, mapping: ErrorMapping = {})
     const candidate =
       original instanceof DomainError
         ? original
-        : new GraphQLError(formatted.message, { extensions: formatted.extensions, ...(original instanceof Error ? { originalError: original } : {}) });
+        : new GraphQLError(formatted.message, {
+            extensions: formatted.extensions,
+            ...(original instanceof Error ? { originalError: original } : {}),
+          });
     const { error: mapped, internal, unavailable } = toGraphQLError(candidate, mapping);
     if (internal) logger.error({ err: original, path: formatted.path }, "unexpected error");
     // Expected while a dependency restarts: one line, no stack.

@@ -174,14 +174,16 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
   return http.createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     const route = async () => {
-      if (options.instanceId && (url.pathname === "/healthz" || url.pathname === "/readyz")) response.setHeader(INSTANCE_HEADER, options.instanceId);
+      if (options.instanceId && (url.pathname === "/healthz" || url.pathname === "/readyz"))
+        response.setHeader(INSTANCE_HEADER, options.instanceId);
       if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
       if (url.pathname === "/readyz") {
         const isReady = await ready().catch(() => false);
         return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
       }
       if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
-      if (url.pathname === "/metrics" && options.metrics && request.method === "GET") return sendMetrics(request, response, options.metrics);
+      if (url.pathname === "/metrics" && options.metrics && request.method === "GET")
+        return sendMetrics(request, response, options.metrics);
       const extra = options.routes?.[url.pathname];
       if (extra && request.method === "GET") return sendJson(response, 200, await extra());
       if (options.fallback && (await options.fallback(request, response, url))) return;
@@ -195,11 +197,16 @@ export function createHttpServer<C extends BaseContext>(options: HttpServerOptio
   });
 }
 
-async function sendMetrics(request: http.IncomingMessage, response: http.ServerResponse, metrics: NonNullable<HttpServerOptions<BaseContext>["metrics"]>) {
+async function sendMetrics(
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  metrics: NonNullable<HttpServerOptions<BaseContext>["metrics"]>,
+) {
   if (metrics.bearerToken) {
     const given = Buffer.from(request.headers.authorization ?? "");
     const expected = Buffer.from(`Bearer ${metrics.bearerToken}`);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return sendJson(response, 401, { error: "metrics need the bearer token" });
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      return sendJson(response, 401, { error: "metrics need the bearer token" });
   }
   const body = await metrics.registry.metrics();
   response.writeHead(200, { "content-type": metrics.registry.contentType });

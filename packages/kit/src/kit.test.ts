@@ -62,13 +62,26 @@ describe("config", () => {
   });
 
   it("applies defaults", () => {
-    expect(parseConfig(baseConfigSchema, {})).toEqual({ NODE_ENV: "development", LOG_LEVEL: "info", NATS_URL: "nats://127.0.0.1:4222", NATS_STREAM_REPLICAS: 1, VAULTPAY_SUPERVISED: false, OTEL_BSP_SCHEDULE_DELAY: 5_000, OTEL_TRACES_SAMPLER_ARG: 1 });
+    expect(parseConfig(baseConfigSchema, {})).toEqual({
+      NODE_ENV: "development",
+      LOG_LEVEL: "info",
+      NATS_URL: "nats://127.0.0.1:4222",
+      NATS_STREAM_REPLICAS: 1,
+      VAULTPAY_SUPERVISED: false,
+      OTEL_BSP_SCHEDULE_DELAY: 5_000,
+      OTEL_TRACES_SAMPLER_ARG: 1,
+    });
   });
 
   it("turns tracing on only with an OTLP endpoint, and checks its bounds", () => {
     expect(tracesUrl(parseConfig(baseConfigSchema, {}))).toBeUndefined();
-    expect(tracesUrl(parseConfig(baseConfigSchema, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }))).toBe("http://collector:4318/v1/traces");
-    const both = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://traces:4318/v1/traces" };
+    expect(tracesUrl(parseConfig(baseConfigSchema, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }))).toBe(
+      "http://collector:4318/v1/traces",
+    );
+    const both = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://traces:4318/v1/traces",
+    };
     expect(tracesUrl(parseConfig(baseConfigSchema, both))).toBe("http://traces:4318/v1/traces");
     expect(() => parseConfig(baseConfigSchema, { OTEL_TRACES_SAMPLER_ARG: "1.5" })).toThrow(/OTEL_TRACES_SAMPLER_ARG/);
     expect(() => parseConfig(baseConfigSchema, { OTEL_BSP_SCHEDULE_DELAY: "0" })).toThrow(/OTEL_BSP_SCHEDULE_DELAY/);
@@ -81,7 +94,13 @@ describe("logger", () => {
     runWithContext({ correlationId: "corr-1", actor: {} }, () => {
       logger.info({ password: "hunter2", input: { otp: "123456", refreshToken: "r1" }, authorization: "Bearer x" }, "login");
     });
-    expect(lines[0]).toMatchObject({ correlationId: "corr-1", service: "test", msg: "login", password: "[redacted]", authorization: "[redacted]" });
+    expect(lines[0]).toMatchObject({
+      correlationId: "corr-1",
+      service: "test",
+      msg: "login",
+      password: "[redacted]",
+      authorization: "[redacted]",
+    });
     expect(JSON.stringify(lines[0])).not.toMatch(/hunter2|123456|r1"|Bearer x/);
   });
 });
@@ -101,14 +120,20 @@ describe("error formatting", () => {
     const { lines, logger } = capture();
     const format = createErrorFormatter(logger);
     const domain = new GraphQLError("wrapped", { originalError: new DomainError("NOT_FOUND", "Account not found", { field: "id" }) });
-    expect(format({ message: "wrapped" }, domain)).toEqual({ message: "Account not found", extensions: { code: "NOT_FOUND", field: "id" } });
+    expect(format({ message: "wrapped" }, domain)).toEqual({
+      message: "Account not found",
+      extensions: { code: "NOT_FOUND", field: "id" },
+    });
 
     const leak = new GraphQLError("x", { originalError: new Error('relation "users" does not exist; password=secret') });
     const formatted = format({ message: leak.message, extensions: { code: "INTERNAL_SERVER_ERROR", stacktrace: ["at x"] } }, leak);
     expect(formatted).toEqual({ message: "Internal error", extensions: { code: "INTERNAL" } });
     expect(lines).toHaveLength(1);
 
-    const validation = format({ message: "Cannot query field", extensions: { code: "GRAPHQL_VALIDATION_FAILED", stacktrace: ["at y"] } }, new GraphQLError("v"));
+    const validation = format(
+      { message: "Cannot query field", extensions: { code: "GRAPHQL_VALIDATION_FAILED", stacktrace: ["at y"] } },
+      new GraphQLError("v"),
+    );
     expect(validation).toEqual({ message: "Cannot query field", extensions: { code: "GRAPHQL_VALIDATION_FAILED" } });
   });
 });
@@ -125,7 +150,10 @@ describe("one error mapping", () => {
   });
 
   it("keeps public codes, turns everything else into INTERNAL, and says which", () => {
-    expect(toGraphQLError(new GraphQLError("Syntax Error", { extensions: { code: "GRAPHQL_PARSE_FAILED", stacktrace: ["at x"] } })).error.extensions).toEqual({
+    expect(
+      toGraphQLError(new GraphQLError("Syntax Error", { extensions: { code: "GRAPHQL_PARSE_FAILED", stacktrace: ["at x"] } })).error
+        .extensions,
+    ).toEqual({
       code: "GRAPHQL_PARSE_FAILED",
     });
     // A graphql-js error without a code is not known to be the client's fault.
@@ -137,9 +165,15 @@ describe("one error mapping", () => {
   it("cuts 'Did you mean' when schema details are hidden, in domain and Apollo errors alike", () => {
     const { logger } = capture();
     const hidden = createErrorFormatter(logger, { hideSchemaDetails: true });
-    const validation = { message: 'Cannot query field "myAccount" on type "Query". Did you mean "myAccounts"?', extensions: { code: "GRAPHQL_VALIDATION_FAILED" } };
+    const validation = {
+      message: 'Cannot query field "myAccount" on type "Query". Did you mean "myAccounts"?',
+      extensions: { code: "GRAPHQL_VALIDATION_FAILED" },
+    };
     expect(hidden(validation, new GraphQLError(validation.message)).message).toBe('Cannot query field "myAccount" on type "Query".');
-    const coercion = new DomainError("BAD_USER_INPUT", 'Value "SAVING" does not exist in "AccountType" enum. Did you mean the enum value "SAVINGS"?');
+    const coercion = new DomainError(
+      "BAD_USER_INPUT",
+      'Value "SAVING" does not exist in "AccountType" enum. Did you mean the enum value "SAVINGS"?',
+    );
     expect(hidden({ message: coercion.message }, coercion).message).toBe('Value "SAVING" does not exist in "AccountType" enum.');
     expect(createErrorFormatter(logger)(validation, new GraphQLError(validation.message)).message).toMatch(/Did you mean/);
   });

@@ -17,7 +17,12 @@ export interface Metrics {
   counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L>;
   histogram<L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L>;
   /** A gauge whose values are read at scrape time; a failing read leaves it empty, never breaks the scrape. */
-  gauge(name: string, help: string, labelNames: string[], read: () => Promise<Array<{ labels: Record<string, string>; value: number }>>): void;
+  gauge(
+    name: string,
+    help: string,
+    labelNames: string[],
+    read: () => Promise<Array<{ labels: Record<string, string>; value: number }>>,
+  ): void;
 }
 
 /** Operation names become label values: bounded in length and alphabet, so a client cannot blow up the series count with junk. */

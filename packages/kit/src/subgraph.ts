@@ -119,7 +119,11 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     schema: buildSubgraphSchema([{ typeDefs: gql(options.typeDefs), resolvers: options.resolvers as GraphQLResolverMap<unknown> }]),
     // Subgraphs sit behind the gateway; their own landing page and introspection are not for clients.
     // No Apollo Studio: federated traces would only cost bytes on every subgraph response.
-    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled(), ...(options.metrics ? [metricsPlugin<C>(options.metrics)] : [])],
+    plugins: [
+      ApolloServerPluginLandingPageDisabled(),
+      ApolloServerPluginInlineTraceDisabled(),
+      ...(options.metrics ? [metricsPlugin<C>(options.metrics)] : []),
+    ],
     introspection: options.introspection,
     // Subgraph errors reach clients through the gateway: no schema hints where introspection is off.
     hideSchemaDetailsFromClientErrors: !options.introspection,
@@ -142,8 +146,10 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
         // A child of the gateway's fetch when it sent its traceparent (the whole request, body
         // read to answer written); events this request emits carry this span's context.
         const attributes = { "vaultpay.correlation_id": requestContext.correlationId };
-        return withSpan(`${options.name} graphql`, { kind: SpanKind.SERVER, parent: header(request, TRACEPARENT) ?? null, attributes }, () =>
-          runWithContext(requestContext, run),
+        return withSpan(
+          `${options.name} graphql`,
+          { kind: SpanKind.SERVER, parent: header(request, TRACEPARENT) ?? null, attributes },
+          () => runWithContext(requestContext, run),
         );
       },
       context: async (request, rawBody) => {

@@ -9,7 +9,12 @@ import type { Lifecycle } from "./lifecycle.ts";
  */
 export function startProcessTracing(
   serviceName: string,
-  config: { OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined; OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined; OTEL_BSP_SCHEDULE_DELAY: number; OTEL_TRACES_SAMPLER_ARG: number },
+  config: {
+    OTEL_EXPORTER_OTLP_ENDPOINT?: string | undefined;
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string | undefined;
+    OTEL_BSP_SCHEDULE_DELAY: number;
+    OTEL_TRACES_SAMPLER_ARG: number;
+  },
   lifecycle: Lifecycle,
 ): void {
   const tracing = startTracing({

@@ -8,7 +8,16 @@
 export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;
 
 /** Node's socket errors: the peer is not there (yet) or went away mid-request. */
-const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENOTCONN", "UND_ERR_SOCKET", "UND_ERR_CONNECT_TIMEOUT"]);
+const SOCKET_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTCONN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
 
 /**
  * Prisma's codes for a database it cannot reach or lost: P1001 can't reach, P1002 timed out,
@@ -43,7 +52,13 @@ const MESSAGES = [
  * Kinds Prisma's driver adapters give the errors they wrap (`meta.driverAdapterError.cause.kind`)
  * when the database is away rather than the statement wrong.
  */
-const ADAPTER_KINDS = new Set(["DatabaseNotReachable", "ConnectionClosed", "SocketTimeout", "TooManyConnections", "TransactionAlreadyClosed"]);
+const ADAPTER_KINDS = new Set([
+  "DatabaseNotReachable",
+  "ConnectionClosed",
+  "SocketTimeout",
+  "TooManyConnections",
+  "TransactionAlreadyClosed",
+]);
 
 interface ErrorLike {
   code?: unknown;

@@ -44,9 +44,9 @@ interface ErrorRegistry {
  * Taken from @prisma/adapter-pg's own dependency so it always matches the adapter's version (pnpm
  * does not let this package import a dependency of a dependency by name).
  */
-const { bindMigrationAwareSqlAdapterFactory } = createRequire(require.resolve("@prisma/adapter-pg"))(
-  "@prisma/driver-adapter-utils",
-) as { bindMigrationAwareSqlAdapterFactory(factory: AdapterFactory): object & { errorRegistry: ErrorRegistry } };
+const { bindMigrationAwareSqlAdapterFactory } = createRequire(require.resolve("@prisma/adapter-pg"))("@prisma/driver-adapter-utils") as {
+  bindMigrationAwareSqlAdapterFactory(factory: AdapterFactory): object & { errorRegistry: ErrorRegistry };
+};
 
 let engineClass: Promise<typeof SchemaEngine> | undefined;
 
@@ -60,15 +60,13 @@ function loadEngineClass(): Promise<typeof SchemaEngine> {
     // npm package's .wasm, which is a different engine commit; both share the glue's imports.
     const wasmPath = path.join(path.dirname(require.resolve("prisma/package.json")), "build", "schema_engine_bg.wasm");
     const module = await WebAssembly.compile(await fs.readFile(wasmPath));
-    const instance = await WebAssembly.instantiate(module, { "./schema_engine_bg.js": unrefTimers(glue) }).catch(
-      (error: Error) => {
-        throw new Error(
-          `${wasmPath} does not fit the JS glue of @prisma/schema-engine-wasm (${error.message}): ` +
-            "upgrade that package together with prisma",
-          { cause: error },
-        );
-      },
-    );
+    const instance = await WebAssembly.instantiate(module, { "./schema_engine_bg.js": unrefTimers(glue) }).catch((error: Error) => {
+      throw new Error(
+        `${wasmPath} does not fit the JS glue of @prisma/schema-engine-wasm (${error.message}): ` +
+          "upgrade that package together with prisma",
+        { cause: error },
+      );
+    });
     panics.PRISMA_WASM_PANIC_REGISTRY ??= {
       set_message(message) {
         this.message = message;

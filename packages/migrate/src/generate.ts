@@ -30,9 +30,7 @@ export function offlineCliEnv(): NodeJS.ProcessEnv {
  * Runs the ordinary `prisma generate` on each service's schema folder, offline. The clients land
  * where the schemas' generators say: subgraphs/<service>/src/generated/prisma (git-ignored).
  */
-export async function generateClients(
-  options: { services?: readonly ServiceName[]; prismaRoot?: string } = {},
-): Promise<void> {
+export async function generateClients(options: { services?: readonly ServiceName[]; prismaRoot?: string } = {}): Promise<void> {
   const { services = SERVICES, prismaRoot = DEFAULT_PRISMA_ROOT } = options;
   for (const service of services) {
     const { schemaDir } = servicePaths(service, prismaRoot);

@@ -9,15 +9,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withDatabase } from "./database.ts";
 import { offlineCliEnv, PRISMA_CLI } from "./generate.ts";
-import {
-  createMigration,
-  deployMigrations,
-  dropDatabase,
-  generateClients,
-  migrationStatus,
-  SERVICES,
-  type ServiceName,
-} from "./index.ts";
+import { createMigration, deployMigrations, dropDatabase, generateClients, migrationStatus, SERVICES, type ServiceName } from "./index.ts";
 import { DEFAULT_PRISMA_ROOT } from "./services.ts";
 
 const run = promisify(execFile);
@@ -45,7 +37,10 @@ async function prismaCopy(): Promise<string> {
 
 async function migrationNames(prismaRoot: string, service: ServiceName): Promise<string[]> {
   const entries = await fs.readdir(path.join(prismaRoot, service, "migrations"), { withFileTypes: true });
-  return entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort();
+  return entries
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort();
 }
 
 async function query<T extends pg.QueryResultRow>(databaseUrl: string, sql: string): Promise<T[]> {
@@ -200,9 +195,7 @@ describe("deployMigrations", () => {
     const rows = await appliedMigrations(databaseUrl);
     expect(rows.find((row) => row.migration_name === broken)?.finished_at).toBeNull();
 
-    await expect(deployMigrations({ service: "audit", databaseUrl, prismaRoot })).rejects.toThrow(
-      `migration ${broken} failed earlier`,
-    );
+    await expect(deployMigrations({ service: "audit", databaseUrl, prismaRoot })).rejects.toThrow(`migration ${broken} failed earlier`);
   });
 });
 

@@ -78,9 +78,7 @@ export async function deployMigrations(options: ServiceOptions & { databaseUrl: 
     // The checks must see a settled history: not another deploy's migration that is still running.
     await session.lockMigrations();
     const diagnose = () =>
-      session.run((engine) =>
-        engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters: NO_FILTER }),
-      );
+      session.run((engine) => engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters: NO_FILTER }));
     const diagnosis = await diagnose();
     const where = `${service} (${redact(databaseUrl)})`;
     if (diagnosis.failedMigrationNames.length > 0) {
@@ -101,7 +99,10 @@ export async function deployMigrations(options: ServiceOptions & { databaseUrl: 
       .run((engine) => engine.applyMigrations({ migrationsList, filters: NO_FILTER }))
       .catch(async (error: Error) => {
         // The engine recorded the failing migration; its error does not name it plainly.
-        const failed = await diagnose().then((after) => after.failedMigrationNames, () => []);
+        const failed = await diagnose().then(
+          (after) => after.failedMigrationNames,
+          () => [],
+        );
         const what = failed.length > 0 ? `migration ${failed.join(", ")} failed` : "applying migrations failed";
         throw new Error(`${where}: ${what}: ${error.message}`, { cause: error });
       });
@@ -130,9 +131,7 @@ export async function migrationStatus(options: ServiceOptions & { databaseUrl: s
     return { databaseExists: false, pending, unknown: [], edited: [], failed: [] };
   }
   const diagnosis = await withEngine(options.databaseUrl, await readSchemaFiles(schemaDir), (session) =>
-    session.run((engine) =>
-      engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters: NO_FILTER }),
-    ),
+    session.run((engine) => engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters: NO_FILTER })),
   );
   const history = diagnosis.history;
   return {

@@ -31,7 +31,8 @@ export function parseMinorUnits(value: unknown): MinorUnits {
   }
   if (typeof value !== "string") throw new MoneyError("minor units must be a decimal string");
   const digits = value.startsWith("-") ? value.length - 1 : value.length;
-  if (!DECIMAL_INTEGER.test(value) || digits > MAX_DIGITS) throw new MoneyError("minor units must be an integer decimal string, e.g. \"1050\"");
+  if (!DECIMAL_INTEGER.test(value) || digits > MAX_DIGITS)
+    throw new MoneyError('minor units must be an integer decimal string, e.g. "1050"');
   if (value === "-0") throw new MoneyError("minor units must not be negative zero");
   return inRange(BigInt(value));
 }
@@ -58,7 +59,9 @@ export function formatMajorUnits(value: MinorUnits, fractionDigits = 2): string 
 }
 
 function badInput(error: unknown): GraphQLError {
-  return new GraphQLError(`MinorUnits: ${error instanceof Error ? error.message : "invalid value"}`, { extensions: { code: "BAD_USER_INPUT" } });
+  return new GraphQLError(`MinorUnits: ${error instanceof Error ? error.message : "invalid value"}`, {
+    extensions: { code: "BAD_USER_INPUT" },
+  });
 }
 
 /**

@@ -38,7 +38,8 @@ describe("parseMinorUnits", () => {
   });
 
   it("formats back to the same decimal string, and for people in major units", () => {
-    for (const text of ["0", "1", "-1", "123456789012345678", "9223372036854775807"]) expect(formatMinorUnits(parseMinorUnits(text))).toBe(text);
+    for (const text of ["0", "1", "-1", "123456789012345678", "9223372036854775807"])
+      expect(formatMinorUnits(parseMinorUnits(text))).toBe(text);
     expect(formatMajorUnits(123456n)).toBe("1234.56");
     expect(formatMajorUnits(5n)).toBe("0.05");
     expect(formatMajorUnits(-5n)).toBe("-0.05");

@@ -122,7 +122,10 @@ async function connectAll(urls: Record<ServiceName, string>): Promise<Clients> {
 async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: number, add: (found: Finding[]) => boolean): Promise<void> {
   const { accounts, transactions } = clients;
   for await (const page of transferPages(transactions, pageSize)) {
-    const held = await loadAccountsEvidence(accounts, page.map((transfer) => transfer.id));
+    const held = await loadAccountsEvidence(
+      accounts,
+      page.map((transfer) => transfer.id),
+    );
     for (const transfer of page) {
       const evidence: TransferEvidence = {
         transferId: transfer.id,
@@ -160,7 +163,10 @@ async function findUnaudited(clients: Clients, clock: ReconcileClock, pageSize: 
   const before = new Date(clock.now.getTime() - clock.graceMs);
   for (const service of OUTBOX_SERVICES) {
     for await (const rows of outboxPages(clients[service], service, before, pageSize)) {
-      const audited = await loadAuditedIds(clients.audit, rows.filter((row) => row.publishedAt !== null).map((row) => row.id));
+      const audited = await loadAuditedIds(
+        clients.audit,
+        rows.filter((row) => row.publishedAt !== null).map((row) => row.id),
+      );
       if (!add(judgeOutbox(rows, audited, clock))) return;
     }
   }
@@ -207,7 +213,9 @@ async function requestRefund(transactions: pg.Client, repair: Extract<Repair, { 
       await transactions.query("ROLLBACK");
       return { status: "repaired", detail: `refund already requested (event ${earlier[0]!.eventId})` };
     }
-    const context = repair.debitEvent ? { correlationId: repair.debitEvent.correlationId, causationId: repair.debitEvent.eventId, actor: {} } : undefined;
+    const context = repair.debitEvent
+      ? { correlationId: repair.debitEvent.correlationId, causationId: repair.debitEvent.eventId, actor: {} }
+      : undefined;
     const event = createEvent(
       "transaction.refund.requested",
       { transferId, fromAccountId: repair.accountId, amountMinor: repair.amountMinor.toString(), reason: RECONCILIATION_REFUND_REASON },
@@ -215,7 +223,10 @@ async function requestRefund(transactions: pg.Client, repair: Extract<Repair, { 
     );
     await appendToOutbox(sqlExecutor(transactions), event);
     await transactions.query("COMMIT");
-    return { status: "repaired", detail: `refund requested (event ${event.id}, correlation ${event.correlationId}); the transactions relay publishes it` };
+    return {
+      status: "repaired",
+      detail: `refund requested (event ${event.id}, correlation ${event.correlationId}); the transactions relay publishes it`,
+    };
   } catch (error) {
     await transactions.query("ROLLBACK").catch(() => undefined);
     throw error;
@@ -226,7 +237,11 @@ async function requestRefund(transactions: pg.Client, repair: Extract<Repair, { 
 async function republish(nats: JetStreamLink, repair: Extract<Repair, { kind: "republish" }>, startedAt: Date): Promise<RepairOutcome> {
   const event = parseEvent(repair.payload);
   const msgID = `${repair.eventId}:reconcile:${startedAt.getTime()}`;
-  const ack = await nats.js.publish(repair.subject, JSON.stringify(repair.payload), { msgID, headers: eventHeaders(event), timeout: PUBLISH_TIMEOUT_MS });
+  const ack = await nats.js.publish(repair.subject, JSON.stringify(repair.payload), {
+    msgID,
+    headers: eventHeaders(event),
+    timeout: PUBLISH_TIMEOUT_MS,
+  });
   if (ack.duplicate) return { status: "skipped", detail: `JetStream dropped ${msgID} as a duplicate; run again` };
   return { status: "repaired", detail: `republished to ${repair.subject} as ${msgID} (${ack.stream} seq ${ack.seq})` };
 }

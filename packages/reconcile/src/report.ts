@@ -3,7 +3,8 @@ import type { ReconcileReport, ReconciledFinding } from "./reconcile.ts";
 
 /** `DEBIT_WITHOUT_TRANSFER transfer=… accountId=… amountMinor=100 — <message> [repaired: …]` */
 export function formatFinding(finding: ReconciledFinding): string {
-  const subject = finding.transferId !== undefined ? `transfer=${finding.transferId}` : `service=${finding.service} event=${finding.eventId}`;
+  const subject =
+    finding.transferId !== undefined ? `transfer=${finding.transferId}` : `service=${finding.service} event=${finding.eventId}`;
   const details = Object.entries(finding.details).map(([key, value]) => `${key}=${/\s/.test(value) ? JSON.stringify(value) : value}`);
   const outcome = finding.repairOutcome
     ? ` [${finding.repairOutcome.status}: ${finding.repairOutcome.detail}]`

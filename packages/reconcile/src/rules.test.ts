@@ -18,7 +18,14 @@ function move(kind: MovementKind, overrides: Partial<Movement> = {}): Movement {
 }
 
 function decided(movement: Movement, rejection: string | null = null): Decision {
-  return { transferId: movement.transferId, step: movement.kind, accountId: movement.accountId, amountMinor: movement.amountMinor, rejection, at: movement.at };
+  return {
+    transferId: movement.transferId,
+    step: movement.kind,
+    accountId: movement.accountId,
+    amountMinor: movement.amountMinor,
+    rejection,
+    at: movement.at,
+  };
 }
 
 function evidence(parts: Partial<TransferEvidence>): TransferEvidence {
@@ -39,33 +46,53 @@ describe("transfers the transactions service knows", () => {
   it("accepts each terminal status with exactly its movements", () => {
     expect(judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT"), move("CREDIT")] }), clock)).toEqual([]);
     expect(judgeTransfer(evidence({ transfer: transfer("FAILED"), movements: [move("DEBIT"), move("REFUND")] }), clock)).toEqual([]);
-    expect(judgeTransfer(evidence({ transfer: transfer("REJECTED"), decisions: [decided(move("DEBIT"), "INSUFFICIENT_FUNDS")] }), clock)).toEqual([]);
+    expect(
+      judgeTransfer(evidence({ transfer: transfer("REJECTED"), decisions: [decided(move("DEBIT"), "INSUFFICIENT_FUNDS")] }), clock),
+    ).toEqual([]);
   });
 
   it("reports a COMPLETED transfer without both DEBIT and CREDIT, and a refund it contradicts", () => {
-    expect(codes(judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT")] }), clock))).toEqual(["MOVEMENT_MISSING"]);
-    expect(codes(judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [] }), clock))).toEqual(["MOVEMENT_MISSING", "MOVEMENT_MISSING"]);
-    const refunded = judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT"), move("CREDIT"), move("REFUND")] }), clock);
+    expect(codes(judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT")] }), clock))).toEqual([
+      "MOVEMENT_MISSING",
+    ]);
+    expect(codes(judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [] }), clock))).toEqual([
+      "MOVEMENT_MISSING",
+      "MOVEMENT_MISSING",
+    ]);
+    const refunded = judgeTransfer(
+      evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT"), move("CREDIT"), move("REFUND")] }),
+      clock,
+    );
     expect(refunded).toMatchObject([{ code: "MOVEMENT_CONTRADICTS_STATUS", transferId: "t1", message: "REFUND of a COMPLETED transfer" }]);
   });
 
   it("reports a FAILED transfer with a debit and no refund, or with a credit", () => {
     const held = judgeTransfer(evidence({ transfer: transfer("FAILED"), movements: [move("DEBIT")] }), clock);
     expect(held).toMatchObject([{ code: "MOVEMENT_MISSING", message: "FAILED transfer without a REFUND in accounts" }]);
-    expect(held[0]!.details).toMatchObject({ status: "FAILED", amountMinor: "100", fromAccountId: FROM, movements: `DEBIT 100 on ${FROM}` });
+    expect(held[0]!.details).toMatchObject({
+      status: "FAILED",
+      amountMinor: "100",
+      fromAccountId: FROM,
+      movements: `DEBIT 100 on ${FROM}`,
+    });
     expect(held[0]!.repair).toBeUndefined(); // the saga knows it: a person decides
-    expect(codes(judgeTransfer(evidence({ transfer: transfer("FAILED"), movements: [move("DEBIT"), move("REFUND"), move("CREDIT")] }), clock))).toEqual([
+    expect(
+      codes(judgeTransfer(evidence({ transfer: transfer("FAILED"), movements: [move("DEBIT"), move("REFUND"), move("CREDIT")] }), clock)),
+    ).toEqual(["MOVEMENT_CONTRADICTS_STATUS"]);
+  });
+
+  it("reports a REJECTED transfer that holds a debit", () => {
+    expect(codes(judgeTransfer(evidence({ transfer: transfer("REJECTED"), movements: [move("DEBIT")] }), clock))).toEqual([
       "MOVEMENT_CONTRADICTS_STATUS",
     ]);
   });
 
-  it("reports a REJECTED transfer that holds a debit", () => {
-    expect(codes(judgeTransfer(evidence({ transfer: transfer("REJECTED"), movements: [move("DEBIT")] }), clock))).toEqual(["MOVEMENT_CONTRADICTS_STATUS"]);
-  });
-
   it("reports amounts and accounts that differ from the transfer's", () => {
     const findings = judgeTransfer(
-      evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT"), move("CREDIT", { amountMinor: 90n, accountId: "elsewhere" })] }),
+      evidence({
+        transfer: transfer("COMPLETED"),
+        movements: [move("DEBIT"), move("CREDIT", { amountMinor: 90n, accountId: "elsewhere" })],
+      }),
       clock,
     );
     expect(findings).toMatchObject([
@@ -75,11 +102,15 @@ describe("transfers the transactions service knows", () => {
   });
 
   it("leaves transfers in flight alone, and reports one that stopped moving", () => {
-    expect(judgeTransfer(evidence({ transfer: transfer("DEBITED", RECENT), movements: [move("DEBIT", { at: RECENT })] }), clock)).toEqual([]);
+    expect(judgeTransfer(evidence({ transfer: transfer("DEBITED", RECENT), movements: [move("DEBIT", { at: RECENT })] }), clock)).toEqual(
+      [],
+    );
     expect(judgeTransfer(evidence({ transfer: transfer("PENDING", RECENT) }), clock)).toEqual([]);
     // A terminal transfer whose last movement is younger than the grace period is not judged yet.
     expect(judgeTransfer(evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT", { at: RECENT })] }), clock)).toEqual([]);
-    expect(codes(judgeTransfer(evidence({ transfer: transfer("DEBITED"), movements: [move("DEBIT")] }), clock))).toEqual(["TRANSFER_STUCK"]);
+    expect(codes(judgeTransfer(evidence({ transfer: transfer("DEBITED"), movements: [move("DEBIT")] }), clock))).toEqual([
+      "TRANSFER_STUCK",
+    ]);
   });
 });
 
@@ -103,13 +134,17 @@ describe("transfers the transactions service does not know", () => {
 
   it("is settled once its own refund landed, and never asks twice", () => {
     const refundRequest = { transferId: "t1", eventId: "e-refund", at: OLD };
-    expect(judgeTransfer(evidence({ movements: [move("DEBIT"), move("REFUND")], reconciliationRefunds: [refundRequest] }), clock)).toEqual([]);
+    expect(judgeTransfer(evidence({ movements: [move("DEBIT"), move("REFUND")], reconciliationRefunds: [refundRequest] }), clock)).toEqual(
+      [],
+    );
     // Requested and still not applied after the grace period: reported, not requested again.
     const pending = judgeTransfer(evidence({ movements: [move("DEBIT")], reconciliationRefunds: [refundRequest] }), clock);
     expect(pending).toMatchObject([{ code: "DEBIT_WITHOUT_TRANSFER" }]);
     expect(pending[0]!.repair).toBeUndefined();
     // Requested within the grace period: in flight.
-    expect(judgeTransfer(evidence({ movements: [move("DEBIT")], reconciliationRefunds: [{ ...refundRequest, at: RECENT }] }), clock)).toEqual([]);
+    expect(
+      judgeTransfer(evidence({ movements: [move("DEBIT")], reconciliationRefunds: [{ ...refundRequest, at: RECENT }] }), clock),
+    ).toEqual([]);
   });
 
   it("does not offer a refund accounts already refused", () => {
@@ -128,7 +163,10 @@ describe("transfers the transactions service does not know", () => {
     }
     // A refund of another amount than the debit is not the reconciliation's settled repair.
     const refundRequest = { transferId: "t1", eventId: "e-refund", at: OLD };
-    const uneven = judgeTransfer(evidence({ movements: [move("DEBIT"), move("REFUND", { amountMinor: 50n })], reconciliationRefunds: [refundRequest] }), clock);
+    const uneven = judgeTransfer(
+      evidence({ movements: [move("DEBIT"), move("REFUND", { amountMinor: 50n })], reconciliationRefunds: [refundRequest] }),
+      clock,
+    );
     expect(codes(uneven)).toEqual(["MOVEMENTS_WITHOUT_TRANSFER"]);
   });
 
@@ -153,7 +191,12 @@ describe("outbox events against the audit log", () => {
   it("offers to republish a published event audit lacks", () => {
     const findings = judgeOutbox([row({})], new Set(), clock);
     expect(findings).toMatchObject([
-      { code: "EVENT_MISSING_FROM_AUDIT", service: "accounts", eventId: row({}).id, repair: { kind: "republish", subject: "account.created" } },
+      {
+        code: "EVENT_MISSING_FROM_AUDIT",
+        service: "accounts",
+        eventId: row({}).id,
+        repair: { kind: "republish", subject: "account.created" },
+      },
     ]);
   });
 

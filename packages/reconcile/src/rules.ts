@@ -89,7 +89,8 @@ function judgeKnownTransfer(evidence: TransferEvidence, transfer: TransferRecord
   } else {
     for (const kind of MOVEMENT_KINDS) {
       const present = movements.some((movement) => movement.kind === kind);
-      if (expected[kind] && !present) findings.push(finding("MOVEMENT_MISSING", `${transfer.status} transfer without a ${kind} in accounts`));
+      if (expected[kind] && !present)
+        findings.push(finding("MOVEMENT_MISSING", `${transfer.status} transfer without a ${kind} in accounts`));
       if (!expected[kind] && present) findings.push(finding("MOVEMENT_CONTRADICTS_STATUS", `${kind} of a ${transfer.status} transfer`));
     }
   }
@@ -112,8 +113,17 @@ function judgeUnknownTransfer(evidence: TransferEvidence): Finding[] {
     movements: describeMovements(movements),
   };
   if (movements.length === 0) {
-    details.decisions = decisions.map((decision) => `${decision.step} ${decision.rejection ?? "applied"} on ${decision.accountId}`).join("; ");
-    return [{ code: "DECISION_WITHOUT_TRANSFER", message: "accounts decided a step of a transfer transactions does not know (no money moved)", transferId, details }];
+    details.decisions = decisions
+      .map((decision) => `${decision.step} ${decision.rejection ?? "applied"} on ${decision.accountId}`)
+      .join("; ");
+    return [
+      {
+        code: "DECISION_WITHOUT_TRANSFER",
+        message: "accounts decided a step of a transfer transactions does not know (no money moved)",
+        transferId,
+        details,
+      },
+    ];
   }
   const debits = movements.filter((movement) => movement.kind === "DEBIT");
   const refunds = movements.filter((movement) => movement.kind === "REFUND");
@@ -124,8 +134,13 @@ function judgeUnknownTransfer(evidence: TransferEvidence): Finding[] {
   }
   const refund = refunds[0];
   const compensated =
-    debit && refund && debits.length === 1 && refunds.length === 1 && credits.length === 0 &&
-    refund.accountId === debit.accountId && refund.amountMinor === debit.amountMinor;
+    debit &&
+    refund &&
+    debits.length === 1 &&
+    refunds.length === 1 &&
+    credits.length === 0 &&
+    refund.accountId === debit.accountId &&
+    refund.amountMinor === debit.amountMinor;
   // The reconciliation's own repair, applied: the money is back and nothing more can be done.
   if (compensated && reconciliationRefunds.length > 0) return [];
   const why = compensated
@@ -133,12 +148,23 @@ function judgeUnknownTransfer(evidence: TransferEvidence): Finding[] {
     : credits.length > 0 && debit
       ? "money moved between accounts without a transfer record"
       : "money moved that no saga of transactions accounts for";
-  return [{ code: "MOVEMENTS_WITHOUT_TRANSFER", message: `accounts holds movements of a transfer transactions does not know: ${why}`, transferId, details }];
+  return [
+    {
+      code: "MOVEMENTS_WITHOUT_TRANSFER",
+      message: `accounts holds movements of a transfer transactions does not know: ${why}`,
+      transferId,
+      details,
+    },
+  ];
 }
 
 function judgeOrphanDebit(evidence: TransferEvidence, debit: Movement, details: Record<string, string>): Finding {
   const { transferId } = evidence;
-  const base = { code: "DEBIT_WITHOUT_TRANSFER" as const, transferId, details: { ...details, accountId: debit.accountId, amountMinor: debit.amountMinor.toString() } };
+  const base = {
+    code: "DEBIT_WITHOUT_TRANSFER" as const,
+    transferId,
+    details: { ...details, accountId: debit.accountId, amountMinor: debit.amountMinor.toString() },
+  };
   const refusal = evidence.decisions.find((decision) => decision.step === "REFUND" && decision.rejection !== null);
   if (refusal) {
     // Accounts answers every later refund request of this transfer the same way: only a person can help.

@@ -6,7 +6,17 @@
  */
 import type pg from "pg";
 import type { SqlExecutor } from "@vaultpay/events";
-import type { DebitEvent, Decision, Movement, MovementKind, OutboxRow, OutboxService, ReconciliationRefund, TransferRecord, TransferStatus } from "./model.ts";
+import type {
+  DebitEvent,
+  Decision,
+  Movement,
+  MovementKind,
+  OutboxRow,
+  OutboxService,
+  ReconciliationRefund,
+  TransferRecord,
+  TransferStatus,
+} from "./model.ts";
 import { RECONCILIATION_REFUND_REASON } from "./rules.ts";
 
 /** Rows (or transfer ids) read per query. */
@@ -100,19 +110,38 @@ export async function loadAccountsEvidence(
   transferIds: readonly string[],
 ): Promise<{ movements: Movement[]; decisions: Decision[] }> {
   if (transferIds.length === 0) return { movements: [], decisions: [] };
-  const journal = await accounts.query<{ transfer_id: string; kind: MovementKind; account_id: string; amount_minor: string; created_at: Date }>(
+  const journal = await accounts.query<{
+    transfer_id: string;
+    kind: MovementKind;
+    account_id: string;
+    amount_minor: string;
+    created_at: Date;
+  }>(
     `SELECT transfer_id, kind::text, account_id::text, amount_minor::text, created_at FROM journal_entry
       WHERE transfer_id = ANY($1::text[]) AND kind IN ('DEBIT', 'CREDIT', 'REFUND')`,
     [transferIds],
   );
-  const decided = await accounts.query<{ transfer_id: string; step: MovementKind; account_id: string; amount_minor: string; rejection: string | null; decided_at: Date }>(
+  const decided = await accounts.query<{
+    transfer_id: string;
+    step: MovementKind;
+    account_id: string;
+    amount_minor: string;
+    rejection: string | null;
+    decided_at: Date;
+  }>(
     `SELECT transfer_id, step::text, account_id, amount_minor::text, rejection, decided_at FROM saga_decision WHERE transfer_id = ANY($1::text[])`,
     [transferIds],
   );
   return {
     movements: journal.rows.map((row) => {
       const signed = BigInt(row.amount_minor);
-      return { transferId: row.transfer_id, kind: row.kind, accountId: row.account_id, amountMinor: signed < 0n ? -signed : signed, at: row.created_at };
+      return {
+        transferId: row.transfer_id,
+        kind: row.kind,
+        accountId: row.account_id,
+        amountMinor: signed < 0n ? -signed : signed,
+        at: row.created_at,
+      };
     }),
     decisions: decided.rows.map((row) => ({
       transferId: row.transfer_id,
@@ -130,7 +159,10 @@ export async function loadAccountsEvidence(
  * outbox has no index on the payload, so this scans it: only called for transfers transactions
  * does not know, which a healthy platform has none of.
  */
-export async function loadReconciliationRefunds(transactions: pg.ClientBase, transferIds: readonly string[]): Promise<ReconciliationRefund[]> {
+export async function loadReconciliationRefunds(
+  transactions: pg.ClientBase,
+  transferIds: readonly string[],
+): Promise<ReconciliationRefund[]> {
   if (transferIds.length === 0) return [];
   const { rows } = await transactions.query<{ id: string; transfer_id: string; created_at: Date }>(
     `SELECT id::text, payload->'data'->>'transferId' AS transfer_id, created_at FROM outbox_event
@@ -161,7 +193,15 @@ export async function* outboxPages(
 ): AsyncGenerator<OutboxRow[]> {
   let after = "0";
   for (;;) {
-    const { rows } = await client.query<{ seq: string; id: string; type: string; subject: string; payload: unknown; created_at: Date; published_at: Date | null }>(
+    const { rows } = await client.query<{
+      seq: string;
+      id: string;
+      type: string;
+      subject: string;
+      payload: unknown;
+      created_at: Date;
+      published_at: Date | null;
+    }>(
       `SELECT seq::text, id::text, type, subject, payload, created_at, published_at FROM outbox_event
         WHERE seq > $1::bigint AND created_at <= $2 ORDER BY seq LIMIT $3`,
       [after, before, pageSize],
@@ -184,6 +224,8 @@ export async function* outboxPages(
 /** The ids among `eventIds` the audit log holds (lower-case, as audit stores them). */
 export async function loadAuditedIds(audit: pg.ClientBase, eventIds: readonly string[]): Promise<Set<string>> {
   if (eventIds.length === 0) return new Set();
-  const { rows } = await audit.query<{ event_id: string }>(`SELECT event_id::text FROM audit_record WHERE event_id = ANY($1::uuid[])`, [eventIds]);
+  const { rows } = await audit.query<{ event_id: string }>(`SELECT event_id::text FROM audit_record WHERE event_id = ANY($1::uuid[])`, [
+    eventIds,
+  ]);
   return new Set(rows.map((row) => row.event_id));
 }

@@ -26,7 +26,9 @@ describe("durable commits", () => {
     const careless = withOptions(testServerUrl(), "-c synchronous_commit=off -c statement_timeout=5000");
     const db = await executor(withDurableCommits(careless));
     try {
-      const [row] = (await db.$queryRawUnsafe("SELECT current_setting('synchronous_commit') AS s, current_setting('statement_timeout') AS t")) as Array<{
+      const [row] = (await db.$queryRawUnsafe(
+        "SELECT current_setting('synchronous_commit') AS s, current_setting('statement_timeout') AS t",
+      )) as Array<{
         s: string;
         t: string;
       }>;

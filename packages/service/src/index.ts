@@ -51,10 +51,9 @@ export async function checkDurability(db: Pick<SqlExecutor, "$queryRawUnsafe">, 
   const [row] = (await db.$queryRawUnsafe(
     "SELECT current_setting('synchronous_commit') AS synchronous_commit, current_setting('fsync') AS fsync",
   )) as Array<{ synchronous_commit: string; fsync: string }>;
-  const problems = [
-    row?.synchronous_commit === "off" ? "synchronous_commit=off" : null,
-    row?.fsync === "off" ? "fsync=off" : null,
-  ].filter((problem) => problem !== null);
+  const problems = [row?.synchronous_commit === "off" ? "synchronous_commit=off" : null, row?.fsync === "off" ? "fsync=off" : null].filter(
+    (problem) => problem !== null,
+  );
   if (problems.length === 0) return;
   const message = `the database runs with ${problems.join(" and ")}: a crash would undo commits whose events were already published`;
   if (production) throw new Error(`DATABASE_URL: ${message}`);
@@ -108,9 +107,12 @@ export interface SubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecu
  * (streams, outbox relay, consumers), the Apollo subgraph with health endpoints, and an ordered
  * graceful shutdown. Each subgraph's main.ts only names its parts.
  */
-export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecutor, Config extends SubgraphConfig, C extends object>(
-  service: SubgraphService<Db, Tx, Config, C>,
-): Promise<ServiceRuntime<Db, Tx, Config>> {
+export async function runSubgraphService<
+  Db extends SqlDatabase<Tx>,
+  Tx extends SqlExecutor,
+  Config extends SubgraphConfig,
+  C extends object,
+>(service: SubgraphService<Db, Tx, Config, C>): Promise<ServiceRuntime<Db, Tx, Config>> {
   const config = loadConfig(service.configSchema ?? (subgraphConfigSchema as unknown as z.ZodType<Config>));
   const logger = createLogger({ service: service.name, level: config.LOG_LEVEL });
   const lifecycle = new Lifecycle(logger);
@@ -132,11 +134,7 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
       streamReplicas: config.NATS_STREAM_REPLICAS,
     });
     registerEventingGauges(metrics, db, eventing);
-    // Commands fail fast while Redis is away: a request with a token is then refused (INTERNAL)
-    // rather than let through unchecked.
-    const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
-    redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
-    lifecycle.onShutdown("redis", () => redis.quit().then(() => undefined, () => undefined));
+    const redis = connectRedis(config.REDIS_URL, logger, lifecycle);
     const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, eventing, metrics };
     const resolvers = await service.wire(runtime);
     await startSubgraph<C>({
@@ -154,11 +152,18 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
         gatewaySecret: config.GATEWAY_SECRET,
         verifyToken: createTokenVerifier(config.AUTH_JWKS_URL),
         isSessionRevoked: sessionRevocationsIn(redis),
-        claimAssertionNonce: async (nonce) => (await redis.set(assertionNonceKey(nonce), "1", "EX", ASSERTION_NONCE_TTL_SECONDS, "NX")) === "OK",
+        claimAssertionNonce: async (nonce) =>
+          (await redis.set(assertionNonceKey(nonce), "1", "EX", ASSERTION_NONCE_TTL_SECONDS, "NX")) === "OK",
       },
       context: (_request, requestContext, caller) => service.context({ caller, requestContext, runtime }),
       instanceId: config.VAULTPAY_INSTANCE_ID,
-      ready: async () => eventing.connected() && redis.status === "ready" && (await db.$queryRawUnsafe("SELECT 1").then(() => true, () => false)),
+      ready: async () =>
+        eventing.connected() &&
+        redis.status === "ready" &&
+        (await db.$queryRawUnsafe("SELECT 1").then(
+          () => true,
+          () => false,
+        )),
     });
     return runtime;
   } catch (error) {
@@ -169,21 +174,43 @@ export async function runSubgraphService<Db extends SqlDatabase<Tx>, Tx extends 
 }
 
 /**
+ * The subgraph's Redis (revoked sessions, assertion nonces). Commands fail fast while Redis is
+ * away: a request with a token is then refused rather than let through unchecked.
+ */
+function connectRedis(url: string, logger: Logger, lifecycle: Lifecycle): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
+  lifecycle.onShutdown("redis", () =>
+    redis.quit().then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
+  return redis;
+}
+
+/**
  * What an operator watches on every service's events: the outbox backlog and the age of its oldest
  * unpublished row (a stuck relay), and the DLQ depth (read from JetStream; the same number on
  * every service, so alert on one).
  */
 function registerEventingGauges(metrics: Metrics, db: SqlExecutor, eventing: Pick<Eventing<never>, "jsm" | "consumers">): void {
   metrics.gauge("vaultpay_consumer_pending", "Messages a durable has not been delivered yet (its lag)", ["consumer"], async () => {
-    const infos = await Promise.all(eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })));
+    const infos = await Promise.all(
+      eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })),
+    );
     return infos.map(({ name, info }) => ({ labels: { consumer: name }, value: info.num_pending }));
   });
   metrics.gauge("vaultpay_consumer_ack_pending", "Messages a durable holds delivered but not yet acknowledged", ["consumer"], async () => {
-    const infos = await Promise.all(eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })));
+    const infos = await Promise.all(
+      eventing.consumers().map(async ({ name, stream }) => ({ name, info: await eventing.jsm.consumers.info(stream, name) })),
+    );
     return infos.map(({ name, info }) => ({ labels: { consumer: name }, value: info.num_ack_pending }));
   });
   metrics.gauge("vaultpay_outbox_pending", "Outbox rows not yet published", [], async () => {
-    const [row] = (await db.$queryRawUnsafe("SELECT count(*)::int AS n FROM outbox_event WHERE published_at IS NULL")) as Array<{ n: number }>;
+    const [row] = (await db.$queryRawUnsafe("SELECT count(*)::int AS n FROM outbox_event WHERE published_at IS NULL")) as Array<{
+      n: number;
+    }>;
     return [{ labels: {}, value: row?.n ?? 0 }];
   });
   metrics.gauge("vaultpay_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row (0 when none)", [], async () => {

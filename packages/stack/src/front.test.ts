@@ -8,7 +8,9 @@ import { freePort } from "./net.ts";
 async function backend(name: string): Promise<http.Server> {
   const server = http.createServer((_request, response) => response.end(name));
   const upgraded = new Set<import("node:stream").Duplex>();
-  server.on("close", () => upgraded.forEach((socket) => socket.destroy()));
+  server.on("close", () => {
+    for (const socket of upgraded) socket.destroy();
+  });
   server.on("upgrade", (_request, socket) => {
     upgraded.add(socket);
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nx-backend: ${name}\r\n\r\n`);

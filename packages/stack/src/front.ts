@@ -16,7 +16,11 @@ export interface RoundRobinFront {
  * WebSocket upgrades (graphql-ws) pass through untouched; a connection stays with its replica for
  * its whole life, as behind a Kubernetes Service.
  */
-export async function startRoundRobinFront(options: { port: number; host?: string; backends: () => readonly number[] }): Promise<RoundRobinFront> {
+export async function startRoundRobinFront(options: {
+  port: number;
+  host?: string;
+  backends: () => readonly number[];
+}): Promise<RoundRobinFront> {
   let next = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {

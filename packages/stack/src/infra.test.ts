@@ -33,7 +33,9 @@ describe("embedded PostgreSQL", () => {
     const client = new pg.Client({ connectionString: server.url });
     await client.connect();
     try {
-      const settings = await client.query(`SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes') ORDER BY name`);
+      const settings = await client.query(
+        `SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes') ORDER BY name`,
+      );
       expect(settings.rows).toEqual([
         { name: "fsync", setting: "on" },
         { name: "full_page_writes", setting: "on" },

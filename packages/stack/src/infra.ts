@@ -160,7 +160,12 @@ export type ManagedRedis = ManagedServer;
  * a killed stack), and waits until it listens there itself. A port chosen free can be taken before
  * the server binds it (parallel test stacks): then it moves to another free port, up to three tries.
  */
-async function startServer(options: { url: (port: number) => string; port: number; pidFile: string; spawn: (port: number) => ManagedProcess }): Promise<ManagedServer> {
+async function startServer(options: {
+  url: (port: number) => string;
+  port: number;
+  pidFile: string;
+  spawn: (port: number) => ManagedProcess;
+}): Promise<ManagedServer> {
   let port = options.port;
   const launch = async () => {
     const managed = options.spawn(port);
@@ -224,7 +229,10 @@ export interface ManagedNatsCluster {
  * Streams created with NATS_STREAM_REPLICAS=3 keep a copy on every node, and a publish is
  * acknowledged once two of them hold it.
  */
-export async function startNatsCluster(dataDir: string, options: { size?: number; preferredPort?: number; output?: ((line: string) => void) | null } = {}): Promise<ManagedNatsCluster> {
+export async function startNatsCluster(
+  dataDir: string,
+  options: { size?: number; preferredPort?: number; output?: ((line: string) => void) | null } = {},
+): Promise<ManagedNatsCluster> {
   const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
   const size = options.size ?? 3;
   const routePorts: number[] = [];
@@ -271,7 +279,12 @@ export async function startNatsCluster(dataDir: string, options: { size?: number
   };
 }
 
-export async function startRedis(dataDir: string, persistent: boolean, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedRedis> {
+export async function startRedis(
+  dataDir: string,
+  persistent: boolean,
+  preferredPort: number,
+  output?: ((line: string) => void) | null,
+): Promise<ManagedRedis> {
   const binary = requireBinary("redis-server", "install it with `apt-get install redis-server`, or set REDIS_URL");
   const dir = path.join(dataDir, "redis");
   mkdirSync(dir, { recursive: true });
@@ -327,10 +340,10 @@ export async function startInfra(options: InfraOptions): Promise<Infra> {
               return cluster;
             })
           : startNats(options.dataDir, options.ports?.nats ?? 4322, options.output).then((nats) => {
-            started.nats = nats;
-            stops.push(() => nats.process.stop());
-            return nats;
-          }),
+              started.nats = nats;
+              stops.push(() => nats.process.stop());
+              return nats;
+            }),
       options.redisUrl
         ? { url: options.redisUrl }
         : startRedis(options.dataDir, options.persistent, options.ports?.redis ?? 6479, options.output).then((redis) => {

@@ -65,7 +65,11 @@ export function listenedBy(pid: number, port: number): boolean | undefined {
  * Waits until something listens on the port. With `owner`, it must be that process: if it exits
  * while another holds the port, or /proc shows the listener is someone else's, PortTakenError.
  */
-export async function waitForPort(port: number, timeoutMs: number, owner?: { pid: number | undefined; alive: () => boolean }): Promise<void> {
+export async function waitForPort(
+  port: number,
+  timeoutMs: number,
+  owner?: { pid: number | undefined; alive: () => boolean },
+): Promise<void> {
   const host = "127.0.0.1";
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -82,7 +86,8 @@ export async function waitForPort(port: number, timeoutMs: number, owner?: { pid
       throw new Error(`the process for port ${port} exited before it listened`);
     }
     if (open) {
-      if (owner?.pid !== undefined && listenedBy(owner.pid, port) === false) throw new PortTakenError(`port ${port} is held by another process`);
+      if (owner?.pid !== undefined && listenedBy(owner.pid, port) === false)
+        throw new PortTakenError(`port ${port} is held by another process`);
       return;
     }
     if (Date.now() > deadline) throw new Error(`nothing listened on ${host}:${port} within ${timeoutMs} ms`);
@@ -112,7 +117,8 @@ export async function waitForHttp(url: string, timeoutMs: number, isAlive: () =>
     }
     if (response && instance !== undefined) {
       const answered = response.headers.get("x-vaultpay-instance");
-      if (answered !== instance) throw new PortTakenError(`${url} is answered by another process (${answered ?? "not a VaultPay stack's"})`);
+      if (answered !== instance)
+        throw new PortTakenError(`${url} is answered by another process (${answered ?? "not a VaultPay stack's"})`);
     }
     if (response?.ok) return;
     if (response) last = `HTTP ${response.status}`;

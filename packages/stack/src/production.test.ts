@@ -61,7 +61,9 @@ describe("production stack configuration", () => {
     const dev = generateDevSecrets();
     writeFileSync(path.join(devDir, "dev-secrets.json"), JSON.stringify(dev));
     const message = refusal({ ...complete, GATEWAY_SECRET: dev.GATEWAY_SECRET, OTP_PEPPER: dev.OTP_PEPPER }, devDir);
-    expect(message).toMatch(/^invalid configuration: GATEWAY_SECRET: is the development value from .*dev-secrets\.json; OTP_PEPPER: is the development value/);
+    expect(message).toMatch(
+      /^invalid configuration: GATEWAY_SECRET: is the development value from .*dev-secrets\.json; OTP_PEPPER: is the development value/,
+    );
     expect(message).not.toContain(dev.OTP_PEPPER);
   });
 });

@@ -38,7 +38,8 @@ export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
     const stored = JSON.parse(readFileSync(file, "utf8")) as Partial<DevSecrets>;
     // Secrets added by a newer version are generated; existing ones are kept (data depends on them).
     const complete = { ...generateDevSecrets(), ...stored };
-    if (Object.keys(stored).length !== Object.keys(complete).length) writeFileSync(file, JSON.stringify(complete, null, 2), { mode: 0o600 });
+    if (Object.keys(stored).length !== Object.keys(complete).length)
+      writeFileSync(file, JSON.stringify(complete, null, 2), { mode: 0o600 });
     return complete;
   }
   mkdirSync(dataDir, { recursive: true });

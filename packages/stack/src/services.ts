@@ -130,13 +130,17 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     return name === "gateway"
       ? {
           ...shared,
-          ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_URL`, options.gatewaySubgraphUrls?.[service] ?? urls[service]])),
+          ...Object.fromEntries(
+            SERVICES.map((service) => [`${service.toUpperCase()}_URL`, options.gatewaySubgraphUrls?.[service] ?? urls[service]]),
+          ),
         }
       : { ...shared, DATABASE_URL: databaseUrls[name] };
   };
 
   const processes = new Map<ProcessName, ManagedProcess>();
-  const replicas = Object.fromEntries([...SERVICES, "gateway"].map((name) => [name, [] as Array<{ url: string; process: ManagedProcess }>])) as Services["replicas"];
+  const replicas = Object.fromEntries(
+    [...SERVICES, "gateway"].map((name) => [name, [] as Array<{ url: string; process: ManagedProcess }>]),
+  ) as Services["replicas"];
   const start = async (name: ProcessName, replica: number) => {
     const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
     const instance = randomUUID();

@@ -55,7 +55,14 @@ export function startTracing(options: TracingOptions): { shutdown: () => Promise
     resource: resourceFromAttributes({ "service.name": options.serviceName }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),
     // Bounded: when the collector is away, spans beyond the queue are dropped, never the process.
-    spanProcessors: [new BatchSpanProcessor({ exporter, scheduledDelayMillis: options.scheduleDelayMs ?? 5_000, maxQueueSize: 4_096, maxExportBatchSize: 512 })],
+    spanProcessors: [
+      new BatchSpanProcessor({
+        exporter,
+        scheduledDelayMillis: options.scheduleDelayMs ?? 5_000,
+        maxQueueSize: 4_096,
+        maxExportBatchSize: 512,
+      }),
+    ],
   });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
@@ -93,7 +100,11 @@ export interface SpanOptions {
 export function startSpan(name: string, options: SpanOptions = {}): Span | undefined {
   if (!provider) return undefined;
   const parent = options.parent === undefined ? context.active() : contextOf(options.parent ?? undefined);
-  return tracer().startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL, ...(options.attributes ? { attributes: options.attributes } : {}) }, parent);
+  return tracer().startSpan(
+    name,
+    { kind: options.kind ?? SpanKind.INTERNAL, ...(options.attributes ? { attributes: options.attributes } : {}) },
+    parent,
+  );
 }
 
 /** Runs `fn` with `span` active, so spans and traceparents made inside are its children. */

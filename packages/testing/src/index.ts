@@ -115,7 +115,10 @@ export async function startTestPostgres(): Promise<TestPostgres> {
   chmodSync(dir, 0o755);
   const pg = await startPostgres(dir, true, await freePort());
   const processesOf = (pid: number) => {
-    const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean).map(Number);
+    const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+      .stdout.split("\n")
+      .filter(Boolean)
+      .map(Number);
     return [pid, ...children];
   };
   const gone = async (pids: number[]) => {
@@ -243,7 +246,12 @@ function firstNode(cluster: ManagedNatsCluster): ManagedNats {
 }
 
 /** Polls `probe` until it returns something truthy, or fails naming what never happened. */
-export async function waitUntil<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 30_000, everyMs = 50): Promise<T> {
+export async function waitUntil<T>(
+  probe: () => Promise<T | undefined | null | false>,
+  what: string,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

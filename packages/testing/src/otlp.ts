@@ -34,14 +34,17 @@ interface OtlpAttribute {
 interface OtlpExport {
   resourceSpans?: Array<{
     resource?: { attributes?: OtlpAttribute[] };
-    scopeSpans?: Array<{ spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: OtlpAttribute[] }> }>;
+    scopeSpans?: Array<{
+      spans?: Array<{ traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: OtlpAttribute[] }>;
+    }>;
   }>;
 }
 
 function attributesOf(attributes: OtlpAttribute[] = []): Record<string, string | number | boolean> {
   const values: Record<string, string | number | boolean> = {};
   for (const { key, value } of attributes) {
-    const plain = value.stringValue ?? value.boolValue ?? value.doubleValue ?? (value.intValue === undefined ? undefined : Number(value.intValue));
+    const plain =
+      value.stringValue ?? value.boolValue ?? value.doubleValue ?? (value.intValue === undefined ? undefined : Number(value.intValue));
     if (plain !== undefined) values[key] = plain;
   }
   return values;
@@ -68,7 +71,15 @@ export async function startTestOtlpReceiver(): Promise<TestOtlpReceiver> {
           const service = String(attributesOf(resourceSpans.resource?.attributes)["service.name"] ?? "");
           for (const scope of resourceSpans.scopeSpans ?? []) {
             for (const span of scope.spans ?? []) {
-              spans.push({ service, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId ?? "", name: span.name, kind: span.kind, attributes: attributesOf(span.attributes) });
+              spans.push({
+                service,
+                traceId: span.traceId,
+                spanId: span.spanId,
+                parentSpanId: span.parentSpanId ?? "",
+                name: span.name,
+                kind: span.kind,
+                attributes: attributesOf(span.attributes),
+              });
             }
           }
         }

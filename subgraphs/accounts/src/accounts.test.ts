@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { canListAccountsOf, canSee, checkCurrency, generateAccountNumber, isValidAccountNumber, luhnCheckDigit, maskAccountNumber } from "./accounts.ts";
+import {
+  canListAccountsOf,
+  canSee,
+  checkCurrency,
+  generateAccountNumber,
+  isValidAccountNumber,
+  luhnCheckDigit,
+  maskAccountNumber,
+} from "./accounts.ts";
 
 describe("account numbers", () => {
   it("computes the Luhn check digit of known numbers", () => {
@@ -36,7 +44,8 @@ describe("account numbers", () => {
   });
 
   it("refuses anything but 12 digits", () => {
-    for (const value of ["", "12345678901", "1234567890123", "12345678901a", " 123456789012", "１２３４５６７８９０１２"]) expect(isValidAccountNumber(value)).toBe(false);
+    for (const value of ["", "12345678901", "1234567890123", "12345678901a", " 123456789012", "１２３４５６７８９０１２"])
+      expect(isValidAccountNumber(value)).toBe(false);
   });
 
   it("masks all but the last four", () => {
@@ -48,7 +57,8 @@ describe("currencies", () => {
   it("accepts INR only, as an ISO 4217 code", () => {
     expect(checkCurrency("INR")).toEqual({ ok: true, currency: "INR" });
     expect(checkCurrency("USD")).toMatchObject({ ok: false, message: expect.stringMatching(/not supported/) });
-    for (const bad of ["inr", "IN", "INRR", "", "₹"]) expect(checkCurrency(bad)).toMatchObject({ ok: false, message: expect.stringMatching(/ISO 4217/) });
+    for (const bad of ["inr", "IN", "INRR", "", "₹"])
+      expect(checkCurrency(bad)).toMatchObject({ ok: false, message: expect.stringMatching(/ISO 4217/) });
   });
 });
 

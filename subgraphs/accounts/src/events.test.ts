@@ -55,7 +55,8 @@ describe("saga commands over JetStream", () => {
 
   async function openFunded(userId: string, type: "SAVINGS" | "CURRENT", amountMinor: bigint): Promise<Account> {
     const account = await service.open({ userId, role: "CUSTOMER" }, type, "INR");
-    if (amountMinor > 0n) await service.deposit(admin, { accountId: account.id, amountMinor, idempotencyKey: `deposit-${++deposits}-${randomUUID()}` });
+    if (amountMinor > 0n)
+      await service.deposit(admin, { accountId: account.id, amountMinor, idempotencyKey: `deposit-${++deposits}-${randomUUID()}` });
     return account;
   }
 
@@ -90,7 +91,14 @@ describe("saga commands over JetStream", () => {
     const from = await openFunded("saga-user-1", "SAVINGS", 1_000n);
     const to = await openFunded("saga-user-2", "SAVINGS", 0n);
     const transferId = randomUUID();
-    const command = initiated({ transferId, fromAccountId: from.id, toAccountId: to.id, amountMinor: "300", currency: "INR", userId: from.userId });
+    const command = initiated({
+      transferId,
+      fromAccountId: from.id,
+      toAccountId: to.id,
+      amountMinor: "300",
+      currency: "INR",
+      userId: from.userId,
+    });
 
     // The same event twice (a redelivery past JetStream's duplicate window), and the same command
     // re-published under a new event id (a saga retry): one debit, one answer per command.
@@ -114,11 +122,22 @@ describe("saga commands over JetStream", () => {
     expect(await balanceOf(to)).toBe(300n);
 
     // Credited: the refund is refused, so the money cannot exist twice.
-    await publish(createEvent("transaction.refund.requested", { transferId, fromAccountId: from.id, amountMinor: "300", reason: "late fraud verdict" }, context));
+    await publish(
+      createEvent(
+        "transaction.refund.requested",
+        { transferId, fromAccountId: from.id, amountMinor: "300", reason: "late fraud verdict" },
+        context,
+      ),
+    );
     await waitUntil(async () => (await answers(transferId)).some((a) => a.type === "account.refund.rejected"), "refund refusal");
-    expect((await answers(transferId)).at(-1)).toEqual({ type: "account.refund.rejected", data: { transferId, accountId: from.id, reason: "ALREADY_CREDITED" } });
+    expect((await answers(transferId)).at(-1)).toEqual({
+      type: "account.refund.rejected",
+      data: { transferId, accountId: from.id, reason: "ALREADY_CREDITED" },
+    });
     expect(await balanceOf(from)).toBe(700n);
-    const journal = await sql.query(`SELECT kind, amount_minor::text AS amount FROM journal_entry WHERE transfer_id = $1 ORDER BY seq`, [transferId]);
+    const journal = await sql.query(`SELECT kind, amount_minor::text AS amount FROM journal_entry WHERE transfer_id = $1 ORDER BY seq`, [
+      transferId,
+    ]);
     expect(journal.rows).toEqual([
       { kind: "DEBIT", amount: "-300" },
       { kind: "CREDIT", amount: "300" },
@@ -129,7 +148,9 @@ describe("saga commands over JetStream", () => {
     const from = await openFunded("saga-user-3", "SAVINGS", 500n);
     const to = await openFunded("saga-user-4", "SAVINGS", 0n);
     const transferId = randomUUID();
-    await publish(initiated({ transferId, fromAccountId: from.id, toAccountId: to.id, amountMinor: "200", currency: "INR", userId: from.userId }));
+    await publish(
+      initiated({ transferId, fromAccountId: from.id, toAccountId: to.id, amountMinor: "200", currency: "INR", userId: from.userId }),
+    );
     await waitUntil(async () => (await answers(transferId)).length === 1, "the debit");
     const refundData = { transferId, fromAccountId: from.id, amountMinor: "200", reason: "fraud check failed" };
     const refundCommand = createEvent("transaction.refund.requested", refundData, context);
@@ -140,22 +161,37 @@ describe("saga commands over JetStream", () => {
     await waitUntil(async () => (await answers(transferId)).length === 3, "both refund answers");
     await publish(createEvent("transaction.credit.requested", { transferId, toAccountId: to.id, amountMinor: "200" }, context));
     await waitUntil(async () => (await answers(transferId)).length === 4, "the credit refusal");
-    expect((await answers(transferId)).map((a) => a.type)).toEqual(["account.debited", "account.refunded", "account.refunded", "account.credit.rejected"]);
+    expect((await answers(transferId)).map((a) => a.type)).toEqual([
+      "account.debited",
+      "account.refunded",
+      "account.refunded",
+      "account.credit.rejected",
+    ]);
     expect((await answers(transferId)).at(-1)?.data).toEqual({ transferId, accountId: to.id, reason: "ALREADY_REFUNDED" });
     expect(await balanceOf(from)).toBe(500n);
     expect(await balanceOf(to)).toBe(0n);
 
     // A refund of a transfer that never debited creates no money.
     const ghost = randomUUID();
-    await publish(createEvent("transaction.refund.requested", { transferId: ghost, fromAccountId: from.id, amountMinor: "50", reason: "x" }, context));
+    await publish(
+      createEvent("transaction.refund.requested", { transferId: ghost, fromAccountId: from.id, amountMinor: "50", reason: "x" }, context),
+    );
     await waitUntil(async () => (await answers(ghost)).length === 1, "the ghost refund answer");
-    expect((await answers(ghost))[0]).toEqual({ type: "account.refund.rejected", data: { transferId: ghost, accountId: from.id, reason: "DEBIT_NOT_FOUND" } });
+    expect((await answers(ghost))[0]).toEqual({
+      type: "account.refund.rejected",
+      data: { transferId: ghost, accountId: from.id, reason: "DEBIT_NOT_FOUND" },
+    });
     expect(await balanceOf(from)).toBe(500n);
 
     // The debit of that transfer arriving late (the saga timed it out and refunded) takes nothing.
-    await publish(initiated({ transferId: ghost, fromAccountId: from.id, toAccountId: to.id, amountMinor: "50", currency: "INR", userId: from.userId }));
+    await publish(
+      initiated({ transferId: ghost, fromAccountId: from.id, toAccountId: to.id, amountMinor: "50", currency: "INR", userId: from.userId }),
+    );
     await waitUntil(async () => (await answers(ghost)).length === 2, "the late debit's answer");
-    expect((await answers(ghost))[1]).toEqual({ type: "account.debit.rejected", data: { transferId: ghost, accountId: from.id, reason: "TRANSFER_CANCELLED" } });
+    expect((await answers(ghost))[1]).toEqual({
+      type: "account.debit.rejected",
+      data: { transferId: ghost, accountId: from.id, reason: "TRANSFER_CANCELLED" },
+    });
     expect(await balanceOf(from)).toBe(500n);
   });
 
@@ -175,7 +211,17 @@ describe("saga commands over JetStream", () => {
     for (const [change, _reason] of cases) {
       const transferId = randomUUID();
       transferIds.push(transferId);
-      await publish(initiated({ transferId, fromAccountId: from.id, toAccountId: randomUUID(), amountMinor: "50", currency: "INR", userId: from.userId, ...change }));
+      await publish(
+        initiated({
+          transferId,
+          fromAccountId: from.id,
+          toAccountId: randomUUID(),
+          amountMinor: "50",
+          currency: "INR",
+          userId: from.userId,
+          ...change,
+        }),
+      );
     }
     for (const [index, [, reason]] of cases.entries()) {
       const transferId = transferIds[index]!;
@@ -184,11 +230,16 @@ describe("saga commands over JetStream", () => {
     }
     // A frozen destination refuses the credit; the source keeps its debit until the saga refunds it.
     const transferId = randomUUID();
-    await publish(initiated({ transferId, fromAccountId: from.id, toAccountId: frozen.id, amountMinor: "60", currency: "INR", userId: from.userId }));
+    await publish(
+      initiated({ transferId, fromAccountId: from.id, toAccountId: frozen.id, amountMinor: "60", currency: "INR", userId: from.userId }),
+    );
     await waitUntil(async () => (await answers(transferId)).length === 1, "the debit");
     await publish(createEvent("transaction.credit.requested", { transferId, toAccountId: frozen.id, amountMinor: "60" }, context));
     await waitUntil(async () => (await answers(transferId)).length === 2, "debit and credit refusal");
-    expect((await answers(transferId))[1]).toEqual({ type: "account.credit.rejected", data: { transferId, accountId: frozen.id, reason: "ACCOUNT_NOT_ACTIVE" } });
+    expect((await answers(transferId))[1]).toEqual({
+      type: "account.credit.rejected",
+      data: { transferId, accountId: frozen.id, reason: "ACCOUNT_NOT_ACTIVE" },
+    });
     expect(await balanceOf(from)).toBe(40n);
     expect(await balanceOf(frozen)).toBe(100n);
   });
@@ -198,7 +249,16 @@ describe("saga commands over JetStream", () => {
     const transferIds = Array.from({ length: 50 }, () => randomUUID());
     await Promise.all(
       transferIds.map((transferId) =>
-        publish(initiated({ transferId, fromAccountId: from.id, toAccountId: randomUUID(), amountMinor: "100", currency: "INR", userId: from.userId })),
+        publish(
+          initiated({
+            transferId,
+            fromAccountId: from.id,
+            toAccountId: randomUUID(),
+            amountMinor: "100",
+            currency: "INR",
+            userId: from.userId,
+          }),
+        ),
       ),
     );
     const outcomes = await waitUntil(async () => {
@@ -214,11 +274,23 @@ describe("saga commands over JetStream", () => {
   it("50 debits racing in parallel transactions: the row lock serializes them", async () => {
     const from = await openFunded("saga-user-7", "SAVINGS", 1_000n);
     const commands = Array.from({ length: 50 }, () =>
-      initiated({ transferId: randomUUID(), fromAccountId: from.id, toAccountId: randomUUID(), amountMinor: "100", currency: "INR", userId: from.userId }),
+      initiated({
+        transferId: randomUUID(),
+        fromAccountId: from.id,
+        toAccountId: randomUUID(),
+        amountMinor: "100",
+        currency: "INR",
+        userId: from.userId,
+      }),
     );
     // Straight into the handler, 50 transactions at once (more than the pool): no consumer ordering helps here.
-    await Promise.all(commands.map((command) => db.$transaction((tx) => handleSagaCommand(command, tx, logger), { timeout: 60_000, maxWait: 60_000 })));
-    const debited = await sql.query(`SELECT count(*)::int AS n, min(balance_after_minor)::int AS low FROM journal_entry WHERE account_id = $1 AND kind = 'DEBIT'`, [from.id]);
+    await Promise.all(
+      commands.map((command) => db.$transaction((tx) => handleSagaCommand(command, tx, logger), { timeout: 60_000, maxWait: 60_000 })),
+    );
+    const debited = await sql.query(
+      `SELECT count(*)::int AS n, min(balance_after_minor)::int AS low FROM journal_entry WHERE account_id = $1 AND kind = 'DEBIT'`,
+      [from.id],
+    );
     expect(debited.rows[0]).toEqual({ n: 10, low: 0 });
     expect(await balanceOf(from)).toBe(0n);
   });
@@ -238,8 +310,16 @@ describe("saga commands over JetStream", () => {
       // The first debit again under a new event id: the same answer, no second movement.
       initiated({ ...firstDebit.data }),
       // A refund of the credited first transfer is refused; the third's refund comes before its debit.
-      createEvent("transaction.refund.requested", { transferId: first, fromAccountId: from.id, amountMinor: "300", reason: "late" }, context),
-      createEvent("transaction.refund.requested", { transferId: third, fromAccountId: from.id, amountMinor: "100", reason: "timeout" }, context),
+      createEvent(
+        "transaction.refund.requested",
+        { transferId: first, fromAccountId: from.id, amountMinor: "300", reason: "late" },
+        context,
+      ),
+      createEvent(
+        "transaction.refund.requested",
+        { transferId: third, fromAccountId: from.id, amountMinor: "100", reason: "timeout" },
+        context,
+      ),
       debitOf(third, "100"),
     ];
     await db.$transaction((tx) => handleSagaCommands(batch, tx, logger));
@@ -257,19 +337,27 @@ describe("saga commands over JetStream", () => {
     expect(await balanceOf(from)).toBe(200n);
     expect(await balanceOf(to)).toBe(300n);
     // Each answer names the command it answers (causation) and keeps its correlation id.
-    const causes = await sql.query(`SELECT payload->>'causationId' AS cause FROM outbox_event WHERE payload->'data'->>'transferId' = ANY($1) ORDER BY seq`, [[first, second, third]]);
+    const causes = await sql.query(
+      `SELECT payload->>'causationId' AS cause FROM outbox_event WHERE payload->'data'->>'transferId' = ANY($1) ORDER BY seq`,
+      [[first, second, third]],
+    );
     expect(causes.rows.map((row) => row.cause)).toEqual(batch.map((command) => command.id));
     // The same batch again (a redelivery that reached the handler): answers repeated, nothing applied.
     await db.$transaction((tx) => handleSagaCommands(batch, tx, logger));
     expect(await balanceOf(from)).toBe(200n);
-    expect((await sql.query(`SELECT count(*)::int AS n FROM journal_entry WHERE transfer_id = ANY($1)`, [[first, second, third]])).rows[0].n).toBe(2);
+    expect(
+      (await sql.query(`SELECT count(*)::int AS n FROM journal_entry WHERE transfer_id = ANY($1)`, [[first, second, third]])).rows[0].n,
+    ).toBe(2);
   });
 
   it("a journal row can never be applied twice for the same transfer, step and account", async () => {
     const from = await openFunded("saga-user-8", "SAVINGS", 100n);
     const transferId = randomUUID();
     const insert = (balanceAfter: number) =>
-      sql.query(`INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor) VALUES ($1, 'CREDIT', $2, 1, $3)`, [from.id, transferId, balanceAfter]);
+      sql.query(
+        `INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor) VALUES ($1, 'CREDIT', $2, 1, $3)`,
+        [from.id, transferId, balanceAfter],
+      );
     // Inside a transaction that is rolled back: the account's balance keeps matching its journal.
     await sql.query("BEGIN");
     try {

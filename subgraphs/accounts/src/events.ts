@@ -3,7 +3,17 @@
  * transaction as the change it describes. Consuming: the saga commands of the transactions
  * service, each answered by exactly one account.* event per transfer and step.
  */
-import { BATCHED_CONSUMER, appendToOutbox, createEvent, type Event, type EventData, type EventScope, type EventType, type Eventing, inEventContext } from "@vaultpay/events";
+import {
+  BATCHED_CONSUMER,
+  appendToOutbox,
+  createEvent,
+  type Event,
+  type EventData,
+  type EventScope,
+  type EventType,
+  type Eventing,
+  inEventContext,
+} from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import type { Tx } from "./db.ts";
@@ -58,19 +68,30 @@ function stepOf(command: SagaCommand): StepCommand {
  * (the same answer for a repeated command, even one re-published with a new event id). The
  * journal's unique (transfer, kind, account) is the backstop under that.
  */
-export async function handleSagaCommands(events: readonly Event[], tx: Tx, logger: Logger, within: EventScope = inEventContext): Promise<void> {
+export async function handleSagaCommands(
+  events: readonly Event[],
+  tx: Tx,
+  logger: Logger,
+  within: EventScope = inEventContext,
+): Promise<void> {
   // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
   const commands = events.filter(isSagaCommand).map((command) => ({ command, step: stepOf(command) }));
   if (commands.length === 0) return;
   const transferIds = commands.map(({ step }) => step.transferId);
   await lockTransfers(tx, transferIds);
-  const accounts = await lockAccounts(tx, commands.map(({ step }) => step.accountId));
+  const accounts = await lockAccounts(
+    tx,
+    commands.map(({ step }) => step.accountId),
+  );
   const book = new SagaBook({ accounts, ...(await loadSagaRecords(tx, transferIds)) });
   const answers = commands.map(({ command, step }) => {
     const { decision, repeatedWithOtherBody } = book.decide(step);
     if (repeatedWithOtherBody) {
       // The same transfer and step with another body: answered as first decided, never applied again.
-      logger.warn({ transferId: step.transferId, step: step.step }, "saga command repeated with a different body; answering the first decision");
+      logger.warn(
+        { transferId: step.transferId, step: step.step },
+        "saga command repeated with a different body; answering the first decision",
+      );
     }
     return { command, decision };
   });

@@ -8,7 +8,13 @@ import type { Account } from "./accounts.ts";
 export const MAX_MOVEMENT_MINOR = 100_000_000n * 100n;
 
 export type DebitRejection = "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "ACCOUNT_NOT_FOUND" | "CURRENCY_MISMATCH" | "TRANSFER_CANCELLED";
-export type CreditRejection = "ACCOUNT_NOT_ACTIVE" | "ACCOUNT_NOT_FOUND" | "CURRENCY_MISMATCH" | "DEBIT_NOT_FOUND" | "AMOUNT_MISMATCH" | "ALREADY_REFUNDED";
+export type CreditRejection =
+  | "ACCOUNT_NOT_ACTIVE"
+  | "ACCOUNT_NOT_FOUND"
+  | "CURRENCY_MISMATCH"
+  | "DEBIT_NOT_FOUND"
+  | "AMOUNT_MISMATCH"
+  | "ALREADY_REFUNDED";
 export type RefundRejection = "DEBIT_NOT_FOUND" | "AMOUNT_MISMATCH" | "ALREADY_CREDITED";
 
 export type Decision<R extends string> = { ok: true; balanceAfterMinor: bigint } | { ok: false; reason: R };

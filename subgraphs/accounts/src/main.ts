@@ -12,7 +12,11 @@ await runSubgraphService<Db, Tx, AccountsConfig, Context>({
   configSchema: accountsConfigSchema,
   createDb,
   wire: async (runtime) => {
-    const accounts = new AccountsService({ db: runtime.db, ring: keyRingFrom(runtime.config), afterCommit: () => runtime.eventing.relay.kick() });
+    const accounts = new AccountsService({
+      db: runtime.db,
+      ring: keyRingFrom(runtime.config),
+      afterCommit: () => runtime.eventing.relay.kick(),
+    });
     await startSagaConsumer(runtime.eventing, runtime.logger);
     return createResolvers(runtime, accounts);
   },

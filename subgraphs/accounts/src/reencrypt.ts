@@ -20,7 +20,11 @@ export const REENCRYPT_MAX_BATCH = 5_000;
 /** A run stops after this many batches even if rows keep appearing (they would be new, already active-sealed). */
 const MAX_BATCHES = 1_000_000;
 
-export async function reencryptAccountNumbers(db: Db, ring: KeyRing, options: { batchSize?: number } = {}): Promise<{ reencrypted: number }> {
+export async function reencryptAccountNumbers(
+  db: Db,
+  ring: KeyRing,
+  options: { batchSize?: number } = {},
+): Promise<{ reencrypted: number }> {
   const batchSize = Math.min(Math.max(options.batchSize ?? 500, 1), REENCRYPT_MAX_BATCH);
   let reencrypted = 0;
   for (let batch = 0; batch < MAX_BATCHES; batch++) {

@@ -15,7 +15,13 @@ import { AccountsService } from "./service.ts";
 // @apollo/subgraph is CommonJS and builds its schema with graphql's CommonJS build: execute with the same one.
 const { graphql, parse } = createRequire(import.meta.url)("graphql") as typeof GraphQL;
 
-const caller = (userId: string, role: Caller["role"] = "CUSTOMER"): Caller => ({ userId, role, sessionId: "s", deviceId: "d", tokenId: "t" });
+const caller = (userId: string, role: Caller["role"] = "CUSTOMER"): Caller => ({
+  userId,
+  role,
+  sessionId: "s",
+  deviceId: "d",
+  tokenId: "t",
+});
 
 describe("accounts resolvers", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -29,7 +35,10 @@ describe("accounts resolvers", () => {
     service = new AccountsService({ db, ring: keyRingFrom(generateKeyRingEnv()), afterCommit: () => undefined });
     const runtime = { db, eventing: { connected: () => true } } as unknown as Runtime;
     const schema = buildSubgraphSchema([
-      { typeDefs: parse(readFileSync(new URL("./schema.graphql", import.meta.url), "utf8")), resolvers: createResolvers(runtime, service) as never },
+      {
+        typeDefs: parse(readFileSync(new URL("./schema.graphql", import.meta.url), "utf8")),
+        resolvers: createResolvers(runtime, service) as never,
+      },
     ]);
     run = (source, contextValue, variableValues) => graphql({ schema, source, contextValue, variableValues });
   });
@@ -44,7 +53,9 @@ describe("accounts resolvers", () => {
   } }`;
 
   it("resolves an Account entity for its owner or an ADMIN, NOT_FOUND for anyone else, UNAUTHENTICATED for no one", async () => {
-    const opened = await run(`mutation { openAccount(type: SAVINGS) { id balance { minor currency } createdAt } }`, { caller: caller("alice") });
+    const opened = await run(`mutation { openAccount(type: SAVINGS) { id balance { minor currency } createdAt } }`, {
+      caller: caller("alice"),
+    });
     expect(opened.errors).toBeUndefined();
     const { id, balance, createdAt } = (opened.data as { openAccount: { id: string; balance: unknown; createdAt: string } }).openAccount;
     expect(balance).toEqual({ minor: "0", currency: "INR" });
@@ -53,7 +64,11 @@ describe("accounts resolvers", () => {
     const representations = [{ __typename: "Account", id }];
     const own = await run(entities, { caller: caller("alice") }, { representations });
     expect(own.errors).toBeUndefined();
-    expect(own.data).toEqual({ _entities: [{ id, maskedNumber: expect.stringMatching(/^XXXX\d{4}$/), balance: { minor: "0", currency: "INR" }, owner: { id: "alice" } }] });
+    expect(own.data).toEqual({
+      _entities: [
+        { id, maskedNumber: expect.stringMatching(/^XXXX\d{4}$/), balance: { minor: "0", currency: "INR" }, owner: { id: "alice" } },
+      ],
+    });
     expect((await run(entities, { caller: caller("root", "ADMIN") }, { representations })).errors).toBeUndefined();
 
     const probe = await run(entities, { caller: caller("bob") }, { representations });

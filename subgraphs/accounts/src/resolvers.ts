@@ -63,7 +63,8 @@ export function createResolvers(runtime: Runtime, accounts: AccountsService): Gr
       account: (_: unknown, args: { id: string }, context: Context) => accounts.get(reader(context), args.id),
     },
     Mutation: {
-      openAccount: (_: unknown, args: { type: AccountType; currency: string }, context: Context) => accounts.open(reader(context), args.type, args.currency),
+      openAccount: (_: unknown, args: { type: AccountType; currency: string }, context: Context) =>
+        accounts.open(reader(context), args.type, args.currency),
       depositFunds: (_: unknown, args: { accountId: string; amountMinor: bigint; idempotencyKey: string }, context: Context) =>
         accounts.deposit(reader(context), args),
     },

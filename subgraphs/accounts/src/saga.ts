@@ -80,18 +80,37 @@ export class SagaBook {
   decide(command: StepCommand): StepAnswer {
     const earlier = this.decisions.get(key(command.transferId, command.step));
     if (earlier) {
-      return { decision: earlier, repeatedWithOtherBody: earlier.accountId !== command.accountId || earlier.amountMinor !== command.amountMinor };
+      return {
+        decision: earlier,
+        repeatedWithOtherBody: earlier.accountId !== command.accountId || earlier.amountMinor !== command.amountMinor,
+      };
     }
     const account = this.accounts.get(command.accountId);
     const outcome = this.rule(command, account);
-    const decision: SagaDecisionRecord = { accountId: command.accountId, amountMinor: command.amountMinor, rejection: outcome.ok ? null : outcome.reason };
+    const decision: SagaDecisionRecord = {
+      accountId: command.accountId,
+      amountMinor: command.amountMinor,
+      rejection: outcome.ok ? null : outcome.reason,
+    };
     if (outcome.ok) {
       // rule() accepts only a step on an account it was given.
       const applied = account!;
       const signedMinor = command.step === "DEBIT" ? -command.amountMinor : command.amountMinor;
       applied.balanceMinor = outcome.balanceAfterMinor;
-      this.rowsOf(command.transferId).push({ transferId: command.transferId, kind: command.step, accountId: applied.id, amountMinor: signedMinor, currency: applied.currency });
-      this.movements.push({ transferId: command.transferId, kind: command.step, accountId: applied.id, amountMinor: signedMinor, balanceAfterMinor: outcome.balanceAfterMinor });
+      this.rowsOf(command.transferId).push({
+        transferId: command.transferId,
+        kind: command.step,
+        accountId: applied.id,
+        amountMinor: signedMinor,
+        currency: applied.currency,
+      });
+      this.movements.push({
+        transferId: command.transferId,
+        kind: command.step,
+        accountId: applied.id,
+        amountMinor: signedMinor,
+        balanceAfterMinor: outcome.balanceAfterMinor,
+      });
     }
     this.decisions.set(key(command.transferId, command.step), decision);
     this.newDecisions.push({ ...decision, transferId: command.transferId, step: command.step });

@@ -49,9 +49,12 @@ describe("accounts service", () => {
   });
 
   const outbox = async (type: string) =>
-    (await sql.query<{ payload: { data: Record<string, unknown>; actor: unknown } }>(`SELECT payload FROM outbox_event WHERE type = $1 ORDER BY seq`, [type])).rows.map(
-      (row) => row.payload.data,
-    );
+    (
+      await sql.query<{ payload: { data: Record<string, unknown>; actor: unknown } }>(
+        `SELECT payload FROM outbox_event WHERE type = $1 ORDER BY seq`,
+        [type],
+      )
+    ).rows.map((row) => row.payload.data);
 
   it("opens one account per type, sealed, with a Luhn number, and announces it without the number", async () => {
     const savings = await service.open(alice, "SAVINGS", "INR");
@@ -61,7 +64,9 @@ describe("accounts service", () => {
     expect(await codeOf(service.open(bob, "SAVINGS", "USD"))).toBe("BAD_USER_INPUT");
     expect(await codeOf(service.open(bob, "SAVINGS", "inr"))).toBe("BAD_USER_INPUT");
 
-    const stored = (await sql.query(`SELECT number_encrypted, number_key_id, number_blind_index, number_last4 FROM account WHERE id = $1`, [savings.id])).rows[0];
+    const stored = (
+      await sql.query(`SELECT number_encrypted, number_key_id, number_blind_index, number_last4 FROM account WHERE id = $1`, [savings.id])
+    ).rows[0];
     const number = decrypt(ring, stored.number_encrypted, ACCOUNT_NUMBER_CONTEXT);
     expect(isValidAccountNumber(number)).toBe(true);
     expect(stored.number_key_id).toBe("k1");
@@ -119,14 +124,22 @@ describe("accounts service", () => {
     expect(first.balanceMinor).toBe(1_000n);
     expect(again.balanceMinor).toBe(1_000n);
     // Concurrent replays of one key still deposit once.
-    const raced = await Promise.all(Array.from({ length: 5 }, () => service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0002", amountMinor: 5n })));
+    const raced = await Promise.all(
+      Array.from({ length: 5 }, () => service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0002", amountMinor: 5n })),
+    );
     expect(raced.every((result) => result.id === account!.id)).toBe(true);
     expect(await codeOf(service.deposit(admin, { ...input, amountMinor: 1_001n }))).toBe("CONFLICT");
     expect(await codeOf(service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0003", amountMinor: 0n }))).toBe("BAD_USER_INPUT");
     expect(await codeOf(service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0003", amountMinor: -5n }))).toBe("BAD_USER_INPUT");
-    expect(await codeOf(service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0003", amountMinor: 10n ** 18n }))).toBe("BAD_USER_INPUT");
+    expect(await codeOf(service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0003", amountMinor: 10n ** 18n }))).toBe(
+      "BAD_USER_INPUT",
+    );
     expect(await codeOf(service.deposit(admin, { ...input, idempotencyKey: "short" }))).toBe("BAD_USER_INPUT");
-    expect(await codeOf(service.deposit(admin, { ...input, accountId: "0193a1b2-0000-7000-8000-000000000000", idempotencyKey: "deposit-key-0004" }))).toBe("NOT_FOUND");
+    expect(
+      await codeOf(
+        service.deposit(admin, { ...input, accountId: "0193a1b2-0000-7000-8000-000000000000", idempotencyKey: "deposit-key-0004" }),
+      ),
+    ).toBe("NOT_FOUND");
 
     const deposited = await outbox("account.deposited");
     expect(deposited).toHaveLength(2);
@@ -153,22 +166,33 @@ describe("accounts service", () => {
 
   it("the database refuses negative balances, journal edits and deletes", async () => {
     const [account] = await service.listOf(alice, alice.userId);
-    await expect(sql.query(`UPDATE account SET balance_minor = -1 WHERE id = $1`, [account!.id])).rejects.toThrow(/account_balance_minor_nonnegative/);
+    await expect(sql.query(`UPDATE account SET balance_minor = -1 WHERE id = $1`, [account!.id])).rejects.toThrow(
+      /account_balance_minor_nonnegative/,
+    );
     await expect(sql.query(`UPDATE journal_entry SET amount_minor = 999999`)).rejects.toThrow(/append-only/);
     await expect(sql.query(`DELETE FROM journal_entry`)).rejects.toThrow(/append-only/);
     await expect(sql.query(`TRUNCATE journal_entry CASCADE`)).rejects.toThrow(/append-only/);
     await expect(sql.query(`UPDATE deposit SET amount_minor = 1`)).rejects.toThrow(/append-only/);
     await expect(
-      sql.query(`INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor) VALUES ($1, 'DEBIT', 't-x', 5, 0)`, [account!.id]),
+      sql.query(
+        `INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor) VALUES ($1, 'DEBIT', 't-x', 5, 0)`,
+        [account!.id],
+      ),
     ).rejects.toThrow(/journal_entry_amount_sign/);
     expect(await journalSum(db, account!.id)).toBe((await service.get(alice, account!.id)).balanceMinor);
   });
 
   it("re-encrypts numbers sealed with an old key, in batches, idempotently", async () => {
     const before = new Map(
-      await Promise.all((await service.listOf(admin, alice.userId)).map(async (a) => [a.id, await service.revealNumber(admin, a)] as const)),
+      await Promise.all(
+        (await service.listOf(admin, alice.userId)).map(async (a) => [a.id, await service.revealNumber(admin, a)] as const),
+      ),
     );
-    const rotated = keyRingFrom({ ...env, ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},k2:${Buffer.alloc(32, 7).toString("base64")}`, ENCRYPTION_ACTIVE_KEY_ID: "k2" });
+    const rotated = keyRingFrom({
+      ...env,
+      ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},k2:${Buffer.alloc(32, 7).toString("base64")}`,
+      ENCRYPTION_ACTIVE_KEY_ID: "k2",
+    });
     const total = Number((await sql.query(`SELECT count(*)::int AS n FROM account`)).rows[0].n);
     expect(await reencryptAccountNumbers(db, rotated, { batchSize: 2 })).toEqual({ reencrypted: total });
     expect(await reencryptAccountNumbers(db, rotated, { batchSize: 2 })).toEqual({ reencrypted: 0 });
@@ -182,13 +206,21 @@ describe("accounts service", () => {
     const output = execFileSync(process.execPath, ["--import", "tsx", "subgraphs/accounts/src/reencrypt.ts", "--batch-size", "10"], {
       cwd: REPO_ROOT,
       encoding: "utf8",
-      env: { ...process.env, DATABASE_URL: database.url, ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},k2:${Buffer.alloc(32, 7).toString("base64")}`, ENCRYPTION_ACTIVE_KEY_ID: "k2", BLIND_INDEX_KEY: env.BLIND_INDEX_KEY },
+      env: {
+        ...process.env,
+        DATABASE_URL: database.url,
+        ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},k2:${Buffer.alloc(32, 7).toString("base64")}`,
+        ENCRYPTION_ACTIVE_KEY_ID: "k2",
+        BLIND_INDEX_KEY: env.BLIND_INDEX_KEY,
+      },
     });
     expect(output).toBe("re-encrypted 0 account number(s) under key k2\n");
   });
 
   it("a dump of the database holds no plaintext account number", async () => {
-    const numbers = await Promise.all((await sql.query(`SELECT id FROM account`)).rows.map(async (row) => service.revealNumber(admin, await service.get(admin, row.id))));
+    const numbers = await Promise.all(
+      (await sql.query(`SELECT id FROM account`)).rows.map(async (row) => service.revealNumber(admin, await service.get(admin, row.id))),
+    );
     expect(numbers.length).toBeGreaterThanOrEqual(3);
     const dump = await dumpDatabase(database.url);
     console.info(`database dump made with ${dump.tool}`);

@@ -116,7 +116,8 @@ export class AccountsService {
       } catch (error) {
         // The unique (user, type) is what really enforces one account per type, under races too.
         if (isUniqueViolation(error, "user_id") || isUniqueViolation(error, "userId")) throw conflict();
-        if ((isUniqueViolation(error, "number_blind_index") || isUniqueViolation(error, "numberBlindIndex")) && attempt < NUMBER_ATTEMPTS) continue;
+        if ((isUniqueViolation(error, "number_blind_index") || isUniqueViolation(error, "numberBlindIndex")) && attempt < NUMBER_ATTEMPTS)
+          continue;
         throw error;
       }
     }
@@ -147,7 +148,9 @@ export class AccountsService {
     const amount = checkAmount(input.amountMinor);
     if (!amount.ok) throw new DomainError("BAD_USER_INPUT", amount.message, { field: "amountMinor" });
     if (!IDEMPOTENCY_KEY.test(input.idempotencyKey)) {
-      throw new DomainError("BAD_USER_INPUT", "idempotencyKey must be 8–128 characters of A–Z, a–z, 0–9 . _ : -", { field: "idempotencyKey" });
+      throw new DomainError("BAD_USER_INPUT", "idempotencyKey must be 8–128 characters of A–Z, a–z, 0–9 . _ : -", {
+        field: "idempotencyKey",
+      });
     }
     const { db } = this.options;
     const replay = async () => {
@@ -166,13 +169,29 @@ export class AccountsService {
         if (!account) throw notFound();
         const decision = deposit(account, input.amountMinor);
         if (!decision.ok) {
-          throw new DomainError("CONFLICT", `Account is ${account.status.toLowerCase()}${account.statusReason ? `: ${account.statusReason}` : ""}`, {
-            reason: decision.reason,
-          });
+          throw new DomainError(
+            "CONFLICT",
+            `Account is ${account.status.toLowerCase()}${account.statusReason ? `: ${account.statusReason}` : ""}`,
+            {
+              reason: decision.reason,
+            },
+          );
         }
         const depositId = randomUUID();
-        await insertDeposit(tx, { id: depositId, accountId: account.id, amountMinor: input.amountMinor, idempotencyKey: input.idempotencyKey, requestedBy: reader.userId });
-        await applyMovement(tx, { accountId: account.id, kind: "DEPOSIT", amountMinor: input.amountMinor, balanceAfterMinor: decision.balanceAfterMinor, depositId });
+        await insertDeposit(tx, {
+          id: depositId,
+          accountId: account.id,
+          amountMinor: input.amountMinor,
+          idempotencyKey: input.idempotencyKey,
+          requestedBy: reader.userId,
+        });
+        await applyMovement(tx, {
+          accountId: account.id,
+          kind: "DEPOSIT",
+          amountMinor: input.amountMinor,
+          balanceAfterMinor: decision.balanceAfterMinor,
+          depositId,
+        });
         await emit(tx, "account.deposited", { accountId: account.id, depositId, amountMinor: formatMinorUnits(input.amountMinor) });
       });
     } catch (error) {

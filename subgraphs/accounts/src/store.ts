@@ -11,7 +11,6 @@ import type { SagaBook, SagaDecisionRecord, SagaStep, TransferJournalRow } from 
 
 export type JournalKind = "DEPOSIT" | "DEBIT" | "CREDIT" | "REFUND";
 
-
 const accountColumns = {
   id: true,
   userId: true,
@@ -138,17 +137,19 @@ export async function lockTransfers(tx: Tx, transferIds: readonly string[]): Pro
 export async function lockAccounts(tx: Tx, ids: readonly string[]): Promise<Account[]> {
   const valid = [...new Set(ids)].filter(isUuid);
   if (valid.length === 0) return [];
-  const rows = await tx.$queryRawUnsafe<Array<{
-    id: string;
-    user_id: string;
-    type: AccountType;
-    currency: string;
-    status: AccountStatus;
-    status_reason: string | null;
-    balance_minor: bigint;
-    number_last4: string;
-    created_at: Date;
-  }>>(
+  const rows = await tx.$queryRawUnsafe<
+    Array<{
+      id: string;
+      user_id: string;
+      type: AccountType;
+      currency: string;
+      status: AccountStatus;
+      status_reason: string | null;
+      balance_minor: bigint;
+      number_last4: string;
+      created_at: Date;
+    }>
+  >(
     `SELECT id::text AS id, user_id, type::text AS type, currency, status::text AS status, status_reason, balance_minor, number_last4, created_at
        FROM account WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
     valid,
@@ -171,7 +172,17 @@ export async function lockAccounts(tx: Tx, ids: readonly string[]): Promise<Acco
  * (lockTransfers), which every writer of either takes first: nothing changes them meanwhile.
  */
 export async function loadSagaRecords(tx: Tx, transferIds: readonly string[]) {
-  const rows = await tx.$queryRawUnsafe<Array<{ source: "D" | "J"; transfer_id: string; step: SagaStep; account_id: string; amount_minor: bigint; rejection: string | null; currency: string | null }>>(
+  const rows = await tx.$queryRawUnsafe<
+    Array<{
+      source: "D" | "J";
+      transfer_id: string;
+      step: SagaStep;
+      account_id: string;
+      amount_minor: bigint;
+      rejection: string | null;
+      currency: string | null;
+    }>
+  >(
     `SELECT 'D' AS source, transfer_id, step::text AS step, account_id, amount_minor, rejection, NULL AS currency
        FROM saga_decision WHERE transfer_id = ANY($1::text[])
      UNION ALL
@@ -184,7 +195,8 @@ export async function loadSagaRecords(tx: Tx, transferIds: readonly string[]) {
   const journal: TransferJournalRow[] = [];
   for (const row of rows) {
     const amountMinor = BigInt(row.amount_minor);
-    if (row.source === "D") decisions.push({ transferId: row.transfer_id, step: row.step, accountId: row.account_id, amountMinor, rejection: row.rejection });
+    if (row.source === "D")
+      decisions.push({ transferId: row.transfer_id, step: row.step, accountId: row.account_id, amountMinor, rejection: row.rejection });
     else journal.push({ transferId: row.transfer_id, kind: row.step, accountId: row.account_id, amountMinor, currency: row.currency! });
   }
   return { decisions, journal };

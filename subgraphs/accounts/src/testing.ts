@@ -47,8 +47,11 @@ export async function dumpDatabase(databaseUrl: string): Promise<{ tool: "pg_dum
   try {
     const serverMajor = Number((await client.query<{ v: string }>(`SHOW server_version_num`)).rows[0]!.v) / 10_000;
     const pgDump = findPgDump(Math.floor(serverMajor));
-    if (pgDump) return { tool: "pg_dump", text: execFileSync(pgDump, ["--dbname", databaseUrl], { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 }) };
-    const tables = await client.query<{ name: string }>(`SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+    if (pgDump)
+      return { tool: "pg_dump", text: execFileSync(pgDump, ["--dbname", databaseUrl], { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 }) };
+    const tables = await client.query<{ name: string }>(
+      `SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`,
+    );
     const parts: string[] = [];
     for (const { name } of tables.rows) {
       const rows = await client.query(`SELECT row_to_json(t)::text AS line FROM ${name} t`);

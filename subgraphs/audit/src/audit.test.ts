@@ -7,7 +7,16 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { connectJetStream, createEvent, eventHeaders, startEventing, type Event, type EventData, type EventType, type JetStreamLink } from "@vaultpay/events";
+import {
+  connectJetStream,
+  createEvent,
+  eventHeaders,
+  startEventing,
+  type Event,
+  type EventData,
+  type EventType,
+  type JetStreamLink,
+} from "@vaultpay/events";
 import { createLogger, DomainError, Lifecycle, type Caller } from "@vaultpay/kit";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
@@ -59,7 +68,10 @@ describe("audit log", () => {
   async function drained(): Promise<void> {
     await waitUntil(async () => {
       for (const stream of AUDITED_STREAMS) {
-        const [streamInfo, consumerInfo] = await Promise.all([link.jsm.streams.info(stream), link.jsm.consumers.info(stream, auditConsumerName(stream))]);
+        const [streamInfo, consumerInfo] = await Promise.all([
+          link.jsm.streams.info(stream),
+          link.jsm.consumers.info(stream, auditConsumerName(stream)),
+        ]);
         if (consumerInfo.ack_floor.stream_seq < streamInfo.state.last_seq) return false;
       }
       return true;
@@ -87,22 +99,47 @@ describe("audit log", () => {
   it("tells a transfer's whole story under its correlation id, in chain order, across streams", async () => {
     const correlationId = "corr-transfer-1";
     const transfer = { transferId: "tr-1", fromAccountId: "acc-a", toAccountId: "acc-b", amountMinor: "25000", currency: "INR" };
-    const verdict = event("fraud.check.completed", { transferId: "tr-1", passed: true, riskScore: 12, reasons: [], checkedAt: new Date().toISOString() }, correlationId);
+    const verdict = event(
+      "fraud.check.completed",
+      { transferId: "tr-1", passed: true, riskScore: 12, reasons: [], checkedAt: new Date().toISOString() },
+      correlationId,
+    );
     const story: Event[] = [
-      event("auth.login.succeeded", { userId: "user-1", sessionId: "s-1", deviceId: "d-1", method: "login", newDevice: false, deviceProven: false }, correlationId, "user-1"),
+      event(
+        "auth.login.succeeded",
+        { userId: "user-1", sessionId: "s-1", deviceId: "d-1", method: "login", newDevice: false, deviceProven: false },
+        correlationId,
+        "user-1",
+      ),
       event("transaction.initiated", { ...transfer, userId: "user-1" }, correlationId, "user-1"),
       event("account.debited", { transferId: "tr-1", accountId: "acc-a", amountMinor: "25000" }, correlationId, "user-1"),
       event(
         "fraud.check.requested",
-        { ...transfer, userId: "user-1", requestDeviceId: "d-1", deviceProven: false, sessionDeviceId: "d-1", initiatedAt: new Date().toISOString() },
+        {
+          ...transfer,
+          userId: "user-1",
+          requestDeviceId: "d-1",
+          deviceProven: false,
+          sessionDeviceId: "d-1",
+          initiatedAt: new Date().toISOString(),
+        },
         correlationId,
         "user-1",
       ),
       verdict,
       event("transaction.credit.requested", { transferId: "tr-1", toAccountId: "acc-b", amountMinor: "25000" }, correlationId),
       event("account.credited", { transferId: "tr-1", accountId: "acc-b", amountMinor: "25000" }, correlationId),
-      event("transaction.completed", { transferId: "tr-1", fromAccountId: "acc-a", toAccountId: "acc-b", amountMinor: "25000" }, correlationId),
-      event("gateway.request", { operationName: "InitiateTransfer", operationType: "mutation", outcome: "success", errorCodes: [], durationMs: 42 }, correlationId, "user-1"),
+      event(
+        "transaction.completed",
+        { transferId: "tr-1", fromAccountId: "acc-a", toAccountId: "acc-b", amountMinor: "25000" },
+        correlationId,
+      ),
+      event(
+        "gateway.request",
+        { operationName: "InitiateTransfer", operationType: "mutation", outcome: "success", errorCodes: [], durationMs: 42 },
+        correlationId,
+        "user-1",
+      ),
     ];
     // As in the saga, each step follows the one before it.
     for (const step of story) {
@@ -118,7 +155,13 @@ describe("audit log", () => {
     expect(trail.map((record) => record.seq)).toEqual([...trail.map((record) => record.seq)].sort((a, b) => a - b));
     expect(trail[1]!.actorUserId).toBe("user-1");
     expect(trail[4]!.actorUserId).toBeNull();
-    expect(JSON.parse(trail[4]!.data)).toEqual({ transferId: "tr-1", passed: true, riskScore: 12, reasons: [], checkedAt: verdict.data.checkedAt });
+    expect(JSON.parse(trail[4]!.data)).toEqual({
+      transferId: "tr-1",
+      passed: true,
+      riskScore: 12,
+      reasons: [],
+      checkedAt: verdict.data.checkedAt,
+    });
     expect(trail[4]!.data.indexOf('"checkedAt"')).toBeLessThan(trail[4]!.data.indexOf('"passed"'));
 
     const fraud = await log.records(admin, { correlationId, type: "fraud.check.completed" });
@@ -162,7 +205,10 @@ describe("audit log", () => {
     expect(await db.$transaction((tx) => appendEntries(tx, [entryOf(once), entryOf(once)]))).toBe(0);
     expect((await createAuditStore(db).readHead()).seq).toBe(head);
     await expect(
-      sql.query(`INSERT INTO audit_record (seq, event_id, type, occurred_at, correlation_id, data, hash) SELECT seq + 1, $1, 'x', now(), 'c', '{}', hash FROM audit_chain_head`, [once.id]),
+      sql.query(
+        `INSERT INTO audit_record (seq, event_id, type, occurred_at, correlation_id, data, hash) SELECT seq + 1, $1, 'x', now(), 'c', '{}', hash FROM audit_chain_head`,
+        [once.id],
+      ),
     ).rejects.toThrow(/audit_record_event_id_key/);
   });
 
@@ -174,8 +220,16 @@ describe("audit log", () => {
         event("auth.session.revoked", { userId: `u-${i}`, sessionId: `s-${i}`, reason: "logout" }, correlationId),
         event("account.refunded", { transferId: `t-${i}`, accountId: `a-${i}`, amountMinor: "1" }, correlationId),
         event("transaction.failed", { transferId: `t-${i}`, status: "FAILED", reason: "fraud" }, correlationId),
-        event("fraud.check.completed", { transferId: `t-${i}`, passed: false, riskScore: 90, reasons: ["velocity"], checkedAt: new Date().toISOString() }, correlationId),
-        event("gateway.request", { operationName: null, operationType: "query", outcome: "error", errorCodes: ["FORBIDDEN"], durationMs: i }, correlationId),
+        event(
+          "fraud.check.completed",
+          { transferId: `t-${i}`, passed: false, riskScore: 90, reasons: ["velocity"], checkedAt: new Date().toISOString() },
+          correlationId,
+        ),
+        event(
+          "gateway.request",
+          { operationName: null, operationType: "query", outcome: "error", errorCodes: ["FORBIDDEN"], durationMs: i },
+          correlationId,
+        ),
       );
     }
     await Promise.all(burst.map((item) => publish(item)));
@@ -185,7 +239,9 @@ describe("audit log", () => {
     expect(await verifyChain(createAuditStore(db), 7)).toMatchObject({ valid: true, checked: seqs.length });
 
     await stopLive();
-    const whileDown = Array.from({ length: 10 }, (_, i) => event("auth.user.created", { userId: `late-${i}`, role: "CUSTOMER" }, `corr-late-${i}`));
+    const whileDown = Array.from({ length: 10 }, (_, i) =>
+      event("auth.user.created", { userId: `late-${i}`, role: "CUSTOMER" }, `corr-late-${i}`),
+    );
     for (const item of whileDown) await publish(item);
     expect(await stored(whileDown[0]!.id)).toBe(false);
     await startLive();
@@ -254,7 +310,9 @@ describe("audit log", () => {
       cwd: REPO_ROOT,
       env: { ...process.env, DATABASE_URL: target.url, NATS_URL: nats.url, LOG_LEVEL: "warn" },
     });
-    expect(command.stdout).toContain(`rebuilt ${liveSummary.records} record(s) (skipped 1 invalid, 1 duplicate); head ${liveSummary.records} ${summaries[0]!.headHash}`);
+    expect(command.stdout).toContain(
+      `rebuilt ${liveSummary.records} record(s) (skipped 1 invalid, 1 duplicate); head ${liveSummary.records} ${summaries[0]!.headHash}`,
+    );
     expect(command.stdout).toContain("same events");
     await startLive();
   });

@@ -28,14 +28,18 @@ export interface AuditStore {
   readHead(): Promise<ChainHead>;
 }
 
-
 /** The audit log's read side: who may read it, and how its integrity is checked. */
 export class AuditLog {
   constructor(private readonly store: AuditStore) {}
 
   async records(
     caller: Caller | undefined,
-    args: { correlationId?: string | null | undefined; type?: string | null | undefined; first?: number | null | undefined; afterSeq?: number | null | undefined },
+    args: {
+      correlationId?: string | null | undefined;
+      type?: string | null | undefined;
+      first?: number | null | undefined;
+      afterSeq?: number | null | undefined;
+    },
   ): Promise<ChainedRecord[]> {
     requireAdmin(caller, "The audit log");
     const first = args.first ?? AUDIT_PAGE_DEFAULT;

@@ -14,7 +14,11 @@ function entry(n: number): AuditEntry {
   };
 }
 
-function verify(records: ChainedRecord[], head = { seq: records.at(-1)?.seq ?? 0, hash: records.at(-1)?.hash ?? GENESIS_HASH }, batchSize = 2) {
+function verify(
+  records: ChainedRecord[],
+  head = { seq: records.at(-1)?.seq ?? 0, hash: records.at(-1)?.hash ?? GENESIS_HASH },
+  batchSize = 2,
+) {
   const verifier = new ChainVerifier();
   for (let i = 0; i < records.length; i += batchSize) if (!verifier.feed(records.slice(i, i + batchSize))) break;
   return verifier.finish(head);

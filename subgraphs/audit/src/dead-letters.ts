@@ -45,7 +45,10 @@ export class DeadLetters {
    * FORBIDDEN (not an ADMIN), BAD_USER_INPUT (first out of range, a malformed consumer name),
    * NOT_FOUND (no such consumer).
    */
-  async list(caller: Caller | undefined, args: { consumer?: string | null | undefined; first?: number | null | undefined }): Promise<DeadLetterSummary[]> {
+  async list(
+    caller: Caller | undefined,
+    args: { consumer?: string | null | undefined; first?: number | null | undefined },
+  ): Promise<DeadLetterSummary[]> {
     requireAdmin(caller, "Dead letters");
     const first = args.first ?? DEAD_LETTER_PAGE_DEFAULT;
     if (!Number.isInteger(first) || first < 1 || first > DEAD_LETTER_PAGE_MAX) {
@@ -61,7 +64,10 @@ export class DeadLetters {
    * BAD_USER_INPUT (an id that is not a DLQ sequence, an empty or too long list, an id of another
    * consumer than the one named) and NOT_FOUND (an id no longer in DLQ: already replayed).
    */
-  async replay(caller: Caller | undefined, args: { consumer?: string | null | undefined; ids?: readonly string[] | null | undefined }): Promise<ReplayOutcome> {
+  async replay(
+    caller: Caller | undefined,
+    args: { consumer?: string | null | undefined; ids?: readonly string[] | null | undefined },
+  ): Promise<ReplayOutcome> {
     requireAdmin(caller, "Replaying dead letters");
     const consumer = await this.knownConsumer(args.consumer);
     const letters = args.ids ? await this.named(args.ids, consumer) : await this.queue.list({ consumer, limit: REPLAY_MAX_DEAD_LETTERS });
@@ -70,7 +76,14 @@ export class DeadLetters {
     if (letters.length > 0) {
       auditEventId = await this.recordReplayRequest({
         consumer: consumer ?? null,
-        deadLetters: letters.map(({ dlqSeq, consumer: owner, stream, subject, eventId, eventType }) => ({ dlqSeq, consumer: owner, stream, subject, eventId, eventType })),
+        deadLetters: letters.map(({ dlqSeq, consumer: owner, stream, subject, eventId, eventType }) => ({
+          dlqSeq,
+          consumer: owner,
+          stream,
+          subject,
+          eventId,
+          eventType,
+        })),
       });
       replayed = await this.queue.replay(letters.map((letter) => letter.dlqSeq));
     }
@@ -82,15 +95,21 @@ export class DeadLetters {
     if (ids.length === 0 || ids.length > REPLAY_MAX_DEAD_LETTERS) {
       throw new DomainError("BAD_USER_INPUT", `ids must name 1 to ${REPLAY_MAX_DEAD_LETTERS} dead letters`, { field: "ids" });
     }
-    if (!ids.every((id) => /^[1-9][0-9]{0,15}$/.test(id))) throw new DomainError("BAD_USER_INPUT", "ids are dead letter ids as deadLetters lists them", { field: "ids" });
+    if (!ids.every((id) => /^[1-9][0-9]{0,15}$/.test(id)))
+      throw new DomainError("BAD_USER_INPUT", "ids are dead letter ids as deadLetters lists them", { field: "ids" });
     const seqs = [...new Set(ids.map(Number))];
     const letters = await this.queue.get(seqs);
     const found = new Set(letters.map((letter) => letter.dlqSeq));
     const missing = seqs.filter((seq) => !found.has(seq));
-    if (missing.length > 0) throw new DomainError("NOT_FOUND", `No dead letter ${missing.join(", ")} (already replayed?)`, { field: "ids" });
+    if (missing.length > 0)
+      throw new DomainError("NOT_FOUND", `No dead letter ${missing.join(", ")} (already replayed?)`, { field: "ids" });
     const others = letters.filter((letter) => consumer !== undefined && letter.consumer !== consumer);
     if (others.length > 0) {
-      throw new DomainError("BAD_USER_INPUT", `Dead letter ${others.map((letter) => letter.dlqSeq).join(", ")} belongs to another consumer than ${consumer}`, { field: "ids" });
+      throw new DomainError(
+        "BAD_USER_INPUT",
+        `Dead letter ${others.map((letter) => letter.dlqSeq).join(", ")} belongs to another consumer than ${consumer}`,
+        { field: "ids" },
+      );
     }
     return letters;
   }
@@ -98,7 +117,10 @@ export class DeadLetters {
   /** The consumer named, checked: a durable of some stream, or one that still has dead letters. */
   private async knownConsumer(name: string | null | undefined): Promise<string | undefined> {
     if (name === null || name === undefined) return undefined;
-    if (!CONSUMER_NAME_PATTERN.test(name)) throw new DomainError("BAD_USER_INPUT", "consumer must be a consumer (durable) name: letters, digits, - and _", { field: "consumer" });
+    if (!CONSUMER_NAME_PATTERN.test(name))
+      throw new DomainError("BAD_USER_INPUT", "consumer must be a consumer (durable) name: letters, digits, - and _", {
+        field: "consumer",
+      });
     const [durables, waiting] = await Promise.all([this.queue.consumerNames(), this.queue.countByConsumer(name)]);
     if (!durables.has(name) && !waiting.has(name)) throw new DomainError("NOT_FOUND", `No consumer named ${name}`, { field: "consumer" });
     return name;

@@ -61,7 +61,10 @@ export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">, ma
  * committed before the replay starts. The relay is woken at once, so the record reaches the
  * chain (through the OPERATOR stream and audit's own consumer) within moments.
  */
-export async function recordReplayRequest(runtime: Pick<Runtime, "db" | "eventing">, data: EventData<"operator.dlq.replay.requested">): Promise<string> {
+export async function recordReplayRequest(
+  runtime: Pick<Runtime, "db" | "eventing">,
+  data: EventData<"operator.dlq.replay.requested">,
+): Promise<string> {
   const event = createEvent("operator.dlq.replay.requested", data);
   await runtime.db.$transaction((tx) => appendToOutbox(tx, event));
   runtime.eventing.relay.kick();

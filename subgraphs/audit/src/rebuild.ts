@@ -47,7 +47,12 @@ export interface RebuildResult {
   headHash: string;
 }
 
-export async function rebuildAuditLog(options: { db: Db; js: JetStreamClient; jsm: JetStreamManager; logger: Logger }): Promise<RebuildResult> {
+export async function rebuildAuditLog(options: {
+  db: Db;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  logger: Logger;
+}): Promise<RebuildResult> {
   const { db, logger } = options;
   const head = await db.auditChainHead.findUniqueOrThrow({ where: { id: 1 } });
   if (head.seq !== 0n || (await db.auditRecord.count()) > 0) {
@@ -81,7 +86,10 @@ export async function rebuildAuditLog(options: { db: Db; js: JetStreamClient; js
           after?.eventId ?? null,
         );
         if (rows.length === 0) break;
-        appended += await appendEntries(tx, rows.map((row) => JSON.parse(row.entry) as AuditEntry));
+        appended += await appendEntries(
+          tx,
+          rows.map((row) => JSON.parse(row.entry) as AuditEntry),
+        );
         const last = rows[rows.length - 1]!;
         after = { occurredAt: last.occurred_at, eventId: last.event_id };
       }
@@ -207,7 +215,9 @@ async function main(): Promise<void> {
       try {
         const [rebuilt, current] = await Promise.all([summarizeChain(db), summarizeChain(live)]);
         const same = rebuilt.contentDigest === current.contentDigest && rebuilt.records === current.records;
-        console.log(`live ${current.records} record(s), digest ${current.contentDigest}; rebuilt digest ${rebuilt.contentDigest}: ${same ? "same events" : "DIFFERENT"}`);
+        console.log(
+          `live ${current.records} record(s), digest ${current.contentDigest}; rebuilt digest ${rebuilt.contentDigest}: ${same ? "same events" : "DIFFERENT"}`,
+        );
         if (!same) process.exitCode = 1;
       } finally {
         await live.$disconnect();

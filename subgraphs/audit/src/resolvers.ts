@@ -29,11 +29,17 @@ export function createResolvers(runtime: Runtime): GraphQLResolverMap<AuditConte
         }),
       verifyAuditChain: (_: unknown, __: Args, context: AuditContext) => log.verify(context.caller),
       deadLetters: (_: unknown, args: Args, context: AuditContext) =>
-        deadLetters.list(context.caller, { consumer: args.consumer as string | null | undefined, first: args.first as number | null | undefined }),
+        deadLetters.list(context.caller, {
+          consumer: args.consumer as string | null | undefined,
+          first: args.first as number | null | undefined,
+        }),
     },
     Mutation: {
       replayDeadLetters: (_: unknown, args: Args, context: AuditContext) =>
-        deadLetters.replay(context.caller, { consumer: args.consumer as string | null | undefined, ids: args.ids as string[] | null | undefined }),
+        deadLetters.replay(context.caller, {
+          consumer: args.consumer as string | null | undefined,
+          ids: args.ids as string[] | null | undefined,
+        }),
     },
     DeadLetter: {
       id: (letter: DeadLetterSummary) => String(letter.dlqSeq),

@@ -3,7 +3,15 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { createLocalJWKSet } from "jose";
 import { generateKeyRingEnv, keyRingFrom } from "@vaultpay/crypto";
-import { createDpopDevice, createLogger, createTokenVerifier, provenDeviceId, revokedSessionKey, type Caller, type DomainError } from "@vaultpay/kit";
+import {
+  createDpopDevice,
+  createLogger,
+  createTokenVerifier,
+  provenDeviceId,
+  revokedSessionKey,
+  type Caller,
+  type DomainError,
+} from "@vaultpay/kit";
 import { generateDevSecrets } from "@vaultpay/stack";
 import { createTestDatabase, startTestRedis, startTestSmtpServer } from "@vaultpay/testing";
 import { AuthService, type AuthPayload, type Notifier } from "./auth.ts";
@@ -173,7 +181,12 @@ describe("register", () => {
 
   it("normalises the email, hashes with argon2id, encrypts the phone and emits auth.user.created in the outbox", async () => {
     const email = freshEmail();
-    const challenge = await auth.register({ email: `  ${email.toUpperCase()} `, phone: "+91 98765-43210", password: PASSWORD, deviceId: DEVICE });
+    const challenge = await auth.register({
+      email: `  ${email.toUpperCase()} `,
+      phone: "+91 98765-43210",
+      password: PASSWORD,
+      deviceId: DEVICE,
+    });
     expect(challenge).toMatchObject({ challengeId: expect.any(String), channel: "email" });
     expect(challenge.expiresAt.getTime() - nowMs).toBe(5 * 60_000);
     const row = await db.user.findUniqueOrThrow({ where: { email } });
@@ -185,7 +198,12 @@ describe("register", () => {
     const [message] = await mailbox().read(email);
     expect(message?.body).toContain(message?.code);
     const events = await outbox();
-    expect(events).toContainEqual(expect.objectContaining({ type: "auth.user.created", payload: expect.objectContaining({ data: { userId: row.id, role: "CUSTOMER" } }) }));
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        type: "auth.user.created",
+        payload: expect.objectContaining({ data: { userId: row.id, role: "CUSTOMER" } }),
+      }),
+    );
     const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: message!.code!, deviceId: DEVICE });
     expect(auth.maskedPhone(payload.user)).toBe("•••••••••3210");
   });
@@ -204,7 +222,9 @@ describe("register", () => {
     expect(await db.user.count()).toBe(before + 1); // only `other`
     expect((await outbox()).length).toBe(eventsBefore + 1);
     // Both paths pay for the same argon2 work, so timing does not tell a taken email apart.
-    const freshWork = await argon2OperationsOf(() => auth.register({ email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: DEVICE }));
+    const freshWork = await argon2OperationsOf(() =>
+      auth.register({ email: freshEmail(), phone: PHONE, password: PASSWORD, deviceId: DEVICE }),
+    );
     const takenWork = await argon2OperationsOf(() => auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: DEVICE }));
     expect(freshWork).toBeGreaterThan(0);
     expect(takenWork).toBe(freshWork);
@@ -297,7 +317,9 @@ describe("login", () => {
     expect(failed[1]?.payload.data.userId).toBeNull();
     // Same argon2 work either way: an unknown email is verified against a decoy hash.
     const wrongWork = await argon2OperationsOf(() => failure(auth.login({ email, password: "wrong password 2", deviceId: DEVICE })));
-    const unknownWork = await argon2OperationsOf(() => failure(auth.login({ email: freshEmail(), password: "wrong password 2", deviceId: DEVICE })));
+    const unknownWork = await argon2OperationsOf(() =>
+      failure(auth.login({ email: freshEmail(), password: "wrong password 2", deviceId: DEVICE })),
+    );
     expect(wrongWork).toBe(1);
     expect(unknownWork).toBe(wrongWork);
   });
@@ -365,7 +387,17 @@ describe("OTP delivery through a real SMTP server", () => {
   it("answers UNAVAILABLE when the code cannot be sent, leaves nothing a retry trips on, and works once mail flows", async () => {
     const smtp = await startTestSmtpServer();
     const sender = createSmtpNotifier(
-      { host: smtp.host, port: smtp.port, tls: "starttls", user: smtp.user, password: smtp.password, from: "no-reply@vaultpay.test", caFile: smtp.caFile, timeoutMs: 5_000, retry: { maxAttempts: 2, backoffMs: 10 } },
+      {
+        host: smtp.host,
+        port: smtp.port,
+        tls: "starttls",
+        user: smtp.user,
+        password: smtp.password,
+        from: "no-reply@vaultpay.test",
+        caFile: smtp.caFile,
+        timeoutMs: 5_000,
+        retry: { maxAttempts: 2, backoffMs: 10 },
+      },
       createLogger({ service: "auth-test", level: "silent" }),
     );
     const withMail = buildAuth(DEFAULT_LOCKOUT_POLICY, sender);
@@ -401,7 +433,8 @@ describe("OTP delivery through a real SMTP server", () => {
 });
 
 describe("lockout per client", () => {
-  const wrongFrom = (email: string, address: string) => failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address } }));
+  const wrongFrom = (email: string, address: string) =>
+    failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address } }));
 
   it("locks (email, address) after 5 failures; the customer signs in from another address meanwhile", async () => {
     const { email } = await signIn();
@@ -412,7 +445,9 @@ describe("lockout per client", () => {
     expect(attacker.code).toBe("RATE_LIMITED");
     // …the customer's does not.
     const challenge = await auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.51.100.7" } });
-    await expect(auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: DEVICE })).resolves.toMatchObject({ user: { email } });
+    await expect(
+      auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: DEVICE }),
+    ).resolves.toMatchObject({ user: { email } });
   });
 
   it("locks the account everywhere after 50 failures spread over many addresses (the slower ceiling)", async () => {
@@ -422,14 +457,21 @@ describe("lockout per client", () => {
     const fresh = await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } }));
     expect(fresh).toMatchObject({ code: "RATE_LIMITED" });
     nowMs += 301_000;
-    await expect(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } })).resolves.toHaveProperty("challengeId");
+    await expect(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "192.0.2.44" } })).resolves.toHaveProperty(
+      "challengeId",
+    );
   });
 });
 
 describe("DPoP device binding", () => {
   async function signInProven(jkt: string, email = freshEmail()) {
     const challenge = await auth.register({ email, phone: PHONE, password: PASSWORD, deviceId: "my-phone" });
-    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: "my-phone", client: { provenDeviceKey: jkt } });
+    const payload = await auth.verifyOtp({
+      challengeId: challenge.challengeId,
+      code: await lastCode(email),
+      deviceId: "my-phone",
+      client: { provenDeviceKey: jkt },
+    });
     return { email, payload };
   }
 
@@ -438,7 +480,9 @@ describe("DPoP device binding", () => {
     const { payload } = await signInProven(device.jkt);
     const caller = await callerOf(payload);
     expect(caller).toMatchObject({ deviceId: provenDeviceId(device.jkt), boundDeviceKey: device.jkt });
-    expect(await auth.devices(payload.user.id)).toEqual([expect.objectContaining({ fingerprint: provenDeviceId(device.jkt), label: "my-phone" })]);
+    expect(await auth.devices(payload.user.id)).toEqual([
+      expect.objectContaining({ fingerprint: provenDeviceId(device.jkt), label: "my-phone" }),
+    ]);
     const rows = await db.refreshToken.findMany({ where: { sessionId: caller.sessionId } });
     expect(rows.map((row) => row.dpopJkt)).toEqual([device.jkt]);
     const succeeded = (await outbox()).filter((e) => e.type === "auth.login.succeeded" && e.payload.data.userId === payload.user.id);
@@ -454,9 +498,15 @@ describe("DPoP device binding", () => {
     const { payload } = await signInProven(device.jkt);
     const without = await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone" }));
     expect(without).toMatchObject({ code: "UNAUTHENTICATED", details: { reason: "DPOP_PROOF_REQUIRED" } });
-    const otherKey = await failure(auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone", client: { provenDeviceKey: thief.jkt } }));
+    const otherKey = await failure(
+      auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "my-phone", client: { provenDeviceKey: thief.jkt } }),
+    );
     expect(otherKey.code).toBe("UNAUTHENTICATED");
-    const next = await auth.refreshSession({ refreshToken: payload.refreshToken, deviceId: "anything", client: { provenDeviceKey: device.jkt } });
+    const next = await auth.refreshSession({
+      refreshToken: payload.refreshToken,
+      deviceId: "anything",
+      client: { provenDeviceKey: device.jkt },
+    });
     expect(await callerOf(next)).toMatchObject({ boundDeviceKey: device.jkt, deviceId: provenDeviceId(device.jkt) });
   });
 
@@ -469,18 +519,32 @@ describe("DPoP device binding", () => {
     const device = await createDpopDevice();
     const { email } = await signInProven(device.jkt);
     // Strangers everywhere: the account-wide ceiling and the customer's own address are locked.
-    for (let i = 0; i < 50; i++) await failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address: `198.18.7.${i}` } }));
-    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.18.7.1" } }))).code).toBe("RATE_LIMITED");
+    for (let i = 0; i < 50; i++)
+      await failure(auth.login({ email, password: "wrong password 1", deviceId: DEVICE, client: { address: `198.18.7.${i}` } }));
+    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { address: "198.18.7.1" } }))).code).toBe(
+      "RATE_LIMITED",
+    );
     // An unregistered key is a stranger too.
     const stranger = await createDpopDevice();
-    expect((await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { provenDeviceKey: stranger.jkt } }))).code).toBe("RATE_LIMITED");
+    expect(
+      (await failure(auth.login({ email, password: PASSWORD, deviceId: DEVICE, client: { provenDeviceKey: stranger.jkt } }))).code,
+    ).toBe("RATE_LIMITED");
     // The registered device signs in, OTP included.
     const challenge = await auth.login({ email, password: PASSWORD, deviceId: "my-phone", client: { provenDeviceKey: device.jkt } });
-    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: await lastCode(email), deviceId: "my-phone", client: { provenDeviceKey: device.jkt } });
+    const payload = await auth.verifyOtp({
+      challengeId: challenge.challengeId,
+      code: await lastCode(email),
+      deviceId: "my-phone",
+      client: { provenDeviceKey: device.jkt },
+    });
     expect((await callerOf(payload)).boundDeviceKey).toBe(device.jkt);
     // The device is still limited on its own: 5 wrong passwords from it lock (email, device).
-    for (let i = 1; i <= 4; i++) await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }));
-    expect((await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }))).code).toBe("RATE_LIMITED");
+    for (let i = 1; i <= 4; i++)
+      await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } }));
+    expect(
+      (await failure(auth.login({ email, password: "wrong password 1", deviceId: "my-phone", client: { provenDeviceKey: device.jkt } })))
+        .code,
+    ).toBe("RATE_LIMITED");
   });
 });
 
@@ -494,7 +558,13 @@ describe("tokens and sessions", () => {
     const header = JSON.parse(Buffer.from(payload.accessToken.split(".")[0]!, "base64url").toString());
     expect(header).toMatchObject({ alg: "ES256", kid: jwks.keys[0]!.kid });
     const caller = await callerOf(payload);
-    expect(caller).toMatchObject({ userId: payload.user.id, role: "CUSTOMER", deviceId: DEVICE, sessionId: expect.any(String), tokenId: expect.any(String) });
+    expect(caller).toMatchObject({
+      userId: payload.user.id,
+      role: "CUSTOMER",
+      deviceId: DEVICE,
+      sessionId: expect.any(String),
+      tokenId: expect.any(String),
+    });
     expect(payload.accessTokenExpiresAt.getTime() - Date.now()).toBeGreaterThan(14 * 60_000);
     expect(payload.accessTokenExpiresAt.getTime() - Date.now()).toBeLessThanOrEqual(15 * 60_000);
     const stored = await db.refreshToken.findMany({ where: { sessionId: caller.sessionId } });

@@ -226,7 +226,13 @@ export class AuthService {
    * decoy challenge no code opens; its owner is told by the notifier instead. The password is hashed
    * and the phone sealed either way, so both paths take about the same time.
    */
-  async register(input: { email: string; phone: string; password: string; deviceId: string; client?: SignInClient }): Promise<OtpChallenge> {
+  async register(input: {
+    email: string;
+    phone: string;
+    password: string;
+    deviceId: string;
+    client?: SignInClient;
+  }): Promise<OtpChallenge> {
     const email = parseEmail(input.email);
     const phone = parsePhone(input.phone);
     const password = parseNewPassword(input.password, "password", personalInputs({ email, phone }));
@@ -248,7 +254,14 @@ export class AuthService {
     }
     await this.sendCode(email, issued, null);
     const created = await store.createUser(
-      { id: userId, email, role: "CUSTOMER", passwordHash, phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT), phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT) },
+      {
+        id: userId,
+        email,
+        role: "CUSTOMER",
+        passwordHash,
+        phoneEncrypted: encrypt(keyRing, phone, PHONE_CONTEXT),
+        phoneBlindIndex: blindIndex(keyRing, phone, PHONE_CONTEXT),
+      },
       (user) => [authEvents.userCreated(user.id, user.role)],
     );
     if (created !== "duplicate") this.deps.logger.info({ userId: created.id }, "user registered");
@@ -287,14 +300,24 @@ export class AuthService {
     return this.challenge(user!.id, email, lockoutKeys, deviceId, "login");
   }
 
-  private async challenge(userId: string, email: string, lockoutKeys: string[], deviceId: string, purpose: OtpPurpose): Promise<OtpChallenge> {
+  private async challenge(
+    userId: string,
+    email: string,
+    lockoutKeys: string[],
+    deviceId: string,
+    purpose: OtpPurpose,
+  ): Promise<OtpChallenge> {
     const issued = await this.deps.otp.issue({ userId, lockoutKeys, deviceId, purpose });
     // The challenge stays live if the code does not go out: a mail that did arrive late still works.
     await this.sendCode(email, issued, issued.challenge.challengeId);
     return issued.challenge;
   }
 
-  private async sendCode(email: string, { challenge, code }: { challenge: OtpChallenge; code: string }, liveChallengeId: string | null): Promise<void> {
+  private async sendCode(
+    email: string,
+    { challenge, code }: { challenge: OtpChallenge; code: string },
+    liveChallengeId: string | null,
+  ): Promise<void> {
     const content = otpMessage(code, this.deps.otp.ttlSeconds);
     await this.deliver({ to: email, channel: challenge.channel, subject: content.subject, body: content.text, code }, liveChallengeId);
   }
@@ -334,9 +357,12 @@ export class AuthService {
         throw locked(lockedFor);
       }
     }
-    const result = pending ? await otp.verify(input.challengeId, input.code, deviceId) : ({ ok: false, reason: "otp_expired", record: undefined } as const);
+    const result = pending
+      ? await otp.verify(input.challengeId, input.code, deviceId)
+      : ({ ok: false, reason: "otp_expired", record: undefined } as const);
     if (!result.ok) {
-      const lockedForSeconds = result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKeys) : null;
+      const lockedForSeconds =
+        result.record && result.reason !== "otp_expired" ? await lockout.recordFailure(result.record.lockoutKeys) : null;
       await store.appendEvents([authEvents.loginFailed(result.record?.userId ?? null, result.reason, lockedForSeconds)]);
       if (lockedForSeconds) throw locked(lockedForSeconds);
       throw unauthenticated(OTP_FAILURE_MESSAGES[result.reason]);
@@ -347,7 +373,12 @@ export class AuthService {
     return this.startSession(user, deviceId, input.client?.provenDeviceKey, result.record.purpose);
   }
 
-  private async startSession(user: UserRecord, claimedDeviceId: string, deviceKey: string | undefined, method: OtpPurpose): Promise<AuthPayload> {
+  private async startSession(
+    user: UserRecord,
+    claimedDeviceId: string,
+    deviceKey: string | undefined,
+    method: OtpPurpose,
+  ): Promise<AuthPayload> {
     const now = this.now();
     const refreshToken = newRefreshToken();
     const deviceId = deviceKey ? provenDeviceId(deviceKey) : claimedDeviceId;
@@ -366,7 +397,10 @@ export class AuthService {
         authEvents.loginSucceeded({ userId: user.id, sessionId, deviceId, method, newDevice, deviceProven: deviceKey !== undefined }),
       ],
     );
-    this.deps.logger.info({ userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice, deviceBound: deviceKey !== undefined }, "session started");
+    this.deps.logger.info(
+      { userId: user.id, sessionId: started.sessionId, newDevice: started.newDevice, deviceBound: deviceKey !== undefined },
+      "session started",
+    );
     const access = await this.deps.signer.sign({ userId: user.id, role: user.role, sessionId: started.sessionId, deviceId, deviceKey });
     return { accessToken: access.token, refreshToken, accessTokenExpiresAt: access.expiresAt, user };
   }
@@ -467,7 +501,8 @@ export class AuthService {
     if (!Number.isInteger(page.first) || page.first < 1 || page.first > USERS_PAGE_MAX) {
       throw new DomainError("BAD_USER_INPUT", `first must be between 1 and ${USERS_PAGE_MAX}`, { field: "first" });
     }
-    if (page.after != null && !UUID_PATTERN.test(page.after)) throw new DomainError("BAD_USER_INPUT", "after is not a user id", { field: "after" });
+    if (page.after != null && !UUID_PATTERN.test(page.after))
+      throw new DomainError("BAD_USER_INPUT", "after is not a user id", { field: "after" });
     return this.deps.store.listUsers({ first: page.first, afterId: page.after ?? undefined });
   }
 
@@ -508,7 +543,8 @@ export class AuthService {
     const email = parseEmail(emailInput, "ADMIN_EMAIL");
     const existing = await this.deps.store.findUserByEmail(email);
     if (existing) {
-      if (existing.role !== "ADMIN") this.deps.logger.warn({ userId: existing.id }, "ADMIN_EMAIL belongs to a non-admin user; not promoted");
+      if (existing.role !== "ADMIN")
+        this.deps.logger.warn({ userId: existing.id }, "ADMIN_EMAIL belongs to a non-admin user; not promoted");
       return "exists";
     }
     // The admin has no phone yet; an empty value is sealed so the column stays encrypted-only.

@@ -55,15 +55,34 @@ describe("auth configuration", () => {
     const defaults = problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: DEV_ADMIN_EMAIL, ADMIN_PASSWORD: DEV_ADMIN_PASSWORD });
     expect(defaults).toContain("ADMIN_EMAIL: must not be the development default");
     expect(defaults).toContain("ADMIN_PASSWORD: must not be the development default");
-    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "short" })).toContain("ADMIN_PASSWORD: Password must be at least 12");
-    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "Password1234!" })).toContain("ADMIN_PASSWORD: This password is too easy to guess");
-    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "ops@bank.example1" })).toContain("ADMIN_PASSWORD: This password is too easy to guess");
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "short" })).toContain(
+      "ADMIN_PASSWORD: Password must be at least 12",
+    );
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "Password1234!" })).toContain(
+      "ADMIN_PASSWORD: This password is too easy to guess",
+    );
+    expect(problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "ops@bank.example1" })).toContain(
+      "ADMIN_PASSWORD: This password is too easy to guess",
+    );
     expect(problems(production)).toBe("");
   });
 
   it("refuses to start without the signing key, OTP pepper or encryption keys", () => {
-    for (const key of ["JWT_PRIVATE_JWK", "JWT_KEY_ID", "OTP_PEPPER", "ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "REDIS_URL", "GATEWAY_SECRET"] as const) {
-      const env: Record<string, string> = { ...base, NODE_ENV: "production", ADMIN_EMAIL: "ops@bank.example", ADMIN_PASSWORD: "a real Passphrase 7" };
+    for (const key of [
+      "JWT_PRIVATE_JWK",
+      "JWT_KEY_ID",
+      "OTP_PEPPER",
+      "ENCRYPTION_KEYS",
+      "BLIND_INDEX_KEY",
+      "REDIS_URL",
+      "GATEWAY_SECRET",
+    ] as const) {
+      const env: Record<string, string> = {
+        ...base,
+        NODE_ENV: "production",
+        ADMIN_EMAIL: "ops@bank.example",
+        ADMIN_PASSWORD: "a real Passphrase 7",
+      };
       delete env[key];
       expect(problems(env), key).toContain(`${key}:`);
     }
@@ -76,7 +95,17 @@ describe("auth configuration", () => {
 
   it("in production refuses each missing sender setting or secret by name, on one line", () => {
     expect(problems(production)).toBe("");
-    for (const key of ["SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM", "JWT_PRIVATE_JWK", "OTP_PEPPER", "ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "GATEWAY_SECRET"] as const) {
+    for (const key of [
+      "SMTP_HOST",
+      "SMTP_USER",
+      "SMTP_PASSWORD",
+      "SMTP_FROM",
+      "JWT_PRIVATE_JWK",
+      "OTP_PEPPER",
+      "ENCRYPTION_KEYS",
+      "BLIND_INDEX_KEY",
+      "GATEWAY_SECRET",
+    ] as const) {
       const env: Record<string, string> = { ...production };
       delete env[key];
       const message = problems(env);
@@ -85,7 +114,9 @@ describe("auth configuration", () => {
     }
     expect(problems({ ...production, SMTP_TLS: "none" })).toContain("SMTP_TLS: must be starttls or implicit in production");
     expect(problems({ ...production, SMS_PROVIDER_URL: "https://sms.example/send" })).toContain("SMS_SIGNING_SECRET: is required");
-    expect(problems({ ...production, SMS_PROVIDER_URL: "http://sms.example/send", SMS_SIGNING_SECRET: "k".repeat(32) })).toContain("SMS_PROVIDER_URL: must be https://");
+    expect(problems({ ...production, SMS_PROVIDER_URL: "http://sms.example/send", SMS_SIGNING_SECRET: "k".repeat(32) })).toContain(
+      "SMS_PROVIDER_URL: must be https://",
+    );
     // Outside production the dev mailbox is enough; a half-configured SMTP is still refused.
     expect(problems({ ...base, NODE_ENV: "development" })).toBe("");
     expect(problems({ ...base, SMTP_HOST: "127.0.0.1" })).toContain("SMTP_FROM: is required with SMTP_HOST");

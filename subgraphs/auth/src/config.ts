@@ -62,7 +62,8 @@ export const authConfigSchema = subgraphConfigSchema
     }
     if (jwk !== undefined) {
       const parsed = jwkSchema.safeParse(jwk);
-      if (!parsed.success) issues.addIssue({ code: "custom", path: ["JWT_PRIVATE_JWK"], message: "must be an EC P-256 private JWK (kty, crv, x, y, d)" });
+      if (!parsed.success)
+        issues.addIssue({ code: "custom", path: ["JWT_PRIVATE_JWK"], message: "must be an EC P-256 private JWK (kty, crv, x, y, d)" });
       else if (parsed.data.kid !== undefined && parsed.data.kid !== env.JWT_KEY_ID) {
         issues.addIssue({ code: "custom", path: ["JWT_KEY_ID"], message: "does not match the kid of JWT_PRIVATE_JWK" });
       }
@@ -123,7 +124,8 @@ function notifierProblems(env: NotifierEnv): Array<{ variable: string; message: 
   if (env.SMTP_USER && !env.SMTP_PASSWORD && !production) need("SMTP_PASSWORD", "is required with SMTP_USER");
   if (env.SMS_PROVIDER_URL) {
     need("SMS_SIGNING_SECRET", "is required with SMS_PROVIDER_URL");
-    if (production && !env.SMS_PROVIDER_URL.startsWith("https://")) problems.push({ variable: "SMS_PROVIDER_URL", message: "must be https:// in production" });
+    if (production && !env.SMS_PROVIDER_URL.startsWith("https://"))
+      problems.push({ variable: "SMS_PROVIDER_URL", message: "must be https:// in production" });
   }
   return problems;
 }

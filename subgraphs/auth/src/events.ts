@@ -8,8 +8,14 @@ import type { Role } from "@vaultpay/kit";
  */
 export const authEvents = {
   userCreated: (userId: string, role: Role): Event => createEvent("auth.user.created", { userId, role }),
-  loginSucceeded: (data: { userId: string; sessionId: string; deviceId: string; method: "register" | "login"; newDevice: boolean; deviceProven: boolean }): Event =>
-    createEvent("auth.login.succeeded", data),
+  loginSucceeded: (data: {
+    userId: string;
+    sessionId: string;
+    deviceId: string;
+    method: "register" | "login";
+    newDevice: boolean;
+    deviceProven: boolean;
+  }): Event => createEvent("auth.login.succeeded", data),
   loginFailed: (
     userId: string | null,
     reason: "invalid_credentials" | "invalid_otp" | "otp_expired" | "otp_burned" | "device_mismatch" | "locked",

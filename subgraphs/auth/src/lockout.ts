@@ -23,9 +23,19 @@ export interface LockoutPolicy {
 }
 
 /** Per client: 5 failures → 1 min, the next 5 → 2 min, then 4, 8 … capped at 1 h; forgotten after a quiet day. */
-export const DEFAULT_LOCKOUT_POLICY: LockoutPolicy = { maxFailures: 5, baseLockSeconds: 60, maxLockSeconds: 3600, memorySeconds: 24 * 3600 };
+export const DEFAULT_LOCKOUT_POLICY: LockoutPolicy = {
+  maxFailures: 5,
+  baseLockSeconds: 60,
+  maxLockSeconds: 3600,
+  memorySeconds: 24 * 3600,
+};
 /** Per account, whatever the address: 50 failures → 5 min, doubling to 1 h; forgotten after a quiet day. */
-export const DEFAULT_ACCOUNT_LOCKOUT_POLICY: LockoutPolicy = { maxFailures: 50, baseLockSeconds: 300, maxLockSeconds: 3600, memorySeconds: 24 * 3600 };
+export const DEFAULT_ACCOUNT_LOCKOUT_POLICY: LockoutPolicy = {
+  maxFailures: 50,
+  baseLockSeconds: 300,
+  maxLockSeconds: 3600,
+  memorySeconds: 24 * 3600,
+};
 
 /** Who is trying: the client address the gateway saw, or a device key it verified a proof of. */
 export type LockoutClient = { address: string } | { provenDeviceKey: string };
@@ -49,7 +59,11 @@ export interface LockoutStore {
 }
 
 /** Pure: the state after one more failure at `nowMs`, and the lock it started (if any). */
-export function afterFailure(state: LockoutState | undefined, nowMs: number, policy: LockoutPolicy): { state: LockoutState; lockedForSeconds: number | null } {
+export function afterFailure(
+  state: LockoutState | undefined,
+  nowMs: number,
+  policy: LockoutPolicy,
+): { state: LockoutState; lockedForSeconds: number | null } {
   const current = state ?? { failures: 0, level: 0, lockedUntilMs: 0 };
   const failures = current.failures + 1;
   if (failures < policy.maxFailures) return { state: { ...current, failures }, lockedForSeconds: null };
@@ -76,9 +90,13 @@ export class Lockout {
    * then only the (email, device) key applies.
    */
   keysFor(email: string, client: LockoutClient, deviceRegistered = false): string[] {
-    if ("provenDeviceKey" in client && deviceRegistered) return [`${CLIENT_PREFIX}${this.hash(`lockout\u0000device\u0000${email}\u0000${client.provenDeviceKey}`)}`];
+    if ("provenDeviceKey" in client && deviceRegistered)
+      return [`${CLIENT_PREFIX}${this.hash(`lockout\u0000device\u0000${email}\u0000${client.provenDeviceKey}`)}`];
     const address = "address" in client ? client.address : "unknown";
-    return [`${CLIENT_PREFIX}${this.hash(`lockout\u0000client\u0000${email}\u0000${address}`)}`, `${ACCOUNT_PREFIX}${this.hash(`lockout\u0000${email}`)}`];
+    return [
+      `${CLIENT_PREFIX}${this.hash(`lockout\u0000client\u0000${email}\u0000${address}`)}`,
+      `${ACCOUNT_PREFIX}${this.hash(`lockout\u0000${email}`)}`,
+    ];
   }
 
   private policyOf(key: string): LockoutPolicy {

@@ -39,7 +39,15 @@ function createNotifier(config: AuthConfig, logger: Logger, devMailbox: Notifier
     : undefined;
   const sms =
     config.SMS_PROVIDER_URL && config.SMS_SIGNING_SECRET
-      ? createSmsNotifier({ url: config.SMS_PROVIDER_URL, signingSecret: config.SMS_SIGNING_SECRET, timeoutMs: config.SMS_TIMEOUT_MS, retry: retry(config.SMS_MAX_ATTEMPTS) }, logger)
+      ? createSmsNotifier(
+          {
+            url: config.SMS_PROVIDER_URL,
+            signingSecret: config.SMS_SIGNING_SECRET,
+            timeoutMs: config.SMS_TIMEOUT_MS,
+            retry: retry(config.SMS_MAX_ATTEMPTS),
+          },
+          logger,
+        )
       : undefined;
   const wrap = (real: Notifier | undefined) => (real ? alsoTo(real, devMailbox) : devMailbox);
   return { notifier: routeByChannel({ email: wrap(email), sms: wrap(sms) }), close: () => email?.close() };

@@ -9,7 +9,13 @@ describe("customer messages", () => {
   });
 
   it("says what happened to a transfer, with its reference, and never carries a code", () => {
-    const failed = transferNoticeMessage({ transferId: "t-9", status: "FAILED", amountMinor: 60000n, currency: "INR", reason: "Fraud check failed" });
+    const failed = transferNoticeMessage({
+      transferId: "t-9",
+      status: "FAILED",
+      amountMinor: 60000n,
+      currency: "INR",
+      reason: "Fraud check failed",
+    });
     expect(failed.subject).toBe("Transfer of 600.00 INR failed");
     expect(failed.text).toContain("Reason: Fraud check failed.");
     expect(failed.text).toContain("Reference: t-9.");

@@ -22,23 +22,46 @@ async function record(event: ReturnType<typeof createEvent>) {
   await db.$transaction((tx) => recordTransferNotice(event, tx, logger));
 }
 const completed = (transferId: string) =>
-  createEvent("transaction.completed", { transferId, fromAccountId: randomUUID(), toAccountId: randomUUID(), amountMinor: "12345", userId: randomUUID(), currency: "INR" }, context);
+  createEvent(
+    "transaction.completed",
+    { transferId, fromAccountId: randomUUID(), toAccountId: randomUUID(), amountMinor: "12345", userId: randomUUID(), currency: "INR" },
+    context,
+  );
 const state = async (transferId: string) =>
-  (await db.$queryRawUnsafe<Array<{ state: string; attempts: number; due_later: boolean }>>(
-    `SELECT state, attempts, next_attempt_at > now() AS due_later FROM transfer_notice WHERE transfer_id = $1::uuid`,
-    transferId,
-  ))[0];
+  (
+    await db.$queryRawUnsafe<Array<{ state: string; attempts: number; due_later: boolean }>>(
+      `SELECT state, attempts, next_attempt_at > now() AS due_later FROM transfer_notice WHERE transfer_id = $1::uuid`,
+      transferId,
+    )
+  )[0];
 const mailsAbout = (transferId: string) => smtp.received.filter((mail) => mail.text.includes(transferId));
 
 beforeAll(async () => {
   [database, smtp] = await Promise.all([createTestDatabase("auth"), startTestSmtpServer()]);
   db = createDb(database.url);
   const email = createSmtpNotifier(
-    { host: smtp.host, port: smtp.port, tls: "starttls", user: smtp.user, password: smtp.password, from: "no-reply@vaultpay.test", caFile: smtp.caFile, timeoutMs: 5_000, retry: { maxAttempts: 1, backoffMs: 0 } },
+    {
+      host: smtp.host,
+      port: smtp.port,
+      tls: "starttls",
+      user: smtp.user,
+      password: smtp.password,
+      from: "no-reply@vaultpay.test",
+      caFile: smtp.caFile,
+      timeoutMs: 5_000,
+      retry: { maxAttempts: 1, backoffMs: 0 },
+    },
     logger,
   );
   close = () => email.close();
-  sender = new TransferNoticeSender({ db, notifier: routeByChannel({ email }), contactOf: async () => ({ email: EMAIL, phone: null }), logger, maxAttempts: 3, pollMs: 60_000 });
+  sender = new TransferNoticeSender({
+    db,
+    notifier: routeByChannel({ email }),
+    contactOf: async () => ({ email: EMAIL, phone: null }),
+    logger,
+    maxAttempts: 3,
+    pollMs: 60_000,
+  });
 });
 afterAll(async () => {
   await sender?.stop();
@@ -60,8 +83,17 @@ describe("transfer notices", () => {
     await record(first);
     await record(first);
     await record({ ...completed(transferId), id: randomUUID() });
-    await record(createEvent("transaction.failed", { transferId, status: "FAILED", reason: "Fraud check failed", userId: randomUUID(), amountMinor: "12345", currency: "INR" }, context));
-    const rows = await db.$queryRawUnsafe<Array<{ status: string }>>(`SELECT status FROM transfer_notice WHERE transfer_id = $1::uuid ORDER BY status`, transferId);
+    await record(
+      createEvent(
+        "transaction.failed",
+        { transferId, status: "FAILED", reason: "Fraud check failed", userId: randomUUID(), amountMinor: "12345", currency: "INR" },
+        context,
+      ),
+    );
+    const rows = await db.$queryRawUnsafe<Array<{ status: string }>>(
+      `SELECT status FROM transfer_notice WHERE transfer_id = $1::uuid ORDER BY status`,
+      transferId,
+    );
     expect(rows.map((row) => row.status)).toEqual(["COMPLETED", "FAILED"]);
   });
 
@@ -70,7 +102,10 @@ describe("transfer notices", () => {
     await record(completed(retried));
     smtp.failNext(1, 451);
     sender.kick();
-    await waitUntil(async () => (await state(retried))?.attempts === 1 && (await state(retried))?.state === "PENDING", "the notice back to PENDING");
+    await waitUntil(
+      async () => (await state(retried))?.attempts === 1 && (await state(retried))?.state === "PENDING",
+      "the notice back to PENDING",
+    );
     expect(await state(retried)).toMatchObject({ due_later: true });
     sender.kick();
     await new Promise((resolve) => setTimeout(resolve, 300));

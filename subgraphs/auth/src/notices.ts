@@ -205,7 +205,10 @@ export class TransferNoticeSender {
         giveUp ? "FAILED" : "PENDING",
         delaySeconds,
       );
-      logger.warn({ transferId: notice.transfer_id, attempts: notice.attempts, gaveUp: giveUp, reason: (error as Error).message }, "transfer notice not sent");
+      logger.warn(
+        { transferId: notice.transfer_id, attempts: notice.attempts, gaveUp: giveUp, reason: (error as Error).message },
+        "transfer notice not sent",
+      );
       return;
     }
     await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = $1::uuid`, notice.id);

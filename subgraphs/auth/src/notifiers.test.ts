@@ -9,7 +9,10 @@ const logger = createLogger({ service: "notifier-test", level: "silent" });
 const retry = { maxAttempts: 3, backoffMs: 10 };
 
 async function failure(promise: Promise<unknown>): Promise<DeliveryError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(DeliveryError);
   return error as DeliveryError;
 }
@@ -46,7 +49,13 @@ describe("SMTP notifier", () => {
       await notifier.send({ to: "asha@example.com", channel: "email", subject: content.subject, body: content.text, code: "042917" });
       expect(smtp.received).toHaveLength(1);
       const [mail] = smtp.received;
-      expect(mail).toMatchObject({ from: "no-reply@vaultpay.test", to: ["asha@example.com"], subject: "Your VaultPay sign-in code", secure: true, user: smtp.user });
+      expect(mail).toMatchObject({
+        from: "no-reply@vaultpay.test",
+        to: ["asha@example.com"],
+        subject: "Your VaultPay sign-in code",
+        secure: true,
+        user: smtp.user,
+      });
       expect(mail!.text).toContain("Your VaultPay code is 042917. It expires in 5 minutes.");
     } finally {
       notifier.close();
@@ -102,7 +111,12 @@ describe("SMS notifier", () => {
   });
 
   it("posts a body the provider verifies with the shared key; a wrong key is refused without retries", async () => {
-    await createSmsNotifier(settings(), logger).send({ to: "+919800000001", channel: "sms", body: "Your transfer has completed.", code: null });
+    await createSmsNotifier(settings(), logger).send({
+      to: "+919800000001",
+      channel: "sms",
+      body: "Your transfer has completed.",
+      code: null,
+    });
     expect(provider.received).toEqual([{ id: expect.any(String), to: "+919800000001", text: "Your transfer has completed." }]);
     const before = provider.refusedSignatures;
     const forged = createSmsNotifier({ ...settings(), signingSecret: "x".repeat(40) }, logger);
@@ -118,7 +132,9 @@ describe("SMS notifier", () => {
     expect(provider.received.map((sms) => sms.text)).toEqual(["after two 503s"]);
     provider.failNext(3, "hang");
     const startedAt = Date.now();
-    const error = await failure(createSmsNotifier(settings(), logger).send({ to: "+919800000003", channel: "sms", body: "never", code: null }));
+    const error = await failure(
+      createSmsNotifier(settings(), logger).send({ to: "+919800000003", channel: "sms", body: "never", code: null }),
+    );
     expect(error).toMatchObject({ transient: true, message: "sms delivery failed: no answer in 500 ms" });
     // Three attempts of 500 ms plus 10 + 20 ms of backoff: bounded, not a hung request.
     expect(Date.now() - startedAt).toBeLessThan(3_000);

@@ -68,9 +68,16 @@ export class OtpChallenges {
   }
 
   /** Creates a challenge; the code is returned once, for the notifier, and never stored. */
-  async issue(input: { userId: string | null; lockoutKeys: string[]; deviceId: string; purpose: OtpPurpose }): Promise<{ challenge: OtpChallenge; code: string }> {
+  async issue(input: {
+    userId: string | null;
+    lockoutKeys: string[];
+    deviceId: string;
+    purpose: OtpPurpose;
+  }): Promise<{ challenge: OtpChallenge; code: string }> {
     const challengeId = randomUUID();
-    const code = randomInt(0, 10 ** OTP_DIGITS).toString().padStart(OTP_DIGITS, "0");
+    const code = randomInt(0, 10 ** OTP_DIGITS)
+      .toString()
+      .padStart(OTP_DIGITS, "0");
     const expiresAtMs = this.options.now().getTime() + this.ttlSeconds * 1000;
     await this.options.store.save({ challengeId, ...input, codeHash: this.hash(challengeId, code), expiresAtMs }, this.ttlSeconds);
     return { challenge: { challengeId, expiresAt: new Date(expiresAtMs), channel: this.channel }, code };

@@ -41,7 +41,13 @@ export function createRedisOtpStore(redis: Redis): OtpStore {
     },
     // Only on a live challenge: HINCRBY alone would recreate a consumed one as a key without a TTL.
     countAttempt: async (challengeId) =>
-      Number(await redis.eval(`if redis.call("EXISTS", KEYS[1]) == 1 then return redis.call("HINCRBY", KEYS[1], "attempts", 1) end return 1000000`, 1, otpKey(challengeId))),
+      Number(
+        await redis.eval(
+          `if redis.call("EXISTS", KEYS[1]) == 1 then return redis.call("HINCRBY", KEYS[1], "attempts", 1) end return 1000000`,
+          1,
+          otpKey(challengeId),
+        ),
+      ),
     consume: async (challengeId) => (await redis.del(otpKey(challengeId))) === 1,
   };
 }

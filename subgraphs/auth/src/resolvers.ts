@@ -63,11 +63,25 @@ export function createResolvers(deps: ResolverDeps): GraphQLResolverMap<AuthCont
           client: context.client,
         }),
       login: (_: unknown, args: Args, context: AuthContext) =>
-        auth.login({ email: text(args, "email"), password: text(args, "password"), deviceId: text(args, "deviceId"), client: context.client }),
+        auth.login({
+          email: text(args, "email"),
+          password: text(args, "password"),
+          deviceId: text(args, "deviceId"),
+          client: context.client,
+        }),
       verifyOtp: async (_: unknown, args: Args, context: AuthContext) =>
-        own(await auth.verifyOtp({ challengeId: text(args, "challengeId"), code: text(args, "code"), deviceId: text(args, "deviceId"), client: context.client })),
+        own(
+          await auth.verifyOtp({
+            challengeId: text(args, "challengeId"),
+            code: text(args, "code"),
+            deviceId: text(args, "deviceId"),
+            client: context.client,
+          }),
+        ),
       refreshSession: async (_: unknown, args: Args, context: AuthContext) =>
-        own(await auth.refreshSession({ refreshToken: text(args, "refreshToken"), deviceId: text(args, "deviceId"), client: context.client })),
+        own(
+          await auth.refreshSession({ refreshToken: text(args, "refreshToken"), deviceId: text(args, "deviceId"), client: context.client }),
+        ),
       logout: (_: unknown, __: Args, context: AuthContext) => auth.logout(context.caller),
     },
     User: {

@@ -79,7 +79,10 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
         const newDevice = inserted.count === 1;
         const device = newDevice
           ? await tx.device.findUniqueOrThrow({ where: { userId_fingerprint: { userId, fingerprint: deviceId } } })
-          : await tx.device.update({ where: { userId_fingerprint: { userId, fingerprint: deviceId } }, data: { lastSeenAt: now, trusted: true } });
+          : await tx.device.update({
+              where: { userId_fingerprint: { userId, fingerprint: deviceId } },
+              data: { lastSeenAt: now, trusted: true },
+            });
         const session = await tx.session.create({ data: { userId, deviceId, createdAt: now, expiresAt } });
         await tx.refreshToken.create({ data: { tokenHash: refreshTokenHash, sessionId: session.id, createdAt: now, expiresAt, dpopJkt } });
         const started = { sessionId: session.id, device: toDevice(device), newDevice };
@@ -96,7 +99,13 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
         usedAt: row.usedAt,
         successorEncrypted: row.successorEncrypted,
         expiresAt: row.expiresAt,
-        session: { id: session.id, userId: session.userId, deviceId: session.deviceId, expiresAt: session.expiresAt, revokedAt: session.revokedAt },
+        session: {
+          id: session.id,
+          userId: session.userId,
+          deviceId: session.deviceId,
+          expiresAt: session.expiresAt,
+          revokedAt: session.revokedAt,
+        },
       };
     },
     async rotateRefreshToken(oldHash, next, now, forgetSealedBefore) {
@@ -121,7 +130,10 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
     },
     revokeSession(sessionId, reason, now, events) {
       return withEvents(async (tx) => {
-        const revoked = await tx.session.updateMany({ where: { id: sessionId, revokedAt: null }, data: { revokedAt: now, revokedReason: reason } });
+        const revoked = await tx.session.updateMany({
+          where: { id: sessionId, revokedAt: null },
+          data: { revokedAt: now, revokedReason: reason },
+        });
         return revoked.count === 1 ? { result: true, events } : { result: false, events: [] };
       });
     },

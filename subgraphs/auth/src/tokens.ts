@@ -21,15 +21,32 @@ export interface AccessTokenSigner {
  * Signs access tokens per kit's ACCESS_TOKEN contract (issuer, audience, ES256, 15 minutes) with
  * claims sub, role, sid, did (and cnf.jkt for a device-bound session) and a fresh jti, and a `kid` header so verifiers find the key in JWKS.
  */
-export async function createAccessTokenSigner(privateJwkJson: string, keyId: string, now: () => Date = () => new Date()): Promise<AccessTokenSigner> {
+export async function createAccessTokenSigner(
+  privateJwkJson: string,
+  keyId: string,
+  now: () => Date = () => new Date(),
+): Promise<AccessTokenSigner> {
   const privateJwk = JSON.parse(privateJwkJson) as JWK;
   const key = await importJWK({ ...privateJwk, alg: ACCESS_TOKEN.algorithm }, ACCESS_TOKEN.algorithm);
-  const publicJwk: JWK = { kty: privateJwk.kty!, crv: privateJwk.crv!, x: privateJwk.x!, y: privateJwk.y!, kid: keyId, alg: ACCESS_TOKEN.algorithm, use: "sig" };
+  const publicJwk: JWK = {
+    kty: privateJwk.kty!,
+    crv: privateJwk.crv!,
+    x: privateJwk.x!,
+    y: privateJwk.y!,
+    kid: keyId,
+    alg: ACCESS_TOKEN.algorithm,
+    use: "sig",
+  };
   return {
     async sign(claims) {
       const issuedAtSeconds = Math.floor(now().getTime() / 1000);
       const expiresAtSeconds = issuedAtSeconds + ACCESS_TOKEN.ttlSeconds;
-      const token = await new SignJWT({ role: claims.role, sid: claims.sessionId, did: claims.deviceId, ...(claims.deviceKey ? { cnf: { jkt: claims.deviceKey } } : {}) })
+      const token = await new SignJWT({
+        role: claims.role,
+        sid: claims.sessionId,
+        did: claims.deviceId,
+        ...(claims.deviceKey ? { cnf: { jkt: claims.deviceKey } } : {}),
+      })
         .setProtectedHeader({ alg: ACCESS_TOKEN.algorithm, kid: keyId, typ: "JWT" })
         .setSubject(claims.userId)
         .setIssuer(ACCESS_TOKEN.issuer)

@@ -74,7 +74,9 @@ function weakPasswordMessage(result: ZxcvbnResult): string {
   const warning = result.feedback.warning?.trim();
   const suggestion = result.feedback.suggestions[0]?.trim();
   const why = warning ? ` ${warning.endsWith(".") ? warning : `${warning}.`}` : "";
-  const how = suggestion ? ` ${suggestion.endsWith(".") ? suggestion : `${suggestion}.`}` : " Try a few unrelated words with a number or symbol.";
+  const how = suggestion
+    ? ` ${suggestion.endsWith(".") ? suggestion : `${suggestion}.`}`
+    : " Try a few unrelated words with a number or symbol.";
   return `This password is too easy to guess.${why}${how}`;
 }
 

@@ -59,7 +59,11 @@ export const fraudConfigSchema = subgraphConfigSchema
   })
   .superRefine((env, issues) => {
     if (env.FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY > env.FRAUD_UNUSUAL_AMOUNT_SAMPLE_SIZE) {
-      issues.addIssue({ code: "custom", path: ["FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY"], message: "must not exceed FRAUD_UNUSUAL_AMOUNT_SAMPLE_SIZE" });
+      issues.addIssue({
+        code: "custom",
+        path: ["FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY"],
+        message: "must not exceed FRAUD_UNUSUAL_AMOUNT_SAMPLE_SIZE",
+      });
     }
   });
 
@@ -86,7 +90,11 @@ export function rulesConfigFrom(config: FraudConfig): RulesConfig {
     deviceMismatch: { weight: config.FRAUD_DEVICE_MISMATCH_WEIGHT },
     unprovenDevice: { weight: config.FRAUD_UNPROVEN_DEVICE_WEIGHT },
     newPayee: { weight: config.FRAUD_NEW_PAYEE_WEIGHT },
-    dailyLimit: { weight: config.FRAUD_DAILY_LIMIT_WEIGHT, limitMinor: config.FRAUD_DAILY_LIMIT_MINOR, timeZone: config.FRAUD_DAILY_LIMIT_TIME_ZONE },
+    dailyLimit: {
+      weight: config.FRAUD_DAILY_LIMIT_WEIGHT,
+      limitMinor: config.FRAUD_DAILY_LIMIT_MINOR,
+      timeZone: config.FRAUD_DAILY_LIMIT_TIME_ZONE,
+    },
     currencies: config.FRAUD_CURRENCIES,
     historyMaxRows: config.FRAUD_HISTORY_MAX_ROWS,
   };

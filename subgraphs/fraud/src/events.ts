@@ -49,17 +49,25 @@ export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDepe
   await lockKeys(tx, [`transfer:${data.transferId}`, `user:${data.userId}`]);
   const earlier = await findCheck(tx, data.transferId);
   if (earlier) {
-    if (earlier.userId !== data.userId) deps.logger.warn({ transferId: data.transferId }, "check re-requested with another user; re-sending the stored verdict");
+    if (earlier.userId !== data.userId)
+      deps.logger.warn({ transferId: data.transferId }, "check re-requested with another user; re-sending the stored verdict");
     await emitVerdict(tx, earlier);
     return;
   }
   const transfer: Transfer = { ...data, amountMinor: BigInt(data.amountMinor), initiatedAt: new Date(data.initiatedAt) };
-  const facts = await loadFacts(tx, transfer, { historyMaxRows: deps.rules.historyMaxRows, sampleSize: deps.rules.unusualAmount.sampleSize });
+  const facts = await loadFacts(tx, transfer, {
+    historyMaxRows: deps.rules.historyMaxRows,
+    sampleSize: deps.rules.unusualAmount.sampleSize,
+  });
   const checkedAt = deps.now();
   const { verdict, evaluation } = checkTransfer(transfer, facts, deps.rules, checkedAt);
   const stored = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
   await emitVerdict(tx, stored);
-  deps.onVerdict?.({ passed: stored.passed, firedRules: evaluation.rules.filter((rule) => rule.fired).map((rule) => rule.rule), failedClosed: evaluation.failedClosed !== null });
+  deps.onVerdict?.({
+    passed: stored.passed,
+    firedRules: evaluation.rules.filter((rule) => rule.fired).map((rule) => rule.rule),
+    failedClosed: evaluation.failedClosed !== null,
+  });
   deps.logger.info(
     { transferId: stored.transferId, riskScore: stored.riskScore, passed: stored.passed, failedClosed: evaluation.failedClosed !== null },
     "transfer checked",

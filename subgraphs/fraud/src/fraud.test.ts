@@ -15,7 +15,16 @@ describe("checking a transfer", () => {
   it("passes a transfer no rule fires on and records every rule's result", () => {
     const { verdict, evaluation } = checkTransfer(transfer, facts, config, now);
     expect(verdict).toEqual({ riskScore: 0, passed: true, reasons: [], customerReasons: [] });
-    expect(evaluation.rules.map((r) => r.rule)).toEqual(["high-amount", "unusual-amount", "velocity", "unknown-device", "device-mismatch", "unproven-device", "new-payee", "daily-limit"]);
+    expect(evaluation.rules.map((r) => r.rule)).toEqual([
+      "high-amount",
+      "unusual-amount",
+      "velocity",
+      "unknown-device",
+      "device-mismatch",
+      "unproven-device",
+      "new-payee",
+      "daily-limit",
+    ]);
     expect(evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { knownDevices: 1, paidPayeeBefore: true } });
   });
 
@@ -24,8 +33,14 @@ describe("checking a transfer", () => {
     expect(verdict).toEqual({
       riskScore: 70,
       passed: false,
-      reasons: ["The transfer came from a device not registered for this user", "The transfer request came from a different device than the signed-in session"],
-      customerReasons: ["The transfer came from a device not registered for this customer", "The transfer came from another device than the signed-in session"],
+      reasons: [
+        "The transfer came from a device not registered for this user",
+        "The transfer request came from a different device than the signed-in session",
+      ],
+      customerReasons: [
+        "The transfer came from a device not registered for this customer",
+        "The transfer came from another device than the signed-in session",
+      ],
     });
   });
 
@@ -81,7 +96,11 @@ describe("checking a transfer", () => {
 
   it("fails closed when the history around the transfer was cut at its bound", () => {
     const { verdict } = checkTransfer(transfer, { ...facts, truncated: true }, config, now);
-    expect(verdict).toMatchObject({ riskScore: 100, passed: false, reasons: ["Fraud check could not be computed: more than 10 transfers around this one to read"] });
+    expect(verdict).toMatchObject({
+      riskScore: 100,
+      passed: false,
+      reasons: ["Fraud check could not be computed: more than 10 transfers around this one to read"],
+    });
   });
 
   it("fails closed even when the fail score is configured at its maximum", () => {

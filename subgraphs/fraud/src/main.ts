@@ -10,7 +10,11 @@ await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
   configSchema: fraudConfigSchema,
   createDb,
   wire: async (runtime) => {
-    const verdicts = runtime.metrics.counter("vaultpay_fraud_verdicts_total", "Fraud verdicts by outcome (failed closed counts as failed)", ["passed"]);
+    const verdicts = runtime.metrics.counter(
+      "vaultpay_fraud_verdicts_total",
+      "Fraud verdicts by outcome (failed closed counts as failed)",
+      ["passed"],
+    );
     const firedRules = runtime.metrics.counter("vaultpay_fraud_rules_fired_total", "Rules that fired, by rule", ["rule"]);
     await startConsumers(runtime.eventing, {
       rules: rulesConfigFrom(runtime.config),

@@ -31,7 +31,16 @@ const at = (iso: string) => new Date(iso);
 const transfer = transferFixture;
 
 function past(overrides: Partial<PastTransfer> = {}): PastTransfer {
-  return { transferId: `t-${Math.random()}`, userId: "u1", fromAccountId: "a1", toAccountId: "b1", amountMinor: 10_000n, initiatedAt: at("2026-11-25T11:59:00.000Z"), passed: true, ...overrides };
+  return {
+    transferId: `t-${Math.random()}`,
+    userId: "u1",
+    fromAccountId: "a1",
+    toAccountId: "b1",
+    amountMinor: 10_000n,
+    initiatedAt: at("2026-11-25T11:59:00.000Z"),
+    passed: true,
+    ...overrides,
+  };
 }
 
 function facts(overrides: Partial<Facts> = {}): Facts {
@@ -55,16 +64,31 @@ describe("configuration", () => {
   });
 
   it("takes thresholds and weights from the environment and refuses bad values on one line", () => {
-    const custom = rulesConfigFromEnv({ FRAUD_FAIL_SCORE: "80", FRAUD_HIGH_AMOUNT_MINOR: "500", FRAUD_DAILY_LIMIT_TIME_ZONE: "Europe/Berlin", FRAUD_CURRENCIES: "INR, EUR" });
+    const custom = rulesConfigFromEnv({
+      FRAUD_FAIL_SCORE: "80",
+      FRAUD_HIGH_AMOUNT_MINOR: "500",
+      FRAUD_DAILY_LIMIT_TIME_ZONE: "Europe/Berlin",
+      FRAUD_CURRENCIES: "INR, EUR",
+    });
     expect(custom.failScore).toBe(80);
     expect(custom.highAmount.thresholdMinor).toBe(500n);
     expect(custom.dailyLimit.timeZone).toBe("Europe/Berlin");
     expect(custom.currencies).toEqual(["INR", "EUR"]);
-    expect(() => parseConfig(fraudConfigSchema, { ...env, FRAUD_FAIL_SCORE: "0", FRAUD_HIGH_AMOUNT_MINOR: "12.5", FRAUD_DAILY_LIMIT_TIME_ZONE: "Mars/Olympus", FRAUD_NEW_PAYEE_WEIGHT: "101" })).toThrow(
-      /FRAUD_FAIL_SCORE: .*; FRAUD_HIGH_AMOUNT_MINOR: .*; FRAUD_NEW_PAYEE_WEIGHT: .*; FRAUD_DAILY_LIMIT_TIME_ZONE: /,
+    expect(() =>
+      parseConfig(fraudConfigSchema, {
+        ...env,
+        FRAUD_FAIL_SCORE: "0",
+        FRAUD_HIGH_AMOUNT_MINOR: "12.5",
+        FRAUD_DAILY_LIMIT_TIME_ZONE: "Mars/Olympus",
+        FRAUD_NEW_PAYEE_WEIGHT: "101",
+      }),
+    ).toThrow(/FRAUD_FAIL_SCORE: .*; FRAUD_HIGH_AMOUNT_MINOR: .*; FRAUD_NEW_PAYEE_WEIGHT: .*; FRAUD_DAILY_LIMIT_TIME_ZONE: /);
+    expect(() => parseConfig(fraudConfigSchema, { ...env, FRAUD_VELOCITY_MAX_AMOUNT_MINOR: "0" })).toThrow(
+      /FRAUD_VELOCITY_MAX_AMOUNT_MINOR/,
     );
-    expect(() => parseConfig(fraudConfigSchema, { ...env, FRAUD_VELOCITY_MAX_AMOUNT_MINOR: "0" })).toThrow(/FRAUD_VELOCITY_MAX_AMOUNT_MINOR/);
-    expect(() => parseConfig(fraudConfigSchema, { ...env, FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY: "30" })).toThrow(/FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY/);
+    expect(() => parseConfig(fraudConfigSchema, { ...env, FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY: "30" })).toThrow(
+      /FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY/,
+    );
   });
 });
 
@@ -94,11 +118,17 @@ describe("unusual amount", () => {
   });
 
   it("stays quiet until the user has enough history, and reads only the sample", () => {
-    expect(unusualAmount.evaluate(transfer({ amountMinor: 1_000_000n }), facts({ recentPassedAmountsMinor: [1n, 1n] }), config).fired).toBe(false);
-    expect(unusualAmount.evaluate(transfer({ amountMinor: 1_000_000n }), facts({ recentPassedAmountsMinor: [1n, 1n, 1n] }), config).fired).toBe(true);
+    expect(unusualAmount.evaluate(transfer({ amountMinor: 1_000_000n }), facts({ recentPassedAmountsMinor: [1n, 1n] }), config).fired).toBe(
+      false,
+    );
+    expect(
+      unusualAmount.evaluate(transfer({ amountMinor: 1_000_000n }), facts({ recentPassedAmountsMinor: [1n, 1n, 1n] }), config).fired,
+    ).toBe(true);
     const small = { ...config, unusualAmount: { ...config.unusualAmount, sampleSize: 3 } };
     // The 4th (older) amount is outside the sample, so the median is 1, not 1 000 000.
-    expect(unusualAmount.evaluate(transfer({ amountMinor: 6n }), facts({ recentPassedAmountsMinor: [1n, 1n, 1n, 1_000_000n] }), small).fired).toBe(true);
+    expect(
+      unusualAmount.evaluate(transfer({ amountMinor: 6n }), facts({ recentPassedAmountsMinor: [1n, 1n, 1n, 1_000_000n] }), small).fired,
+    ).toBe(true);
   });
 
   it("honours a fractional multiplier without floats on amounts", () => {
@@ -126,7 +156,9 @@ describe("velocity", () => {
   it("counts transfers less than the window apart, either side, and not one exactly a window apart", () => {
     const edge = facts({ nearby: [past({ initiatedAt: ago(600) }), past({ initiatedAt: ago(600) }), past({ initiatedAt: ago(600) })] });
     expect(velocity.evaluate(transfer(), edge, config).fired).toBe(false);
-    const inside = facts({ nearby: [past({ initiatedAt: ago(599.999) }), past({ initiatedAt: ago(-599) }), past({ initiatedAt: ago(0) })] });
+    const inside = facts({
+      nearby: [past({ initiatedAt: ago(599.999) }), past({ initiatedAt: ago(-599) }), past({ initiatedAt: ago(0) })],
+    });
     expect(velocity.evaluate(transfer(), inside, config).detail).toMatchObject({ userCount: 4 });
   });
 
@@ -152,7 +184,9 @@ describe("velocity", () => {
 describe("devices", () => {
   it("unknown device: the request's device must be one auth registered for the user", () => {
     expect(unknownDevice.evaluate(transfer(), facts({ knownDeviceIds: ["d1"] }), defaults).fired).toBe(false);
-    expect(unknownDevice.evaluate(transfer({ requestDeviceId: "d2", sessionDeviceId: "d2" }), facts({ knownDeviceIds: ["d1"] }), defaults).fired).toBe(true);
+    expect(
+      unknownDevice.evaluate(transfer({ requestDeviceId: "d2", sessionDeviceId: "d2" }), facts({ knownDeviceIds: ["d1"] }), defaults).fired,
+    ).toBe(true);
     expect(unknownDevice.evaluate(transfer(), facts({ knownDeviceIds: [] }), defaults).fired).toBe(true);
     // Without a request device, the session's device is the one checked.
     expect(unknownDevice.evaluate(transfer({ requestDeviceId: null }), facts({ knownDeviceIds: ["d1"] }), defaults).fired).toBe(false);
@@ -160,13 +194,21 @@ describe("devices", () => {
 
   it("device mismatch: request and session devices must be the same and present", () => {
     expect(deviceMismatch.evaluate(transfer(), facts(), defaults).fired).toBe(false);
-    expect(deviceMismatch.evaluate(transfer({ requestDeviceId: "d2" }), facts(), defaults).reason).toBe("The transfer request came from a different device than the signed-in session");
-    expect(deviceMismatch.evaluate(transfer({ requestDeviceId: null }), facts(), defaults).reason).toBe("The transfer request carried no device id");
+    expect(deviceMismatch.evaluate(transfer({ requestDeviceId: "d2" }), facts(), defaults).reason).toBe(
+      "The transfer request came from a different device than the signed-in session",
+    );
+    expect(deviceMismatch.evaluate(transfer({ requestDeviceId: null }), facts(), defaults).reason).toBe(
+      "The transfer request carried no device id",
+    );
   });
 });
 
 describe("unproven devices (bearer sessions, no DPoP proof)", () => {
-  const scoreOf = (t: ReturnType<typeof transfer>, f: Facts) => score(RULES.map((rule) => rule.evaluate(t, f, defaults)), defaults.failScore);
+  const scoreOf = (t: ReturnType<typeof transfer>, f: Facts) =>
+    score(
+      RULES.map((rule) => rule.evaluate(t, f, defaults)),
+      defaults.failScore,
+    );
 
   it("never trusts the claimed x-device-id: a forged header matching the session is still unproven", () => {
     // The thief copies the token's did into x-device-id: before DPoP this scored 0.
@@ -189,7 +231,10 @@ describe("unproven devices (bearer sessions, no DPoP proof)", () => {
     // Unusual (30) + new payee (15) passes from a proven device (45) and fails unproven (70).
     const unusual = { paidPayeeBefore: false, recentPassedAmountsMinor: [10_000n, 10_000n, 10_000n] };
     expect(scoreOf(transfer({ amountMinor: 60_000n }), facts(unusual))).toMatchObject({ riskScore: 45, passed: true });
-    expect(scoreOf(transfer({ amountMinor: 60_000n, deviceProven: false }), facts(unusual))).toMatchObject({ riskScore: 70, passed: false });
+    expect(scoreOf(transfer({ amountMinor: 60_000n, deviceProven: false }), facts(unusual))).toMatchObject({
+      riskScore: 70,
+      passed: false,
+    });
   });
 
   it("is weighted by FRAUD_UNPROVEN_DEVICE_WEIGHT (0 switches it off)", () => {

@@ -114,9 +114,14 @@ export const highAmount: Rule = {
   evaluate(transfer, _facts, config) {
     const { weight, thresholdMinor } = config.highAmount;
     const fired = transfer.amountMinor > thresholdMinor;
-    return result("high-amount", weight, fired ? `Amount ${transfer.amountMinor} is over the high-amount threshold of ${thresholdMinor}` : null, {
-      thresholdMinor: thresholdMinor.toString(),
-    });
+    return result(
+      "high-amount",
+      weight,
+      fired ? `Amount ${transfer.amountMinor} is over the high-amount threshold of ${thresholdMinor}` : null,
+      {
+        thresholdMinor: thresholdMinor.toString(),
+      },
+    );
   },
 };
 
@@ -146,7 +151,9 @@ export const unusualAmount: Rule = {
     return result(
       "unusual-amount",
       weight,
-      fired ? `Amount ${transfer.amountMinor} is over ${multiplier}× this user's median of ${median} over their last ${sample.length} transfers` : null,
+      fired
+        ? `Amount ${transfer.amountMinor} is over ${multiplier}× this user's median of ${median} over their last ${sample.length} transfers`
+        : null,
       { sampleSize: sample.length, medianMinor: median.toString() },
     );
   },
@@ -170,7 +177,11 @@ export const velocity: Rule = {
     const scopes = [
       { label: "this user", transfers: inWindow.filter((past) => past.userId === transfer.userId) },
       { label: "this account", transfers: inWindow.filter((past) => past.fromAccountId === transfer.fromAccountId) },
-    ].map(({ label, transfers }) => ({ label, count: transfers.length + 1, amountMinor: sum(transfers.map((past) => past.amountMinor)) + transfer.amountMinor }));
+    ].map(({ label, transfers }) => ({
+      label,
+      count: transfers.length + 1,
+      amountMinor: sum(transfers.map((past) => past.amountMinor)) + transfer.amountMinor,
+    }));
     const problems: string[] = [];
     for (const scope of scopes) {
       if (scope.count > maxTransfers) problems.push(`${scope.count} transfers by ${scope.label} (max ${maxTransfers})`);
@@ -193,12 +204,18 @@ export const velocity: Rule = {
 export const unknownDevice: Rule = {
   name: "unknown-device",
   evaluate(transfer, facts, config) {
-    if (!transfer.deviceProven) return result("unknown-device", config.unknownDevice.weight, null, { knownDevices: facts.knownDeviceIds.length, proven: false });
+    if (!transfer.deviceProven)
+      return result("unknown-device", config.unknownDevice.weight, null, { knownDevices: facts.knownDeviceIds.length, proven: false });
     const deviceId = transfer.requestDeviceId ?? transfer.sessionDeviceId;
     const known = facts.knownDeviceIds.includes(deviceId);
-    return result("unknown-device", config.unknownDevice.weight, known ? null : "The transfer came from a device not registered for this user", {
-      knownDevices: facts.knownDeviceIds.length,
-    });
+    return result(
+      "unknown-device",
+      config.unknownDevice.weight,
+      known ? null : "The transfer came from a device not registered for this user",
+      {
+        knownDevices: facts.knownDeviceIds.length,
+      },
+    );
   },
 };
 
@@ -211,7 +228,8 @@ export const deviceMismatch: Rule = {
   name: "device-mismatch",
   evaluate(transfer, _facts, config) {
     const { requestDeviceId, sessionDeviceId } = transfer;
-    if (!transfer.deviceProven) return result("device-mismatch", config.deviceMismatch.weight, null, { requestDeviceSent: requestDeviceId !== null, proven: false });
+    if (!transfer.deviceProven)
+      return result("device-mismatch", config.deviceMismatch.weight, null, { requestDeviceSent: requestDeviceId !== null, proven: false });
     const reason =
       requestDeviceId === null
         ? "The transfer request carried no device id"
@@ -240,7 +258,12 @@ export const unprovenDevice: Rule = {
 export const newPayee: Rule = {
   name: "new-payee",
   evaluate(_transfer, facts, config) {
-    return result("new-payee", config.newPayee.weight, facts.paidPayeeBefore ? null : "First transfer from this user to the destination account", {});
+    return result(
+      "new-payee",
+      config.newPayee.weight,
+      facts.paidPayeeBefore ? null : "First transfer from this user to the destination account",
+      {},
+    );
   },
 };
 
@@ -266,18 +289,34 @@ export const dailyLimit: Rule = {
   evaluate(transfer, facts, config) {
     const { weight, limitMinor, timeZone } = config.dailyLimit;
     const day = calendarDay(transfer.initiatedAt, timeZone);
-    const sameDay = facts.nearby.filter((past) => past.passed && past.userId === transfer.userId && calendarDay(past.initiatedAt, timeZone) === day);
+    const sameDay = facts.nearby.filter(
+      (past) => past.passed && past.userId === transfer.userId && calendarDay(past.initiatedAt, timeZone) === day,
+    );
     const totalMinor = sum(sameDay.map((past) => past.amountMinor)) + transfer.amountMinor;
     const fired = totalMinor > limitMinor;
-    return result("daily-limit", weight, fired ? `Transfers on ${day} (${timeZone}) would total ${totalMinor}, over the daily limit of ${limitMinor}` : null, {
-      day,
-      totalMinor: totalMinor.toString(),
-    });
+    return result(
+      "daily-limit",
+      weight,
+      fired ? `Transfers on ${day} (${timeZone}) would total ${totalMinor}, over the daily limit of ${limitMinor}` : null,
+      {
+        day,
+        totalMinor: totalMinor.toString(),
+      },
+    );
   },
 };
 
 /** Every rule, in the order reasons are listed. */
-export const RULES: readonly Rule[] = [highAmount, unusualAmount, velocity, unknownDevice, deviceMismatch, unprovenDevice, newPayee, dailyLimit];
+export const RULES: readonly Rule[] = [
+  highAmount,
+  unusualAmount,
+  velocity,
+  unknownDevice,
+  deviceMismatch,
+  unprovenDevice,
+  newPayee,
+  dailyLimit,
+];
 
 export interface Score {
   riskScore: number;
@@ -291,6 +330,9 @@ export interface Score {
  */
 export function score(results: readonly RuleResult[], failScore: number): Score {
   const fired = results.filter((r) => r.fired && r.weight > 0);
-  const riskScore = Math.min(100, fired.reduce((total, r) => total + r.weight, 0));
+  const riskScore = Math.min(
+    100,
+    fired.reduce((total, r) => total + r.weight, 0),
+  );
   return { riskScore, passed: riskScore < failScore, reasons: fired.map((r) => r.reason!) };
 }

@@ -13,7 +13,15 @@ export interface StoredCheck extends Verdict {
   checkedAt: Date;
 }
 
-const checkColumns = { transferId: true, userId: true, riskScore: true, passed: true, reasons: true, evaluation: true, checkedAt: true } as const;
+const checkColumns = {
+  transferId: true,
+  userId: true,
+  riskScore: true,
+  passed: true,
+  reasons: true,
+  evaluation: true,
+  checkedAt: true,
+} as const;
 
 type CheckRow = Prisma.FraudCheckGetPayload<{ select: typeof checkColumns }>;
 
@@ -65,7 +73,15 @@ export async function loadFacts(tx: Tx, transfer: Transfer, limits: { historyMax
   // Amounts travel as text inside the JSON (a bigint would lose digits as a JSON number).
   const [row] = await tx.$queryRawUnsafe<
     Array<{
-      nearby: Array<{ transferId: string; userId: string; fromAccountId: string; toAccountId: string; amountMinor: string; initiatedAt: string; passed: boolean }>;
+      nearby: Array<{
+        transferId: string;
+        userId: string;
+        fromAccountId: string;
+        toAccountId: string;
+        amountMinor: string;
+        initiatedAt: string;
+        passed: boolean;
+      }>;
       recent: string[];
       paid_before: boolean;
       devices: string[];
@@ -94,7 +110,11 @@ export async function loadFacts(tx: Tx, transfer: Transfer, limits: { historyMax
     limits.sampleSize,
     transfer.toAccountId,
   );
-  const nearbyRows: PastTransfer[] = row!.nearby.map((past) => ({ ...past, amountMinor: BigInt(past.amountMinor), initiatedAt: new Date(past.initiatedAt) }));
+  const nearbyRows: PastTransfer[] = row!.nearby.map((past) => ({
+    ...past,
+    amountMinor: BigInt(past.amountMinor),
+    initiatedAt: new Date(past.initiatedAt),
+  }));
   return {
     nearby: nearbyRows.slice(0, limits.historyMaxRows),
     truncated: nearbyRows.length > limits.historyMaxRows,
@@ -135,7 +155,10 @@ export async function insertCheck(
 }
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */
-export async function recordKnownDevice(tx: Tx, device: { userId: string; deviceId: string; deviceRecordId: string; registeredAt: Date }): Promise<void> {
+export async function recordKnownDevice(
+  tx: Tx,
+  device: { userId: string; deviceId: string; deviceRecordId: string; registeredAt: Date },
+): Promise<void> {
   await tx.knownDevice.upsert({
     where: { userId_deviceId: { userId: device.userId, deviceId: device.deviceId } },
     create: device,

@@ -46,7 +46,9 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
  */
 async function handleBatch(saga: Saga, events: readonly Event[], tx: Tx, within: EventScope): Promise<void> {
   const store = new BatchSagaStore(tx);
-  await store.preload(events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])));
+  await store.preload(
+    events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])),
+  );
   for (const event of events) {
     await within(event, () => (event.type === "account.created" ? recordAccount(tx, event.data) : saga.handle(store, event)));
   }
@@ -57,20 +59,32 @@ async function handleBatch(saga: Saga, events: readonly Event[], tx: Tx, within:
  * Every interval, overdue steps are retried or compensated in batches; replicas share the work
  * through SKIP LOCKED. Runs until stopped; a failing sweep is logged and tried again.
  */
-export function startSweeper(options: { db: Db; saga: Saga; logger: Logger; intervalMs: number; afterCommit: () => void; batchSize?: number }) {
+export function startSweeper(options: {
+  db: Db;
+  saga: Saga;
+  logger: Logger;
+  intervalMs: number;
+  afterCommit: () => void;
+  batchSize?: number;
+}) {
   const { db, saga, logger, intervalMs } = options;
   const batchSize = options.batchSize ?? 20;
   let stopped = false;
   let running: Promise<void> | undefined;
   const sweep = async () => {
     for (;;) {
-      const handled = await db.$transaction(async (tx) => {
-        const overdue = await lockOverdue(tx, batchSize);
-        for (const transfer of overdue) {
-          await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () => saga.timeout(sagaStore(tx), transfer));
-        }
-        return overdue.length;
-      }, { timeout: 30_000, maxWait: 10_000 });
+      const handled = await db.$transaction(
+        async (tx) => {
+          const overdue = await lockOverdue(tx, batchSize);
+          for (const transfer of overdue) {
+            await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () =>
+              saga.timeout(sagaStore(tx), transfer),
+            );
+          }
+          return overdue.length;
+        },
+        { timeout: 30_000, maxWait: 10_000 },
+      );
       if (handled > 0) options.afterCommit();
       if (handled < batchSize || stopped) return;
     }

@@ -38,7 +38,11 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
       amount: (transfer: TransferRecord) => ({ minor: transfer.amountMinor, currency: transfer.currency }),
       fromAccount: (transfer: TransferRecord) => ({ __typename: "Account", id: transfer.fromAccountId }),
       statusHistory: async (transfer: TransferRecord, _args: unknown, context: TransactionsContext) =>
-        (await context.histories.load(transfer.id)).map((change) => ({ status: change.status, reason: change.reason, at: change.changedAt })),
+        (await context.histories.load(transfer.id)).map((change) => ({
+          status: change.status,
+          reason: change.reason,
+          at: change.changedAt,
+        })),
     },
   };
 }

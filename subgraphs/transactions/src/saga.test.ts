@@ -15,7 +15,12 @@ class MemoryStore implements SagaStore {
     return id === this.transfer.id ? { ...this.transfer } : null;
   }
   async update(_id: string, patch: TransferPatch) {
-    this.transfer = { ...this.transfer, ...patch, status: patch.status ?? this.transfer.status, failureReason: patch.failureReason === undefined ? this.transfer.failureReason : patch.failureReason };
+    this.transfer = {
+      ...this.transfer,
+      ...patch,
+      status: patch.status ?? this.transfer.status,
+      failureReason: patch.failureReason === undefined ? this.transfer.failureReason : patch.failureReason,
+    };
   }
   async recordStatus(_id: string, status: string) {
     this.history.push(status);
@@ -59,7 +64,10 @@ describe("saga", () => {
     const saga = new Saga(timings);
     await saga.handle(store, event("account.debited", step));
     expect(store.transfer).toMatchObject({ status: "DEBITED", step: "FRAUD" });
-    await saga.handle(store, event("fraud.check.completed", { transferId: "t1", passed: true, riskScore: 10, reasons: [], checkedAt: new Date().toISOString() }));
+    await saga.handle(
+      store,
+      event("fraud.check.completed", { transferId: "t1", passed: true, riskScore: 10, reasons: [], checkedAt: new Date().toISOString() }),
+    );
     expect(store.transfer).toMatchObject({ status: "DEBITED", step: "CREDIT" });
     await saga.handle(store, event("account.credited", { ...step, accountId: "a2" }));
     expect(store.transfer).toMatchObject({ status: "COMPLETED", step: "NONE" });
@@ -87,7 +95,13 @@ describe("saga", () => {
   it("refunds a failed fraud check with its reasons, then FAILED", async () => {
     const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "FRAUD" });
     const saga = new Saga(timings);
-    const verdict = { transferId: "t1", passed: false, riskScore: 80, reasons: ["Amount 900 is over 5x the median of 100"], customerReasons: ["a", "b"] };
+    const verdict = {
+      transferId: "t1",
+      passed: false,
+      riskScore: 80,
+      reasons: ["Amount 900 is over 5x the median of 100"],
+      customerReasons: ["a", "b"],
+    };
     await saga.handle(store, event("fraud.check.completed", { ...verdict, checkedAt: new Date().toISOString() }));
     // The owner reads the plain words, never the engine's figures or score.
     expect(store.transfer).toMatchObject({ step: "REFUND", failureReason: "The fraud check stopped this transfer: a; b" });
@@ -97,8 +111,16 @@ describe("saga", () => {
   });
 
   it("lets a credit that wins the race with a refund complete the transfer", async () => {
-    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "REFUND", failureReason: "The credit did not complete in time" });
-    await new Saga(timings).handle(store, event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "ALREADY_CREDITED" }));
+    const store = new MemoryStore({
+      ...pending(),
+      status: "DEBITED",
+      step: "REFUND",
+      failureReason: "The credit did not complete in time",
+    });
+    await new Saga(timings).handle(
+      store,
+      event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "ALREADY_CREDITED" }),
+    );
     expect(store.transfer).toMatchObject({ status: "COMPLETED", step: "NONE", failureReason: null });
   });
 
@@ -125,7 +147,11 @@ describe("saga", () => {
       store,
       event("account.refund.rejected", { transferId: "t1", accountId: "a1", reason: "AMOUNT_MISMATCH" }),
     );
-    expect(store.transfer).toMatchObject({ status: "FAILED", step: "NONE", failureReason: "Refund refused by accounts (AMOUNT_MISMATCH); needs an operator" });
+    expect(store.transfer).toMatchObject({
+      status: "FAILED",
+      step: "NONE",
+      failureReason: "Refund refused by accounts (AMOUNT_MISMATCH); needs an operator",
+    });
     expect(anomalies).toEqual(["refund refused: AMOUNT_MISMATCH"]);
   });
 
@@ -160,7 +186,9 @@ describe("transfer rules", () => {
 
   it("backs off step deadlines, capped at 8x", () => {
     const now = new Date(0);
-    expect([1, 2, 3, 4, 5, 9].map((attempt) => stepDeadline(now, attempt, timings).getTime())).toEqual([1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+    expect([1, 2, 3, 4, 5, 9].map((attempt) => stepDeadline(now, attempt, timings).getTime())).toEqual([
+      1_000, 2_000, 4_000, 8_000, 8_000, 8_000,
+    ]);
     expect(onStepTimeout("CREDIT", 3, timings)).toBe("compensate");
     expect(onStepTimeout("REFUND", 99, timings)).toBe("retry");
   });

@@ -195,7 +195,10 @@ export class Saga {
         return;
       case "account.credit.rejected":
         if (status === "DEBITED" && step === "CREDIT") {
-          await this.advance(store, transfer, { step: "REFUND", failureReason: `The destination account refused the credit (${event.data.reason})` });
+          await this.advance(store, transfer, {
+            step: "REFUND",
+            failureReason: `The destination account refused the credit (${event.data.reason})`,
+          });
         }
         return;
       case "account.refunded":
@@ -229,7 +232,11 @@ export class Saga {
     if (isTerminalStatus(transfer.status) || transfer.step === "NONE") return;
     if (onStepTimeout(transfer.step, transfer.stepAttempts, this.timings) === "retry") {
       const attempts = transfer.stepAttempts + 1;
-      await store.update(transfer.id, { step: transfer.step, stepAttempts: attempts, stepDeadlineAt: stepDeadline(this.now(), attempts, this.timings) });
+      await store.update(transfer.id, {
+        step: transfer.step,
+        stepAttempts: attempts,
+        stepDeadlineAt: stepDeadline(this.now(), attempts, this.timings),
+      });
       await sendStepCommand(store, transfer, transfer.step);
       return;
     }

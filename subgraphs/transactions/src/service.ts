@@ -18,7 +18,6 @@ import {
   type SagaTimings,
 } from "./transfers.ts";
 
-
 export type TransferRecord = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
 
 export interface InitiateInput {
@@ -107,14 +106,19 @@ export class TransferService {
 
   /** The source (the caller's, by id) and the destination (by its number's blind index), in one round trip. */
   private async endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string) {
-    const ends = await this.db.accountDirectory.findMany({ where: { OR: [{ accountId: fromAccountId }, { numberBlindIndex: toBlindIndex }] }, take: 2 });
+    const ends = await this.db.accountDirectory.findMany({
+      where: { OR: [{ accountId: fromAccountId }, { numberBlindIndex: toBlindIndex }] },
+      take: 2,
+    });
     const from = ends.find((entry) => entry.accountId === fromAccountId);
     // Someone else's account looks exactly like a missing one: ids cannot be probed.
     if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
     const to = ends.find((entry) => entry.numberBlindIndex === toBlindIndex);
     if (!to) throw new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
-    if (to.accountId === from.accountId) throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
-    if (to.currency !== from.currency) throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
+    if (to.accountId === from.accountId)
+      throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
+    if (to.currency !== from.currency)
+      throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
     return { from, to };
   }
 
@@ -130,7 +134,8 @@ export class TransferService {
   /** The caller's transfer (any for an ADMIN); NOT_FOUND otherwise. */
   async get(caller: Caller, id: string): Promise<TransferRecord> {
     const transfer = isUuid(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
-    if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN")) throw new DomainError("NOT_FOUND", "Transfer not found");
+    if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN"))
+      throw new DomainError("NOT_FOUND", "Transfer not found");
     return transfer;
   }
 
@@ -140,9 +145,7 @@ export class TransferService {
     const rows = await this.db.transfer.findMany({
       where: {
         userId: caller.userId,
-        ...(cursor
-          ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] }
-          : {}),
+        ...(cursor ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] } : {}),
       },
       orderBy: [{ createdAt: "desc" }, { id: "desc" }],
       take: size + 1,
@@ -156,7 +159,6 @@ export class TransferService {
       },
     };
   }
-
 }
 
 /**

@@ -61,11 +61,17 @@ describe("BatchSagaStore", () => {
         await store.flush();
       }),
     );
-    const transfers = await sql.query(`SELECT id::text, status::text, step::text, failure_reason, step_deadline_at IS NULL AS no_deadline FROM transfer WHERE id = ANY($1)`, [[debited, refused]]);
+    const transfers = await sql.query(
+      `SELECT id::text, status::text, step::text, failure_reason, step_deadline_at IS NULL AS no_deadline FROM transfer WHERE id = ANY($1)`,
+      [[debited, refused]],
+    );
     const byId = new Map(transfers.rows.map((row) => [row.id, row]));
     expect(byId.get(debited)).toMatchObject({ status: "DEBITED", step: "FRAUD", failure_reason: null, no_deadline: false });
     expect(byId.get(refused)).toMatchObject({ status: "REJECTED", step: "NONE", failure_reason: "Insufficient funds", no_deadline: true });
-    const history = await sql.query(`SELECT transfer_id::text AS id, status::text FROM transfer_status_change WHERE transfer_id = ANY($1) ORDER BY seq`, [[debited, refused]]);
+    const history = await sql.query(
+      `SELECT transfer_id::text AS id, status::text FROM transfer_status_change WHERE transfer_id = ANY($1) ORDER BY seq`,
+      [[debited, refused]],
+    );
     expect(history.rows.filter((row) => row.id === debited).map((row) => row.status)).toEqual(["PENDING", "DEBITED"]);
     expect(history.rows.filter((row) => row.id === refused).map((row) => row.status)).toEqual(["PENDING", "REJECTED"]);
     const emitted = await sql.query(`SELECT type FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`, [debited]);

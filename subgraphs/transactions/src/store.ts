@@ -70,7 +70,10 @@ export function sagaStore(tx: Tx): SagaStore {
   return {
     async lockTransfer(id) {
       // One round trip: Prisma's findUnique cannot lock, so the row is read by the locking query.
-      const [row] = await tx.$queryRawUnsafe<LockedTransferRow[]>(`SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = $1::uuid FOR UPDATE`, id);
+      const [row] = await tx.$queryRawUnsafe<LockedTransferRow[]>(
+        `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = $1::uuid FOR UPDATE`,
+        id,
+      );
       return row ? toState(row) : null;
     },
     async update(id, patch: TransferPatch) {
@@ -215,7 +218,10 @@ export async function insertTransfer(
 
 /** Transfers by status, for the gauge operators watch. */
 export async function countTransfersByStatus(db: Db): Promise<Array<{ status: string; n: number }>> {
-  return (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{ status: string; n: number }>;
+  return (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{
+    status: string;
+    n: number;
+  }>;
 }
 
 export type { Db, Tx };

@@ -44,7 +44,8 @@ export function parseTransferRequest(input: {
   if (amountMinor <= 0n) throw bad("amountMinor", "amountMinor must be positive");
   if (amountMinor > LIMITS.maxAmountMinor) throw bad("amountMinor", `amountMinor must be at most ${LIMITS.maxAmountMinor}`);
   const toAccountNumber = normalizeAccountNumber(input.toAccountNumber);
-  if (!isValidAccountNumber(toAccountNumber)) throw bad("toAccountNumber", "toAccountNumber is not a valid account number (check for a typo)");
+  if (!isValidAccountNumber(toAccountNumber))
+    throw bad("toAccountNumber", "toAccountNumber is not a valid account number (check for a typo)");
   const idempotencyKey = input.idempotencyKey.trim();
   if (idempotencyKey.length === 0 || idempotencyKey.length > LIMITS.idempotencyKeyMaxChars) {
     throw bad("idempotencyKey", `idempotencyKey must be 1 to ${LIMITS.idempotencyKeyMaxChars} characters`);

@@ -24,7 +24,9 @@ export function Accounts() {
       {!accounts.data && accounts.loading && <Loading what="your accounts" />}
       {accounts.data && accounts.data.myAccounts.length === 0 && <p>You have no account yet. Open one below.</p>}
       <ul className="cards" aria-label="Accounts">
-        {accounts.data?.myAccounts.map((account) => <AccountCard key={account.id} account={account} />)}
+        {accounts.data?.myAccounts.map((account) => (
+          <AccountCard key={account.id} account={account} />
+        ))}
       </ul>
       <button type="button" onClick={reload} disabled={accounts.loading}>
         Refresh balances
@@ -52,7 +54,10 @@ function AccountCard({ account }: { account: Account }) {
     <li className="card" aria-label={name}>
       <h2>{name}</h2>
       <p>
-        Account number: <span className="number" data-testid={`number-${account.type}`}>{number ?? account.maskedNumber}</span>{" "}
+        Account number:{" "}
+        <span className="number" data-testid={`number-${account.type}`}>
+          {number ?? account.maskedNumber}
+        </span>{" "}
         <button type="button" className="link" onClick={toggle}>
           {number ? "Hide" : "Show"} number<span className="visually-hidden"> of your {name.toLowerCase()}</span>
         </button>

@@ -6,7 +6,18 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import { request } from "../api.ts";
 import { ApiError } from "../errors.ts";
 import { formatPaise, rupeesToPaise } from "../money.ts";
-import { AuditLog, DeadLetters, DepositFunds, FraudChecks, ReplayDeadLetters, Users, VerifyAuditChain, type AuditRecord, type DeadLetter, type UserWithAccounts } from "../operations.ts";
+import {
+  AuditLog,
+  DeadLetters,
+  DepositFunds,
+  FraudChecks,
+  ReplayDeadLetters,
+  Users,
+  VerifyAuditChain,
+  type AuditRecord,
+  type DeadLetter,
+  type UserWithAccounts,
+} from "../operations.ts";
 import { ErrorNotice, Loading, PageHeading, formatDateTime, useAction, useQuery } from "../ui.tsx";
 
 export function Operator() {
@@ -44,7 +55,10 @@ async function loadUsers(pages: number): Promise<{ users: UserWithAccounts[]; ha
 function usePagedUsers() {
   const [pages, setPages] = useState(1);
   const [generation, setGeneration] = useState(0);
-  const [state, setState] = useState<{ users?: UserWithAccounts[]; hasMore: boolean; error?: unknown; loading: boolean }>({ hasMore: false, loading: true });
+  const [state, setState] = useState<{ users?: UserWithAccounts[]; hasMore: boolean; error?: unknown; loading: boolean }>({
+    hasMore: false,
+    loading: true,
+  });
   useEffect(() => {
     let live = true;
     setState((previous) => ({ ...previous, loading: true }));
@@ -81,7 +95,9 @@ function Deposit() {
       const idempotencyKey = (intentKey.current ??= `web-deposit-${crypto.randomUUID()}`);
       const { depositFunds } = await request(DepositFunds, { accountId, amountMinor: parsed.paise, idempotencyKey });
       intentKey.current = undefined;
-      setResult(`Deposited ${formatPaise(parsed.paise)}; the balance of ${depositFunds.maskedNumber} is now ${formatPaise(depositFunds.balance.minor)}.`);
+      setResult(
+        `Deposited ${formatPaise(parsed.paise)}; the balance of ${depositFunds.maskedNumber} is now ${formatPaise(depositFunds.balance.minor)}.`,
+      );
       users.reload();
     });
   }
@@ -124,7 +140,9 @@ function Deposit() {
 function FraudList() {
   const checks = useQuery(FraudChecks, { onlyFailed: false, first: 50 });
   // Failed first, then newest first: what needs a look comes before what passed.
-  const sorted = [...(checks.data?.fraudChecks ?? [])].sort((a, b) => Number(a.passed) - Number(b.passed) || b.checkedAt.localeCompare(a.checkedAt));
+  const sorted = [...(checks.data?.fraudChecks ?? [])].sort(
+    (a, b) => Number(a.passed) - Number(b.passed) || b.checkedAt.localeCompare(a.checkedAt),
+  );
   return (
     <section aria-labelledby="fraud-heading">
       <h2 id="fraud-heading">Fraud checks</h2>
@@ -168,7 +186,8 @@ function DeadLetterList() {
   const letters = useQuery(DeadLetters, { consumer: null, first: DEAD_LETTERS_SHOWN });
   const [result, setResult] = useState<string>();
   const byConsumer = new Map<string, DeadLetter[]>();
-  for (const letter of letters.data?.deadLetters ?? []) byConsumer.set(letter.consumer, [...(byConsumer.get(letter.consumer) ?? []), letter]);
+  for (const letter of letters.data?.deadLetters ?? [])
+    byConsumer.set(letter.consumer, [...(byConsumer.get(letter.consumer) ?? []), letter]);
   const replayed = (sentence: string) => {
     setResult(sentence);
     letters.reload();
@@ -177,8 +196,8 @@ function DeadLetterList() {
     <section aria-labelledby="dlq-heading" className="dead-letters">
       <h2 id="dlq-heading">Dead letters</h2>
       <p className="hint">
-        Events a consumer gave up on after its last delivery. Fix the cause first, then replay: each event is published again, and consumers that
-        already applied it skip it.
+        Events a consumer gave up on after its last delivery. Fix the cause first, then replay: each event is published again, and consumers
+        that already applied it skip it.
       </p>
       <ErrorNotice error={letters.error} onRetry={letters.reload} />
       {letters.loading && !letters.data && <Loading what="dead letters" />}
@@ -186,7 +205,9 @@ function DeadLetterList() {
       {[...byConsumer].map(([consumer, list]) => (
         <ConsumerDeadLetters key={consumer} consumer={consumer} letters={list} onReplayed={replayed} />
       ))}
-      {letters.data?.deadLetters.length === DEAD_LETTERS_SHOWN && <p className="hint">Showing the first {DEAD_LETTERS_SHOWN}; a replay reports how many still wait.</p>}
+      {letters.data?.deadLetters.length === DEAD_LETTERS_SHOWN && (
+        <p className="hint">Showing the first {DEAD_LETTERS_SHOWN}; a replay reports how many still wait.</p>
+      )}
       {result && <p role="status">{result}</p>}
       <button type="button" onClick={letters.reload}>
         Refresh dead letters
@@ -196,7 +217,41 @@ function DeadLetterList() {
 }
 
 /** One consumer's dead letters and their replay, confirmed in place (no browser dialog). */
-function ConsumerDeadLetters({ consumer, letters, onReplayed }: { consumer: string; letters: DeadLetter[]; onReplayed: (sentence: string) => void }) {
+/** One dead letter: where it came from, when and after how many deliveries it died, and why. */
+function DeadLetterItem({ letter }: { letter: DeadLetter }) {
+  return (
+    <li>
+      <dl className="facts">
+        <dt>Event</dt>
+        <dd>
+          {letter.eventType ?? letter.subject} <span className="hint">from {letter.stream}</span>
+        </dd>
+        <dt>Died</dt>
+        <dd>
+          {formatDateTime(letter.deadLetteredAt)} after {letter.deliveryCount} deliver{letter.deliveryCount === 1 ? "y" : "ies"}
+        </dd>
+        <dt>Last error</dt>
+        <dd>{letter.lastError || "none recorded"}</dd>
+        {letter.correlationId && (
+          <>
+            <dt>Correlation</dt>
+            <dd className="number">{letter.correlationId}</dd>
+          </>
+        )}
+      </dl>
+    </li>
+  );
+}
+
+function ConsumerDeadLetters({
+  consumer,
+  letters,
+  onReplayed,
+}: {
+  consumer: string;
+  letters: DeadLetter[];
+  onReplayed: (sentence: string) => void;
+}) {
   const [confirming, setConfirming] = useState(false);
   const { busy, error, run } = useAction();
   const confirmButton = useRef<HTMLButtonElement>(null);
@@ -222,31 +277,12 @@ function ConsumerDeadLetters({ consumer, letters, onReplayed }: { consumer: stri
       </h3>
       <ul aria-label={`Dead letters of ${consumer}`} className="letters">
         {letters.map((letter) => (
-          <li key={letter.id}>
-            <dl className="facts">
-              <dt>Event</dt>
-              <dd>
-                {letter.eventType ?? letter.subject} <span className="hint">from {letter.stream}</span>
-              </dd>
-              <dt>Died</dt>
-              <dd>
-                {formatDateTime(letter.deadLetteredAt)} after {letter.deliveryCount} deliver{letter.deliveryCount === 1 ? "y" : "ies"}
-              </dd>
-              <dt>Last error</dt>
-              <dd>{letter.lastError || "none recorded"}</dd>
-              {letter.correlationId && (
-                <>
-                  <dt>Correlation</dt>
-                  <dd className="number">{letter.correlationId}</dd>
-                </>
-              )}
-            </dl>
-          </li>
+          <DeadLetterItem key={letter.id} letter={letter} />
         ))}
       </ul>
       <ErrorNotice error={error} />
       {confirming ? (
-        <div role="group" aria-label={`Confirm the replay of ${consumer}`} className="notice">
+        <fieldset aria-label={`Confirm the replay of ${consumer}`} className="notice">
           <p>
             Replay {count} of {consumer}? Do it only once the cause is fixed; the replay is recorded in the audit log under your name.
           </p>
@@ -256,7 +292,7 @@ function ConsumerDeadLetters({ consumer, letters, onReplayed }: { consumer: stri
           <button type="button" onClick={() => setConfirming(false)} disabled={busy}>
             Cancel
           </button>
-        </div>
+        </fieldset>
       ) : (
         <button type="button" onClick={() => setConfirming(true)}>
           Replay dead letters of {consumer}
@@ -293,7 +329,10 @@ function AuditTrail() {
         <ol className="audit" aria-label="Audit records">
           {records.map((record) => (
             <li key={record.id}>
-              <strong>#{record.seq} {record.type}</strong> · {formatDateTime(record.occurredAt)}
+              <strong>
+                #{record.seq} {record.type}
+              </strong>{" "}
+              · {formatDateTime(record.occurredAt)}
               {record.correlationId && <> · correlation {record.correlationId}</>}
               <details>
                 <summary>Data and hash</summary>
@@ -314,7 +353,11 @@ function ChainCheck() {
   const verify = () =>
     run(async () => {
       const { valid, checked, firstBrokenSeq } = (await request(VerifyAuditChain, {})).verifyAuditChain;
-      setResult(valid ? `The audit chain is intact: ${checked} records checked.` : `The audit chain is BROKEN at record #${firstBrokenSeq} (${checked} checked).`);
+      setResult(
+        valid
+          ? `The audit chain is intact: ${checked} records checked.`
+          : `The audit chain is BROKEN at record #${firstBrokenSeq} (${checked} checked).`,
+      );
     });
   return (
     <section aria-labelledby="chain-heading">

@@ -43,13 +43,17 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
       const idempotencyKey = (intentKey.current ??= `web-${crypto.randomUUID()}`);
       const correlationId = (reference.current ??= crypto.randomUUID());
       const digits = toAccountNumber.replace(/[\s-]/g, "");
-      const { initiateTransfer } = await request(InitiateTransfer, {
-        fromAccountId: from,
-        toAccountNumber: digits,
-        amountMinor: parsed.paise,
-        idempotencyKey,
-        note: note.trim() || null,
-      }, { correlationId });
+      const { initiateTransfer } = await request(
+        InitiateTransfer,
+        {
+          fromAccountId: from,
+          toAccountNumber: digits,
+          amountMinor: parsed.paise,
+          idempotencyKey,
+          note: note.trim() || null,
+        },
+        { correlationId },
+      );
       rememberReference(initiateTransfer.id, correlationId);
       intentKey.current = undefined;
       reference.current = undefined;
@@ -57,8 +61,20 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
     });
   }
 
-  if (!accounts.data) return <main><PageHeading>Send money</PageHeading>{accounts.loading ? <Loading what="your accounts" /> : <ErrorNotice error={accounts.error} onRetry={accounts.reload} />}</main>;
-  if (accounts.data.myAccounts.length === 0) return <main><PageHeading>Send money</PageHeading><p>Open an account first, on the Accounts page.</p></main>;
+  if (!accounts.data)
+    return (
+      <main>
+        <PageHeading>Send money</PageHeading>
+        {accounts.loading ? <Loading what="your accounts" /> : <ErrorNotice error={accounts.error} onRetry={accounts.reload} />}
+      </main>
+    );
+  if (accounts.data.myAccounts.length === 0)
+    return (
+      <main>
+        <PageHeading>Send money</PageHeading>
+        <p>Open an account first, on the Accounts page.</p>
+      </main>
+    );
   return (
     <main className="narrow">
       <PageHeading>Send money</PageHeading>
@@ -72,10 +88,30 @@ export function Send({ navigate }: { navigate: (path: string) => void }) {
           ))}
         </select>
         <label htmlFor="to">To account number</label>
-        <input id="to" inputMode="numeric" autoComplete="off" required pattern="[0-9 -]{12,15}" value={toAccountNumber} onChange={(event) => change(setTo)(event.target.value)} aria-describedby="to-hint" />
-        <p id="to-hint" className="hint">The 12-digit number of the account you are paying.</p>
+        <input
+          id="to"
+          inputMode="numeric"
+          autoComplete="off"
+          required
+          pattern="[0-9 -]{12,15}"
+          value={toAccountNumber}
+          onChange={(event) => change(setTo)(event.target.value)}
+          aria-describedby="to-hint"
+        />
+        <p id="to-hint" className="hint">
+          The 12-digit number of the account you are paying.
+        </p>
         <label htmlFor="amount">Amount in rupees (₹)</label>
-        <input id="amount" inputMode="decimal" autoComplete="off" required value={amount} onChange={(event) => change(setAmount)(event.target.value)} aria-describedby="amount-hint" aria-invalid={amount !== "" && !parsed.ok} />
+        <input
+          id="amount"
+          inputMode="decimal"
+          autoComplete="off"
+          required
+          value={amount}
+          onChange={(event) => change(setAmount)(event.target.value)}
+          aria-describedby="amount-hint"
+          aria-invalid={amount !== "" && !parsed.ok}
+        />
         <p id="amount-hint" className="hint">
           {amount === "" ? "For example 250 or 1,250.50." : parsed.ok ? `You are sending ${formatPaise(parsed.paise)}.` : parsed.reason}
         </p>

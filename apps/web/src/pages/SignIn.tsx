@@ -32,7 +32,12 @@ export function SignIn({ notice }: { notice?: string | undefined }) {
   );
 }
 
-function CredentialsForm(props: { mode: Mode; email: string; setEmail: (email: string) => void; onChallenge: (challenge: OtpChallenge) => void }) {
+function CredentialsForm(props: {
+  mode: Mode;
+  email: string;
+  setEmail: (email: string) => void;
+  onChallenge: (challenge: OtpChallenge) => void;
+}) {
   const [phone, setPhone] = useState("");
   const [password, setPassword] = useState("");
   const { busy, error, run } = useAction();
@@ -50,11 +55,26 @@ function CredentialsForm(props: { mode: Mode; email: string; setEmail: (email: s
   return (
     <form onSubmit={submit} aria-label={props.mode === "signin" ? "Sign in" : "Register"}>
       <label htmlFor="email">Email</label>
-      <input id="email" type="email" autoComplete="username" required value={props.email} onChange={(event) => props.setEmail(event.target.value)} />
+      <input
+        id="email"
+        type="email"
+        autoComplete="username"
+        required
+        value={props.email}
+        onChange={(event) => props.setEmail(event.target.value)}
+      />
       {props.mode === "register" && (
         <>
           <label htmlFor="phone">Mobile number (with country code)</label>
-          <input id="phone" type="tel" autoComplete="tel" required placeholder="+919800000001" value={phone} onChange={(event) => setPhone(event.target.value)} />
+          <input
+            id="phone"
+            type="tel"
+            autoComplete="tel"
+            required
+            placeholder="+919800000001"
+            value={phone}
+            onChange={(event) => setPhone(event.target.value)}
+          />
         </>
       )}
       <label htmlFor="password">Password</label>
@@ -101,7 +121,11 @@ function OtpStep({ email, challenge, onBack }: { email: string; challenge: OtpCh
         setMailbox(`The dev mailbox holds the code ${latest.code}; it is filled in for you.`);
       } else setMailbox("The dev mailbox has no code for this address yet.");
     } catch (caught) {
-      setMailbox(caught instanceof ApiError && caught.code === "FORBIDDEN" ? "There is no dev mailbox on this server: look in your email or SMS." : "The dev mailbox could not be read.");
+      setMailbox(
+        caught instanceof ApiError && caught.code === "FORBIDDEN"
+          ? "There is no dev mailbox on this server: look in your email or SMS."
+          : "The dev mailbox could not be read.",
+      );
     }
   }
   return (
@@ -113,8 +137,7 @@ function OtpStep({ email, challenge, onBack }: { email: string; challenge: OtpCh
       </p>
       <div className="notice">
         <p>
-          Running VaultPay for development? Nothing is really sent: the code is in the dev mailbox (the{" "}
-          <code>devMailbox(to:)</code> query).
+          Running VaultPay for development? Nothing is really sent: the code is in the dev mailbox (the <code>devMailbox(to:)</code> query).
         </p>
         <button type="button" onClick={readDevMailbox}>
           Read the code from the dev mailbox
@@ -123,7 +146,15 @@ function OtpStep({ email, challenge, onBack }: { email: string; challenge: OtpCh
       </div>
       <form onSubmit={submit} aria-label="One-time code">
         <label htmlFor="otp">One-time code</label>
-        <input id="otp" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6}" required value={code} onChange={(event) => setCode(event.target.value)} />
+        <input
+          id="otp"
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          pattern="[0-9]{6}"
+          required
+          value={code}
+          onChange={(event) => setCode(event.target.value)}
+        />
         <ErrorNotice error={error} />
         <button type="submit" disabled={busy}>
           {busy ? "Checking…" : "Verify and sign in"}

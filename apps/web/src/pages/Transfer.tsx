@@ -28,16 +28,22 @@ export function Transfer({ id }: { id: string }) {
       if (!live) return;
       lastStatus = next.status;
       setTransfer(next);
-      setSteps((previous) => (previous.some((step) => step.status === next.status) ? previous : [...previous, { status: next.status, at: next.updatedAt }]));
+      setSteps((previous) =>
+        previous.some((step) => step.status === next.status) ? previous : [...previous, { status: next.status, at: next.updatedAt }],
+      );
     };
     setError(undefined);
     // The subscription first replays what already happened, in order, then pushes each change.
-    const stop = subscribe(TransferStatusChanged, { id }, {
-      next: (data) => seen(data.transferStatusChanged),
-      error: (caught) => live && setError(caught),
-      // The gateway ends a subscription after its longest life; one still running is followed again.
-      complete: () => live && lastStatus !== undefined && !TERMINAL.has(lastStatus) && setAttempt((value) => value + 1),
-    });
+    const stop = subscribe(
+      TransferStatusChanged,
+      { id },
+      {
+        next: (data) => seen(data.transferStatusChanged),
+        error: (caught) => live && setError(caught),
+        // The gateway ends a subscription after its longest life; one still running is followed again.
+        complete: () => live && lastStatus !== undefined && !TERMINAL.has(lastStatus) && setAttempt((value) => value + 1),
+      },
+    );
     request(TransferById, { id }).then(
       (data) => data.transfer && live && setTransfer((current) => current ?? data.transfer!),
       (caught: unknown) => live && setError(caught),
@@ -63,7 +69,9 @@ export function Transfer({ id }: { id: string }) {
           {referenceOf(id) && (
             <>
               <dt>Reference</dt>
-              <dd data-testid="reference" className="number">{referenceOf(id)}</dd>
+              <dd data-testid="reference" className="number">
+                {referenceOf(id)}
+              </dd>
             </>
           )}
           <dt>Status</dt>
@@ -87,7 +95,11 @@ export function Transfer({ id }: { id: string }) {
       {transfer?.fraudCheck && !transfer.fraudCheck.passed && (
         <div className="notice error">
           <p>Our safety checks stopped this transfer (risk score {transfer.fraudCheck.riskScore} of 100):</p>
-          <ul>{transfer.fraudCheck.reasons.map((reason) => <li key={reason}>{reason}</li>)}</ul>
+          <ul>
+            {transfer.fraudCheck.reasons.map((reason) => (
+              <li key={reason}>{reason}</li>
+            ))}
+          </ul>
         </div>
       )}
       <ErrorNotice error={error} onRetry={() => setAttempt((value) => value + 1)} />

@@ -8,7 +8,13 @@ export const currencyCode = z.string().regex(/^[A-Z]{3}$/, "ISO 4217 currency co
 
 /** Why accounts refused to debit the source of a transfer. */
 /** TRANSFER_CANCELLED: the saga already asked to refund this transfer before its debit arrived. */
-export const debitRejectionReason = z.enum(["INSUFFICIENT_FUNDS", "ACCOUNT_NOT_ACTIVE", "ACCOUNT_NOT_FOUND", "CURRENCY_MISMATCH", "TRANSFER_CANCELLED"]);
+export const debitRejectionReason = z.enum([
+  "INSUFFICIENT_FUNDS",
+  "ACCOUNT_NOT_ACTIVE",
+  "ACCOUNT_NOT_FOUND",
+  "CURRENCY_MISMATCH",
+  "TRANSFER_CANCELLED",
+]);
 /**
  * Why accounts refused to credit the destination. DEBIT_NOT_FOUND / AMOUNT_MISMATCH /
  * ALREADY_REFUNDED: a credit only ever moves money that this transfer debited and did not refund.

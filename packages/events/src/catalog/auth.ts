@@ -39,8 +39,5 @@ export const authEvents = {
     }),
   ),
   "auth.device.registered": defineEvent(1, z.object({ userId: id, deviceRecordId: id, deviceId: deviceFingerprint })),
-  "auth.session.revoked": defineEvent(
-    1,
-    z.object({ userId: id, sessionId: id, reason: z.enum(["logout", "refresh_token_reuse"]) }),
-  ),
+  "auth.session.revoked": defineEvent(1, z.object({ userId: id, sessionId: id, reason: z.enum(["logout", "refresh_token_reuse"]) })),
 } as const;

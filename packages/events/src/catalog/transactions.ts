@@ -50,7 +50,14 @@ export const transactionEvents = {
    */
   "transaction.completed": defineEvent(
     1,
-    z.object({ transferId: id, fromAccountId: id, toAccountId: id, amountMinor: positiveMinorUnits, userId: id.optional(), currency: currencyCode.optional() }),
+    z.object({
+      transferId: id,
+      fromAccountId: id,
+      toAccountId: id,
+      amountMinor: positiveMinorUnits,
+      userId: id.optional(),
+      currency: currencyCode.optional(),
+    }),
   ),
   "transaction.failed": defineEvent(
     1,
