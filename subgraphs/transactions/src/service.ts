@@ -6,7 +6,17 @@ import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
 import type { EventData } from "@vaultpay/events";
 import { sendStepCommand } from "./saga.ts";
-import { insertTransfer, type Db, type Tx } from "./store.ts";
+import {
+  findDirectoryEntries,
+  findHistories,
+  findTransfer,
+  findTransferByKey,
+  findTransfersOf,
+  insertTransfer,
+  upsertDirectoryEntry,
+  type Db,
+  type Tx,
+} from "./store.ts";
 import {
   decodeCursor,
   encodeCursor,
@@ -106,10 +116,7 @@ export class TransferService {
 
   /** The source (the caller's, by id) and the destination (by its number's blind index), in one round trip. */
   private async endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string) {
-    const ends = await this.db.accountDirectory.findMany({
-      where: { OR: [{ accountId: fromAccountId }, { numberBlindIndex: toBlindIndex }] },
-      take: 2,
-    });
+    const ends = await findDirectoryEntries(this.db, fromAccountId, toBlindIndex);
     const from = ends.find((entry) => entry.accountId === fromAccountId);
     // Someone else's account looks exactly like a missing one: ids cannot be probed.
     if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
@@ -123,7 +130,7 @@ export class TransferService {
   }
 
   private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {
-    const existing = await this.db.transfer.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } } });
+    const existing = await findTransferByKey(this.db, userId, idempotencyKey);
     if (!existing) return null;
     if (existing.requestHash !== hash) {
       throw new DomainError("CONFLICT", "This idempotency key was used for a different transfer", { field: "idempotencyKey" });
@@ -133,7 +140,7 @@ export class TransferService {
 
   /** The caller's transfer (any for an ADMIN); NOT_FOUND otherwise. */
   async get(caller: Caller, id: string): Promise<TransferRecord> {
-    const transfer = isUuid(id) ? await this.db.transfer.findUnique({ where: { id } }) : null;
+    const transfer = isUuid(id) ? await findTransfer(this.db, id) : null;
     if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN"))
       throw new DomainError("NOT_FOUND", "Transfer not found");
     return transfer;
@@ -142,14 +149,7 @@ export class TransferService {
   async listMine(caller: Caller, first: number | null | undefined, after: string | null | undefined) {
     const size = pageSize(first);
     const cursor = after ? decodeCursor(after) : undefined;
-    const rows = await this.db.transfer.findMany({
-      where: {
-        userId: caller.userId,
-        ...(cursor ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] } : {}),
-      },
-      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
-      take: size + 1,
-    });
+    const rows = await findTransfersOf(this.db, caller.userId, cursor, size + 1);
     const page = rows.slice(0, size);
     return {
       edges: page.map((node) => ({ cursor: encodeCursor(node.createdAt, node.id), node })),
@@ -161,33 +161,12 @@ export class TransferService {
   }
 }
 
-/**
- * The status histories of many transfers in one query, in the order asked: a page of transfers
- * with their histories costs two queries, not one per transfer.
- */
-async function histories(db: Db, transferIds: readonly string[]) {
-  const rows = await db.transferStatusChange.findMany({ where: { transferId: { in: [...transferIds] } }, orderBy: { seq: "asc" } });
-  const byTransfer = new Map(transferIds.map((id) => [id, [] as typeof rows]));
-  for (const row of rows) byTransfer.get(row.transferId)?.push(row);
-  return transferIds.map((id) => byTransfer.get(id)!);
-}
-
 /** A batcher of status histories for one GraphQL request (its cache lives as long as the request). */
 export function historyLoader(db: Db) {
-  return new DataLoader((transferIds: readonly string[]) => histories(db, transferIds), { maxBatchSize: LIMITS.pageSizeMax });
+  return new DataLoader((transferIds: readonly string[]) => findHistories(db, transferIds), { maxBatchSize: LIMITS.pageSizeMax });
 }
 
 /** Keeps the directory of accounts (from account.created) that initiate() looks destinations up in. */
 export async function recordAccount(tx: Tx, data: EventData<"account.created">): Promise<void> {
-  await tx.accountDirectory.upsert({
-    where: { accountId: data.accountId },
-    create: {
-      accountId: data.accountId,
-      userId: data.userId,
-      currency: data.currency,
-      maskedNumber: data.maskedNumber,
-      numberBlindIndex: data.numberBlindIndex,
-    },
-    update: {},
-  });
+  await upsertDirectoryEntry(tx, data);
 }

@@ -216,6 +216,61 @@ export async function insertTransfer(
   }
 }
 
+export async function findTransfer(db: Db, id: string): Promise<TransferRow | null> {
+  return db.transfer.findUnique({ where: { id } });
+}
+
+/** The transfer a user created under an idempotency key, if any. */
+export async function findTransferByKey(db: Db, userId: string, idempotencyKey: string): Promise<TransferRow | null> {
+  return db.transfer.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } } });
+}
+
+/** A user's transfers, newest first, after a (createdAt, id) cursor: `take` rows at most. */
+export async function findTransfersOf(
+  db: Db,
+  userId: string,
+  after: { createdAt: Date; id: string } | undefined,
+  take: number,
+): Promise<TransferRow[]> {
+  return db.transfer.findMany({
+    where: {
+      userId,
+      ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
+    },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take,
+  });
+}
+
+/**
+ * The status histories of many transfers in one query, in the order asked: a page of transfers
+ * with their histories costs two queries, not one per transfer.
+ */
+export async function findHistories(db: Db, transferIds: readonly string[]) {
+  const rows = await db.transferStatusChange.findMany({ where: { transferId: { in: [...transferIds] } }, orderBy: { seq: "asc" } });
+  const byTransfer = new Map(transferIds.map((id) => [id, [] as typeof rows]));
+  for (const row of rows) byTransfer.get(row.transferId)?.push(row);
+  return transferIds.map((id) => byTransfer.get(id)!);
+}
+
+/** Directory entries of a transfer's two ends, in one round trip: the source by id, the destination by its number's blind index. */
+export async function findDirectoryEntries(db: Db, fromAccountId: string, toBlindIndex: string) {
+  return db.accountDirectory.findMany({ where: { OR: [{ accountId: fromAccountId }, { numberBlindIndex: toBlindIndex }] }, take: 2 });
+}
+
+/** An account in the directory (from account.created); a repeated event changes nothing. */
+export async function upsertDirectoryEntry(
+  tx: Tx,
+  entry: { accountId: string; userId: string; currency: string; maskedNumber: string; numberBlindIndex: string },
+): Promise<void> {
+  const { accountId, userId, currency, maskedNumber, numberBlindIndex } = entry;
+  await tx.accountDirectory.upsert({
+    where: { accountId },
+    create: { accountId, userId, currency, maskedNumber, numberBlindIndex },
+    update: {},
+  });
+}
+
 /** Transfers by status, for the gauge operators watch. */
 export async function countTransfersByStatus(db: Db): Promise<Array<{ status: string; n: number }>> {
   return (await db.$queryRawUnsafe(`SELECT status::text AS status, count(*)::int AS n FROM transfer GROUP BY status`)) as Array<{
