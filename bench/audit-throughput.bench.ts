@@ -8,7 +8,7 @@ import pg from "pg";
 import { connectJetStream, createEvent, eventHeaders, startEventing, type Event, type JetStreamLink } from "@vaultpay/events";
 import { createLogger, Lifecycle } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
-import { verifyChain } from "../subgraphs/audit/src/audit.ts";
+import { verifyChain } from "../subgraphs/audit/src/service.ts";
 import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
 import { AUDIT_BATCH_MAX_MESSAGES, startAuditConsumers } from "../subgraphs/audit/src/events.ts";
 import { createAuditStore } from "../subgraphs/audit/src/store.ts";

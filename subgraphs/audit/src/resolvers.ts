@@ -2,7 +2,7 @@ import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { DeadLetterQueue, type DeadLetterSummary } from "@vaultpay/events";
 import { DateTimeScalar } from "@vaultpay/kit";
 import { serviceStatus } from "@vaultpay/service";
-import { AuditLog } from "./audit.ts";
+import { AuditLog } from "./service.ts";
 import type { ChainedRecord } from "./chain.ts";
 import { DeadLetters } from "./dead-letters.ts";
 import { recordReplayRequest } from "./events.ts";

@@ -1,7 +1,7 @@
 import type { AuditEntry, ChainedRecord } from "./chain.ts";
 import { link } from "./chain.ts";
 import type { Db, Tx } from "./db.ts";
-import type { AuditStore, ChainHead } from "./audit.ts";
+import type { AuditStore, ChainHead } from "./service.ts";
 
 type Executor = Db | Tx;
 

@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { keyRingFrom } from "@vaultpay/crypto";
 import { JWKS_PATH, type Logger } from "@vaultpay/kit";
 import { runSubgraphService, serviceStatus } from "@vaultpay/service";
-import { AuthService, type Notifier } from "./auth.ts";
+import { AuthService, type Notifier } from "./service.ts";
 import { authConfigSchema, type AuthConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { Lockout } from "./lockout.ts";
@@ -11,7 +11,8 @@ import { createArgon2Hasher } from "./passwords.ts";
 import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createRedisSessionRevocations } from "./redis.ts";
 import { alsoTo, createSmsNotifier, createSmtpNotifier, routeByChannel } from "./notifiers.ts";
 import { TransferNoticeSender, startNoticeConsumers, stuckSendingNotices } from "./notices.ts";
-import { createResolvers, type AuthContext } from "./resolvers.ts";
+import { createResolvers } from "./resolvers.ts";
+import type { AuthContext } from "./runtime.ts";
 import { createPrismaAuthStore } from "./store.ts";
 import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
 

@@ -17,7 +17,7 @@
  */
 import type { Event, Eventing } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
-import type { Notifier } from "./auth.ts";
+import type { Notifier } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
 import { transferNoticeMessage } from "./messages.ts";
 import { DeliveryError } from "./notifiers.ts";

@@ -2,7 +2,7 @@ import { createHmac, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import nodemailer from "nodemailer";
 import type { Logger } from "@vaultpay/kit";
-import type { Notifier, OutgoingMessage } from "./auth.ts";
+import type { Notifier, OutgoingMessage } from "./service.ts";
 
 /**
  * The real senders behind auth's Notifier port: email over SMTP (nodemailer) and SMS through an

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { revokedSessionKey } from "@vaultpay/kit";
-import type { Notifier, OutgoingMessage, SessionRevocations } from "./auth.ts";
+import type { Notifier, OutgoingMessage, SessionRevocations } from "./service.ts";
 import type { LockoutState, LockoutStore } from "./lockout.ts";
 import type { OtpChallengeRecord, OtpStore } from "./otp.ts";
 

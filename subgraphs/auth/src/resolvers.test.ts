@@ -1,7 +1,7 @@
 /** The GraphQL edge: production refuses the dev mailbox; personal fields only for their owner. */
 import { describe, expect, it } from "vitest";
 import type { Caller } from "@vaultpay/kit";
-import type { AuthService, UserRecord } from "./auth.ts";
+import type { AuthService, UserRecord } from "./service.ts";
 import { createResolvers } from "./resolvers.ts";
 
 type Resolver = (parent: unknown, args: Record<string, unknown>, context: { caller: Caller | undefined }) => unknown;

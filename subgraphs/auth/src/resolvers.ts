@@ -1,15 +1,9 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
-import { DateTimeScalar, DomainError, type Caller } from "@vaultpay/kit";
-import type { AuthPayload, AuthService, SignInClient, UserRecord } from "./auth.ts";
+import { DateTimeScalar, DomainError } from "@vaultpay/kit";
+import type { AuthContext } from "./runtime.ts";
+import type { AuthPayload, AuthService, UserRecord } from "./service.ts";
 import type { DevMessage } from "./redis.ts";
 import { parseEmail } from "./validation.ts";
-
-export interface AuthContext {
-  /** The verified token of the request (kit verified it), or undefined when anonymous. */
-  caller: Caller | undefined;
-  /** What the gateway vouched for about the client: its address and the DPoP key it proved, if any. */
-  client: SignInClient;
-}
 
 export interface ResolverDeps {
   auth: AuthService;

@@ -1,5 +1,5 @@
 import { appendToOutbox, type Event } from "@vaultpay/events";
-import type { AuthStore, DeviceRecord, UserRecord } from "./auth.ts";
+import type { AuthStore, DeviceRecord, UserRecord } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
 
 type UserRow = { id: string; email: string; role: "CUSTOMER" | "ADMIN"; passwordHash: string; phoneEncrypted: string; createdAt: Date };

@@ -2,7 +2,8 @@ import { runSubgraphService, serviceStatus } from "@vaultpay/service";
 import { fraudConfigSchema, rulesConfigFrom, type FraudConfig } from "./config.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { startConsumers } from "./events.ts";
-import { checkLoader, createResolvers, type FraudContext } from "./resolvers.ts";
+import { checkLoader, createResolvers } from "./resolvers.ts";
+import type { FraudContext } from "./runtime.ts";
 
 await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
   name: "fraud",

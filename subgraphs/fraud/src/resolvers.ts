@@ -1,16 +1,11 @@
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import DataLoader from "dataloader";
-import { DateTimeScalar, type Caller } from "@vaultpay/kit";
+import { DateTimeScalar } from "@vaultpay/kit";
 import type { serviceStatus } from "@vaultpay/service";
 import type { Db } from "./db.ts";
 import { assertAdmin, checksPageSize, maySeeCheck, reasonsFor } from "./fraud.ts";
+import type { FraudContext } from "./runtime.ts";
 import { findChecks, listChecks, type StoredCheck } from "./store.ts";
-
-export interface FraudContext {
-  caller: Caller | undefined;
-  /** This request's batcher of checks: a page of transfers asks for all their checks at once. */
-  checks: DataLoader<string, StoredCheck | undefined>;
-}
 
 /** A batcher of checks by transfer id for one GraphQL request. */
 export function checkLoader(db: Db): DataLoader<string, StoredCheck | undefined> {

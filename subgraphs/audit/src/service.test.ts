@@ -20,7 +20,7 @@ import {
 import { createLogger, DomainError, Lifecycle, type Caller } from "@vaultpay/kit";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
-import { AuditLog, verifyChain } from "./audit.ts";
+import { AuditLog, verifyChain } from "./service.ts";
 import { contentHash } from "./chain.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { AUDITED_STREAMS, auditConsumerName, entryOf, startAuditConsumers } from "./events.ts";

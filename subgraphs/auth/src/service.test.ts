@@ -14,7 +14,7 @@ import {
 } from "@vaultpay/kit";
 import { generateDevSecrets } from "@vaultpay/stack";
 import { createTestDatabase, startTestRedis, startTestSmtpServer } from "@vaultpay/testing";
-import { AuthService, type AuthPayload, type Notifier } from "./auth.ts";
+import { AuthService, type AuthPayload, type Notifier } from "./service.ts";
 import { createDb, type Db } from "./db.ts";
 import { DEFAULT_LOCKOUT_POLICY, Lockout } from "./lockout.ts";
 import { OtpChallenges } from "./otp.ts";
