@@ -21,6 +21,7 @@ import type { Notifier } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
 import { transferNoticeMessage } from "./messages.ts";
 import { DeliveryError } from "./notifiers.ts";
+import { claimNotices, countStuckSending, finishNotice, insertTransferNotice, retryNoticeLater, type ClaimedNotice } from "./store.ts";
 
 export const NOTICE_CONSUMERS = { completed: "auth-notices-completed", failed: "auth-notices-failed" } as const;
 
@@ -34,19 +35,14 @@ export async function recordTransferNotice(event: Event, tx: Tx, logger: Logger)
     logger.warn({ transferId: data.transferId, eventId: event.id }, "transfer event without user or amount: no notice");
     return;
   }
-  await tx.transferNotice.createMany({
-    data: [
-      {
-        transferId: data.transferId,
-        status,
-        userId: data.userId,
-        amountMinor: BigInt(data.amountMinor),
-        currency: data.currency,
-        reason: event.type === "transaction.failed" ? event.data.reason : null,
-        eventId: event.id,
-      },
-    ],
-    skipDuplicates: true,
+  await insertTransferNotice(tx, {
+    transferId: data.transferId,
+    status,
+    userId: data.userId,
+    amountMinor: BigInt(data.amountMinor),
+    currency: data.currency,
+    reason: event.type === "transaction.failed" ? event.data.reason : null,
+    eventId: event.id,
   });
 }
 
@@ -74,12 +70,7 @@ export const STUCK_SENDING_AFTER_SECONDS = 300;
  * existed count from their creation.
  */
 export async function stuckSendingNotices(db: Pick<Db, "$queryRawUnsafe">): Promise<number> {
-  const [row] = await db.$queryRawUnsafe<Array<{ n: number }>>(
-    `SELECT count(*)::int AS n FROM transfer_notice
-      WHERE state = 'SENDING' AND COALESCE(claimed_at, created_at) < now() - make_interval(secs => $1)`,
-    STUCK_SENDING_AFTER_SECONDS,
-  );
-  return row?.n ?? 0;
+  return countStuckSending(db, STUCK_SENDING_AFTER_SECONDS);
 }
 
 export interface Contact {
@@ -99,17 +90,6 @@ export interface NoticeSenderOptions {
   batchSize?: number;
   /** A round runs at least this often, and at once when kicked. */
   pollMs?: number;
-}
-
-interface ClaimedNotice {
-  id: string;
-  transfer_id: string;
-  status: string;
-  user_id: string;
-  amount_minor: bigint;
-  currency: string;
-  reason: string | null;
-  attempts: number;
 }
 
 const RETRY_DELAYS_SECONDS = [5, 30, 120, 600] as const;
@@ -169,20 +149,14 @@ export class TransferNoticeSender {
 
   /** PENDING → SENDING, committed before any provider is called: what is claimed is sent at most once. */
   private claim(): Promise<ClaimedNotice[]> {
-    return this.options.db.$queryRawUnsafe<ClaimedNotice[]>(
-      `UPDATE transfer_notice SET state = 'SENDING', attempts = attempts + 1, claimed_at = now()
-       WHERE id IN (SELECT id FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
-                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-       RETURNING id, transfer_id, status, user_id, amount_minor, currency, reason, attempts`,
-      this.batchSize,
-    );
+    return claimNotices(this.options.db, this.batchSize);
   }
 
   private async send(notice: ClaimedNotice): Promise<void> {
     const { db, notifier, logger } = this.options;
     const contact = await this.options.contactOf(notice.user_id);
     if (!contact) {
-      await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, notice.id);
+      await finishNotice(db, notice.id, "FAILED");
       logger.warn({ transferId: notice.transfer_id }, "transfer notice for an unknown user: dropped");
       return;
     }
@@ -199,19 +173,14 @@ export class TransferNoticeSender {
       const transient = !(error instanceof DeliveryError) || error.transient;
       const giveUp = !transient || notice.attempts >= this.maxAttempts;
       const delaySeconds = RETRY_DELAYS_SECONDS[Math.min(notice.attempts - 1, RETRY_DELAYS_SECONDS.length - 1)]!;
-      await db.$executeRawUnsafe(
-        `UPDATE transfer_notice SET state = $2, next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1::uuid`,
-        notice.id,
-        giveUp ? "FAILED" : "PENDING",
-        delaySeconds,
-      );
+      await retryNoticeLater(db, notice.id, giveUp, delaySeconds);
       logger.warn(
         { transferId: notice.transfer_id, attempts: notice.attempts, gaveUp: giveUp, reason: (error as Error).message },
         "transfer notice not sent",
       );
       return;
     }
-    await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = $1::uuid`, notice.id);
+    await finishNotice(db, notice.id, "SENT");
     // The SMS is a courtesy copy: once the email went out, an SMS failure does not resend the email.
     if (contact.phone && notifier.has("sms")) {
       await notifier.send({ to: contact.phone, channel: "sms", body: content.text, code: null }).catch((error: unknown) => {

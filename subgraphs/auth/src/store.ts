@@ -150,3 +150,68 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
     },
   };
 }
+
+/** A transfer notice as the sender claims it. */
+export interface ClaimedNotice {
+  id: string;
+  transfer_id: string;
+  status: string;
+  user_id: string;
+  amount_minor: bigint;
+  currency: string;
+  reason: string | null;
+  attempts: number;
+}
+
+/** The notice a terminal transfer event calls for; a second one for the same transfer and status is a no-op (unique). */
+export async function insertTransferNotice(
+  tx: Tx,
+  notice: {
+    transferId: string;
+    status: string;
+    userId: string;
+    amountMinor: bigint;
+    currency: string;
+    reason: string | null;
+    eventId: string;
+  },
+): Promise<void> {
+  await tx.transferNotice.createMany({ data: [notice], skipDuplicates: true });
+}
+
+/** Notices still SENDING this long after their claim (rows from before claimed_at count from their creation). */
+export async function countStuckSending(db: Pick<Db, "$queryRawUnsafe">, olderThanSeconds: number): Promise<number> {
+  const [row] = await db.$queryRawUnsafe<Array<{ n: number }>>(
+    `SELECT count(*)::int AS n FROM transfer_notice
+      WHERE state = 'SENDING' AND COALESCE(claimed_at, created_at) < now() - make_interval(secs => $1)`,
+    olderThanSeconds,
+  );
+  return row?.n ?? 0;
+}
+
+/** PENDING → SENDING for up to `limit` due notices, committed on return (replicas skip each other's). */
+export function claimNotices(db: Db, limit: number): Promise<ClaimedNotice[]> {
+  return db.$queryRawUnsafe<ClaimedNotice[]>(
+    `UPDATE transfer_notice SET state = 'SENDING', attempts = attempts + 1, claimed_at = now()
+     WHERE id IN (SELECT id FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
+                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+     RETURNING id, transfer_id, status, user_id, amount_minor, currency, reason, attempts`,
+    limit,
+  );
+}
+
+/** A claimed notice's end: SENT (with its time) or FAILED for good. */
+export async function finishNotice(db: Db, id: string, state: "SENT" | "FAILED"): Promise<void> {
+  if (state === "SENT") await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = $1::uuid`, id);
+  else await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, id);
+}
+
+/** A refused send: back to PENDING, due again after `delaySeconds` (or FAILED when given up). */
+export async function retryNoticeLater(db: Db, id: string, giveUp: boolean, delaySeconds: number): Promise<void> {
+  await db.$executeRawUnsafe(
+    `UPDATE transfer_notice SET state = $2, next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1::uuid`,
+    id,
+    giveUp ? "FAILED" : "PENDING",
+    delaySeconds,
+  );
+}
