@@ -214,6 +214,9 @@ export async function expectBankInvariant(
 /** Services whose outboxes feed the audit chain (the gateway publishes its request log directly). */
 export const OUTBOX_SERVICES = ["auth", "accounts", "transactions", "fraud"] as const;
 
+/** ack_wait of the consumers (30 s) and a margin for the backlog it leaves. */
+const AUDIT_CATCH_UP_MS = 75_000;
+
 /** Every event any service committed reaches the audit chain (waits for the consumers to catch up). */
 export async function expectEveryEventAudited(stack: TestStack): Promise<void> {
   const audit = new pg.Client({ connectionString: stack.databaseUrls.audit });
@@ -232,7 +235,10 @@ export async function expectEveryEventAudited(stack: TestStack): Promise<void> {
             return found.rows[0]!.n === ids.length ? [] : undefined;
           },
           `every ${service} outbox event in the audit chain`,
-          30_000,
+          // A message JetStream delivered through a node that then died (or whose ack died with
+          // it) comes again only after the consumer's ack_wait (30 s): the chain is complete
+          // within ack_wait plus the time to work through what queued meanwhile, not sooner.
+          AUDIT_CATCH_UP_MS,
           250,
         );
         expect(missing).toEqual([]);
