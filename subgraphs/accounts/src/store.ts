@@ -3,6 +3,7 @@
  * a batch of saga steps pays). Every function that changes money takes the caller's transaction,
  * so the change, its journal row and its outbox event commit together. Rows are mapped to the domain's plain types at this edge.
  */
+import { lockKeys } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import { Prisma } from "./generated/prisma/client.ts";
 import type { Db, Tx } from "./db.ts";
@@ -126,10 +127,9 @@ export async function applyMovement(tx: Tx, movement: Movement): Promise<void> {
  * ids, before any account lock) so two batches cannot deadlock. Released at commit or rollback.
  */
 export async function lockTransfers(tx: Tx, transferIds: readonly string[]): Promise<void> {
-  const keys = [...new Set(transferIds)].sort().map((id) => `transfer:${id}`);
-  await tx.$queryRawUnsafe(
-    `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted`,
-    keys,
+  await lockKeys(
+    tx,
+    transferIds.map((id) => `transfer:${id}`),
   );
 }
 

@@ -9,7 +9,7 @@ import type { Logger } from "@vaultpay/kit";
 import type { Tx } from "./db.ts";
 import { checkTransfer } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
-import { findCheck, insertCheck, loadFacts, lockKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
+import { findCheck, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
 
 /** Durable consumer names; replicas of fraud share them. */
 export const CHECKS_CONSUMER = "fraud-checks";
@@ -46,7 +46,7 @@ export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDepe
   if (event.type !== "fraud.check.requested") return;
   const { data } = event;
   // The transfer (one verdict ever) and its user (velocity and daily sums see every other check), in one statement.
-  await lockKeys(tx, [`transfer:${data.transferId}`, `user:${data.userId}`]);
+  await lockFraudKeys(tx, [`transfer:${data.transferId}`, `user:${data.userId}`]);
   const earlier = await findCheck(tx, data.transferId);
   if (earlier) {
     if (earlier.userId !== data.userId)

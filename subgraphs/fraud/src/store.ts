@@ -2,6 +2,7 @@
  * Storage of checks and known devices (Prisma). Rows are mapped to the domain's plain types here;
  * the rules never see Prisma.
  */
+import { lockKeys } from "@vaultpay/events";
 import type { Db, Tx } from "./db.ts";
 import { customerReasons, lookbackRange, type Evaluation, type LoadedFacts, type Verdict } from "./fraud.ts";
 import type { PastTransfer, Transfer } from "./rules.ts";
@@ -36,11 +37,11 @@ function toStoredCheck(row: CheckRow): StoredCheck {
  * per transfer, so one verdict is ever computed for it; per user, so concurrent checks of one user
  * (replicas) each see the others and velocity or daily sums are never under-counted.
  */
-export async function lockKeys(tx: Tx, keys: readonly string[]): Promise<void> {
-  // Sorted, so every holder of several takes them in one order ("transfer:…" before "user:…").
-  await tx.$queryRawUnsafe(
-    `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted`,
-    [...new Set(keys)].sort().map((key) => `fraud:${key}`),
+export async function lockFraudKeys(tx: Tx, keys: readonly string[]): Promise<void> {
+  // Sorted by lockKeys, so every holder of several takes them in one order ("transfer:…" before "user:…").
+  await lockKeys(
+    tx,
+    keys.map((key) => `fraud:${key}`),
   );
 }
 
