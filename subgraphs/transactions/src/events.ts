@@ -5,7 +5,7 @@
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
-import { BATCHED_CONSUMER, type Event, type EventScope, type Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Event, type EventScope, type Eventing, inEventContext } from "@vaultpay/events";
 import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { BatchSagaStore, lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
@@ -25,7 +25,7 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
       "account.refunded",
       "account.refund.rejected",
     ],
-    handle: (event, tx) => saga.handle(sagaStore(tx), event),
+    handle: (event, tx) => handleBatch(saga, [event], tx, inEventContext),
     handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
     ...BATCHED_CONSUMER,
   });
@@ -33,7 +33,7 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
     name: "transactions-fraud",
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
-    handle: (event, tx) => saga.handle(sagaStore(tx), event),
+    handle: (event, tx) => handleBatch(saga, [event], tx, inEventContext),
     handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
     ...BATCHED_CONSUMER,
   });
