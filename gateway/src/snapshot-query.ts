@@ -18,6 +18,13 @@ import {
 /** The transfer's statuses so far, oldest first. */
 export const STATUS_QUERY = `query TransferStatusHistory($id: ID!) { transfer(id: $id) { status statusHistory { status reason at } } }`;
 
+/**
+ * The response key under which the snapshot query also asks the transfer's status history, so one
+ * read answers both what happened so far and the transfer as it is now (the subscriber's own
+ * selection cannot use it: `vp` names are the gateway's, as `$vpTransferId` is).
+ */
+export const HISTORY_KEY = "vpStatusHistory";
+
 /** What a subscription asks: its transfer, its root field, and its selection as a query with the variables for it. */
 export interface SnapshotPlan {
   transferId: string;
@@ -40,7 +47,7 @@ export function snapshotPlan(args: Pick<ExecutionArgs, "document" | "operationNa
   };
 }
 
-/** The subscription's selection, asked as a query: `transfer(id: $vpTransferId) { …same fields… }`. */
+/** The subscription's selection, asked as a query: `transfer(id: $vpTransferId) { …same fields… vpStatusHistory: statusHistory { … } }`. */
 export function snapshotQuery(document: DocumentNode, operation: OperationDefinitionNode, root: FieldNode): string {
   const fragments = document.definitions.filter((definition) => definition.kind === Kind.FRAGMENT_DEFINITION);
   // Only the variables the payload's selection uses (the subscription's `$id` is replaced).
@@ -73,10 +80,21 @@ export function snapshotQuery(document: DocumentNode, operation: OperationDefini
               value: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: "vpTransferId" } },
             },
           ],
-          selectionSet: root.selectionSet,
+          selectionSet: { kind: Kind.SELECTION_SET, selections: [...(root.selectionSet?.selections ?? []), historySelection()] },
         },
       ],
     },
   };
   return print({ kind: Kind.DOCUMENT, definitions: [query, ...fragments] });
+}
+
+/** `vpStatusHistory: statusHistory { status reason at }`. */
+function historySelection(): FieldNode {
+  const leaf = (value: string): FieldNode => ({ kind: Kind.FIELD, name: { kind: Kind.NAME, value } });
+  return {
+    kind: Kind.FIELD,
+    alias: { kind: Kind.NAME, value: HISTORY_KEY },
+    name: { kind: Kind.NAME, value: "statusHistory" },
+    selectionSet: { kind: Kind.SELECTION_SET, selections: [leaf("status"), leaf("reason"), leaf("at")] },
+  };
 }

@@ -82,6 +82,30 @@ describe("SubscriptionProgress", () => {
   });
 });
 
+describe("SubscriptionProgress.refreshes", () => {
+  const refreshes = (selection: string) =>
+    SubscriptionProgress.of(
+      (parse(`subscription { transferStatusChanged(id: 1) ${selection} }`).definitions[0] as OperationDefinitionNode).selectionSet
+        .selections[0] as FieldNode,
+    ).refreshes;
+
+  it("reads nothing again for the status fields and fields a transfer never changes", () => {
+    expect(refreshes("{ status }")).toBe(false);
+    expect(refreshes("{ __typename id s: status failureReason updatedAt amount { minor currency } note toMaskedNumber createdAt }")).toBe(
+      false,
+    );
+    expect(refreshes("{ status fromAccount { id } }")).toBe(false);
+  });
+
+  it("reads the transfer again when the selection has anything that can move, or that it cannot see through", () => {
+    expect(refreshes("{ status statusHistory { status } }")).toBe(true);
+    expect(refreshes("{ status fraudCheck { riskScore } }")).toBe(true);
+    expect(refreshes("{ status fromAccount { id balance { minor } } }")).toBe(true);
+    expect(refreshes("{ ... on Transfer { status } }")).toBe(true);
+    expect(refreshes("{ status ...Parts }")).toBe(true);
+  });
+});
+
 describe("snapshotPlan", () => {
   const schema = buildSchema(`
     type Account { id: ID! }
@@ -103,7 +127,9 @@ describe("snapshotPlan", () => {
     expect(print(parse(plan.query))).toBe(
       print(
         parse(`
-          query TransferStatusSnapshot($masked: Boolean, $vpTransferId: ID!) { transfer(id: $vpTransferId) { status ...Parts } }
+          query TransferStatusSnapshot($masked: Boolean, $vpTransferId: ID!) {
+            transfer(id: $vpTransferId) { status ...Parts vpStatusHistory: statusHistory { status reason at } }
+          }
           fragment Parts on Transfer { fromAccount(masked: $masked) { id } }
         `),
       ),

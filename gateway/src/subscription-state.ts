@@ -2,11 +2,46 @@
  * What one transferStatusChanged subscription has sent: statuses go out in the lifecycle's order,
  * each at most once, and the payload's status fields come from the change being reported.
  */
-import { Kind, type ExecutionResult, type FieldNode } from "graphql";
+import { Kind, type ExecutionResult, type FieldNode, type SelectionNode } from "graphql";
 import { isTerminalStatus, statusRank, type TransferStatus } from "@vaultpay/events";
 
 /** One entry of Transfer.statusHistory as the graph answers it. */
 export type StatusChange = { status: TransferStatus; reason: string | null; at: string };
+
+/**
+ * Transfer fields that never change once it is made, with the subfields that stay fixed too (none
+ * listed: every subfield does). A selection of only these and the status fields needs no read of
+ * the transfer when its status changes.
+ */
+const FIXED_FIELDS: ReadonlyMap<string, ReadonlySet<string> | undefined> = new Map([
+  ["__typename", undefined],
+  ["id", undefined],
+  ["amount", undefined],
+  ["toMaskedNumber", undefined],
+  ["note", undefined],
+  ["createdAt", undefined],
+  // The source account's id, not its balance or anything else the accounts subgraph answers.
+  ["fromAccount", new Set(["id", "__typename"])],
+]);
+/** The fields a status change answers itself (payload below). */
+const CHANGE_FIELDS = new Set(["status", "failureReason", "updatedAt"]);
+
+/** Whether every selection is a plain field the change answers or one that never changes. */
+function answeredWithoutReading(selections: readonly SelectionNode[]): boolean {
+  return selections.every((selection) => {
+    if (selection.kind !== Kind.FIELD) return false;
+    const name = selection.name.value;
+    if (CHANGE_FIELDS.has(name)) return true;
+    if (!FIXED_FIELDS.has(name)) return false;
+    const fixedSubfields = FIXED_FIELDS.get(name);
+    return (
+      fixedSubfields === undefined ||
+      (selection.selectionSet?.selections ?? []).every(
+        (sub) => sub.kind === Kind.FIELD && fixedSubfields.has(sub.name.value) && !sub.selectionSet,
+      )
+    );
+  });
+}
 
 export class SubscriptionProgress {
   private last: TransferStatus | undefined;
@@ -16,6 +51,8 @@ export class SubscriptionProgress {
     private readonly responseKey: string,
     /** Fields of the payload the change itself answers, by response key. */
     private readonly overlays: ReadonlyArray<{ key: string; name: string }>,
+    /** Whether the transfer must be read again for each change (its selection has fields that move). */
+    readonly refreshes: boolean,
   ) {}
 
   /** From the subscription's root field: `transferStatusChanged(id: …) { status updatedAt … }`. */
@@ -24,6 +61,7 @@ export class SubscriptionProgress {
     return new SubscriptionProgress(
       root.alias?.value ?? root.name.value,
       fields.map((field) => ({ key: field.alias?.value ?? field.name.value, name: field.name.value })),
+      !answeredWithoutReading(root.selectionSet?.selections ?? []),
     );
   }
 

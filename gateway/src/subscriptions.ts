@@ -29,7 +29,7 @@ import { enforceLimits, measureOperation, type OperationLimits } from "./limits.
 import { permissions } from "./permissions.ts";
 import { authenticate, type GatewayRequestContext, type SecurityOptions } from "./security.ts";
 import { authorizeFields, selectedFields } from "./shield.ts";
-import { STATUS_QUERY, snapshotPlan } from "./snapshot-query.ts";
+import { HISTORY_KEY, STATUS_QUERY, snapshotPlan } from "./snapshot-query.ts";
 import { StatusInbox, type StatusFeed } from "./status-feed.ts";
 import { SubscriptionProgress, type StatusChange } from "./subscription-state.ts";
 
@@ -97,30 +97,31 @@ async function* transferStatusChanged(args: ExecutionArgs, state: ConnectionStat
   const inbox = new StatusInbox(deps.feed, plan.transferId);
   const deadline = Date.now() + deps.maxLifetimeMs;
   try {
-    const history = await ask(STATUS_QUERY, { id: plan.transferId });
-    if (history.errors?.length || !history.data?.transfer) {
+    const snapshot = await ask(plan.query, plan.variables);
+    if (snapshot.errors?.length || !snapshot.data?.transfer) {
       yield {
-        errors: history.errors?.length
-          ? revive(history.errors)
+        errors: snapshot.errors?.length
+          ? revive(snapshot.errors)
           : [new GraphQLError("Transfer not found", { extensions: { code: "NOT_FOUND" } })],
       };
       return;
     }
-    const snapshot = await ask(plan.query, plan.variables);
-    if (snapshot.errors?.length || !snapshot.data?.transfer) {
-      yield { errors: revive(snapshot.errors ?? []) };
-      return;
-    }
-    for (const change of history.data.transfer.statusHistory as StatusChange[]) yield progress.payload(snapshot.data.transfer, change);
+    let { [HISTORY_KEY]: history, ...transfer } = snapshot.data.transfer;
+    for (const change of history as StatusChange[]) yield progress.payload(transfer, change);
     while (!progress.finished && Date.now() < deadline) {
       const change = await nextChange(inbox, progress, deps.recheckMs, () => ask(STATUS_QUERY, { id: plan.transferId }));
       if (!change) continue;
-      const fresh = await ask(plan.query, plan.variables);
-      if (fresh.errors?.length || !fresh.data?.transfer) {
-        yield { errors: revive(fresh.errors ?? []) };
-        return;
+      // Only a selection with fields that move besides the status is read again; the status
+      // fields come from the change, and a transfer's owner, amount and payee never change.
+      if (progress.refreshes) {
+        const fresh = await ask(plan.query, plan.variables);
+        if (fresh.errors?.length || !fresh.data?.transfer) {
+          yield { errors: revive(fresh.errors ?? []) };
+          return;
+        }
+        ({ [HISTORY_KEY]: history, ...transfer } = fresh.data.transfer);
       }
-      yield progress.payload(fresh.data.transfer, change);
+      yield progress.payload(transfer, change);
     }
   } finally {
     inbox.close();
