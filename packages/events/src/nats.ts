@@ -19,6 +19,10 @@ export async function connectNats(url: string, name: string, logger: Logger): Pr
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
+    // Without it the client builds an Error, stack and all, for every publish and request up
+    // front, to name where a timeout started: ~5 % of the gateway's CPU in a profile (one
+    // publish per GraphQL request). Our logs name the operation and correlation id instead.
+    noAsyncTraces: true,
   });
   void (async () => {
     for await (const status of connection.status()) {

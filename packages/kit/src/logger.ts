@@ -56,6 +56,10 @@ export function createLogger({ service, level = "info", destination }: LoggerOpt
         return context ? { correlationId: context.correlationId } : {};
       },
     },
-    destination,
+    // Asynchronous by default: a synchronous write per line was the gateway's largest single cost
+    // (16 % of its CPU in a profile, a write(2) per request line, blocking whenever the reader of
+    // stdout lagged). pino flushes what is buffered when the process exits; a SIGKILL can lose the
+    // last lines, never a record (the audit log is the record).
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
