@@ -56,7 +56,10 @@ const clientOf = (request: http.IncomingMessage) => clientAddress(request, trust
 const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger, { replicas: config.NATS_STREAM_REPLICAS });
 lifecycle.onShutdown("nats", () => nc.drain());
 // enableOfflineQueue off: while Redis is away, limiter calls fail fast to the in-memory insurance.
-const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+// Auto-pipelining: commands of concurrent requests issued in one tick share one write; in a
+// profile of the gateway benchmark, the socket writes of the rate limiters' Redis commands were
+// the gateway's largest self time (writeUtf8String, ~15 %).
+const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
 redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
 lifecycle.onShutdown("redis", () => redis.quit().then(() => undefined));
 

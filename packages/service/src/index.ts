@@ -178,7 +178,9 @@ export async function runSubgraphService<
  * away: a request with a token is then refused rather than let through unchecked.
  */
 function connectRedis(url: string, logger: Logger, lifecycle: Lifecycle): Redis {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  // Auto-pipelining: the nonce claim and the session check of a request, and those of requests
+  // arriving together, go out in one write (a loopback write is a measurable share of the CPU).
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, enableAutoPipelining: true });
   redis.on("error", (error) => logger.warn({ err: error }, "redis error"));
   lifecycle.onShutdown("redis", () =>
     redis.quit().then(
