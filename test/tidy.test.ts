@@ -70,12 +70,6 @@ const LONG_FUNCTIONS: Record<string, number> = {
   "apps/web/src/App.tsx:App": 88,
   "apps/web/src/pages/Send.tsx:Send": 107,
   "apps/web/src/pages/Transfer.tsx:Transfer": 91,
-  "packages/kit/src/http.ts:createHttpServer": 80,
-  "packages/stack/src/services.ts:startServices": 140,
-  "packages/testing/src/notifications.ts:startTestSmtpServer": 71,
-  "scripts/seed.ts:seed": 92,
-  "scripts/stack.ts:runStack": 106,
-  "subgraphs/auth/src/store.ts:createPrismaAuthStore": 116,
 };
 
 /**

@@ -117,84 +117,107 @@ function refusal(error: unknown): HTTPGraphQLResponse {
  * server for graphql-ws upgrades on the same path.
  */
 export function createHttpServer<C extends BaseContext>(options: HttpServerOptions<C>): http.Server {
-  const { logger, graphql, ready } = options;
-  const graphqlPath = options.graphqlPath ?? "/graphql";
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const around = graphql.around ?? (<T>(_request: http.IncomingMessage, run: () => Promise<T>) => run());
-
-  async function handleGraphQL(request: http.IncomingMessage, response: http.ServerResponse, url: URL) {
-    let rawBody: string;
-    try {
-      rawBody = await readBody(request, maxBodyBytes);
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) {
-        return sendJson(response, 413, { errors: [{ message: "Request body too large", extensions: { code: "BAD_REQUEST" } }] });
-      }
-      throw error;
-    }
-    const headers = new HeaderMap();
-    for (const [key, value] of Object.entries(request.headers)) {
-      if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(", ") : value);
-    }
-    let body: unknown = rawBody;
-    if ((headers.get("content-type") ?? "").includes("application/json") && rawBody.length > 0) {
-      try {
-        body = JSON.parse(rawBody);
-      } catch {
-        return sendJson(response, 400, { errors: [{ message: "Body is not valid JSON", extensions: { code: "BAD_REQUEST" } }] });
-      }
-    }
-    let correlationId: string | undefined;
-    const result = await around(request, async () => {
-      correlationId = currentContext()?.correlationId;
-      if (graphql.admit) {
-        try {
-          await graphql.admit(request, operationOf(body, url));
-        } catch (error) {
-          return refusal(error);
-        }
-      }
-      return graphql.server.executeHTTPGraphQLRequest({
-        httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
-        context: () => graphql.context(request, rawBody),
-      });
-    });
-    for (const [key, value] of result.headers) response.setHeader(key, value);
-    // Echoed so a client can quote it when reporting a problem.
-    if (correlationId) response.setHeader("x-correlation-id", correlationId);
-    response.statusCode = result.status ?? 200;
-    if (result.body.kind === "complete") {
-      response.end(result.body.string);
-      return;
-    }
-    for await (const chunk of result.body.asyncIterator) response.write(chunk);
-    response.end();
-  }
-
   return http.createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://localhost");
-    const route = async () => {
-      if (options.instanceId && (url.pathname === "/healthz" || url.pathname === "/readyz"))
-        response.setHeader(INSTANCE_HEADER, options.instanceId);
-      if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
-      if (url.pathname === "/readyz") {
-        const isReady = await ready().catch(() => false);
-        return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
-      }
-      if (url.pathname === graphqlPath) return handleGraphQL(request, response, url);
-      if (url.pathname === "/metrics" && options.metrics && request.method === "GET")
-        return sendMetrics(request, response, options.metrics);
-      const extra = options.routes?.[url.pathname];
-      if (extra && request.method === "GET") return sendJson(response, 200, await extra());
-      if (options.fallback && (await options.fallback(request, response, url))) return;
-      sendJson(response, 404, { error: "not found" });
-    };
-    route().catch((error: unknown) => {
-      logger.error({ err: error }, "http handler failed");
+    route(options, request, response, url).catch((error: unknown) => {
+      options.logger.error({ err: error }, "http handler failed");
       if (!response.headersSent) sendJson(response, 500, { errors: [{ message: "Internal error", extensions: { code: "INTERNAL" } }] });
       else response.end();
     });
   });
+}
+
+/** Health, GraphQL, metrics, the extra routes, the fallback, in that order; else 404. */
+async function route<C extends BaseContext>(
+  options: HttpServerOptions<C>,
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  url: URL,
+): Promise<void> {
+  if (options.instanceId && (url.pathname === "/healthz" || url.pathname === "/readyz"))
+    response.setHeader(INSTANCE_HEADER, options.instanceId);
+  if (url.pathname === "/healthz") return sendJson(response, 200, { status: "ok" });
+  if (url.pathname === "/readyz") {
+    const isReady = await options.ready().catch(() => false);
+    return sendJson(response, isReady ? 200 : 503, { status: isReady ? "ready" : "not ready" });
+  }
+  if (url.pathname === (options.graphqlPath ?? "/graphql")) {
+    return serveGraphQL(options.graphql, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, request, response, url);
+  }
+  if (url.pathname === "/metrics" && options.metrics && request.method === "GET") return sendMetrics(request, response, options.metrics);
+  const extra = options.routes?.[url.pathname];
+  if (extra && request.method === "GET") return sendJson(response, 200, await extra());
+  if (options.fallback && (await options.fallback(request, response, url))) return;
+  sendJson(response, 404, { error: "not found" });
+}
+
+/** One GraphQL request: read, admitted (or refused) and executed inside `around`, then answered. */
+async function serveGraphQL<C extends BaseContext>(
+  graphql: GraphQLRoute<C>,
+  maxBodyBytes: number,
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  url: URL,
+): Promise<void> {
+  const read = await readGraphQLRequest(request, response, maxBodyBytes);
+  if (!read) return;
+  const { rawBody, body, headers } = read;
+  const around = graphql.around ?? (<T>(_request: http.IncomingMessage, run: () => Promise<T>) => run());
+  let correlationId: string | undefined;
+  const result = await around(request, async () => {
+    correlationId = currentContext()?.correlationId;
+    if (graphql.admit) {
+      try {
+        await graphql.admit(request, operationOf(body, url));
+      } catch (error) {
+        return refusal(error);
+      }
+    }
+    return graphql.server.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: request.method ?? "GET", headers, search: url.search, body },
+      context: () => graphql.context(request, rawBody),
+    });
+  });
+  for (const [key, value] of result.headers) response.setHeader(key, value);
+  // Echoed so a client can quote it when reporting a problem.
+  if (correlationId) response.setHeader("x-correlation-id", correlationId);
+  response.statusCode = result.status ?? 200;
+  if (result.body.kind === "complete") {
+    response.end(result.body.string);
+    return;
+  }
+  for await (const chunk of result.body.asyncIterator) response.write(chunk);
+  response.end();
+}
+
+/**
+ * The body (as received, and parsed when it is JSON) and headers as Apollo takes them; undefined
+ * when the request was already answered: 413 for a body over the cap, 400 for JSON that is not.
+ */
+async function readGraphQLRequest(
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  maxBodyBytes: number,
+): Promise<{ rawBody: string; body: unknown; headers: HeaderMap } | undefined> {
+  let rawBody: string;
+  try {
+    rawBody = await readBody(request, maxBodyBytes);
+  } catch (error) {
+    if (!(error instanceof BodyTooLargeError)) throw error;
+    sendJson(response, 413, { errors: [{ message: "Request body too large", extensions: { code: "BAD_REQUEST" } }] });
+    return undefined;
+  }
+  const headers = new HeaderMap();
+  for (const [key, value] of Object.entries(request.headers)) {
+    if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(", ") : value);
+  }
+  if (!(headers.get("content-type") ?? "").includes("application/json") || rawBody.length === 0) return { rawBody, body: rawBody, headers };
+  try {
+    return { rawBody, body: JSON.parse(rawBody), headers };
+  } catch {
+    sendJson(response, 400, { errors: [{ message: "Body is not valid JSON", extensions: { code: "BAD_REQUEST" } }] });
+    return undefined;
+  }
 }
 
 async function sendMetrics(

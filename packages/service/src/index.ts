@@ -86,14 +86,19 @@ export interface ServiceRuntime<Db extends SqlDatabase<Tx>, Tx extends SqlExecut
   metrics: Metrics;
 }
 
+/**
+ * A subgraph's parts. No caller names the type parameters: they are inferred from the parts, the
+ * client and its transaction type from `createDb`, the configuration from `configSchema` (the common
+ * one without it), the resolvers' context from `context`.
+ */
 export interface SubgraphService<Db extends SqlDatabase<Tx>, Tx extends SqlExecutor, Config extends SubgraphConfig, C extends object> {
   name: string;
   /** URL of the subgraph's schema.graphql (e.g. `new URL("./schema.graphql", import.meta.url)`). */
   schemaUrl: URL;
   /** Extends the common configuration with the service's own settings. */
   configSchema?: z.ZodType<Config>;
-  /** Creates the Prisma client for DATABASE_URL. */
-  createDb: (databaseUrl: string) => Db & { $disconnect(): Promise<void>; $queryRawUnsafe: SqlExecutor["$queryRawUnsafe"] };
+  /** Creates the Prisma client for DATABASE_URL (its `$transaction` callback's argument is the Tx of the consumers). */
+  createDb: (databaseUrl: string) => Db & SqlDatabase<Tx> & { $disconnect(): Promise<void> };
   /** Extra GET routes (e.g. auth's JWKS), built once the runtime exists. */
   routes?: (runtime: ServiceRuntime<Db, Tx, Config>) => Record<string, () => Promise<unknown>>;
   /** Starts consumers and returns the resolvers. */

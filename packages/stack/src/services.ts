@@ -76,28 +76,74 @@ function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 /** The same server with another database name (re-exported for scripts and tests). */
 export { withDatabase };
 
+/** Every process, subgraphs first in SERVICES order, the gateway last. */
+const PROCESS_NAMES: readonly ProcessName[] = [...SERVICES, "gateway"];
+
 /**
  * Creates and migrates each service's database, starts the five subgraphs, then the gateway, and
  * waits until each answers /readyz. Each process runs `src/main.ts` under tsx.
  */
 export async function startServices(options: ServicesOptions): Promise<Services> {
-  const prefix = options.databasePrefix ?? "vaultpay";
-  const gatewayPort = options.gatewayPort ?? DEFAULT_GATEWAY_PORT;
-  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
-  const databaseUrls = Object.fromEntries(
-    SERVICES.map((service) => [service, withDatabase(options.infra.databaseUrl, `${prefix}_${service}`)]),
-  ) as Record<ServiceName, string>;
+  const databaseUrls = await prepareDatabases(options.infra.databaseUrl, options.databasePrefix ?? "vaultpay");
+  const replicaCount = options.replicas ?? 1;
+  const plan = await planPorts(options.gatewayPort ?? DEFAULT_GATEWAY_PORT, options.fixedPorts === true, replicaCount);
+  const stack = new StackProcesses(options, plan, environmentFor(options, plan.urls, databaseUrls), replicaCount);
+  try {
+    await stack.startAll();
+  } catch (error) {
+    await stack.stop();
+    throw error;
+  }
+  return {
+    // Read after the start: a process whose chosen port was taken moved to another one.
+    gatewayUrl: plan.urls.gateway,
+    urls: plan.urls,
+    databaseUrls,
+    processes: stack.processes,
+    replicas: stack.replicas,
+    restart: (name, replica = 0) => stack.restart(name, replica),
+    stop: () => stack.stop(),
+  };
+}
+
+/** Creates each service's database `<prefix>_<service>` when missing and applies its pending migrations, all at once. */
+async function prepareDatabases(serverUrl: string, prefix: string): Promise<Record<ServiceName, string>> {
+  const databaseUrls = Object.fromEntries(SERVICES.map((service) => [service, withDatabase(serverUrl, `${prefix}_${service}`)])) as Record<
+    ServiceName,
+    string
+  >;
   await Promise.all(
     SERVICES.map(async (service) => {
       await ensureDatabase(databaseUrls[service]);
       await deployMigrations({ service, databaseUrl: databaseUrls[service] });
     }),
   );
+  return databaseUrls;
+}
 
-  const replicaCount = options.replicas ?? 1;
+/**
+ * Where every process listens. `ports` are the processes' usual ports, the ones the others are told
+ * (`urls`); `replicaPorts` are where the replicas really listen: the usual port itself when a process
+ * runs alone, free ports behind a round-robin front on the usual port otherwise.
+ */
+interface PortPlan {
+  ports: Record<ProcessName, number>;
+  replicaPorts: Record<ProcessName, number[]>;
+  urls: Record<ProcessName, string>;
+}
+
+function graphqlUrl(port: number): string {
+  return `http://127.0.0.1:${port}/graphql`;
+}
+
+/**
+ * Chooses the ports: the gateway's, the subgraphs' after it when fixed or free ones otherwise, and
+ * refuses at once, naming them, the ones already in use (most likely another stack).
+ */
+async function planPorts(gatewayPort: number, fixedPorts: boolean, replicaCount: number): Promise<PortPlan> {
   const ports = {} as Record<ProcessName, number>;
   for (const [index, service] of SERVICES.entries()) {
-    ports[service] = options.fixedPorts ? gatewayPort + 1 + index : await freePort();
+    ports[service] = fixedPorts ? gatewayPort + 1 + index : await freePort();
   }
   ports.gateway = gatewayPort;
   const busy = [];
@@ -105,14 +151,25 @@ export async function startServices(options: ServicesOptions): Promise<Services>
   if (busy.length > 0) {
     throw new Error(`port(s) ${busy.join(", ")} already in use — is another VaultPay stack running? (GATEWAY_PORT moves them all)`);
   }
-  const urlOf = (port: number) => `http://127.0.0.1:${port}/graphql`;
-  const urls = Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, urlOf(port)])) as Record<ProcessName, string>;
-  // Where each replica listens: the process's own port when it runs alone, free ports behind a front otherwise.
+  const urls = Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, graphqlUrl(port)])) as Record<ProcessName, string>;
   const replicaPorts = {} as Record<ProcessName, number[]>;
-  for (const name of [...SERVICES, "gateway"] as ProcessName[]) {
+  for (const name of PROCESS_NAMES) {
     replicaPorts[name] = replicaCount === 1 ? [ports[name]] : await Promise.all(Array.from({ length: replicaCount }, () => freePort()));
   }
+  return { ports, replicaPorts, urls };
+}
 
+/**
+ * What each process is told: the operator's environment without its secrets, the infrastructure,
+ * the secrets this process needs (auth also its own settings), and a subgraph its database or the
+ * gateway the subgraphs' URLs. Read when a process starts, so the gateway, started last, is told
+ * the subgraphs' final addresses.
+ */
+function environmentFor(
+  options: ServicesOptions,
+  urls: Record<ProcessName, string>,
+  databaseUrls: Record<ServiceName, string>,
+): (name: ProcessName) => NodeJS.ProcessEnv {
   const common: NodeJS.ProcessEnv = {
     ...withoutSecrets(process.env),
     NODE_ENV: options.nodeEnv ?? "development",
@@ -122,101 +179,107 @@ export async function startServices(options: ServicesOptions): Promise<Services>
     VAULTPAY_SUPERVISED: "true",
     ...options.env,
   };
-  const authOrigin = new URL(urls.auth).origin;
-  const envFor = (name: ProcessName): NodeJS.ProcessEnv => {
+  return (name) => {
     const secrets = Object.fromEntries((SECRETS_BY_PROCESS[name] ?? []).map((key) => [key, options.secrets[key]]));
     const own = name === "auth" ? pick(process.env, AUTH_ONLY_SETTINGS) : {};
-    const shared = { ...common, ...own, ...secrets, AUTH_JWKS_URL: `${authOrigin}/.well-known/jwks.json` };
-    return name === "gateway"
-      ? {
-          ...shared,
-          ...Object.fromEntries(
-            SERVICES.map((service) => [`${service.toUpperCase()}_URL`, options.gatewaySubgraphUrls?.[service] ?? urls[service]]),
-          ),
-        }
-      : { ...shared, DATABASE_URL: databaseUrls[name] };
+    const shared = { ...common, ...own, ...secrets, AUTH_JWKS_URL: `${new URL(urls.auth).origin}/.well-known/jwks.json` };
+    if (name !== "gateway") return { ...shared, DATABASE_URL: databaseUrls[name] };
+    const subgraphUrls = SERVICES.map((service) => [
+      `${service.toUpperCase()}_URL`,
+      options.gatewaySubgraphUrls?.[service] ?? urls[service],
+    ]);
+    return { ...shared, ...Object.fromEntries(subgraphUrls) };
   };
+}
 
-  const processes = new Map<ProcessName, ManagedProcess>();
-  const replicas = Object.fromEntries(
-    [...SERVICES, "gateway"].map((name) => [name, [] as Array<{ url: string; process: ManagedProcess }>]),
+/** The stack's running processes: starting each replica, moving it when its port was taken, the fronts, the ordered stop. */
+class StackProcesses {
+  /** The first replica of each process. */
+  readonly processes = new Map<ProcessName, ManagedProcess>();
+  readonly replicas = Object.fromEntries(
+    PROCESS_NAMES.map((name) => [name, [] as Services["replicas"][ProcessName]]),
   ) as Services["replicas"];
-  const start = async (name: ProcessName, replica: number) => {
-    const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
-    const instance = randomUUID();
-    const port = replicaPorts[name][replica]!;
-    const managed = spawnManaged({
-      name: replicaCount === 1 ? name : `${name}-${replica + 1}`,
-      command: process.execPath,
-      args: ["--import", "tsx", entry],
-      cwd: REPO_ROOT,
-      env: { ...envFor(name), [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port), VAULTPAY_INSTANCE_ID: instance },
-      output: options.output,
-    });
-    if (replica === 0) processes.set(name, managed);
-    replicas[name][replica] = { url: urlOf(port), process: managed };
-    await waitForHttp(`http://127.0.0.1:${port}/readyz`, readyTimeoutMs, managed.alive, instance);
-  };
+  private readonly fronts: RoundRobinFront[] = [];
+
+  constructor(
+    private readonly options: ServicesOptions,
+    private readonly plan: PortPlan,
+    private readonly envFor: (name: ProcessName) => NodeJS.ProcessEnv,
+    private readonly replicaCount: number,
+  ) {}
+
+  async startAll(): Promise<void> {
+    if (this.replicaCount > 1) {
+      // The fronts first: the gateway and the JWKS URL name the processes' usual ports.
+      for (const name of PROCESS_NAMES) {
+        this.fronts.push(await startRoundRobinFront({ port: this.plan.ports[name], backends: () => this.plan.replicaPorts[name] }));
+      }
+    }
+    // One replica of each first, the others once it is up: start-up work (auth's administrator)
+    // runs once rather than racing its twin.
+    for (let replica = 0; replica < this.replicaCount; replica++) {
+      await Promise.all(SERVICES.map((service) => this.launch(service, replica)));
+    }
+    for (let replica = 0; replica < this.replicaCount; replica++) await this.launch("gateway", replica);
+  }
+
+  async restart(name: ProcessName, replica: number): Promise<void> {
+    await this.replicas[name][replica]?.process.kill();
+    // Same port: the gateway knows the subgraphs by address.
+    await this.launch(name, replica, 1);
+  }
+
+  async stop(): Promise<void> {
+    // Gateway first so no new work arrives, then the subgraphs drain their consumers.
+    await Promise.all(this.fronts.map((front) => front.close()));
+    await Promise.all(this.replicas.gateway.map(({ process }) => process.stop()));
+    await Promise.all(SERVICES.flatMap((service) => this.replicas[service].map(({ process }) => process.stop())));
+  }
+
   /**
    * Starts a process on its port. A port chosen free can be taken before the process binds it
    * (another stack starting at the same moment, tests run in parallel): when someone else answers
    * there, or holds it after ours exited, the process moves to another free port (unless the ports
    * are fixed). The gateway starts last, so it learns the subgraphs' final addresses.
    */
-  const launch = async (name: ProcessName, replica = 0, attempts = options.fixedPorts && replicaCount === 1 ? 1 : 3) => {
+  private async launch(name: ProcessName, replica: number, attempts = this.options.fixedPorts && this.replicaCount === 1 ? 1 : 3) {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await start(name, replica);
+        return await this.spawn(name, replica);
       } catch (error) {
-        const taken = error instanceof PortTakenError || !(await isPortFree(replicaPorts[name][replica]!));
+        const taken = error instanceof PortTakenError || !(await isPortFree(this.plan.replicaPorts[name][replica]!));
         if (!taken || attempt >= attempts) throw error;
-        await replicas[name][replica]?.process.kill();
-        const moved = await freePort();
-        replicaPorts[name][replica] = moved;
-        if (replicaCount === 1) {
-          ports[name] = moved;
-          urls[name] = urlOf(moved);
-        }
-        options.output?.(`[stack] ${name}: port taken by another process; moving to ${moved}`);
+        await this.replicas[name][replica]?.process.kill();
+        this.moveReplica(name, replica, await freePort());
       }
     }
-  };
-  const fronts: RoundRobinFront[] = [];
-
-  const stop = async () => {
-    // Gateway first so no new work arrives, then the subgraphs drain their consumers.
-    await Promise.all(fronts.map((front) => front.close()));
-    await Promise.all(replicas.gateway.map(({ process }) => process.stop()));
-    await Promise.all(SERVICES.flatMap((service) => replicas[service].map(({ process }) => process.stop())));
-  };
-  try {
-    if (replicaCount > 1) {
-      // The fronts first: the gateway and the JWKS URL name the processes' usual ports.
-      for (const name of [...SERVICES, "gateway"] as ProcessName[]) {
-        fronts.push(await startRoundRobinFront({ port: ports[name], backends: () => replicaPorts[name] }));
-      }
-    }
-    // One replica of each first, the others once it is up: start-up work (auth's administrator)
-    // runs once rather than racing its twin.
-    for (let replica = 0; replica < replicaCount; replica++) {
-      await Promise.all(SERVICES.map((service) => launch(service, replica)));
-    }
-    for (let replica = 0; replica < replicaCount; replica++) await launch("gateway", replica);
-  } catch (error) {
-    await stop();
-    throw error;
   }
-  return {
-    gatewayUrl: urls.gateway,
-    urls,
-    databaseUrls,
-    processes,
-    replicas,
-    restart: async (name, replica = 0) => {
-      await replicas[name][replica]?.process.kill();
-      // Same port: the gateway knows the subgraphs by address.
-      await launch(name, replica, 1);
-    },
-    stop,
-  };
+
+  /** Gives a replica another port; a process that runs alone is then known at that port too. */
+  private moveReplica(name: ProcessName, replica: number, port: number): void {
+    this.plan.replicaPorts[name][replica] = port;
+    if (this.replicaCount === 1) {
+      this.plan.ports[name] = port;
+      this.plan.urls[name] = graphqlUrl(port);
+    }
+    this.options.output?.(`[stack] ${name}: port taken by another process; moving to ${port}`);
+  }
+
+  /** Spawns one replica under tsx and waits until this very instance answers /readyz. */
+  private async spawn(name: ProcessName, replica: number): Promise<void> {
+    const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
+    const instance = randomUUID();
+    const port = this.plan.replicaPorts[name][replica]!;
+    const managed = spawnManaged({
+      name: this.replicaCount === 1 ? name : `${name}-${replica + 1}`,
+      command: process.execPath,
+      args: ["--import", "tsx", entry],
+      cwd: REPO_ROOT,
+      env: { ...this.envFor(name), [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port), VAULTPAY_INSTANCE_ID: instance },
+      output: this.options.output,
+    });
+    if (replica === 0) this.processes.set(name, managed);
+    this.replicas[name][replica] = { url: graphqlUrl(port), process: managed };
+    await waitForHttp(`http://127.0.0.1:${port}/readyz`, this.options.readyTimeoutMs ?? 60_000, managed.alive, instance);
+  }
 }

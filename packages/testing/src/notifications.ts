@@ -11,7 +11,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { SMTPServer } from "smtp-server";
+import { SMTPServer, type SMTPServerSession } from "smtp-server";
 
 export interface ReceivedMail {
   from: string;
@@ -92,6 +92,19 @@ export function makeTestCertificate(dir: string): { keyFile: string; caFile: str
   return { keyFile, caFile };
 }
 
+/** What a test sees of an accepted message: its envelope, its content, and whether it came over TLS after a login. */
+function receivedMail(raw: string, session: SMTPServerSession): ReceivedMail {
+  const { subject, text } = parseMail(raw);
+  return {
+    from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+    to: session.envelope.rcptTo.map((rcpt) => rcpt.address),
+    subject,
+    text,
+    secure: session.secure,
+    user: session.user as string | undefined,
+  };
+}
+
 export async function startTestSmtpServer(): Promise<TestSmtpServer> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-smtp-"));
   const { keyFile, caFile } = makeTestCertificate(dir);
@@ -120,15 +133,7 @@ export async function startTestSmtpServer(): Promise<TestSmtpServer> {
           failures.count--;
           return done(Object.assign(new Error("Try again later"), { responseCode: failures.responseCode }));
         }
-        const { subject, text } = parseMail(Buffer.concat(chunks).toString("utf8"));
-        received.push({
-          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
-          to: session.envelope.rcptTo.map((rcpt) => rcpt.address),
-          subject,
-          text,
-          secure: session.secure,
-          user: session.user as string | undefined,
-        });
+        received.push(receivedMail(Buffer.concat(chunks).toString("utf8"), session));
         done();
       });
     },

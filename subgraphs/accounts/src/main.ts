@@ -1,12 +1,12 @@
 import { keyRingFrom } from "@vaultpay/crypto";
 import { runSubgraphService } from "@vaultpay/service";
-import { accountsConfigSchema, type AccountsConfig } from "./config.ts";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { accountsConfigSchema } from "./config.ts";
+import { createDb } from "./db.ts";
 import { startSagaConsumer } from "./events.ts";
-import { createResolvers, type Context } from "./resolvers.ts";
+import { createResolvers } from "./resolvers.ts";
 import { AccountsService } from "./service.ts";
 
-await runSubgraphService<Db, Tx, AccountsConfig, Context>({
+await runSubgraphService({
   name: "accounts",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
   configSchema: accountsConfigSchema,

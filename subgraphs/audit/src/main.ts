@@ -1,11 +1,10 @@
-import { runSubgraphService, type SubgraphConfig } from "@vaultpay/service";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { runSubgraphService } from "@vaultpay/service";
+import { createDb } from "./db.ts";
 import { startAuditConsumers } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
-import type { AuditContext } from "./runtime.ts";
 import { chainHeadSeq } from "./store.ts";
 
-await runSubgraphService<Db, Tx, SubgraphConfig, AuditContext>({
+await runSubgraphService({
   name: "audit",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
   createDb,

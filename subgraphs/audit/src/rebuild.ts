@@ -28,7 +28,16 @@ import { createLogger, type Logger } from "@vaultpay/kit";
 import { contentHash, type AuditEntry } from "./chain.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { AUDITED_STREAMS, entryOf } from "./events.ts";
-import { appendEntries } from "./store.ts";
+import {
+  appendEntries,
+  createAuditStore,
+  createRebuildStaging,
+  isAuditLogEmpty,
+  readRecordsByEventId,
+  readStagedEntries,
+  type RebuildCursor,
+  stageRebuildEntries,
+} from "./store.ts";
 
 /** Events staged or appended per statement. */
 const REBUILD_BATCH_SIZE = 500;
@@ -54,15 +63,12 @@ export async function rebuildAuditLog(options: {
   logger: Logger;
 }): Promise<RebuildResult> {
   const { db, logger } = options;
-  const head = await db.auditChainHead.findUniqueOrThrow({ where: { id: 1 } });
-  if (head.seq !== 0n || (await db.auditRecord.count()) > 0) {
+  if (!(await isAuditLogEmpty(db))) {
     throw new Error("the target audit database is not empty: rebuild into a freshly migrated one");
   }
   return db.$transaction(
     async (tx) => {
-      await tx.$executeRawUnsafe(
-        `CREATE TEMPORARY TABLE audit_rebuild (event_id uuid PRIMARY KEY, occurred_at timestamptz(3) NOT NULL, entry text NOT NULL) ON COMMIT DROP`,
-      );
+      await createRebuildStaging(tx);
       let staged = 0;
       let skippedInvalid = 0;
       let read = 0;
@@ -73,38 +79,31 @@ export async function rebuildAuditLog(options: {
         read += counts.read;
         logger.info({ stream, ...counts }, "stream staged");
       }
-      let appended = 0;
-      let after: { occurredAt: string; eventId: string } | undefined;
-      for (;;) {
-        const rows = await tx.$queryRawUnsafe<Array<{ event_id: string; occurred_at: string; entry: string }>>(
-          `SELECT event_id::text, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at, entry
-             FROM audit_rebuild
-            WHERE $1::timestamptz IS NULL OR (occurred_at, event_id) > ($1::timestamptz, $2::uuid)
-            ORDER BY occurred_at, event_id
-            LIMIT ${REBUILD_BATCH_SIZE}`,
-          after?.occurredAt ?? null,
-          after?.eventId ?? null,
-        );
-        if (rows.length === 0) break;
-        appended += await appendEntries(
-          tx,
-          rows.map((row) => JSON.parse(row.entry) as AuditEntry),
-        );
-        const last = rows[rows.length - 1]!;
-        after = { occurredAt: last.occurred_at, eventId: last.event_id };
-      }
+      const appended = await appendStaged(tx);
       if (appended !== staged) throw new Error(`staged ${staged} events but appended ${appended}`);
-      const final = await tx.auditChainHead.findUniqueOrThrow({ where: { id: 1 } });
+      const final = await createAuditStore(tx).readHead();
       return {
         appended,
         skippedInvalid,
         skippedDuplicate: read - skippedInvalid - staged,
-        headSeq: Number(final.seq),
+        headSeq: final.seq,
         headHash: final.hash,
       };
     },
     { timeout: REBUILD_TRANSACTION_TIMEOUT_MS, maxWait: 10_000 },
   );
+}
+
+/** Appends the staged events to the chain in the rebuild's order, a batch at a time; returns how many. */
+async function appendStaged(tx: Tx): Promise<number> {
+  let appended = 0;
+  let after: RebuildCursor | undefined;
+  for (;;) {
+    const batch = await readStagedEntries(tx, after, REBUILD_BATCH_SIZE);
+    if (batch.entries.length === 0) return appended;
+    appended += await appendEntries(tx, batch.entries);
+    after = batch.next;
+  }
 }
 
 /** Reads one stream from its first message to its last sequence as of now, into the staging table. */
@@ -123,14 +122,7 @@ async function stageStream(
   let batch: AuditEntry[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    counts.staged += await tx.$executeRawUnsafe(
-      `INSERT INTO audit_rebuild (event_id, occurred_at, entry)
-       SELECT e::uuid, o::timestamptz, t FROM unnest($1::text[], $2::text[], $3::text[]) AS u(e, o, t)
-       ON CONFLICT (event_id) DO NOTHING`,
-      batch.map((entry) => entry.eventId),
-      batch.map((entry) => entry.occurredAt),
-      batch.map((entry) => JSON.stringify(entry)),
-    );
+    counts.staged += await stageRebuildEntries(tx, batch);
     batch = [];
   };
   let idle: NodeJS.Timeout | undefined;
@@ -175,24 +167,18 @@ export interface ChainSummary {
 
 /** What two audit logs are compared by (see the top of this file); reads in bounded batches. */
 export async function summarizeChain(db: Db): Promise<ChainSummary> {
-  const head = await db.auditChainHead.findUniqueOrThrow({ where: { id: 1 } });
+  const head = await createAuditStore(db).readHead();
   const digest = createHash("sha256");
   let records = 0;
   let afterEventId: string | undefined;
   for (;;) {
-    const rows = await db.auditRecord.findMany({
-      where: afterEventId ? { eventId: { gt: afterEventId } } : {},
-      orderBy: { eventId: "asc" },
-      take: REBUILD_BATCH_SIZE,
-    });
-    if (rows.length === 0) break;
-    for (const row of rows) {
-      digest.update(`${row.eventId} ${contentHash({ ...row, occurredAt: row.occurredAt.toISOString() })}\n`);
-    }
-    records += rows.length;
-    afterEventId = rows[rows.length - 1]!.eventId;
+    const batch = await readRecordsByEventId(db, afterEventId, REBUILD_BATCH_SIZE);
+    if (batch.length === 0) break;
+    for (const record of batch) digest.update(`${record.eventId} ${contentHash(record)}\n`);
+    records += batch.length;
+    afterEventId = batch[batch.length - 1]!.eventId;
   }
-  return { records, headSeq: Number(head.seq), headHash: head.hash, contentDigest: digest.digest("hex") };
+  return { records, headSeq: head.seq, headHash: head.hash, contentDigest: digest.digest("hex") };
 }
 
 async function main(): Promise<void> {

@@ -95,3 +95,75 @@ export async function chainHeadSeq(db: Db): Promise<number> {
   const rows = (await db.$queryRawUnsafe(`SELECT seq::float8 AS seq FROM audit_chain_head WHERE id = 1`)) as Array<{ seq: number }>;
   return rows[0]?.seq ?? 0;
 }
+
+// The rebuild's storage (rebuild.ts): the emptiness check of its target, the staging table that
+// puts the streams' events in the rebuild's order, and the read that compares two logs.
+
+/** True for a freshly migrated audit database: no record, and the head still at the genesis row. */
+export async function isAuditLogEmpty(db: Db): Promise<boolean> {
+  const head = await db.auditChainHead.findUniqueOrThrow({ where: { id: 1 } });
+  return head.seq === 0n && (await db.auditRecord.count()) === 0;
+}
+
+/** Creates the staging table of a rebuild; it lives only as long as the rebuild's transaction. */
+export async function createRebuildStaging(tx: Tx): Promise<void> {
+  await tx.$executeRawUnsafe(
+    `CREATE TEMPORARY TABLE audit_rebuild (event_id uuid PRIMARY KEY, occurred_at timestamptz(3) NOT NULL, entry text NOT NULL) ON COMMIT DROP`,
+  );
+}
+
+/** Stages entries once per event id (a republished event is staged once); returns how many were new. */
+export async function stageRebuildEntries(tx: Tx, entries: readonly AuditEntry[]): Promise<number> {
+  if (entries.length === 0) return 0;
+  return tx.$executeRawUnsafe(
+    `INSERT INTO audit_rebuild (event_id, occurred_at, entry)
+     SELECT e::uuid, o::timestamptz, t FROM unnest($1::text[], $2::text[], $3::text[]) AS u(e, o, t)
+     ON CONFLICT (event_id) DO NOTHING`,
+    entries.map((entry) => entry.eventId),
+    entries.map((entry) => entry.occurredAt),
+    entries.map((entry) => JSON.stringify(entry)),
+  );
+}
+
+/** Where a read of the staging table stopped: the (occurredAt, event id) of its last entry, as stored. */
+export interface RebuildCursor {
+  occurredAt: string;
+  eventId: string;
+}
+
+/**
+ * The next staged entries in the rebuild's order, (occurredAt, event id), after `after`; `next` is
+ * where the following read starts. The cursor is read back from the table rather than taken from
+ * the entry, so it compares exactly as the stored values do.
+ */
+export async function readStagedEntries(
+  tx: Tx,
+  after: RebuildCursor | undefined,
+  limit: number,
+): Promise<{ entries: AuditEntry[]; next: RebuildCursor | undefined }> {
+  const rows = await tx.$queryRawUnsafe<Array<{ event_id: string; occurred_at: string; entry: string }>>(
+    `SELECT event_id::text, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at, entry
+       FROM audit_rebuild
+      WHERE $1::timestamptz IS NULL OR (occurred_at, event_id) > ($1::timestamptz, $2::uuid)
+      ORDER BY occurred_at, event_id
+      LIMIT $3`,
+    after?.occurredAt ?? null,
+    after?.eventId ?? null,
+    limit,
+  );
+  const last = rows[rows.length - 1];
+  return {
+    entries: rows.map((row) => JSON.parse(row.entry) as AuditEntry),
+    next: last ? { occurredAt: last.occurred_at, eventId: last.event_id } : undefined,
+  };
+}
+
+/** Records in event id order after `afterEventId`, at most `limit`: the order two logs are compared in. */
+export async function readRecordsByEventId(db: Executor, afterEventId: string | undefined, limit: number): Promise<ChainedRecord[]> {
+  const rows = await db.auditRecord.findMany({
+    where: afterEventId ? { eventId: { gt: afterEventId } } : {},
+    orderBy: { eventId: "asc" },
+    take: limit,
+  });
+  return rows.map(toRecord);
+}

@@ -4,7 +4,7 @@ import { JWKS_PATH, type Logger } from "@vaultpay/kit";
 import { runSubgraphService, serviceStatus } from "@vaultpay/service";
 import { AuthService, type Notifier } from "./service.ts";
 import { authConfigSchema, type AuthConfig } from "./config.ts";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { createDb } from "./db.ts";
 import { Lockout } from "./lockout.ts";
 import { OtpChallenges } from "./otp.ts";
 import { createArgon2Hasher } from "./passwords.ts";
@@ -12,7 +12,6 @@ import { createDevMailbox, createRedisLockoutStore, createRedisOtpStore, createR
 import { alsoTo, createSmsNotifier, createSmtpNotifier, routeByChannel } from "./notifiers.ts";
 import { TransferNoticeSender, startNoticeConsumers, stuckSendingNotices } from "./notices.ts";
 import { createResolvers } from "./resolvers.ts";
-import type { AuthContext } from "./runtime.ts";
 import { createPrismaAuthStore } from "./store.ts";
 import { createAccessTokenSigner, type AccessTokenSigner } from "./tokens.ts";
 
@@ -56,7 +55,7 @@ function createNotifier(config: AuthConfig, logger: Logger, devMailbox: Notifier
 
 let signer: AccessTokenSigner | undefined;
 
-await runSubgraphService<Db, Tx, AuthConfig, AuthContext>({
+await runSubgraphService({
   name: "auth",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
   configSchema: authConfigSchema,

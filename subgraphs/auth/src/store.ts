@@ -1,5 +1,5 @@
 import { appendToOutbox, type Event } from "@vaultpay/events";
-import type { AuthStore, DeviceRecord, UserRecord } from "./service.ts";
+import type { AuthStore, DeviceRecord, RefreshTokenRecord, StartedSession, UserRecord } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
 
 type UserRow = { id: string; email: string; role: "CUSTOMER" | "ADMIN"; passwordHash: string; phoneEncrypted: string; createdAt: Date };
@@ -23,6 +23,22 @@ const toDevice = (row: DeviceRow): DeviceRecord => ({
   lastSeenAt: row.lastSeenAt,
 });
 
+/** Only the record's own fields: a row (and its session) carries more, such as creation times and the revocation reason. */
+const toRefreshToken = (row: RefreshTokenRecord): RefreshTokenRecord => ({
+  tokenHash: row.tokenHash,
+  dpopJkt: row.dpopJkt,
+  usedAt: row.usedAt,
+  successorEncrypted: row.successorEncrypted,
+  expiresAt: row.expiresAt,
+  session: {
+    id: row.session.id,
+    userId: row.session.userId,
+    deviceId: row.session.deviceId,
+    expiresAt: row.session.expiresAt,
+    revokedAt: row.session.revokedAt,
+  },
+});
+
 function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: unknown })?.code === "P2002";
 }
@@ -35,16 +51,7 @@ const DEVICES_LIST_MAX = 100;
  * transaction; `afterCommit` wakes the relay so they leave without waiting for its poll.
  */
 export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}): AuthStore {
-  async function withEvents<T>(work: (tx: Tx) => Promise<{ result: T; events: Event[] }>): Promise<T> {
-    const { result, events } = await db.$transaction(async (tx) => {
-      const done = await work(tx);
-      for (const event of done.events) await appendToOutbox(tx, event);
-      return done;
-    });
-    if (events.length > 0) afterCommit();
-    return result;
-  }
-
+  const withEvents = <T>(work: (tx: Tx) => Promise<{ result: T; events: Event[] }>) => commitWithEvents(db, afterCommit, work);
   return {
     async findUserByEmail(email) {
       const row = await db.user.findUnique({ where: { email } });
@@ -69,64 +76,18 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
         throw error;
       }
     },
-    startSession({ userId, deviceId, label, dpopJkt, now, expiresAt, refreshTokenHash }, events) {
+    startSession(input, events) {
       return withEvents(async (tx) => {
-        // Insert-or-skip, then update: two logins racing on a new device both succeed, one records it.
-        const inserted = await tx.device.createMany({
-          data: [{ userId, fingerprint: deviceId, label, firstSeenAt: now, lastSeenAt: now }],
-          skipDuplicates: true,
-        });
-        const newDevice = inserted.count === 1;
-        const device = newDevice
-          ? await tx.device.findUniqueOrThrow({ where: { userId_fingerprint: { userId, fingerprint: deviceId } } })
-          : await tx.device.update({
-              where: { userId_fingerprint: { userId, fingerprint: deviceId } },
-              data: { lastSeenAt: now, trusted: true },
-            });
-        const session = await tx.session.create({ data: { userId, deviceId, createdAt: now, expiresAt } });
-        await tx.refreshToken.create({ data: { tokenHash: refreshTokenHash, sessionId: session.id, createdAt: now, expiresAt, dpopJkt } });
-        const started = { sessionId: session.id, device: toDevice(device), newDevice };
+        const started = await insertSession(tx, input);
         return { result: started, events: events(started) };
       });
     },
     async findRefreshToken(tokenHash) {
       const row = await db.refreshToken.findUnique({ where: { tokenHash }, include: { session: true } });
-      if (!row) return undefined;
-      const { session } = row;
-      return {
-        tokenHash: row.tokenHash,
-        dpopJkt: row.dpopJkt,
-        usedAt: row.usedAt,
-        successorEncrypted: row.successorEncrypted,
-        expiresAt: row.expiresAt,
-        session: {
-          id: session.id,
-          userId: session.userId,
-          deviceId: session.deviceId,
-          expiresAt: session.expiresAt,
-          revokedAt: session.revokedAt,
-        },
-      };
+      return row ? toRefreshToken(row) : undefined;
     },
-    async rotateRefreshToken(oldHash, next, now, forgetSealedBefore) {
-      return db.$transaction(async (tx) => {
-        // The conditional update is the lock: of two concurrent rotations only one sees count 1, and
-        // the other, waiting on the row lock, reads the successor sealed here once this commits.
-        const claimed = await tx.refreshToken.updateMany({
-          where: { tokenHash: oldHash, usedAt: null },
-          data: { usedAt: now, successorEncrypted: next.successorEncrypted },
-        });
-        if (claimed.count !== 1) return false;
-        const old = await tx.refreshToken.findUniqueOrThrow({ where: { tokenHash: oldHash } });
-        await tx.refreshToken.create({
-          data: { tokenHash: next.tokenHash, sessionId: old.sessionId, createdAt: now, expiresAt: next.expiresAt, dpopJkt: next.dpopJkt },
-        });
-        await tx.refreshToken.updateMany({
-          where: { sessionId: old.sessionId, usedAt: { lt: forgetSealedBefore }, successorEncrypted: { not: null } },
-          data: { successorEncrypted: null },
-        });
-        return true;
-      });
+    rotateRefreshToken(oldHash, next, now, forgetSealedBefore) {
+      return db.$transaction((tx) => rotateIn(tx, oldHash, next, now, forgetSealedBefore));
     },
     revokeSession(sessionId, reason, now, events) {
       return withEvents(async (tx) => {
@@ -149,6 +110,63 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
       await withEvents(async () => ({ result: undefined, events }));
     },
   };
+}
+
+/** Runs `work` in a transaction that also appends the events it returns to the outbox; wakes the relay after a commit that had some. */
+async function commitWithEvents<T>(db: Db, afterCommit: () => void, work: (tx: Tx) => Promise<{ result: T; events: Event[] }>): Promise<T> {
+  const { result, events } = await db.$transaction(async (tx) => {
+    const done = await work(tx);
+    for (const event of done.events) await appendToOutbox(tx, event);
+    return done;
+  });
+  if (events.length > 0) afterCommit();
+  return result;
+}
+
+/** Records (or re-sees) the device, then creates the session and its first refresh token. */
+async function insertSession(tx: Tx, input: Parameters<AuthStore["startSession"]>[0]): Promise<StartedSession> {
+  const { userId, deviceId, label, dpopJkt, now, expiresAt, refreshTokenHash } = input;
+  // Insert-or-skip, then update: two logins racing on a new device both succeed, one records it.
+  const inserted = await tx.device.createMany({
+    data: [{ userId, fingerprint: deviceId, label, firstSeenAt: now, lastSeenAt: now }],
+    skipDuplicates: true,
+  });
+  const newDevice = inserted.count === 1;
+  const device = newDevice
+    ? await tx.device.findUniqueOrThrow({ where: { userId_fingerprint: { userId, fingerprint: deviceId } } })
+    : await tx.device.update({
+        where: { userId_fingerprint: { userId, fingerprint: deviceId } },
+        data: { lastSeenAt: now, trusted: true },
+      });
+  const session = await tx.session.create({ data: { userId, deviceId, createdAt: now, expiresAt } });
+  await tx.refreshToken.create({ data: { tokenHash: refreshTokenHash, sessionId: session.id, createdAt: now, expiresAt, dpopJkt } });
+  return { sessionId: session.id, device: toDevice(device), newDevice };
+}
+
+/** The rotation of AuthStore.rotateRefreshToken, inside its transaction. */
+async function rotateIn(
+  tx: Tx,
+  oldHash: string,
+  next: Parameters<AuthStore["rotateRefreshToken"]>[1],
+  now: Date,
+  forgetSealedBefore: Date,
+): Promise<boolean> {
+  // The conditional update is the lock: of two concurrent rotations only one sees count 1, and
+  // the other, waiting on the row lock, reads the successor sealed here once this commits.
+  const claimed = await tx.refreshToken.updateMany({
+    where: { tokenHash: oldHash, usedAt: null },
+    data: { usedAt: now, successorEncrypted: next.successorEncrypted },
+  });
+  if (claimed.count !== 1) return false;
+  const old = await tx.refreshToken.findUniqueOrThrow({ where: { tokenHash: oldHash } });
+  await tx.refreshToken.create({
+    data: { tokenHash: next.tokenHash, sessionId: old.sessionId, createdAt: now, expiresAt: next.expiresAt, dpopJkt: next.dpopJkt },
+  });
+  await tx.refreshToken.updateMany({
+    where: { sessionId: old.sessionId, usedAt: { lt: forgetSealedBefore }, successorEncrypted: { not: null } },
+    data: { successorEncrypted: null },
+  });
+  return true;
 }
 
 /** A transfer notice as the sender claims it. */

@@ -1,11 +1,10 @@
 import { runSubgraphService, serviceStatus } from "@vaultpay/service";
-import { fraudConfigSchema, rulesConfigFrom, type FraudConfig } from "./config.ts";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { fraudConfigSchema, rulesConfigFrom } from "./config.ts";
+import { createDb } from "./db.ts";
 import { startConsumers } from "./events.ts";
 import { checkLoader, createResolvers } from "./resolvers.ts";
-import type { FraudContext } from "./runtime.ts";
 
-await runSubgraphService<Db, Tx, FraudConfig, FraudContext>({
+await runSubgraphService({
   name: "fraud",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
   configSchema: fraudConfigSchema,
