@@ -4,7 +4,7 @@ import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
 import type { Runtime, TransactionsContext } from "./runtime.ts";
 import type { TransferRecord, TransferService } from "./service.ts";
-import { reasonSeenAs, type TransferDirection } from "./transfers.ts";
+import { reasonSeenAs, sourceAccountIdSeenAs, type TransferDirection } from "./transfers.ts";
 
 function signedIn(context: TransactionsContext): Caller {
   return requireCaller(context.caller);
@@ -40,7 +40,10 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
     Transfer: {
       __resolveReference: (reference: { id: string }, context: TransactionsContext) => transfers.get(signedIn(context), reference.id),
       amount: (transfer: TransferRecord) => ({ minor: transfer.amountMinor, currency: transfer.currency }),
-      fromAccount: (transfer: TransferRecord) => ({ __typename: "Account", id: transfer.fromAccountId }),
+      fromAccount: (transfer: TransferRecord) => ({
+        __typename: "Account",
+        id: sourceAccountIdSeenAs(transfer.direction, transfer.fromAccountId),
+      }),
       statusHistory: async (transfer: TransferRecord, _args: unknown, context: TransactionsContext) =>
         (await context.histories.load(transfer.id)).map((change) => ({
           status: change.status,

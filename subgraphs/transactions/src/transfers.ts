@@ -113,6 +113,16 @@ export function reasonSeenAs(direction: TransferDirection | null, reason: string
   return direction === "RECEIVED" ? null : reason;
 }
 
+/**
+ * The source account's id as a viewer may read it: not the receiver, who reads fromMaskedNumber.
+ * Refused here rather than left to accounts, which answers only fields it owns: `fromAccount { id }`
+ * alone never reaches it, and would hand the receiver the sender's internal account id.
+ */
+export function sourceAccountIdSeenAs(direction: TransferDirection | null, fromAccountId: string): string {
+  if (direction === "RECEIVED") throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccount" });
+  return fromAccountId;
+}
+
 /** The directions a history lists, each once; an empty list is a client error rather than an empty page. */
 export function parseDirections(directions: readonly TransferDirection[] | null | undefined): ReadonlySet<TransferDirection> {
   const wanted = new Set<TransferDirection>(directions ?? ["SENT"]);
