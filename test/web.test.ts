@@ -285,6 +285,7 @@ describe("web app in a real browser", () => {
     await expect.poll(() => timeline(receiver), { timeout: 10_000 }).toEqual(["PENDING", "DEBITED", "COMPLETED"]);
     expect(await receiver.locator(".notice.error").count()).toBe(0);
     await expectAccessible(receiver, "received transfer");
+    await receiver.getByRole("link", { name: "Accounts" }).click();
 
     // Silent refresh: an access token about to expire is renewed with the rotating refresh token.
     const stored = (page: Page) =>

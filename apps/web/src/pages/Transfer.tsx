@@ -70,26 +70,7 @@ export function Transfer({ id }: { id: string }) {
         {received ? "Received" : "Transfer"}{" "}
         {transfer ? `${received ? "+" : ""}${formatPaise(transfer.amount.minor, transfer.amount.currency)}` : ""}
       </PageHeading>
-      {transfer && (
-        <dl className="facts">
-          <dt>From</dt>
-          <dd>{transfer.fromMaskedNumber}</dd>
-          <dt>To</dt>
-          <dd>{transfer.toMaskedNumber}</dd>
-          <dt>Started</dt>
-          <dd>{formatDateTime(transfer.createdAt)}</dd>
-          {referenceOf(id) && (
-            <>
-              <dt>Reference</dt>
-              <dd data-testid="reference" className="number">
-                {referenceOf(id)}
-              </dd>
-            </>
-          )}
-          <dt>Status</dt>
-          <dd data-testid="transfer-status">{transfer.status}</dd>
-        </dl>
-      )}
+      {transfer && <Facts id={id} transfer={transfer} />}
       <h2 id="timeline-heading">Timeline</h2>
       <ol className="timeline" aria-labelledby="timeline-heading" aria-live="polite" data-testid="timeline">
         {steps.map((step) => (
@@ -116,5 +97,29 @@ export function Transfer({ id }: { id: string }) {
       )}
       <ErrorNotice error={error} onRetry={() => setAttempt((value) => value + 1)} />
     </main>
+  );
+}
+
+/** Where the money went from and to, when, the sender's reference and the status now. */
+function Facts({ id, transfer }: { id: string; transfer: TransferData }) {
+  return (
+    <dl className="facts">
+      <dt>From</dt>
+      <dd>{transfer.fromMaskedNumber}</dd>
+      <dt>To</dt>
+      <dd>{transfer.toMaskedNumber}</dd>
+      <dt>Started</dt>
+      <dd>{formatDateTime(transfer.createdAt)}</dd>
+      {referenceOf(id) && (
+        <>
+          <dt>Reference</dt>
+          <dd data-testid="reference" className="number">
+            {referenceOf(id)}
+          </dd>
+        </>
+      )}
+      <dt>Status</dt>
+      <dd data-testid="transfer-status">{transfer.status}</dd>
+    </dl>
   );
 }
