@@ -91,7 +91,6 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
 
 /** Which way a transfer went, seen from one customer: they sent it, or it was paid to them. */
 export type TransferDirection = "SENT" | "RECEIVED";
-export const TRANSFER_DIRECTIONS: readonly TransferDirection[] = ["SENT", "RECEIVED"];
 
 /**
  * How a viewer may see a transfer, or null when not at all (NOT_FOUND: ids cannot be probed). The
