@@ -69,7 +69,7 @@ const MAX_FUNCTION_LINES = 70;
 const LONG_FUNCTIONS: Record<string, number> = {
   "apps/web/src/App.tsx:App": 88,
   "apps/web/src/pages/Send.tsx:Send": 107,
-  "apps/web/src/pages/Transfer.tsx:Transfer": 91,
+  "apps/web/src/pages/Transfer.tsx:Transfer": 77,
 };
 
 /**

@@ -1,7 +1,8 @@
 /**
  * The transfer saga through the gateway, with every service running: balances move exactly, the
  * subscriber sees each status in order, insufficient funds are rejected with nothing moved, and a
- * failed fraud check refunds the debit.
+ * failed fraud check refunds the debit. The receiver sees a transfer once it is COMPLETED, without
+ * its reasons or fraud check; anyone else sees nothing.
  */
 import { randomUUID } from "node:crypto";
 import { createClient, type Client } from "graphql-ws";
@@ -102,7 +103,7 @@ describe("transfer saga", () => {
   }
 
   /** Collects transferStatusChanged payloads until a terminal status. */
-  function follow(who: Customer, transferId: string) {
+  function follow(who: Customer, transferId: string, fields = "status failureReason amount { minor } fromAccount { id }") {
     const client = createClient({
       url: stack.gatewayUrl.replace(/^http/, "ws"),
       connectionParams: { authorization: `Bearer ${who.token}` },
@@ -113,7 +114,7 @@ describe("transfer saga", () => {
     const done = new Promise<typeof seen>((resolve, reject) => {
       client.subscribe<{ transferStatusChanged: (typeof seen)[number] }>(
         {
-          query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status failureReason amount { minor } fromAccount { id } } }`,
+          query: `subscription($id: ID!) { transferStatusChanged(id: $id) { ${fields} } }`,
           variables: { id: transferId },
         },
         {
@@ -182,19 +183,57 @@ describe("transfer saga", () => {
     expect(story.some((record) => record.type === "gateway.request")).toBe(true);
     expect(story.every((record) => record.correlationId === correlationId)).toBe(true);
 
+    // The receiver reads the completed transfer as received: the source masked, no reasons, no fraud check.
+    const received = await call<{ transfer: Record<string, unknown> }>(
+      bob.token,
+      `query($id: ID!) { transfer(id: $id) { id status direction fromMaskedNumber toMaskedNumber failureReason fraudCheck { reasons } statusHistory { status reason } } }`,
+      { id: started.id },
+      bob.deviceId,
+    );
+    expect(received.transfer).toEqual({
+      id: started.id,
+      status: "COMPLETED",
+      direction: "RECEIVED",
+      fromMaskedNumber: expect.stringMatching(new RegExp(`^X+${alice.number.slice(-4)}$`)),
+      toMaskedNumber: expect.stringMatching(new RegExp(`^X+${bob.number.slice(-4)}$`)),
+      failureReason: null,
+      fraudCheck: null,
+      statusHistory: ["PENDING", "DEBITED", "COMPLETED"].map((status) => ({ status, reason: null })),
+    });
+    const history = (token: string, directions: string) =>
+      call<{ myTransfers: { edges: Array<{ node: { id: string; direction: string } }> } }>(
+        token,
+        `{ myTransfers(first: 5, directions: ${directions}) { edges { node { id direction } } } }`,
+      );
+    expect((await history(bob.token, "[SENT, RECEIVED]")).myTransfers.edges.map((edge) => edge.node)).toEqual([
+      { id: started.id, direction: "RECEIVED" },
+    ]);
+    expect((await history(bob.token, "[SENT]")).myTransfers.edges).toEqual([]);
+    expect((await history(alice.token, "[SENT, RECEIVED]")).myTransfers.edges[0]?.node).toEqual({ id: started.id, direction: "SENT" });
+    // The source account itself stays its owner's: not even its id reaches the receiver.
+    const source = await stack.graphql(
+      `query($id: ID!) { transfer(id: $id) { fromAccount { id } } }`,
+      { id: started.id },
+      {
+        authorization: `Bearer ${bob.token}`,
+      },
+    );
+    expect(source.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
     // Someone else's transfer looks like none at all.
+    const carol = await customer("0");
     const probe = await stack.graphql(
       `query($id: ID!) { transfer(id: $id) { id } }`,
       { id: started.id },
-      { authorization: `Bearer ${bob.token}` },
+      { authorization: `Bearer ${carol.token}` },
     );
     expect(probe.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    expect((await history(carol.token, "[SENT, RECEIVED]")).myTransfers.edges).toEqual([]);
   });
 
-  it("lets nobody but the owner subscribe to a transfer", async () => {
-    const [alice, bob] = await Promise.all([customer("100000"), customer("0")]);
+  it("lets nobody but the sender, and the receiver once it is COMPLETED, subscribe to a transfer", async () => {
+    const [alice, bob, carol] = await Promise.all([customer("100000"), customer("0"), customer("0")]);
     const started = await transfer(alice, bob, "1000");
-    await expect(follow(bob, started.id)).rejects.toThrow(/NOT_FOUND/);
+    await expect(follow(carol, started.id)).rejects.toThrow(/NOT_FOUND/);
     const anonymous = createClient({ url: stack.gatewayUrl.replace(/^http/, "ws"), lazy: true, retryAttempts: 0 });
     clients.push(anonymous);
     const refused = await new Promise<unknown>((resolve) => {
@@ -210,6 +249,8 @@ describe("transfer saga", () => {
     // graphql-ws closes an unauthenticated connection with 4403 Forbidden.
     expect((refused as { code?: number }).code).toBe(4403);
     await follow(alice, started.id);
+    const received = await follow(bob, started.id, "status failureReason fromMaskedNumber");
+    expect(received.map((payload) => payload.status)).toEqual(["PENDING", "DEBITED", "COMPLETED"]);
   });
 
   it("limits one user's open subscription connections, and frees a slot on close", async () => {
@@ -271,6 +312,20 @@ describe("transfer saga", () => {
     expect(statuses.at(-1)?.failureReason).toMatch(/^The fraud check stopped this transfer: /);
     expect(await balance(alice)).toBe("10000000");
     expect(await balance(bob)).toBe("0");
+    // Nothing reached bob, so nothing of it is his to read: not the transfer, nor the fraud check's reasons.
+    const probe = await stack.graphql(
+      `query($id: ID!) { transfer(id: $id) { failureReason fraudCheck { reasons } } }`,
+      { id: started.id },
+      {
+        authorization: `Bearer ${bob.token}`,
+      },
+    );
+    expect(probe.errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
+    const { myTransfers } = await call<{ myTransfers: { edges: unknown[] } }>(
+      bob.token,
+      `{ myTransfers(directions: [RECEIVED]) { edges { node { id } } } }`,
+    );
+    expect(myTransfers.edges).toEqual([]);
   });
 
   it("refuses bad input with the field named", async () => {

@@ -2,8 +2,9 @@
  * The web app in a real browser (Debian's chromium driven by playwright-core) against a whole
  * stack: two customers register in two browser contexts (one at phone width), open accounts, the
  * operator deposits through the operator console, one sends to the other with a double click, the
- * sender's page shows DEBITED then COMPLETED pushed live, the receiver's balance changes; a
- * transfer the fraud rules fail shows FAILED with its reasons and the refund; a customer asking
+ * sender's page shows DEBITED then COMPLETED pushed live, the receiver's balance changes and their
+ * history lists the transfer as received; a transfer the fraud rules fail shows FAILED with its
+ * reasons and the refund (and is not in the receiver's history); a customer asking
  * for the operator console is refused by the API; the operator replays the dead letters of a
  * consumer that failed (at phone width); axe finds no serious or critical violation.
  * VAULTPAY_WEB_SCREENSHOTS=<dir> saves screenshots of the main pages there (README's docs/).
@@ -175,6 +176,7 @@ describe("web app in a real browser", () => {
     await openAccount(receiver, "savings");
     expect(await balance(sender, "SAVINGS")).toBe("₹0.00");
     await expect.poll(() => sender.getByTestId("number-SAVINGS").textContent()).toMatch(/\d{4}$/);
+    const senderSavingsLast4 = (await sender.getByTestId("number-SAVINGS").textContent())!.slice(-4);
     await expectAccessible(sender, "accounts");
     await screenshot(sender, "accounts-phone");
 
@@ -266,6 +268,24 @@ describe("web app in a real browser", () => {
     await expect.poll(() => sender.locator("tbody tr").count()).toBe(2);
     expect(await sender.locator("tbody tr").first().textContent()).toContain("₹6,000.00"); // newest first
     await expectAccessible(sender, "history");
+
+    // The receiver's history lists the ₹250.50 that arrived, marked as received with the sender's
+    // masked number, and nothing of the ₹6,000 that failed before reaching them.
+    await receiver.getByRole("link", { name: "History" }).click();
+    await expect.poll(() => receiver.locator("tbody tr").count()).toBe(1);
+    const receivedRow = receiver.locator("tbody tr").first();
+    expect(await receivedRow.getAttribute("data-direction")).toBe("RECEIVED");
+    const [, from, to, ...rest] = await receivedRow.locator("td").allTextContents();
+    expect(from).toMatch(new RegExp(`${senderSavingsLast4}$`));
+    expect(to).toMatch(new RegExp(`${receiverNumber.slice(-4)}$`));
+    expect(rest).toEqual(["+₹250.50", "Received"]);
+    await expectAccessible(receiver, "history with a received transfer");
+    await receivedRow.getByRole("link").click();
+    await receiver.getByRole("heading", { name: /^Received \+₹250\.50/ }).waitFor();
+    await expect.poll(() => timeline(receiver), { timeout: 10_000 }).toEqual(["PENDING", "DEBITED", "COMPLETED"]);
+    expect(await receiver.locator(".notice.error").count()).toBe(0);
+    await expectAccessible(receiver, "received transfer");
+    await receiver.getByRole("link", { name: "Accounts" }).click();
 
     // Silent refresh: an access token about to expire is renewed with the rotating refresh token.
     const stored = (page: Page) =>

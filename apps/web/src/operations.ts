@@ -20,6 +20,7 @@ function operation<TData, TVariables = Record<string, never>>(name: string, docu
 export type Role = "CUSTOMER" | "ADMIN";
 export type AccountType = "SAVINGS" | "CURRENT";
 export type TransferStatus = "PENDING" | "DEBITED" | "COMPLETED" | "FAILED" | "REJECTED";
+export type TransferDirection = "SENT" | "RECEIVED";
 export const ACCOUNT_TYPES: readonly AccountType[] = ["SAVINGS", "CURRENT"];
 
 export interface Money {
@@ -49,10 +50,12 @@ export interface Transfer {
   id: string;
   status: TransferStatus;
   amount: Money;
+  fromMaskedNumber: string;
   toMaskedNumber: string;
+  /** RECEIVED for a transfer paid to this customer (their history lists those beside what they sent). */
+  direction: TransferDirection | null;
   failureReason: string | null;
   fraudCheck: FraudCheck | null;
-  fromAccount: { id: string; maskedNumber: string };
   createdAt: string;
   updatedAt: string;
 }
@@ -78,7 +81,8 @@ export interface AuthPayload {
 const AUTH_PAYLOAD = "accessToken refreshToken accessTokenExpiresAt user { id email role }";
 const ACCOUNT = "id type maskedNumber balance { minor currency } status createdAt";
 const FRAUD = "riskScore passed reasons checkedAt";
-const TRANSFER = `id status amount { minor currency } toMaskedNumber failureReason fraudCheck { ${FRAUD} } fromAccount { id maskedNumber } createdAt updatedAt`;
+// Not fromAccount: accounts answers it to the sender only, so a received transfer would fail whole.
+const TRANSFER = `id status amount { minor currency } fromMaskedNumber toMaskedNumber direction failureReason fraudCheck { ${FRAUD} } createdAt updatedAt`;
 
 export const Register = operation<{ register: OtpChallenge }, { email: string; phone: string; password: string; deviceId: string }>(
   "Register",
@@ -128,10 +132,10 @@ export const TransferById = operation<{ transfer: Transfer | null }, { id: strin
 );
 export const MyTransfers = operation<
   { myTransfers: { edges: Array<{ cursor: string; node: Transfer }>; pageInfo: { hasNextPage: boolean; endCursor: string | null } } },
-  { first: number; after: string | null }
+  { first: number; after: string | null; directions: TransferDirection[] }
 >(
   "MyTransfers",
-  `query MyTransfers($first: Int, $after: String) { myTransfers(first: $first, after: $after) { edges { cursor node { ${TRANSFER} } } pageInfo { hasNextPage endCursor } } }`,
+  `query MyTransfers($first: Int, $after: String, $directions: [TransferDirection!]!) { myTransfers(first: $first, after: $after, directions: $directions) { edges { cursor node { ${TRANSFER} } } pageInfo { hasNextPage endCursor } } }`,
 );
 export const TransferStatusChanged = operation<{ transferStatusChanged: Transfer }, { id: string }>(
   "TransferStatusChanged",

@@ -4,6 +4,7 @@ import { MinorUnitsScalar } from "@vaultpay/money";
 import { serviceStatus } from "@vaultpay/service";
 import type { Runtime, TransactionsContext } from "./runtime.ts";
 import type { TransferRecord, TransferService } from "./service.ts";
+import { reasonSeenAs, sourceAccountIdSeenAs, type TransferDirection } from "./transfers.ts";
 
 function signedIn(context: TransactionsContext): Caller {
   return requireCaller(context.caller);
@@ -17,8 +18,11 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
     Query: {
       transactionsStatus: serviceStatus(runtime, "transactions"),
       transfer: (_: unknown, args: { id: string }, context: TransactionsContext) => transfers.get(signedIn(context), args.id),
-      myTransfers: (_: unknown, args: { first?: number | null; after?: string | null }, context: TransactionsContext) =>
-        transfers.listMine(signedIn(context), args.first, args.after),
+      myTransfers: (
+        _: unknown,
+        args: { first?: number | null; after?: string | null; directions?: TransferDirection[] | null },
+        context: TransactionsContext,
+      ) => transfers.listMine(signedIn(context), args.first, args.after, args.directions),
     },
     Mutation: {
       initiateTransfer: (
@@ -36,11 +40,14 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
     Transfer: {
       __resolveReference: (reference: { id: string }, context: TransactionsContext) => transfers.get(signedIn(context), reference.id),
       amount: (transfer: TransferRecord) => ({ minor: transfer.amountMinor, currency: transfer.currency }),
-      fromAccount: (transfer: TransferRecord) => ({ __typename: "Account", id: transfer.fromAccountId }),
+      fromAccount: (transfer: TransferRecord) => ({
+        __typename: "Account",
+        id: sourceAccountIdSeenAs(transfer.direction, transfer.fromAccountId),
+      }),
       statusHistory: async (transfer: TransferRecord, _args: unknown, context: TransactionsContext) =>
         (await context.histories.load(transfer.id)).map((change) => ({
           status: change.status,
-          reason: change.reason,
+          reason: reasonSeenAs(transfer.direction, change.reason),
           at: change.changedAt,
         })),
     },

@@ -95,3 +95,168 @@ describe("TransferService.initiate", () => {
     expect(await db.transfer.count({ where: { userId: alice.userId, idempotencyKey } })).toBe(1);
   });
 });
+
+describe("TransferService: what the receiver of a transfer sees", () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: Db;
+  let service: TransferService;
+  const person = (role: Caller["role"] = "CUSTOMER"): Caller => ({
+    userId: randomUUID(),
+    role,
+    sessionId: randomUUID(),
+    deviceId: "device-1",
+    tokenId: randomUUID(),
+  });
+  const [alice, bob, carol, admin] = [person(), person(), person(), person("ADMIN")];
+  const accounts = new Map<Caller, { savings: { id: string; number: string }; current: { id: string; number: string } }>();
+
+  beforeAll(async () => {
+    database = await createTestDatabase("transactions");
+    db = createDb(database.url);
+    service = new TransferService(db, blindIndexKey, timings, () => {});
+    let serial = 20_000_000_000;
+    await db.$transaction(async (tx) => {
+      for (const who of [alice, bob, carol]) {
+        const [savings, current] = [accountNumber(String(serial++)), accountNumber(String(serial++))].map((number) => ({
+          id: randomUUID(),
+          number,
+        }));
+        accounts.set(who, { savings: savings!, current: current! });
+        for (const [type, account] of [["SAVINGS", savings!] as const, ["CURRENT", current!] as const]) {
+          await recordAccount(tx, {
+            accountId: account.id,
+            userId: who.userId,
+            type,
+            currency: "INR",
+            maskedNumber: `••••${account.number.slice(-4)}`,
+            numberBlindIndex: blindIndex({ blindIndexKey }, account.number, ACCOUNT_NUMBER_CONTEXT),
+          });
+        }
+      }
+    });
+  });
+  afterAll(async () => {
+    await db?.$disconnect();
+    await database?.drop();
+  });
+
+  /** A transfer from one customer's savings to another's, moved straight to `status` (the saga is tested elsewhere). */
+  async function send(from: Caller, to: Caller, status: "PENDING" | "COMPLETED" | "FAILED", failureReason: string | null = null) {
+    const started = await service.initiate(
+      from,
+      {
+        fromAccountId: accounts.get(from)!.savings.id,
+        toAccountNumber: accounts.get(to)!.savings.number,
+        amountMinor: "700",
+        idempotencyKey: randomUUID(),
+      },
+      device,
+      "corr-receiver",
+    );
+    if (status !== "PENDING") {
+      await db.transfer.update({ where: { id: started.id }, data: { status, step: "NONE", stepDeadlineAt: null, failureReason } });
+      await db.transferStatusChange.create({ data: { transferId: started.id, status, reason: failureReason } });
+    }
+    return started.id;
+  }
+
+  const ids = async (who: Caller, directions?: Array<"SENT" | "RECEIVED">, first = 20) =>
+    (await service.listMine(who, first, null, directions)).edges.map((edge) => edge.node.id);
+  const notFound = (promise: Promise<unknown>) => expect(promise).rejects.toMatchObject({ code: "NOT_FOUND" });
+
+  it("records who receives and the source's masked number at initiate", async () => {
+    const id = await send(alice, bob, "PENDING");
+    const row = await db.transfer.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({ toUserId: bob.userId, fromMaskedNumber: `••••${accounts.get(alice)!.savings.number.slice(-4)}` });
+  });
+
+  it("lists and shows the receiver only COMPLETED incoming transfers, without any failure reason", async () => {
+    const pending = await send(alice, bob, "PENDING");
+    const failed = await send(alice, bob, "FAILED", "Fraud rules: amount far above this customer's usual");
+    // A completed transfer whose row holds a reason (none does today): the receiver still reads none.
+    const completed = await send(alice, bob, "COMPLETED", "reason only the sender may read");
+
+    expect(await ids(bob, ["RECEIVED"])).toEqual([completed]);
+    const [received] = (await service.listMine(bob, 20, null, ["RECEIVED"])).edges.map((edge) => edge.node);
+    expect(received).toMatchObject({ direction: "RECEIVED", failureReason: null, amountMinor: 700n });
+    expect(received!.fromMaskedNumber).toBe(`••••${accounts.get(alice)!.savings.number.slice(-4)}`);
+    expect(await service.get(bob, completed)).toMatchObject({ id: completed, direction: "RECEIVED", failureReason: null });
+    await notFound(service.get(bob, pending));
+    await notFound(service.get(bob, failed));
+
+    // The sender sees all three, as sent, with their reasons.
+    expect(await service.get(alice, failed)).toMatchObject({ direction: "SENT", failureReason: expect.stringContaining("Fraud rules") });
+    expect(await service.get(alice, completed)).toMatchObject({ direction: "SENT", failureReason: "reason only the sender may read" });
+    expect(await ids(alice, ["SENT"])).toEqual(expect.arrayContaining([pending, failed, completed]));
+    expect(await ids(alice, ["RECEIVED"])).not.toEqual(expect.arrayContaining([completed]));
+    // An ADMIN reads it as neither's, reasons and all.
+    expect(await service.get(admin, failed)).toMatchObject({ direction: null, failureReason: expect.stringContaining("Fraud rules") });
+  });
+
+  it("shows a third customer nothing of a transfer between two others", async () => {
+    const completed = await send(alice, bob, "COMPLETED");
+    await notFound(service.get(carol, completed));
+    expect(await ids(carol, ["SENT", "RECEIVED"])).toEqual([]);
+  });
+
+  it("lists only sent transfers by default, as before received ones were listed", async () => {
+    const incoming = await send(carol, alice, "COMPLETED");
+    expect(await ids(alice)).not.toContain(incoming);
+    expect(await ids(alice, ["RECEIVED"])).toContain(incoming);
+    await expect(service.listMine(alice, 20, null, [])).rejects.toMatchObject({ code: "BAD_USER_INPUT" });
+  });
+
+  it("pages through both directions merged newest first, a transfer to one's own account listed once", async () => {
+    const dave = person();
+    const daveAccounts = {
+      savings: { id: randomUUID(), number: accountNumber("30000000000") },
+      current: { id: randomUUID(), number: accountNumber("30000000001") },
+    };
+    accounts.set(dave, daveAccounts);
+    await db.$transaction(async (tx) => {
+      for (const [type, account] of [["SAVINGS", daveAccounts.savings] as const, ["CURRENT", daveAccounts.current] as const]) {
+        await recordAccount(tx, {
+          accountId: account.id,
+          userId: dave.userId,
+          type,
+          currency: "INR",
+          maskedNumber: `••••${account.number.slice(-4)}`,
+          numberBlindIndex: blindIndex({ blindIndexKey }, account.number, ACCOUNT_NUMBER_CONTEXT),
+        });
+      }
+    });
+    const order = [
+      await send(dave, carol, "COMPLETED"),
+      await send(carol, dave, "COMPLETED"),
+      await send(carol, dave, "FAILED", "not dave's business"),
+      await send(dave, alice, "PENDING"),
+    ];
+    const own = await service.initiate(
+      dave,
+      {
+        fromAccountId: daveAccounts.savings.id,
+        toAccountNumber: daveAccounts.current.number,
+        amountMinor: "5",
+        idempotencyKey: randomUUID(),
+      },
+      device,
+      "corr-own",
+    );
+    await db.transfer.update({ where: { id: own.id }, data: { status: "COMPLETED", step: "NONE", stepDeadlineAt: null } });
+
+    const seen: Array<{ id: string; direction: string | null }> = [];
+    let after: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const result: Awaited<ReturnType<TransferService["listMine"]>> = await service.listMine(dave, 2, after, ["SENT", "RECEIVED"]);
+      seen.push(...result.edges.map((edge) => ({ id: edge.node.id, direction: edge.node.direction })));
+      if (!result.pageInfo.hasNextPage) break;
+      after = result.pageInfo.endCursor;
+    }
+    expect(seen).toEqual([
+      { id: own.id, direction: "SENT" },
+      { id: order[3], direction: "SENT" },
+      { id: order[1], direction: "RECEIVED" },
+      { id: order[0], direction: "SENT" },
+    ]);
+  });
+});

@@ -12,6 +12,7 @@ import {
   findTransfer,
   findTransferByKey,
   findTransfersOf,
+  findTransfersTo,
   insertTransfer,
   upsertDirectoryEntry,
   type Db,
@@ -21,14 +22,26 @@ import {
   decodeCursor,
   encodeCursor,
   LIMITS,
+  mergeNewestFirst,
   pageSize,
+  parseDirections,
   parseTransferRequest,
+  reasonSeenAs,
   requestHash,
   stepDeadline,
+  viewOf,
   type SagaTimings,
+  type TransferDirection,
 } from "./transfers.ts";
 
-export type TransferRecord = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
+type TransferRow = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
+
+/** A transfer as one viewer sees it: which way it went for them, and what the receiver may not read removed. */
+export type TransferRecord = TransferRow & { direction: TransferDirection | null };
+
+function seenAs(row: TransferRow, direction: TransferDirection | null): TransferRecord {
+  return { ...row, direction, failureReason: reasonSeenAs(direction, row.failureReason) };
+}
 
 export interface InitiateInput {
   fromAccountId: string;
@@ -73,7 +86,9 @@ export class TransferService {
         id,
         userId: caller.userId,
         fromAccountId: from.accountId,
+        fromMaskedNumber: from.maskedNumber,
         toAccountId: to.accountId,
+        toUserId: to.userId,
         toMaskedNumber: to.maskedNumber,
         amountMinor: request.amountMinor,
         currency: from.currency,
@@ -111,7 +126,7 @@ export class TransferService {
       throw new Error(`transfer with idempotency key of user ${caller.userId} vanished after a unique violation`);
     }
     this.afterCommit();
-    return inserted;
+    return seenAs(inserted, "SENT");
   }
 
   /** The source (the caller's, by id) and the destination (by its number's blind index), in one round trip. */
@@ -135,22 +150,37 @@ export class TransferService {
     if (existing.requestHash !== hash) {
       throw new DomainError("CONFLICT", "This idempotency key was used for a different transfer", { field: "idempotencyKey" });
     }
-    return existing;
+    return seenAs(existing, "SENT");
   }
 
-  /** The caller's transfer (any for an ADMIN); NOT_FOUND otherwise. */
+  /** The caller's transfer, sent or (once COMPLETED) received; any for an ADMIN; NOT_FOUND otherwise. */
   async get(caller: Caller, id: string): Promise<TransferRecord> {
     const transfer = isUuid(id) ? await findTransfer(this.db, id) : null;
-    if (!transfer || (transfer.userId !== caller.userId && caller.role !== "ADMIN"))
-      throw new DomainError("NOT_FOUND", "Transfer not found");
-    return transfer;
+    const view = transfer && viewOf(caller, transfer);
+    if (!transfer || !view) throw new DomainError("NOT_FOUND", "Transfer not found");
+    return seenAs(transfer, view.direction);
   }
 
-  async listMine(caller: Caller, first: number | null | undefined, after: string | null | undefined) {
+  /**
+   * The caller's transfers in the directions asked (SENT by default, as before RECEIVED existed),
+   * newest first. Each direction reads its own index for one page past the cursor and the two are
+   * merged, so a page costs two bounded index reads rather than a sort of the whole history.
+   */
+  async listMine(
+    caller: Caller,
+    first: number | null | undefined,
+    after: string | null | undefined,
+    directions?: readonly TransferDirection[] | null,
+  ) {
     const size = pageSize(first);
+    const wanted = parseDirections(directions);
     const cursor = after ? decodeCursor(after) : undefined;
-    const rows = await findTransfersOf(this.db, caller.userId, cursor, size + 1);
-    const page = rows.slice(0, size);
+    const [sent, received] = await Promise.all([
+      wanted.has("SENT") ? findTransfersOf(this.db, caller.userId, cursor, size + 1) : [],
+      wanted.has("RECEIVED") ? findTransfersTo(this.db, caller.userId, cursor, size + 1) : [],
+    ]);
+    const rows = mergeNewestFirst([sent, received]);
+    const page = rows.slice(0, size).map((row) => seenAs(row, viewOf(caller, row)?.direction ?? null));
     return {
       edges: page.map((node) => ({ cursor: encodeCursor(node.createdAt, node.id), node })),
       pageInfo: {

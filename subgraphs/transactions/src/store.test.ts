@@ -1,5 +1,9 @@
-/** BatchSagaStore on a migrated database: a batch sees its own updates, and writes them once at the end. */
+/**
+ * BatchSagaStore on a migrated database: a batch sees its own updates, and writes them once at the
+ * end. And the migration that added receivers, on a database holding transfers from before it.
+ */
 import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { createEvent, withBufferedOutbox, type EventData, type EventType } from "@vaultpay/events";
@@ -30,9 +34,9 @@ describe("BatchSagaStore", () => {
   async function pendingTransfer(): Promise<string> {
     const id = randomUUID();
     await sql.query(
-      `INSERT INTO transfer (id, user_id, from_account_id, to_account_id, to_masked_number, amount_minor, currency, status, idempotency_key, request_hash,
+      `INSERT INTO transfer (id, user_id, from_account_id, from_masked_number, to_account_id, to_user_id, to_masked_number, amount_minor, currency, status, idempotency_key, request_hash,
                              session_device_id, correlation_id, step, step_attempts, step_deadline_at)
-       VALUES ($1::uuid, 'user-1', 'acc-from', 'acc-to', '••••1234', 500, 'INR', 'PENDING', $1::text, 'hash', 'device-1', 'corr-batch', 'DEBIT', 1, now() + interval '1 minute')`,
+       VALUES ($1::uuid, 'user-1', 'acc-from', '••••5678', 'acc-to', 'user-2', '••••1234', 500, 'INR', 'PENDING', $1::text, 'hash', 'device-1', 'corr-batch', 'DEBIT', 1, now() + interval '1 minute')`,
       [id],
     );
     await sql.query(`INSERT INTO transfer_status_change (transfer_id, status) VALUES ($1, 'PENDING')`, [id]);
@@ -76,5 +80,61 @@ describe("BatchSagaStore", () => {
     expect(history.rows.filter((row) => row.id === refused).map((row) => row.status)).toEqual(["PENDING", "REJECTED"]);
     const emitted = await sql.query(`SELECT type FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`, [debited]);
     expect(emitted.rows.map((row) => row.type)).toEqual(["transaction.status.changed", "fraud.check.requested"]);
+  });
+});
+
+describe("migration incoming_transfers", () => {
+  const MIGRATIONS = new URL("../../../prisma/transactions/migrations/", import.meta.url);
+  const NAME = "incoming_transfers";
+
+  it("fills the receiver and the source's masked number of transfers made before it from the directory", async () => {
+    const migrated = await createTestDatabase("transactions");
+    const admin = new pg.Client({ connectionString: migrated.url });
+    await admin.connect();
+    const scratchName = `t_before_${randomUUID().replaceAll("-", "").slice(0, 12)}`;
+    const scratchUrl = new URL(migrated.url);
+    scratchUrl.pathname = `/${scratchName}`;
+    await admin.query(`CREATE DATABASE ${scratchName}`);
+    const scratch = new pg.Client({ connectionString: scratchUrl.toString() });
+    try {
+      await scratch.connect();
+      const folders = readdirSync(MIGRATIONS, { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => entry.name)
+        .sort();
+      const at = folders.findIndex((folder) => folder.endsWith(`_${NAME}`));
+      expect(at).toBeGreaterThan(0);
+      const apply = (folder: string) => scratch.query(readFileSync(new URL(`${folder}/migration.sql`, MIGRATIONS), "utf8"));
+      for (const folder of folders.slice(0, at)) await apply(folder);
+
+      await scratch.query(
+        `INSERT INTO account_directory (account_id, user_id, currency, masked_number, number_blind_index)
+         VALUES ('acc-from', 'sender', 'INR', '••••1111', 'bi-from'), ('acc-to', 'receiver', 'INR', '••••2222', 'bi-to')`,
+      );
+      await scratch.query(
+        `INSERT INTO transfer (id, user_id, from_account_id, to_account_id, to_masked_number, amount_minor, currency, status, idempotency_key,
+                               request_hash, session_device_id, correlation_id, step)
+         VALUES ($1::uuid, 'sender', 'acc-from', 'acc-to', '••••2222', 500, 'INR', 'COMPLETED', 'key', 'hash', 'device', 'corr', 'NONE')`,
+        [randomUUID()],
+      );
+      await apply(folders[at]!);
+
+      const { rows } = await scratch.query(`SELECT to_user_id, from_masked_number FROM transfer`);
+      expect(rows).toEqual([{ to_user_id: "receiver", from_masked_number: "••••1111" }]);
+      // Backfilled, the columns are required like every other end of a transfer.
+      await expect(
+        scratch.query(
+          `INSERT INTO transfer (id, user_id, from_account_id, to_account_id, to_masked_number, amount_minor, currency, status, idempotency_key,
+                                 request_hash, session_device_id, correlation_id, step)
+           VALUES ($1::uuid, 'sender', 'acc-from', 'acc-to', '••••2222', 500, 'INR', 'COMPLETED', 'key-2', 'hash', 'device', 'corr', 'NONE')`,
+          [randomUUID()],
+        ),
+      ).rejects.toThrow(/null value in column/);
+    } finally {
+      await scratch.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${scratchName} WITH (FORCE)`);
+      await admin.end();
+      await migrated.drop();
+    }
   });
 });

@@ -225,7 +225,12 @@ export async function findTransferByKey(db: Db, userId: string, idempotencyKey: 
   return db.transfer.findUnique({ where: { userId_idempotencyKey: { userId, idempotencyKey } } });
 }
 
-/** A user's transfers, newest first, after a (createdAt, id) cursor: `take` rows at most. */
+/** The (createdAt, id) keyset condition: rows strictly older than the cursor. */
+function olderThan(after: { createdAt: Date; id: string } | undefined): Prisma.TransferWhereInput {
+  return after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {};
+}
+
+/** The transfers a user sent, newest first, after a (createdAt, id) cursor: `take` rows at most. */
 export async function findTransfersOf(
   db: Db,
   userId: string,
@@ -233,10 +238,24 @@ export async function findTransfersOf(
   take: number,
 ): Promise<TransferRow[]> {
   return db.transfer.findMany({
-    where: {
-      userId,
-      ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
-    },
+    where: { userId, ...olderThan(after) },
+    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+    take,
+  });
+}
+
+/**
+ * The COMPLETED transfers paid to a user's accounts, newest first, after a (createdAt, id) cursor:
+ * `take` rows at most, read along the (to_user_id, status, created_at, id) index.
+ */
+export async function findTransfersTo(
+  db: Db,
+  userId: string,
+  after: { createdAt: Date; id: string } | undefined,
+  take: number,
+): Promise<TransferRow[]> {
+  return db.transfer.findMany({
+    where: { toUserId: userId, status: "COMPLETED", ...olderThan(after) },
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take,
   });

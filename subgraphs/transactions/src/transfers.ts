@@ -89,6 +89,56 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   return { createdAt, id };
 }
 
+/** Which way a transfer went, seen from one customer: they sent it, or it was paid to them. */
+export type TransferDirection = "SENT" | "RECEIVED";
+
+/**
+ * How a viewer may see a transfer, or null when not at all (NOT_FOUND: ids cannot be probed). The
+ * sender sees everything. The receiver sees a transfer only once it is COMPLETED — money not yet
+ * credited, or a failed or rejected attempt, is the sender's business — and never its failure
+ * reasons. An ADMIN sees every transfer; `direction` is null on one that is neither theirs nor to them.
+ */
+export function viewOf(
+  viewer: { userId: string; role: string },
+  transfer: { userId: string; toUserId: string; status: string },
+): { direction: TransferDirection | null } | null {
+  if (transfer.userId === viewer.userId) return { direction: "SENT" };
+  if (transfer.toUserId === viewer.userId && transfer.status === "COMPLETED") return { direction: "RECEIVED" };
+  return viewer.role === "ADMIN" ? { direction: null } : null;
+}
+
+/** A reason (the failure's, a status change's) as a viewer may read it: never the receiver. */
+export function reasonSeenAs(direction: TransferDirection | null, reason: string | null): string | null {
+  return direction === "RECEIVED" ? null : reason;
+}
+
+/**
+ * The source account's id as a viewer may read it: not the receiver, who reads fromMaskedNumber.
+ * Refused here rather than left to accounts, which answers only fields it owns: `fromAccount { id }`
+ * alone never reaches it, and would hand the receiver the sender's internal account id.
+ */
+export function sourceAccountIdSeenAs(direction: TransferDirection | null, fromAccountId: string): string {
+  if (direction === "RECEIVED") throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccount" });
+  return fromAccountId;
+}
+
+/** The directions a history lists, each once; an empty list is a client error rather than an empty page. */
+export function parseDirections(directions: readonly TransferDirection[] | null | undefined): ReadonlySet<TransferDirection> {
+  const wanted = new Set<TransferDirection>(directions ?? ["SENT"]);
+  if (wanted.size === 0) throw new DomainError("BAD_USER_INPUT", "directions must name SENT, RECEIVED or both", { field: "directions" });
+  return wanted;
+}
+
+/**
+ * One newest-first list out of several (each newest first, e.g. sent and received): a transfer in
+ * more than one (a customer paying their own other account) appears once.
+ */
+export function mergeNewestFirst<T extends { id: string; createdAt: Date }>(lists: ReadonlyArray<readonly T[]>): T[] {
+  const byId = new Map<string, T>();
+  for (const list of lists) for (const item of list) byId.set(item.id, item);
+  return [...byId.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+
 export function pageSize(first: number | null | undefined, fallback = 20): number {
   const size = first ?? fallback;
   if (!Number.isInteger(size) || size < 1 || size > LIMITS.pageSizeMax) {

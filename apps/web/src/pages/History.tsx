@@ -1,4 +1,4 @@
-/** The customer's transfers, newest first, a page at a time. */
+/** The customer's transfers, sent and received, newest first, a page at a time. */
 import { useEffect, useState } from "react";
 import { request } from "../api.ts";
 import { formatPaise } from "../money.ts";
@@ -17,7 +17,7 @@ export function History() {
     setLoading(true);
     setError(undefined);
     try {
-      const { myTransfers } = await request(MyTransfers, { first: HISTORY_PAGE_SIZE, after });
+      const { myTransfers } = await request(MyTransfers, { first: HISTORY_PAGE_SIZE, after, directions: ["SENT", "RECEIVED"] });
       setRows((previous) => (after === null ? [] : previous).concat(myTransfers.edges.map((edge) => edge.node)));
       setNext(myTransfers.pageInfo);
     } catch (caught) {
@@ -36,7 +36,7 @@ export function History() {
       {rows.length === 0 && !loading && !error && <p>No transfers yet.</p>}
       {rows.length > 0 && (
         <table>
-          <caption className="visually-hidden">Your transfers, newest first</caption>
+          <caption className="visually-hidden">Your transfers, sent and received, newest first</caption>
           <thead>
             <tr>
               <th scope="col">When</th>
@@ -47,17 +47,23 @@ export function History() {
             </tr>
           </thead>
           <tbody>
-            {rows.map((transfer) => (
-              <tr key={transfer.id}>
-                <td>
-                  <a href={`#/transfers/${transfer.id}`}>{formatDateTime(transfer.createdAt)}</a>
-                </td>
-                <td>{transfer.fromAccount.maskedNumber}</td>
-                <td>{transfer.toMaskedNumber}</td>
-                <td className="amount">{formatPaise(transfer.amount.minor, transfer.amount.currency)}</td>
-                <td>{transfer.status}</td>
-              </tr>
-            ))}
+            {rows.map((transfer) => {
+              const received = transfer.direction === "RECEIVED";
+              return (
+                <tr key={transfer.id} data-direction={transfer.direction}>
+                  <td>
+                    <a href={`#/transfers/${transfer.id}`}>{formatDateTime(transfer.createdAt)}</a>
+                  </td>
+                  <td>{transfer.fromMaskedNumber}</td>
+                  <td>{transfer.toMaskedNumber}</td>
+                  <td className={received ? "amount received" : "amount"}>
+                    {received ? "+" : ""}
+                    {formatPaise(transfer.amount.minor, transfer.amount.currency)}
+                  </td>
+                  <td>{received ? "Received" : transfer.status}</td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       )}

@@ -13,6 +13,13 @@ export const STATUS_TEXT: Record<TransferStatus, string> = {
   FAILED: "Failed: the money was returned to your account",
   REJECTED: "Rejected: nothing was taken from your account",
 };
+/** The same steps told to the customer the money was paid to (who sees a transfer once COMPLETED). */
+const RECEIVED_TEXT: Record<TransferStatus, string> = {
+  ...STATUS_TEXT,
+  PENDING: "Pending: the sender started it",
+  DEBITED: "Debited: taken from the sender's account, safety checks running",
+  COMPLETED: "Completed: the money is in your account",
+};
 const TERMINAL = new Set<TransferStatus>(["COMPLETED", "FAILED", "REJECTED"]);
 
 export function Transfer({ id }: { id: string }) {
@@ -55,34 +62,20 @@ export function Transfer({ id }: { id: string }) {
   }, [id, attempt]);
 
   const finished = transfer && TERMINAL.has(transfer.status);
+  const received = transfer?.direction === "RECEIVED";
+  const stepText = received ? RECEIVED_TEXT : STATUS_TEXT;
   return (
     <main className="narrow">
-      <PageHeading>Transfer {transfer ? formatPaise(transfer.amount.minor, transfer.amount.currency) : ""}</PageHeading>
-      {transfer && (
-        <dl className="facts">
-          <dt>From</dt>
-          <dd>{transfer.fromAccount.maskedNumber}</dd>
-          <dt>To</dt>
-          <dd>{transfer.toMaskedNumber}</dd>
-          <dt>Started</dt>
-          <dd>{formatDateTime(transfer.createdAt)}</dd>
-          {referenceOf(id) && (
-            <>
-              <dt>Reference</dt>
-              <dd data-testid="reference" className="number">
-                {referenceOf(id)}
-              </dd>
-            </>
-          )}
-          <dt>Status</dt>
-          <dd data-testid="transfer-status">{transfer.status}</dd>
-        </dl>
-      )}
+      <PageHeading>
+        {received ? "Received" : "Transfer"}{" "}
+        {transfer ? `${received ? "+" : ""}${formatPaise(transfer.amount.minor, transfer.amount.currency)}` : ""}
+      </PageHeading>
+      {transfer && <Facts id={id} transfer={transfer} />}
       <h2 id="timeline-heading">Timeline</h2>
       <ol className="timeline" aria-labelledby="timeline-heading" aria-live="polite" data-testid="timeline">
         {steps.map((step) => (
           <li key={step.status} data-status={step.status}>
-            <strong>{step.status}</strong> — {STATUS_TEXT[step.status]} <span className="hint">({formatDateTime(step.at)})</span>
+            <strong>{step.status}</strong> — {stepText[step.status]} <span className="hint">({formatDateTime(step.at)})</span>
           </li>
         ))}
         {!finished && <li className="hint">Waiting for the next step…</li>}
@@ -104,5 +97,29 @@ export function Transfer({ id }: { id: string }) {
       )}
       <ErrorNotice error={error} onRetry={() => setAttempt((value) => value + 1)} />
     </main>
+  );
+}
+
+/** Where the money went from and to, when, the sender's reference and the status now. */
+function Facts({ id, transfer }: { id: string; transfer: TransferData }) {
+  return (
+    <dl className="facts">
+      <dt>From</dt>
+      <dd>{transfer.fromMaskedNumber}</dd>
+      <dt>To</dt>
+      <dd>{transfer.toMaskedNumber}</dd>
+      <dt>Started</dt>
+      <dd>{formatDateTime(transfer.createdAt)}</dd>
+      {referenceOf(id) && (
+        <>
+          <dt>Reference</dt>
+          <dd data-testid="reference" className="number">
+            {referenceOf(id)}
+          </dd>
+        </>
+      )}
+      <dt>Status</dt>
+      <dd data-testid="transfer-status">{transfer.status}</dd>
+    </dl>
   );
 }
