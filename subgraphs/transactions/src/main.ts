@@ -1,14 +1,13 @@
 import { runSubgraphService } from "@vaultpay/service";
-import { transactionsConfigSchema, type TransactionsConfig } from "./config.ts";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { transactionsConfigSchema } from "./config.ts";
+import { createDb } from "./db.ts";
 import { startSagaConsumers, startSweeper } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
-import type { TransactionsContext } from "./runtime.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
 import { countTransfersByStatus } from "./store.ts";
 
-await runSubgraphService<Db, Tx, TransactionsConfig, TransactionsContext>({
+await runSubgraphService({
   name: "transactions",
   schemaUrl: new URL("./schema.graphql", import.meta.url),
   configSchema: transactionsConfigSchema,
