@@ -189,7 +189,7 @@ async function admitSubscription(
       }),
     ];
   }
-  // Reserved before any await: concurrent Subscribe messages cannot all pass the check.
+  // Checked and reserved with no await in between: concurrent Subscribe messages cannot all pass.
   if (state.active.size >= maxPerConnection) {
     return [
       new GraphQLError(`At most ${maxPerConnection} subscriptions per connection`, {

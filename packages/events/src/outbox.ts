@@ -203,7 +203,7 @@ export class OutboxRelay {
           // Nothing went out (NATS away, or only unpublishable rows left): back off. Otherwise go on.
           if (batch.published === 0) throw batch.firstError;
           this.options.logger.warn(
-            { err: batch.firstError, published: batch.published, claimed: batch.claimed },
+            { ...failureDetail(batch.firstError), published: batch.published, claimed: batch.claimed },
             "some outbox rows not published; retrying them",
           );
         }
@@ -211,9 +211,7 @@ export class OutboxRelay {
         if (batch.claimed === this.batchSize) continue;
         if (!this.kicked) await this.sleep(this.idleMs);
       } catch (error) {
-        // A dependency restarting is expected: one line without a stack. Anything else in full.
-        const detail = isInfrastructureUnavailable(error) ? { reason: errorSummary(error) } : { err: error };
-        this.options.logger.warn({ ...detail, retryInMs: backoffMs }, "outbox relay failed; retrying");
+        this.options.logger.warn({ ...failureDetail(error), retryInMs: backoffMs }, "outbox relay failed; retrying");
         await this.sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, this.maxBackoffMs);
       }
@@ -230,4 +228,9 @@ export class OutboxRelay {
       this.wake = done;
     });
   }
+}
+
+/** A dependency restarting (a NATS node lost, a stream's leader moving) is expected: one line without a stack. Anything else in full. */
+function failureDetail(error: unknown): { reason: string } | { err: unknown } {
+  return isInfrastructureUnavailable(error) ? { reason: errorSummary(error) } : { err: error };
 }

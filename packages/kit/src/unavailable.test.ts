@@ -33,6 +33,14 @@ describe("infrastructure unavailable", () => {
       "ioredis out of retries",
       Object.assign(new Error("Reached the max retries per request limit (which is 1)."), { name: "MaxRetriesPerRequestError" }),
     ],
+    [
+      "a JetStream publish while the stream has no leader (NATS' RequestError around NoResponders)",
+      Object.assign(new Error("503"), {
+        name: "RequestError",
+        cause: Object.assign(new Error("no responders: 'orders'"), { name: "NoResponders" }),
+      }),
+    ],
+    ["a NATS request timing out", Object.assign(new Error("timeout"), { name: "TimeoutError" })],
   ])("recognizes %s", (_what, error) => {
     expect(isInfrastructureUnavailable(error)).toBe(true);
   });

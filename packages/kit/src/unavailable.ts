@@ -52,6 +52,9 @@ const MESSAGES = [
  * Kinds Prisma's driver adapters give the errors they wrap (`meta.driverAdapterError.cause.kind`)
  * when the database is away rather than the statement wrong.
  */
+/** The NATS client's errors while a server restarts or a stream has no leader yet (by name: kit does not depend on the client). */
+const NATS_ERROR_NAMES = new Set(["TimeoutError", "NoResponders", "ConnectionError", "ClosedConnectionError", "DrainingConnectionError"]);
+
 const ADAPTER_KINDS = new Set([
   "DatabaseNotReachable",
   "ConnectionClosed",
@@ -88,6 +91,7 @@ export function isInfrastructureUnavailable(error: unknown): boolean {
     }
     if (typeof record.kind === "string" && ADAPTER_KINDS.has(record.kind)) return true;
     if (record.name === "PrismaClientInitializationError" || record.name === "MaxRetriesPerRequestError") return true;
+    if (typeof record.name === "string" && NATS_ERROR_NAMES.has(record.name)) return true;
     if (typeof record.message === "string" && MESSAGES.some((pattern) => pattern.test(record.message as string))) return true;
     queue.push(record.cause, record.meta?.driverAdapterError);
   }
