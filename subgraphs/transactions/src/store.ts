@@ -1,5 +1,5 @@
 /** Prisma behind the saga's store port and the transfer queries. */
-import { appendToOutbox, createEvent, withBufferedOutbox, type EventData, type EventType } from "@vaultpay/events";
+import { appendToOutbox, createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
 import { Prisma } from "./generated/prisma/client.ts";
@@ -193,27 +193,117 @@ export async function lockOverdue(tx: Tx, limit: number): Promise<TransferState[
   return rows.map(toState);
 }
 
+/** A new transfer's every column: what initiate decides. */
+export type NewTransfer = Omit<TransferRow, "failureReason"> & { failureReason?: null };
+
+/** Every column of a transfer under the model's field names, for raw statements that return whole rows. */
+const TRANSFER_COLUMNS = [
+  "id::text AS id",
+  `user_id AS "userId"`,
+  `from_account_id AS "fromAccountId"`,
+  `from_masked_number AS "fromMaskedNumber"`,
+  `to_account_id AS "toAccountId"`,
+  `to_user_id AS "toUserId"`,
+  `to_masked_number AS "toMaskedNumber"`,
+  `amount_minor AS "amountMinor"`,
+  "currency",
+  "note",
+  "status::text AS status",
+  `failure_reason AS "failureReason"`,
+  `idempotency_key AS "idempotencyKey"`,
+  `request_hash AS "requestHash"`,
+  `request_device_id AS "requestDeviceId"`,
+  `request_device_proven AS "requestDeviceProven"`,
+  `session_device_id AS "sessionDeviceId"`,
+  `correlation_id AS "correlationId"`,
+  "step::text AS step",
+  `step_attempts AS "stepAttempts"`,
+  `step_deadline_at AS "stepDeadlineAt"`,
+  `created_at AS "createdAt"`,
+  `updated_at AS "updatedAt"`,
+].join(", ");
+
 /**
- * Inserts a new transfer and, in the same transaction, whatever starts it (`start`); false when a
- * transfer with the same user and idempotency key exists already (a concurrent request won the
- * insert), so the caller answers as that request's retry would.
+ * Inserts a new transfer with whatever starts it (`start`: its first status and the events it
+ * emits) in one statement — one round trip instead of a transaction of five on the path a customer
+ * waits on. Undefined when a transfer with the same user and idempotency key exists already (a
+ * concurrent request won the insert): then nothing else is written either, and the caller answers
+ * as that request's retry would.
  */
 export async function insertTransfer(
   db: Db,
-  data: Prisma.TransferUncheckedCreateInput,
+  data: NewTransfer,
   start: (store: SagaStore, transfer: TransferState) => Promise<void>,
 ): Promise<TransferRow | undefined> {
-  try {
-    return await db.$transaction(async (tx) => {
-      const row = await tx.transfer.create({ data });
-      // What the start emits (status change, first command) goes to the outbox in one statement.
-      await withBufferedOutbox(tx, () => start(sagaStore(tx), toState(row)));
-      return row;
-    });
-  } catch (error) {
-    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002") return undefined;
-    throw error;
-  }
+  const changes: Array<{ status: TransferStatus; reason: string | null; at: Date }> = [];
+  const events: Event[] = [];
+  // The start runs against a store that only collects: the statement below writes what it did.
+  await start(
+    {
+      lockTransfer: () => Promise.reject(new Error("a transfer being inserted has nothing to lock yet")),
+      update: () => Promise.reject(new Error("a transfer being inserted is written whole")),
+      async recordStatus(transferId, status, reason, at) {
+        if (transferId !== data.id) throw new Error("a new transfer's start records only its own statuses");
+        changes.push({ status, reason, at });
+      },
+      async emit(type, eventData) {
+        events.push(createEvent(type, eventData));
+      },
+    },
+    toState({ ...data, failureReason: null }),
+  );
+  // unnest WITH ORDINALITY keeps the order of the statuses and of the events (the outbox's seq,
+  // assigned row by row, is the order the relay publishes in).
+  const rows = await db.$queryRawUnsafe<TransferRow[]>(
+    `WITH t AS (
+       INSERT INTO transfer (id, user_id, from_account_id, from_masked_number, to_account_id, to_user_id, to_masked_number,
+                             amount_minor, currency, note, status, idempotency_key, request_hash, request_device_id,
+                             request_device_proven, session_device_id, correlation_id, step, step_attempts, step_deadline_at,
+                             created_at, updated_at)
+       VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8::bigint, $9, $10, $11::"TransferStatus", $12, $13, $14, $15, $16, $17,
+               $18::"SagaStep", $19, $20::timestamptz, $21::timestamptz, $22::timestamptz)
+       ON CONFLICT (user_id, idempotency_key) DO NOTHING
+       RETURNING *
+     ), changes AS (
+       INSERT INTO transfer_status_change (transfer_id, status, reason, changed_at)
+       SELECT t.id, c.status::"TransferStatus", c.reason, c.at
+         FROM t, unnest($23::text[], $24::text[], $25::timestamptz[]) WITH ORDINALITY AS c(status, reason, at, n) ORDER BY c.n
+     ), outbox AS (
+       INSERT INTO outbox_event (id, subject, type, payload)
+       SELECT e.id, e.type, e.type, e.payload
+         FROM t, unnest($26::uuid[], $27::text[], $28::jsonb[]) WITH ORDINALITY AS e(id, type, payload, n) ORDER BY e.n
+     )
+     SELECT ${TRANSFER_COLUMNS} FROM t`,
+    data.id,
+    data.userId,
+    data.fromAccountId,
+    data.fromMaskedNumber,
+    data.toAccountId,
+    data.toUserId,
+    data.toMaskedNumber,
+    data.amountMinor.toString(),
+    data.currency,
+    data.note,
+    data.status,
+    data.idempotencyKey,
+    data.requestHash,
+    data.requestDeviceId,
+    data.requestDeviceProven,
+    data.sessionDeviceId,
+    data.correlationId,
+    data.step,
+    data.stepAttempts,
+    data.stepDeadlineAt?.toISOString() ?? null,
+    data.createdAt.toISOString(),
+    data.updatedAt.toISOString(),
+    changes.map((change) => change.status),
+    changes.map((change) => change.reason),
+    changes.map((change) => change.at.toISOString()),
+    events.map((event) => event.id),
+    events.map((event) => event.type),
+    events.map((event) => JSON.stringify(event)),
+  );
+  return rows[0];
 }
 
 export async function findTransfer(db: Db, id: string): Promise<TransferRow | null> {
