@@ -2,7 +2,7 @@
 import { appendToOutbox, createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
-import { Prisma } from "./generated/prisma/client.ts";
+import type { Prisma } from "./generated/prisma/client.ts";
 import type { SagaStore, TransferPatch, TransferState } from "./saga.ts";
 import type { TransferStatus } from "./transfers.ts";
 
