@@ -59,11 +59,14 @@ export async function authenticate(
   authorization: string | undefined,
   dpop: DpopRequest | undefined,
   alreadyProvenKey?: string,
+  /** Run while the session is checked (verifyLiveSession): the operation's rate limit. */
+  alongside?: (caller: Caller | undefined) => Promise<void>,
 ): Promise<{ caller: Caller | undefined; provenDeviceKey: string | undefined }> {
-  const caller = await verifyLiveSession(authorization, {
-    verifyToken: options.verifyToken,
-    isSessionRevoked: sessionRevocationsIn(options.redis),
-  });
+  const caller = await verifyLiveSession(
+    authorization,
+    { verifyToken: options.verifyToken, isSessionRevoked: sessionRevocationsIn(options.redis) },
+    alongside,
+  );
   let provenDeviceKey = alreadyProvenKey;
   if (dpop?.proof !== undefined) {
     const proven = await verifyDpopProof(dpop.proof, {
@@ -99,7 +102,10 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
             if (operation.operation === "subscription") {
               throw new DomainError("BAD_USER_INPUT", "Subscriptions are served over WebSocket (graphql-ws) on this same path");
             }
-            const verified = await authenticate(options, context.authorization, context.dpop, context.provenDeviceKey);
+            // The caller's operation is metered while their session is checked: one Redis wait.
+            const verified = await authenticate(options, context.authorization, context.dpop, context.provenDeviceKey, (caller) =>
+              options.rateLimits.operation(caller ? `user:${caller.userId}` : `ip:${context.ip}`),
+            );
             // One proof, one check: its jti is spent, and subgraph calls rely on the result.
             context.dpop = undefined;
             context.caller = verified.caller;
@@ -107,7 +113,6 @@ export function securityPlugin(options: SecurityOptions): ApolloServerPlugin<Gat
             const actor = currentContext()?.actor;
             if (actor && context.caller) actor.userId = context.caller.userId;
 
-            await options.rateLimits.operation(context.caller ? `user:${context.caller.userId}` : `ip:${context.ip}`);
             // Size first: cheap to measure, and it bounds the work of everything after it.
             enforceLimits(measureOperation(request.document!, operation), options.limits);
             const fields = selectedFields(request.schema, request.document!, operation, variables);

@@ -51,10 +51,21 @@ export function sessionRevocationsIn(redis: { exists(key: string): Promise<numbe
 export async function verifyLiveSession(
   authorization: string | undefined,
   checks: { verifyToken: TokenVerifier; isSessionRevoked: (sessionId: string) => Promise<boolean> },
+  /**
+   * Work for the verified caller that may run while the session is checked (the gateway's rate
+   * limit): both go to Redis at once, one wait instead of two. A revoked session is reported
+   * before anything it throws.
+   */
+  alongside?: (caller: Caller | undefined) => Promise<void>,
 ): Promise<Caller | undefined> {
   const caller = await checks.verifyToken(authorization);
-  if (caller && (await checks.isSessionRevoked(caller.sessionId)))
-    throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+  const [revoked, other] = await Promise.allSettled([
+    caller ? checks.isSessionRevoked(caller.sessionId) : Promise.resolve(false),
+    alongside ? alongside(caller) : Promise.resolve(),
+  ]);
+  if (revoked.status === "rejected") throw revoked.reason;
+  if (revoked.value) throw new DomainError("UNAUTHENTICATED", "Session has ended; sign in again");
+  if (other.status === "rejected") throw other.reason;
   return caller;
 }
 
