@@ -4,12 +4,20 @@
  * Emitting: one fraud.check.completed per request, appended to the outbox in the transaction that
  * stores the verdict.
  */
-import { BATCHED_CONSUMER, appendToOutbox, createEvent, type Event, type Eventing } from "@vaultpay/events";
+import {
+  BATCHED_CONSUMER,
+  appendToOutbox,
+  createEvent,
+  inEventContext,
+  type Event,
+  type EventScope,
+  type Eventing,
+} from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import type { Tx } from "./db.ts";
 import { checkTransfer } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
-import { findCheck, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
+import { findChecks, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
 
 /** Durable consumer names; replicas of fraud share them. */
 export const CHECKS_CONSUMER = "fraud-checks";
@@ -43,11 +51,39 @@ async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
  * verdict: the answer for a transfer never changes.
  */
 export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDependencies): Promise<void> {
-  if (event.type !== "fraud.check.requested") return;
+  await handleCheckRequests([event], tx, deps, inEventContext);
+}
+
+/**
+ * A batch of check requests in one transaction (a batch of one is a batch): every transfer's and
+ * user's lock taken in one statement — sorted, so replicas taking overlapping batches cannot
+ * deadlock — and the checks already stored read in one query. Then each request is decided in
+ * order, its facts read after the checks before it in the batch were stored, so velocity and daily
+ * sums count them exactly as across transactions.
+ */
+export async function handleCheckRequests(events: readonly Event[], tx: Tx, deps: CheckDependencies, within: EventScope): Promise<void> {
+  const requests = events.filter((event): event is Event<"fraud.check.requested"> => event.type === "fraud.check.requested");
+  if (requests.length === 0) return;
+  // Per transfer, one verdict ever; per user, velocity and daily sums see every other check.
+  await lockFraudKeys(
+    tx,
+    requests.flatMap(({ data }) => [`transfer:${data.transferId}`, `user:${data.userId}`]),
+  );
+  const transferIds = requests.map(({ data }) => data.transferId);
+  const stored = new Map<string, StoredCheck>();
+  for (const check of await findChecks(tx, transferIds)) if (check) stored.set(check.transferId, check);
+  for (const event of requests) await within(event, () => decide(event, tx, deps, stored));
+}
+
+/** One request's verdict: the stored one again, or a new one (then stored and announced). */
+async function decide(
+  event: Event<"fraud.check.requested">,
+  tx: Tx,
+  deps: CheckDependencies,
+  stored: Map<string, StoredCheck>,
+): Promise<void> {
   const { data } = event;
-  // The transfer (one verdict ever) and its user (velocity and daily sums see every other check), in one statement.
-  await lockFraudKeys(tx, [`transfer:${data.transferId}`, `user:${data.userId}`]);
-  const earlier = await findCheck(tx, data.transferId);
+  const earlier = stored.get(data.transferId);
   if (earlier) {
     if (earlier.userId !== data.userId)
       deps.logger.warn({ transferId: data.transferId }, "check re-requested with another user; re-sending the stored verdict");
@@ -61,15 +97,16 @@ export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDepe
   });
   const checkedAt = deps.now();
   const { verdict, evaluation } = checkTransfer(transfer, facts, deps.rules, checkedAt);
-  const stored = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
-  await emitVerdict(tx, stored);
+  const check = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
+  stored.set(check.transferId, check);
+  await emitVerdict(tx, check);
   deps.onVerdict?.({
-    passed: stored.passed,
+    passed: check.passed,
     firedRules: evaluation.rules.filter((rule) => rule.fired).map((rule) => rule.rule),
     failedClosed: evaluation.failedClosed !== null,
   });
   deps.logger.info(
-    { transferId: stored.transferId, riskScore: stored.riskScore, passed: stored.passed, failedClosed: evaluation.failedClosed !== null },
+    { transferId: check.transferId, riskScore: check.riskScore, passed: check.passed, failedClosed: evaluation.failedClosed !== null },
     "transfer checked",
   );
 }
@@ -94,6 +131,7 @@ export async function startConsumers(eventing: Eventing<Tx>, deps: CheckDependen
     stream: "FRAUD",
     filterSubject: "fraud.check.requested",
     handle: (event, tx) => handleCheckRequested(event, tx, deps),
+    handleBatch: (events, tx, within) => handleCheckRequests(events, tx, deps, within),
     ...BATCHED_CONSUMER,
   });
 }

@@ -45,13 +45,8 @@ export async function lockFraudKeys(tx: Tx, keys: readonly string[]): Promise<vo
   );
 }
 
-export async function findCheck(db: Db | Tx, transferId: string): Promise<StoredCheck | undefined> {
-  const row = await db.fraudCheck.findUnique({ where: { transferId }, select: checkColumns });
-  return row ? toStoredCheck(row) : undefined;
-}
-
 /** Many checks in one query, in the order asked (undefined where there is none). */
-export async function findChecks(db: Db, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
+export async function findChecks(db: Db | Tx, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
   const rows = await db.fraudCheck.findMany({ where: { transferId: { in: [...transferIds] } }, select: checkColumns });
   const byTransfer = new Map(rows.map((row) => [row.transferId, toStoredCheck(row)]));
   return transferIds.map((id) => byTransfer.get(id));

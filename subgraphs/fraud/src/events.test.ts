@@ -1,0 +1,101 @@
+/**
+ * Check requests handled as one batch in one transaction, on a real database: each request's facts
+ * include the checks decided before it in the batch (velocity counts them), a request repeated in
+ * the batch gets the stored verdict, and every request is answered.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { createEvent, inEventContext, type Event } from "@vaultpay/events";
+import { createLogger, runWithContext } from "@vaultpay/kit";
+import { createTestDatabase } from "@vaultpay/testing";
+import { createDb, type Db } from "./db.ts";
+import { handleCheckRequests, type CheckDependencies } from "./events.ts";
+import { recordKnownDevice } from "./store.ts";
+import { rulesConfigFromEnv } from "./testing.ts";
+
+const now = new Date("2026-11-25T12:00:00.000Z");
+
+describe("a batch of check requests", () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: Db;
+  let sql: pg.Client;
+  const deps: CheckDependencies = {
+    // At most two transfers in the window; a third fails on velocity alone.
+    rules: rulesConfigFromEnv({ FRAUD_VELOCITY_MAX_TRANSFERS: "2", FRAUD_VELOCITY_WEIGHT: "100" }),
+    logger: createLogger({ service: "fraud-batch-test", level: "silent" }),
+    now: () => now,
+  };
+
+  beforeAll(async () => {
+    database = await createTestDatabase("fraud");
+    db = createDb(database.url);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await db?.$disconnect();
+    await database?.drop();
+  });
+
+  const request = (transferId: string, userId: string, secondsBefore: number): Event =>
+    runWithContext({ correlationId: `corr-${transferId}`, actor: {} }, () =>
+      createEvent("fraud.check.requested", {
+        transferId,
+        userId,
+        fromAccountId: `acc-${userId}`,
+        toAccountId: "payee-1",
+        amountMinor: "1000",
+        currency: "INR",
+        requestDeviceId: "d1",
+        deviceProven: true,
+        sessionDeviceId: "d1",
+        initiatedAt: new Date(now.getTime() - secondsBefore * 1000).toISOString(),
+      }),
+    );
+
+  it("counts the checks decided earlier in the batch, answers a repeated request with the stored verdict, and answers every request", async () => {
+    const user = `u-${randomUUID()}`;
+    const other = `u-${randomUUID()}`;
+    await db.$transaction(async (tx) => {
+      for (const userId of [user, other])
+        await recordKnownDevice(tx, { userId, deviceId: "d1", deviceRecordId: randomUUID(), registeredAt: now });
+    });
+    const ids = ["t1", "t2", "t3"].map((name) => `${name}-${randomUUID()}`);
+    const otherId = `o1-${randomUUID()}`;
+    const batch = [
+      request(ids[0]!, user, 30),
+      request(otherId, other, 25),
+      request(ids[1]!, user, 20),
+      request(ids[2]!, user, 10),
+      request(ids[0]!, user, 30),
+    ];
+    await db.$transaction((tx) => handleCheckRequests(batch, tx, deps, inEventContext));
+
+    const { rows: checks } = await sql.query<{ transfer_id: string; passed: boolean }>(
+      `SELECT transfer_id, passed FROM fraud_check WHERE user_id = ANY($1) ORDER BY initiated_at`,
+      [[user, other]],
+    );
+    // One check per transfer: the repeated request stored nothing.
+    expect(checks.map((check) => [check.transfer_id, check.passed])).toEqual([
+      [ids[0], true],
+      [otherId, true],
+      [ids[1], true],
+      // The third of the user's transfers in the window, decided in the same transaction as the first two.
+      [ids[2], false],
+    ]);
+    const { rows: verdicts } = await sql.query<{ payload: { data: { transferId: string; passed: boolean }; causationId: string } }>(
+      `SELECT payload FROM outbox_event WHERE type = 'fraud.check.completed' AND payload->'data'->>'transferId' = ANY($1) ORDER BY seq`,
+      [[...ids, otherId]],
+    );
+    // Every request answered, in the batch's order, each verdict caused by its own request.
+    expect(verdicts.map(({ payload }) => [payload.data.transferId, payload.data.passed, payload.causationId])).toEqual(
+      batch.map((event) => [
+        (event.data as { transferId: string }).transferId,
+        (event.data as { transferId: string }).transferId !== ids[2],
+        event.id,
+      ]),
+    );
+  });
+});
