@@ -280,6 +280,7 @@ describe("web app in a real browser", () => {
     expect(to).toMatch(new RegExp(`${receiverNumber.slice(-4)}$`));
     expect(rest).toEqual(["+₹250.50", "Received"]);
     await expectAccessible(receiver, "history with a received transfer");
+    await screenshot(receiver, "history-received");
     await receivedRow.getByRole("link").click();
     await receiver.getByRole("heading", { name: /^Received \+₹250\.50/ }).waitFor();
     await expect.poll(() => timeline(receiver), { timeout: 10_000 }).toEqual(["PENDING", "DEBITED", "COMPLETED"]);

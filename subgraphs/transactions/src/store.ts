@@ -235,23 +235,7 @@ export async function insertTransfer(
   data: NewTransfer,
   start: (store: SagaStore, transfer: TransferState) => Promise<void>,
 ): Promise<TransferRow | undefined> {
-  const changes: Array<{ status: TransferStatus; reason: string | null; at: Date }> = [];
-  const events: Event[] = [];
-  // The start runs against a store that only collects: the statement below writes what it did.
-  await start(
-    {
-      lockTransfer: () => Promise.reject(new Error("a transfer being inserted has nothing to lock yet")),
-      update: () => Promise.reject(new Error("a transfer being inserted is written whole")),
-      async recordStatus(transferId, status, reason, at) {
-        if (transferId !== data.id) throw new Error("a new transfer's start records only its own statuses");
-        changes.push({ status, reason, at });
-      },
-      async emit(type, eventData) {
-        events.push(createEvent(type, eventData));
-      },
-    },
-    toState({ ...data, failureReason: null }),
-  );
+  const { changes, events } = await collectStart(data, start);
   // unnest WITH ORDINALITY keeps the order of the statuses and of the events (the outbox's seq,
   // assigned row by row, is the order the relay publishes in).
   const rows = await db.$queryRawUnsafe<TransferRow[]>(
@@ -304,6 +288,27 @@ export async function insertTransfer(
     events.map((event) => JSON.stringify(event)),
   );
   return rows[0];
+}
+
+/** What a new transfer's start records and emits, collected by a store that writes nothing (insertTransfer writes it). */
+async function collectStart(data: NewTransfer, start: (store: SagaStore, transfer: TransferState) => Promise<void>) {
+  const changes: Array<{ status: TransferStatus; reason: string | null; at: Date }> = [];
+  const events: Event[] = [];
+  await start(
+    {
+      lockTransfer: () => Promise.reject(new Error("a transfer being inserted has nothing to lock yet")),
+      update: () => Promise.reject(new Error("a transfer being inserted is written whole")),
+      async recordStatus(transferId, status, reason, at) {
+        if (transferId !== data.id) throw new Error("a new transfer's start records only its own statuses");
+        changes.push({ status, reason, at });
+      },
+      async emit(type, eventData) {
+        events.push(createEvent(type, eventData));
+      },
+    },
+    toState({ ...data, failureReason: null }),
+  );
+  return { changes, events };
 }
 
 export async function findTransfer(db: Db, id: string): Promise<TransferRow | null> {

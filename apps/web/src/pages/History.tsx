@@ -35,37 +35,25 @@ export function History() {
       <PageHeading>History</PageHeading>
       {rows.length === 0 && !loading && !error && <p>No transfers yet.</p>}
       {rows.length > 0 && (
-        <table>
-          <caption className="visually-hidden">Your transfers, sent and received, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">From</th>
-              <th scope="col">To</th>
-              <th scope="col">Amount</th>
-              <th scope="col">Status</th>
-            </tr>
-          </thead>
-          <tbody>
-            {rows.map((transfer) => {
-              const received = transfer.direction === "RECEIVED";
-              return (
-                <tr key={transfer.id} data-direction={transfer.direction}>
-                  <td>
-                    <a href={`#/transfers/${transfer.id}`}>{formatDateTime(transfer.createdAt)}</a>
-                  </td>
-                  <td>{transfer.fromMaskedNumber}</td>
-                  <td>{transfer.toMaskedNumber}</td>
-                  <td className={received ? "amount received" : "amount"}>
-                    {received ? "+" : ""}
-                    {formatPaise(transfer.amount.minor, transfer.amount.currency)}
-                  </td>
-                  <td>{received ? "Received" : transfer.status}</td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
+        <div className="table-scroll">
+          <table>
+            <caption className="visually-hidden">Your transfers, sent and received, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">From</th>
+                <th scope="col">To</th>
+                <th scope="col" className="amount">Amount</th>
+                <th scope="col">Status</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((transfer) => (
+                <HistoryRow key={transfer.id} transfer={transfer} />
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
       {loading && <Loading what="transfers" />}
       <ErrorNotice error={error} onRetry={() => void loadMore(rows.length ? next.endCursor : null)} />
@@ -75,5 +63,24 @@ export function History() {
         </button>
       )}
     </main>
+  );
+}
+
+/** One transfer: a received one shows what arrived (+amount), a sent one its status. */
+function HistoryRow({ transfer }: { transfer: Transfer }) {
+  const received = transfer.direction === "RECEIVED";
+  return (
+    <tr data-direction={transfer.direction}>
+      <td>
+        <a href={`#/transfers/${transfer.id}`}>{formatDateTime(transfer.createdAt)}</a>
+      </td>
+      <td>{transfer.fromMaskedNumber}</td>
+      <td>{transfer.toMaskedNumber}</td>
+      <td className={received ? "amount received" : "amount"}>
+        {received ? "+" : ""}
+        {formatPaise(transfer.amount.minor, transfer.amount.currency)}
+      </td>
+      <td>{received ? "Received" : transfer.status}</td>
+    </tr>
   );
 }

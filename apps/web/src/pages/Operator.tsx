@@ -150,27 +150,29 @@ function FraudList() {
       {checks.loading && !checks.data && <Loading what="fraud checks" />}
       {checks.data && sorted.length === 0 && <p>No checks yet.</p>}
       {sorted.length > 0 && (
-        <table>
-          <caption className="visually-hidden">Fraud checks, failed first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Checked</th>
-              <th scope="col">Result</th>
-              <th scope="col">Score</th>
-              <th scope="col">Rules that fired</th>
-            </tr>
-          </thead>
-          <tbody>
-            {sorted.map((check, index) => (
-              <tr key={`${check.checkedAt}-${index}`}>
-                <td>{formatDateTime(check.checkedAt)}</td>
-                <td>{check.passed ? "passed" : <strong>FAILED</strong>}</td>
-                <td>{check.riskScore}</td>
-                <td>{check.reasons.join("; ") || "none"}</td>
+        <div className="table-scroll">
+          <table>
+            <caption className="visually-hidden">Fraud checks, failed first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Checked</th>
+                <th scope="col">Result</th>
+                <th scope="col">Score</th>
+                <th scope="col">Rules that fired</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {sorted.map((check, index) => (
+                <tr key={`${check.checkedAt}-${index}`}>
+                  <td>{formatDateTime(check.checkedAt)}</td>
+                  <td>{check.passed ? "passed" : <strong>FAILED</strong>}</td>
+                  <td>{check.riskScore}</td>
+                  <td>{check.reasons.join("; ") || "none"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
       <button type="button" onClick={checks.reload}>
         Refresh fraud checks
