@@ -43,7 +43,9 @@ export function History() {
                 <th scope="col">When</th>
                 <th scope="col">From</th>
                 <th scope="col">To</th>
-                <th scope="col" className="amount">Amount</th>
+                <th scope="col" className="amount">
+                  Amount
+                </th>
                 <th scope="col">Status</th>
               </tr>
             </thead>
