@@ -87,7 +87,7 @@ await runSubgraphService({
     const notices = new TransferNoticeSender({
       db,
       notifier: senders.notifier,
-      contactOf: async (userId) => auth.contactOf(userId),
+      contactOf: (notice) => auth.contactFrom(notice),
       logger,
     });
     notices.start();

@@ -7,6 +7,7 @@ import { createTestDatabase, startTestSmtpServer, waitUntil, type TestSmtpServer
 import { createDb, type Db } from "./db.ts";
 import { STUCK_SENDING_AFTER_SECONDS, TransferNoticeSender, recordTransferNotice, stuckSendingNotices } from "./notices.ts";
 import { createSmtpNotifier, routeByChannel } from "./notifiers.ts";
+import { claimNotices } from "./store.ts";
 
 const logger = createLogger({ service: "notices-test", level: "silent" });
 const context = { correlationId: "corr-notices", actor: {} };
@@ -166,5 +167,26 @@ describe("transfer notices", () => {
       transferId,
     );
     expect(row?.claimed).toBe(true);
+  });
+
+  it("reads the customer's contact with the claim: their email and sealed phone, nothing for an unknown user", async () => {
+    await sender.stop();
+    const userId = randomUUID();
+    await db.$executeRawUnsafe(
+      `INSERT INTO "user" (id, email, password_hash, phone_encrypted, phone_blind_index, updated_at)
+       VALUES ($1::uuid, $2, 'x', 'sealed-phone', 'bi', now())`,
+      userId,
+      `${userId}@example.com`,
+    );
+    const known = completed(randomUUID());
+    const unknown = completed(randomUUID());
+    await db.$transaction(async (tx) => {
+      await recordTransferNotice({ ...known, data: { ...known.data, userId } } as typeof known, tx, logger);
+      await recordTransferNotice(unknown, tx, logger);
+    });
+    const claimed = await claimNotices(db, 100);
+    const contacts = Object.fromEntries(claimed.map((notice) => [notice.transfer_id, [notice.email, notice.phone_encrypted]]));
+    expect(contacts[(known.data as { transferId: string }).transferId]).toEqual([`${userId}@example.com`, "sealed-phone"]);
+    expect(contacts[(unknown.data as { transferId: string }).transferId]).toEqual([null, null]);
   });
 });

@@ -82,7 +82,8 @@ export interface Contact {
 export interface NoticeSenderOptions {
   db: Db;
   notifier: Notifier & { has(channel: string): boolean };
-  contactOf: (userId: string) => Promise<Contact | undefined>;
+  /** Where to send a claimed notice, from the contact its claim read; undefined for an unknown user. */
+  contactOf: (notice: ClaimedNotice) => Contact | undefined | Promise<Contact | undefined>;
   logger: Logger;
   /** Provider refusals tolerated per notice before it is given up (FAILED). */
   maxAttempts?: number;
@@ -154,7 +155,7 @@ export class TransferNoticeSender {
 
   private async send(notice: ClaimedNotice): Promise<void> {
     const { db, notifier, logger } = this.options;
-    const contact = await this.options.contactOf(notice.user_id);
+    const contact = await this.options.contactOf(notice);
     if (!contact) {
       await finishNotice(db, notice.id, "FAILED");
       logger.warn({ transferId: notice.transfer_id }, "transfer notice for an unknown user: dropped");

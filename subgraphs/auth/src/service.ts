@@ -517,12 +517,14 @@ export class AuthService {
     return !(await this.deps.revocations.isRevoked(caller.sessionId));
   }
 
-  /** Where to reach a user (transfer notices): the email, and the phone decrypted when there is one. */
-  async contactOf(userId: string): Promise<{ email: string; phone: string | null } | undefined> {
-    const user = await this.userById(userId);
-    if (!user) return undefined;
-    const phone = decrypt(this.deps.keyRing, user.phoneEncrypted, PHONE_CONTEXT);
-    return { email: user.email, phone: phone || null };
+  /**
+   * Where to reach a user (transfer notices), from their stored email and sealed phone (read with
+   * the notice, in its claim): the phone decrypted when there is one; undefined for no user.
+   */
+  contactFrom(stored: { email: string | null; phone_encrypted: string | null }): { email: string; phone: string | null } | undefined {
+    if (stored.email === null || stored.phone_encrypted === null) return undefined;
+    const phone = decrypt(this.deps.keyRing, stored.phone_encrypted, PHONE_CONTEXT);
+    return { email: stored.email, phone: phone || null };
   }
 
   /** Null when the user has no phone (the seeded administrator). */

@@ -179,6 +179,10 @@ export interface ClaimedNotice {
   currency: string;
   reason: string | null;
   attempts: number;
+  /** The user's contact, read by the claim itself (null when the user does not exist). */
+  email: string | null;
+  /** Sealed with auth's key ring; the sender's contactOf opens it. */
+  phone_encrypted: string | null;
 }
 
 /** The notice a terminal transfer event calls for; a second one for the same transfer and status is a no-op (unique). */
@@ -210,10 +214,12 @@ export async function countStuckSending(db: Pick<Db, "$queryRawUnsafe">, olderTh
 /** PENDING → SENDING for up to `limit` due notices, committed on return (replicas skip each other's). */
 export function claimNotices(db: Db, limit: number): Promise<ClaimedNotice[]> {
   return db.$queryRawUnsafe<ClaimedNotice[]>(
-    `UPDATE transfer_notice SET state = 'SENDING', attempts = attempts + 1, claimed_at = now()
+    `UPDATE transfer_notice n SET state = 'SENDING', attempts = attempts + 1, claimed_at = now()
      WHERE id IN (SELECT id FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-     RETURNING id, transfer_id, status, user_id, amount_minor, currency, reason, attempts`,
+     RETURNING n.id, n.transfer_id, n.status, n.user_id, n.amount_minor, n.currency, n.reason, n.attempts,
+               (SELECT u.email FROM "user" u WHERE u.id = n.user_id) AS email,
+               (SELECT u.phone_encrypted FROM "user" u WHERE u.id = n.user_id) AS phone_encrypted`,
     limit,
   );
 }
