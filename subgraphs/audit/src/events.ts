@@ -37,10 +37,11 @@ export async function appendEvent(event: Event, tx: Tx): Promise<void> {
 export const AUDIT_BATCH_MAX_MESSAGES = 200;
 
 /**
- * Starts the five audit consumers. Each is the events package's idempotent consumer: the event ids
- * go into processed_event in the append's transaction, so a redelivery is a no-op, and the
- * durable keeps its place across restarts. Messages waiting while an append runs are appended
- * together in the next transaction. The chain order is the order these appends commit.
+ * Starts the five audit consumers. A redelivery is a no-op: the append skips event ids already in
+ * the log, under the chain head's lock (the log is its own record of what was handled, so no
+ * processed_event row is written), and the durable keeps its place across restarts. Messages
+ * waiting while an append runs are appended together in the next transaction. The chain order is
+ * the order these appends commit.
  */
 export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">, maxBatchMessages = AUDIT_BATCH_MAX_MESSAGES): Promise<void> {
   for (const stream of AUDITED_STREAMS) {
@@ -50,6 +51,8 @@ export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">, ma
       filterSubject: STREAMS[stream][0],
       handle: appendEvent,
       handleBatch: (events, tx) => appendEntries(tx, events.map(entryOf)).then(() => undefined),
+      // appendEntries skips ids already in the log, under the chain head's lock.
+      deduplicatesItself: true,
       maxBatchMessages,
       batchSize: maxBatchMessages + 56,
     });
