@@ -15,7 +15,7 @@
  * it SENDING and it is never sent again. A provider refusal is retried a bounded number of times.
  * Such a row is reported, not resent: stuckSendingNotices counts them for a metric and an alert.
  */
-import type { Event, Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Event, type Eventing } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import type { Notifier } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
@@ -54,6 +54,9 @@ export async function startNoticeConsumers(eventing: Eventing<Tx>, logger: Logge
       filterSubject: `transaction.${kind}`,
       handle: (event, tx) => recordTransferNotice(event, tx, logger),
       afterCommit,
+      // A notice is not urgent to the millisecond: events arriving within 20 ms share a transaction.
+      ...BATCHED_CONSUMER,
+      batchLingerMs: 20,
     });
   }
 }
