@@ -5,7 +5,13 @@ import { createEvent } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { createTestDatabase, startTestSmtpServer, waitUntil, type TestSmtpServer } from "@vaultpay/testing";
 import { createDb, type Db } from "./db.ts";
-import { STUCK_SENDING_AFTER_SECONDS, TransferNoticeSender, recordTransferNotice, stuckSendingNotices } from "./notices.ts";
+import {
+  STUCK_SENDING_AFTER_SECONDS,
+  TransferNoticeSender,
+  recordTransferNotice,
+  recordTransferNotices,
+  stuckSendingNotices,
+} from "./notices.ts";
 import { createSmtpNotifier, routeByChannel } from "./notifiers.ts";
 import { claimNotices } from "./store.ts";
 
@@ -96,6 +102,19 @@ describe("transfer notices", () => {
       transferId,
     );
     expect(rows.map((row) => row.status)).toEqual(["COMPLETED", "FAILED"]);
+  });
+
+  it("records a batch's notices in one go, once per transfer and status, the same event twice in it included", async () => {
+    const [one, two] = [randomUUID(), randomUUID()];
+    const repeated = completed(one);
+    await db.$transaction((tx) =>
+      recordTransferNotices([repeated, completed(two), repeated, { ...completed(one), id: randomUUID() }], tx, logger),
+    );
+    const rows = await db.$queryRawUnsafe<Array<{ transfer_id: string }>>(
+      `SELECT transfer_id::text FROM transfer_notice WHERE transfer_id = ANY($1::uuid[]) ORDER BY transfer_id`,
+      [one, two],
+    );
+    expect(rows.map((row) => row.transfer_id)).toEqual([one, two].sort());
   });
 
   it("puts a temporary refusal back with a later due time, sends it once due, and gives up on a permanent one", async () => {

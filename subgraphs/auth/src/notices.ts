@@ -21,29 +21,46 @@ import type { Notifier } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
 import { transferNoticeMessage } from "./messages.ts";
 import { DeliveryError } from "./notifiers.ts";
-import { claimNotices, countStuckSending, finishNotice, insertTransferNotice, retryNoticeLater, type ClaimedNotice } from "./store.ts";
+import {
+  claimNotices,
+  countStuckSending,
+  finishNotice,
+  insertTransferNotices,
+  retryNoticeLater,
+  type ClaimedNotice,
+  type TransferNoticeRow,
+} from "./store.ts";
 
 export const NOTICE_CONSUMERS = { completed: "auth-notices-completed", failed: "auth-notices-failed" } as const;
 
 /** Records the notice a terminal transfer event calls for; a second one for the same transfer and status is a no-op. */
 export async function recordTransferNotice(event: Event, tx: Tx, logger: Logger): Promise<void> {
-  if (event.type !== "transaction.completed" && event.type !== "transaction.failed") return;
-  const { data } = event;
-  const status = event.type === "transaction.completed" ? "COMPLETED" : event.data.status;
-  // Events published before userId was added cannot be attributed: nobody to tell.
-  if (!data.userId || !data.currency || data.amountMinor === undefined) {
-    logger.warn({ transferId: data.transferId, eventId: event.id }, "transfer event without user or amount: no notice");
-    return;
+  await recordTransferNotices([event], tx, logger);
+}
+
+/** The notices a batch of terminal transfer events calls for, in one statement (a batch of one is a batch). */
+export async function recordTransferNotices(events: readonly Event[], tx: Tx, logger: Logger): Promise<void> {
+  const notices: TransferNoticeRow[] = [];
+  for (const event of events) {
+    if (event.type !== "transaction.completed" && event.type !== "transaction.failed") continue;
+    const { data } = event;
+    const status = event.type === "transaction.completed" ? "COMPLETED" : event.data.status;
+    // Events published before userId was added cannot be attributed: nobody to tell.
+    if (!data.userId || !data.currency || data.amountMinor === undefined) {
+      logger.warn({ transferId: data.transferId, eventId: event.id }, "transfer event without user or amount: no notice");
+      continue;
+    }
+    notices.push({
+      transferId: data.transferId,
+      status,
+      userId: data.userId,
+      amountMinor: BigInt(data.amountMinor),
+      currency: data.currency,
+      reason: event.type === "transaction.failed" ? event.data.reason : null,
+      eventId: event.id,
+    });
   }
-  await insertTransferNotice(tx, {
-    transferId: data.transferId,
-    status,
-    userId: data.userId,
-    amountMinor: BigInt(data.amountMinor),
-    currency: data.currency,
-    reason: event.type === "transaction.failed" ? event.data.reason : null,
-    eventId: event.id,
-  });
+  await insertTransferNotices(tx, notices);
 }
 
 export async function startNoticeConsumers(eventing: Eventing<Tx>, logger: Logger, afterCommit: () => void): Promise<void> {
@@ -53,6 +70,7 @@ export async function startNoticeConsumers(eventing: Eventing<Tx>, logger: Logge
       stream: "TRANSACTIONS",
       filterSubject: `transaction.${kind}`,
       handle: (event, tx) => recordTransferNotice(event, tx, logger),
+      handleBatch: (events, tx) => recordTransferNotices(events, tx, logger),
       afterCommit,
       // A notice is not urgent to the millisecond: events arriving within 20 ms share a transaction.
       ...BATCHED_CONSUMER,

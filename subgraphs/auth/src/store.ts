@@ -185,20 +185,21 @@ export interface ClaimedNotice {
   phone_encrypted: string | null;
 }
 
-/** The notice a terminal transfer event calls for; a second one for the same transfer and status is a no-op (unique). */
-export async function insertTransferNotice(
-  tx: Tx,
-  notice: {
-    transferId: string;
-    status: string;
-    userId: string;
-    amountMinor: bigint;
-    currency: string;
-    reason: string | null;
-    eventId: string;
-  },
-): Promise<void> {
-  await tx.transferNotice.createMany({ data: [notice], skipDuplicates: true });
+/** A notice as a terminal transfer event calls for it. */
+export interface TransferNoticeRow {
+  transferId: string;
+  status: string;
+  userId: string;
+  amountMinor: bigint;
+  currency: string;
+  reason: string | null;
+  eventId: string;
+}
+
+/** The notices terminal transfer events call for; one already there for a transfer and status is kept (unique). */
+export async function insertTransferNotices(tx: Tx, notices: readonly TransferNoticeRow[]): Promise<void> {
+  if (notices.length === 0) return;
+  await tx.transferNotice.createMany({ data: [...notices], skipDuplicates: true });
 }
 
 /** Notices still SENDING this long after their claim (rows from before claimed_at count from their creation). */
