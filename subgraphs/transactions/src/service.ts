@@ -5,9 +5,10 @@ import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
 import type { EventData } from "@vaultpay/events";
-import { sendStepCommand } from "./saga.ts";
+import { sendStepCommand, type SagaStore, type TransferState } from "./saga.ts";
 import {
-  findDirectoryEntries,
+  findKeyAndEnds,
+  type DirectoryEntry,
   findHistories,
   findTransfer,
   findTransferByKey,
@@ -52,7 +53,7 @@ export interface InitiateInput {
 }
 
 /** The source (the caller's, by id) and the destination (by its number's blind index) among the directory entries read for them. */
-function endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string, ends: Awaited<ReturnType<typeof findDirectoryEntries>>) {
+function endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string, ends: readonly DirectoryEntry[]) {
   const from = ends.find((entry) => entry.accountId === fromAccountId);
   // Someone else's account looks exactly like a missing one: ids cannot be probed.
   if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
@@ -63,6 +64,20 @@ function endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string, end
   if (to.currency !== from.currency)
     throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
   return { from, to };
+}
+
+/** What starts a transfer: its first status, announced, and the command of its first step (the debit). */
+async function startTransfer(store: SagaStore, transfer: TransferState, at: Date): Promise<void> {
+  await store.recordStatus(transfer.id, "PENDING", null, at);
+  await store.emit("transaction.status.changed", {
+    transferId: transfer.id,
+    userId: transfer.userId,
+    status: "PENDING",
+    previousStatus: null,
+    failureReason: null,
+    changedAt: at.toISOString(),
+  });
+  await sendStepCommand(store, transfer, "DEBIT");
 }
 
 export class TransferService {
@@ -87,12 +102,17 @@ export class TransferService {
     const request = parseTransferRequest(input);
     const toBlindIndex = blindIndex({ blindIndexKey: this.blindIndexKey }, request.toAccountNumber, ACCOUNT_NUMBER_CONTEXT);
     const hash = requestHash(request, toBlindIndex);
-    // The retry check and the directory read at once: the request waits for one round trip, not two.
-    const [replay, ends] = await Promise.all([
-      this.replayOf(caller.userId, request.idempotencyKey, hash),
-      findDirectoryEntries(this.db, request.fromAccountId, toBlindIndex),
-    ]);
-    if (replay) return replay;
+    // The retry check and the directory read in one statement; a retry's transfer is read after.
+    const { replayId, ends } = await findKeyAndEnds(this.db, {
+      userId: caller.userId,
+      idempotencyKey: request.idempotencyKey,
+      fromAccountId: request.fromAccountId,
+      toBlindIndex,
+    });
+    if (replayId) {
+      const replay = await this.replayOf(caller.userId, request.idempotencyKey, hash);
+      if (replay) return replay;
+    }
     const { from, to } = endsOf(caller, request.fromAccountId, toBlindIndex, ends);
 
     const id = randomUUID();
@@ -123,18 +143,7 @@ export class TransferService {
         createdAt: now,
         updatedAt: now,
       },
-      async (store, transfer) => {
-        await store.recordStatus(id, "PENDING", null, now);
-        await store.emit("transaction.status.changed", {
-          transferId: id,
-          userId: caller.userId,
-          status: "PENDING",
-          previousStatus: null,
-          failureReason: null,
-          changedAt: now.toISOString(),
-        });
-        await sendStepCommand(store, transfer, "DEBIT");
-      },
+      (store, transfer) => startTransfer(store, transfer, now),
     );
     if (!inserted) {
       // A concurrent request with the same key won the insert: answer as its retry would.

@@ -368,8 +368,39 @@ export async function findHistories(db: Db, transferIds: readonly string[]) {
 }
 
 /** Directory entries of a transfer's two ends, in one round trip: the source by id, the destination by its number's blind index. */
-export async function findDirectoryEntries(db: Db, fromAccountId: string, toBlindIndex: string) {
-  return db.accountDirectory.findMany({ where: { OR: [{ accountId: fromAccountId }, { numberBlindIndex: toBlindIndex }] }, take: 2 });
+/** An account as the directory knows it. */
+export interface DirectoryEntry {
+  accountId: string;
+  userId: string;
+  currency: string;
+  maskedNumber: string;
+  numberBlindIndex: string;
+}
+
+/**
+ * What initiate reads before it decides, in one statement: whether the user already has a transfer
+ * under this idempotency key (its id), and the directory entries of the source (by id) and the
+ * destination (by its number's blind index).
+ */
+export async function findKeyAndEnds(
+  db: Db,
+  request: { userId: string; idempotencyKey: string; fromAccountId: string; toBlindIndex: string },
+): Promise<{ replayId: string | null; ends: DirectoryEntry[] }> {
+  const rows = await db.$queryRawUnsafe<Array<Partial<DirectoryEntry> & { replayId: string | null }>>(
+    `SELECT k.replay_id AS "replayId", d.account_id AS "accountId", d.user_id AS "userId", d.currency,
+            d.masked_number AS "maskedNumber", d.number_blind_index AS "numberBlindIndex"
+       FROM (SELECT (SELECT id::text FROM transfer WHERE user_id = $1 AND idempotency_key = $2) AS replay_id) AS k
+       LEFT JOIN account_directory d ON d.account_id = $3 OR d.number_blind_index = $4`,
+    request.userId,
+    request.idempotencyKey,
+    request.fromAccountId,
+    request.toBlindIndex,
+  );
+  const ends = rows.filter((row): row is DirectoryEntry & { replayId: string | null } => row.accountId != null);
+  return {
+    replayId: rows[0]?.replayId ?? null,
+    ends: ends.map(({ replayId: _, ...entry }) => entry),
+  };
 }
 
 /** An account in the directory (from account.created); a repeated event changes nothing. */
