@@ -5,7 +5,6 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import pg from "pg";
 import { createEvent, inEventContext, type Event } from "@vaultpay/events";
 import { createLogger, runWithContext } from "@vaultpay/kit";
 import { createTestDatabase } from "@vaultpay/testing";
@@ -19,7 +18,6 @@ const now = new Date("2026-11-25T12:00:00.000Z");
 describe("a batch of check requests", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let db: Db;
-  let sql: pg.Client;
   const deps: CheckDependencies = {
     // At most two transfers in the window; a third fails on velocity alone.
     rules: rulesConfigFromEnv({ FRAUD_VELOCITY_MAX_TRANSFERS: "2", FRAUD_VELOCITY_WEIGHT: "100" }),
@@ -30,11 +28,8 @@ describe("a batch of check requests", () => {
   beforeAll(async () => {
     database = await createTestDatabase("fraud");
     db = createDb(database.url);
-    sql = new pg.Client({ connectionString: database.url });
-    await sql.connect();
   });
   afterAll(async () => {
-    await sql?.end();
     await db?.$disconnect();
     await database?.drop();
   });
@@ -73,9 +68,9 @@ describe("a batch of check requests", () => {
     ];
     await db.$transaction((tx) => handleCheckRequests(batch, tx, deps, inEventContext));
 
-    const { rows: checks } = await sql.query<{ transfer_id: string; passed: boolean }>(
+    const checks = await db.$queryRawUnsafe<Array<{ transfer_id: string; passed: boolean }>>(
       `SELECT transfer_id, passed FROM fraud_check WHERE user_id = ANY($1) ORDER BY initiated_at`,
-      [[user, other]],
+      [user, other],
     );
     // One check per transfer: the repeated request stored nothing.
     expect(checks.map((check) => [check.transfer_id, check.passed])).toEqual([
@@ -85,9 +80,9 @@ describe("a batch of check requests", () => {
       // The third of the user's transfers in the window, decided in the same transaction as the first two.
       [ids[2], false],
     ]);
-    const { rows: verdicts } = await sql.query<{ payload: { data: { transferId: string; passed: boolean }; causationId: string } }>(
+    const verdicts = await db.$queryRawUnsafe<Array<{ payload: { data: { transferId: string; passed: boolean }; causationId: string } }>>(
       `SELECT payload FROM outbox_event WHERE type = 'fraud.check.completed' AND payload->'data'->>'transferId' = ANY($1) ORDER BY seq`,
-      [[...ids, otherId]],
+      [...ids, otherId],
     );
     // Every request answered, in the batch's order, each verdict caused by its own request.
     expect(verdicts.map(({ payload }) => [payload.data.transferId, payload.data.passed, payload.causationId])).toEqual(

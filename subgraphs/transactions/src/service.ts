@@ -13,7 +13,6 @@ import {
   findTransfer,
   findTransferByKey,
   findTransfersOf,
-  findTransfersTo,
   insertTransfer,
   upsertDirectoryEntry,
   type Db,
@@ -187,8 +186,8 @@ export class TransferService {
     const wanted = parseDirections(directions);
     const cursor = after ? decodeCursor(after) : undefined;
     const [sent, received] = await Promise.all([
-      wanted.has("SENT") ? findTransfersOf(this.db, caller.userId, cursor, size + 1) : [],
-      wanted.has("RECEIVED") ? findTransfersTo(this.db, caller.userId, cursor, size + 1) : [],
+      wanted.has("SENT") ? findTransfersOf(this.db, caller.userId, "SENT", cursor, size + 1) : [],
+      wanted.has("RECEIVED") ? findTransfersOf(this.db, caller.userId, "RECEIVED", cursor, size + 1) : [],
     ]);
     const rows = mergeNewestFirst([sent, received]);
     const page = rows.slice(0, size).map((row) => seenAs(row, viewOf(caller, row)?.direction ?? null));

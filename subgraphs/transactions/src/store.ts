@@ -325,32 +325,21 @@ function olderThan(after: { createdAt: Date; id: string } | undefined): Prisma.T
   return after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {};
 }
 
-/** The transfers a user sent, newest first, after a (createdAt, id) cursor: `take` rows at most. */
+/**
+ * A user's transfers in one direction, newest first, after a (createdAt, id) cursor, `take` rows at
+ * most: those they sent (by the (user_id, created_at, id) index), or the COMPLETED ones paid to them
+ * (by the (to_user_id, status, created_at, id) index).
+ */
 export async function findTransfersOf(
   db: Db,
   userId: string,
+  direction: "SENT" | "RECEIVED",
   after: { createdAt: Date; id: string } | undefined,
   take: number,
 ): Promise<TransferRow[]> {
+  const side: Prisma.TransferWhereInput = direction === "SENT" ? { userId } : { toUserId: userId, status: "COMPLETED" };
   return db.transfer.findMany({
-    where: { userId, ...olderThan(after) },
-    orderBy: [{ createdAt: "desc" }, { id: "desc" }],
-    take,
-  });
-}
-
-/**
- * The COMPLETED transfers paid to a user's accounts, newest first, after a (createdAt, id) cursor:
- * `take` rows at most, read along the (to_user_id, status, created_at, id) index.
- */
-export async function findTransfersTo(
-  db: Db,
-  userId: string,
-  after: { createdAt: Date; id: string } | undefined,
-  take: number,
-): Promise<TransferRow[]> {
-  return db.transfer.findMany({
-    where: { toUserId: userId, status: "COMPLETED", ...olderThan(after) },
+    where: { ...side, ...olderThan(after) },
     orderBy: [{ createdAt: "desc" }, { id: "desc" }],
     take,
   });
