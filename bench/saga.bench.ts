@@ -1,6 +1,6 @@
 /**
  * Transfer saga throughput and latency through the gateway, whole stack on this machine. Results
- * go to bench/saga-results.md (appended). Not part of `pnpm test`:
+ * go to bench/saga-results.md (closed loop) and bench/saga-open-loop-results.md (appended). Not part of `pnpm test`:
  *   [SAGA_BENCH_TRANSFERS=300] [SAGA_BENCH_CLIENTS=16] pnpm bench saga
  */
 import { execFileSync } from "node:child_process";
@@ -278,15 +278,17 @@ describe("saga benchmark", () => {
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
     const completedPerSecond = TRANSFERS / (allDoneMs / 1000);
+    const machine = `${os.cpus().length} × ${os.cpus()[0]?.model.trim()}`;
+    const payees = HOT_SHARE > 0 ? `hot ${Math.round(HOT_SHARE * 100)} %` : "spread";
     const line = [
-      `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${os.cpus().length} × ${os.cpus()[0]?.model.trim()} | ${TRANSFERS} | ${CLIENTS}`,
+      `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${machine} | ${TRANSFERS} | ${CLIENTS}`,
       `${(TRANSFERS / (acceptedAfterMs / 1000)).toFixed(1)}`,
       `${completedPerSecond.toFixed(1)}`,
       `${percentile(acceptMs, 50).toFixed(0)} / ${percentile(acceptMs, 95).toFixed(0)} / ${percentile(acceptMs, 99).toFixed(0)}`,
       `${percentile(completion, 50).toFixed(0)} / ${percentile(completion, 95).toFixed(0)} / ${percentile(completion, 99).toFixed(0)}`,
       `${baseline.transfersPerSecond.toFixed(0)}`,
       `${((100 * completedPerSecond) / baseline.transfersPerSecond).toFixed(1)} %`,
-      `${HOT_SHARE > 0 ? `hot ${Math.round(HOT_SHARE * 100)} %` : "spread"}`,
+      payees,
       `${(auditLagMs / 1000).toFixed(1)} |`,
     ].join(" | ");
     appendFileSync(new URL("./saga-results.md", import.meta.url), `${line}\n`);
@@ -296,12 +298,13 @@ describe("saga benchmark", () => {
     const rate = OPEN_RATE ?? Math.max(1, Math.floor(completedPerSecond / 2));
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
     const openLine = [
-      `| open loop ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${rate}/s offered (${open.offeredPerSecond.toFixed(1)} achieved) for ${OPEN_SECONDS} s | ${open.total}`,
-      `initiateTransfer ms p50 / p99 ${percentile(open.acceptMs, 50).toFixed(0)} / ${percentile(open.acceptMs, 99).toFixed(0)}`,
-      `COMPLETED push ms p50 / p99 ${percentile(open.pushMs, 50).toFixed(0)} / ${percentile(open.pushMs, 99).toFixed(0)}`,
-      `not completed ${open.failed} |`,
+      `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${machine} | ${payees} | ${rate} | ${open.offeredPerSecond.toFixed(1)}`,
+      `${OPEN_SECONDS} | ${open.total}`,
+      `${percentile(open.acceptMs, 50).toFixed(0)} / ${percentile(open.acceptMs, 99).toFixed(0)}`,
+      `${percentile(open.pushMs, 50).toFixed(0)} / ${percentile(open.pushMs, 99).toFixed(0)}`,
+      `${open.failed} |`,
     ].join(" | ");
-    appendFileSync(new URL("./saga-results.md", import.meta.url), `${openLine}\n`);
+    appendFileSync(new URL("./saga-open-loop-results.md", import.meta.url), `${openLine}\n`);
     console.info(openLine);
     expect(open.pushMs.length).toBe(open.total - open.failed);
   }, 900_000);
