@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from "node:crypto";
 import { SignJWT, createLocalJWKSet, exportJWK, type JWK } from "jose";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ACCESS_TOKEN, createTokenVerifier, signGatewayAssertion, verifyGatewayAssertion } from "./auth.ts";
 
 async function keyPair(kid: string) {
@@ -8,7 +8,12 @@ async function keyPair(kid: string) {
   return { privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: "ES256" } as JWK };
 }
 
-function sign(privateKey: Parameters<SignJWT["sign"]>[0], kid: string, claims: Record<string, unknown> = {}, expiresIn = "15m") {
+function sign(
+  privateKey: Parameters<SignJWT["sign"]>[0],
+  kid: string,
+  claims: Record<string, unknown> = {},
+  expiresIn: string | number = "15m",
+) {
   return new SignJWT({ role: "CUSTOMER", sid: "s1", did: "d1", ...claims })
     .setProtectedHeader({ alg: "ES256", kid })
     .setSubject("u1")
@@ -47,6 +52,28 @@ describe("access token verification", async () => {
     });
     await expect(verify(`Bearer ${await sign(good.privateKey, "k9")}`)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
     await expect(verify("Basic dXNlcjpwYXNz")).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+  });
+
+  it("checks a token's signature once while it is fresh, and refuses it again once it expired", async () => {
+    const jwks = createLocalJWKSet({ keys: [good.publicJwk] });
+    let keyLookups = 0;
+    const counting = createTokenVerifier((header, token) => {
+      keyLookups++;
+      return jwks(header, token);
+    });
+    const token = `Bearer ${await sign(good.privateKey, "k1", {}, Math.floor(Date.now() / 1000) + 2)}`;
+    const first = await counting(token);
+    expect(await counting(token)).toEqual(first);
+    expect(keyLookups).toBe(1);
+    // A different text (another token of the same caller) is verified on its own.
+    await counting(`Bearer ${await sign(good.privateKey, "k1", { did: "d2" })}`);
+    expect(keyLookups).toBe(2);
+    vi.useFakeTimers({ now: Date.now() + 3_000 });
+    try {
+      await expect(counting(token)).rejects.toMatchObject({ code: "UNAUTHENTICATED", message: "Access token expired" });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("does not blame the caller when auth's keys cannot be fetched", async () => {

@@ -74,17 +74,51 @@ export async function verifyLiveSession(
  * unknown kid). No header → anonymous (undefined); a bad token → UNAUTHENTICATED, never anonymous,
  * so a broken token cannot fall back to public access silently.
  */
+/**
+ * Tokens verified lately, by their exact text (signature included, so no other text can hit an
+ * entry): a client sends the same access token with every request of its lifetime, and the
+ * signature check (ES256 through WebCrypto) was a tenth of a subgraph's CPU in a profile. An entry
+ * lives at most VERIFIED_TOKEN_TTL_MS and never past the token's exp, so a key auth withdraws stops
+ * working within that time. Revocation is not cached: verifyLiveSession asks Redis every time.
+ */
+const VERIFIED_TOKEN_TTL_MS = 60_000;
+const VERIFIED_TOKENS_MAX = 10_000;
+
+class VerifiedTokens {
+  private readonly entries = new Map<string, { caller: Caller; until: number }>();
+
+  get(token: string): Caller | undefined {
+    const entry = this.entries.get(token);
+    if (!entry) return undefined;
+    if (Date.now() >= entry.until) {
+      this.entries.delete(token);
+      return undefined;
+    }
+    return { ...entry.caller };
+  }
+
+  set(token: string, caller: Caller, expiresAtMs: number): void {
+    // The oldest entry goes first (a Map iterates in insertion order): memory stays bounded.
+    if (this.entries.size >= VERIFIED_TOKENS_MAX) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(token, { caller, until: Math.min(expiresAtMs, Date.now() + VERIFIED_TOKEN_TTL_MS) });
+  }
+}
+
 export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVerifier {
   const keys =
     typeof jwksUrl === "string"
       ? createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 15_000 })
       : jwksUrl;
+  const verified = new VerifiedTokens();
   return async (authorization) => {
     if (!authorization) return undefined;
     const match = /^(?:Bearer|DPoP) ([A-Za-z0-9._~+/=-]{10,4096})$/.exec(authorization.trim());
     if (!match) throw new DomainError("UNAUTHENTICATED", "Authorization must be a Bearer (or DPoP) token");
+    const token = match[1]!;
+    const known = verified.get(token);
+    if (known) return known;
     try {
-      const { payload } = await jwtVerify(match[1]!, keys, {
+      const { payload } = await jwtVerify(token, keys, {
         issuer: ACCESS_TOKEN.issuer,
         audience: ACCESS_TOKEN.audience,
         algorithms: [ACCESS_TOKEN.algorithm],
@@ -96,7 +130,7 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
       if (confirmation !== undefined && (typeof confirmation !== "object" || typeof confirmation?.jkt !== "string")) {
         throw new DomainError("UNAUTHENTICATED", "Token has an unreadable cnf claim");
       }
-      return {
+      const caller: Caller = {
         boundDeviceKey: confirmation?.jkt as string | undefined,
         userId: String(payload.sub),
         role,
@@ -104,6 +138,8 @@ export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVer
         deviceId: String(payload.did),
         tokenId: String(payload.jti),
       };
+      verified.set(token, caller, Number(payload.exp) * 1000);
+      return { ...caller };
     } catch (error) {
       if (error instanceof DomainError) throw error;
       // Auth's key set unreachable or broken is our fault, not the caller's: not UNAUTHENTICATED.
