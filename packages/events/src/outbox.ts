@@ -170,20 +170,26 @@ export class OutboxRelay {
     const { db, js } = this.options;
     return db.$transaction(
       async (tx) => {
+        // Claimed and marked in one statement; the mark commits only with the publishes that
+        // JetStream acknowledged (a failed row is unmarked below, a crash rolls all of it back).
         const rows = await tx.$queryRawUnsafe<OutboxRow[]>(
-          `SELECT seq, id::text AS id, subject, payload FROM outbox_event
-            WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          `UPDATE outbox_event SET published_at = now()
+            WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING seq, id::text AS id, subject, payload`,
           this.batchSize,
         );
         if (rows.length === 0) return { claimed: 0, published: 0 };
+        // RETURNING has no order: the outbox's is seq's.
+        rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
         // Issued in order on one connection, so the stream keeps the outbox order.
         // async: a row that throws while being prepared fails alone, like one JetStream refuses.
         const results = await Promise.allSettled(rows.map(async (row) => publishRow(js, row, this.publishTimeoutMs)));
         const published = rows.filter((_, index) => results[index]!.status === "fulfilled");
-        if (published.length > 0) {
+        const unpublished = rows.filter((_, index) => results[index]!.status === "rejected");
+        if (unpublished.length > 0) {
           await tx.$executeRawUnsafe(
-            `UPDATE outbox_event SET published_at = now() WHERE seq = ANY($1::bigint[])`,
-            published.map((row) => row.seq.toString()),
+            `UPDATE outbox_event SET published_at = NULL WHERE seq = ANY($1::bigint[])`,
+            unpublished.map((row) => row.seq.toString()),
           );
         }
         const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
