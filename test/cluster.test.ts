@@ -18,7 +18,7 @@ import {
   expectEveryEventAudited,
   openFundedAccounts,
   sendTransfers,
-  transfersInFlight,
+  whenTransfersInFlight,
 } from "./support/bank.ts";
 
 const ACCOUNTS = 12;
@@ -97,7 +97,7 @@ describe("the platform as a cluster", () => {
     const customers = await openFundedAccounts(stack, DEPOSITS);
     const load = sendTransfers(stack, customers, { count: TRANSFERS, inFlight: IN_FLIGHT, paceMs: PACE_MS, keyPrefix: "cluster" });
     const inFlightAtFault: Record<string, number> = {};
-    const inFlight = () => transfersInFlight(stack.databaseUrls.transactions);
+    const inFlight = () => whenTransfersInFlight(stack.databaseUrls.transactions);
     const node = stack.natsCluster!.nodes[1]!;
     const faults = (async () => {
       await sleep(1_500);

@@ -16,7 +16,7 @@ import {
   expectEveryEventAudited,
   openFundedAccounts,
   sendTransfers,
-  transfersInFlight,
+  whenTransfersInFlight,
 } from "./support/bank.ts";
 
 const ACCOUNTS = 12;
@@ -49,7 +49,7 @@ describe("PostgreSQL and Redis faults under load", () => {
     const faults = (async () => {
       for (const kind of ["fast", "kill"] as const) {
         await sleep(2_000);
-        inFlightAtFault[kind] = await transfersInFlight(stack.databaseUrls.transactions);
+        inFlightAtFault[kind] = await whenTransfersInFlight(stack.databaseUrls.transactions);
         await postgres.fault(kind);
         await sleep(1_500);
         await postgres.restart();

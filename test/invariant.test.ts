@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestStack, type TestStack } from "@vaultpay/testing";
-import { FAULT_TEST_ENV, expectBankInvariant, openFundedAccounts, sendTransfers, transfersInFlight } from "./support/bank.ts";
+import { FAULT_TEST_ENV, expectBankInvariant, openFundedAccounts, sendTransfers, whenTransfersInFlight } from "./support/bank.ts";
 
 const ACCOUNTS = 20;
 const TRANSFERS = 200;
@@ -38,7 +38,7 @@ describe("bank invariant under faults", () => {
     const load = sendTransfers(stack, customers, { count: TRANSFERS, inFlight: IN_FLIGHT, paceMs: PACE_MS, keyPrefix: "invariant" });
     // Transfers still in their saga when each process dies: the faults must hit work in progress.
     const inFlightAtKill: Record<string, number> = {};
-    const inFlight = () => transfersInFlight(stack.databaseUrls.transactions);
+    const inFlight = () => whenTransfersInFlight(stack.databaseUrls.transactions);
     const faults = (async () => {
       await sleep(1_500);
       inFlightAtKill.accounts = await inFlight();

@@ -140,6 +140,20 @@ export async function transfersInFlight(transactionsUrl: string): Promise<number
 }
 
 /**
+ * Waits (up to `timeoutMs`) until transfers are in their saga, and says how many: a fault test
+ * kills a process when work is in progress, however fast the saga has become; -1 or 0 after the
+ * timeout (the test's own check then fails).
+ */
+export async function whenTransfersInFlight(transactionsUrl: string, timeoutMs = 5_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const count = await transfersInFlight(transactionsUrl);
+    if (count > 0 || Date.now() >= deadline) return count;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
  * Once every transfer has ended: each is terminal, each saga step was applied at most once and as
  * its status says, no money moved for a transfer transactions does not know, every balance equals
  * its journal, and the money in all accounts equals the money deposited. Returns the outcomes.
