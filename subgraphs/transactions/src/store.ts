@@ -8,43 +8,60 @@ import type { TransferStatus } from "./transfers.ts";
 
 type TransferRow = Awaited<ReturnType<Tx["transfer"]["findUniqueOrThrow"]>>;
 
-/** The columns of the saga's state, under the model's field names, for raw locking reads. */
-const LOCKED_TRANSFER_COLUMNS = [
-  "id::text AS id",
-  `user_id AS "userId"`,
-  `from_account_id AS "fromAccountId"`,
-  `to_account_id AS "toAccountId"`,
-  `amount_minor AS "amountMinor"`,
-  "currency",
-  "status::text AS status",
-  "step::text AS step",
-  `step_attempts AS "stepAttempts"`,
-  `failure_reason AS "failureReason"`,
-  `request_device_id AS "requestDeviceId"`,
-  `request_device_proven AS "requestDeviceProven"`,
-  `session_device_id AS "sessionDeviceId"`,
-  `correlation_id AS "correlationId"`,
-  `created_at AS "createdAt"`,
-].join(", ");
+/**
+ * Each column of a transfer as raw statements select it, under the model's field name (keyed by
+ * every field: a new column cannot be forgotten here).
+ */
+const TRANSFER_COLUMN: Record<keyof TransferRow, string> = {
+  id: "id::text AS id",
+  userId: `user_id AS "userId"`,
+  fromAccountId: `from_account_id AS "fromAccountId"`,
+  fromMaskedNumber: `from_masked_number AS "fromMaskedNumber"`,
+  toAccountId: `to_account_id AS "toAccountId"`,
+  toUserId: `to_user_id AS "toUserId"`,
+  toMaskedNumber: `to_masked_number AS "toMaskedNumber"`,
+  amountMinor: `amount_minor AS "amountMinor"`,
+  currency: "currency",
+  note: "note",
+  status: "status::text AS status",
+  failureReason: `failure_reason AS "failureReason"`,
+  idempotencyKey: `idempotency_key AS "idempotencyKey"`,
+  requestHash: `request_hash AS "requestHash"`,
+  requestDeviceId: `request_device_id AS "requestDeviceId"`,
+  requestDeviceProven: `request_device_proven AS "requestDeviceProven"`,
+  sessionDeviceId: `session_device_id AS "sessionDeviceId"`,
+  correlationId: `correlation_id AS "correlationId"`,
+  step: "step::text AS step",
+  stepAttempts: `step_attempts AS "stepAttempts"`,
+  stepDeadlineAt: `step_deadline_at AS "stepDeadlineAt"`,
+  createdAt: `created_at AS "createdAt"`,
+  updatedAt: `updated_at AS "updatedAt"`,
+};
 
-type LockedTransferRow = Pick<
-  TransferRow,
-  | "id"
-  | "userId"
-  | "fromAccountId"
-  | "toAccountId"
-  | "amountMinor"
-  | "currency"
-  | "status"
-  | "step"
-  | "stepAttempts"
-  | "failureReason"
-  | "requestDeviceId"
-  | "requestDeviceProven"
-  | "sessionDeviceId"
-  | "correlationId"
-  | "createdAt"
->;
+/** The fields of the saga's state: what its raw locking reads select. */
+const LOCKED_FIELDS = [
+  "id",
+  "userId",
+  "fromAccountId",
+  "toAccountId",
+  "amountMinor",
+  "currency",
+  "status",
+  "step",
+  "stepAttempts",
+  "failureReason",
+  "requestDeviceId",
+  "requestDeviceProven",
+  "sessionDeviceId",
+  "correlationId",
+  "createdAt",
+] as const satisfies ReadonlyArray<keyof TransferRow>;
+
+const LOCKED_TRANSFER_COLUMNS = LOCKED_FIELDS.map((field) => TRANSFER_COLUMN[field]).join(", ");
+/** Every column: for raw statements that return whole rows. */
+const TRANSFER_COLUMNS = Object.values(TRANSFER_COLUMN).join(", ");
+
+type LockedTransferRow = Pick<TransferRow, (typeof LOCKED_FIELDS)[number]>;
 
 export function toState(row: LockedTransferRow): TransferState {
   return {
@@ -196,33 +213,6 @@ export async function lockOverdue(tx: Tx, limit: number): Promise<TransferState[
 /** A new transfer's every column: what initiate decides. */
 export type NewTransfer = Omit<TransferRow, "failureReason"> & { failureReason?: null };
 
-/** Every column of a transfer under the model's field names, for raw statements that return whole rows. */
-const TRANSFER_COLUMNS = [
-  "id::text AS id",
-  `user_id AS "userId"`,
-  `from_account_id AS "fromAccountId"`,
-  `from_masked_number AS "fromMaskedNumber"`,
-  `to_account_id AS "toAccountId"`,
-  `to_user_id AS "toUserId"`,
-  `to_masked_number AS "toMaskedNumber"`,
-  `amount_minor AS "amountMinor"`,
-  "currency",
-  "note",
-  "status::text AS status",
-  `failure_reason AS "failureReason"`,
-  `idempotency_key AS "idempotencyKey"`,
-  `request_hash AS "requestHash"`,
-  `request_device_id AS "requestDeviceId"`,
-  `request_device_proven AS "requestDeviceProven"`,
-  `session_device_id AS "sessionDeviceId"`,
-  `correlation_id AS "correlationId"`,
-  "step::text AS step",
-  `step_attempts AS "stepAttempts"`,
-  `step_deadline_at AS "stepDeadlineAt"`,
-  `created_at AS "createdAt"`,
-  `updated_at AS "updatedAt"`,
-].join(", ");
-
 /**
  * Inserts a new transfer with whatever starts it (`start`: its first status and the events it
  * emits) in one statement — one round trip instead of a transaction of five on the path a customer
@@ -356,7 +346,6 @@ export async function findHistories(db: Db, transferIds: readonly string[]) {
   return transferIds.map((id) => byTransfer.get(id)!);
 }
 
-/** Directory entries of a transfer's two ends, in one round trip: the source by id, the destination by its number's blind index. */
 /** An account as the directory knows it. */
 export interface DirectoryEntry {
   accountId: string;
