@@ -70,11 +70,6 @@ export async function verifyLiveSession(
 }
 
 /**
- * Verifies `Authorization: Bearer <jwt>` against auth's JWKS (cached by jose, refetched on an
- * unknown kid). No header → anonymous (undefined); a bad token → UNAUTHENTICATED, never anonymous,
- * so a broken token cannot fall back to public access silently.
- */
-/**
  * Tokens verified lately, by their exact text (signature included, so no other text can hit an
  * entry): a client sends the same access token with every request of its lifetime, and the
  * signature check (ES256 through WebCrypto) was a tenth of a subgraph's CPU in a profile. An entry
@@ -104,6 +99,11 @@ class VerifiedTokens {
   }
 }
 
+/**
+ * Verifies `Authorization: Bearer <jwt>` against auth's JWKS (cached by jose, refetched on an
+ * unknown kid). No header → anonymous (undefined); a bad token → UNAUTHENTICATED, never anonymous,
+ * so a broken token cannot fall back to public access silently.
+ */
 export function createTokenVerifier(jwksUrl: string | JWTVerifyGetKey): TokenVerifier {
   const keys =
     typeof jwksUrl === "string"
