@@ -106,8 +106,9 @@ async function* transferStatusChanged(args: ExecutionArgs, state: ConnectionStat
       };
       return;
     }
-    let { [HISTORY_KEY]: history, ...transfer } = snapshot.data.transfer;
-    for (const change of history as StatusChange[]) yield progress.payload(transfer, change);
+    const first = withoutHistory(snapshot.data.transfer);
+    let transfer = first.transfer;
+    for (const change of first.history) yield progress.payload(transfer, change);
     while (!progress.finished && Date.now() < deadline) {
       const change = await nextChange(inbox, progress, deps.recheckMs, () => ask(STATUS_QUERY, { id: plan.transferId }));
       if (!change) continue;
@@ -119,13 +120,19 @@ async function* transferStatusChanged(args: ExecutionArgs, state: ConnectionStat
           yield { errors: revive(fresh.errors ?? []) };
           return;
         }
-        ({ [HISTORY_KEY]: history, ...transfer } = fresh.data.transfer);
+        transfer = withoutHistory(fresh.data.transfer).transfer;
       }
       yield progress.payload(transfer, change);
     }
   } finally {
     inbox.close();
   }
+}
+
+/** The snapshot's transfer as the subscriber selected it, and the history the gateway asked beside it. */
+function withoutHistory(snapshot: Record<string, unknown>): { transfer: Record<string, unknown>; history: StatusChange[] } {
+  const { [HISTORY_KEY]: history, ...transfer } = snapshot;
+  return { transfer, history: history as StatusChange[] };
 }
 
 /** The next change to report: from the feed, or, when it stayed silent for recheckMs, from the graph in case an event was missed. */
