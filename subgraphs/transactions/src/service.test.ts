@@ -5,7 +5,7 @@ import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT, luhnCheckDigit } from "@vaultpay/money";
 import { createTestDatabase } from "@vaultpay/testing";
-import { createDb, type Db } from "./db.ts";
+import { createDb, type Db, type Tx } from "./db.ts";
 import { recordAccount, TransferService } from "./service.ts";
 
 const blindIndexKey = Buffer.alloc(32, 7);
@@ -108,7 +108,22 @@ describe("TransferService: what the receiver of a transfer sees", () => {
     tokenId: randomUUID(),
   });
   const [alice, bob, carol, admin] = [person(), person(), person(), person("ADMIN")];
-  const accounts = new Map<Caller, { savings: { id: string; number: string }; current: { id: string; number: string } }>();
+  type Accounts = { savings: { id: string; number: string }; current: { id: string; number: string } };
+  const accounts = new Map<Caller, Accounts>();
+  /** A customer's savings and current account, in the directory as account.created puts them there. */
+  const recordAccountsOf = async (tx: Tx, who: Caller, owned: Accounts) => {
+    accounts.set(who, owned);
+    for (const [type, account] of [["SAVINGS", owned.savings] as const, ["CURRENT", owned.current] as const]) {
+      await recordAccount(tx, {
+        accountId: account.id,
+        userId: who.userId,
+        type,
+        currency: "INR",
+        maskedNumber: `••••${account.number.slice(-4)}`,
+        numberBlindIndex: blindIndex({ blindIndexKey }, account.number, ACCOUNT_NUMBER_CONTEXT),
+      });
+    }
+  };
 
   beforeAll(async () => {
     database = await createTestDatabase("transactions");
@@ -121,17 +136,7 @@ describe("TransferService: what the receiver of a transfer sees", () => {
           id: randomUUID(),
           number,
         }));
-        accounts.set(who, { savings: savings!, current: current! });
-        for (const [type, account] of [["SAVINGS", savings!] as const, ["CURRENT", current!] as const]) {
-          await recordAccount(tx, {
-            accountId: account.id,
-            userId: who.userId,
-            type,
-            currency: "INR",
-            maskedNumber: `••••${account.number.slice(-4)}`,
-            numberBlindIndex: blindIndex({ blindIndexKey }, account.number, ACCOUNT_NUMBER_CONTEXT),
-          });
-        }
+        await recordAccountsOf(tx, who, { savings: savings!, current: current! });
       }
     });
   });
@@ -212,19 +217,7 @@ describe("TransferService: what the receiver of a transfer sees", () => {
       savings: { id: randomUUID(), number: accountNumber("30000000000") },
       current: { id: randomUUID(), number: accountNumber("30000000001") },
     };
-    accounts.set(dave, daveAccounts);
-    await db.$transaction(async (tx) => {
-      for (const [type, account] of [["SAVINGS", daveAccounts.savings] as const, ["CURRENT", daveAccounts.current] as const]) {
-        await recordAccount(tx, {
-          accountId: account.id,
-          userId: dave.userId,
-          type,
-          currency: "INR",
-          maskedNumber: `••••${account.number.slice(-4)}`,
-          numberBlindIndex: blindIndex({ blindIndexKey }, account.number, ACCOUNT_NUMBER_CONTEXT),
-        });
-      }
-    });
+    await db.$transaction((tx) => recordAccountsOf(tx, dave, daveAccounts));
     const order = [
       await send(dave, carol, "COMPLETED"),
       await send(carol, dave, "COMPLETED"),
