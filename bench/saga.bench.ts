@@ -51,15 +51,18 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
-      const { rows } = await client.query<{ calls: string; query: string }>(
-        `SELECT calls::text, regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements s
+      const { rows } = await client.query<{ calls: string; ms: number; query: string }>(
+        `SELECT calls::text, total_exec_time AS ms, regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements s
            JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() ORDER BY s.calls DESC`,
       );
       const sum = rows.reduce((total, row) => total + Number(row.calls), 0);
-      totals.push(`${service} ${(sum / transfers).toFixed(1)}`);
-      detail.push(`  ${service}:`);
+      const ms = rows.reduce((total, row) => total + row.ms, 0);
+      totals.push(`${service} ${(sum / transfers).toFixed(1)} (${(ms / transfers).toFixed(2)} ms)`);
+      detail.push(`  ${service}: statements and execution ms per transfer`);
       for (const row of rows.slice(0, top))
-        detail.push(`    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)}  ${row.query.slice(0, 150)}`);
+        detail.push(
+          `    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)} ${(row.ms / transfers).toFixed(3).padStart(7)}  ${row.query.slice(0, 150)}`,
+        );
     } finally {
       await client.end();
     }

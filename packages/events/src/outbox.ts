@@ -3,7 +3,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpay/kit";
 import { SpanKind, TRACEPARENT, endSpan, startSpan, traceparentOf, type Span } from "@vaultpay/telemetry";
 import type { Event } from "./envelope.ts";
-import type { SqlDatabase, SqlExecutor } from "./sql.ts";
+import { preferIndexScans, type SqlDatabase, type SqlExecutor } from "./sql.ts";
 
 /** Events appended inside a transaction that buffers them (withBufferedOutbox), by transaction. */
 const buffers = new WeakMap<SqlExecutor, Event[]>();
@@ -113,6 +113,11 @@ export interface OutboxRelayOptions {
   publishTimeoutMs?: number;
 }
 
+/** The relay's claim of up to $1 pending rows, oldest first, marked published (see publishBatch). */
+export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
+  WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+  RETURNING seq, id::text AS id, subject, payload`;
+
 interface OutboxRow {
   seq: bigint;
   id: string;
@@ -170,14 +175,10 @@ export class OutboxRelay {
     const { db, js } = this.options;
     return db.$transaction(
       async (tx) => {
+        await preferIndexScans(tx);
         // Claimed and marked in one statement; the mark commits only with the publishes that
         // JetStream acknowledged (a failed row is unmarked below, a crash rolls all of it back).
-        const rows = await tx.$queryRawUnsafe<OutboxRow[]>(
-          `UPDATE outbox_event SET published_at = now()
-            WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING seq, id::text AS id, subject, payload`,
-          this.batchSize,
-        );
+        const rows = await tx.$queryRawUnsafe<OutboxRow[]>(CLAIM_OUTBOX_ROWS, this.batchSize);
         if (rows.length === 0) return { claimed: 0, published: 0 };
         // RETURNING has no order: the outbox's is seq's.
         rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));

@@ -22,3 +22,18 @@ export async function lockKeys(tx: SqlExecutor, keys: readonly string[]): Promis
     [...new Set(keys)].sort(),
   );
 }
+
+/**
+ * For the rest of this transaction, scans walk indexes in order: no bitmap scans, and no sequential
+ * scan where an index serves. For queue-like claims (`… WHERE <not done> ORDER BY … LIMIT n FOR
+ * UPDATE SKIP LOCKED`) on tables whose rows leave the queue by an UPDATE: every row that left
+ * leaves a dead index entry behind until VACUUM, and a bitmap scan visits all of them on every
+ * claim, while a plain index scan marks them dead the first time it meets them and skips them
+ * afterwards. With statistics from when the table was small, the planner also joins the claimed
+ * rows back to a sequential scan of the whole table. Measured on the transactions outbox after
+ * 1,500 transfers (10,500 dead entries): 16–33 ms per empty claim, 2 ms for the first claim as an
+ * index scan, 0.06 ms from then on.
+ */
+export async function preferIndexScans(tx: SqlExecutor): Promise<void> {
+  await tx.$queryRawUnsafe(`SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`);
+}

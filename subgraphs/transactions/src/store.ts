@@ -1,5 +1,5 @@
 /** Prisma behind the saga's store port and the transfer queries. */
-import { appendToOutbox, createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
+import { appendToOutbox, createEvent, preferIndexScans, type Event, type EventData, type EventType } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
 import type { Prisma } from "./generated/prisma/client.ts";
@@ -201,6 +201,8 @@ export class BatchSagaStore implements SagaStore {
 
 /** Transfers whose current step is overdue, locked for this transaction (replicas skip each other's). */
 export async function lockOverdue(tx: Tx, limit: number): Promise<TransferState[]> {
+  // Each saga step moves a transfer's deadline and leaves its old index entry behind, dead, until VACUUM.
+  await preferIndexScans(tx);
   const rows = await tx.$queryRawUnsafe<LockedTransferRow[]>(
     `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer
       WHERE step <> 'NONE' AND step_deadline_at < now()

@@ -1,0 +1,93 @@
+/**
+ * The relay's claim stays cheap however many rows were published since the last VACUUM: with
+ * preferIndexScans it walks the outbox's index in order (and marks dead entries as it meets them)
+ * instead of a bitmap scan that visits every dead entry on every claim. And the setting ends with
+ * its transaction: the pooled connection goes back as it came.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { CLAIM_OUTBOX_ROWS, preferIndexScans, type SqlExecutor } from "@vaultpay/events";
+import { createTestDatabase } from "@vaultpay/testing";
+
+interface PlanNode {
+  "Node Type": string;
+  "Shared Hit Blocks"?: number;
+  "Shared Read Blocks"?: number;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+describe("the outbox relay's claim", () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let sql: pg.Client;
+  /** The events package's executor shape over this one connection. */
+  let executor: SqlExecutor;
+
+  beforeAll(async () => {
+    database = await createTestDatabase("audit");
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    executor = {
+      $executeRawUnsafe: async (query, ...values) => (await sql.query(query, values)).rowCount ?? 0,
+      $queryRawUnsafe: async <T>(query: string, ...values: unknown[]) => (await sql.query(query, values)).rows as T,
+    };
+    // 5,000 rows published (each leaves a dead index entry until VACUUM), then 3 pending.
+    // As in a running service: statistics from when the table was small, no VACUUM since.
+    await sql.query(`ALTER TABLE outbox_event SET (autovacuum_enabled = false)`);
+    await sql.query(`ANALYZE outbox_event`);
+    await sql.query(
+      `INSERT INTO outbox_event (id, subject, type, payload) SELECT gen_random_uuid(), 'x', 'x', '{}'::jsonb FROM generate_series(1, 5000)`,
+    );
+    await sql.query(`UPDATE outbox_event SET published_at = now()`);
+    await sql.query(
+      `INSERT INTO outbox_event (id, subject, type, payload) SELECT gen_random_uuid(), 'x', 'x', '{}'::jsonb FROM generate_series(1, 3)`,
+    );
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await database?.drop();
+  });
+
+  /** The claim's plan as run (rolled back: nothing is marked), inside a transaction that preferred index scans or not. */
+  async function claimPlan(indexScans: boolean): Promise<{ nodes: PlanNode[]; claimed: number }> {
+    await sql.query("BEGIN");
+    try {
+      if (indexScans) await preferIndexScans(executor);
+      const explained = await sql.query<{ "QUERY PLAN": Array<{ Plan: PlanNode; "Actual Rows"?: number }> }>(
+        `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${CLAIM_OUTBOX_ROWS.replace("$1", "100")}`,
+      );
+      const root = explained.rows[0]!["QUERY PLAN"][0]!.Plan;
+      return { nodes: nodes(root), claimed: (root as PlanNode & { "Actual Rows": number })["Actual Rows"] };
+    } finally {
+      await sql.query("ROLLBACK");
+    }
+  }
+
+  it("walks the index in order and touches a handful of pages once dead entries were met", async () => {
+    const first = await claimPlan(true);
+    expect(first.claimed).toBe(3);
+    const scans = first.nodes.map((node) => node["Node Type"]).filter((type) => type.endsWith("Scan") && type !== "Subquery Scan");
+    expect(scans.length).toBeGreaterThan(0);
+    expect(scans.every((type) => type === "Index Scan")).toBe(true);
+    const again = await claimPlan(true);
+    expect(again.claimed).toBe(3);
+    // The dead entries the first scan met are marked now: finding the rows reads the index's leaf
+    // pages and the three rows, not the table (a bitmap or sequential scan reads all of it, every time).
+    const tablePages = Number((await sql.query(`SELECT pg_relation_size('outbox_event') / 8192 AS pages`)).rows[0].pages);
+    const limit = again.nodes.find((node) => node["Node Type"] === "Limit")!;
+    expect((limit["Shared Hit Blocks"] ?? 0) + (limit["Shared Read Blocks"] ?? 0)).toBeLessThan(tablePages / 3);
+  });
+
+  it("gives the settings back at the end of the transaction", async () => {
+    const settings = async () =>
+      (await sql.query(`SELECT current_setting('enable_bitmapscan') AS bitmap, current_setting('enable_seqscan') AS seq`)).rows[0];
+    await sql.query("BEGIN");
+    await preferIndexScans(executor);
+    expect(await settings()).toEqual({ bitmap: "off", seq: "off" });
+    await sql.query("COMMIT");
+    expect(await settings()).toEqual({ bitmap: "on", seq: "on" });
+  });
+});
