@@ -24,7 +24,8 @@ import { DeliveryError } from "./notifiers.ts";
 import {
   claimNotices,
   countStuckSending,
-  finishNotice,
+  failNotice,
+  markNoticesSent,
   insertTransferNotices,
   retryNoticeLater,
   type ClaimedNotice,
@@ -164,7 +165,14 @@ export class TransferNoticeSender {
   private async round(): Promise<void> {
     for (;;) {
       const claimed = await this.claim();
-      for (const notice of claimed) await this.send(notice);
+      const sent: string[] = [];
+      try {
+        for (const notice of claimed) if (await this.send(notice)) sent.push(notice.id);
+      } finally {
+        // One statement (one commit) for the round's sent notices. What is claimed is never sent
+        // again: a crash before this leaves them SENDING, as a crash between send and mark did.
+        if (sent.length > 0) await markNoticesSent(this.options.db, sent);
+      }
       if (claimed.length < this.batchSize || this.stopped) return;
     }
   }
@@ -174,13 +182,14 @@ export class TransferNoticeSender {
     return claimNotices(this.options.db, this.batchSize);
   }
 
-  private async send(notice: ClaimedNotice): Promise<void> {
+  /** Sends one claimed notice; true when its email went out (the caller marks it SENT). */
+  private async send(notice: ClaimedNotice): Promise<boolean> {
     const { db, notifier, logger } = this.options;
     const contact = await this.options.contactOf(notice);
     if (!contact) {
-      await finishNotice(db, notice.id, "FAILED");
+      await failNotice(db, notice.id);
       logger.warn({ transferId: notice.transfer_id }, "transfer notice for an unknown user: dropped");
-      return;
+      return false;
     }
     const content = transferNoticeMessage({
       transferId: notice.transfer_id,
@@ -200,9 +209,8 @@ export class TransferNoticeSender {
         { transferId: notice.transfer_id, attempts: notice.attempts, gaveUp: giveUp, reason: (error as Error).message },
         "transfer notice not sent",
       );
-      return;
+      return false;
     }
-    await finishNotice(db, notice.id, "SENT");
     // The SMS is a courtesy copy: once the email went out, an SMS failure does not resend the email.
     if (contact.phone && notifier.has("sms")) {
       await notifier.send({ to: contact.phone, channel: "sms", body: content.text, code: null }).catch((error: unknown) => {
@@ -210,5 +218,6 @@ export class TransferNoticeSender {
       });
     }
     logger.info({ transferId: notice.transfer_id, status: notice.status }, "transfer notice sent");
+    return true;
   }
 }

@@ -229,10 +229,14 @@ export function claimNotices(db: Db, limit: number): Promise<ClaimedNotice[]> {
   });
 }
 
-/** A claimed notice's end: SENT (with its time) or FAILED for good. */
-export async function finishNotice(db: Db, id: string, state: "SENT" | "FAILED"): Promise<void> {
-  if (state === "SENT") await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = $1::uuid`, id);
-  else await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, id);
+/** Claimed notices whose email went out: SENT, with the time, in one statement. */
+export async function markNoticesSent(db: Db, ids: readonly string[]): Promise<void> {
+  await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = ANY($1::uuid[])`, ids);
+}
+
+/** A claimed notice that can never be sent (no such user): FAILED for good. */
+export async function failNotice(db: Db, id: string): Promise<void> {
+  await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, id);
 }
 
 /** A refused send: back to PENDING, due again after `delaySeconds` (or FAILED when given up). */
