@@ -1,3 +1,4 @@
+import { v7 as uuidv7 } from "uuid";
 import { appendToOutbox, preferIndexScans, type Event } from "@vaultpay/events";
 import type { AuthStore, DeviceRecord, RefreshTokenRecord, StartedSession, UserRecord } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
@@ -199,7 +200,20 @@ export interface TransferNoticeRow {
 /** The notices terminal transfer events call for; one already there for a transfer and status is kept (unique). */
 export async function insertTransferNotices(tx: Tx, notices: readonly TransferNoticeRow[]): Promise<void> {
   if (notices.length === 0) return;
-  await tx.transferNotice.createMany({ data: [...notices], skipDuplicates: true });
+  // Raw and set-based: on every transfer's path, Prisma's query compiler cost more than the insert.
+  await tx.$executeRawUnsafe(
+    `INSERT INTO transfer_notice (id, transfer_id, status, user_id, amount_minor, currency, reason, event_id)
+     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::uuid[])
+     ON CONFLICT DO NOTHING`,
+    notices.map(() => uuidv7()),
+    notices.map((notice) => notice.transferId),
+    notices.map((notice) => notice.status),
+    notices.map((notice) => notice.userId),
+    notices.map((notice) => notice.amountMinor.toString()),
+    notices.map((notice) => notice.currency),
+    notices.map((notice) => notice.reason),
+    notices.map((notice) => notice.eventId),
+  );
 }
 
 /** Notices still SENDING this long after their claim (rows from before claimed_at count from their creation). */

@@ -45,9 +45,18 @@ export async function lockFraudKeys(tx: Tx, keys: readonly string[]): Promise<vo
   );
 }
 
-/** Many checks in one query, in the order asked (undefined where there is none). */
+/** The columns of a stored check, under the names of `CheckRow`, for raw reads. */
+const CHECK_COLUMNS = `transfer_id AS "transferId", user_id AS "userId", risk_score AS "riskScore", passed, reasons, evaluation,
+  checked_at AS "checkedAt"`;
+
+/**
+ * Many checks in one query, in the order asked (undefined where there is none). Raw, as is
+ * insertCheck: on the saga's path Prisma's query compiler cost more than the statement.
+ */
 export async function findChecks(db: Db | Tx, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
-  const rows = await db.fraudCheck.findMany({ where: { transferId: { in: [...transferIds] } }, select: checkColumns });
+  const rows = await db.$queryRawUnsafe<CheckRow[]>(`SELECT ${CHECK_COLUMNS} FROM fraud_check WHERE transfer_id = ANY($1::text[])`, [
+    ...transferIds,
+  ]);
   const byTransfer = new Map(rows.map((row) => [row.transferId, toStoredCheck(row)]));
   return transferIds.map((id) => byTransfer.get(id));
 }
@@ -125,29 +134,41 @@ export async function insertCheck(
   check: { transfer: Transfer; verdict: Verdict; evaluation: Evaluation; requestEventId: string; checkedAt: Date },
 ): Promise<StoredCheck> {
   const { transfer, verdict } = check;
-  const row = await tx.fraudCheck.create({
-    data: {
-      transferId: transfer.transferId,
-      userId: transfer.userId,
-      fromAccountId: transfer.fromAccountId,
-      toAccountId: transfer.toAccountId,
-      amountMinor: transfer.amountMinor,
-      currency: transfer.currency,
-      requestDeviceId: transfer.requestDeviceId,
-      deviceProven: transfer.deviceProven,
-      sessionDeviceId: transfer.sessionDeviceId,
-      // An unparseable time is stored as the check time; the verdict already failed closed on it.
-      initiatedAt: Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt,
-      riskScore: verdict.riskScore,
-      passed: verdict.passed,
-      reasons: verdict.reasons,
-      evaluation: check.evaluation as unknown as Prisma.InputJsonValue,
-      requestEventId: check.requestEventId,
-      checkedAt: check.checkedAt,
-    },
-    select: checkColumns,
+  // An unparseable time is stored as the check time; the verdict already failed closed on it.
+  const initiatedAt = Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt;
+  const evaluation = JSON.stringify(check.evaluation);
+  await tx.$executeRawUnsafe(
+    `INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
+                              device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
+                              request_event_id, checked_at)
+     VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)`,
+    transfer.transferId,
+    transfer.userId,
+    transfer.fromAccountId,
+    transfer.toAccountId,
+    transfer.amountMinor.toString(),
+    transfer.currency,
+    transfer.requestDeviceId,
+    transfer.deviceProven,
+    transfer.sessionDeviceId,
+    initiatedAt.toISOString(),
+    verdict.riskScore,
+    verdict.passed,
+    verdict.reasons,
+    evaluation,
+    check.requestEventId,
+    check.checkedAt.toISOString(),
+  );
+  return toStoredCheck({
+    transferId: transfer.transferId,
+    userId: transfer.userId,
+    riskScore: verdict.riskScore,
+    passed: verdict.passed,
+    reasons: verdict.reasons,
+    // As it reads back from the jsonb column.
+    evaluation: JSON.parse(evaluation),
+    checkedAt: check.checkedAt,
   });
-  return toStoredCheck(row);
 }
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */
