@@ -36,6 +36,9 @@ async function resetStatements(stack: TestStack): Promise<void> {
     await client.connect();
     try {
       await client.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`);
+      // Planning too (off by default): a statement Prisma sends unnamed is planned on every call.
+      await client.query(`ALTER SYSTEM SET pg_stat_statements.track_planning = on`);
+      await client.query(`SELECT pg_reload_conf()`);
       await client.query(`SELECT pg_stat_statements_reset()`);
     } finally {
       await client.end();
@@ -51,17 +54,20 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {
-      const { rows } = await client.query<{ calls: string; ms: number; query: string }>(
-        `SELECT calls::text, total_exec_time AS ms, regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements s
+      const { rows } = await client.query<{ calls: string; ms: number; plan_ms: number; query: string }>(
+        `SELECT calls::text, total_exec_time + total_plan_time AS ms, total_plan_time AS plan_ms, regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements s
            JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() ORDER BY s.calls DESC`,
       );
       const sum = rows.reduce((total, row) => total + Number(row.calls), 0);
       const ms = rows.reduce((total, row) => total + row.ms, 0);
-      totals.push(`${service} ${(sum / transfers).toFixed(1)} (${(ms / transfers).toFixed(2)} ms)`);
-      detail.push(`  ${service}: statements and execution ms per transfer`);
+      const planMs = rows.reduce((total, row) => total + row.plan_ms, 0);
+      totals.push(
+        `${service} ${(sum / transfers).toFixed(1)} (${(ms / transfers).toFixed(2)} ms, planning ${(planMs / transfers).toFixed(2)})`,
+      );
+      detail.push(`  ${service}: statements, and planning + execution ms, per transfer`);
       for (const row of rows.slice(0, top))
         detail.push(
-          `    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)} ${(row.ms / transfers).toFixed(3).padStart(7)}  ${row.query.slice(0, 150)}`,
+          `    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)} ${(row.plan_ms / transfers).toFixed(3).padStart(7)} ${(row.ms / transfers).toFixed(3).padStart(7)}  ${row.query.slice(0, 140)}`,
         );
     } finally {
       await client.end();

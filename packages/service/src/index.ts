@@ -23,6 +23,8 @@ import {
 } from "@vaultpay/kit";
 import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 
+export { PG_ADAPTER_OPTIONS } from "./db.ts";
+
 /**
  * Interactive transactions' limits for every service's Prisma client. Prisma's defaults (2 s to get
  * a connection, 5 s to finish) turn a busy moment into INTERNAL errors; these still bound a
