@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { runWithContext } from "@vaultpay/kit";
-import { InvalidEventError, createEvent, parseEvent } from "./envelope.ts";
+import { InvalidEventError, createEvent, eventId, parseEvent } from "./envelope.ts";
 import { eventHeaders } from "./outbox.ts";
 import { streamForSubject } from "./streams.ts";
 
@@ -62,5 +62,18 @@ describe("event envelope", () => {
     expect(streamForSubject("transaction.status.changed")).toBe("TRANSACTIONS");
     expect(streamForSubject("dlq.ACCOUNTS.x")).toBe("DLQ");
     expect(() => streamForSubject("payroll.run")).toThrow();
+  });
+});
+
+describe("eventId", () => {
+  it("makes uuid v7 ids that are unique, carry the time, and sort in the order they were made", () => {
+    const before = Date.now();
+    const ids = Array.from({ length: 20_000 }, () => eventId());
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+    for (const id of ids.slice(0, 50)) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const msecs = Number.parseInt(ids[0]!.replaceAll("-", "").slice(0, 12), 16);
+    expect(msecs).toBeGreaterThanOrEqual(before);
+    expect(msecs).toBeLessThanOrEqual(Date.now());
   });
 });

@@ -1,8 +1,39 @@
 import { z } from "zod";
+import { randomFillSync } from "node:crypto";
 import { v7 as uuidv7 } from "uuid";
 import { currentContext, type RequestContext } from "@vaultpay/kit";
 import { TRACEPARENT_PATTERN, traceparentOf } from "@vaultpay/telemetry";
 import { catalog, type EventData, type EventType } from "./catalog.ts";
+
+/**
+ * Random bytes for event ids, cut 16 at a time from a pool refilled every 256 ids: uuid's own v7
+ * calls into the CSPRNG once per id, ~2 % of the gateway's and transactions' CPU (an event per
+ * request, several per transfer).
+ */
+const idPool = new Uint8Array(4096);
+let idPoolAt = idPool.length;
+/** The last id's time and 31-bit sequence: ids from one process stay in order, as uuid's v7 keeps them. */
+const idClock = { msecs: Number.NEGATIVE_INFINITY, seq: 0 };
+
+/** A uuid v7 as `uuid` makes it (same layout and ordering rule), from pooled randomness. */
+export function eventId(): string {
+  if (idPoolAt + 16 > idPool.length) {
+    randomFillSync(idPool);
+    idPoolAt = 0;
+  }
+  const random = idPool.subarray(idPoolAt, idPoolAt + 16);
+  idPoolAt += 16;
+  const now = Date.now();
+  if (now > idClock.msecs) {
+    idClock.msecs = now;
+    idClock.seq = ((random[6]! & 0x7f) << 24) | (random[7]! << 16) | (random[8]! << 8) | random[9]!;
+  } else {
+    idClock.seq = (idClock.seq + 1) | 0;
+    if (idClock.seq === 0) idClock.msecs++;
+  }
+  // uuid copies what it needs from `random` before returning: the pool's bytes are not kept.
+  return uuidv7({ random, msecs: idClock.msecs, seq: idClock.seq });
+}
 
 export const actorSchema = z.object({
   userId: z.string().optional(),
@@ -51,7 +82,7 @@ export function createEvent<T extends EventType>(
   const definition = catalog[type];
   const parsed = definition.data.safeParse(data);
   if (!parsed.success) throw new InvalidEventError(`${type}: ${z.prettifyError(parsed.error)}`);
-  const id = uuidv7();
+  const id = eventId();
   const traceparent = traceparentOf();
   return {
     id,
