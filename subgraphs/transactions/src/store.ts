@@ -370,10 +370,7 @@ export async function findKeyAndEnds(
     `SELECT k.replay_id AS "replayId", d.account_id AS "accountId", d.user_id AS "userId", d.currency,
             d.masked_number AS "maskedNumber", d.number_blind_index AS "numberBlindIndex"
        FROM (SELECT (SELECT id::text FROM transfer WHERE user_id = $1 AND idempotency_key = $2) AS replay_id) AS k
-       -- Two lookups, not a join on "id OR blind index": that one PostgreSQL re-planned on every
-       -- call (its generic plan looked too costly); these keep one cached plan.
-       LEFT JOIN (SELECT * FROM account_directory WHERE account_id = $3
-                  UNION SELECT * FROM account_directory WHERE number_blind_index = $4) AS d ON true`,
+       LEFT JOIN account_directory d ON d.account_id = $3 OR d.number_blind_index = $4`,
     request.userId,
     request.idempotencyKey,
     request.fromAccountId,
