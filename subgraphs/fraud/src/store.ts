@@ -6,7 +6,6 @@ import { lockKeys } from "@vaultpay/events";
 import type { Db, Tx } from "./db.ts";
 import { customerReasons, lookbackRange, type Evaluation, type LoadedFacts, type Verdict } from "./fraud.ts";
 import type { PastTransfer, Transfer } from "./rules.ts";
-import type { Prisma } from "./generated/prisma/client.ts";
 
 export interface StoredCheck extends Verdict {
   transferId: string;
@@ -14,17 +13,20 @@ export interface StoredCheck extends Verdict {
   checkedAt: Date;
 }
 
-const checkColumns = {
-  transferId: true,
-  userId: true,
-  riskScore: true,
-  passed: true,
-  reasons: true,
-  evaluation: true,
-  checkedAt: true,
-} as const;
+/** A stored check as its raw reads return it (CHECK_COLUMNS). */
+interface CheckRow {
+  transferId: string;
+  userId: string;
+  riskScore: number;
+  passed: boolean;
+  reasons: string[];
+  evaluation: unknown;
+  checkedAt: Date;
+}
 
-type CheckRow = Prisma.FraudCheckGetPayload<{ select: typeof checkColumns }>;
+/** The columns of a stored check, under the names of `CheckRow`: every read of checks takes these. */
+const CHECK_COLUMNS = `transfer_id AS "transferId", user_id AS "userId", risk_score AS "riskScore", passed,
+  coalesce(reasons, '{}') AS reasons, evaluation, checked_at AS "checkedAt"`;
 
 /** The customer's lines are derived from the stored evaluation, so older checks get them too. */
 function toStoredCheck(row: CheckRow): StoredCheck {
@@ -45,13 +47,9 @@ export async function lockFraudKeys(tx: Tx, keys: readonly string[]): Promise<vo
   );
 }
 
-/** The columns of a stored check, under the names of `CheckRow`, for raw reads. */
-const CHECK_COLUMNS = `transfer_id AS "transferId", user_id AS "userId", risk_score AS "riskScore", passed, reasons, evaluation,
-  checked_at AS "checkedAt"`;
-
 /**
- * Many checks in one query, in the order asked (undefined where there is none). Raw, as is
- * insertCheck: on the saga's path Prisma's query compiler cost more than the statement.
+ * Many checks in one query, in the order asked (undefined where there is none). Raw, as are all
+ * reads of checks: on the saga's path Prisma's query compiler cost more than the statement.
  */
 export async function findChecks(db: Db | Tx, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
   const rows = await db.$queryRawUnsafe<CheckRow[]>(`SELECT ${CHECK_COLUMNS} FROM fraud_check WHERE transfer_id = ANY($1::text[])`, [
@@ -63,12 +61,11 @@ export async function findChecks(db: Db | Tx, transferIds: readonly string[]): P
 
 /** Newest first, `limit` at most (the caller bounds it). */
 export async function listChecks(db: Db, options: { onlyFailed: boolean; limit: number }): Promise<StoredCheck[]> {
-  const rows = await db.fraudCheck.findMany({
-    where: options.onlyFailed ? { passed: false } : {},
-    select: checkColumns,
-    orderBy: [{ checkedAt: "desc" }, { transferId: "asc" }],
-    take: options.limit,
-  });
+  const rows = await db.$queryRawUnsafe<CheckRow[]>(
+    `SELECT ${CHECK_COLUMNS} FROM fraud_check ${options.onlyFailed ? "WHERE NOT passed" : ""}
+      ORDER BY checked_at DESC, transfer_id ASC LIMIT $1`,
+    options.limit,
+  );
   return rows.map(toStoredCheck);
 }
 
