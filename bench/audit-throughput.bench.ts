@@ -9,7 +9,8 @@ import { connectJetStream, createEvent, eventHeaders, startEventing, type Event,
 import { createLogger, Lifecycle } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 import { verifyChain } from "../subgraphs/audit/src/service.ts";
-import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
+import { SqlPool } from "../packages/service/src/index.ts";
+import { createDb } from "../subgraphs/audit/src/db.ts";
 import { AUDIT_BATCH_MAX_MESSAGES, startAuditConsumers } from "../subgraphs/audit/src/events.ts";
 import { createAuditStore } from "../subgraphs/audit/src/store.ts";
 
@@ -75,7 +76,9 @@ describe("audit throughput", () => {
         const backlog = Array.from({ length: EVENTS_PER_STREAM }, (_, n) => storyEvents(n)).flat();
         await publishAll(link, backlog);
         let startedAt = performance.now();
-        const eventing = await startEventing<Tx>({ natsUrl: nats.url, name: "audit-bench", logger, lifecycle, db });
+        const pool = new SqlPool(database.url);
+        lifecycle.onShutdown("raw SQL pool", () => pool.$disconnect());
+        const eventing = await startEventing({ natsUrl: nats.url, name: "audit-bench", logger, lifecycle, db: pool });
         await startAuditConsumers({ eventing }, maxBatch);
         await recordsReach(sql, backlog.length);
         report(`maxBatchMessages ${maxBatch}, backlog`, backlog.length, startedAt);

@@ -16,6 +16,7 @@ import {
 } from "@vaultpay/events";
 import { Lifecycle, createLogger } from "@vaultpay/kit";
 import { createTestDatabase, mintAccessToken, startTestNats, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import { SqlPool } from "../packages/service/src/index.ts";
 import { createDb, type Db } from "../subgraphs/fraud/src/db.ts";
 import { startConsumers } from "../subgraphs/fraud/src/events.ts";
 import { rulesConfigFromEnv } from "../subgraphs/fraud/src/testing.ts";
@@ -73,7 +74,10 @@ describe("fraud checks over JetStream", () => {
         verdicts.set(event.data.transferId, [...(verdicts.get(event.data.transferId) ?? []), event.data]);
       }
     })();
-    const eventing = await startEventing({ natsUrl: nats.url, name: "fraud", logger, lifecycle, db });
+    // As in the service: consumers and relay on node-postgres (SqlPool).
+    const pool = new SqlPool(database.url);
+    lifecycle.onShutdown("raw SQL pool", () => pool.$disconnect());
+    const eventing = await startEventing({ natsUrl: nats.url, name: "fraud", logger, lifecycle, db: pool });
     await startConsumers(eventing, { rules, logger, now: () => new Date() });
   });
 

@@ -26,5 +26,12 @@ export function statementName(sql: string): string {
   return name;
 }
 
+/**
+ * Interactive transactions' limits for every service's Prisma client (and SqlPool). Prisma's defaults (2 s to get
+ * a connection, 5 s to finish) turn a busy moment into INTERNAL errors; these still bound a
+ * transaction, with room for load.
+ */
+export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
+
 /** The second argument of `new PrismaPg(…)` in each service's db.ts. */
 export const PG_ADAPTER_OPTIONS = { statementNameGenerator: (query: { sql: string }) => statementName(query.sql) };

@@ -23,14 +23,9 @@ import {
 } from "@vaultpay/kit";
 import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 
-export { PG_ADAPTER_OPTIONS } from "./db.ts";
-
-/**
- * Interactive transactions' limits for every service's Prisma client. Prisma's defaults (2 s to get
- * a connection, 5 s to finish) turn a busy moment into INTERNAL errors; these still bound a
- * transaction, with room for load.
- */
-export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
+export { PG_ADAPTER_OPTIONS, TRANSACTION_OPTIONS } from "./db.ts";
+export { SqlPool, SqlTransaction } from "./sql.ts";
+import { SqlPool, type SqlTransaction } from "./sql.ts";
 
 /**
  * The service's database URL with every commit made durable before it is acknowledged, whatever
@@ -83,7 +78,12 @@ export interface ServiceRuntime<Db extends SqlDatabase<Tx>, Tx extends SqlExecut
   logger: Logger;
   lifecycle: Lifecycle;
   db: Db;
-  eventing: Eventing<Tx>;
+  /**
+   * The same database for raw SQL on node-postgres (sql.ts): the outbox relay and every event
+   * consumer run their transactions here; so can a hot path that issues only raw statements.
+   */
+  sql: SqlPool;
+  eventing: Eventing<SqlTransaction>;
   /** Prometheus metrics served at /metrics; services add their own gauges. */
   metrics: Metrics;
 }
@@ -129,20 +129,22 @@ export async function runSubgraphService<
     startProcessTracing(service.name, config, lifecycle);
     const db = service.createDb(withDurableCommits(config.DATABASE_URL));
     lifecycle.onShutdown("database", () => db.$disconnect());
+    const sql = new SqlPool(withDurableCommits(config.DATABASE_URL));
+    lifecycle.onShutdown("database (raw SQL)", () => sql.$disconnect());
     await checkDurability(db, config.NODE_ENV === "production", logger);
     const metrics = createMetrics(service.name);
-    const eventing = await startEventing<Tx>({
+    const eventing = await startEventing({
       natsUrl: config.NATS_URL,
       name: service.name,
       logger,
       lifecycle,
-      db,
+      db: sql,
       metrics,
       streamReplicas: config.NATS_STREAM_REPLICAS,
     });
     registerEventingGauges(metrics, db, eventing);
     const redis = connectRedis(config.REDIS_URL, logger, lifecycle);
-    const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, eventing, metrics };
+    const runtime: ServiceRuntime<Db, Tx, Config> = { config, logger, lifecycle, db, sql, eventing, metrics };
     const resolvers = await service.wire(runtime);
     await startSubgraph<C>({
       name: service.name,

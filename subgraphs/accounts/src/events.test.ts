@@ -10,8 +10,9 @@ import { createEvent, eventHeaders, startEventing, type Event, type EventData, t
 import { generateKeyRingEnv, keyRingFrom } from "@vaultpay/crypto";
 import { Lifecycle, createLogger } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
+import { SqlPool, type SqlTransaction } from "@vaultpay/service";
 import type { Account, Reader } from "./accounts.ts";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { createDb, type Db } from "./db.ts";
 import { handleSagaCommand, handleSagaCommands, startSagaConsumer } from "./events.ts";
 import { AccountsService } from "./service.ts";
 import { journalSum, setAccountStatus } from "./store.ts";
@@ -28,7 +29,7 @@ describe("saga commands over JetStream", () => {
   let service: AccountsService;
   // Two replicas of the service share the durable consumer, as in production.
   const lifecycles: Lifecycle[] = [];
-  let eventing: Eventing<Tx>;
+  let eventing: Eventing<SqlTransaction>;
   let deposits = 0;
 
   beforeAll(async () => {
@@ -40,7 +41,10 @@ describe("saga commands over JetStream", () => {
     for (let replica = 0; replica < 2; replica++) {
       const lifecycle = new Lifecycle(logger);
       lifecycles.push(lifecycle);
-      const replicaEventing = await startEventing<Tx>({ natsUrl: nats.url, name: `accounts-${replica}`, logger, lifecycle, db });
+      // As in the service: consumers and relay on node-postgres (SqlPool).
+      const pool = new SqlPool(database.url);
+      lifecycle.onShutdown("raw SQL pool", () => pool.$disconnect());
+      const replicaEventing = await startEventing({ natsUrl: nats.url, name: `accounts-${replica}`, logger, lifecycle, db: pool });
       await startSagaConsumer(replicaEventing, logger);
       eventing ??= replicaEventing;
     }

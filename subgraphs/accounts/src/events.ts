@@ -12,15 +12,15 @@ import {
   type EventScope,
   type EventType,
   type Eventing,
+  type SqlExecutor,
   inEventContext,
 } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
-import type { Tx } from "./db.ts";
 import { SagaBook, type StepCommand } from "./saga.ts";
 import { loadSagaRecords, lockAccounts, lockTransfers, writeSagaChanges } from "./store.ts";
 
-export async function emit<T extends EventType>(tx: Tx, type: T, data: EventData<T>): Promise<void> {
+export async function emit<T extends EventType>(tx: SqlExecutor, type: T, data: EventData<T>): Promise<void> {
   await appendToOutbox(tx, createEvent(type, data));
 }
 
@@ -70,7 +70,7 @@ function stepOf(command: SagaCommand): StepCommand {
  */
 export async function handleSagaCommands(
   events: readonly Event[],
-  tx: Tx,
+  tx: SqlExecutor,
   logger: Logger,
   within: EventScope = inEventContext,
 ): Promise<void> {
@@ -110,12 +110,12 @@ export async function handleSagaCommands(
 }
 
 /** One command in its own batch (tests drive the handler this way). */
-export function handleSagaCommand(event: Event, tx: Tx, logger: Logger): Promise<void> {
+export function handleSagaCommand(event: Event, tx: SqlExecutor, logger: Logger): Promise<void> {
   return handleSagaCommands([event], tx, logger);
 }
 
 /** Starts the saga consumer: one durable on `transaction.>` (NATS 2.9 takes one filter subject). */
-export function startSagaConsumer(eventing: Eventing<Tx>, logger: Logger) {
+export function startSagaConsumer<T extends SqlExecutor>(eventing: Eventing<T>, logger: Logger) {
   return eventing.consume({
     name: SAGA_CONSUMER,
     stream: "TRANSACTIONS",

@@ -3,7 +3,7 @@
  * a batch of saga steps pays). Every function that changes money takes the caller's transaction,
  * so the change, its journal row and its outbox event commit together. Rows are mapped to the domain's plain types at this edge.
  */
-import { lockKeys } from "@vaultpay/events";
+import { lockKeys, type SqlExecutor } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import { Prisma } from "./generated/prisma/client.ts";
 import type { Db, Tx } from "./db.ts";
@@ -126,7 +126,7 @@ export async function applyMovement(tx: Tx, movement: Movement): Promise<void> {
  * must not both happen): transaction-scoped advisory locks, taken in one order by everyone (sorted
  * ids, before any account lock) so two batches cannot deadlock. Released at commit or rollback.
  */
-export async function lockTransfers(tx: Tx, transferIds: readonly string[]): Promise<void> {
+export async function lockTransfers(tx: SqlExecutor, transferIds: readonly string[]): Promise<void> {
   await lockKeys(
     tx,
     transferIds.map((id) => `transfer:${id}`),
@@ -134,7 +134,7 @@ export async function lockTransfers(tx: Tx, transferIds: readonly string[]): Pro
 }
 
 /** Accounts locked until the transaction ends, in id order (concurrent batches lock alike); unknown ids are absent. */
-export async function lockAccounts(tx: Tx, ids: readonly string[]): Promise<Account[]> {
+export async function lockAccounts(tx: SqlExecutor, ids: readonly string[]): Promise<Account[]> {
   const valid = [...new Set(ids)].filter(isUuid);
   if (valid.length === 0) return [];
   const rows = await tx.$queryRawUnsafe<
@@ -171,7 +171,7 @@ export async function lockAccounts(tx: Tx, ids: readonly string[]): Promise<Acco
  * The decisions and journal rows of these transfers, in one round trip. Read under their locks
  * (lockTransfers), which every writer of either takes first: nothing changes them meanwhile.
  */
-export async function loadSagaRecords(tx: Tx, transferIds: readonly string[]) {
+export async function loadSagaRecords(tx: SqlExecutor, transferIds: readonly string[]) {
   const rows = await tx.$queryRawUnsafe<
     Array<{
       source: "D" | "J";
@@ -207,7 +207,7 @@ export async function loadSagaRecords(tx: Tx, transferIds: readonly string[]) {
  * decisions were made on — the row locks make a mismatch unreachable, so one fails loudly), the
  * journal rows in decision order, and the decisions. Three statements whatever the batch size.
  */
-export async function writeSagaChanges(tx: Tx, changes: ReturnType<SagaBook["changes"]>): Promise<void> {
+export async function writeSagaChanges(tx: SqlExecutor, changes: ReturnType<SagaBook["changes"]>): Promise<void> {
   const { balances, movements, decisions } = changes;
   if (balances.length > 0) {
     const updated = await tx.$executeRawUnsafe(

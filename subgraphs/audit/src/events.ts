@@ -1,6 +1,5 @@
-import { STREAMS, appendToOutbox, createEvent, type Event, type EventData, type StreamName } from "@vaultpay/events";
+import { STREAMS, appendToOutbox, createEvent, type Event, type EventData, type SqlExecutor, type StreamName } from "@vaultpay/events";
 import { canonicalJson, type AuditEntry } from "./chain.ts";
-import type { Tx } from "./db.ts";
 import type { Runtime } from "./runtime.ts";
 import { appendEntries } from "./store.ts";
 
@@ -29,7 +28,7 @@ export function entryOf(event: Event): AuditEntry {
   };
 }
 
-export async function appendEvent(event: Event, tx: Tx): Promise<void> {
+export async function appendEvent(event: Event, tx: SqlExecutor): Promise<void> {
   await appendEntries(tx, [entryOf(event)]);
 }
 

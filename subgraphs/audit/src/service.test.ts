@@ -18,11 +18,12 @@ import {
   type JetStreamLink,
 } from "@vaultpay/events";
 import { createLogger, DomainError, Lifecycle, type Caller } from "@vaultpay/kit";
+import { SqlPool } from "@vaultpay/service";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 import { AuditLog, verifyChain } from "./service.ts";
 import { contentHash } from "./chain.ts";
-import { createDb, type Db, type Tx } from "./db.ts";
+import { createDb, type Db } from "./db.ts";
 import { AUDITED_STREAMS, auditConsumerName, entryOf, startAuditConsumers } from "./events.ts";
 import { rebuildAuditLog, summarizeChain } from "./rebuild.ts";
 import { appendEntries, createAuditStore } from "./store.ts";
@@ -44,7 +45,10 @@ describe("audit log", () => {
 
   async function startLive(): Promise<void> {
     live = new Lifecycle(logger);
-    const eventing = await startEventing<Tx>({ natsUrl: nats.url, name: "audit-test", logger, lifecycle: live, db });
+    // As in the service: the consumers on node-postgres (SqlPool), beside the Prisma client.
+    const pool = new SqlPool(database.url);
+    live.onShutdown("raw SQL pool", () => pool.$disconnect());
+    const eventing = await startEventing({ natsUrl: nats.url, name: "audit-test", logger, lifecycle: live, db: pool });
     await startAuditConsumers({ eventing });
   }
 

@@ -2,6 +2,7 @@ import type { AuditEntry, ChainedRecord } from "./chain.ts";
 import { link } from "./chain.ts";
 import type { Db, Tx } from "./db.ts";
 import type { AuditStore, ChainHead } from "./service.ts";
+import type { SqlExecutor } from "@vaultpay/events";
 
 type Executor = Db | Tx;
 
@@ -38,7 +39,7 @@ function toRecord(row: RecordRow): ChainedRecord {
  * Entries already stored (same event id) are skipped before a seq is assigned; the unique
  * constraint on event_id stays the last line of defence. Returns the number appended.
  */
-export async function appendEntries(tx: Tx, entries: readonly AuditEntry[]): Promise<number> {
+export async function appendEntries(tx: SqlExecutor, entries: readonly AuditEntry[]): Promise<number> {
   if (entries.length === 0) return 0;
   const byId = new Map<string, AuditEntry>();
   for (const entry of entries) if (!byId.has(entry.eventId)) byId.set(entry.eventId, entry);

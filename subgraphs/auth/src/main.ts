@@ -85,7 +85,7 @@ await runSubgraphService({
     });
     await auth.ensureAdmin(config.ADMIN_EMAIL, config.ADMIN_PASSWORD);
     const notices = new TransferNoticeSender({
-      db,
+      db: runtime.sql,
       notifier: senders.notifier,
       contactOf: (notice) => auth.contactFrom(notice),
       logger,

@@ -15,10 +15,10 @@
  * it SENDING and it is never sent again. A provider refusal is retried a bounded number of times.
  * Such a row is reported, not resent: stuckSendingNotices counts them for a metric and an alert.
  */
-import { BATCHED_CONSUMER, type Event, type Eventing } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Event, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import type { Notifier } from "./service.ts";
-import type { Db, Tx } from "./db.ts";
+import type { Db } from "./db.ts";
 import { transferNoticeMessage } from "./messages.ts";
 import { DeliveryError } from "./notifiers.ts";
 import {
@@ -35,12 +35,12 @@ import {
 export const NOTICE_CONSUMERS = { completed: "auth-notices-completed", failed: "auth-notices-failed" } as const;
 
 /** Records the notice a terminal transfer event calls for; a second one for the same transfer and status is a no-op. */
-export async function recordTransferNotice(event: Event, tx: Tx, logger: Logger): Promise<void> {
+export async function recordTransferNotice(event: Event, tx: SqlExecutor, logger: Logger): Promise<void> {
   await recordTransferNotices([event], tx, logger);
 }
 
 /** The notices a batch of terminal transfer events calls for, in one statement (a batch of one is a batch). */
-export async function recordTransferNotices(events: readonly Event[], tx: Tx, logger: Logger): Promise<void> {
+export async function recordTransferNotices(events: readonly Event[], tx: SqlExecutor, logger: Logger): Promise<void> {
   const notices: TransferNoticeRow[] = [];
   for (const event of events) {
     if (event.type !== "transaction.completed" && event.type !== "transaction.failed") continue;
@@ -64,7 +64,11 @@ export async function recordTransferNotices(events: readonly Event[], tx: Tx, lo
   await insertTransferNotices(tx, notices);
 }
 
-export async function startNoticeConsumers(eventing: Eventing<Tx>, logger: Logger, afterCommit: () => void): Promise<void> {
+export async function startNoticeConsumers<T extends SqlExecutor>(
+  eventing: Eventing<T>,
+  logger: Logger,
+  afterCommit: () => void,
+): Promise<void> {
   for (const [kind, name] of Object.entries(NOTICE_CONSUMERS)) {
     await eventing.consume({
       name,
@@ -102,7 +106,8 @@ export interface Contact {
 }
 
 export interface NoticeSenderOptions {
-  db: Db;
+  /** Where the notices are (the service runs the sender on its raw SQL pool). */
+  db: SqlDatabase;
   notifier: Notifier & { has(channel: string): boolean };
   /** Where to send a claimed notice, from the contact its claim read; undefined for an unknown user. */
   contactOf: (notice: ClaimedNotice) => Contact | undefined | Promise<Contact | undefined>;

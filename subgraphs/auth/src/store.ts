@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from "uuid";
-import { appendToOutbox, preferIndexScans, type Event } from "@vaultpay/events";
+import { appendToOutbox, preferIndexScans, type Event, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 import type { AuthStore, DeviceRecord, RefreshTokenRecord, StartedSession, UserRecord } from "./service.ts";
 import type { Db, Tx } from "./db.ts";
 
@@ -198,7 +198,7 @@ export interface TransferNoticeRow {
 }
 
 /** The notices terminal transfer events call for; one already there for a transfer and status is kept (unique). */
-export async function insertTransferNotices(tx: Tx, notices: readonly TransferNoticeRow[]): Promise<void> {
+export async function insertTransferNotices(tx: SqlExecutor, notices: readonly TransferNoticeRow[]): Promise<void> {
   if (notices.length === 0) return;
   // Raw and set-based: on every transfer's path, Prisma's query compiler cost more than the insert.
   await tx.$executeRawUnsafe(
@@ -227,7 +227,7 @@ export async function countStuckSending(db: Pick<Db, "$queryRawUnsafe">, olderTh
 }
 
 /** PENDING → SENDING for up to `limit` due notices, committed on return (replicas skip each other's). */
-export function claimNotices(db: Db, limit: number): Promise<ClaimedNotice[]> {
+export function claimNotices(db: SqlDatabase, limit: number): Promise<ClaimedNotice[]> {
   // A transaction for the one setting: a sent notice leaves a dead entry in the queue's index.
   return db.$transaction(async (tx) => {
     await preferIndexScans(tx);
@@ -244,17 +244,17 @@ export function claimNotices(db: Db, limit: number): Promise<ClaimedNotice[]> {
 }
 
 /** Claimed notices whose email went out: SENT, with the time, in one statement. */
-export async function markNoticesSent(db: Db, ids: readonly string[]): Promise<void> {
+export async function markNoticesSent(db: SqlExecutor, ids: readonly string[]): Promise<void> {
   await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = ANY($1::uuid[])`, ids);
 }
 
 /** A claimed notice that can never be sent (no such user): FAILED for good. */
-export async function failNotice(db: Db, id: string): Promise<void> {
+export async function failNotice(db: SqlExecutor, id: string): Promise<void> {
   await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, id);
 }
 
 /** A refused send: back to PENDING, due again after `delaySeconds` (or FAILED when given up). */
-export async function retryNoticeLater(db: Db, id: string, giveUp: boolean, delaySeconds: number): Promise<void> {
+export async function retryNoticeLater(db: SqlExecutor, id: string, giveUp: boolean, delaySeconds: number): Promise<void> {
   await db.$executeRawUnsafe(
     `UPDATE transfer_notice SET state = $2, next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1::uuid`,
     id,

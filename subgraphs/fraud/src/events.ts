@@ -12,9 +12,9 @@ import {
   type Event,
   type EventScope,
   type Eventing,
+  type SqlExecutor,
 } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
-import type { Tx } from "./db.ts";
 import { checkTransfer } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
 import { findChecks, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
@@ -31,7 +31,7 @@ export interface CheckDependencies {
   onVerdict?: (verdict: { passed: boolean; firedRules: string[]; failedClosed: boolean }) => void;
 }
 
-async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
+async function emitVerdict(tx: SqlExecutor, check: StoredCheck): Promise<void> {
   await appendToOutbox(
     tx,
     createEvent("fraud.check.completed", {
@@ -50,7 +50,7 @@ async function emitVerdict(tx: Tx, check: StoredCheck): Promise<void> {
  * and never reaches here; this is a re-published request with a new id) re-sends the stored
  * verdict: the answer for a transfer never changes.
  */
-export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDependencies): Promise<void> {
+export async function handleCheckRequested(event: Event, tx: SqlExecutor, deps: CheckDependencies): Promise<void> {
   await handleCheckRequests([event], tx, deps, inEventContext);
 }
 
@@ -61,7 +61,12 @@ export async function handleCheckRequested(event: Event, tx: Tx, deps: CheckDepe
  * order, its facts read after the checks before it in the batch were stored, so velocity and daily
  * sums count them exactly as across transactions.
  */
-export async function handleCheckRequests(events: readonly Event[], tx: Tx, deps: CheckDependencies, within: EventScope): Promise<void> {
+export async function handleCheckRequests(
+  events: readonly Event[],
+  tx: SqlExecutor,
+  deps: CheckDependencies,
+  within: EventScope,
+): Promise<void> {
   const requests = events.filter((event): event is Event<"fraud.check.requested"> => event.type === "fraud.check.requested");
   if (requests.length === 0) return;
   // Per transfer, one verdict ever; per user, velocity and daily sums see every other check.
@@ -78,7 +83,7 @@ export async function handleCheckRequests(events: readonly Event[], tx: Tx, deps
 /** One request's verdict: the stored one again, or a new one (then stored and announced). */
 async function decide(
   event: Event<"fraud.check.requested">,
-  tx: Tx,
+  tx: SqlExecutor,
   deps: CheckDependencies,
   stored: Map<string, StoredCheck>,
 ): Promise<void> {
@@ -112,14 +117,14 @@ async function decide(
 }
 
 /** Remembers a device auth registered for a user: the unknown-device rule's only source. */
-export async function handleDeviceRegistered(event: Event, tx: Tx): Promise<void> {
+export async function handleDeviceRegistered(event: Event, tx: SqlExecutor): Promise<void> {
   if (event.type !== "auth.device.registered") return;
   const { userId, deviceId, deviceRecordId } = event.data;
   await recordKnownDevice(tx, { userId, deviceId, deviceRecordId, registeredAt: new Date(event.occurredAt) });
 }
 
 /** One durable per stream, one filter subject each (NATS 2.9). */
-export async function startConsumers(eventing: Eventing<Tx>, deps: CheckDependencies): Promise<void> {
+export async function startConsumers<T extends SqlExecutor>(eventing: Eventing<T>, deps: CheckDependencies): Promise<void> {
   await eventing.consume({
     name: DEVICES_CONSUMER,
     stream: "AUTH",

@@ -2,8 +2,8 @@
  * Storage of checks and known devices (Prisma). Rows are mapped to the domain's plain types here;
  * the rules never see Prisma.
  */
-import { lockKeys } from "@vaultpay/events";
-import type { Db, Tx } from "./db.ts";
+import { lockKeys, type SqlExecutor } from "@vaultpay/events";
+import type { Db } from "./db.ts";
 import { customerReasons, lookbackRange, type Evaluation, type LoadedFacts, type Verdict } from "./fraud.ts";
 import type { PastTransfer, Transfer } from "./rules.ts";
 
@@ -39,7 +39,7 @@ function toStoredCheck(row: CheckRow): StoredCheck {
  * per transfer, so one verdict is ever computed for it; per user, so concurrent checks of one user
  * (replicas) each see the others and velocity or daily sums are never under-counted.
  */
-export async function lockFraudKeys(tx: Tx, keys: readonly string[]): Promise<void> {
+export async function lockFraudKeys(tx: SqlExecutor, keys: readonly string[]): Promise<void> {
   // Sorted by lockKeys, so every holder of several takes them in one order ("transfer:…" before "user:…").
   await lockKeys(
     tx,
@@ -51,7 +51,7 @@ export async function lockFraudKeys(tx: Tx, keys: readonly string[]): Promise<vo
  * Many checks in one query, in the order asked (undefined where there is none). Raw, as are all
  * reads of checks: on the saga's path Prisma's query compiler cost more than the statement.
  */
-export async function findChecks(db: Db | Tx, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
+export async function findChecks(db: SqlExecutor, transferIds: readonly string[]): Promise<Array<StoredCheck | undefined>> {
   const rows = await db.$queryRawUnsafe<CheckRow[]>(`SELECT ${CHECK_COLUMNS} FROM fraud_check WHERE transfer_id = ANY($1::text[])`, [
     ...transferIds,
   ]);
@@ -70,7 +70,11 @@ export async function listChecks(db: Db, options: { onlyFailed: boolean; limit: 
 }
 
 /** What the rules read about a transfer, bounded: `historyMaxRows` nearby rows at most. One round trip. */
-export async function loadFacts(tx: Tx, transfer: Transfer, limits: { historyMaxRows: number; sampleSize: number }): Promise<LoadedFacts> {
+export async function loadFacts(
+  tx: SqlExecutor,
+  transfer: Transfer,
+  limits: { historyMaxRows: number; sampleSize: number },
+): Promise<LoadedFacts> {
   const range = lookbackRange(transfer.initiatedAt);
   // Amounts travel as text inside the JSON (a bigint would lose digits as a JSON number).
   const [row] = await tx.$queryRawUnsafe<
@@ -127,7 +131,7 @@ export async function loadFacts(tx: Tx, transfer: Transfer, limits: { historyMax
 }
 
 export async function insertCheck(
-  tx: Tx,
+  tx: SqlExecutor,
   check: { transfer: Transfer; verdict: Verdict; evaluation: Evaluation; requestEventId: string; checkedAt: Date },
 ): Promise<StoredCheck> {
   const { transfer, verdict } = check;
@@ -170,12 +174,15 @@ export async function insertCheck(
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */
 export async function recordKnownDevice(
-  tx: Tx,
+  tx: SqlExecutor,
   device: { userId: string; deviceId: string; deviceRecordId: string; registeredAt: Date },
 ): Promise<void> {
-  await tx.knownDevice.upsert({
-    where: { userId_deviceId: { userId: device.userId, deviceId: device.deviceId } },
-    create: device,
-    update: {},
-  });
+  await tx.$executeRawUnsafe(
+    `INSERT INTO known_device (user_id, device_id, device_record_id, registered_at) VALUES ($1, $2, $3, $4::timestamptz)
+     ON CONFLICT (user_id, device_id) DO NOTHING`,
+    device.userId,
+    device.deviceId,
+    device.deviceRecordId,
+    device.registeredAt.toISOString(),
+  );
 }

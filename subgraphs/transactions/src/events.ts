@@ -5,12 +5,12 @@
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
-import { BATCHED_CONSUMER, type Event, type EventScope, type Eventing, inEventContext } from "@vaultpay/events";
+import { BATCHED_CONSUMER, type Event, type EventScope, type Eventing, type SqlExecutor, inEventContext } from "@vaultpay/events";
 import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
-import { BatchSagaStore, lockOverdue, sagaStore, type Db, type Tx } from "./store.ts";
+import { BatchSagaStore, lockOverdue, sagaStore, type Db } from "./store.ts";
 
-export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Promise<void> {
+export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventing<T>, saga: Saga): Promise<void> {
   await eventing.consume({
     name: "transactions-accounts",
     stream: "ACCOUNTS",
@@ -44,7 +44,7 @@ export async function startSagaConsumers(eventing: Eventing<Tx>, saga: Saga): Pr
  * event handled in order under its own context (the events it emits name it as their cause), the
  * transfers' new state written at the end (BatchSagaStore).
  */
-async function handleBatch(saga: Saga, events: readonly Event[], tx: Tx, within: EventScope): Promise<void> {
+async function handleBatch(saga: Saga, events: readonly Event[], tx: SqlExecutor, within: EventScope): Promise<void> {
   const store = new BatchSagaStore(tx);
   await store.preload(
     events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])),

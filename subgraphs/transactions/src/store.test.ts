@@ -6,7 +6,8 @@ import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { createEvent, withBufferedOutbox, type EventData, type EventType } from "@vaultpay/events";
+import { createEvent, withBufferedOutbox, type EventData, type EventType, type SqlExecutor } from "@vaultpay/events";
+import { SqlPool } from "@vaultpay/service";
 import { createTestDatabase } from "@vaultpay/testing";
 import { createDb, type Db } from "./db.ts";
 import { Saga } from "./saga.ts";
@@ -80,6 +81,33 @@ describe("BatchSagaStore", () => {
     expect(history.rows.filter((row) => row.id === refused).map((row) => row.status)).toEqual(["PENDING", "REJECTED"]);
     const emitted = await sql.query(`SELECT type FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`, [debited]);
     expect(emitted.rows.map((row) => row.type)).toEqual(["transaction.status.changed", "fraud.check.requested"]);
+  });
+
+  it("reads the same values on node-postgres (the consumers' SqlPool) as on Prisma, from the same statements", async () => {
+    const id = await pendingTransfer();
+    const pool = new SqlPool(database.url, { max: 1 });
+    try {
+      const typed = `SELECT $1::int8 AS big, $2::int8[] AS bigs, $3::timestamp(3) AS ts, $3::timestamptz(3) AS tz, $4::jsonb AS doc,
+                            ARRAY['a', NULL]::text[] AS texts, 7 AS small, true AS yes, NULL::text AS none, $5::uuid AS id,
+                            ARRAY[$3::timestamp(3)] AS stamps, count(*) AS n`;
+      const values = [2n ** 62n, [1n, -2n], new Date("2026-12-03T07:01:02.345Z"), JSON.stringify({ a: [1, "x"] }), id];
+      const [viaPrisma] = await db.$queryRawUnsafe<unknown[]>(typed, ...values);
+      const [viaPool] = await pool.$queryRawUnsafe<unknown[]>(typed, ...values);
+      expect(viaPool).toEqual(viaPrisma);
+      expect(viaPool).toMatchObject({ big: 2n ** 62n, ts: new Date("2026-12-03T07:01:02.345Z"), doc: { a: [1, "x"] }, n: 1n });
+
+      const read = async (tx: SqlExecutor) => {
+        const store = new BatchSagaStore(tx);
+        await store.preload([id]);
+        return store.lockTransfer(id);
+      };
+      const onPrisma = await db.$transaction((tx) => read(tx));
+      const onPool = await pool.$transaction((tx) => read(tx));
+      expect(onPool).toEqual(onPrisma);
+      expect(onPool).toMatchObject({ id, amountMinor: 500n, status: "PENDING" });
+    } finally {
+      await pool.$disconnect();
+    }
   });
 });
 

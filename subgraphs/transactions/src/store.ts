@@ -1,5 +1,13 @@
 /** Prisma behind the saga's store port and the transfer queries. */
-import { appendToOutbox, createEvent, preferIndexScans, type Event, type EventData, type EventType } from "@vaultpay/events";
+import {
+  appendToOutbox,
+  createEvent,
+  preferIndexScans,
+  type Event,
+  type EventData,
+  type EventType,
+  type SqlExecutor,
+} from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
 import type { Prisma } from "./generated/prisma/client.ts";
@@ -126,7 +134,7 @@ export class BatchSagaStore implements SagaStore {
   private readonly deadlines = new Map<string, Date | null>();
   private readonly statuses: Array<{ transferId: string; status: TransferStatus; reason: string | null; at: Date }> = [];
 
-  constructor(private readonly tx: Tx) {}
+  constructor(private readonly tx: SqlExecutor) {}
 
   /** Locks and reads these transfers (unknown ids are skipped). */
   async preload(ids: readonly string[]): Promise<void> {
@@ -223,7 +231,7 @@ export type NewTransfer = Omit<TransferRow, "failureReason"> & { failureReason?:
  * as that request's retry would.
  */
 export async function insertTransfer(
-  db: Db,
+  db: SqlExecutor,
   data: NewTransfer,
   start: (store: SagaStore, transfer: TransferState) => Promise<void>,
 ): Promise<TransferRow | undefined> {
@@ -363,7 +371,7 @@ export interface DirectoryEntry {
  * destination (by its number's blind index).
  */
 export async function findKeyAndEnds(
-  db: Db,
+  db: SqlExecutor,
   request: { userId: string; idempotencyKey: string; fromAccountId: string; toBlindIndex: string },
 ): Promise<{ replayId: string | null; ends: DirectoryEntry[] }> {
   const rows = await db.$queryRawUnsafe<Array<Partial<DirectoryEntry> & { replayId: string | null }>>(
@@ -385,15 +393,19 @@ export async function findKeyAndEnds(
 
 /** An account in the directory (from account.created); a repeated event changes nothing. */
 export async function upsertDirectoryEntry(
-  tx: Tx,
+  tx: SqlExecutor,
   entry: { accountId: string; userId: string; currency: string; maskedNumber: string; numberBlindIndex: string },
 ): Promise<void> {
   const { accountId, userId, currency, maskedNumber, numberBlindIndex } = entry;
-  await tx.accountDirectory.upsert({
-    where: { accountId },
-    create: { accountId, userId, currency, maskedNumber, numberBlindIndex },
-    update: {},
-  });
+  await tx.$executeRawUnsafe(
+    `INSERT INTO account_directory (account_id, user_id, currency, masked_number, number_blind_index) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (account_id) DO NOTHING`,
+    accountId,
+    userId,
+    currency,
+    maskedNumber,
+    numberBlindIndex,
+  );
 }
 
 /** Transfers by status, for the gauge operators watch. */

@@ -1,0 +1,81 @@
+/** SqlPool on a real PostgreSQL server: Prisma's `$transaction` contract on node-postgres. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase } from "@vaultpay/testing";
+import { SqlPool } from "./sql.ts";
+
+describe("SqlPool", () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let pool: SqlPool;
+
+  beforeAll(async () => {
+    database = await createTestDatabase("audit");
+    pool = new SqlPool(database.url, { max: 2 });
+    await pool.$executeRawUnsafe(`CREATE TABLE pool_probe (id int PRIMARY KEY, amount bigint NOT NULL, at timestamp(3))`);
+  });
+  afterAll(async () => {
+    await pool?.$disconnect();
+    await database?.drop();
+  });
+
+  const count = async () => (await pool.$queryRawUnsafe<Array<{ n: bigint }>>(`SELECT count(*) AS n FROM pool_probe`))[0]!.n;
+
+  it("commits what the callback wrote and returns its result; rows affected come back as a number", async () => {
+    const result = await pool.$transaction(async (tx) => {
+      const inserted = await tx.$executeRawUnsafe(
+        `INSERT INTO pool_probe VALUES (1, $1, $2), (2, $1, $2)`,
+        10n ** 15n,
+        new Date("2026-01-02T03:04:05.678Z"),
+      );
+      return { inserted };
+    });
+    expect(result).toEqual({ inserted: 2 });
+    const rows = await pool.$queryRawUnsafe<Array<{ amount: bigint; at: Date }>>(`SELECT amount, at FROM pool_probe WHERE id = 1`);
+    // int8 as BigInt, and `timestamp` read back as the UTC instant it was written as.
+    expect(rows).toEqual([{ amount: 10n ** 15n, at: new Date("2026-01-02T03:04:05.678Z") }]);
+  });
+
+  it("rolls back everything when the callback throws, and the connection serves the next transaction", async () => {
+    const before = await count();
+    await expect(
+      pool.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (3, 1, NULL)`);
+        throw new Error("handler failed");
+      }),
+    ).rejects.toThrow("handler failed");
+    await expect(pool.$transaction((tx) => tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (1, 1, NULL)`))).rejects.toThrow(
+      /duplicate key/,
+    );
+    expect(await count()).toBe(before);
+    // Both connections of the pool are usable afterwards (none was left inside a transaction).
+    await Promise.all([1, 2].map(() => pool.$transaction((tx) => tx.$queryRawUnsafe(`SELECT 1`))));
+  });
+
+  it("ends a transaction that outlives its timeout: rolled back, its later statements refused", async () => {
+    const before = await count();
+    let late: Promise<unknown> | undefined;
+    await expect(
+      pool.$transaction(
+        async (tx) => {
+          await tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (4, 1, NULL)`);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          late = tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (5, 1, NULL)`);
+          await late;
+        },
+        { timeout: 100 },
+      ),
+    ).rejects.toThrow(/longer than its timeout/);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await expect(late).rejects.toThrow(/Transaction already closed/);
+    expect(await count()).toBe(before);
+    await expect(pool.$queryRawUnsafe(`SELECT 1 AS one`)).resolves.toEqual([{ one: 1 }]);
+  });
+
+  it("prepares each statement text once per connection (named statements)", async () => {
+    const text = `SELECT amount FROM pool_probe WHERE id = $1`;
+    for (let i = 0; i < 3; i++) await pool.$transaction((tx) => tx.$queryRawUnsafe(text, 1));
+    const prepared = await pool.$transaction((tx) =>
+      tx.$queryRawUnsafe<Array<{ statement: string }>>(`SELECT statement FROM pg_prepared_statements WHERE statement = $1`, text),
+    );
+    expect(prepared).toEqual([{ statement: text }]);
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * The services' own SQL on node-postgres, without Prisma's client in between: the outbox relay,
+ * the event consumers and the transfer path issue only raw statements, and Prisma's client costs
+ * ~2.5× the Node CPU of node-postgres per statement and ~3× per transaction (measured in
+ * bench/saga-results.md, where the profile found it at ~20 % of every subgraph's busy time).
+ * Prisma keeps the schema, the migrations and the model queries of the resolvers.
+ *
+ * Values come back as Prisma's raw queries return them, so the same store code runs on either
+ * (sql.test.ts compares the two): int8 as BigInt, timestamps as Dates in UTC, json as parsed values.
+ */
+import pg from "pg";
+import type { SqlDatabase, SqlExecutor } from "@vaultpay/events";
+import { TRANSACTION_OPTIONS, statementName } from "./db.ts";
+
+const INT8 = 20;
+const INT8_ARRAY = 1016;
+const TIMESTAMP = 1114;
+const TIMESTAMP_ARRAY = 1115;
+
+const parseTextArray = (pg.types.getTypeParser as (oid: number) => (text: string) => Array<string | null>)(1009);
+
+/** `timestamp` (without time zone) holds UTC here, as Prisma writes it; node-postgres would read it as local time. */
+function utcTimestamp(text: string): Date {
+  return new Date(`${text.replace(" ", "T")}Z`);
+}
+
+/** Prisma's conversions for the types the two drivers read differently; node-postgres's for the rest. */
+function getTypeParser(oid: number, format?: "text" | "binary"): (text: string) => unknown {
+  if (format === "binary") return pg.types.getTypeParser(oid, "binary");
+  switch (oid) {
+    case INT8:
+      return (text) => BigInt(text);
+    case INT8_ARRAY:
+      return (text) => parseTextArray(text).map((value) => (value === null ? null : BigInt(value)));
+    case TIMESTAMP:
+      return utcTimestamp;
+    case TIMESTAMP_ARRAY:
+      return (text) => parseTextArray(text).map((value) => (value === null ? null : utcTimestamp(value)));
+    default:
+      return pg.types.getTypeParser(oid, "text");
+  }
+}
+
+/** A parameter as Prisma sends it: BigInt as its digits, a Date as its UTC instant. */
+function toParameter(value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(toParameter);
+  return value;
+}
+
+async function run(client: pg.Pool | pg.PoolClient, text: string, values: unknown[]): Promise<pg.QueryResult> {
+  return client.query({ text, values: values.map(toParameter), name: statementName(text) || undefined });
+}
+
+/** One transaction's statements, on the connection it holds; refused once the transaction ended. */
+export class SqlTransaction implements SqlExecutor {
+  /** Why statements are refused (the transaction ended), once it has. */
+  ended: string | undefined;
+
+  constructor(private readonly client: pg.PoolClient) {}
+
+  async $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T> {
+    return (await this.run(query, values)).rows as T;
+  }
+
+  async $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number> {
+    return (await this.run(query, values)).rowCount ?? 0;
+  }
+
+  private run(query: string, values: unknown[]): Promise<pg.QueryResult> {
+    if (this.ended !== undefined) return Promise.reject(new Error(`Transaction already closed: ${this.ended}`));
+    return run(this.client, query, values);
+  }
+}
+
+export interface SqlPoolOptions {
+  /** Connections at most (each service's Prisma client has its own pool beside this one). */
+  max?: number;
+}
+
+/**
+ * A pool of connections for raw SQL, with Prisma's `$transaction(fn, { timeout, maxWait })`
+ * contract: commit when `fn` resolves, roll back when it throws; past `timeout` the transaction's
+ * connection is closed (the server rolls it back) and `fn`'s later statements are refused.
+ */
+export class SqlPool implements SqlDatabase<SqlTransaction> {
+  private readonly pool: pg.Pool;
+
+  constructor(connectionString: string, options: SqlPoolOptions = {}) {
+    this.pool = new pg.Pool({
+      connectionString,
+      max: options.max ?? 10,
+      connectionTimeoutMillis: TRANSACTION_OPTIONS.maxWait,
+      types: { getTypeParser } as pg.CustomTypesConfig,
+    });
+    // An idle connection the server dropped (a restart) is removed by the pool; without a listener
+    // its error would end the process.
+    this.pool.on("error", () => undefined);
+  }
+
+  async $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T> {
+    return (await run(this.pool, query, values)).rows as T;
+  }
+
+  async $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number> {
+    return (await run(this.pool, query, values)).rowCount ?? 0;
+  }
+
+  async $transaction<R>(fn: (tx: SqlTransaction) => Promise<R>, options: { maxWait?: number; timeout?: number } = {}): Promise<R> {
+    const timeoutMs = options.timeout ?? TRANSACTION_OPTIONS.timeout;
+    const client = await this.pool.connect();
+    const tx = new SqlTransaction(client);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await client.query("BEGIN");
+      const expired = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`)),
+          timeoutMs,
+        );
+      });
+      const result = await Promise.race([fn(tx), expired]);
+      tx.ended = "committed";
+      await client.query("COMMIT");
+      client.release();
+      return result;
+    } catch (error) {
+      const timedOut = tx.ended === undefined && error instanceof Error && error.message.includes("longer than its timeout");
+      tx.ended ??= "rolled back";
+      if (timedOut) {
+        // A statement may still be running on it: closing the connection ends the transaction now.
+        client.release(error as Error);
+      } else {
+        await client.query("ROLLBACK").then(
+          () => client.release(),
+          (rollbackError: Error) => client.release(rollbackError),
+        );
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async $disconnect(): Promise<void> {
+    await this.pool.end();
+  }
+}
