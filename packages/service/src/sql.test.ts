@@ -70,6 +70,22 @@ describe("SqlPool", () => {
     await expect(pool.$queryRawUnsafe(`SELECT 1 AS one`)).resolves.toEqual([{ one: 1 }]);
   });
 
+  it("survives the server dropping a transaction's connection between statements (a restart): the transaction fails, the pool goes on", async () => {
+    const before = await count();
+    // Without a listener on the checked-out connection, its 'error' event would end the process.
+    await expect(
+      pool.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (6, 1, NULL)`);
+        const [{ pid }] = await tx.$queryRawUnsafe<Array<{ pid: number }>>(`SELECT pg_backend_pid() AS pid`);
+        await pool.$queryRawUnsafe(`SELECT pg_terminate_backend($1)`, pid);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (7, 1, NULL)`);
+      }),
+    ).rejects.toThrow(/terminat|Connection/i);
+    expect(await count()).toBe(before);
+    await expect(pool.$transaction((tx) => tx.$queryRawUnsafe(`SELECT 2 AS two`))).resolves.toEqual([{ two: 2 }]);
+  });
+
   it("prepares each statement text once per connection (named statements)", async () => {
     const text = `SELECT amount FROM pool_probe WHERE id = $1`;
     for (let i = 0; i < 3; i++) await pool.$transaction((tx) => tx.$queryRawUnsafe(text, 1));

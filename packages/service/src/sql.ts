@@ -74,6 +74,20 @@ export class SqlTransaction implements SqlExecutor {
   }
 }
 
+const listening = new WeakSet<pg.PoolClient>();
+
+/**
+ * A checked-out connection the server drops between two statements (a restart, a crash) emits
+ * 'error' with nobody listening — the pool listens only to idle ones — and an unhandled 'error'
+ * ends the process. Listened to once per connection: the transaction learns of the loss from its
+ * next statement, which fails (and rolls it back); the pool discards the connection on release.
+ */
+function listenForErrors(client: pg.PoolClient): void {
+  if (listening.has(client)) return;
+  listening.add(client);
+  client.on("error", () => undefined);
+}
+
 export interface SqlPoolOptions {
   /** Connections at most (each service's Prisma client has its own pool beside this one). */
   max?: number;
@@ -110,6 +124,7 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
   async $transaction<R>(fn: (tx: SqlTransaction) => Promise<R>, options: { maxWait?: number; timeout?: number } = {}): Promise<R> {
     const timeoutMs = options.timeout ?? TRANSACTION_OPTIONS.timeout;
     const client = await this.pool.connect();
+    listenForErrors(client);
     const tx = new SqlTransaction(client);
     let timer: NodeJS.Timeout | undefined;
     try {
