@@ -76,8 +76,8 @@ describe("SqlPool", () => {
     await expect(
       pool.$transaction(async (tx) => {
         await tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (6, 1, NULL)`);
-        const [{ pid }] = await tx.$queryRawUnsafe<Array<{ pid: number }>>(`SELECT pg_backend_pid() AS pid`);
-        await pool.$queryRawUnsafe(`SELECT pg_terminate_backend($1)`, pid);
+        const [backend] = await tx.$queryRawUnsafe<Array<{ pid: number }>>(`SELECT pg_backend_pid() AS pid`);
+        await pool.$queryRawUnsafe(`SELECT pg_terminate_backend($1)`, backend!.pid);
         await new Promise((resolve) => setTimeout(resolve, 200));
         await tx.$executeRawUnsafe(`INSERT INTO pool_probe VALUES (7, 1, NULL)`);
       }),
