@@ -22,10 +22,10 @@ import {
   type RequestContext,
 } from "@vaultpay/kit";
 import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
+import { SqlPool, type SqlTransaction } from "./sql.ts";
 
 export { PG_ADAPTER_OPTIONS, TRANSACTION_OPTIONS } from "./db.ts";
 export { SqlPool, SqlTransaction } from "./sql.ts";
-import { SqlPool, type SqlTransaction } from "./sql.ts";
 
 /**
  * The service's database URL with every commit made durable before it is acknowledged, whatever

@@ -1,12 +1,13 @@
 /**
  * The services' own SQL on node-postgres, without Prisma's client in between: the outbox relay,
  * the event consumers and the transfer path issue only raw statements, and Prisma's client costs
- * ~2.5× the Node CPU of node-postgres per statement and ~3× per transaction (measured in
- * bench/saga-results.md, where the profile found it at ~20 % of every subgraph's busy time).
+ * ~1.8× the Node CPU of node-postgres per statement and ~3× per transaction (bench/saga-results.md,
+ * 2026-12-03, where the profile found it at ~20 % of every subgraph's busy time).
  * Prisma keeps the schema, the migrations and the model queries of the resolvers.
  *
  * Values come back as Prisma's raw queries return them, so the same store code runs on either
- * (sql.test.ts compares the two): int8 as BigInt, timestamps as Dates in UTC, json as parsed values.
+ * (subgraphs/transactions/src/store.test.ts compares the two): int8 as BigInt, timestamps as Dates
+ * in UTC, json as parsed values.
  */
 import pg from "pg";
 import type { SqlDatabase, SqlExecutor } from "@vaultpay/events";
