@@ -4,7 +4,7 @@ import pg from "pg";
 import { connectJetStream, createEvent, eventHeaders, EventConsumer, type Event, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
-import { createDb, type Tx } from "../subgraphs/audit/src/db.ts";
+import { SqlPool, type SqlTransaction as Tx } from "../packages/service/src/index.ts";
 
 const logger = createLogger({ service: "batch-test", level: "silent" });
 
@@ -13,7 +13,8 @@ describe("EventConsumer with maxBatchMessages", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let sql: pg.Client;
   let link: JetStreamLink;
-  let db: ReturnType<typeof createDb>;
+  // The consumers' pool in the services (SqlPool), as they run in production.
+  let db: SqlPool;
   let consumer: EventConsumer<Tx>;
   const batchSizes: number[] = [];
   let poisonId = "";
@@ -31,7 +32,7 @@ describe("EventConsumer with maxBatchMessages", () => {
     // A primary key on the effect: a handler applied twice would fail the test loudly.
     await sql.query(`CREATE TABLE batch_effect (event_id uuid PRIMARY KEY)`);
     link = await connectJetStream(nats.url, "batch-test", logger);
-    db = createDb(database.url);
+    db = new SqlPool(database.url);
     const insert = (tx: Tx, ids: string[]) => tx.$executeRawUnsafe(`INSERT INTO batch_effect (event_id) SELECT unnest($1::uuid[])`, ids);
     consumer = new EventConsumer<Tx>({
       name: "batch-test",

@@ -14,7 +14,7 @@ import {
 } from "@vaultpay/events";
 import { createLogger, createMetrics } from "@vaultpay/kit";
 import { createTestDatabase, parsePrometheusText, startTestNats, valueOf, waitUntil } from "@vaultpay/testing";
-import { createDb } from "../subgraphs/audit/src/db.ts";
+import { SqlPool, type SqlTransaction } from "../packages/service/src/index.ts";
 
 const logger = createLogger({ service: "dlq-test", level: "silent" });
 
@@ -23,8 +23,9 @@ describe("DLQ and replay", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let sql: pg.Client;
   let link: JetStreamLink;
-  let db: ReturnType<typeof createDb>;
-  let consumer: EventConsumer<Parameters<Parameters<ReturnType<typeof createDb>["$transaction"]>[0]>[0]>;
+  // The consumers' pool in the services (SqlPool), as they run in production.
+  let db: SqlPool;
+  let consumer: EventConsumer<SqlTransaction>;
   let causeFixed = false;
   const handled: string[] = [];
   const metrics = createMetrics("dlq-test");
@@ -35,7 +36,7 @@ describe("DLQ and replay", () => {
     await sql.connect();
     await sql.query(`CREATE TABLE dlq_effect (event_id uuid PRIMARY KEY)`);
     link = await connectJetStream(nats.url, "dlq-test", logger);
-    db = createDb(database.url);
+    db = new SqlPool(database.url);
     consumer = new EventConsumer({
       name: "audit-dlq-test",
       stream: "ACCOUNTS",
