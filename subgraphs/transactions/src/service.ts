@@ -85,7 +85,7 @@ export class TransferService {
     private readonly timings: SagaTimings,
     /** Wakes the outbox relay after a commit, so the saga starts without waiting for a poll. */
     private readonly afterCommit: () => void,
-    /** Where initiate's raw statements run: the service's SqlPool (a third of Prisma's CPU per statement); `db` by default. */
+    /** Where initiate's raw statements run: the service's SqlPool (about half of Prisma's CPU per statement); `db` by default. */
     private readonly sql: SqlExecutor = db,
   ) {}
 
