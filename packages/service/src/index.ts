@@ -127,9 +127,10 @@ export async function runSubgraphService<
   if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
   try {
     startProcessTracing(service.name, config, lifecycle);
-    const db = service.createDb(withDurableCommits(config.DATABASE_URL));
+    const databaseUrl = withDurableCommits(config.DATABASE_URL);
+    const db = service.createDb(databaseUrl);
     lifecycle.onShutdown("database", () => db.$disconnect());
-    const sql = new SqlPool(withDurableCommits(config.DATABASE_URL));
+    const sql = new SqlPool(databaseUrl);
     lifecycle.onShutdown("database (raw SQL)", () => sql.$disconnect());
     await checkDurability(db, config.NODE_ENV === "production", logger);
     const metrics = createMetrics(service.name);

@@ -95,9 +95,10 @@ export interface SqlPoolOptions {
 }
 
 /**
- * A pool of connections for raw SQL, with Prisma's `$transaction(fn, { timeout, maxWait })`
- * contract: commit when `fn` resolves, roll back when it throws; past `timeout` the transaction's
- * connection is closed (the server rolls it back) and `fn`'s later statements are refused.
+ * A pool of connections for raw SQL, with Prisma's `$transaction(fn, { timeout })` contract: commit
+ * when `fn` resolves, roll back when it throws; past `timeout` the transaction's connection is
+ * closed (the server rolls it back) and `fn`'s later statements are refused. The wait for a
+ * connection is the pool's (TRANSACTION_OPTIONS.maxWait), whatever a call's `maxWait` says.
  */
 export class SqlPool implements SqlDatabase<SqlTransaction> {
   private readonly pool: pg.Pool;
@@ -127,24 +128,21 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     const client = await this.pool.connect();
     listenForErrors(client);
     const tx = new SqlTransaction(client);
+    const timeout = new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`);
     let timer: NodeJS.Timeout | undefined;
     try {
       await client.query("BEGIN");
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`)),
-          timeoutMs,
-        );
+        timer = setTimeout(() => reject(timeout), timeoutMs);
       });
       const result = await Promise.race([fn(tx), expired]);
-      tx.ended = "committed";
+      tx.ended = "committing";
       await client.query("COMMIT");
       client.release();
       return result;
     } catch (error) {
-      const timedOut = tx.ended === undefined && error instanceof Error && error.message.includes("longer than its timeout");
-      tx.ended ??= "rolled back";
-      if (timedOut) {
+      tx.ended = error === timeout ? "timed out" : "rolled back";
+      if (error === timeout) {
         // A statement may still be running on it: closing the connection ends the transaction now.
         client.release(error as Error);
       } else {
