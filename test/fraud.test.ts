@@ -129,7 +129,7 @@ describe("fraud checks over JetStream", () => {
     // Each check is stored with the facts and every rule's result behind it.
     const stored = await db.fraudCheck.findUniqueOrThrow({ where: { transferId: burst[5]!.data.transferId } });
     expect(stored).toMatchObject({ passed: false, riskScore: 65, requestDeviceId: "laptop-B", amountMinor: 100000n });
-    expect(stored.evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { nearbyTransfers: 5, knownDevices: 1 } });
+    expect(stored.evaluation).toMatchObject({ failScore: 60, failedClosed: null, facts: { windowTransfersByUser: 5, knownDevices: 1 } });
   });
 
   it("refuses at once a request from another device than the session's", async () => {

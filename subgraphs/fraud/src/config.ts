@@ -54,8 +54,6 @@ export const fraudConfigSchema = subgraphConfigSchema
       .default("INR")
       .transform((value) => value.split(",").map((code) => code.trim()))
       .refine((codes) => codes.length > 0 && codes.every((code) => /^[A-Z]{3}$/.test(code)), "must be ISO 4217 codes, comma-separated"),
-    /** Past transfers read per check; a user with more inside the look-back fails closed. */
-    FRAUD_HISTORY_MAX_ROWS: positiveInt(2_000, 100_000),
   })
   .superRefine((env, issues) => {
     if (env.FRAUD_UNUSUAL_AMOUNT_MIN_HISTORY > env.FRAUD_UNUSUAL_AMOUNT_SAMPLE_SIZE) {
@@ -96,6 +94,5 @@ export function rulesConfigFrom(config: FraudConfig): RulesConfig {
       timeZone: config.FRAUD_DAILY_LIMIT_TIME_ZONE,
     },
     currencies: config.FRAUD_CURRENCIES,
-    historyMaxRows: config.FRAUD_HISTORY_MAX_ROWS,
   };
 }

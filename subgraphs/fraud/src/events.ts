@@ -15,7 +15,7 @@ import {
   type SqlExecutor,
 } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
-import { checkTransfer } from "./fraud.ts";
+import { checkTransfer, failClosed, unscorableBecause } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
 import { findChecks, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
 
@@ -96,12 +96,12 @@ async function decide(
     return;
   }
   const transfer: Transfer = { ...data, amountMinor: BigInt(data.amountMinor), initiatedAt: new Date(data.initiatedAt) };
-  const facts = await loadFacts(tx, transfer, {
-    historyMaxRows: deps.rules.historyMaxRows,
-    sampleSize: deps.rules.unusualAmount.sampleSize,
-  });
   const checkedAt = deps.now();
-  const { verdict, evaluation } = checkTransfer(transfer, facts, deps.rules, checkedAt);
+  // A request that cannot be scored fails closed without reading history (its time may not even be a date).
+  const unscorable = unscorableBecause(transfer, deps.rules, checkedAt);
+  const { verdict, evaluation } = unscorable
+    ? failClosed(unscorable, deps.rules.failScore)
+    : checkTransfer(transfer, await loadFacts(tx, transfer, deps.rules), deps.rules, checkedAt);
   const check = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
   stored.set(check.transferId, check);
   await emitVerdict(tx, check);

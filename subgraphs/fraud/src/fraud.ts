@@ -5,7 +5,7 @@
  */
 import { DomainError, requireAdmin, type Caller } from "@vaultpay/kit";
 import { TEXT_LIMITS, boundText } from "@vaultpay/events";
-import { LOOKBACK_MS, RULES, score, type Facts, type RuleName, type RuleResult, type RulesConfig, type Transfer } from "./rules.ts";
+import { RULES, score, type Facts, type RuleName, type RuleResult, type RulesConfig, type Transfer } from "./rules.ts";
 
 /** How far in the future a request's initiatedAt may be (clock skew between services). */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
@@ -55,7 +55,11 @@ export interface Evaluation {
   /** Set when the check failed closed; the rules did not run then. */
   failedClosed: string | null;
   facts: {
-    nearbyTransfers: number;
+    /** Attempts less than the velocity window away, this transfer left out: by the user, from the account. */
+    windowTransfersByUser: number;
+    windowTransfersFromAccount: number;
+    /** The user's passed transfers earlier (or later) on the same calendar day. */
+    sameDayPassedTransfers: number;
     recentPassedTransfers: number;
     paidPayeeBefore: boolean;
     knownDevices: number;
@@ -97,22 +101,17 @@ export function unscorableBecause(transfer: Transfer, config: RulesConfig, now: 
   return null;
 }
 
-/** Facts the store could not load completely: a partial history would under-count, so it fails closed. */
-export interface LoadedFacts extends Facts {
-  /** More nearby transfers than the configured bound: sums would be lower bounds only. */
-  truncated: boolean;
-}
-
-export function checkTransfer(transfer: Transfer, facts: LoadedFacts, config: RulesConfig, now: Date): CheckOutcome {
+export function checkTransfer(transfer: Transfer, facts: Facts, config: RulesConfig, now: Date): CheckOutcome {
   const unscorable = unscorableBecause(transfer, config, now);
   if (unscorable) return failClosed(unscorable, config.failScore);
-  if (facts.truncated) return failClosed(`more than ${config.historyMaxRows} transfers around this one to read`, config.failScore);
   const rules = RULES.map((rule) => rule.evaluate(transfer, facts, config));
   const evaluation: Evaluation = {
     failScore: config.failScore,
     failedClosed: null,
     facts: {
-      nearbyTransfers: facts.nearby.length,
+      windowTransfersByUser: facts.velocity.user.count,
+      windowTransfersFromAccount: facts.velocity.account.count,
+      sameDayPassedTransfers: facts.sameDayPassed.count,
       recentPassedTransfers: facts.recentPassedAmountsMinor.length,
       paidPayeeBefore: facts.paidPayeeBefore,
       knownDevices: facts.knownDeviceIds.length,
@@ -121,11 +120,6 @@ export function checkTransfer(transfer: Transfer, facts: LoadedFacts, config: Ru
   };
   const { riskScore, passed, reasons } = score(rules, config.failScore);
   return { verdict: { riskScore, passed, reasons: boundReasons(reasons), customerReasons: customerReasons(evaluation) }, evaluation };
-}
-
-/** The time range of history the rules may read around a transfer. */
-export function lookbackRange(initiatedAt: Date): { from: Date; to: Date } {
-  return { from: new Date(initiatedAt.getTime() - LOOKBACK_MS), to: new Date(initiatedAt.getTime() + LOOKBACK_MS) };
 }
 
 /** Upper bound of `fraudChecks(first:)`: an admin screen, not an export. */

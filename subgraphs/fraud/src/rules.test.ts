@@ -4,6 +4,7 @@ import { fraudConfigSchema } from "./config.ts";
 import { BASE_ENV, rulesConfigFromEnv, transferFixture } from "./testing.ts";
 import {
   calendarDay,
+  calendarDayRange,
   dailyLimit,
   deviceMismatch,
   RULES,
@@ -15,8 +16,8 @@ import {
   unprovenDevice,
   unusualAmount,
   velocity,
+  velocityWindow,
   type Facts,
-  type PastTransfer,
   type RuleResult,
   type RulesConfig,
 } from "./rules.ts";
@@ -30,21 +31,17 @@ const at = (iso: string) => new Date(iso);
 
 const transfer = transferFixture;
 
-function past(overrides: Partial<PastTransfer> = {}): PastTransfer {
-  return {
-    transferId: `t-${Math.random()}`,
-    userId: "u1",
-    fromAccountId: "a1",
-    toAccountId: "b1",
-    amountMinor: 10_000n,
-    initiatedAt: at("2026-11-25T11:59:00.000Z"),
-    passed: true,
-    ...overrides,
-  };
-}
+const none = { count: 0, amountMinor: 0n };
 
 function facts(overrides: Partial<Facts> = {}): Facts {
-  return { nearby: [], recentPassedAmountsMinor: [], paidPayeeBefore: true, knownDeviceIds: ["d1"], ...overrides };
+  return {
+    velocity: { user: none, account: none },
+    sameDayPassed: none,
+    recentPassedAmountsMinor: [],
+    paidPayeeBefore: true,
+    knownDeviceIds: ["d1"],
+    ...overrides,
+  };
 }
 
 describe("configuration", () => {
@@ -59,7 +56,6 @@ describe("configuration", () => {
       newPayee: { weight: 15 },
       dailyLimit: { weight: 100, limitMinor: 20_000_000n, timeZone: "Asia/Kolkata" },
       currencies: ["INR"],
-      historyMaxRows: 2_000,
     });
   });
 
@@ -141,43 +137,36 @@ describe("unusual amount", () => {
 
 describe("velocity", () => {
   const config = { ...defaults, velocity: { weight: 35, windowSeconds: 600, maxTransfers: 3, maxAmountMinor: 100_000n } };
-  const now = transfer().initiatedAt.getTime();
-  const ago = (seconds: number) => new Date(now - seconds * 1000);
+  const byUser = (count: number, amountMinor = 10_000n * BigInt(count)) =>
+    facts({ velocity: { user: { count, amountMinor }, account: { count, amountMinor } } });
 
   it("fires past the maximum count, counting the transfer itself", () => {
-    const two = facts({ nearby: [past({ initiatedAt: ago(10) }), past({ initiatedAt: ago(20) })] });
-    expect(velocity.evaluate(transfer(), two, config).fired).toBe(false); // 3 of max 3
-    const three = facts({ nearby: [...two.nearby, past({ initiatedAt: ago(30) })] });
-    const fired = velocity.evaluate(transfer(), three, config);
+    expect(velocity.evaluate(transfer(), byUser(2), config).fired).toBe(false); // 3 of max 3
+    const fired = velocity.evaluate(transfer(), byUser(3), config);
     expect(fired.fired).toBe(true);
     expect(fired.reason).toContain("4 transfers by this user (max 3)");
   });
 
-  it("counts transfers less than the window apart, either side, and not one exactly a window apart", () => {
-    const edge = facts({ nearby: [past({ initiatedAt: ago(600) }), past({ initiatedAt: ago(600) }), past({ initiatedAt: ago(600) })] });
-    expect(velocity.evaluate(transfer(), edge, config).fired).toBe(false);
-    const inside = facts({
-      nearby: [past({ initiatedAt: ago(599.999) }), past({ initiatedAt: ago(-599) }), past({ initiatedAt: ago(0) })],
-    });
-    expect(velocity.evaluate(transfer(), inside, config).detail).toMatchObject({ userCount: 4 });
+  it("reads the window as the instants less than its length away, either side (the store counts inside it)", () => {
+    const { after, before } = velocityWindow(transfer().initiatedAt, 600);
+    expect(after.toISOString()).toBe("2026-11-25T11:50:00.000Z");
+    expect(before.toISOString()).toBe("2026-11-25T12:10:00.000Z");
   });
 
   it("fires when the money in the window passes the maximum", () => {
-    const sent = facts({ nearby: [past({ amountMinor: 60_000n, initiatedAt: ago(60) })] });
+    const sent = byUser(1, 60_000n);
     expect(velocity.evaluate(transfer({ amountMinor: 40_000n }), sent, config).fired).toBe(false); // exactly 100 000
     const over = velocity.evaluate(transfer({ amountMinor: 40_001n }), sent, config);
     expect(over.fired).toBe(true);
     expect(over.reason).toContain("100001 sent by this user (max 100000)");
   });
 
-  it("counts attempts whatever their verdict, per user and per source account", () => {
-    const refused = facts({ nearby: [1, 2, 3].map((i) => past({ passed: false, initiatedAt: ago(i) })) });
-    expect(velocity.evaluate(transfer(), refused, config).fired).toBe(true);
-    // Another user's transfers from the same account (the history query reads both) count for the account only.
-    const shared = facts({ nearby: [1, 2, 3].map((i) => past({ userId: "u2", initiatedAt: ago(i) })) });
+  it("fires on the source account's attempts alone (another user's from the same account count there only)", () => {
+    const shared = facts({ velocity: { user: none, account: { count: 3, amountMinor: 30_000n } } });
     const result = velocity.evaluate(transfer(), shared, config);
     expect(result.detail).toMatchObject({ userCount: 1, accountCount: 4 });
     expect(result.reason).toContain("by this account");
+    expect(result.reason).not.toContain("by this user");
   });
 });
 
@@ -261,27 +250,45 @@ describe("daily limit", () => {
     expect(calendarDay(at("2026-11-25T18:30:00.000Z"), "UTC")).toBe("2026-11-25");
   });
 
-  it("sums the user's passed transfers of the same day in the zone, strictly over the limit fires", () => {
+  it("spans a day from its first instant to the next day's, whatever its length in the zone", () => {
+    expect(calendarDayRange(at("2026-11-25T18:29:00.000Z"), "Asia/Kolkata")).toEqual({
+      day: "2026-11-25",
+      from: at("2026-11-24T18:30:00.000Z"),
+      to: at("2026-11-25T18:30:00.000Z"),
+    });
+    const hours = (range: { from: Date; to: Date }) => (range.to.getTime() - range.from.getTime()) / 3_600_000;
+    // Spring forward and fall back in New York: 23 and 25 hours.
+    expect(hours(calendarDayRange(at("2026-03-08T12:00:00.000Z"), "America/New_York"))).toBe(23);
+    expect(hours(calendarDayRange(at("2026-11-01T12:00:00.000Z"), "America/New_York"))).toBe(25);
+    // Santiago skips midnight when summer time starts (2026-09-06 begins at 01:00 local): the range
+    // starts at the day's first instant, whatever the clock read.
+    for (const [instant, zone] of [
+      ["2026-09-06T15:00:00.000Z", "America/Santiago"],
+      ["2026-03-08T12:00:00.000Z", "America/New_York"],
+      ["2026-11-25T00:00:00.000Z", "UTC"],
+    ] as const) {
+      const { day, from, to } = calendarDayRange(at(instant), zone);
+      expect(calendarDay(new Date(from.getTime() - 1), zone) < day).toBe(true);
+      expect(calendarDay(from, zone)).toBe(day);
+      expect(calendarDay(new Date(to.getTime() - 1), zone)).toBe(day);
+      expect(calendarDay(to, zone) > day).toBe(true);
+    }
+  });
+
+  it("adds the transfer to the user's passed sum of its day, strictly over the limit fires", () => {
     const late = at("2026-11-25T18:29:00.000Z"); // 23:59 in Kolkata
-    const earlierToday = facts({ nearby: [past({ amountMinor: 600n, initiatedAt: at("2026-11-24T18:30:00.000Z") })] }); // 00:00 the same Kolkata day
+    const earlierToday = facts({ sameDayPassed: { count: 1, amountMinor: 600n } });
     expect(dailyLimit.evaluate(transfer({ amountMinor: 400n, initiatedAt: late }), earlierToday, config).fired).toBe(false);
     const over = dailyLimit.evaluate(transfer({ amountMinor: 401n, initiatedAt: late }), earlierToday, config);
     expect(over.fired).toBe(true);
     expect(over.reason).toBe("Transfers on 2026-11-25 (Asia/Kolkata) would total 1001, over the daily limit of 1000");
-  });
-
-  it("starts afresh at midnight in the zone, not at midnight UTC", () => {
-    const yesterday = facts({ nearby: [past({ amountMinor: 900n, initiatedAt: at("2026-11-25T18:29:59.999Z") })] });
-    const justAfterMidnight = at("2026-11-25T18:30:00.000Z");
-    expect(dailyLimit.evaluate(transfer({ amountMinor: 900n, initiatedAt: justAfterMidnight }), yesterday, config).fired).toBe(false);
-    // In UTC both are on 2026-11-25, so the same facts exceed a UTC limit.
-    const utc = { ...config, dailyLimit: { ...config.dailyLimit, timeZone: "UTC" } };
-    expect(dailyLimit.evaluate(transfer({ amountMinor: 900n, initiatedAt: justAfterMidnight }), yesterday, utc).fired).toBe(true);
-  });
-
-  it("does not count refused transfers or other users' transfers", () => {
-    const nearby = [past({ amountMinor: 900n, passed: false }), past({ amountMinor: 900n, userId: "u2" })];
-    expect(dailyLimit.evaluate(transfer({ amountMinor: 1_000n }), facts({ nearby }), config).fired).toBe(false);
+    // The day named is the zone's, not UTC's.
+    const justAfterMidnight = dailyLimit.evaluate(
+      transfer({ amountMinor: 1_001n, initiatedAt: at("2026-11-25T18:30:00.000Z") }),
+      facts(),
+      config,
+    );
+    expect(justAfterMidnight.detail).toMatchObject({ day: "2026-11-26", totalMinor: "1001" });
   });
 });
 

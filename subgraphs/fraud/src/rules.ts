@@ -24,25 +24,29 @@ export interface Transfer {
   initiatedAt: Date;
 }
 
-/** An earlier check: each requested check is one transfer attempt. */
-export interface PastTransfer {
-  transferId: string;
-  userId: string;
-  fromAccountId: string;
-  toAccountId: string;
+/** How many transfers and how much money: a figure the store sums in SQL, never row by row. */
+export interface Tally {
+  count: number;
   amountMinor: bigint;
-  initiatedAt: Date;
-  /** Passed checks are money that moved; failed ones were refunded. */
-  passed: boolean;
 }
 
-/** What the fraud database knows around one transfer (built by the store, read by the rules). */
+/**
+ * What the fraud database knows around one transfer (built by the store, read by the rules). The
+ * history figures are sums over earlier checks (each requested check is one transfer attempt),
+ * the transfer itself left out: the store reads a bounded number of figures, however busy the user.
+ */
 export interface Facts {
   /**
-   * Checks of this user or from this source account initiated within the look-back around the
-   * transfer (LOOKBACK_MS either side), excluding the transfer itself.
+   * Attempts, whatever their verdict, initiated less than the velocity window before or after the
+   * transfer (check requests may arrive out of initiation order): by this user, and from this
+   * source account (whoever sent them).
    */
-  nearby: readonly PastTransfer[];
+  velocity: { user: Tally; account: Tally };
+  /**
+   * The user's passed transfers (money that moved; failed ones were refunded) initiated on the
+   * transfer's calendar day in the daily-limit zone (`calendarDayRange`).
+   */
+  sameDayPassed: Tally;
   /** The amounts of the user's most recent passed transfers (at most the sample size), newest first. */
   recentPassedAmountsMinor: readonly bigint[];
   /** Whether this user already sent a transfer that passed to the destination account. */
@@ -64,8 +68,6 @@ export interface RulesConfig {
   dailyLimit: { weight: number; limitMinor: bigint; timeZone: string };
   /** Currencies whose minor units the amount thresholds are written in. */
   currencies: readonly string[];
-  /** Bound on `nearby`; more rows than this and the check fails closed. */
-  historyMaxRows: number;
 }
 
 export type RuleName =
@@ -96,17 +98,9 @@ export interface Rule {
   evaluate: (transfer: Transfer, facts: Facts, config: RulesConfig) => RuleResult;
 }
 
-/**
- * How far around a transfer the store reads history: covers the velocity window and any calendar
- * day (at most 25 hours long, with a DST change) in any zone.
- */
-export const LOOKBACK_MS = 48 * 3600 * 1000;
-
 function result(rule: RuleName, weight: number, reason: string | null, detail: RuleDetail): RuleResult {
   return { rule, fired: reason !== null, weight, reason, detail };
 }
-
-const sum = (values: readonly bigint[]) => values.reduce((total, value) => total + value, 0n);
 
 /** Over an absolute amount: strictly greater than the threshold fires, equal does not. */
 export const highAmount: Rule = {
@@ -159,9 +153,13 @@ export const unusualAmount: Rule = {
   },
 };
 
-/** Less than the window apart, either side: check requests may arrive out of initiation order. */
-export function withinWindow(a: Date, b: Date, windowSeconds: number): boolean {
-  return Math.abs(a.getTime() - b.getTime()) < windowSeconds * 1000;
+/**
+ * The instants less than the window away from `initiatedAt`, either side (check requests may
+ * arrive out of initiation order): both bounds exclusive. Where the store counts velocity.
+ */
+export function velocityWindow(initiatedAt: Date, windowSeconds: number): { after: Date; before: Date } {
+  const t = initiatedAt.getTime();
+  return { after: new Date(t - windowSeconds * 1000), before: new Date(t + windowSeconds * 1000) };
 }
 
 /**
@@ -173,15 +171,10 @@ export const velocity: Rule = {
   name: "velocity",
   evaluate(transfer, facts, config) {
     const { weight, windowSeconds, maxTransfers, maxAmountMinor } = config.velocity;
-    const inWindow = facts.nearby.filter((past) => withinWindow(past.initiatedAt, transfer.initiatedAt, windowSeconds));
     const scopes = [
-      { label: "this user", transfers: inWindow.filter((past) => past.userId === transfer.userId) },
-      { label: "this account", transfers: inWindow.filter((past) => past.fromAccountId === transfer.fromAccountId) },
-    ].map(({ label, transfers }) => ({
-      label,
-      count: transfers.length + 1,
-      amountMinor: sum(transfers.map((past) => past.amountMinor)) + transfer.amountMinor,
-    }));
+      { label: "this user", tally: facts.velocity.user },
+      { label: "this account", tally: facts.velocity.account },
+    ].map(({ label, tally }) => ({ label, count: tally.count + 1, amountMinor: tally.amountMinor + transfer.amountMinor }));
     const problems: string[] = [];
     for (const scope of scopes) {
       if (scope.count > maxTransfers) problems.push(`${scope.count} transfers by ${scope.label} (max ${maxTransfers})`);
@@ -280,6 +273,40 @@ export function calendarDay(instant: Date, timeZone: string): string {
   return format.format(instant);
 }
 
+/** Far enough either side of an instant to reach past its calendar day's bounds in any zone. */
+const DAY_SEARCH_MS = 48 * 3600 * 1000;
+const dayRanges = new Map<string, { day: string; from: Date; to: Date }>();
+
+/** The first millisecond in (lo, hi] where `reached` holds, given it fails at lo and, once it holds, keeps holding up to hi. */
+function firstInstant(reached: (instant: Date) => boolean, lo: number, hi: number): number {
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (reached(new Date(mid))) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+/**
+ * The calendar day of an instant in a zone, as the instants it spans: `from` inclusive, `to`
+ * exclusive, found from `calendarDay` itself (so a day of 23 or 25 hours, or one that starts at
+ * 01:00 because midnight was skipped, is what the zone's rules make it). Cached per zone and day.
+ */
+export function calendarDayRange(instant: Date, timeZone: string): { day: string; from: Date; to: Date } {
+  const day = calendarDay(instant, timeZone);
+  const key = `${timeZone}\u0000${day}`;
+  const cached = dayRanges.get(key);
+  if (cached) return cached;
+  const t = instant.getTime();
+  const from = firstInstant((at) => calendarDay(at, timeZone) >= day, t - DAY_SEARCH_MS, t);
+  const to = firstInstant((at) => calendarDay(at, timeZone) > day, t, t + DAY_SEARCH_MS);
+  const range = { day, from: new Date(from), to: new Date(to) };
+  // A handful of days are ever current; the bound only keeps a long-lived process small.
+  if (dayRanges.size >= 64) dayRanges.clear();
+  dayRanges.set(key, range);
+  return range;
+}
+
 /**
  * The user's passed transfers on the transfer's calendar day in the configured zone, plus this
  * one, over the limit (strictly) fires. Refused transfers were refunded, so they do not count.
@@ -289,10 +316,7 @@ export const dailyLimit: Rule = {
   evaluate(transfer, facts, config) {
     const { weight, limitMinor, timeZone } = config.dailyLimit;
     const day = calendarDay(transfer.initiatedAt, timeZone);
-    const sameDay = facts.nearby.filter(
-      (past) => past.passed && past.userId === transfer.userId && calendarDay(past.initiatedAt, timeZone) === day,
-    );
-    const totalMinor = sum(sameDay.map((past) => past.amountMinor)) + transfer.amountMinor;
+    const totalMinor = facts.sameDayPassed.amountMinor + transfer.amountMinor;
     const fired = totalMinor > limitMinor;
     return result(
       "daily-limit",

@@ -4,8 +4,8 @@
  */
 import { lockKeys, type SqlExecutor } from "@vaultpay/events";
 import type { Db } from "./db.ts";
-import { customerReasons, lookbackRange, type Evaluation, type LoadedFacts, type Verdict } from "./fraud.ts";
-import type { PastTransfer, Transfer } from "./rules.ts";
+import { customerReasons, type Evaluation, type Verdict } from "./fraud.ts";
+import { calendarDayRange, velocityWindow, type Facts, type RulesConfig, type Tally, type Transfer } from "./rules.ts";
 
 export interface StoredCheck extends Verdict {
   transferId: string;
@@ -69,63 +69,57 @@ export async function listChecks(db: Db, options: { onlyFailed: boolean; limit: 
   return rows.map(toStoredCheck);
 }
 
-/** What the rules read about a transfer, bounded: `historyMaxRows` nearby rows at most. One round trip. */
+/** A tally as SQL returns it: the sum as text, since a bigint sum is numeric and could pass 2^53. */
+interface TallyRow {
+  count: number;
+  amount: string;
+}
+
+const tally = (row: TallyRow): Tally => ({ count: row.count, amountMinor: BigInt(row.amount) });
+
+/**
+ * What the rules read about a transfer, in one round trip: the history as sums PostgreSQL takes
+ * over index ranges (user or account, then initiation time), so a check reads a bounded number of
+ * figures however many transfers the user sent; recent amounts and devices bounded by LIMIT.
+ */
 export async function loadFacts(
   tx: SqlExecutor,
   transfer: Transfer,
-  limits: { historyMaxRows: number; sampleSize: number },
-): Promise<LoadedFacts> {
-  const range = lookbackRange(transfer.initiatedAt);
-  // Amounts travel as text inside the JSON (a bigint would lose digits as a JSON number).
+  config: Pick<RulesConfig, "velocity" | "dailyLimit" | "unusualAmount">,
+): Promise<Facts> {
+  const window = velocityWindow(transfer.initiatedAt, config.velocity.windowSeconds);
+  const day = calendarDayRange(transfer.initiatedAt, config.dailyLimit.timeZone);
   const [row] = await tx.$queryRawUnsafe<
-    Array<{
-      nearby: Array<{
-        transferId: string;
-        userId: string;
-        fromAccountId: string;
-        toAccountId: string;
-        amountMinor: string;
-        initiatedAt: string;
-        passed: boolean;
-      }>;
-      recent: string[];
-      paid_before: boolean;
-      devices: string[];
-    }>
+    Array<{ byUser: TallyRow; fromAccount: TallyRow; sameDay: TallyRow; recent: string[]; paidBefore: boolean; devices: string[] }>
   >(
     `SELECT
-       (SELECT coalesce(json_agg(json_build_object('transferId', transfer_id, 'userId', user_id, 'fromAccountId', from_account_id,
-                                                   'toAccountId', to_account_id, 'amountMinor', amount_minor::text,
-                                                   'initiatedAt', initiated_at, 'passed', passed) ORDER BY initiated_at DESC), '[]'::json)
-          FROM (SELECT * FROM fraud_check
-                 WHERE (user_id = $1 OR from_account_id = $2) AND initiated_at BETWEEN $3::timestamptz AND $4::timestamptz AND transfer_id <> $5
-                 ORDER BY initiated_at DESC LIMIT $6) AS n) AS nearby,
+       (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
+         WHERE user_id = $1 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "byUser",
+       (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
+         WHERE from_account_id = $2 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "fromAccount",
+       (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
+         WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz AND transfer_id <> $5) AS "sameDay",
        (SELECT coalesce(json_agg(amount_minor::text ORDER BY initiated_at DESC), '[]'::json)
           FROM (SELECT amount_minor, initiated_at FROM fraud_check WHERE user_id = $1 AND passed AND transfer_id <> $5
-                 ORDER BY initiated_at DESC LIMIT $7) AS r) AS recent,
-       EXISTS (SELECT 1 FROM fraud_check WHERE user_id = $1 AND to_account_id = $8 AND passed AND transfer_id <> $5) AS paid_before,
+                 ORDER BY initiated_at DESC LIMIT $8) AS r) AS recent,
+       EXISTS (SELECT 1 FROM fraud_check WHERE user_id = $1 AND to_account_id = $9 AND passed AND transfer_id <> $5) AS "paidBefore",
        -- A user has a handful of devices; the bound only guards against a flood of registrations.
        (SELECT coalesce(json_agg(device_id), '[]'::json) FROM (SELECT device_id FROM known_device WHERE user_id = $1 LIMIT 1000) AS d) AS devices`,
     transfer.userId,
     transfer.fromAccountId,
-    range.from.toISOString(),
-    range.to.toISOString(),
+    window.after.toISOString(),
+    window.before.toISOString(),
     transfer.transferId,
-    // One more than allowed tells "exactly at the bound" from "truncated".
-    limits.historyMaxRows + 1,
-    limits.sampleSize,
+    day.from.toISOString(),
+    day.to.toISOString(),
+    config.unusualAmount.sampleSize,
     transfer.toAccountId,
   );
-  const nearbyRows: PastTransfer[] = row!.nearby.map((past) => ({
-    ...past,
-    amountMinor: BigInt(past.amountMinor),
-    initiatedAt: new Date(past.initiatedAt),
-  }));
   return {
-    nearby: nearbyRows.slice(0, limits.historyMaxRows),
-    truncated: nearbyRows.length > limits.historyMaxRows,
+    velocity: { user: tally(row!.byUser), account: tally(row!.fromAccount) },
+    sameDayPassed: tally(row!.sameDay),
     recentPassedAmountsMinor: row!.recent.map((amount) => BigInt(amount)),
-    paidPayeeBefore: row!.paid_before,
+    paidPayeeBefore: row!.paidBefore,
     knownDeviceIds: row!.devices,
   };
 }
