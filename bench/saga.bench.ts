@@ -51,7 +51,7 @@ async function resetStatements(stack: TestStack): Promise<void> {
   }
 }
 
-/** Statements per transfer in each service's database since the reset, with the most frequent ones. */
+/** Statements per transfer in each service's database since the reset, with the most frequent and the costliest ones. */
 async function statementsPerTransfer(stack: TestStack, transfers: number, top = 6): Promise<{ totals: string; detail: string }> {
   const totals: string[] = [];
   const detail: string[] = [];
@@ -70,7 +70,8 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
         `${service} ${(sum / transfers).toFixed(1)} (${(ms / transfers).toFixed(2)} ms, planning ${(planMs / transfers).toFixed(2)})`,
       );
       detail.push(`  ${service}: statements, and planning + execution ms, per transfer`);
-      for (const row of rows.slice(0, top))
+      const costliest = [...rows].sort((a, b) => b.ms - a.ms).slice(0, top);
+      for (const row of [...rows.slice(0, top), ...costliest.filter((row) => !rows.slice(0, top).includes(row))])
         detail.push(
           `    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)} ${(row.plan_ms / transfers).toFixed(3).padStart(7)} ${(row.ms / transfers).toFixed(3).padStart(7)}  ${row.query.slice(0, 140)}`,
         );
