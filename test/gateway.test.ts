@@ -1,6 +1,6 @@
 /** The gateway in front of the whole stack: routing, correlation ids, request events, limits. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TEXT_LIMITS, connectJetStream, parseEvent } from "@vaultpay/events";
+import { TEXT_LIMITS, connectJetStream, parseEvent, unbatch } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { startTestStack, type TestStack } from "@vaultpay/testing";
 
@@ -48,7 +48,7 @@ describe("gateway", () => {
     expect(name.startsWith(recorded.slice(0, -1))).toBe(true);
   });
 
-  /** The gateway.request event published under a correlation id (waits up to 10 s for it). */
+  /** The gateway.request event published under a correlation id, alone or in a batch of reads (waits up to 10 s for it). */
   async function requestEvent(correlationId: string) {
     const link = await connectJetStream(stack.nats.url, "gateway-test", createLogger({ service: "t", level: "silent" }));
     try {
@@ -56,8 +56,9 @@ describe("gateway", () => {
       while (Date.now() < deadline) {
         const info = await link.jsm.streams.info("GATEWAY");
         for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-          const event = parseEvent((await link.jsm.streams.getMessage("GATEWAY", { seq }))!.json());
-          if (event.correlationId === correlationId) return event;
+          const message = parseEvent((await link.jsm.streams.getMessage("GATEWAY", { seq }))!.json());
+          const event = unbatch(message).find((request) => request.correlationId === correlationId);
+          if (event) return event;
         }
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -35,7 +35,7 @@ import { gatewayConfigSchema, graphqlHttpUrl, subgraphUrlOverride } from "./conf
 import { clientAddress, parseCidrList } from "./client-address.ts";
 import { checkBeforeParsing } from "./door.ts";
 import { RateLimits } from "./rate-limit.ts";
-import { requestLogPlugin } from "./request-log.ts";
+import { RequestEventPublisher, requestLogPlugin } from "./request-log.ts";
 import { securityPlugin, type GatewayRequestContext } from "./security.ts";
 import { statusFeedFromNats } from "./status-feed.ts";
 import { createSubgraphFetcher } from "./subgraph-fetch.ts";
@@ -152,6 +152,9 @@ const security = {
   documentLimits,
 };
 const metrics = createMetrics("gateway");
+const requestEvents = new RequestEventPublisher(js, logger);
+// Registered before Apollo's step, so it runs after it (steps stop in reverse): the last requests' reads are sent before NATS drains.
+lifecycle.onShutdown("request events", () => requestEvents.close());
 const apollo = new ApolloServer<GatewayRequestContext>({
   gateway,
   introspection,
@@ -164,7 +167,7 @@ const apollo = new ApolloServer<GatewayRequestContext>({
   plugins: [
     production ? ApolloServerPluginLandingPageDisabled() : ApolloServerPluginLandingPageLocalDefault({ embed: true }),
     securityPlugin(security),
-    requestLogPlugin(logger, js),
+    requestLogPlugin(logger, requestEvents),
     metricsPlugin<GatewayRequestContext>(metrics),
   ],
 });

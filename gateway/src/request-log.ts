@@ -1,14 +1,89 @@
 import type { ApolloServerPlugin } from "@apollo/server";
-import { TEXT_LIMITS, boundText, createEvent, eventHeaders, type JetStreamLink } from "@vaultpay/events";
+import {
+  GATEWAY_REQUEST_BATCH_MAX,
+  TEXT_LIMITS,
+  boundText,
+  createEvent,
+  eventHeaders,
+  eventId,
+  type Event,
+  type JetStreamLink,
+} from "@vaultpay/events";
 import { currentContext, type Logger } from "@vaultpay/kit";
+
+/** How long a read's event waits for others to share its message (bounds a read's audit lag). */
+export const REQUEST_EVENT_LINGER_MS = 100;
+
+/**
+ * Sends `gateway.request` events to JetStream. A mutation's or a subscription's goes at once, alone;
+ * reads go together in `gateway.request.batch` messages, of up to GATEWAY_REQUEST_BATCH_MAX, at most
+ * `lingerMs` after the first of them: each read's own message, its storage and its delivery to audit
+ * had cost audit, NATS and PostgreSQL more than the read itself (bench/gateway-results.md). Audit
+ * still records every request event on its own. Events are published directly (the gateway has no
+ * database): a message NATS refuses is logged with its count, and reads not yet sent when the
+ * process dies uncleanly (at most `lingerMs` of them) are lost, as a single publish in flight was.
+ */
+export class RequestEventPublisher {
+  private pending: Array<Event<"gateway.request">> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly js: JetStreamLink["js"],
+    private readonly logger: Logger,
+    private readonly lingerMs = REQUEST_EVENT_LINGER_MS,
+  ) {}
+
+  publish(event: Event<"gateway.request">): void {
+    if (event.data.operationType !== "query" || this.closed) {
+      this.send(event, 1);
+      return;
+    }
+    this.pending.push(event);
+    if (this.pending.length >= GATEWAY_REQUEST_BATCH_MAX) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.lingerMs);
+  }
+
+  /** Sends the reads waiting now in one message. */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.length === 0) return;
+    const requests = this.pending;
+    this.pending = [];
+    // Its own correlation id and no actor or trace: the batch belongs to no one request.
+    const { traceparent: _traceparent, ...batch } = createEvent(
+      "gateway.request.batch",
+      { requests },
+      { correlationId: eventId(), actor: {} },
+    );
+    this.send(batch, requests.length);
+  }
+
+  /** Sends what waits and what is in flight; later events go out one by one. For shutdown, before NATS drains. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.flush();
+    await Promise.all(this.inFlight);
+  }
+
+  private send(event: Event, requests: number): void {
+    const sent = this.js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) }).then(
+      () => undefined,
+      (error: unknown) => this.logger.warn({ err: error, requests }, "gateway.request event not published"),
+    );
+    this.inFlight.add(sent);
+    void sent.finally(() => this.inFlight.delete(sent));
+  }
+}
 
 /**
  * One log line and one `gateway.request` event per operation: who, which operation, outcome and
  * duration, under the request's correlation id. Variables are never logged (they hold passwords
- * and OTP codes). The event is published directly: the gateway has no database, and a request log
- * lost while NATS is down is logged locally instead.
+ * and OTP codes). The events go out through the publisher (reads batched, see there).
  */
-export function requestLogPlugin(logger: Logger, js: JetStreamLink["js"]): ApolloServerPlugin {
+export function requestLogPlugin(logger: Logger, events: Pick<RequestEventPublisher, "publish">): ApolloServerPlugin {
   return {
     async requestDidStart() {
       const startedAt = performance.now();
@@ -29,10 +104,7 @@ export function requestLogPlugin(logger: Logger, js: JetStreamLink["js"]): Apoll
             durationMs,
           };
           logger.info({ ...data, actor: currentContext()?.actor }, "graphql request");
-          const event = createEvent("gateway.request", data);
-          js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers: eventHeaders(event) }).catch((error: unknown) =>
-            logger.warn({ err: error }, "gateway.request event not published"),
-          );
+          events.publish(createEvent("gateway.request", data));
         },
       };
     },

@@ -26,4 +26,5 @@ export type EventType = keyof Catalog;
 export type EventData<T extends EventType> = z.infer<Catalog[T]["data"]>;
 export { TEXT_LIMITS, boundText, minorUnits } from "./catalog/define.ts";
 export { REPLAY_MAX_DEAD_LETTERS } from "./catalog/operator.ts";
+export { GATEWAY_REQUEST_BATCH_MAX } from "./catalog/gateway.ts";
 export * from "./catalog/transfer-status.ts";

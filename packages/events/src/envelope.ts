@@ -2,8 +2,11 @@ import { z } from "zod";
 import { randomFillSync } from "node:crypto";
 import { v7 as uuidv7 } from "uuid";
 import { currentContext, type RequestContext } from "@vaultpay/kit";
-import { TRACEPARENT_PATTERN, traceparentOf } from "@vaultpay/telemetry";
+import { traceparentOf } from "@vaultpay/telemetry";
 import { catalog, type EventData, type EventType } from "./catalog.ts";
+import { envelopeSchema } from "./envelope-schema.ts";
+
+export { actorSchema, envelopeSchema } from "./envelope-schema.ts";
 
 /**
  * Random bytes for event ids, cut 16 at a time from a pool refilled every 256 ids: uuid's own v7
@@ -34,31 +37,6 @@ export function eventId(): string {
   // uuid copies what it needs from `random` before returning: the pool's bytes are not kept.
   return uuidv7({ random, msecs: idClock.msecs, seq: idClock.seq });
 }
-
-export const actorSchema = z.object({
-  userId: z.string().optional(),
-  deviceId: z.string().optional(),
-  ip: z.string().optional(),
-});
-
-/** The envelope every event travels in (shared/ARCHITECTURE.md §3). */
-export const envelopeSchema = z.object({
-  id: z.uuid(),
-  type: z.string().min(1).max(100),
-  version: z.number().int().positive(),
-  occurredAt: z.iso.datetime({ offset: true }),
-  correlationId: z.string().min(1).max(128),
-  causationId: z.string().max(128).nullable(),
-  actor: actorSchema,
-  data: z.unknown(),
-  /**
-   * The W3C trace context of the span that emitted the event, when that process traces: the outbox
-   * relay publishes later, outside that span, and links its publish (and so every consumer) to it.
-   * Optional and additive: events without it are valid, and older consumers ignore it. A malformed
-   * one is dropped, not refused: tracing must never send an event to the DLQ.
-   */
-  traceparent: z.string().regex(TRACEPARENT_PATTERN).optional().catch(undefined),
-});
 
 export type Envelope = z.infer<typeof envelopeSchema>;
 
@@ -110,6 +88,14 @@ export function parseEvent(raw: unknown): Event {
   const data = definition.data.safeParse(envelope.data.data);
   if (!data.success) throw new InvalidEventError(`${type}: ${z.prettifyError(data.error)}`);
   return { ...envelope.data, data: data.data } as Event;
+}
+
+/**
+ * The events a message stands for: the requests inside a gateway.request.batch (validated with it),
+ * else the event itself. What audit records; a batch is transport, never a record.
+ */
+export function unbatch(event: Event): Event[] {
+  return event.type === "gateway.request.batch" ? (event.data.requests as Event[]) : [event];
 }
 
 function stripUndefined<T extends object>(value: T): T {

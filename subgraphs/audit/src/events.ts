@@ -1,4 +1,13 @@
-import { STREAMS, appendToOutbox, createEvent, type Event, type EventData, type SqlExecutor, type StreamName } from "@vaultpay/events";
+import {
+  STREAMS,
+  appendToOutbox,
+  createEvent,
+  unbatch,
+  type Event,
+  type EventData,
+  type SqlExecutor,
+  type StreamName,
+} from "@vaultpay/events";
 import { canonicalJson, type AuditEntry } from "./chain.ts";
 import type { Runtime } from "./runtime.ts";
 import { appendEntries } from "./store.ts";
@@ -28,8 +37,13 @@ export function entryOf(event: Event): AuditEntry {
   };
 }
 
+/** The entries of a message: one per event it stands for (the requests of a gateway.request.batch, each its own record). */
+export function entriesOf(events: readonly Event[]): AuditEntry[] {
+  return events.flatMap(unbatch).map(entryOf);
+}
+
 export async function appendEvent(event: Event, tx: SqlExecutor): Promise<void> {
-  await appendEntries(tx, [entryOf(event)]);
+  await appendEntries(tx, entriesOf([event]));
 }
 
 /** Events appended per transaction when a stream has a backlog (bench/audit-results.md). */
@@ -51,7 +65,7 @@ export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">, ma
       stream,
       filterSubject: STREAMS[stream][0],
       handle: appendEvent,
-      handleBatch: (events, tx) => appendEntries(tx, events.map(entryOf)).then(() => undefined),
+      handleBatch: (events, tx) => appendEntries(tx, entriesOf(events)).then(() => undefined),
       // appendEntries skips ids already in the log, under the chain head's lock.
       deduplicatesItself: true,
       // A record may reach the chain 20 ms later, in batches several times larger (bench/saga-results.md).

@@ -27,7 +27,7 @@ import { connectJetStream, parseEvent } from "@vaultpay/events";
 import { createLogger, type Logger } from "@vaultpay/kit";
 import { contentHash, type AuditEntry } from "./chain.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
-import { AUDITED_STREAMS, entryOf } from "./events.ts";
+import { AUDITED_STREAMS, entriesOf } from "./events.ts";
 import {
   appendEntries,
   createAuditStore,
@@ -135,10 +135,13 @@ async function stageStream(
   try {
     for await (const message of messages) {
       armIdle();
-      counts.read += 1;
       try {
-        batch.push(entryOf(parseEvent(message.json())));
+        // Events, not messages: the requests of a gateway.request.batch each count.
+        const entries = entriesOf([parseEvent(message.json())]);
+        counts.read += entries.length;
+        batch.push(...entries);
       } catch (error) {
+        counts.read += 1;
         counts.invalid += 1;
         options.logger.warn({ stream, streamSeq: message.seq, err: error }, "not a valid event, skipped");
       }

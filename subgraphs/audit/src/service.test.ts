@@ -175,6 +175,32 @@ describe("audit log", () => {
     expect(await verifyChain(createAuditStore(db))).toEqual({ valid: true, checked: await count(), firstBrokenSeq: null });
   });
 
+  it("records each read inside a gateway.request.batch as its own gateway.request record, never the batch, and once when redelivered", async () => {
+    const read = (correlationId: string, userId: string) =>
+      event(
+        "gateway.request",
+        { operationName: "MyAccounts", operationType: "query", outcome: "success", errorCodes: [], durationMs: 4 },
+        correlationId,
+        userId,
+      );
+    const reads = [read("corr-read-a", "user-a"), read("corr-read-b", "user-b"), read("corr-read-a", "user-a")];
+    const batch = event("gateway.request.batch", { requests: reads }, "corr-batch");
+    await publish(batch);
+    // The same batch again under another message id (a gateway that republished it): nothing doubles.
+    await publish(batch, `${batch.id}-again`);
+    await drained();
+    expect(await stored(batch.id)).toBe(false);
+    const first = await log.records(admin, { correlationId: "corr-read-a" });
+    expect(first.map((record) => [record.eventId, record.type, record.actorUserId])).toEqual([
+      [reads[0]!.id, "gateway.request", "user-a"],
+      [reads[2]!.id, "gateway.request", "user-a"],
+    ]);
+    expect(JSON.parse(first[0]!.data)).toEqual(reads[0]!.data);
+    expect((await log.records(admin, { correlationId: "corr-read-b" })).map((record) => record.eventId)).toEqual([reads[1]!.id]);
+    expect(await log.records(admin, { correlationId: "corr-batch" })).toEqual([]);
+    expect(await verifyChain(createAuditStore(db))).toEqual({ valid: true, checked: await count(), firstBrokenSeq: null });
+  });
+
   it("is for ADMIN only and caps the page size", async () => {
     await expect(log.records(customer, {})).rejects.toMatchObject({ code: "FORBIDDEN" });
     await expect(log.verify(customer)).rejects.toMatchObject({ code: "FORBIDDEN" });
@@ -274,7 +300,8 @@ describe("audit log", () => {
       const targetDb = createDb(target.url);
       try {
         const result = await rebuildAuditLog({ db: targetDb, js: link.js, jsm: link.jsm, logger });
-        expect(result).toMatchObject({ appended: await count(), skippedInvalid: 1, skippedDuplicate: 1 });
+        // Duplicates: the event republished earlier, and the three reads of the batch republished earlier.
+        expect(result).toMatchObject({ appended: await count(), skippedInvalid: 1, skippedDuplicate: 4 });
         const rows = await targetDb.$queryRawUnsafe<Array<{ seq: number; event_id: string; hash: string; occurred_at: Date }>>(
           `SELECT seq::int, event_id::text, hash, occurred_at FROM audit_record ORDER BY seq`,
         );
@@ -315,7 +342,7 @@ describe("audit log", () => {
       env: { ...process.env, DATABASE_URL: target.url, NATS_URL: nats.url, LOG_LEVEL: "warn" },
     });
     expect(command.stdout).toContain(
-      `rebuilt ${liveSummary.records} record(s) (skipped 1 invalid, 1 duplicate); head ${liveSummary.records} ${summaries[0]!.headHash}`,
+      `rebuilt ${liveSummary.records} record(s) (skipped 1 invalid, 4 duplicate); head ${liveSummary.records} ${summaries[0]!.headHash}`,
     );
     expect(command.stdout).toContain("same events");
     await startLive();
