@@ -34,6 +34,11 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** Each service's database name, for PostgreSQL's CPU per service. */
+function databasesByService(stack: TestStack): Record<string, string> {
+  return Object.fromEntries(Object.entries(stack.databaseUrls).map(([service, url]) => [service, new URL(url).pathname.slice(1)]));
+}
+
 /** Starts pg_stat_statements' counts afresh in every service's database (the extension is created if missing). */
 async function resetStatements(stack: TestStack): Promise<void> {
   for (const url of Object.values(stack.databaseUrls)) {
@@ -261,7 +266,7 @@ describe("saga benchmark", () => {
     // Statements per service from here on, counted by pg_stat_statements: the round trips a
     // transfer costs, which a loaded machine does not change.
     await resetStatements(stack);
-    const cpuBefore = processCpuSeconds(Object.values(stack.databaseUrls).map((url) => new URL(url).pathname.slice(1)));
+    const cpuBefore = processCpuSeconds(databasesByService(stack));
     const acceptMs: number[] = [];
     const started = performance.now();
     let next = 0;
@@ -301,7 +306,7 @@ describe("saga benchmark", () => {
     ).rows.map((row) => Number(row.ms));
     acceptMs.sort((a, b) => a - b);
 
-    const cpuAfter = processCpuSeconds(Object.values(stack.databaseUrls).map((url) => new URL(url).pathname.slice(1)));
+    const cpuAfter = processCpuSeconds(databasesByService(stack));
     const statements = await statementsPerTransfer(stack, TRANSFERS);
     console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);

@@ -1,35 +1,42 @@
 /**
  * CPU time of the stack's processes, read from /proc (Linux): the gateway and each subgraph by
  * their entry file, nats-server and redis-server, and the PostgreSQL backends serving the given
- * databases. Two readings around a load phase give each process's CPU per transfer, a number a
- * busy machine changes far less than throughput.
+ * databases (all together as "postgres", and per service as "pg:<service>" when the databases are
+ * given by service). Two readings around a load phase give each process's CPU per transfer, a
+ * number a busy machine changes far less than throughput.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-function processName(cmdline: string, databases: string[]): string | undefined {
+function processNames(cmdline: string, databases: Record<string, string>): string[] {
   const entry = /(gateway|subgraphs\/(\w+))\/src\/main\.ts/.exec(cmdline);
-  if (entry) return entry[2] ?? "gateway";
-  if (cmdline.includes("nats-server")) return "nats-server";
-  if (cmdline.includes("redis-server")) return "redis-server";
-  if (cmdline.startsWith("postgres:") && databases.some((db) => cmdline.includes(` ${db} `))) return "postgres";
-  return undefined;
+  if (entry) return [entry[2] ?? "gateway"];
+  if (cmdline.includes("nats-server")) return ["nats-server"];
+  if (cmdline.includes("redis-server")) return ["redis-server"];
+  if (!cmdline.startsWith("postgres:")) return [];
+  const service = Object.entries(databases).find(([, db]) => cmdline.includes(` ${db} `))?.[0];
+  if (service === undefined) return [];
+  return /^\d+$/.test(service) ? ["postgres"] : ["postgres", `pg:${service}`];
 }
 
-/** CPU seconds (user + system) per process name, summed over processes of the same name. */
-export function processCpuSeconds(databases: string[]): Record<string, number> {
+/**
+ * CPU seconds (user + system) per process name, summed over processes of the same name. Databases
+ * as a list, or by service for PostgreSQL's CPU per service's database as well.
+ */
+export function processCpuSeconds(databases: string[] | Record<string, string>): Record<string, number> {
+  const byService: Record<string, string> = Array.isArray(databases) ? Object.fromEntries(databases.entries()) : databases;
   const seconds: Record<string, number> = {};
   for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-      const name = processName(cmdline, databases);
-      if (!name) continue;
+      const names = processNames(cmdline, byService);
+      if (names.length === 0) continue;
       // Fields after the command name, which is in parentheses and may hold spaces.
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
-      seconds[name] = (seconds[name] ?? 0) + ticks / CLOCK_TICKS_PER_SECOND;
+      for (const name of names) seconds[name] = (seconds[name] ?? 0) + ticks / CLOCK_TICKS_PER_SECOND;
     } catch {
       // The process ended between listing and reading.
     }
