@@ -94,4 +94,17 @@ describe("SqlPool", () => {
     );
     expect(prepared).toEqual([{ statement: text }]);
   });
+
+  it("plans a transaction's lookups as plain index scans (SET LOCAL with its BEGIN); outside a transaction, the server's settings hold", async () => {
+    await pool.$executeRawUnsafe(`CREATE TABLE pool_growing (id text PRIMARY KEY, payload text NOT NULL)`);
+    // Analyzed empty, then grown: what the statistics of a fresh service's tables look like until autovacuum comes by.
+    await pool.$executeRawUnsafe(`ANALYZE pool_growing`);
+    await pool.$executeRawUnsafe(`INSERT INTO pool_growing SELECT 'id-' || i, repeat('x', 100) FROM generate_series(1, 5000) AS i`);
+    const lookup = `EXPLAIN SELECT payload FROM pool_growing WHERE id = ANY($1::text[])`;
+    const ids = Array.from({ length: 300 }, (_, i) => `id-${i * 7}`);
+    const inside = await pool.$transaction((tx) => tx.$queryRawUnsafe<Array<{ "QUERY PLAN": string }>>(lookup, ids));
+    expect(inside.map((row) => row["QUERY PLAN"]).join("\n")).toMatch(/^Index Scan using pool_growing_pkey/);
+    const outside = await pool.$queryRawUnsafe<Array<{ enable_seqscan: string }>>(`SHOW enable_seqscan`);
+    expect(outside).toEqual([{ enable_seqscan: "on" }]);
+  });
 });

@@ -2,7 +2,7 @@ import type { AuditEntry, ChainedRecord } from "./chain.ts";
 import { link } from "./chain.ts";
 import type { Db, Tx } from "./db.ts";
 import type { AuditStore, ChainHead } from "./service.ts";
-import type { SqlExecutor } from "@vaultpay/events";
+import { preferIndexScans, type SqlExecutor } from "@vaultpay/events";
 
 type Executor = Db | Tx;
 
@@ -43,8 +43,13 @@ export async function appendEntries(tx: SqlExecutor, entries: readonly AuditEntr
   if (entries.length === 0) return 0;
   const byId = new Map<string, AuditEntry>();
   for (const entry of entries) if (!byId.has(entry.eventId)) byId.set(entry.eventId, entry);
-  // Three statements per append, whatever its size (each round trip costs CPU on both ends): the
-  // head, locked, with the ids already stored; the records; the new head.
+  // Four statements per append, whatever its size (each round trip costs CPU on both ends): the
+  // planner settings; the head, locked, with the ids already stored; the records; the new head.
+  // The ids are looked up in the event_id index whatever the statistics say: planned with the
+  // statistics of a log that was small (autovacuum analyzes it a minute or more later), the check
+  // compared every record with every id, and an append's cost grew with the log (83 → 267 µs of
+  // PostgreSQL CPU per record from 3,000 to 12,000 records; 33 % of audit's backends in a profile).
+  await preferIndexScans(tx);
   const heads = await tx.$queryRawUnsafe<Array<{ seq: string; hash: string; stored: string[] }>>(
     `SELECT h.seq::text AS seq, h.hash,
             ARRAY(SELECT r.event_id::text FROM audit_record r WHERE r.event_id = ANY($1::uuid[])) AS stored
