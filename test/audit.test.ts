@@ -84,6 +84,24 @@ describe("audit log through the gateway", () => {
     expect(codes(await stack.graphql(AUDIT_LOG, { first: 501 }, as("admin")))).toEqual(["BAD_USER_INPUT"]);
   });
 
+  it("records each read through the gateway as its own gateway.request under its correlation id (reads travel in batches)", async () => {
+    const reads = [`e2e-read-${randomUUID()}`, `e2e-read-${randomUUID()}`];
+    for (const correlationId of reads) {
+      const result = await stack.graphql(`query MyAccounts { myAccounts { id } }`, {}, as("alice", { "x-correlation-id": correlationId }));
+      expect(result.errors).toBeUndefined();
+    }
+    for (const correlationId of reads) {
+      const records = await waitUntil(async () => {
+        const result = await stack.graphql<{ auditLog: AuditRecord[] }>(AUDIT_LOG, { correlationId }, as("admin"));
+        expect(result.errors).toBeUndefined();
+        return result.data!.auditLog.length > 0 && result.data!.auditLog;
+      }, "the read's audit record");
+      expect(records).toHaveLength(1);
+      expect(records[0]).toMatchObject({ type: "gateway.request", correlationId, actorUserId: alice.userId });
+      expect(JSON.parse(records[0]!.data)).toMatchObject({ operationName: "MyAccounts", operationType: "query", outcome: "success" });
+    }
+  });
+
   it("refuses everyone but an ADMIN", async () => {
     expect(codes(await stack.graphql(AUDIT_LOG, {}, as("alice")))).toEqual(["FORBIDDEN"]);
     expect(codes(await stack.graphql(`{ verifyAuditChain { valid } }`, {}, as("alice")))).toEqual(["FORBIDDEN"]);
