@@ -15,7 +15,7 @@ import {
 } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { startTestNats } from "@vaultpay/testing";
-import { RequestEventPublisher } from "./request-log.ts";
+import { REQUEST_BATCH_MAX_BYTES, RequestEventPublisher } from "./request-log.ts";
 
 const logger = createLogger({ service: "request-log-test", level: "silent" });
 
@@ -102,6 +102,32 @@ describe("RequestEventPublisher", () => {
     );
     expect(rest.slice(1).flatMap(unbatch)).toEqual([...reads.slice(GATEWAY_REQUEST_BATCH_MAX), late]);
     expect(rest[2]).toEqual(late);
+  });
+
+  it("cuts batches by size too: requests with long escaped error codes go out in several messages under the streams' limit", async () => {
+    const from = await nextSeq();
+    const publisher = new RequestEventPublisher(link.js, logger, 60_000);
+    // 50 codes of 64 control characters: each escaped to six bytes, ~20 KB of JSON per request.
+    const heavy = (i: number) =>
+      createEvent(
+        "gateway.request",
+        {
+          operationName: "Op",
+          operationType: "query",
+          outcome: "error",
+          errorCodes: Array.from({ length: 50 }, (_, k) => `${k}`.padEnd(64, "\u0001")),
+          durationMs: 1,
+        },
+        { correlationId: `c-heavy-${i}`, actor: {} },
+      );
+    const reads = Array.from({ length: 60 }, (_, i) => heavy(i));
+    for (const read of reads) publisher.publish(read);
+    await publisher.close();
+    const messages = await messagesFrom(from);
+    expect(messages.length).toBeGreaterThanOrEqual(3);
+    for (let seq = from; seq < from + messages.length; seq++)
+      expect((await link.jsm.streams.getMessage("GATEWAY", { seq }))!.data.length).toBeLessThanOrEqual(REQUEST_BATCH_MAX_BYTES + 4096);
+    expect(messages.flatMap(unbatch)).toEqual(reads);
   });
 
   it("refuses a batch whose request is not a well-formed gateway.request (the whole message goes to DLQ, not half of it)", () => {

@@ -13,10 +13,15 @@ import { currentContext, type Logger } from "@vaultpay/kit";
 
 /** How long a read's event waits for others to share its message (bounds a read's audit lag). */
 export const REQUEST_EVENT_LINGER_MS = 100;
+/**
+ * A batch's requests at most, in bytes of JSON: well under the streams' 1 MiB message limit. Events
+ * are ~400 bytes; error codes (50 of up to 64 characters, escaped) can make one ~20 KB.
+ */
+export const REQUEST_BATCH_MAX_BYTES = 512 * 1024;
 
 /**
  * Sends `gateway.request` events to JetStream. A mutation's or a subscription's goes at once, alone;
- * reads go together in `gateway.request.batch` messages, of up to GATEWAY_REQUEST_BATCH_MAX, at most
+ * reads go together in `gateway.request.batch` messages, of up to GATEWAY_REQUEST_BATCH_MAX (and REQUEST_BATCH_MAX_BYTES), at most
  * `lingerMs` after the first of them: each read's own message, its storage and its delivery to audit
  * had cost audit, NATS and PostgreSQL more than the read itself (bench/gateway-results.md). Audit
  * still records every request event on its own. Events are published directly (the gateway has no
@@ -25,6 +30,7 @@ export const REQUEST_EVENT_LINGER_MS = 100;
  */
 export class RequestEventPublisher {
   private pending: Array<Event<"gateway.request">> = [];
+  private pendingBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly inFlight = new Set<Promise<void>>();
@@ -40,7 +46,10 @@ export class RequestEventPublisher {
       this.send(event, 1);
       return;
     }
+    const bytes = Buffer.byteLength(JSON.stringify(event));
+    if (this.pendingBytes + bytes > REQUEST_BATCH_MAX_BYTES) this.flush();
     this.pending.push(event);
+    this.pendingBytes += bytes;
     if (this.pending.length >= GATEWAY_REQUEST_BATCH_MAX) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.lingerMs);
   }
@@ -52,6 +61,7 @@ export class RequestEventPublisher {
     if (this.pending.length === 0) return;
     const requests = this.pending;
     this.pending = [];
+    this.pendingBytes = 0;
     // Its own correlation id and no actor or trace: the batch belongs to no one request.
     const { traceparent: _traceparent, ...batch } = createEvent(
       "gateway.request.batch",
