@@ -49,6 +49,8 @@ export async function appendEntries(tx: SqlExecutor, entries: readonly AuditEntr
   // statistics of a log that was small (autovacuum analyzes it a minute or more later), the check
   // compared every record with every id, and an append's cost grew with the log (83 → 267 µs of
   // PostgreSQL CPU per record from 3,000 to 12,000 records; 33 % of audit's backends in a profile).
+  // The live consumers' SqlPool transactions already begin with the scan settings; this call is for
+  // the rebuild's Prisma transaction, and forces plans made for this call's ids on both.
   await preferIndexScans(tx);
   const heads = await tx.$queryRawUnsafe<Array<{ seq: string; hash: string; stored: string[] }>>(
     `SELECT h.seq::text AS seq, h.hash,

@@ -1,6 +1,7 @@
 /**
- * Storage of checks and known devices (Prisma). Rows are mapped to the domain's plain types here;
- * the rules never see Prisma.
+ * Storage of checks and known devices, in raw SQL on any SqlExecutor (the consumer's SqlPool
+ * transaction, Prisma's client for the resolvers). Rows are mapped to the domain's plain types
+ * here; the rules never see SQL.
  */
 import { lockKeys, type SqlExecutor } from "@vaultpay/events";
 import type { Db } from "./db.ts";
