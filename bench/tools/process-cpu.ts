@@ -3,7 +3,8 @@
  * their entry file, nats-server and redis-server, and the PostgreSQL backends serving the given
  * databases (all together as "postgres", and per service as "pg:<service>" when the databases are
  * given by service). Two readings around a load phase give each process's CPU per transfer, a
- * number a busy machine changes far less than throughput.
+ * number a busy machine changes far less than throughput. "(kernel, all)" is the system-time part
+ * of all of them together (system calls: sockets, fsync), already inside each process's number.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -21,7 +22,7 @@ function processNames(cmdline: string, databases: Record<string, string>): strin
 }
 
 /**
- * CPU seconds (user + system) per process name, summed over processes of the same name. Databases
+ * CPU seconds (user + system) per process name, plus "(kernel, all)", summed over processes of the same name. Databases
  * as a list, or by service for PostgreSQL's CPU per service's database as well.
  */
 export function processCpuSeconds(databases: string[] | Record<string, string>): Record<string, number> {
@@ -35,8 +36,10 @@ export function processCpuSeconds(databases: string[] | Record<string, string>):
       // Fields after the command name, which is in parentheses and may hold spaces.
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
-      for (const name of names) seconds[name] = (seconds[name] ?? 0) + ticks / CLOCK_TICKS_PER_SECOND;
+      const [userTicks, systemTicks] = [Number(fields[11]), Number(fields[12])]; // utime, stime
+      for (const name of names) seconds[name] = (seconds[name] ?? 0) + (userTicks + systemTicks) / CLOCK_TICKS_PER_SECOND;
+      // The kernel's share (system calls: sockets, fsync) of every process, counted once.
+      seconds["(kernel, all)"] = (seconds["(kernel, all)"] ?? 0) + systemTicks / CLOCK_TICKS_PER_SECOND;
     } catch {
       // The process ended between listing and reading.
     }

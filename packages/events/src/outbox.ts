@@ -113,9 +113,16 @@ export interface OutboxRelayOptions {
   publishTimeoutMs?: number;
 }
 
-/** The relay's claim of up to $1 pending rows, oldest first, marked published (see publishBatch). */
+/**
+ * The relay's claim of up to $1 pending rows, oldest first, marked published (see publishBatch).
+ * Ordered by (published_at, seq), all NULL then seq, which is the outbox index's own order: with
+ * `ORDER BY seq` alone the planner needed a sort after that index, so on statistics from when the
+ * table was small it took the primary key instead, filtered by published_at, stepping over every
+ * published row: ~20 ms per claim at 20,000 rows, the costliest statement of transactions'
+ * database in the saga benchmark (bench/saga-results.md, 2026-12-03; test/outbox-claim.test.ts).
+ */
 export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
-  WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+  WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED)
   RETURNING seq, id::text AS id, subject, payload`;
 
 interface OutboxRow {
