@@ -96,3 +96,27 @@ describe("after validation", () => {
     expect(refusal(() => check(`{ account(id: "\\u0000") }`))).toMatch(/NUL/);
   });
 });
+
+describe("the same document again (Apollo Server's store and the subscriptions' cache hand out the same object)", () => {
+  it("refuses its bad literal every time, and passes a good one with each request's own variables", () => {
+    const bad = parse(`mutation { pay(amountMinor: "0x10") }`);
+    const badOperation = resolveOperation(bad, undefined);
+    const first = refusal(() => checkedVariables(schema, bad, badOperation, {}));
+    expect(refusal(() => checkedVariables(schema, bad, badOperation, {}))).toBe(first);
+
+    const good = parse(`mutation Pay($amount: MinorUnits!) { pay(amountMinor: $amount, note: "rent") }`);
+    const goodOperation = resolveOperation(good, undefined);
+    expect(checkedVariables(schema, good, goodOperation, { amount: "100" })).toEqual({ amount: "100" });
+    // Variables are checked on every request, whatever the document's literals did before.
+    expect(refusal(() => checkedVariables(schema, good, goodOperation, { amount: "0x10" }))).toMatch(/MinorUnits|minor/i);
+    expect(checkedVariables(schema, good, goodOperation, { amount: "7" })).toEqual({ amount: "7" });
+  });
+
+  it("checks a document again against another schema", () => {
+    const document = parse(`{ since(at: "yesterday") }`);
+    const operation = resolveOperation(document, undefined);
+    expect(refusal(() => checkedVariables(schema, document, operation, {}))).toBeTruthy();
+    const lenient = buildSchema(`type Query { since(at: String): String }`);
+    expect(checkedVariables(lenient, document, operation, {})).toEqual({});
+  });
+});

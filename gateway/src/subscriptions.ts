@@ -12,9 +12,6 @@ import {
   GraphQLError,
   Kind,
   getOperationAST,
-  parse,
-  validate,
-  type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
   type GraphQLSchema,
@@ -24,6 +21,7 @@ import type { SubscribePayload } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import { runWithContext, toGraphQLError, type Logger } from "@vaultpay/kit";
+import { DocumentCache } from "./documents.ts";
 import { checkBeforeParsing, checkedVariables, resolveOperation } from "./door.ts";
 import { enforceLimits, measureOperation, type OperationLimits } from "./limits.ts";
 import { permissions } from "./permissions.ts";
@@ -155,6 +153,7 @@ async function nextChange(
 async function admitSubscription(
   options: SubscriptionOptions,
   clientError: (error: unknown) => GraphQLError,
+  documents: DocumentCache,
   state: ConnectionState,
   id: string,
   payload: SubscribePayload,
@@ -164,23 +163,15 @@ async function admitSubscription(
   if (!schema) return [new GraphQLError("Gateway is starting", { extensions: { code: "INTERNAL" } })];
   // The same door as HTTP: metered per address and capped before parsing.
   const { rateLimits, documentLimits } = options.security;
-  let document: DocumentNode;
   try {
     await rateLimits.request(state.context.ip);
     checkBeforeParsing({ query: payload.query, variables: payload.variables }, documentLimits);
   } catch (error) {
     return [clientError(error)];
   }
-  try {
-    document = parse(payload.query, { maxTokens: documentLimits.maxDocumentTokens });
-  } catch (error) {
-    return [clientError(new GraphQLError((error as Error).message, { extensions: { code: "GRAPHQL_PARSE_FAILED" } }))];
-  }
-  const errors = validate(schema, document);
-  if (errors.length > 0)
-    return errors.map((error) =>
-      clientError(new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } })),
-    );
+  const parsed = documents.get(schema, payload.query, documentLimits.maxDocumentTokens);
+  if (parsed.errors) return parsed.errors.map(clientError);
+  const { document } = parsed;
   let operation: OperationDefinitionNode;
   let variables: Record<string, unknown>;
   try {
@@ -270,6 +261,7 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
     return mapped;
   };
   const wss = new WebSocketServer({ server: options.server, path: "/graphql", maxPayload: 64 * 1024 });
+  const documents = new DocumentCache();
 
   const run: RunQuery = async (context, query, variables) => {
     const response = await apollo.executeOperation({ query, variables }, { contextValue: { ...context } });
@@ -293,7 +285,7 @@ export function startSubscriptionServer(options: SubscriptionOptions) {
         if (open > 0) connectionsByUser.set(userId, open);
         else connectionsByUser.delete(userId);
       },
-      onSubscribe: (ctx, id, payload) => admitSubscription(options, clientError, ctx.extra.state!, id, payload),
+      onSubscribe: (ctx, id, payload) => admitSubscription(options, clientError, documents, ctx.extra.state!, id, payload),
       onComplete: (ctx, id) => {
         ctx.extra.state?.active.delete(id);
       },
