@@ -123,6 +123,22 @@ interface Customer {
 const INITIATE = `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "1000", idempotencyKey: $key) { id } }`;
 
 /**
+ * Each process's event-loop delay since the last call (prom-client's nodejs_eventloop_lag_p99 and
+ * _max, which restart at every scrape), as "name p99/max" in ms: a request waits behind whatever
+ * holds its process's loop, so this is where queueing inside a process shows.
+ */
+async function eventLoopDelays(stack: TestStack): Promise<string> {
+  const readings = await Promise.all(
+    Object.entries(stack.urls).map(async ([name, url]) => {
+      const text = await (await fetch(new URL("/metrics", url))).text();
+      const value = (metric: string) => Number(new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)`, "m").exec(text)?.[1] ?? Number.NaN) * 1000;
+      return `${name} ${value("nodejs_eventloop_lag_p99_seconds").toFixed(0)}/${value("nodejs_eventloop_lag_max_seconds").toFixed(0)}`;
+    }),
+  );
+  return readings.join(", ");
+}
+
+/**
  * Transfers offered at a fixed rate whatever the answers (open loop: a backlog shows as latency
  * instead of slowing the offer down), each followed by its owner over a graphql-ws subscription.
  * Measures initiateTransfer's latency and the time from sending it to the COMPLETED push.
@@ -330,7 +346,9 @@ describe("saga benchmark", () => {
 
     // Open loop at half the closed loop's completed rate (or as told): the latency goals' setting.
     const rate = OPEN_RATE ?? Math.max(1, Math.floor(completedPerSecond / 2));
+    await eventLoopDelays(stack); // prom-client's histogram restarts at each scrape: from here on
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
+    console.info(`event-loop delay during the open loop, p99 / max ms: ${await eventLoopDelays(stack)}`);
     const openLine = [
       `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${machine} | ${payees} | ${rate} | ${open.offeredPerSecond.toFixed(1)}`,
       `${OPEN_SECONDS} | ${open.total}`,
