@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# A/B of the saga benchmark: a base commit (in a worktree) against this checkout, run alternately,
+# base first then this one, `rounds` times, so the machine's drift falls on both sides (on a shared
+# 2-core machine the second run of a pair won three pairs of four whichever commit it was, and one
+# commit ranged 65–88 completed/s over six runs: bench/saga-results.md, 2026-12-03). Prints each
+# run's result rows and CPU line, then each side's mean CPU per transfer over all its runs, the
+# number to compare. Results files are left as they were (the rows are printed instead).
+#
+#   bench/tools/ab.sh <base-commit> [rounds=2] [VAR=value ...]
+#   e.g. bench/tools/ab.sh ff21974 3 SAGA_BENCH_TRANSFERS=3000 SAGA_BENCH_CLIENTS=64
+set -euo pipefail
+
+base_commit=${1:?usage: bench/tools/ab.sh <base-commit> [rounds] [VAR=value ...]}
+shift
+rounds=2
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then
+  rounds=$1
+  shift
+fi
+here=$(git rev-parse --show-toplevel)
+base_tree=${AB_BASE_TREE:-/tmp/vaultpay-ab-$(git rev-parse --short "$base_commit")}
+logs=$(mktemp -d)
+
+if [ ! -d "$base_tree" ]; then
+  git -C "$here" worktree add --detach "$base_tree" "$base_commit" >/dev/null
+  (cd "$base_tree" && . scripts/env.sh && pnpm install --frozen-lockfile >/dev/null)
+fi
+
+# Sum of the processes' CPU per transfer: every name but the subtotals already inside others.
+total_cpu() {
+  grep -h "CPU ms per transfer" "$1" | sed 's/.*: //; s/(kernel, all) [0-9.]*//' | tr ',' '\n' |
+    awk 'NF == 2 && $1 !~ /^pg:/ { sum += $2 } END { printf "%.1f", sum }'
+}
+
+run() { # <label> <tree> <round>
+  local log="$logs/$1-$3.log"
+  (
+    cd "$2" && . scripts/env.sh
+    saved=$(mktemp -d) && cp bench/*-results.md "$saved"/
+    env "${@:4}" flock /tmp/vaultpay-heavy.lock pnpm bench saga >"$log" 2>&1 || echo "  (the run failed: $log)"
+    cp "$saved"/*-results.md bench/
+  )
+  echo "== $1, round $3: $(total_cpu "$log") ms of CPU per transfer"
+  grep -E "\| 20[0-9]{2}-|CPU ms per|event-loop" "$log" | sed 's/\x1b\[[0-9;]*m//g' || true
+}
+
+for round in $(seq 1 "$rounds"); do
+  run base "$base_tree" "$round" "$@"
+  run head "$here" "$round" "$@"
+done
+
+for side in base head; do
+  mean=$(for log in "$logs/$side"-*.log; do total_cpu "$log"; echo; done | awk '{ sum += $1; n++ } END { printf "%.1f", sum / n }')
+  echo "$side: mean $mean ms of CPU per transfer over $rounds runs"
+done
+echo "logs: $logs"
