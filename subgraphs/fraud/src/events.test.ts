@@ -93,4 +93,33 @@ describe("a batch of check requests", () => {
       ]),
     );
   });
+
+  it("holds the daily limit across batches on the day's running total: passed checks raise it, refused ones do not", async () => {
+    const daily: CheckDependencies = {
+      ...deps,
+      rules: rulesConfigFromEnv({ FRAUD_DAILY_LIMIT_MINOR: "2500", FRAUD_VELOCITY_MAX_TRANSFERS: "100" }),
+    };
+    const user = `u-${randomUUID()}`;
+    await db.$transaction((tx) => recordKnownDevice(tx, { userId: user, deviceId: "d1", deviceRecordId: randomUUID(), registeredAt: now }));
+    const ids = ["t1", "t2", "t3", "t4"].map((name) => `${name}-${randomUUID()}`);
+    // 10.00 each: two pass (20.00), the third would make 30.00 of a 25.00 limit, and so would a fourth.
+    await db.$transaction((tx) => handleCheckRequests([request(ids[0]!, user, 40), request(ids[1]!, user, 30)], tx, daily, inEventContext));
+    await db.$transaction((tx) => handleCheckRequests([request(ids[2]!, user, 20)], tx, daily, inEventContext));
+    await db.$transaction((tx) => handleCheckRequests([request(ids[3]!, user, 10)], tx, daily, inEventContext));
+    const checks = await db.$queryRawUnsafe<Array<{ transfer_id: string; passed: boolean }>>(
+      `SELECT transfer_id, passed FROM fraud_check WHERE user_id = $1 ORDER BY initiated_at`,
+      user,
+    );
+    expect(checks.map((check) => [check.transfer_id, check.passed])).toEqual([
+      [ids[0], true],
+      [ids[1], true],
+      [ids[2], false],
+      [ids[3], false],
+    ]);
+    const totals = await db.$queryRawUnsafe<Array<{ count: number; amount_minor: bigint }>>(
+      `SELECT count, amount_minor FROM fraud_daily_total WHERE user_id = $1`,
+      user,
+    );
+    expect(totals).toEqual([{ count: 2, amount_minor: 2000n }]);
+  });
 });

@@ -1,8 +1,9 @@
 /**
  * The facts a check reads, on a real database through the service's SqlPool: the velocity window's
  * exclusive edges on both sides, per user and per source account; the calendar day in the zone;
- * refused, other users' and the transfer's own checks left out where the rules say; and a busy
- * user's history summed, not read row by row (no bound to fail closed on).
+ * refused, other users' and the transfer's own checks left out where the rules say; a busy
+ * user's history summed, not read row by row (no bound to fail closed on); and the day's total
+ * kept as a running figure per zone, equal to the checks' sum.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -130,5 +131,57 @@ describe("loadFacts", () => {
     const facts = await loadFacts(sql, under(user, late), config);
     expect(facts.sameDayPassed).toEqual({ count: 3_000, amountMinor: 30_000n });
     expect(facts.velocity.user).toEqual({ count: 599, amountMinor: 5_990n });
+    // From then on the day's figure is its running total, not a sum over the 3,000 rows: a row
+    // written behind insertCheck's back is not seen, one stored through it is.
+    await sql.$executeRawUnsafe(
+      `INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, session_device_id,
+                                initiated_at, risk_score, passed, reasons, evaluation, request_event_id)
+       VALUES ('bulk-' || $1 || '-behind', $1, 'acc-' || $1, 'b1', 10, 'INR', 'd1', $2::timestamptz, 0, true, '{}', '{}'::jsonb, gen_random_uuid())`,
+      user,
+      late.toISOString(),
+    );
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3_000, amountMinor: 30_000n });
+    await stored(user, ago(5), { amountMinor: 7n });
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3_001, amountMinor: 30_007n });
+  });
+
+  it("keeps each zone's day total equal to the day's passed checks as they arrive after it was first read", async () => {
+    const user = `u-${randomUUID()}`;
+    const utc = rulesConfigFromEnv({ FRAUD_DAILY_LIMIT_TIME_ZONE: "UTC" });
+    // Read in both zones before any check: both days start at zero.
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 0, amountMinor: 0n });
+    expect((await loadFacts(sql, under(user, late), utc)).sameDayPassed).toEqual({ count: 0, amountMinor: 0n });
+    // Kolkata's day: 2026-11-24T18:30Z to 2026-11-25T18:30Z. UTC's: the 25th.
+    await stored(user, new Date("2026-11-24T18:30:00.000Z"), { amountMinor: 600n }); // Kolkata's only
+    await stored(user, new Date("2026-11-25T18:29:59.999Z"), { amountMinor: 50n }); // both
+    await stored(user, new Date("2026-11-25T18:30:00.000Z"), { amountMinor: 7_000n }); // UTC's only
+    await stored(user, new Date("2026-11-25T00:00:00.000Z"), { amountMinor: 4n }); // both
+    await stored(user, ago(60), { amountMinor: 9_000n, passed: false }); // refused: in neither
+    await stored(user, new Date("2026-11-23T12:00:00.000Z"), { amountMinor: 80_000n }); // an earlier day: in neither
+    await stored(`u-${randomUUID()}`, ago(60), { amountMinor: 70_000n }); // another user
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3, amountMinor: 654n });
+    expect((await loadFacts(sql, under(user, late), utc)).sameDayPassed).toEqual({ count: 3, amountMinor: 7_054n });
+    // The same figures the checks sum to, kept once per zone's day.
+    const totals = await sql.$queryRawUnsafe<Array<{ time_zone: string; count: number; amount_minor: bigint }>>(
+      `SELECT time_zone, count, amount_minor FROM fraud_daily_total WHERE user_id = $1 AND day_from > $2::timestamptz ORDER BY time_zone`,
+      user,
+      "2026-11-24T00:00:00.000Z",
+    );
+    expect(totals).toEqual(
+      [
+        { time_zone: config.dailyLimit.timeZone, count: 3, amount_minor: 654n },
+        { time_zone: "UTC", count: 3, amount_minor: 7_054n },
+      ].sort((a, b) => (a.time_zone < b.time_zone ? -1 : 1)),
+    );
+    // A day a week later starts its own total and drops the user's older ones; a late check of an
+    // old day starts that day again from its checks.
+    const weekLater = new Date(late.getTime() + 8 * 86_400_000);
+    expect((await loadFacts(sql, under(user, weekLater), config)).sameDayPassed).toEqual({ count: 0, amountMinor: 0n });
+    const days = await sql.$queryRawUnsafe<Array<{ n: number }>>(
+      `SELECT count(*)::int AS n FROM fraud_daily_total WHERE user_id = $1`,
+      user,
+    );
+    expect(days).toEqual([{ n: 1 }]);
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3, amountMinor: 654n });
   });
 });

@@ -79,9 +79,62 @@ interface TallyRow {
 const tally = (row: TallyRow): Tally => ({ count: row.count, amountMinor: BigInt(row.amount) });
 
 /**
- * What the rules read about a transfer, in one round trip: the history as sums PostgreSQL takes
- * over index ranges (user or account, then initiation time), so a check reads a bounded number of
- * figures however many transfers the user sent; recent amounts and devices bounded by LIMIT.
+ * The facts' statement ($1 user, $2 source account, $3/$4 the velocity window's exclusive bounds,
+ * $5 the transfer, $6/$7 its calendar day, $8 the sample size, $9 the payee, $10 the zone).
+ * The day's total: started (seeded) from the checks when this day and zone have no row yet, the
+ * sum skipped otherwise (NOT EXISTS gates it); the statement's snapshot does not see its own
+ * insert, hence `day` reads both. The user's lock (lockFraudKeys) keeps two checks from seeding
+ * or raising it at once; were the row missing anyway, the old sum answers. Starting a day also
+ * drops the user's totals of days a week older (a check for such a day starts it again).
+ */
+const FACTS_QUERY = `WITH pruned AS (
+   DELETE FROM fraud_daily_total
+    WHERE user_id = $1 AND day_from < $6::timestamptz - interval '7 days'
+      AND NOT EXISTS (SELECT 1 FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10)
+ ),
+ seeded AS (
+   INSERT INTO fraud_daily_total (user_id, day_from, time_zone, day_to, count, amount_minor)
+   SELECT $1, $6::timestamptz, $10, $7::timestamptz, sums.count, sums.amount
+     FROM (SELECT count(*)::int AS count, coalesce(sum(amount_minor), 0) AS amount FROM fraud_check
+            WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz) AS sums
+    WHERE NOT EXISTS (SELECT 1 FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10)
+   ON CONFLICT DO NOTHING
+   RETURNING count, amount_minor
+ ),
+ day AS (
+   SELECT count, amount_minor FROM seeded
+   UNION ALL
+   SELECT count, amount_minor FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10
+ ),
+ own AS (
+   SELECT count(*)::int AS count, coalesce(sum(amount_minor), 0) AS amount FROM fraud_check
+    WHERE transfer_id = $5 AND user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz
+ )
+ SELECT
+   (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
+     WHERE user_id = $1 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "byUser",
+   (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
+     WHERE from_account_id = $2 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "fromAccount",
+   coalesce(
+     (SELECT json_build_object('count', d.count - own.count, 'amount', (d.amount_minor - own.amount)::text)
+        FROM (SELECT count, amount_minor FROM day LIMIT 1) AS d, own),
+     (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
+       WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz AND transfer_id <> $5)
+   ) AS "sameDay",
+   (SELECT coalesce(json_agg(amount_minor::text ORDER BY initiated_at DESC), '[]'::json)
+      FROM (SELECT amount_minor, initiated_at FROM fraud_check WHERE user_id = $1 AND passed AND transfer_id <> $5
+             ORDER BY initiated_at DESC LIMIT $8) AS r) AS recent,
+   EXISTS (SELECT 1 FROM fraud_check WHERE user_id = $1 AND to_account_id = $9 AND passed AND transfer_id <> $5) AS "paidBefore",
+   -- A user has a handful of devices; the bound only guards against a flood of registrations.
+   (SELECT coalesce(json_agg(device_id), '[]'::json) FROM (SELECT device_id FROM known_device WHERE user_id = $1 LIMIT 1000) AS d) AS devices`;
+
+/**
+ * What the rules read about a transfer, in one round trip: velocity as sums PostgreSQL takes over
+ * index ranges (user or account, then initiation time: a window's worth of rows); the day's passed
+ * total from fraud_daily_total, started from the day's checks the first time this day and zone are
+ * read (then raised by insertCheck), so a busy sender's check no longer visits every passed check of
+ * its day; recent amounts and devices bounded by LIMIT. The transfer's own check is left out of
+ * every figure (it exists only when a check is read again, as tests do).
  */
 export async function loadFacts(
   tx: SqlExecutor,
@@ -93,19 +146,7 @@ export async function loadFacts(
   const [row] = await tx.$queryRawUnsafe<
     Array<{ byUser: TallyRow; fromAccount: TallyRow; sameDay: TallyRow; recent: string[]; paidBefore: boolean; devices: string[] }>
   >(
-    `SELECT
-       (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
-         WHERE user_id = $1 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "byUser",
-       (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
-         WHERE from_account_id = $2 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "fromAccount",
-       (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
-         WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz AND transfer_id <> $5) AS "sameDay",
-       (SELECT coalesce(json_agg(amount_minor::text ORDER BY initiated_at DESC), '[]'::json)
-          FROM (SELECT amount_minor, initiated_at FROM fraud_check WHERE user_id = $1 AND passed AND transfer_id <> $5
-                 ORDER BY initiated_at DESC LIMIT $8) AS r) AS recent,
-       EXISTS (SELECT 1 FROM fraud_check WHERE user_id = $1 AND to_account_id = $9 AND passed AND transfer_id <> $5) AS "paidBefore",
-       -- A user has a handful of devices; the bound only guards against a flood of registrations.
-       (SELECT coalesce(json_agg(device_id), '[]'::json) FROM (SELECT device_id FROM known_device WHERE user_id = $1 LIMIT 1000) AS d) AS devices`,
+    FACTS_QUERY,
     transfer.userId,
     transfer.fromAccountId,
     window.after.toISOString(),
@@ -115,6 +156,7 @@ export async function loadFacts(
     day.to.toISOString(),
     config.unusualAmount.sampleSize,
     transfer.toAccountId,
+    config.dailyLimit.timeZone,
   );
   return {
     velocity: { user: tally(row!.byUser), account: tally(row!.fromAccount) },
@@ -133,11 +175,22 @@ export async function insertCheck(
   // An unparseable time is stored as the check time; the verdict already failed closed on it.
   const initiatedAt = Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt;
   const evaluation = JSON.stringify(check.evaluation);
+  // A passed check raises the day's totals that exist for its initiation time (one per zone read so
+  // far; a calendar day is under 3 days long in any zone): loadFacts started them from the checks
+  // before it, so they stay equal to the sums. Where none exists yet, loadFacts will start it
+  // from the checks, this one included.
   await tx.$executeRawUnsafe(
-    `INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
-                              device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
-                              request_event_id, checked_at)
-     VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)`,
+    `WITH stored AS (
+       INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
+                                device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
+                                request_event_id, checked_at)
+       VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)
+       RETURNING user_id, amount_minor, initiated_at, passed
+     )
+     UPDATE fraud_daily_total AS total SET count = total.count + 1, amount_minor = total.amount_minor + stored.amount_minor
+       FROM stored
+      WHERE stored.passed AND total.user_id = stored.user_id AND total.day_from <= stored.initiated_at
+        AND total.day_from > stored.initiated_at - interval '3 days' AND total.day_to > stored.initiated_at`,
     transfer.transferId,
     transfer.userId,
     transfer.fromAccountId,
