@@ -131,18 +131,21 @@ describe("loadFacts", () => {
     const facts = await loadFacts(sql, under(user, late), config);
     expect(facts.sameDayPassed).toEqual({ count: 3_000, amountMinor: 30_000n });
     expect(facts.velocity.user).toEqual({ count: 599, amountMinor: 5_990n });
-    // From then on the day's figure is its running total, not a sum over the 3,000 rows: a row
-    // written behind insertCheck's back is not seen, one stored through it is.
+    // From then on the day's figure is its running total, raised by the table's trigger whatever
+    // inserts a check: a row written by plain SQL (as a replica of an older version would) counts,
+    // as does one stored through insertCheck.
     await sql.$executeRawUnsafe(
       `INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, session_device_id,
                                 initiated_at, risk_score, passed, reasons, evaluation, request_event_id)
-       VALUES ('bulk-' || $1 || '-behind', $1, 'acc-' || $1, 'b1', 10, 'INR', 'd1', $2::timestamptz, 0, true, '{}', '{}'::jsonb, gen_random_uuid())`,
+       VALUES ('bulk-' || $1 || '-plain', $1, 'acc-' || $1, 'b1', 10, 'INR', 'd1', $2::timestamptz, 0, true, '{}', '{}'::jsonb, gen_random_uuid())`,
       user,
       late.toISOString(),
     );
-    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3_000, amountMinor: 30_000n });
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3_001, amountMinor: 30_010n });
     await stored(user, ago(5), { amountMinor: 7n });
-    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3_001, amountMinor: 30_007n });
+    expect((await loadFacts(sql, under(user, late), config)).sameDayPassed).toEqual({ count: 3_002, amountMinor: 30_017n });
+    const [total] = await sql.$queryRawUnsafe<Array<{ count: number }>>(`SELECT count FROM fraud_daily_total WHERE user_id = $1`, user);
+    expect(total).toEqual({ count: 3_002 });
   });
 
   it("keeps each zone's day total equal to the day's passed checks as they arrive after it was first read", async () => {

@@ -84,8 +84,9 @@ const tally = (row: TallyRow): Tally => ({ count: row.count, amountMinor: BigInt
  * The day's total: started (seeded) from the checks when this day and zone have no row yet, the
  * sum skipped otherwise (NOT EXISTS gates it); the statement's snapshot does not see its own
  * insert, hence `day` reads both. The user's lock (lockFraudKeys) keeps two checks from seeding
- * or raising it at once; were the row missing anyway, the old sum answers. Starting a day also
- * drops the user's totals of days a week older (a check for such a day starts it again).
+ * or raising it (fraud_check's trigger) at once; were the row missing anyway, the old sum answers.
+ * Starting a day also drops the user's totals of days a week older (a check for such a day starts
+ * it again).
  */
 const FACTS_QUERY = `WITH pruned AS (
    DELETE FROM fraud_daily_total
@@ -132,8 +133,8 @@ const FACTS_QUERY = `WITH pruned AS (
  * What the rules read about a transfer, in one round trip: velocity as sums PostgreSQL takes over
  * index ranges (user or account, then initiation time: a window's worth of rows); the day's passed
  * total from fraud_daily_total, started from the day's checks the first time this day and zone are
- * read (then raised by insertCheck), so a busy sender's check no longer visits every passed check of
- * its day; recent amounts and devices bounded by LIMIT. The transfer's own check is left out of
+ * read (then raised by fraud_check's trigger), so a busy sender's check no longer visits every
+ * passed check of its day; recent amounts and devices bounded by LIMIT. The transfer's own check is left out of
  * every figure (it exists only when a check is read again, as tests do).
  */
 export async function loadFacts(
@@ -175,22 +176,13 @@ export async function insertCheck(
   // An unparseable time is stored as the check time; the verdict already failed closed on it.
   const initiatedAt = Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt;
   const evaluation = JSON.stringify(check.evaluation);
-  // A passed check raises the day's totals that exist for its initiation time (one per zone read so
-  // far; a calendar day is under 3 days long in any zone): loadFacts started them from the checks
-  // before it, so they stay equal to the sums. Where none exists yet, loadFacts will start it
-  // from the checks, this one included.
+  // A passed check also raises the day totals that hold its initiation time: the table's trigger
+  // does (migration daily_total), whatever inserts the check.
   await tx.$executeRawUnsafe(
-    `WITH stored AS (
-       INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
-                                device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
-                                request_event_id, checked_at)
-       VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)
-       RETURNING user_id, amount_minor, initiated_at, passed
-     )
-     UPDATE fraud_daily_total AS total SET count = total.count + 1, amount_minor = total.amount_minor + stored.amount_minor
-       FROM stored
-      WHERE stored.passed AND total.user_id = stored.user_id AND total.day_from <= stored.initiated_at
-        AND total.day_from > stored.initiated_at - interval '3 days' AND total.day_to > stored.initiated_at`,
+    `INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
+                              device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
+                              request_event_id, checked_at)
+     VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)`,
     transfer.transferId,
     transfer.userId,
     transfer.fromAccountId,
