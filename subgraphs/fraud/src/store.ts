@@ -134,8 +134,8 @@ const FACTS_QUERY = `WITH pruned AS (
  * index ranges (user or account, then initiation time: a window's worth of rows); the day's passed
  * total from fraud_daily_total, started from the day's checks the first time this day and zone are
  * read (then raised by fraud_check's trigger), so a busy sender's check no longer visits every
- * passed check of its day; recent amounts and devices bounded by LIMIT. The transfer's own check is left out of
- * every figure (it exists only when a check is read again, as tests do).
+ * passed check of its day; recent amounts and devices bounded by LIMIT. The transfer's own check is
+ * left out of every figure (it exists only when a check is read again, as tests do).
  */
 export async function loadFacts(
   tx: SqlExecutor,
