@@ -81,35 +81,39 @@ const tally = (row: TallyRow): Tally => ({ count: row.count, amountMinor: BigInt
 /**
  * The facts' statement ($1 user, $2 source account, $3/$4 the velocity window's exclusive bounds,
  * $5 the transfer, $6/$7 its calendar day, $8 the sample size, $9 the payee, $10 the zone).
- * The day's total: started (seeded) from the checks when this day and zone have no row yet, the
- * sum skipped otherwise (NOT EXISTS gates it); the statement's snapshot does not see its own
- * insert, hence `day` reads both. The user's lock (lockFraudKeys) keeps two checks from seeding
- * or raising it (fraud_check's trigger) at once; were the row missing anyway, the old sum answers.
- * Starting a day also drops the user's totals of days a week older (a check for such a day starts
- * it again).
+ * The day's total: its row read once (`existing`); started (seeded) from the checks when this day
+ * and zone have no row yet, the sum skipped otherwise (NOT EXISTS gates it); the statement's
+ * snapshot does not see its own insert, hence `day` reads both. The user's lock (lockFraudKeys)
+ * keeps two checks from seeding or raising it (fraud_check's trigger) at once; were the row missing
+ * anyway, the old sum answers. Starting a day also drops the user's totals of days a week older (a
+ * check for such a day starts it again).
  */
-const FACTS_QUERY = `WITH pruned AS (
+const FACTS_QUERY = `WITH existing AS (
+   SELECT count, amount_minor FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10
+ ),
+ pruned AS (
    DELETE FROM fraud_daily_total
-    WHERE user_id = $1 AND day_from < $6::timestamptz - interval '7 days'
-      AND NOT EXISTS (SELECT 1 FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10)
+    WHERE user_id = $1 AND day_from < $6::timestamptz - interval '7 days' AND NOT EXISTS (SELECT 1 FROM existing)
  ),
  seeded AS (
    INSERT INTO fraud_daily_total (user_id, day_from, time_zone, day_to, count, amount_minor)
    SELECT $1, $6::timestamptz, $10, $7::timestamptz, sums.count, sums.amount
      FROM (SELECT count(*)::int AS count, coalesce(sum(amount_minor), 0) AS amount FROM fraud_check
             WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz) AS sums
-    WHERE NOT EXISTS (SELECT 1 FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10)
+    WHERE NOT EXISTS (SELECT 1 FROM existing)
    ON CONFLICT DO NOTHING
    RETURNING count, amount_minor
  ),
  day AS (
    SELECT count, amount_minor FROM seeded
    UNION ALL
-   SELECT count, amount_minor FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10
+   SELECT count, amount_minor FROM existing
  ),
  own AS (
-   SELECT count(*)::int AS count, coalesce(sum(amount_minor), 0) AS amount FROM fraud_check
-    WHERE transfer_id = $5 AND user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz
+   -- The transfer's own check by its key (OFFSET 0 keeps the planner from walking the user's day instead).
+   SELECT count(*)::int AS count, coalesce(sum(c.amount_minor), 0) AS amount
+     FROM (SELECT user_id, passed, initiated_at, amount_minor FROM fraud_check WHERE transfer_id = $5 OFFSET 0) AS c
+    WHERE c.user_id = $1 AND c.passed AND c.initiated_at >= $6::timestamptz AND c.initiated_at < $7::timestamptz
  )
  SELECT
    (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
