@@ -37,8 +37,15 @@ export async function lockKeys(tx: SqlExecutor, keys: readonly string[]): Promis
  * primary key instead (~8 ms per claim). So the claims are planned for their values every time.
  */
 export async function preferIndexScans(tx: SqlExecutor): Promise<void> {
-  await tx.$queryRawUnsafe(
-    `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
-            set_config('plan_cache_mode', 'force_custom_plan', true)`,
-  );
+  await tx.$queryRawUnsafe(PREFER_INDEX_SCANS);
 }
+
+/**
+ * The planner settings that make scans walk indexes, for one transaction (see preferIndexScans).
+ * SqlPool begins every transaction with them; preferIndexScans adds custom plans.
+ */
+export const INDEX_SCAN_SETTINGS: Readonly<Record<string, string>> = { enable_bitmapscan: "off", enable_seqscan: "off" };
+
+const PREFER_INDEX_SCANS = `SELECT ${Object.entries({ ...INDEX_SCAN_SETTINGS, plan_cache_mode: "force_custom_plan" })
+  .map(([name, value]) => `set_config('${name}', '${value}', true)`)
+  .join(", ")}`;

@@ -10,7 +10,7 @@
  * in UTC, json as parsed values.
  */
 import pg from "pg";
-import type { SqlDatabase, SqlExecutor } from "@vaultpay/events";
+import { INDEX_SCAN_SETTINGS, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 import { TRANSACTION_OPTIONS, statementName } from "./db.ts";
 
 const INT8 = 20;
@@ -100,7 +100,7 @@ function listenForErrors(client: pg.PoolClient): void {
  * Like `preferIndexScans`, a penalty in the planner's costs, not a ban: a table without a usable
  * index is still scanned.
  */
-const BEGIN = "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
+const BEGIN = ["BEGIN", ...Object.entries(INDEX_SCAN_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`)].join("; ");
 
 export interface SqlPoolOptions {
   /** Connections at most (each service's Prisma client has its own pool beside this one). */
