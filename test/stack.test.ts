@@ -209,7 +209,7 @@ describe("NODE_ENV=production pnpm start", () => {
   });
 
   it("comes up with given URLs and NAME_FILE keys, and a customer signs in through the SMTP relay", async () => {
-    const gatewayPort = await freePort();
+    const gatewayPort = await freePortRun();
     child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
       cwd: REPO_ROOT,
       env: await productionEnv(gatewayPort),
