@@ -134,4 +134,47 @@ describe("EventConsumer with maxBatchMessages", () => {
       await selective.stop();
     }
   });
+  it("acknowledges accepted events its handler does not act on (decided on the parsed event), unrecorded, in batches and alone", async () => {
+    const seen: Event[] = [];
+    const acting = new EventConsumer<Tx>({
+      name: "batch-test-acting",
+      stream: "AUTH",
+      filterSubject: "auth.user.created",
+      db,
+      js: link.js,
+      jsm: link.jsm,
+      logger,
+      maxBatchMessages: 50,
+      batchSize: 200,
+      // Acts only on customers: an admin's creation passes by.
+      acts: (event) => event.type === "auth.user.created" && event.data.role === "CUSTOMER",
+      handle: async (event) => void seen.push(event),
+      handleBatch: async (events) => void seen.push(...events),
+    });
+    const processed = async () =>
+      (await sql.query(`SELECT count(*)::int AS n FROM processed_event WHERE consumer = 'batch-test-acting'`)).rows[0].n as number;
+    const admin = (n: number) =>
+      createEvent("auth.user.created", { userId: `admin-${n}`, role: "ADMIN" }, { correlationId: `corr-a${n}`, actor: {} });
+    await acting.start();
+    try {
+      // A burst (batched) and then one alone (its own batch of one).
+      const burst = Array.from({ length: 60 }, (_, n) => (n % 3 === 0 ? admin(n) : created(4_000 + n)));
+      await Promise.all(burst.map((event) => publish(event)));
+      const lone = admin(999);
+      await publish(lone);
+      await waitUntil(async () => {
+        const info = await link.jsm.consumers.info("AUTH", "batch-test-acting");
+        return info.num_ack_pending === 0 && info.num_pending === 0 && info.delivered.stream_seq > 0;
+      }, "every message acknowledged");
+      const customers = burst.filter((event) => event.data.role === "CUSTOMER").map((event) => event.id);
+      const handled = seen.map((event) => event.id);
+      // Everything the stream held before counts too: only customers, each the handler saw was recorded.
+      expect(seen.every((event) => event.type === "auth.user.created" && event.data.role === "CUSTOMER")).toBe(true);
+      expect(handled).toEqual(expect.arrayContaining(customers));
+      expect(handled).not.toContain(lone.id);
+      expect(await processed()).toBe(new Set(handled).size);
+    } finally {
+      await acting.stop();
+    }
+  });
 });

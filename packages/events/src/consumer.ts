@@ -40,6 +40,12 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
    * unrecorded: no transaction for an event the handler would ignore. Default: every type.
    */
   accepts?: readonly EventType[];
+  /**
+   * Of the accepted events, those the handler acts on, decided on the parsed event (a fraud verdict
+   * that passed, say). The others are acknowledged unrecorded, without a transaction: the handler
+   * would do nothing with them, so a redelivery is as harmless as this skip. Default: all.
+   */
+  acts?: (event: Event) => boolean;
   /** The effect. Runs inside the transaction that also records the event as processed. */
   handle: (event: Event, tx: Tx) => Promise<void>;
   /** Deliveries before a message goes to DLQ. */
@@ -105,7 +111,7 @@ export type EventScope = <T>(event: Event, work: () => T) => T;
 export const inEventContext: EventScope = (event, work) =>
   runWithContext({ correlationId: event.correlationId, causationId: event.id, actor: event.actor }, work);
 
-export type ProcessOutcome = "processed" | "duplicate" | "retry" | "dead-lettered";
+export type ProcessOutcome = "processed" | "duplicate" | "passed-by" | "retry" | "dead-lettered";
 
 /** What one consumer transaction did: new events handled and outbox rows they appended. */
 export interface BatchCommit {
@@ -254,6 +260,10 @@ export class EventConsumer<Tx extends SqlExecutor> {
       await this.deadLetter(message, error, undefined);
       return "dead-lettered";
     }
+    if (this.options.acts?.(event) === false) {
+      message.ack();
+      return "passed-by";
+    }
     // A slow effect (waiting on a lock) must not be redelivered while it runs: tell the server
     // the message is being worked on, well inside ack_wait.
     const heartbeat = setInterval(() => message.working(), Math.max(1_000, (this.options.ackWaitMs ?? 30_000) / 3));
@@ -312,7 +322,9 @@ export class EventConsumer<Tx extends SqlExecutor> {
         // process() sends it to DLQ with the parse error, as it would without batching.
         await this.process(message);
       }
-      if (event) valid.push({ message, event });
+      if (!event) continue;
+      if (this.options.acts?.(event) === false) message.ack();
+      else valid.push({ message, event });
     }
     if (valid.length === 0) return;
     const spans = new Map(valid.map(({ message, event }) => [event, this.startEventSpan(message, event)]));

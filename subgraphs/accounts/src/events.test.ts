@@ -13,7 +13,7 @@ import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing"
 import { SqlPool, type SqlTransaction } from "@vaultpay/service";
 import type { Account, Reader } from "./accounts.ts";
 import { createDb, type Db } from "./db.ts";
-import { handleSagaCommand, handleSagaCommands, startSagaConsumer } from "./events.ts";
+import { VERDICT_CONSUMER, handleSagaCommand, handleSagaCommands, startSagaConsumer, startVerdictConsumer } from "./events.ts";
 import { AccountsService } from "./service.ts";
 import { journalSum, setAccountStatus } from "./store.ts";
 
@@ -46,6 +46,7 @@ describe("saga commands over JetStream", () => {
       lifecycle.onShutdown("raw SQL pool", () => pool.$disconnect());
       const replicaEventing = await startEventing({ natsUrl: nats.url, name: `accounts-${replica}`, logger, lifecycle, db: pool });
       await startSagaConsumer(replicaEventing, logger);
+      await startVerdictConsumer(replicaEventing, logger);
       eventing ??= replicaEventing;
     }
   });
@@ -146,6 +147,89 @@ describe("saga commands over JetStream", () => {
       { kind: "DEBIT", amount: "-300" },
       { kind: "CREDIT", amount: "300" },
     ]);
+  });
+
+  function verdict(transferId: string, passed: boolean) {
+    const reasons = passed ? [] : ["Amount over the daily limit"];
+    return createEvent(
+      "fraud.check.completed",
+      { transferId, passed, riskScore: passed ? 5 : 90, reasons, checkedAt: new Date().toISOString() },
+      context,
+    );
+  }
+
+  /** Every verdict published so far delivered and acknowledged by the verdict consumer's replicas. */
+  async function verdictsSettled(): Promise<void> {
+    await waitUntil(async () => {
+      const info = await eventing.jsm.consumers.info("FRAUD", VERDICT_CONSUMER);
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    }, "every verdict handled");
+  }
+
+  it("credits a passed fraud verdict to the destination its debit named, once; failed verdicts pass by", async () => {
+    const from = await openFunded("saga-verdict-1", "SAVINGS", 1_000n);
+    const to = await openFunded("saga-verdict-2", "SAVINGS", 0n);
+    const [passedId, failedId, refundedId, legacyId, unknownId] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const debit = (transferId: string, amountMinor: string) =>
+      publish(initiated({ transferId, fromAccountId: from.id, toAccountId: to.id, amountMinor, currency: "INR", userId: from.userId }));
+    for (const [transferId, amount] of [
+      [passedId, "300"],
+      [failedId, "100"],
+      [refundedId, "50"],
+      [legacyId, "20"],
+    ] as const) {
+      await debit(transferId, amount);
+      await waitUntil(async () => (await answers(transferId)).length === 1, "the debit");
+    }
+    expect(await balanceOf(from)).toBe(530n);
+    // A debit decided before destinations were recorded: no verdict can credit it (its deadline refunds it).
+    await sql.query(`UPDATE saga_decision SET to_account_id = NULL WHERE transfer_id = $1`, [legacyId]);
+    // The unwinding came first for this one: its verdict must not credit.
+    await publish(
+      createEvent(
+        "transaction.refund.requested",
+        { transferId: refundedId, fromAccountId: from.id, amountMinor: "50", reason: "timeout" },
+        context,
+      ),
+    );
+    await waitUntil(async () => (await answers(refundedId)).length === 2, "the refund");
+
+    // The passed verdict redelivered and sent again (fraud answering a retried request): one credit.
+    const passed = verdict(passedId, true);
+    await publish(passed);
+    await publish(passed, `${passed.id}-redelivered`);
+    const again = verdict(passedId, true);
+    await publish(again);
+    for (const transferId of [failedId, refundedId, legacyId, unknownId]) await publish(verdict(transferId, transferId !== failedId));
+    await verdictsSettled();
+
+    expect((await answers(passedId)).map((a) => [a.type, a.data.accountId, a.data.amountMinor])).toEqual([
+      ["account.debited", from.id, "300"],
+      ["account.credited", to.id, "300"],
+      ["account.credited", to.id, "300"],
+    ]);
+    expect((await answers(failedId)).map((a) => a.type)).toEqual(["account.debited"]);
+    expect((await answers(refundedId)).map((a) => [a.type, a.data.reason])).toEqual([
+      ["account.debited", undefined],
+      ["account.refunded", undefined],
+      ["account.credit.rejected", "ALREADY_REFUNDED"],
+    ]);
+    expect((await answers(legacyId)).map((a) => a.type)).toEqual(["account.debited"]);
+    expect(await answers(unknownId)).toEqual([]);
+    expect(await balanceOf(from)).toBe(580n);
+    expect(await balanceOf(to)).toBe(300n);
+    // The credit answers the verdict: it names the verdict as its cause.
+    const cause = await sql.query(
+      `SELECT payload->>'causationId' AS cause FROM outbox_event WHERE type = 'account.credited' AND payload->'data'->>'transferId' = $1 ORDER BY seq LIMIT 1`,
+      [passedId],
+    );
+    expect([passed.id, again.id]).toContain(cause.rows[0].cause);
+    // Failed verdicts pass by without a transaction: no processed record.
+    const recorded = await sql.query(`SELECT count(*)::int AS n FROM processed_event WHERE consumer = $1 AND event_id = $2::uuid`, [
+      VERDICT_CONSUMER,
+      failedId,
+    ]);
+    expect(recorded.rows[0].n).toBe(0);
   });
 
   it("refunds a debit once, and never credits after a refund", async () => {

@@ -1,7 +1,8 @@
 /**
  * What accounts emits and consumes. Emitting: an event is appended to the outbox in the same
  * transaction as the change it describes. Consuming: the saga commands of the transactions
- * service, each answered by exactly one account.* event per transfer and step.
+ * service, and fraud's verdicts (a passed one is credited here), each answered by exactly one
+ * account.* event per transfer and step.
  */
 import {
   BATCHED_CONSUMER,
@@ -50,8 +51,8 @@ function stepOf(command: SagaCommand): StepCommand {
   const { transferId } = command.data;
   switch (command.type) {
     case "transaction.initiated": {
-      const { fromAccountId, currency, userId } = command.data;
-      return { transferId, step: "DEBIT", accountId: fromAccountId, amountMinor, currency, userId };
+      const { fromAccountId, toAccountId, currency, userId } = command.data;
+      return { transferId, step: "DEBIT", accountId: fromAccountId, amountMinor, currency, userId, toAccountId };
     }
     case "transaction.credit.requested":
       return { transferId, step: "CREDIT", accountId: command.data.toAccountId, amountMinor };
@@ -60,13 +61,24 @@ function stepOf(command: SagaCommand): StepCommand {
   }
 }
 
+function isPassedVerdict(event: Event): event is Event<"fraud.check.completed"> {
+  return event.type === "fraud.check.completed" && event.data.passed;
+}
+
+/** An event that asks for a step, the step, and the events that answer it. */
+interface StepRequest {
+  event: Event;
+  step: StepCommand;
+  answers: { applied: Applied; rejected: Rejected };
+}
+
 /**
  * Runs a batch of saga commands inside the consumer's transaction, in a fixed number of statements
- * whatever its size: lock the transfers, lock the accounts, read the transfers' decisions and
- * journal, decide each command in order in memory (SagaBook, the ledger's rules), write balances,
- * journal rows and decisions set-based, and answer each command with exactly one account.* event
- * (the same answer for a repeated command, even one re-published with a new event id). The
- * journal's unique (transfer, kind, account) is the backstop under that.
+ * whatever its size: lock the transfers, read their decisions and journal, lock the accounts,
+ * decide each command in order in memory (SagaBook, the ledger's rules), write balances, journal
+ * rows and decisions set-based, and answer each command with exactly one account.* event (the same
+ * answer for a repeated command, even one re-published with a new event id). The journal's unique
+ * (transfer, kind, account) is the backstop under that.
  */
 export async function handleSagaCommands(
   events: readonly Event[],
@@ -75,32 +87,78 @@ export async function handleSagaCommands(
   within: EventScope = inEventContext,
 ): Promise<void> {
   // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
-  const commands = events.filter(isSagaCommand).map((command) => ({ command, step: stepOf(command) }));
+  const commands = events.filter(isSagaCommand);
   if (commands.length === 0) return;
-  const transferIds = commands.map(({ step }) => step.transferId);
+  const requests = commands.map((command) => ({ event: command, step: stepOf(command), answers: ANSWERS[command.type] }));
+  const transferIds = requests.map(({ step }) => step.transferId);
   await lockTransfers(tx, transferIds);
+  await decideAndAnswer(tx, logger, within, await loadSagaRecords(tx, transferIds), requests);
+}
+
+/**
+ * Credits the transfers whose fraud verdict passed, without a round trip through transactions: the
+ * credit goes to the destination the debit's own command named, for the debited amount, decided
+ * once per transfer like a credit command (a verdict sent again gets the first answer again; a
+ * refund decided first refuses it). Failed verdicts pass by: transactions decides the refund and
+ * the customer's reason. A verdict with no debit to credit from is left to the saga's deadline.
+ */
+export async function handleVerdicts(
+  events: readonly Event[],
+  tx: SqlExecutor,
+  logger: Logger,
+  within: EventScope = inEventContext,
+): Promise<void> {
+  const passed = events.filter(isPassedVerdict);
+  if (passed.length === 0) return;
+  const transferIds = passed.map((verdict) => verdict.data.transferId);
+  await lockTransfers(tx, transferIds);
+  const records = await loadSagaRecords(tx, transferIds);
+  const debits = new SagaBook({ accounts: [], ...records });
+  const requests: StepRequest[] = [];
+  for (const verdict of passed) {
+    const step = debits.creditOnVerdict(verdict.data.transferId);
+    if (step) requests.push({ event: verdict, step, answers: ANSWERS["transaction.credit.requested"] });
+    else
+      logger.warn({ transferId: verdict.data.transferId }, "passed fraud verdict with no recorded debit to credit from; left to the saga");
+  }
+  await decideAndAnswer(tx, logger, within, records, requests);
+}
+
+/** Locks the requests' accounts, decides each request in order, writes the changes and answers each. */
+async function decideAndAnswer(
+  tx: SqlExecutor,
+  logger: Logger,
+  within: EventScope,
+  records: Awaited<ReturnType<typeof loadSagaRecords>>,
+  requests: readonly StepRequest[],
+): Promise<void> {
+  if (requests.length === 0) return;
   const accounts = await lockAccounts(
     tx,
-    commands.map(({ step }) => step.accountId),
+    requests.map(({ step }) => step.accountId),
   );
-  const book = new SagaBook({ accounts, ...(await loadSagaRecords(tx, transferIds)) });
-  const answers = commands.map(({ command, step }) => {
+  const book = new SagaBook({ accounts, ...records });
+  const answers = requests.map(({ event, step, answers }) => {
     const { decision, repeatedWithOtherBody } = book.decide(step);
     if (repeatedWithOtherBody) {
       // The same transfer and step with another body: answered as first decided, never applied again.
       logger.warn(
         { transferId: step.transferId, step: step.step },
-        "saga command repeated with a different body; answering the first decision",
+        "saga step repeated with a different body; answering the first decision",
       );
     }
-    return { command, decision };
+    return { event, transferId: step.transferId, answers, decision };
   });
   await writeSagaChanges(tx, book.changes());
-  for (const { command, decision } of answers) {
-    const answer = { transferId: command.data.transferId, accountId: decision.accountId };
-    const { applied, rejected } = ANSWERS[command.type];
-    // Emitted in the command's context: the answer names it as its cause, in the same trace.
-    await within(command, () =>
+  for (const {
+    event,
+    transferId,
+    answers: { applied, rejected },
+    decision,
+  } of answers) {
+    const answer = { transferId, accountId: decision.accountId };
+    // Emitted in the asking event's context: the answer names it as its cause, in the same trace.
+    await within(event, () =>
       decision.rejection === null
         ? emit(tx, applied, { ...answer, amountMinor: formatMinorUnits(decision.amountMinor) })
         : // The reason was produced by the domain for this very step, so it is one of its event's reasons.
@@ -124,6 +182,23 @@ export function startSagaConsumer<T extends SqlExecutor>(eventing: Eventing<T>, 
     accepts: SAGA_COMMANDS,
     handle: (event, tx) => handleSagaCommand(event, tx, logger),
     handleBatch: (events, tx, within) => handleSagaCommands(events, tx, logger, within),
+    ...BATCHED_CONSUMER,
+  });
+}
+
+/** The durable consumer of fraud verdicts (a passed one is credited here); replicas of accounts share it. */
+export const VERDICT_CONSUMER = "accounts-verdicts";
+
+/** Starts the verdict consumer: the passed verdicts credit their transfers (handleVerdicts). */
+export function startVerdictConsumer<T extends SqlExecutor>(eventing: Eventing<T>, logger: Logger) {
+  return eventing.consume({
+    name: VERDICT_CONSUMER,
+    stream: "FRAUD",
+    filterSubject: "fraud.check.completed",
+    // A failed verdict is transactions' to unwind: it passes by here without a transaction.
+    acts: isPassedVerdict,
+    handle: (event, tx) => handleVerdicts([event], tx, logger),
+    handleBatch: (events, tx, within) => handleVerdicts(events, tx, logger, within),
     ...BATCHED_CONSUMER,
   });
 }

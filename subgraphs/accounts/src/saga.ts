@@ -20,6 +20,8 @@ export interface StepCommand {
   /** For a debit: whose account it must be, and the transfer's currency. */
   userId?: string;
   currency?: string;
+  /** For a debit: the destination, recorded with the decision (the only account a passed verdict credits). */
+  toAccountId?: string;
 }
 
 export interface SagaDecisionRecord {
@@ -27,6 +29,8 @@ export interface SagaDecisionRecord {
   amountMinor: bigint;
   /** Null: applied. */
   rejection: string | null;
+  /** A debit's destination; null on other steps and on debits recorded before it was kept. */
+  toAccountId: string | null;
 }
 
 /** A journal row of a transfer: amounts signed (DEBIT negative), with its account's currency. */
@@ -91,6 +95,7 @@ export class SagaBook {
       accountId: command.accountId,
       amountMinor: command.amountMinor,
       rejection: outcome.ok ? null : outcome.reason,
+      toAccountId: command.step === "DEBIT" ? (command.toAccountId ?? null) : null,
     };
     if (outcome.ok) {
       // rule() accepts only a step on an account it was given.
@@ -115,6 +120,17 @@ export class SagaBook {
     this.decisions.set(key(command.transferId, command.step), decision);
     this.newDecisions.push({ ...decision, transferId: command.transferId, step: command.step });
     return { decision, repeatedWithOtherBody: false };
+  }
+
+  /**
+   * The credit a passed fraud verdict calls for: the transfer's applied debit, its amount, to the
+   * destination its debit command named. Undefined when there is none to credit from (no debit,
+   * a refused one, or one recorded before destinations were kept): the saga's deadline decides.
+   */
+  creditOnVerdict(transferId: string): StepCommand | undefined {
+    const debitDecision = this.decisions.get(key(transferId, "DEBIT"));
+    if (!debitDecision || debitDecision.rejection !== null || debitDecision.toAccountId === null) return undefined;
+    return { transferId, step: "CREDIT", accountId: debitDecision.toAccountId, amountMinor: debitDecision.amountMinor };
   }
 
   /** What the batch changed: decisions, journal rows in order, and each touched account's balance before and after. */

@@ -180,13 +180,14 @@ export async function loadSagaRecords(tx: SqlExecutor, transferIds: readonly str
       account_id: string;
       amount_minor: bigint;
       rejection: string | null;
+      to_account_id: string | null;
       currency: string | null;
     }>
   >(
-    `SELECT 'D' AS source, transfer_id, step::text AS step, account_id, amount_minor, rejection, NULL AS currency
+    `SELECT 'D' AS source, transfer_id, step::text AS step, account_id, amount_minor, rejection, to_account_id, NULL AS currency
        FROM saga_decision WHERE transfer_id = ANY($1::text[])
      UNION ALL
-     SELECT 'J', j.transfer_id, j.kind::text, j.account_id::text, j.amount_minor, NULL, a.currency
+     SELECT 'J', j.transfer_id, j.kind::text, j.account_id::text, j.amount_minor, NULL, NULL, a.currency
        FROM journal_entry j JOIN account a ON a.id = j.account_id
       WHERE j.transfer_id = ANY($1::text[]) AND j.kind <> 'DEPOSIT'`,
     [...new Set(transferIds)],
@@ -196,7 +197,14 @@ export async function loadSagaRecords(tx: SqlExecutor, transferIds: readonly str
   for (const row of rows) {
     const amountMinor = BigInt(row.amount_minor);
     if (row.source === "D")
-      decisions.push({ transferId: row.transfer_id, step: row.step, accountId: row.account_id, amountMinor, rejection: row.rejection });
+      decisions.push({
+        transferId: row.transfer_id,
+        step: row.step,
+        accountId: row.account_id,
+        amountMinor,
+        rejection: row.rejection,
+        toAccountId: row.to_account_id,
+      });
     else journal.push({ transferId: row.transfer_id, kind: row.step, accountId: row.account_id, amountMinor, currency: row.currency! });
   }
   return { decisions, journal };
@@ -235,14 +243,16 @@ export async function writeSagaChanges(tx: SqlExecutor, changes: ReturnType<Saga
   }
   if (decisions.length > 0) {
     await tx.$executeRawUnsafe(
-      `INSERT INTO saga_decision (transfer_id, step, account_id, amount_minor, rejection)
-       SELECT transfer_id, step::"SagaStep", account_id, amount_minor::bigint, rejection
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS d(transfer_id, step, account_id, amount_minor, rejection)`,
+      `INSERT INTO saga_decision (transfer_id, step, account_id, amount_minor, rejection, to_account_id)
+       SELECT transfer_id, step::"SagaStep", account_id, amount_minor::bigint, rejection, to_account_id
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+           AS d(transfer_id, step, account_id, amount_minor, rejection, to_account_id)`,
       decisions.map((decision) => decision.transferId),
       decisions.map((decision) => decision.step),
       decisions.map((decision) => decision.accountId),
       decisions.map((decision) => decision.amountMinor.toString()),
       decisions.map((decision) => decision.rejection),
+      decisions.map((decision) => decision.toAccountId),
     );
   }
 }

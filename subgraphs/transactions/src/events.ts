@@ -1,7 +1,8 @@
 /**
  * What transactions consumes: accounts' answers (and new accounts for the directory) and the fraud
- * verdict; plus the sweeper that retries or compensates overdue steps. Emits through the outbox:
- * transaction.initiated / credit.requested / refund.requested (commands to accounts),
+ * verdict (a failed one is unwound here; accounts credits a passed one); plus the sweeper that
+ * retries or compensates overdue steps. Emits through the outbox: transaction.initiated /
+ * refund.requested (commands to accounts; credit.requested only for transfers from before),
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
@@ -33,6 +34,8 @@ export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventi
     name: "transactions-fraud",
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
+    // A passed verdict is accounts' to credit: it passes by here without a transaction.
+    acts: (event) => event.type === "fraud.check.completed" && !event.data.passed,
     handle: (event, tx) => handleBatch(saga, [event], tx, inEventContext),
     handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
     ...BATCHED_CONSUMER,

@@ -59,7 +59,7 @@ const step = { transferId: "t1", accountId: "a1", amountMinor: "2500" };
 const event = <T extends EventType>(type: T, data: EventData<T>): Event => createEvent(type, data, context) as Event;
 
 describe("saga", () => {
-  it("walks debit, fraud, credit to COMPLETED, emitting each command and status", async () => {
+  it("walks debit, fraud, credit to COMPLETED: a passed verdict is accounts' to credit, so no credit command", async () => {
     const store = new MemoryStore(pending());
     const saga = new Saga(timings);
     await saga.handle(store, event("account.debited", step));
@@ -68,17 +68,43 @@ describe("saga", () => {
       store,
       event("fraud.check.completed", { transferId: "t1", passed: true, riskScore: 10, reasons: [], checkedAt: new Date().toISOString() }),
     );
-    expect(store.transfer).toMatchObject({ status: "DEBITED", step: "CREDIT" });
+    // Nothing to do here: the saga waits at FRAUD (its deadline still runs) for accounts' credit.
+    expect(store.transfer).toMatchObject({ status: "DEBITED", step: "FRAUD" });
     await saga.handle(store, event("account.credited", { ...step, accountId: "a2" }));
     expect(store.transfer).toMatchObject({ status: "COMPLETED", step: "NONE" });
     expect(store.history).toEqual(["DEBITED", "COMPLETED"]);
     expect(store.types()).toEqual([
       "transaction.status.changed",
       "fraud.check.requested",
-      "transaction.credit.requested",
       "transaction.status.changed",
       "transaction.completed",
     ]);
+  });
+
+  it("completes a transfer waiting at CREDIT (a command from before verdicts were credited by accounts)", async () => {
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "CREDIT" });
+    await new Saga(timings).handle(store, event("account.credited", { ...step, accountId: "a2" }));
+    expect(store.transfer).toMatchObject({ status: "COMPLETED", step: "NONE" });
+  });
+
+  it("unwinds a credit accounts refused on the verdict: refund with the reason, then FAILED", async () => {
+    const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "FRAUD" });
+    const saga = new Saga(timings);
+    await saga.handle(store, event("account.credit.rejected", { transferId: "t1", accountId: "a2", reason: "ACCOUNT_NOT_ACTIVE" }));
+    expect(store.transfer).toMatchObject({
+      step: "REFUND",
+      failureReason: "The destination account refused the credit (ACCOUNT_NOT_ACTIVE)",
+    });
+    expect(store.types()).toEqual(["transaction.refund.requested"]);
+    await saga.handle(store, event("account.refunded", step));
+    expect(store.transfer).toMatchObject({ status: "FAILED", step: "NONE" });
+  });
+
+  it("ignores a credit answer before the debit was seen", async () => {
+    const store = new MemoryStore(pending());
+    await new Saga(timings).handle(store, event("account.credited", { ...step, accountId: "a2" }));
+    expect(store.transfer).toMatchObject({ status: "PENDING", step: "DEBIT" });
+    expect(store.emitted).toEqual([]);
   });
 
   it("ignores late and repeated answers for steps already left", async () => {

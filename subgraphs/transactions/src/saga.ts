@@ -183,18 +183,21 @@ export class Saga {
         }
         return;
       case "fraud.check.completed":
-        if (status !== "DEBITED" || step !== "FRAUD") return;
-        if (event.data.passed) await this.advance(store, transfer, { step: "CREDIT" });
-        else await this.advance(store, transfer, { step: "REFUND", failureReason: fraudFailure(event.data) });
+        // A passed verdict is credited by accounts itself (to the destination the debit named), one
+        // hop less: the saga waits at FRAUD for account.credited. A failed one is unwound here.
+        if (status === "DEBITED" && step === "FRAUD" && !event.data.passed) {
+          await this.advance(store, transfer, { step: "REFUND", failureReason: fraudFailure(event.data) });
+        }
         return;
       case "account.credited":
-        // Also while a refund is outstanding: the credit won the race, accounts will refuse the refund.
-        if (status === "DEBITED" && (step === "CREDIT" || step === "REFUND")) {
+        // At FRAUD: accounts credited on the passed verdict. At CREDIT: a command sent before
+        // accounts credited on verdicts. At REFUND: the credit won the race, accounts will refuse the refund.
+        if (status === "DEBITED" && (step === "FRAUD" || step === "CREDIT" || step === "REFUND")) {
           await this.advance(store, transfer, { status: "COMPLETED", step: "NONE", failureReason: null });
         }
         return;
       case "account.credit.rejected":
-        if (status === "DEBITED" && step === "CREDIT") {
+        if (status === "DEBITED" && (step === "FRAUD" || step === "CREDIT")) {
           await this.advance(store, transfer, {
             step: "REFUND",
             failureReason: `The destination account refused the credit (${event.data.reason})`,

@@ -4,7 +4,8 @@ import { TEXT_LIMITS, boundedText, defineEvent, id } from "./define.ts";
 
 /**
  * The fraud check inside the transfer saga (stream FRAUD): the transactions service asks once the
- * source is debited, the fraud service answers with its verdict.
+ * source is debited, the fraud service answers with its verdict. A passed verdict is credited by
+ * accounts directly (to the destination its debit command named); a failed one, transactions unwinds.
  */
 export const fraudEvents = {
   "fraud.check.requested": defineEvent(

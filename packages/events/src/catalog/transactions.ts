@@ -25,7 +25,11 @@ export const transactionEvents = {
       userId: id,
     }),
   ),
-  /** Fraud passed: accounts credits the destination with what was debited. */
+  /**
+   * Accounts credits the destination with what was debited. Sent by transfers that passed fraud
+   * before accounts credited on the verdict itself (in flight across that upgrade); accounts still
+   * answers it, once per transfer like the verdict's credit.
+   */
   "transaction.credit.requested": defineEvent(1, z.object({ transferId: id, toAccountId: id, amountMinor: positiveMinorUnits })),
   /** Fraud failed or the credit was refused: accounts gives the debited amount back, once. */
   "transaction.refund.requested": defineEvent(
