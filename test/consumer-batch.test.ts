@@ -177,4 +177,38 @@ describe("EventConsumer with maxBatchMessages", () => {
       await acting.stop();
     }
   });
+  it("a new durable with a start time skips what the stream held before it; an existing one keeps its position", async () => {
+    const seen: string[] = [];
+    const make = () =>
+      new EventConsumer<Tx>({
+        name: "batch-test-from-time",
+        stream: "AUTH",
+        filterSubject: "auth.user.created",
+        db,
+        js: link.js,
+        jsm: link.jsm,
+        logger,
+        startTime: new Date(),
+        handle: async (event) => void seen.push(event.id),
+      });
+    // Everything the earlier tests published is older than the start time.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const first = make();
+    await first.start();
+    const fresh = created(5_000);
+    await publish(fresh);
+    await waitUntil(async () => seen.includes(fresh.id), "the event published after the start time");
+    await first.stop();
+    // Restarted later with a later start time: the durable's position, not the new time, decides.
+    const missed = created(5_001);
+    await publish(missed);
+    const again = make();
+    await again.start();
+    try {
+      await waitUntil(async () => seen.includes(missed.id), "the event published while it was stopped");
+      expect(seen).toEqual([fresh.id, missed.id]);
+    } finally {
+      await again.stop();
+    }
+  });
 });

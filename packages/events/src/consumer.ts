@@ -59,6 +59,11 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
   /** For a new durable: start at this stream sequence instead of the beginning (replay tools). */
   startSequence?: number;
   /**
+   * For a new durable: start with the messages stored since this time (a consumer added to a
+   * running system that has no use for older events). An existing durable keeps its position.
+   */
+  startTime?: Date;
+  /**
    * Called after a commit that handled new events, with how many and how many outbox rows they
    * appended (e.g. to kick the outbox relay only when there is something to publish).
    */
@@ -426,7 +431,9 @@ export class EventConsumer<Tx extends SqlExecutor> {
       filter_subject: filterSubject,
       ...(this.options.startSequence
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.options.startSequence }
-        : { deliver_policy: DeliverPolicy.All }),
+        : this.options.startTime
+          ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: this.options.startTime.toISOString() }
+          : { deliver_policy: DeliverPolicy.All }),
     };
     try {
       await jsm.consumers.info(stream, name);

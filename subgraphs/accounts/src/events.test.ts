@@ -45,8 +45,8 @@ describe("saga commands over JetStream", () => {
       const pool = new SqlPool(database.url);
       lifecycle.onShutdown("raw SQL pool", () => pool.$disconnect());
       const replicaEventing = await startEventing({ natsUrl: nats.url, name: `accounts-${replica}`, logger, lifecycle, db: pool });
-      await startSagaConsumer(replicaEventing, logger);
       await startVerdictConsumer(replicaEventing, logger);
+      await startSagaConsumer(replicaEventing, logger);
       eventing ??= replicaEventing;
     }
   });

@@ -116,10 +116,13 @@ export async function handleVerdicts(
   const debits = new SagaBook({ accounts: [], ...records });
   const requests: StepRequest[] = [];
   for (const verdict of passed) {
-    const step = debits.creditOnVerdict(verdict.data.transferId);
+    const { transferId } = verdict.data;
+    const step = debits.creditOnVerdict(transferId);
     if (step) requests.push({ event: verdict, step, answers: ANSWERS["transaction.credit.requested"] });
-    else
-      logger.warn({ transferId: verdict.data.transferId }, "passed fraud verdict with no recorded debit to credit from; left to the saga");
+    else if (debits.hasAppliedDebit(transferId)) {
+      // Decided before destinations were recorded (an upgrade): expected, and the deadline refunds it.
+      logger.info({ transferId }, "passed fraud verdict for a debit without a recorded destination; left to the saga's deadline");
+    } else logger.warn({ transferId }, "passed fraud verdict with no applied debit to credit from; nothing moved");
   }
   await decideAndAnswer(tx, logger, within, records, requests);
 }
@@ -189,12 +192,24 @@ export function startSagaConsumer<T extends SqlExecutor>(eventing: Eventing<T>, 
 /** The durable consumer of fraud verdicts (a passed one is credited here); replicas of accounts share it. */
 export const VERDICT_CONSUMER = "accounts-verdicts";
 
-/** Starts the verdict consumer: the passed verdicts credit their transfers (handleVerdicts). */
+/**
+ * How far back the verdict consumer starts when it is first created: a verdict older than a saga's
+ * whole FRAUD wait was already unwound by transactions' deadline (and debits from before this
+ * consumer existed have no destination on record), so replaying a year of FRAUD would be work for
+ * nothing. A day covers any configured step timeout many times over.
+ */
+const VERDICT_REPLAY_MS = 24 * 3_600_000;
+
+/**
+ * Starts the verdict consumer: the passed verdicts credit their transfers (handleVerdicts). Started
+ * before the saga consumer, so its durable exists before any debit records a destination.
+ */
 export function startVerdictConsumer<T extends SqlExecutor>(eventing: Eventing<T>, logger: Logger) {
   return eventing.consume({
     name: VERDICT_CONSUMER,
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
+    startTime: new Date(Date.now() - VERDICT_REPLAY_MS),
     // A failed verdict is transactions' to unwind: it passes by here without a transaction.
     acts: isPassedVerdict,
     handle: (event, tx) => handleVerdicts([event], tx, logger),

@@ -17,8 +17,8 @@ await runSubgraphService({
       ring: keyRingFrom(runtime.config),
       afterCommit: () => runtime.eventing.relay.kick(),
     });
-    await startSagaConsumer(runtime.eventing, runtime.logger);
     await startVerdictConsumer(runtime.eventing, runtime.logger);
+    await startSagaConsumer(runtime.eventing, runtime.logger);
     return createResolvers(runtime, accounts);
   },
   context: async ({ caller }) => ({ caller }),

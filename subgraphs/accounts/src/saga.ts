@@ -133,6 +133,11 @@ export class SagaBook {
     return { transferId, step: "CREDIT", accountId: debitDecision.toAccountId, amountMinor: debitDecision.amountMinor };
   }
 
+  /** Whether the transfer's debit was applied (decided, not refused). */
+  hasAppliedDebit(transferId: string): boolean {
+    return this.decisions.get(key(transferId, "DEBIT"))?.rejection === null;
+  }
+
   /** What the batch changed: decisions, journal rows in order, and each touched account's balance before and after. */
   changes() {
     const balances = [...new Set(this.movements.map((movement) => movement.accountId))].map((accountId) => ({
