@@ -56,6 +56,32 @@ async function resetStatements(stack: TestStack): Promise<void> {
   }
 }
 
+/**
+ * The server's commits and WAL since a reading: every service's database shares one server and one
+ * WAL, and each commit waits for its WAL flush (synchronous_commit=on), so flushes per transfer say
+ * how well concurrent commits share one fsync.
+ */
+async function walCounters(url: string): Promise<{ commits: number; flushes: number; bytes: number; fullPages: number }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ commits: string; flushes: string; bytes: string; full_pages: string }>(
+      `SELECT (SELECT sum(xact_commit) FROM pg_stat_database)::text AS commits, wal_sync::text AS flushes, wal_bytes::text AS bytes,
+              wal_fpi::text AS full_pages FROM pg_stat_wal`,
+    );
+    const row = rows[0]!;
+    return { commits: Number(row.commits), flushes: Number(row.flushes), bytes: Number(row.bytes), fullPages: Number(row.full_pages) };
+  } finally {
+    await client.end();
+  }
+}
+
+function walPerTransfer(before: Awaited<ReturnType<typeof walCounters>>, after: typeof before, transfers: number): string {
+  const per = (key: keyof typeof before) => (after[key] - before[key]) / transfers;
+  const wal = `WAL ${(per("bytes") / 1024).toFixed(1)} KiB (${per("fullPages").toFixed(1)} full-page images)`;
+  return `commits ${per("commits").toFixed(1)}, WAL flushes ${per("flushes").toFixed(1)}, ${wal}`;
+}
+
 /** Statements per transfer in each service's database since the reset, with the most frequent and the costliest ones. */
 async function statementsPerTransfer(stack: TestStack, transfers: number, top = 6): Promise<{ totals: string; detail: string }> {
   const totals: string[] = [];
@@ -282,6 +308,7 @@ describe("saga benchmark", () => {
     // Statements per service from here on, counted by pg_stat_statements: the round trips a
     // transfer costs, which a loaded machine does not change.
     await resetStatements(stack);
+    const walBefore = await walCounters(stack.databaseUrls.transactions);
     const cpuBefore = processCpuSeconds(databasesByService(stack));
     const acceptMs: number[] = [];
     const started = performance.now();
@@ -323,9 +350,11 @@ describe("saga benchmark", () => {
     acceptMs.sort((a, b) => a - b);
 
     const cpuAfter = processCpuSeconds(databasesByService(stack));
+    const walAfter = await walCounters(stack.databaseUrls.transactions);
     const statements = await statementsPerTransfer(stack, TRANSFERS);
     console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
+    console.info(`PostgreSQL per transfer (the whole server, load phase): ${walPerTransfer(walBefore, walAfter, TRANSFERS)}`);
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
     const completedPerSecond = TRANSFERS / (allDoneMs / 1000);
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model.trim()}`;
