@@ -24,7 +24,10 @@ const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
 const ACCOUNTS = Number(process.env.SAGA_BENCH_ACCOUNTS ?? 20);
 /** Share of transfers (0–1) that pay one merchant account, customers[0]: the hot-account case. */
 const HOT_SHARE = Number(process.env.SAGA_BENCH_HOT_SHARE ?? 0);
-/** Open-loop phase: transfers offered at this fixed rate (default: half the closed-loop completed/s), for this long. */
+/**
+ * Open-loop phase: transfers offered at this fixed rate (default: half the closed-loop completed/s),
+ * for this long; 0 skips it (a closed-loop A/B run).
+ */
 const OPEN_RATE = process.env.SAGA_BENCH_OPEN_RATE ? Number(process.env.SAGA_BENCH_OPEN_RATE) : undefined;
 const OPEN_SECONDS = Number(process.env.SAGA_BENCH_OPEN_SECONDS ?? 20);
 /** When set, every service writes a V8 CPU profile there on exit (bench/tools/cpuprofile-summary.ts reads them). */
@@ -374,6 +377,7 @@ describe("saga benchmark", () => {
     console.info(line);
 
     // Open loop at half the closed loop's completed rate (or as told): the latency goals' setting.
+    if (OPEN_RATE === 0) return;
     const rate = OPEN_RATE ?? Math.max(1, Math.floor(completedPerSecond / 2));
     await eventLoopDelays(stack); // prom-client's histogram restarts at each scrape: from here on
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);

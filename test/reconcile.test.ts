@@ -123,6 +123,16 @@ describe("reconciliation", () => {
       logger,
       ...(pageSize ? { pageSize } : {}),
     });
+  /** Deletes the stream's messages whose event matches (what a lost commit never published). */
+  async function deleteFromStream(stream: string, matches: (event: { type: string; data: Record<string, unknown> }) => boolean) {
+    const { state } = await nats.jsm.streams.info(stream);
+    let deleted = 0;
+    for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+      const message = await nats.jsm.streams.getMessage(stream, { seq }).catch(() => null);
+      if (message && matches(message.json())) deleted += Number(await nats.jsm.streams.deleteMessage(stream, seq));
+    }
+    expect(deleted).toBe(1);
+  }
   const about = (report: ReconcileReport, subject: string) =>
     report.findings.filter((finding) => finding.transferId === subject || finding.eventId === subject);
 
@@ -155,13 +165,17 @@ describe("reconciliation", () => {
 
   it("finds a debit whose transfer vanished, refunds it once through the saga's path, and changes nothing on a second run", async () => {
     const vanishing = transfers.vanishing;
-    // The crash: transactions' commit of the transfer (row, history, outbox) is undone after
-    // transaction.initiated went out and accounts debited. No trigger guards these tables.
+    // The crash: transactions' commits of the transfer (row, history, outbox) are undone after
+    // transaction.initiated went out and accounts debited. No trigger guards these tables. The
+    // undone commits include the DEBITED step's, so its fraud request never went out either: were
+    // it answered, accounts would credit on the passed verdict and the customer's instruction
+    // would complete (money moved for a transfer transactions lost, MOVEMENTS_WITHOUT_TRANSFER).
     await transactionsSql.query("BEGIN");
     await transactionsSql.query(`DELETE FROM outbox_event WHERE payload->'data'->>'transferId' = $1`, [vanishing]);
     await transactionsSql.query(`DELETE FROM transfer_status_change WHERE transfer_id = $1`, [vanishing]);
     expect((await transactionsSql.query(`DELETE FROM transfer WHERE id = $1`, [vanishing])).rowCount).toBe(1);
     await transactionsSql.query("COMMIT");
+    await deleteFromStream("FRAUD", (event) => event.type === "fraud.check.requested" && event.data.transferId === vanishing);
     await stack.restart("fraud");
     const finished = [transfers.completing, transfers.fraudulent, transfers.returning];
     await waitUntil(
