@@ -1,7 +1,15 @@
 /** EventConsumer's batch mode: many messages per transaction, same idempotency and dead letters as one by one. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { connectJetStream, createEvent, eventHeaders, EventConsumer, type Event, type JetStreamLink } from "@vaultpay/events";
+import {
+  connectJetStream,
+  createEvent,
+  eventHeaders,
+  EventConsumer,
+  type Event,
+  type EventConsumerOptions,
+  type JetStreamLink,
+} from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 import { SqlPool, type SqlTransaction as Tx } from "../packages/service/src/index.ts";
@@ -19,6 +27,10 @@ describe("EventConsumer with maxBatchMessages", () => {
   const batchSizes: number[] = [];
   let poisonId = "";
 
+  /** A consumer of the AUTH stream on this test's database and NATS. */
+  const authConsumer = (
+    options: Pick<EventConsumerOptions<Tx>, "name" | "filterSubject" | "handle"> & Partial<EventConsumerOptions<Tx>>,
+  ): EventConsumer<Tx> => new EventConsumer<Tx>({ stream: "AUTH", db, js: link.js, jsm: link.jsm, logger, ...options });
   const effects = async () => (await sql.query(`SELECT count(*)::int AS n FROM batch_effect`)).rows[0].n as number;
   const publish = (event: Event, msgID = event.id) =>
     link.js.publish(event.type, JSON.stringify(event), { msgID, headers: eventHeaders(event) });
@@ -34,14 +46,9 @@ describe("EventConsumer with maxBatchMessages", () => {
     link = await connectJetStream(nats.url, "batch-test", logger);
     db = new SqlPool(database.url);
     const insert = (tx: Tx, ids: string[]) => tx.$executeRawUnsafe(`INSERT INTO batch_effect (event_id) SELECT unnest($1::uuid[])`, ids);
-    consumer = new EventConsumer<Tx>({
+    consumer = authConsumer({
       name: "batch-test",
-      stream: "AUTH",
       filterSubject: "auth.>",
-      db,
-      js: link.js,
-      jsm: link.jsm,
-      logger,
       maxDeliver: 2,
       backoffMs: [20],
       batchSize: 200,
@@ -98,14 +105,9 @@ describe("EventConsumer with maxBatchMessages", () => {
 
   it("acknowledges the types it does not accept without a transaction, and handles the rest", async () => {
     const seen: Event[] = [];
-    const selective = new EventConsumer<Tx>({
+    const selective = authConsumer({
       name: "batch-test-selective",
-      stream: "AUTH",
       filterSubject: "auth.>",
-      db,
-      js: link.js,
-      jsm: link.jsm,
-      logger,
       accepts: ["auth.user.created"],
       handle: async (event) => void seen.push(event),
     });
@@ -134,16 +136,12 @@ describe("EventConsumer with maxBatchMessages", () => {
       await selective.stop();
     }
   });
+
   it("acknowledges accepted events its handler does not act on (decided on the parsed event), unrecorded, in batches and alone", async () => {
     const seen: Event[] = [];
-    const acting = new EventConsumer<Tx>({
+    const acting = authConsumer({
       name: "batch-test-acting",
-      stream: "AUTH",
       filterSubject: "auth.user.created",
-      db,
-      js: link.js,
-      jsm: link.jsm,
-      logger,
       maxBatchMessages: 50,
       batchSize: 200,
       // Acts only on customers: an admin's creation passes by.
@@ -180,14 +178,9 @@ describe("EventConsumer with maxBatchMessages", () => {
   it("a new durable with a start time skips what the stream held before it; an existing one keeps its position", async () => {
     const seen: string[] = [];
     const make = () =>
-      new EventConsumer<Tx>({
+      authConsumer({
         name: "batch-test-from-time",
-        stream: "AUTH",
         filterSubject: "auth.user.created",
-        db,
-        js: link.js,
-        jsm: link.jsm,
-        logger,
         startTime: new Date(),
         handle: async (event) => void seen.push(event.id),
       });

@@ -19,7 +19,7 @@ import {
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import { SagaBook, type StepCommand } from "./saga.ts";
-import { loadSagaRecords, lockAccounts, lockTransfers, writeSagaChanges } from "./store.ts";
+import { lockAccounts, lockAndLoadTransfers, writeSagaChanges } from "./store.ts";
 
 export async function emit<T extends EventType>(tx: SqlExecutor, type: T, data: EventData<T>): Promise<void> {
   await appendToOutbox(tx, createEvent(type, data));
@@ -90,9 +90,11 @@ export async function handleSagaCommands(
   const commands = events.filter(isSagaCommand);
   if (commands.length === 0) return;
   const requests = commands.map((command) => ({ event: command, step: stepOf(command), answers: ANSWERS[command.type] }));
-  const transferIds = requests.map(({ step }) => step.transferId);
-  await lockTransfers(tx, transferIds);
-  await decideAndAnswer(tx, logger, within, await loadSagaRecords(tx, transferIds), requests);
+  const records = await lockAndLoadTransfers(
+    tx,
+    requests.map(({ step }) => step.transferId),
+  );
+  await decideAndAnswer(tx, logger, within, records, requests);
 }
 
 /**
@@ -110,9 +112,10 @@ export async function handleVerdicts(
 ): Promise<void> {
   const passed = events.filter(isPassedVerdict);
   if (passed.length === 0) return;
-  const transferIds = passed.map((verdict) => verdict.data.transferId);
-  await lockTransfers(tx, transferIds);
-  const records = await loadSagaRecords(tx, transferIds);
+  const records = await lockAndLoadTransfers(
+    tx,
+    passed.map((verdict) => verdict.data.transferId),
+  );
   const debits = new SagaBook({ accounts: [], ...records });
   const requests: StepRequest[] = [];
   for (const verdict of passed) {
@@ -132,7 +135,7 @@ async function decideAndAnswer(
   tx: SqlExecutor,
   logger: Logger,
   within: EventScope,
-  records: Awaited<ReturnType<typeof loadSagaRecords>>,
+  records: Awaited<ReturnType<typeof lockAndLoadTransfers>>,
   requests: readonly StepRequest[],
 ): Promise<void> {
   if (requests.length === 0) return;

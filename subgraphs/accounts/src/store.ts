@@ -210,6 +210,12 @@ export async function loadSagaRecords(tx: SqlExecutor, transferIds: readonly str
   return { decisions, journal };
 }
 
+/** Locks these transfers' saga steps (lockTransfers), then reads their decisions and journal under the locks. */
+export async function lockAndLoadTransfers(tx: SqlExecutor, transferIds: readonly string[]) {
+  await lockTransfers(tx, transferIds);
+  return loadSagaRecords(tx, transferIds);
+}
+
 /**
  * Writes what a batch of saga steps decided: each touched balance (conditional on the value the
  * decisions were made on — the row locks make a mismatch unreachable, so one fails loudly), the
