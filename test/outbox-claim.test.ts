@@ -6,20 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import {
-  CLAIM_OUTBOX_ROWS,
-  OutboxRelay,
-  appendToOutbox,
-  connectJetStream,
-  createEvent,
-  preferIndexScans,
-  type JetStreamLink,
-  type SqlDatabase,
-  type SqlExecutor,
-} from "@vaultpay/events";
-import { createLogger } from "@vaultpay/kit";
-import { createTestDatabase, startTestNats } from "@vaultpay/testing";
-import { SqlPool } from "../packages/service/src/index.ts";
+import { CLAIM_OUTBOX_ROWS, preferIndexScans, type SqlExecutor } from "@vaultpay/events";
+import { createTestDatabase } from "@vaultpay/testing";
 
 interface PlanNode {
   "Node Type": string;
@@ -128,56 +116,5 @@ describe("the outbox relay's claim", () => {
     expect(await settings()).toEqual({ bitmap: "off", seq: "off", plans: "force_custom_plan" });
     await sql.query("COMMIT");
     expect(await settings()).toEqual({ bitmap: "on", seq: "on", plans: "auto" });
-  });
-});
-
-describe("the outbox relay's commit", () => {
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
-  let link: JetStreamLink;
-  let pool: SqlPool;
-  const logger = createLogger({ service: "relay-commit-test", level: "silent" });
-
-  beforeAll(async () => {
-    [database, nats] = await Promise.all([createTestDatabase("audit"), startTestNats()]);
-    link = await connectJetStream(nats.url, "relay-commit-test", logger);
-    // One connection: the transaction after the relay's runs on the very session it used.
-    pool = new SqlPool(database.url, { max: 1 });
-  });
-  afterAll(async () => {
-    await pool?.$disconnect();
-    await link?.nc.close();
-    await Promise.all([nats?.stop(), database?.drop()]);
-  });
-
-  const setting = async (tx: SqlExecutor) =>
-    (await tx.$queryRawUnsafe<Array<{ value: string }>>(`SELECT current_setting('synchronous_commit') AS value`))[0]!.value;
-
-  it("marks what it published without waiting for the WAL flush, in its own transaction only", async () => {
-    const event = createEvent("auth.user.created", { userId: "relay-commit-user", role: "CUSTOMER" }, { correlationId: "c", actor: {} });
-    await pool.$transaction((tx) => appendToOutbox(tx, event));
-    // The relay's transactions, each seen just before its commit.
-    const atCommit: string[] = [];
-    const observed: SqlDatabase = {
-      $executeRawUnsafe: (query, ...values) => pool.$executeRawUnsafe(query, ...values),
-      $queryRawUnsafe: (query, ...values) => pool.$queryRawUnsafe(query, ...values),
-      $transaction: (work, options) =>
-        pool.$transaction(async (tx) => {
-          const result = await work(tx);
-          atCommit.push(await setting(tx));
-          return result;
-        }, options),
-    };
-    const relay = new OutboxRelay({ db: observed, js: link.js, logger });
-    expect(await relay.publishBatch()).toEqual({ claimed: 1, published: 1 });
-    expect(atCommit).toEqual(["off"]);
-    const [row] = await pool.$queryRawUnsafe<Array<{ published: boolean }>>(
-      `SELECT published_at IS NOT NULL AS published FROM outbox_event WHERE id = $1::uuid`,
-      event.id,
-    );
-    expect(row).toEqual({ published: true });
-    expect((await link.jsm.streams.getMessage("AUTH", { last_by_subj: "auth.user.created" }))?.json()).toMatchObject({ id: event.id });
-    // Every other commit on that connection waits for its flush again (issue 15).
-    expect(await pool.$transaction(setting)).toBe("on");
   });
 });

@@ -125,18 +125,6 @@ export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
   WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED)
   RETURNING seq, id::text AS id, subject, payload`;
 
-/**
- * The relay's commit does not wait for its WAL flush (synchronous_commit=off for this transaction
- * only; every other commit of the services waits, issue 15). The mark is the one write whose loss
- * costs nothing: the publishes happened before it, and a crash that undoes it (at most the last
- * ~0.6 s, three wal_writer_delay rounds) leaves the rows pending, so they are published again
- * under the same Nats-Msg-Id, which JetStream drops inside its duplicate window and consumers
- * recognise by event id beyond it. That is the crash between publish and mark the relay already
- * survives. A later synchronous commit flushes the WAL before it, so no durable write depends on
- * a lost mark. What it saves: a relay round no longer waits for an fsync before the next claim.
- */
-const RELAY_COMMIT = { synchronous_commit: "off" } as const;
-
 interface OutboxRow {
   seq: bigint;
   id: string;
@@ -194,7 +182,7 @@ export class OutboxRelay {
     const { db, js } = this.options;
     return db.$transaction(
       async (tx) => {
-        await preferIndexScans(tx, RELAY_COMMIT);
+        await preferIndexScans(tx);
         // Claimed and marked in one statement; the mark commits only with the publishes that
         // JetStream acknowledged (a failed row is unmarked below, a crash rolls all of it back).
         const rows = await tx.$queryRawUnsafe<OutboxRow[]>(CLAIM_OUTBOX_ROWS, this.batchSize);

@@ -36,9 +36,8 @@ export async function lockKeys(tx: SqlExecutor, keys: readonly string[]): Promis
  * a cached generic plan knows neither the LIMIT nor these settings' reasons: it walked the whole
  * primary key instead (~8 ms per claim). So the claims are planned for their values every time.
  */
-export async function preferIndexScans(tx: SqlExecutor, alsoSet?: Readonly<Record<string, string>>): Promise<void> {
-  // `alsoSet`: more settings for the same transaction, in the same round trip.
-  await tx.$queryRawUnsafe(alsoSet ? setConfigQuery({ ...PREFER_INDEX_SCAN_SETTINGS, ...alsoSet }) : PREFER_INDEX_SCANS);
+export async function preferIndexScans(tx: SqlExecutor): Promise<void> {
+  await tx.$queryRawUnsafe(PREFER_INDEX_SCANS);
 }
 
 /**
@@ -47,13 +46,6 @@ export async function preferIndexScans(tx: SqlExecutor, alsoSet?: Readonly<Recor
  */
 export const INDEX_SCAN_SETTINGS: Readonly<Record<string, string>> = { enable_bitmapscan: "off", enable_seqscan: "off" };
 
-const PREFER_INDEX_SCAN_SETTINGS = { ...INDEX_SCAN_SETTINGS, plan_cache_mode: "force_custom_plan" };
-
-/** One statement that sets these for the current transaction only (set_config's is_local). */
-function setConfigQuery(settings: Readonly<Record<string, string>>): string {
-  return `SELECT ${Object.entries(settings)
-    .map(([name, value]) => `set_config('${name}', '${value}', true)`)
-    .join(", ")}`;
-}
-
-const PREFER_INDEX_SCANS = setConfigQuery(PREFER_INDEX_SCAN_SETTINGS);
+const PREFER_INDEX_SCANS = `SELECT ${Object.entries({ ...INDEX_SCAN_SETTINGS, plan_cache_mode: "force_custom_plan" })
+  .map(([name, value]) => `set_config('${name}', '${value}', true)`)
+  .join(", ")}`;
