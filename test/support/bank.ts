@@ -195,7 +195,8 @@ export async function expectBankInvariant(
     for (const transfer of transfers) {
       outcome[transfer.status] = (outcome[transfer.status] ?? 0) + 1;
       // Refunded because a step outlived its deadline (not the fraud rules): how patient the saga was.
-      if (transfer.failure_reason?.includes("did not complete in time")) outcome.timedOut = (outcome.timedOut ?? 0) + 1;
+      const timedOut = /^The (.+) did not complete in time$/.exec(transfer.failure_reason ?? "");
+      if (timedOut) outcome[`timedOut ${timedOut[1]}`] = (outcome[`timedOut ${timedOut[1]}`] ?? 0) + 1;
       const applied = steps.get(transfer.id) ?? new Map();
       for (const step of applied.values()) expect(step.n).toBe(1); // never twice
       const kinds = [...applied.keys()].sort();

@@ -18,6 +18,17 @@ import { withBufferedOutbox } from "./outbox.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
 
+/**
+ * How long one pull request stays open on the server. The client's recovery runs on this clock:
+ * the server's idle heartbeats come every half of it and two missed ones re-pull, and after a
+ * reconnect a failed check of the consumer (a cluster still electing the stream's leader) is
+ * retried after this long. With the client's default of 30 s, killing one node of a NATS cluster
+ * stalled consumers for 30 s, a whole saga step's budget in the fault tests, and one run in four
+ * refunded most transfers as timed out (test/cluster.test.ts). An idle consumer re-pulls this
+ * often: one small request per consumer every 5 s.
+ */
+const PULL_EXPIRES_MS = 5_000;
+
 /** Longest wait before an event whose dependency was away is tried again. */
 const INFRASTRUCTURE_RETRY_MAX_MS = 2_000;
 
@@ -155,7 +166,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
     const { js, stream, name } = this.options;
     await this.ensureDurable();
     const consumer = await js.consumers.get(stream, name);
-    this.messages = await consumer.consume({ max_messages: this.options.batchSize ?? 8 });
+    this.messages = await consumer.consume({ max_messages: this.options.batchSize ?? 8, expires: PULL_EXPIRES_MS });
   }
 
   /**
