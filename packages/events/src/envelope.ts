@@ -44,6 +44,14 @@ export type Event<T extends EventType = EventType> = T extends EventType
   ? Omit<Envelope, "type" | "data"> & { type: T; data: EventData<T> }
   : never;
 
+/**
+ * A fraud verdict that let its transfer through, which accounts credits; a failed one is
+ * transactions' to unwind. Both consumers pick their verdicts by this one rule.
+ */
+export function isPassedVerdict(event: Event): event is Event<"fraud.check.completed"> {
+  return event.type === "fraud.check.completed" && event.data.passed;
+}
+
 export class InvalidEventError extends Error {
   override name = "InvalidEventError";
 }

@@ -7,6 +7,7 @@
 import {
   BATCHED_CONSUMER,
   appendToOutbox,
+  isPassedVerdict,
   createEvent,
   type Event,
   type EventData,
@@ -18,7 +19,7 @@ import {
 } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
-import { SagaBook, type StepCommand } from "./saga.ts";
+import { SagaBook, creditOnVerdict, type SagaStep, type StepCommand } from "./saga.ts";
 import { lockAccounts, lockAndLoadTransfers, writeSagaChanges } from "./store.ts";
 
 export async function emit<T extends EventType>(tx: SqlExecutor, type: T, data: EventData<T>): Promise<void> {
@@ -39,10 +40,11 @@ function isSagaCommand(event: Event): event is SagaCommand {
 type Applied = "account.debited" | "account.credited" | "account.refunded";
 type Rejected = "account.debit.rejected" | "account.credit.rejected" | "account.refund.rejected";
 
-const ANSWERS: Record<SagaCommand["type"], { applied: Applied; rejected: Rejected }> = {
-  "transaction.initiated": { applied: "account.debited", rejected: "account.debit.rejected" },
-  "transaction.credit.requested": { applied: "account.credited", rejected: "account.credit.rejected" },
-  "transaction.refund.requested": { applied: "account.refunded", rejected: "account.refund.rejected" },
+/** The events that answer each step, whatever asked for it (a command, or a passed verdict for a credit). */
+const ANSWERS: Record<SagaStep, { applied: Applied; rejected: Rejected }> = {
+  DEBIT: { applied: "account.debited", rejected: "account.debit.rejected" },
+  CREDIT: { applied: "account.credited", rejected: "account.credit.rejected" },
+  REFUND: { applied: "account.refunded", rejected: "account.refund.rejected" },
 };
 
 /** The step a command asks for, on which account. */
@@ -61,15 +63,10 @@ function stepOf(command: SagaCommand): StepCommand {
   }
 }
 
-function isPassedVerdict(event: Event): event is Event<"fraud.check.completed"> {
-  return event.type === "fraud.check.completed" && event.data.passed;
-}
-
-/** An event that asks for a step, the step, and the events that answer it. */
+/** An event that asks for a step, and the step. */
 interface StepRequest {
   event: Event;
   step: StepCommand;
-  answers: { applied: Applied; rejected: Rejected };
 }
 
 /**
@@ -89,7 +86,7 @@ export async function handleSagaCommands(
   // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
   const commands = events.filter(isSagaCommand);
   if (commands.length === 0) return;
-  const requests = commands.map((command) => ({ event: command, step: stepOf(command), answers: ANSWERS[command.type] }));
+  const requests = commands.map((command) => ({ event: command, step: stepOf(command) }));
   const records = await lockAndLoadTransfers(
     tx,
     requests.map(({ step }) => step.transferId),
@@ -116,13 +113,18 @@ export async function handleVerdicts(
     tx,
     passed.map((verdict) => verdict.data.transferId),
   );
-  const debits = new SagaBook({ accounts: [], ...records });
+  const appliedDebits = new Map(
+    records.decisions
+      .filter((decision) => decision.step === "DEBIT" && decision.rejection === null)
+      .map((debit) => [debit.transferId, debit]),
+  );
   const requests: StepRequest[] = [];
   for (const verdict of passed) {
     const { transferId } = verdict.data;
-    const step = debits.creditOnVerdict(transferId);
-    if (step) requests.push({ event: verdict, step, answers: ANSWERS["transaction.credit.requested"] });
-    else if (debits.hasAppliedDebit(transferId)) {
+    const debit = appliedDebits.get(transferId);
+    const step = debit && creditOnVerdict(debit);
+    if (step) requests.push({ event: verdict, step });
+    else if (debit) {
       // Decided before destinations were recorded (an upgrade): expected, and the deadline refunds it.
       logger.info({ transferId }, "passed fraud verdict for a debit without a recorded destination; left to the saga's deadline");
     } else logger.warn({ transferId }, "passed fraud verdict with no applied debit to credit from; nothing moved");
@@ -144,7 +146,7 @@ async function decideAndAnswer(
     requests.map(({ step }) => step.accountId),
   );
   const book = new SagaBook({ accounts, ...records });
-  const answers = requests.map(({ event, step, answers }) => {
+  const answers = requests.map(({ event, step }) => {
     const { decision, repeatedWithOtherBody } = book.decide(step);
     if (repeatedWithOtherBody) {
       // The same transfer and step with another body: answered as first decided, never applied again.
@@ -153,7 +155,7 @@ async function decideAndAnswer(
         "saga step repeated with a different body; answering the first decision",
       );
     }
-    return { event, transferId: step.transferId, answers, decision };
+    return { event, transferId: step.transferId, answers: ANSWERS[step.step], decision };
   });
   await writeSagaChanges(tx, book.changes());
   for (const {

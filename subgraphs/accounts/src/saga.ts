@@ -60,6 +60,16 @@ export interface StepAnswer {
 
 type History = TransferHistory & { debitAccountId?: string };
 
+/**
+ * The credit a passed fraud verdict calls for, from the transfer's debit decision: its amount, to
+ * the destination its debit command named. Undefined when that debit recorded no destination
+ * (decided before destinations were kept): the saga's deadline decides then.
+ */
+export function creditOnVerdict(debit: SagaDecisionRecord & { transferId: string }): StepCommand | undefined {
+  if (debit.toAccountId === null) return undefined;
+  return { transferId: debit.transferId, step: "CREDIT", accountId: debit.toAccountId, amountMinor: debit.amountMinor };
+}
+
 export class SagaBook {
   private readonly accounts: Map<string, Account>;
   private readonly loadedBalances = new Map<string, bigint>();
@@ -120,22 +130,6 @@ export class SagaBook {
     this.decisions.set(key(command.transferId, command.step), decision);
     this.newDecisions.push({ ...decision, transferId: command.transferId, step: command.step });
     return { decision, repeatedWithOtherBody: false };
-  }
-
-  /**
-   * The credit a passed fraud verdict calls for: the transfer's applied debit, its amount, to the
-   * destination its debit command named. Undefined when there is none to credit from (no debit,
-   * a refused one, or one recorded before destinations were kept): the saga's deadline decides.
-   */
-  creditOnVerdict(transferId: string): StepCommand | undefined {
-    const debitDecision = this.decisions.get(key(transferId, "DEBIT"));
-    if (!debitDecision || debitDecision.rejection !== null || debitDecision.toAccountId === null) return undefined;
-    return { transferId, step: "CREDIT", accountId: debitDecision.toAccountId, amountMinor: debitDecision.amountMinor };
-  }
-
-  /** Whether the transfer's debit was applied (decided, not refused). */
-  hasAppliedDebit(transferId: string): boolean {
-    return this.decisions.get(key(transferId, "DEBIT"))?.rejection === null;
   }
 
   /** What the batch changed: decisions, journal rows in order, and each touched account's balance before and after. */

@@ -6,7 +6,15 @@
  * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
-import { BATCHED_CONSUMER, type Event, type EventScope, type Eventing, type SqlExecutor, inEventContext } from "@vaultpay/events";
+import {
+  BATCHED_CONSUMER,
+  type Event,
+  type EventScope,
+  type Eventing,
+  type SqlExecutor,
+  inEventContext,
+  isPassedVerdict,
+} from "@vaultpay/events";
 import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { BatchSagaStore, lockOverdue, sagaStore, type Db } from "./store.ts";
@@ -35,7 +43,7 @@ export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventi
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
     // A passed verdict is accounts' to credit: it passes by here without a transaction.
-    acts: (event) => event.type === "fraud.check.completed" && !event.data.passed,
+    acts: (event) => !isPassedVerdict(event),
     handle: (event, tx) => handleBatch(saga, [event], tx, inEventContext),
     handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
     ...BATCHED_CONSUMER,
