@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GATEWAY_ASSERTION_HEADER, signGatewayAssertion } from "@vaultpay/kit";
 import { mintAccessToken, startTestStack, type TestStack } from "@vaultpay/testing";
-import { cpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
+import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
 const SECONDS = Number(process.env.GATEWAY_BENCH_SECONDS ?? 10);
 const CLIENTS = Number(process.env.GATEWAY_BENCH_CLIENTS ?? 16);
@@ -36,7 +36,9 @@ async function requestsPerSecond(send: () => Promise<Response>, label: string, d
   );
   const perSecond = done / ((performance.now() - startedAt) / 1000);
   // Where a request's CPU goes, process by process (the benchmark's own client is not counted).
-  console.info(`${label}: CPU ms per request (/proc): ${cpuPerUnit(cpuBefore, processCpuSeconds(databases), done)}`);
+  const cpuAfter = processCpuSeconds(databases);
+  console.info(`${label}: CPU ms per request (/proc): ${cpuPerUnit(cpuBefore, cpuAfter, done)}`);
+  console.info(`${label}: of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, done)}`);
   return perSecond;
 }
 

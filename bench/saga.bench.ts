@@ -11,8 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { createClient, type Client } from "graphql-ws";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
+import { connectJetStream } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
-import { cpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
+import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
 const TRANSFERS = Number(process.env.SAGA_BENCH_TRANSFERS ?? 300);
 const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
@@ -32,6 +34,10 @@ const OPEN_RATE = process.env.SAGA_BENCH_OPEN_RATE ? Number(process.env.SAGA_BEN
 const OPEN_SECONDS = Number(process.env.SAGA_BENCH_OPEN_SECONDS ?? 20);
 /** When set, every service writes a V8 CPU profile there on exit (bench/tools/cpuprofile-summary.ts reads them). */
 const PROFILE_DIR = process.env.SAGA_BENCH_PROFILE_DIR;
+/** Node options for every service: the profile's, and SAGA_BENCH_NODE_OPTIONS (e.g. a V8 flag under test). */
+const SERVICE_NODE_OPTIONS = [PROFILE_DIR ? `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` : "", process.env.SAGA_BENCH_NODE_OPTIONS ?? ""]
+  .join(" ")
+  .trim();
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -116,6 +122,26 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
   return { totals: totals.join(", "), detail: detail.join("\n") };
 }
 
+/**
+ * JetStream's own counters, summed over the streams and their durable consumers: messages stored
+ * and messages delivered to consumers (redeliveries included). Read before and after a phase, they
+ * give the messages per transfer, a count no busy machine changes.
+ */
+async function jetStreamCounters(natsUrl: string): Promise<{ stored: number; delivered: number }> {
+  const { nc, jsm } = await connectJetStream(natsUrl, "saga-bench", createLogger({ service: "saga-bench", level: "silent" }), false);
+  try {
+    let stored = 0;
+    let delivered = 0;
+    for await (const stream of jsm.streams.list()) {
+      stored += stream.state.last_seq;
+      for await (const consumer of jsm.consumers.list(stream.config.name)) delivered += consumer.delivered.consumer_seq;
+    }
+    return { stored, delivered };
+  } finally {
+    await nc.close();
+  }
+}
+
 /** Milliseconds until audit holds every outbox event of the four services that have outboxes. */
 async function auditLag(stack: TestStack): Promise<number> {
   const startedAt = performance.now();
@@ -184,6 +210,8 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
   const total = Math.max(1, Math.round(rate * seconds));
   const acceptMs: number[] = [];
   const pushMs: number[] = [];
+  /** Wall-clock ends of each completed transfer's path, by transfer id: sent, and COMPLETED pushed. */
+  const ends = new Map<string, { sentAt: number; pushedAt: number }>();
   let failed = 0;
   /** How subscriptions ended without a terminal status, if any did (printed when pushes are missing). */
   const endings = new Set<string>();
@@ -192,6 +220,7 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
     const from = index % customers.length;
     const to = (from + 1 + randomInt(customers.length - 1)) % customers.length;
     const t0 = performance.now();
+    const sentAt = Date.now();
     const result = await stack.graphql<{ initiateTransfer: { id: string } }>(
       INITIATE,
       { from: customers[from]!.id, to: customers[to]!.number, key: `open-${index}-${randomUUID()}` },
@@ -215,7 +244,10 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
             seen.push(JSON.stringify(message.data ?? message.errors));
             if (message.errors) endings.add(`error: ${message.errors[0]?.message}`);
             const status = message.data?.transferStatusChanged.status;
-            if (status === "COMPLETED") pushMs.push(performance.now() - t0);
+            if (status === "COMPLETED") {
+              pushMs.push(performance.now() - t0);
+              ends.set(result.data!.initiateTransfer.id, { sentAt, pushedAt: Date.now() });
+            }
             if (status === "COMPLETED" || status === "FAILED" || status === "REJECTED") {
               // The gateway completes the subscription itself after a terminal status. Disposing of
               // it here as well can release graphql-ws's connection lock twice (when the Complete
@@ -251,7 +283,60 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
   await Promise.all(clients.map((client) => client.dispose()));
   acceptMs.sort((a, b) => a - b);
   pushMs.sort((a, b) => a - b);
-  return { total, offeredPerSecond: total / (offeredMs / 1000), acceptMs, pushMs, failed, endings: [...endings] };
+  return { total, offeredPerSecond: total / (offeredMs / 1000), acceptMs, pushMs, ends, failed, endings: [...endings] };
+}
+
+/** The happy path's events in order: each hop ends when the next service emits its event. */
+const PATH_EVENTS = [
+  "transaction.initiated",
+  "account.debited",
+  "fraud.check.requested",
+  "fraud.check.completed",
+  "account.credited",
+  "transaction.completed",
+] as const;
+
+/**
+ * Where a completed transfer's time went, hop by hop, as p50/p99 ms: from the client's send to the
+ * first event, between the events' occurredAt (stamped when each service emits, inside its
+ * transaction, so a hop covers the previous commit, its relay, JetStream, the consumer's batch and
+ * its work), and from transaction.completed to the push reaching the client. Read from the audit
+ * log once it holds every event (same machine, one clock).
+ */
+async function hopLatencies(stack: TestStack, ends: Map<string, { sentAt: number; pushedAt: number }>): Promise<string> {
+  const client = new pg.Client({ connectionString: stack.databaseUrls.audit });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string; at: Record<string, number> }>(
+      `SELECT id, jsonb_object_agg(type, ms) AS at FROM (
+         SELECT data::jsonb->>'transferId' AS id, type, (extract(epoch FROM min(occurred_at)) * 1000)::float8 AS ms
+           FROM audit_record WHERE type = ANY($1::text[]) AND data::jsonb->>'transferId' = ANY($2::text[])
+          GROUP BY 1, 2) AS e
+        GROUP BY id`,
+      [PATH_EVENTS, [...ends.keys()]],
+    );
+    const hops = new Map<string, number[]>();
+    const add = (name: string, ms: number | undefined) => {
+      if (ms !== undefined && Number.isFinite(ms)) hops.set(name, [...(hops.get(name) ?? []), ms]);
+    };
+    for (const { id, at } of rows) {
+      const end = ends.get(id)!;
+      add("sent → initiated", at[PATH_EVENTS[0]]! - end.sentAt);
+      for (let index = 1; index < PATH_EVENTS.length; index++) {
+        const [previous, type] = [PATH_EVENTS[index - 1]!, PATH_EVENTS[index]!];
+        add(`→ ${type.split(".").slice(1).join(".")}`, at[type]! - at[previous]!);
+      }
+      add("→ pushed", end.pushedAt - at["transaction.completed"]!);
+    }
+    return [...hops]
+      .map(([name, values]) => {
+        const sorted = values.sort((a, b) => a - b);
+        return `${name} ${percentile(sorted, 50).toFixed(0)}/${percentile(sorted, 99).toFixed(0)}`;
+      })
+      .join(", ");
+  } finally {
+    await client.end();
+  }
 }
 
 describe("saga benchmark", () => {
@@ -270,7 +355,7 @@ describe("saga benchmark", () => {
         ...fraudOnlyOnAmount(),
         RATE_LIMIT_OPERATIONS: "1000000",
         RATE_LIMIT_REQUESTS_PER_IP: "1000000",
-        ...(PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` } : {}),
+        ...(SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: SERVICE_NODE_OPTIONS } : {}),
       },
     });
     transactionsSql = new pg.Client({ connectionString: stack.databaseUrls.transactions });
@@ -313,6 +398,7 @@ describe("saga benchmark", () => {
     await resetStatements(stack);
     const walBefore = await walCounters(stack.databaseUrls.transactions);
     const cpuBefore = processCpuSeconds(databasesByService(stack));
+    const natsBefore = await jetStreamCounters(stack.nats.url);
     const acceptMs: number[] = [];
     const started = performance.now();
     let next = 0;
@@ -353,11 +439,17 @@ describe("saga benchmark", () => {
     acceptMs.sort((a, b) => a - b);
 
     const cpuAfter = processCpuSeconds(databasesByService(stack));
+    const natsAfter = await jetStreamCounters(stack.nats.url);
     const walAfter = await walCounters(stack.databaseUrls.transactions);
     const statements = await statementsPerTransfer(stack, TRANSFERS);
     console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
+    console.info(`of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
     console.info(`PostgreSQL per transfer (the whole server, load phase): ${walPerTransfer(walBefore, walAfter, TRANSFERS)}`);
+    console.info(
+      `JetStream per transfer (load phase and audit's catching up): ${((natsAfter.stored - natsBefore.stored) / TRANSFERS).toFixed(1)} messages stored, ` +
+        `${((natsAfter.delivered - natsBefore.delivered) / TRANSFERS).toFixed(1)} deliveries to durable consumers`,
+    );
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
     const completedPerSecond = TRANSFERS / (allDoneMs / 1000);
     const machine = `${os.cpus().length} × ${os.cpus()[0]?.model.trim()}`;
@@ -382,6 +474,8 @@ describe("saga benchmark", () => {
     await eventLoopDelays(stack); // prom-client's histogram restarts at each scrape: from here on
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
     console.info(`event-loop delay during the open loop, p99 / max ms: ${await eventLoopDelays(stack)}`);
+    await auditLag(stack);
+    console.info(`open loop, per hop p50/p99 ms (audit's occurredAt): ${await hopLatencies(stack, open.ends)}`);
     const openLine = [
       `| ${new Date().toISOString().slice(0, 16)}Z | ${commit} | ${machine} | ${payees} | ${rate} | ${open.offeredPerSecond.toFixed(1)}`,
       `${OPEN_SECONDS} | ${open.total}`,

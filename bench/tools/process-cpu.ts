@@ -4,7 +4,8 @@
  * databases (all together as "postgres", and per service as "pg:<service>" when the databases are
  * given by service). Two readings around a load phase give each process's CPU per transfer, a
  * number a busy machine changes far less than throughput. "(kernel, all)" is the system-time part
- * of all of them together (system calls: sockets, fsync), already inside each process's number.
+ * of all of them together (system calls: sockets, fsync), already inside each process's number;
+ * "kernel:<name>" is that part per process (see kernelPerUnit).
  */
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -40,6 +41,8 @@ export function processCpuSeconds(databases: string[] | Record<string, string>):
       for (const name of names) seconds[name] = (seconds[name] ?? 0) + (userTicks + systemTicks) / CLOCK_TICKS_PER_SECOND;
       // The kernel's share (system calls: sockets, fsync) of every process, counted once.
       seconds["(kernel, all)"] = (seconds["(kernel, all)"] ?? 0) + systemTicks / CLOCK_TICKS_PER_SECOND;
+      const kernel = `kernel:${names[0]}`;
+      seconds[kernel] = (seconds[kernel] ?? 0) + systemTicks / CLOCK_TICKS_PER_SECOND;
     } catch {
       // The process ended between listing and reading.
     }
@@ -49,7 +52,17 @@ export function processCpuSeconds(databases: string[] | Record<string, string>):
 
 /** Milliseconds of CPU per unit of work between two readings, as "name 12.3" pairs, largest first. */
 export function cpuPerUnit(before: Record<string, number>, after: Record<string, number>, units: number): string {
+  return perUnit(before, after, units, (name) => !name.startsWith("kernel:"));
+}
+
+/** The kernel's part of cpuPerUnit, process by process: where system calls (sockets, fsync) are made. */
+export function kernelPerUnit(before: Record<string, number>, after: Record<string, number>, units: number): string {
+  return perUnit(before, after, units, (name) => name.startsWith("kernel:")).replaceAll("kernel:", "");
+}
+
+function perUnit(before: Record<string, number>, after: Record<string, number>, units: number, keep: (name: string) => boolean): string {
   return Object.entries(after)
+    .filter(([name]) => keep(name))
     .map(([name, s]) => [name, ((s - (before[name] ?? 0)) * 1000) / units] as const)
     .sort((a, b) => b[1] - a[1])
     .map(([name, ms]) => `${name} ${ms.toFixed(1)}`)
