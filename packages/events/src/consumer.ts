@@ -101,6 +101,8 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
    * writes no processed_event rows: one statement less per transaction. Only with handleBatch.
    */
   deduplicatesItself?: boolean;
+  /** Begin each transaction with preferIndexScans's settings (a handler that calls it saves its round trip). */
+  preferIndexScans?: boolean;
   /**
    * Group commit: before a batch that is not full, wait this long for more messages to join it
    * (default 0). Fewer, larger transactions for a consumer whose latency matters less than its
@@ -408,7 +410,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
         const { appended } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx, within));
         return { handled: fresh.length, appended };
       },
-      { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000 },
+      { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000, preferIndexScans: this.options.preferIndexScans },
     );
   }
 

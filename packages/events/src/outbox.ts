@@ -203,7 +203,7 @@ export class OutboxRelay {
         const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
         return { claimed: rows.length, published: published.length, ...(failed ? { firstError: failed.reason } : {}) };
       },
-      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000 },
+      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, preferIndexScans: true },
     );
   }
 

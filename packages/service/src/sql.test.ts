@@ -1,6 +1,7 @@
 /** SqlPool on a real PostgreSQL server: Prisma's `$transaction` contract on node-postgres. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase } from "@vaultpay/testing";
+import { preferIndexScans, type SqlExecutor } from "@vaultpay/events";
 import { SqlPool } from "./sql.ts";
 
 describe("SqlPool", () => {
@@ -106,5 +107,37 @@ describe("SqlPool", () => {
     expect(inside.map((row) => row["QUERY PLAN"]).join("\n")).toMatch(/^Index Scan using pool_growing_pkey/);
     const outside = await pool.$queryRawUnsafe<Array<{ enable_seqscan: string }>>(`SHOW enable_seqscan`);
     expect(outside).toEqual([{ enable_seqscan: "on" }]);
+  });
+
+  it("begins with preferIndexScans's settings when asked (custom plans too), and preferIndexScans then sends nothing", async () => {
+    const settings = `SELECT current_setting('plan_cache_mode') AS plans, current_setting('enable_seqscan') AS seqscan`;
+    const sent: string[] = [];
+    const asked = await pool.$transaction(
+      async (tx) => {
+        const watched: SqlExecutor = {
+          prefersIndexScans: tx.prefersIndexScans,
+          $queryRawUnsafe: <T>(query: string, ...values: unknown[]) => (sent.push(query), tx.$queryRawUnsafe<T>(query, ...values)),
+          $executeRawUnsafe: (query: string, ...values: unknown[]) => (sent.push(query), tx.$executeRawUnsafe(query, ...values)),
+        };
+        await preferIndexScans(watched);
+        return { prefers: tx.prefersIndexScans, now: await tx.$queryRawUnsafe(settings) };
+      },
+      { preferIndexScans: true },
+    );
+    expect(asked).toEqual({ prefers: true, now: [{ plans: "force_custom_plan", seqscan: "off" }] });
+    expect(sent).toEqual([]);
+    // Not asked: the plain BEGIN's settings, and preferIndexScans sets custom plans with a statement of its own.
+    const plain = await pool.$transaction(async (tx) => {
+      const first = await tx.$queryRawUnsafe(settings);
+      await preferIndexScans(tx);
+      return { prefers: tx.prefersIndexScans, first, after: await tx.$queryRawUnsafe(settings) };
+    });
+    expect(plain).toEqual({
+      prefers: false,
+      first: [{ plans: "auto", seqscan: "off" }],
+      after: [{ plans: "force_custom_plan", seqscan: "off" }],
+    });
+    // Both were SET LOCAL: the next transaction starts from the server's settings again.
+    expect(await pool.$transaction((tx) => tx.$queryRawUnsafe(settings))).toEqual([{ plans: "auto", seqscan: "off" }]);
   });
 });

@@ -10,7 +10,13 @@
  * in UTC, json as parsed values.
  */
 import pg from "pg";
-import { INDEX_SCAN_SETTINGS, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
+import {
+  CUSTOM_PLAN_SETTINGS,
+  INDEX_SCAN_SETTINGS,
+  type SqlDatabase,
+  type SqlExecutor,
+  type SqlTransactionOptions,
+} from "@vaultpay/events";
 import { TRANSACTION_OPTIONS, statementName } from "./db.ts";
 
 const INT8 = 20;
@@ -59,7 +65,11 @@ export class SqlTransaction implements SqlExecutor {
   /** Why statements are refused (the transaction ended), once it has. */
   ended: string | undefined;
 
-  constructor(private readonly client: pg.PoolClient) {}
+  constructor(
+    private readonly client: pg.PoolClient,
+    /** Begun with preferIndexScans's settings (the transaction's `preferIndexScans` option). */
+    readonly prefersIndexScans = false,
+  ) {}
 
   async $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T> {
     return (await this.run(query, values)).rows as T;
@@ -101,6 +111,11 @@ function listenForErrors(client: pg.PoolClient): void {
  * index is still scanned.
  */
 const BEGIN = ["BEGIN", ...Object.entries(INDEX_SCAN_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`)].join("; ");
+/** BEGIN with custom plans as well: what preferIndexScans would set, without its round trip. */
+const BEGIN_PREFERRING_INDEX_SCANS = [
+  BEGIN,
+  ...Object.entries(CUSTOM_PLAN_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`),
+].join("; ");
 
 export interface SqlPoolOptions {
   /** Connections at most (each service's Prisma client has its own pool beside this one). */
@@ -136,15 +151,15 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     return (await run(this.pool, query, values)).rowCount ?? 0;
   }
 
-  async $transaction<R>(fn: (tx: SqlTransaction) => Promise<R>, options: { maxWait?: number; timeout?: number } = {}): Promise<R> {
+  async $transaction<R>(fn: (tx: SqlTransaction) => Promise<R>, options: SqlTransactionOptions = {}): Promise<R> {
     const timeoutMs = options.timeout ?? TRANSACTION_OPTIONS.timeout;
     const client = await this.pool.connect();
     listenForErrors(client);
-    const tx = new SqlTransaction(client);
+    const tx = new SqlTransaction(client, options.preferIndexScans === true);
     const timeout = new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`);
     let timer: NodeJS.Timeout | undefined;
     try {
-      await client.query(BEGIN);
+      await client.query(tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN);
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(timeout), timeoutMs);
       });
