@@ -67,10 +67,12 @@ describe("withBufferedOutbox", () => {
       withBufferedOutbox(tx, async () => {
         await appendToOutbox(tx, refund(200, "outer"));
         const inner = await withBufferedOutbox(tx, () => appendToOutbox(tx, refund(201, "inner")));
-        return inner.appended;
+        return { appended: inner.appended, events: inner.events.length };
       }),
     );
-    expect(nested).toEqual({ result: 0, appended: 2 });
+    // The outer call writes both and returns both (what the relay publishes after the commit).
+    expect(nested).toMatchObject({ result: { appended: 0, events: 0 }, appended: 2 });
+    expect(nested.events.map((event) => (event.data as { reason: string }).reason)).toEqual(["outer", "inner"]);
     expect((await outbox()).slice(before).map((row) => row.payload.data)).toMatchObject([{ reason: "outer" }, { reason: "inner" }]);
   });
 });
