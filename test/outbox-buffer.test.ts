@@ -67,12 +67,10 @@ describe("withBufferedOutbox", () => {
       withBufferedOutbox(tx, async () => {
         await appendToOutbox(tx, refund(200, "outer"));
         const inner = await withBufferedOutbox(tx, () => appendToOutbox(tx, refund(201, "inner")));
-        return { appended: inner.appended, events: inner.events.length };
+        return inner.appended;
       }),
     );
-    // The outer call writes both and returns both (what the relay publishes after the commit).
-    expect(nested).toMatchObject({ result: { appended: 0, events: 0 }, appended: 2 });
-    expect(nested.events.map((event) => (event.data as { reason: string }).reason)).toEqual(["outer", "inner"]);
+    expect(nested).toEqual({ result: 0, appended: 2 });
     expect((await outbox()).slice(before).map((row) => row.payload.data)).toMatchObject([{ reason: "outer" }, { reason: "inner" }]);
   });
 });

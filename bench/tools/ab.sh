@@ -41,7 +41,7 @@ run() { # <label> <tree> <round>
     cp "$saved"/*-results.md bench/
   )
   echo "== $1, round $3: $(total_cpu "$log") ms of CPU per transfer"
-  grep -E "\| 20[0-9]{2}-|CPU ms per|event-loop" "$log" | sed 's/\x1b\[[0-9;]*m//g' || true
+  grep -E "\| 20[0-9]{2}-|CPU ms per|event-loop|per hop|JetStream per" "$log" | sed 's/\x1b\[[0-9;]*m//g' || true
 }
 
 for round in $(seq 1 "$rounds"); do

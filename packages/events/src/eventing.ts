@@ -54,9 +54,11 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
         js,
         jsm,
         logger,
-        // What the transaction appended goes out now, from memory; a consumer that emits nothing
-        // (audit, notices) leaves the relay asleep.
-        afterCommit: ({ appended }) => relay.publishCommitted(appended),
+        // Woken only when the transaction appended events: a consumer that emits nothing (audit,
+        // notices) would otherwise send the relay to an empty outbox after every commit.
+        afterCommit: ({ appended }) => {
+          if (appended > 0) relay.kick();
+        },
         metrics: options.metrics,
         ...consumerOptions,
       });

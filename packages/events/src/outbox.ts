@@ -23,14 +23,10 @@ export async function appendToOutbox(tx: SqlExecutor, event: Event): Promise<voi
  * Runs `work` with the events it appends to `tx`'s outbox held back, then writes them all in one
  * statement, in the order they were appended (the outbox's seq keeps that order for the relay). A
  * consumer's batch of 32 events emits up to ~60: one round trip instead of one each. When `work`
- * throws, nothing is written (the transaction rolls back anyway). Returns the events written, for
- * the relay's publishCommitted once the transaction commits.
+ * throws, nothing is written (the transaction rolls back anyway).
  */
-export async function withBufferedOutbox<R>(
-  tx: SqlExecutor,
-  work: () => Promise<R>,
-): Promise<{ result: R; appended: number; events: readonly Event[] }> {
-  if (buffers.has(tx)) return { result: await work(), appended: 0, events: [] }; // the outer call writes them
+export async function withBufferedOutbox<R>(tx: SqlExecutor, work: () => Promise<R>): Promise<{ result: R; appended: number }> {
+  if (buffers.has(tx)) return { result: await work(), appended: 0 }; // the outer call writes them
   const buffer: Event[] = [];
   buffers.set(tx, buffer);
   let result: R;
@@ -40,7 +36,7 @@ export async function withBufferedOutbox<R>(
     buffers.delete(tx);
   }
   if (buffer.length > 0) await insertOutboxRows(tx, buffer);
-  return { result, appended: buffer.length, events: buffer };
+  return { result, appended: buffer.length };
 }
 
 async function insertOutboxRows(tx: SqlExecutor, events: Event[]): Promise<void> {
@@ -82,7 +78,7 @@ export function eventHeaders(event: Pick<Event, "type" | "correlationId" | "trac
  * Publishes one outbox row. While tracing, a producer span, child of the span that wrote the event
  * (its stored traceparent: the relay runs later, in no request's context), covers the publish.
  */
-async function publishRow(js: JetStreamClient, row: Pick<OutboxRow, "id" | "subject" | "payload">, timeoutMs: number) {
+async function publishRow(js: JetStreamClient, row: OutboxRow, timeoutMs: number) {
   const span = row.payload.traceparent
     ? startSpan(`publish ${row.subject}`, {
         kind: SpanKind.PRODUCER,
@@ -129,14 +125,6 @@ export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
   WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED)
   RETURNING seq, id::text AS id, subject, payload`;
 
-/**
- * Marks rows this process published straight after their commit (publishCommitted), by event id.
- * A row the relay holds claimed is skipped, not waited for: the relay marks it itself (and its copy
- * of the message is dropped by JetStream as a duplicate of the same Nats-Msg-Id).
- */
-export const MARK_OUTBOX_ROWS_PUBLISHED = `UPDATE outbox_event SET published_at = now()
-  WHERE seq IN (SELECT seq FROM outbox_event WHERE id = ANY($1::uuid[]) AND published_at IS NULL FOR UPDATE SKIP LOCKED)`;
-
 interface OutboxRow {
   seq: bigint;
   id: string;
@@ -159,11 +147,6 @@ export class OutboxRelay {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private kicked = false;
-  /** Events this process committed, in commit order, waiting for publishCommitted's publisher. */
-  private committed: Event[] = [];
-  private publishing: Promise<void> | undefined;
-  /** After a direct publish that failed whole (NATS away), commits are left to the claim until then. */
-  private directPausedUntil = 0;
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.batchSize = options.batchSize ?? 100;
@@ -184,70 +167,10 @@ export class OutboxRelay {
     this.wake?.();
   }
 
-  /**
-   * Publishes events this process has just committed to its outbox (a consumer's batch, a new
-   * transfer), without waiting for a claim: in the order given, which is the order of the commits,
-   * and then marks their rows published in one statement. Publishing from memory saves the claim's
-   * round trips before the message goes out (BEGIN, the claim reading every row back, the commit
-   * after the acks): one saga hop sooner. Anything that does not go out or is not marked stays
-   * pending, and the relay's claim publishes it as before (a second copy is dropped by JetStream
-   * under the same Nats-Msg-Id, and consumers dedupe by event id beyond that).
-   */
-  publishCommitted(events: readonly Event[]): void {
-    if (events.length === 0) return;
-    if (!this.running || Date.now() < this.directPausedUntil) {
-      this.kick();
-      return;
-    }
-    this.committed.push(...events);
-    this.publishing ??= this.publishCommittedEvents().finally(() => {
-      this.publishing = undefined;
-    });
-  }
-
-  private async publishCommittedEvents(): Promise<void> {
-    const { db, js, logger } = this.options;
-    while (this.committed.length > 0) {
-      // Events committed while a round waits for its acks go out in the next round, in order.
-      const events = this.committed.splice(0, this.batchSize);
-      const results = await Promise.allSettled(
-        events.map(async (event) => publishRow(js, { id: event.id, subject: event.type, payload: event }, this.publishTimeoutMs)),
-      );
-      const published = events.filter((_, index) => results[index]!.status === "fulfilled").map((event) => event.id);
-      if (published.length < events.length) {
-        const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected")!;
-        logger.warn(
-          { ...failureDetail(failed.reason), unpublished: events.length - published.length },
-          "committed events left to the outbox relay",
-        );
-        if (published.length === 0) this.directPausedUntil = Date.now() + this.maxBackoffMs;
-        this.kick();
-      }
-      if (published.length === 0) continue;
-      try {
-        await db.$transaction(
-          async (tx) => {
-            await preferIndexScans(tx); // by id, through its index, however small the table looked when last analyzed
-            return tx.$executeRawUnsafe(MARK_OUTBOX_ROWS_PUBLISHED, published);
-          },
-          { timeout: 10_000, maxWait: 10_000, preferIndexScans: true },
-        );
-      } catch (error) {
-        // Published but not marked: the relay claims them and publishes again (dropped as duplicates).
-        logger.warn(
-          { ...failureDetail(error), unmarked: published.length },
-          "published outbox rows not marked; the relay republishes them",
-        );
-        this.kick();
-      }
-    }
-  }
-
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
     await this.loop;
-    await this.publishing;
   }
 
   /**

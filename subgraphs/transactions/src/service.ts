@@ -4,7 +4,7 @@ import DataLoader from "dataloader";
 import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
-import type { Event, EventData, SqlExecutor } from "@vaultpay/events";
+import type { EventData, SqlExecutor } from "@vaultpay/events";
 import { sendStepCommand, type SagaStore, type TransferState } from "./saga.ts";
 import {
   findKeyAndEnds,
@@ -84,8 +84,7 @@ export class TransferService {
     private readonly blindIndexKey: Buffer,
     private readonly timings: SagaTimings,
     /** Wakes the outbox relay after a commit, so the saga starts without waiting for a poll. */
-    /** Called with the events a new transfer committed (the relay publishes them at once). */
-    private readonly afterCommit: (events: readonly Event[]) => void,
+    private readonly afterCommit: () => void,
     /** Where initiate's raw statements run: the service's SqlPool (about half of Prisma's CPU per statement); `db` by default. */
     private readonly sql: SqlExecutor = db,
   ) {}
@@ -152,8 +151,8 @@ export class TransferService {
       if (winner) return winner;
       throw new Error(`transfer with idempotency key of user ${caller.userId} vanished after a unique violation`);
     }
-    this.afterCommit(inserted.events);
-    return seenAs(inserted.transfer, "SENT");
+    this.afterCommit();
+    return seenAs(inserted, "SENT");
   }
 
   private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {

@@ -228,13 +228,13 @@ export type NewTransfer = Omit<TransferRow, "failureReason"> & { failureReason?:
  * emits) in one statement — one round trip instead of a transaction of five on the path a customer
  * waits on. Undefined when a transfer with the same user and idempotency key exists already (a
  * concurrent request won the insert): then nothing else is written either, and the caller answers
- * as that request's retry would. With the row, the events it wrote (to publish once committed).
+ * as that request's retry would.
  */
 export async function insertTransfer(
   db: SqlExecutor,
   data: NewTransfer,
   start: (store: SagaStore, transfer: TransferState) => Promise<void>,
-): Promise<{ transfer: TransferRow; events: readonly Event[] } | undefined> {
+): Promise<TransferRow | undefined> {
   const { changes, events } = await collectStart(data, start);
   // unnest WITH ORDINALITY keeps the order of the statuses and of the events (the outbox's seq,
   // assigned row by row, is the order the relay publishes in).
@@ -287,7 +287,7 @@ export async function insertTransfer(
     events.map((event) => event.type),
     events.map((event) => JSON.stringify(event)),
   );
-  return rows[0] && { transfer: rows[0], events };
+  return rows[0];
 }
 
 /** What a new transfer's start records and emits, collected by a store that writes nothing (insertTransfer writes it). */
