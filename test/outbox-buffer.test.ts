@@ -1,7 +1,15 @@
 /** withBufferedOutbox: the events a transaction appends are written in one statement, in order, exactly. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { appendToOutbox, createEvent, withBufferedOutbox, type Event } from "@vaultpay/events";
+import {
+  appendToOutbox,
+  createEvent,
+  outboxRowsCte,
+  outboxRowsParameters,
+  takeBufferedEvents,
+  withBufferedOutbox,
+  type Event,
+} from "@vaultpay/events";
 import { createTestDatabase } from "@vaultpay/testing";
 import { createDb } from "../subgraphs/audit/src/db.ts";
 
@@ -72,5 +80,34 @@ describe("withBufferedOutbox", () => {
     );
     expect(nested).toEqual({ result: 0, appended: 2 });
     expect((await outbox()).slice(before).map((row) => row.payload.data)).toMatchObject([{ reason: "outer" }, { reason: "inner" }]);
+  });
+
+  it("hands the events appended so far to a statement of the handler's (outboxRowsCte): written once, in order, counted", async () => {
+    const before = (await outbox()).length;
+    const [first, second, third] = [refund(300, "first"), refund(301, "second"), refund(302, "third")];
+    const { appended, result } = await db.$transaction((tx) =>
+      withBufferedOutbox(tx, async () => {
+        await appendToOutbox(tx, first!);
+        await appendToOutbox(tx, second!);
+        const taken = takeBufferedEvents(tx);
+        // The handler's own write, with the outbox rows riding along in the same statement.
+        await tx.$queryRawUnsafe(`WITH ${outboxRowsCte(1)} SELECT 1`, ...outboxRowsParameters(taken));
+        // Appended after the take: withBufferedOutbox writes it at the end, after them.
+        await appendToOutbox(tx, third!);
+        return taken.map((event) => event.id);
+      }),
+    );
+    expect(result).toEqual([first!.id, second!.id]);
+    expect(appended).toBe(3);
+    expect((await outbox()).slice(before).map((row) => row.id)).toEqual([first!.id, second!.id, third!.id]);
+    // Outside withBufferedOutbox an event is written when appended: nothing to take.
+    const alone = refund(303, "alone");
+    expect(
+      await db.$transaction(async (tx) => {
+        await appendToOutbox(tx, alone);
+        return takeBufferedEvents(tx);
+      }),
+    ).toEqual([]);
+    expect((await outbox()).slice(before).map((row) => row.id)).toEqual([first!.id, second!.id, third!.id, alone.id]);
   });
 });

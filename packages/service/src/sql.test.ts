@@ -116,8 +116,14 @@ describe("SqlPool", () => {
       async (tx) => {
         const watched: SqlExecutor = {
           prefersIndexScans: tx.prefersIndexScans,
-          $queryRawUnsafe: <T>(query: string, ...values: unknown[]) => (sent.push(query), tx.$queryRawUnsafe<T>(query, ...values)),
-          $executeRawUnsafe: (query: string, ...values: unknown[]) => (sent.push(query), tx.$executeRawUnsafe(query, ...values)),
+          $queryRawUnsafe: <T>(query: string, ...values: unknown[]) => {
+            sent.push(query);
+            return tx.$queryRawUnsafe<T>(query, ...values);
+          },
+          $executeRawUnsafe: (query: string, ...values: unknown[]) => {
+            sent.push(query);
+            return tx.$executeRawUnsafe(query, ...values);
+          },
         };
         await preferIndexScans(watched);
         return { prefers: tx.prefersIndexScans, now: await tx.$queryRawUnsafe(settings) };

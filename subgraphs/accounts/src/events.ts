@@ -157,7 +157,7 @@ async function decideAndAnswer(
     }
     return { event, transferId: step.transferId, answers: ANSWERS[step.step], decision };
   });
-  await writeSagaChanges(tx, book.changes());
+  // Answered first, written after: writeSagaChanges writes the answers with the changes, in one statement.
   for (const {
     event,
     transferId,
@@ -173,6 +173,7 @@ async function decideAndAnswer(
           emit(tx, rejected, { ...answer, reason: decision.rejection } as EventData<Rejected>),
     );
   }
+  await writeSagaChanges(tx, book.changes());
 }
 
 /** One command in its own batch (tests drive the handler this way). */

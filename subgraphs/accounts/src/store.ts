@@ -3,7 +3,7 @@
  * a batch of saga steps pays). Every function that changes money takes the caller's transaction,
  * so the change, its journal row and its outbox event commit together. Rows are mapped to the domain's plain types at this edge.
  */
-import { lockKeys, type SqlExecutor } from "@vaultpay/events";
+import { lockKeys, outboxRowsCte, outboxRowsParameters, takeBufferedEvents, type SqlExecutor } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import { Prisma } from "./generated/prisma/client.ts";
 import type { Db, Tx } from "./db.ts";
@@ -217,50 +217,55 @@ export async function lockAndLoadTransfers(tx: SqlExecutor, transferIds: readonl
 }
 
 /**
- * Writes what a batch of saga steps decided: each touched balance (conditional on the value the
- * decisions were made on — the row locks make a mismatch unreachable, so one fails loudly), the
- * journal rows in decision order, and the decisions. Three statements whatever the batch size.
+ * Writes what a batch of saga steps decided, and the answers it emitted, in one statement: each
+ * touched balance (conditional on the value the decisions were made on — the row locks make a
+ * mismatch unreachable, so one fails loudly), the journal rows in decision order, the decisions,
+ * and the outbox rows of the answers emitted so far (takeBufferedEvents). One round trip, where four
+ * were one hand-off each on the saga's path.
  */
 export async function writeSagaChanges(tx: SqlExecutor, changes: ReturnType<SagaBook["changes"]>): Promise<void> {
   const { balances, movements, decisions } = changes;
-  if (balances.length > 0) {
-    const updated = await tx.$executeRawUnsafe(
-      `UPDATE account AS a SET balance_minor = v.after_minor::bigint, updated_at = now()
+  const events = takeBufferedEvents(tx);
+  if (balances.length === 0 && movements.length === 0 && decisions.length === 0 && events.length === 0) return;
+  const [row] = await tx.$queryRawUnsafe<Array<{ updated: number }>>(
+    `WITH balances AS (
+       UPDATE account AS a SET balance_minor = v.after_minor::bigint, updated_at = now()
          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, before_minor, after_minor)
-        WHERE a.id = v.id AND a.balance_minor = v.before_minor::bigint`,
-      balances.map((balance) => balance.accountId),
-      balances.map((balance) => balance.beforeMinor.toString()),
-      balances.map((balance) => balance.afterMinor.toString()),
-    );
-    if (updated !== balances.length) throw new Error(`balances of ${balances.length - updated} account(s) changed under a held lock`);
-  }
-  if (movements.length > 0) {
-    // unnest keeps the arrays' order, so seq follows the order the steps were decided in.
-    await tx.$executeRawUnsafe(
-      `INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor)
+        WHERE a.id = v.id AND a.balance_minor = v.before_minor::bigint
+       RETURNING 1
+     ), journal AS (
+       INSERT INTO journal_entry (account_id, kind, transfer_id, amount_minor, balance_after_minor)
        SELECT account_id, kind::"JournalKind", transfer_id, amount_minor::bigint, balance_after_minor::bigint
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS m(account_id, kind, transfer_id, amount_minor, balance_after_minor)`,
-      movements.map((movement) => movement.accountId),
-      movements.map((movement) => movement.kind),
-      movements.map((movement) => movement.transferId),
-      movements.map((movement) => movement.amountMinor.toString()),
-      movements.map((movement) => movement.balanceAfterMinor.toString()),
-    );
-  }
-  if (decisions.length > 0) {
-    await tx.$executeRawUnsafe(
-      `INSERT INTO saga_decision (transfer_id, step, account_id, amount_minor, rejection, to_account_id)
+         FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY
+           AS m(account_id, kind, transfer_id, amount_minor, balance_after_minor, n)
+        ORDER BY m.n
+     ), decisions AS (
+       INSERT INTO saga_decision (transfer_id, step, account_id, amount_minor, rejection, to_account_id)
        SELECT transfer_id, step::"SagaStep", account_id, amount_minor::bigint, rejection, to_account_id
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-           AS d(transfer_id, step, account_id, amount_minor, rejection, to_account_id)`,
-      decisions.map((decision) => decision.transferId),
-      decisions.map((decision) => decision.step),
-      decisions.map((decision) => decision.accountId),
-      decisions.map((decision) => decision.amountMinor.toString()),
-      decisions.map((decision) => decision.rejection),
-      decisions.map((decision) => decision.toAccountId),
-    );
-  }
+         FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+           AS d(transfer_id, step, account_id, amount_minor, rejection, to_account_id)
+     ), ${outboxRowsCte(15)}
+     SELECT (SELECT count(*) FROM balances)::int AS updated`,
+    balances.map((balance) => balance.accountId),
+    balances.map((balance) => balance.beforeMinor.toString()),
+    balances.map((balance) => balance.afterMinor.toString()),
+    // Journal rows in the order the steps were decided in: seq follows it (WITH ORDINALITY).
+    movements.map((movement) => movement.accountId),
+    movements.map((movement) => movement.kind),
+    movements.map((movement) => movement.transferId),
+    movements.map((movement) => movement.amountMinor.toString()),
+    movements.map((movement) => movement.balanceAfterMinor.toString()),
+    decisions.map((decision) => decision.transferId),
+    decisions.map((decision) => decision.step),
+    decisions.map((decision) => decision.accountId),
+    decisions.map((decision) => decision.amountMinor.toString()),
+    decisions.map((decision) => decision.rejection),
+    decisions.map((decision) => decision.toAccountId),
+    ...outboxRowsParameters(events),
+  );
+  // The statement failed whole if it threw; a balance that moved under the lock fails it here (rolled back with the transaction).
+  if (row?.updated !== balances.length)
+    throw new Error(`balances of ${balances.length - (row?.updated ?? 0)} account(s) changed under a held lock`);
 }
 
 export interface DepositRecord {

@@ -2,7 +2,10 @@
 import {
   appendToOutbox,
   createEvent,
+  outboxRowsCte,
+  outboxRowsParameters,
   preferIndexScans,
+  takeBufferedEvents,
   type Event,
   type EventData,
   type EventType,
@@ -174,36 +177,46 @@ export class BatchSagaStore implements SagaStore {
     await appendToOutbox(this.tx, createEvent(type, data));
   }
 
-  /** Writes the transfers' final state and their status changes, in the order they happened. */
+  /**
+   * Writes the transfers' final state, their status changes in the order they happened, and the
+   * events the batch emitted (takeBufferedEvents), in one statement: one round trip, where three
+   * were one hand-off each on the saga's path. Outside withBufferedOutbox the events were written
+   * as they were emitted.
+   */
   async flush(): Promise<void> {
     const changed = [...this.deadlines.keys()].map((id) => this.locked.get(id)!);
-    if (changed.length > 0) {
-      await this.tx.$executeRawUnsafe(
-        `UPDATE transfer AS t
+    const events = takeBufferedEvents(this.tx);
+    if (changed.length === 0 && this.statuses.length === 0 && events.length === 0) return;
+    const [row] = await this.tx.$queryRawUnsafe<Array<{ updated: number }>>(
+      `WITH updated AS (
+         UPDATE transfer AS t
             SET status = v.status::"TransferStatus", step = v.step::"SagaStep", step_attempts = v.attempts::int,
                 step_deadline_at = v.deadline::timestamptz, failure_reason = v.reason, updated_at = now()
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS v(id, status, step, attempts, deadline, reason)
-          WHERE t.id = v.id`,
-        changed.map((state) => state.id),
-        changed.map((state) => state.status),
-        changed.map((state) => state.step),
-        changed.map((state) => String(state.stepAttempts)),
-        changed.map((state) => this.deadlines.get(state.id)?.toISOString() ?? null),
-        changed.map((state) => state.failureReason),
-      );
-      this.deadlines.clear();
-    }
-    if (this.statuses.length > 0) {
-      await this.tx.$executeRawUnsafe(
-        `INSERT INTO transfer_status_change (transfer_id, status, reason, changed_at)
-         SELECT id, status::"TransferStatus", reason, at::timestamptz FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(id, status, reason, at)`,
-        this.statuses.map((change) => change.transferId),
-        this.statuses.map((change) => change.status),
-        this.statuses.map((change) => change.reason),
-        this.statuses.map((change) => change.at.toISOString()),
-      );
-      this.statuses.length = 0;
-    }
+          WHERE t.id = v.id
+         RETURNING 1
+       ), changes AS (
+         INSERT INTO transfer_status_change (transfer_id, status, reason, changed_at)
+         SELECT id, status::"TransferStatus", reason, at::timestamptz
+           FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[]) WITH ORDINALITY AS s(id, status, reason, at, n) ORDER BY s.n
+       ), ${outboxRowsCte(11)}
+       SELECT (SELECT count(*) FROM updated)::int AS updated`,
+      changed.map((state) => state.id),
+      changed.map((state) => state.status),
+      changed.map((state) => state.step),
+      changed.map((state) => String(state.stepAttempts)),
+      changed.map((state) => this.deadlines.get(state.id)?.toISOString() ?? null),
+      changed.map((state) => state.failureReason),
+      this.statuses.map((change) => change.transferId),
+      this.statuses.map((change) => change.status),
+      this.statuses.map((change) => change.reason),
+      this.statuses.map((change) => change.at.toISOString()),
+      ...outboxRowsParameters(events),
+    );
+    // Every changed transfer was locked by this batch: a missing one is a bug, not a race.
+    if (row?.updated !== changed.length) throw new Error(`${changed.length - (row?.updated ?? 0)} locked transfer(s) not updated`);
+    this.deadlines.clear();
+    this.statuses.length = 0;
   }
 }
 
