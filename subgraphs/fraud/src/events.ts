@@ -17,7 +17,7 @@ import {
 import type { Logger } from "@vaultpay/kit";
 import { checkTransfer, failClosed, unscorableBecause } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
-import { findChecks, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, type StoredCheck } from "./store.ts";
+import { findChecks, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, storedCheckOf, type StoredCheck } from "./store.ts";
 
 /** Durable consumer names; replicas of fraud share them. */
 export const CHECKS_CONSUMER = "fraud-checks";
@@ -102,9 +102,11 @@ async function decide(
   const { verdict, evaluation } = unscorable
     ? failClosed(unscorable, deps.rules.failScore)
     : checkTransfer(transfer, await loadFacts(tx, transfer, deps.rules), deps.rules, checkedAt);
-  const check = await insertCheck(tx, { transfer, verdict, evaluation, requestEventId: event.id, checkedAt });
+  const newCheck = { transfer, verdict, evaluation, requestEventId: event.id, checkedAt };
+  // Announced first, stored after: insertCheck writes the verdict's outbox row in its own statement.
+  await emitVerdict(tx, storedCheckOf(newCheck));
+  const check = await insertCheck(tx, newCheck);
   stored.set(check.transferId, check);
-  await emitVerdict(tx, check);
   deps.onVerdict?.({
     passed: check.passed,
     firedRules: evaluation.rules.filter((rule) => rule.fired).map((rule) => rule.rule),

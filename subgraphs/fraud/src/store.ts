@@ -3,7 +3,7 @@
  * transaction, Prisma's client for the resolvers). Rows are mapped to the domain's plain types
  * here; the rules never see SQL.
  */
-import { lockKeys, type SqlExecutor } from "@vaultpay/events";
+import { lockKeys, outboxRowsCte, outboxRowsParameters, takeBufferedEvents, type SqlExecutor } from "@vaultpay/events";
 import type { Db } from "./db.ts";
 import { customerReasons, type Evaluation, type Verdict } from "./fraud.ts";
 import { calendarDayRange, velocityWindow, type Facts, type RulesConfig, type Tally, type Transfer } from "./rules.ts";
@@ -172,18 +172,43 @@ export async function loadFacts(
   };
 }
 
-export async function insertCheck(
-  tx: SqlExecutor,
-  check: { transfer: Transfer; verdict: Verdict; evaluation: Evaluation; requestEventId: string; checkedAt: Date },
-): Promise<StoredCheck> {
+/** What a check is about to store. */
+export interface NewCheck {
+  transfer: Transfer;
+  verdict: Verdict;
+  evaluation: Evaluation;
+  requestEventId: string;
+  checkedAt: Date;
+}
+
+/** A new check as it will read back once stored (insertCheck): its verdict can be announced before the insert. */
+export function storedCheckOf(check: NewCheck): StoredCheck {
+  const { transfer, verdict } = check;
+  return toStoredCheck({
+    transferId: transfer.transferId,
+    userId: transfer.userId,
+    riskScore: verdict.riskScore,
+    passed: verdict.passed,
+    reasons: verdict.reasons,
+    // As it reads back from the jsonb column.
+    evaluation: JSON.parse(JSON.stringify(check.evaluation)),
+    checkedAt: check.checkedAt,
+  });
+}
+
+/**
+ * Stores a check, and in the same statement the events appended to the outbox before it
+ * (takeBufferedEvents: its verdict, announced first): one round trip fewer on the saga's path.
+ */
+export async function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<StoredCheck> {
   const { transfer, verdict } = check;
   // An unparseable time is stored as the check time; the verdict already failed closed on it.
   const initiatedAt = Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt;
-  const evaluation = JSON.stringify(check.evaluation);
   // A passed check also raises the day totals that hold its initiation time: the table's trigger
   // does (migration daily_total), whatever inserts the check.
   await tx.$executeRawUnsafe(
-    `INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
+    `WITH ${outboxRowsCte(17)}
+     INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
                               device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
                               request_event_id, checked_at)
      VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)`,
@@ -200,20 +225,12 @@ export async function insertCheck(
     verdict.riskScore,
     verdict.passed,
     verdict.reasons,
-    evaluation,
+    JSON.stringify(check.evaluation),
     check.requestEventId,
     check.checkedAt.toISOString(),
+    ...outboxRowsParameters(takeBufferedEvents(tx)),
   );
-  return toStoredCheck({
-    transferId: transfer.transferId,
-    userId: transfer.userId,
-    riskScore: verdict.riskScore,
-    passed: verdict.passed,
-    reasons: verdict.reasons,
-    // As it reads back from the jsonb column.
-    evaluation: JSON.parse(evaluation),
-    checkedAt: check.checkedAt,
-  });
+  return storedCheckOf(check);
 }
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */
