@@ -21,7 +21,7 @@ import { BatchSagaStore, lockOverdue, sagaStore, type Db } from "./store.ts";
 
 export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventing<T>, saga: Saga): Promise<void> {
   await eventing.consume({
-    name: "transactions-accounts",
+    name: ACCOUNTS_CONSUMER,
     stream: "ACCOUNTS",
     filterSubject: "account.>",
     // Deposits and number reveals pass by without a transaction.
@@ -34,33 +34,48 @@ export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventi
       "account.refunded",
       "account.refund.rejected",
     ],
-    handle: (event, tx) => handleBatch(saga, [event], tx, inEventContext),
-    handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
+    handle: (event, tx) => handleBatch(saga, ACCOUNTS_CONSUMER, [event], tx, inEventContext),
+    handleBatch: (events, tx, within) => handleBatch(saga, ACCOUNTS_CONSUMER, events, tx, within),
+    // handleBatch records the events as processed with its first statement (preloadRecording).
+    deduplicatesItself: true,
     ...BATCHED_CONSUMER,
   });
   await eventing.consume({
-    name: "transactions-fraud",
+    name: FRAUD_CONSUMER,
     stream: "FRAUD",
     filterSubject: "fraud.check.completed",
     // A passed verdict is accounts' to credit: it passes by here without a transaction.
     acts: (event) => !isPassedVerdict(event),
-    handle: (event, tx) => handleBatch(saga, [event], tx, inEventContext),
-    handleBatch: (events, tx, within) => handleBatch(saga, events, tx, within),
+    handle: (event, tx) => handleBatch(saga, FRAUD_CONSUMER, [event], tx, inEventContext),
+    handleBatch: (events, tx, within) => handleBatch(saga, FRAUD_CONSUMER, events, tx, within),
+    deduplicatesItself: true,
     ...BATCHED_CONSUMER,
   });
 }
+
+/** The durables of the saga's answers; replicas of transactions share them. */
+const ACCOUNTS_CONSUMER = "transactions-accounts";
+const FRAUD_CONSUMER = "transactions-fraud";
 
 /**
  * A batch of the saga's events in one transaction: its transfers locked and read at once, each
  * event handled in order under its own context (the events it emits name it as their cause), the
  * transfers' new state written at the end (BatchSagaStore).
  */
-async function handleBatch(saga: Saga, events: readonly Event[], tx: SqlExecutor, within: EventScope): Promise<void> {
+async function handleBatch(saga: Saga, consumer: string, events: readonly Event[], tx: SqlExecutor, within: EventScope): Promise<void> {
   const store = new BatchSagaStore(tx);
-  await store.preload(
+  // Recorded as processed in the same statement that locks the transfers: a repeated event is skipped.
+  const fresh = await store.preloadRecording(
+    consumer,
+    events,
     events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])),
   );
+  const seen = new Set<string>();
   for (const event of events) {
+    const id = event.id.toLowerCase();
+    // First delivery of each id only (a batch can hold the same event twice).
+    if (!fresh.has(id) || seen.has(id)) continue;
+    seen.add(id);
     await within(event, () => (event.type === "account.created" ? recordAccount(tx, event.data) : saga.handle(store, event)));
   }
   await store.flush();

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { createEvent, withBufferedOutbox, type EventData, type EventType, type SqlExecutor } from "@vaultpay/events";
+import { createEvent, withBufferedOutbox, type Event, type EventData, type EventType, type SqlExecutor } from "@vaultpay/events";
 import { SqlPool } from "@vaultpay/service";
 import { createTestDatabase } from "@vaultpay/testing";
 import { createDb, type Db } from "./db.ts";
@@ -105,6 +105,47 @@ describe("BatchSagaStore", () => {
       const onPool = await pool.$transaction((tx) => read(tx));
       expect(onPool).toEqual(onPrisma);
       expect(onPool).toMatchObject({ id, amountMinor: 500n, status: "PENDING" });
+    } finally {
+      await pool.$disconnect();
+    }
+  });
+
+  it("records a batch's events as processed in the statement that locks their transfers: fresh once, then never again", async () => {
+    const id = await pendingTransfer();
+    const pool = new SqlPool(database.url, { max: 1 });
+    try {
+      const debited = event("account.debited", { transferId: id, accountId: "acc-from", amountMinor: "500" });
+      const created = event("account.created", {
+        accountId: randomUUID(),
+        userId: "user-9",
+        type: "SAVINGS",
+        currency: "INR",
+        maskedNumber: "••••9999",
+        numberBlindIndex: "blind-9",
+      });
+      const record = (tx: SqlExecutor, events: Event[], ids: string[]) =>
+        (async () => {
+          const store = new BatchSagaStore(tx);
+          const fresh = await store.preloadRecording("store-test", events, ids);
+          return { fresh: [...fresh].sort(), state: await store.lockTransfer(id) };
+        })();
+      // The same reads as preload, locked, and both events new.
+      const first = await pool.$transaction((tx) => record(tx, [debited, created], [id]));
+      expect(first.fresh).toEqual([debited.id, created.id].map((eventId) => eventId.toLowerCase()).sort());
+      expect(first.state).toEqual(await db.$transaction((tx) => new BatchSagaStore(tx).lockTransfer(id)));
+      expect(first.state).toMatchObject({ id, amountMinor: 500n, status: "PENDING" });
+      // Delivered again (with no transfer to lock, too): nothing is fresh.
+      expect((await pool.$transaction((tx) => record(tx, [debited], [id]))).fresh).toEqual([]);
+      expect((await pool.$transaction((tx) => record(tx, [created], []))).fresh).toEqual([]);
+      // A batch that rolls back records nothing.
+      const later = event("account.credited", { transferId: id, accountId: "acc-to", amountMinor: "500" });
+      await expect(
+        pool.$transaction(async (tx) => {
+          await record(tx, [later], [id]);
+          throw new Error("handler failed");
+        }),
+      ).rejects.toThrow("handler failed");
+      expect((await pool.$transaction((tx) => record(tx, [later], [id]))).fresh).toEqual([later.id.toLowerCase()]);
     } finally {
       await pool.$disconnect();
     }

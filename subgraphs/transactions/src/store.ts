@@ -150,6 +150,32 @@ export class BatchSagaStore implements SagaStore {
     for (const row of rows) this.locked.set(row.id, toState(row));
   }
 
+  /**
+   * Records the batch's events as processed by `consumer` and locks and reads their transfers, in
+   * one statement (the consumer's `deduplicatesItself`): one round trip, where the consumer's own
+   * processed_event insert was another hand-off on the saga's path. Returns the ids of the events
+   * not processed before (lower-case); only those may be applied. The rows are locked in id order
+   * and read as last committed (FOR UPDATE), as preload reads them.
+   */
+  async preloadRecording(consumer: string, events: readonly Event[], ids: readonly string[]): Promise<Set<string>> {
+    const wanted = [...new Set(ids)].filter((id) => isUuid(id) && !this.locked.has(id));
+    const rows = await this.tx.$queryRawUnsafe<Array<Partial<LockedTransferRow> & { fresh: string[] }>>(
+      `WITH processed AS (
+         INSERT INTO processed_event (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
+         ON CONFLICT DO NOTHING RETURNING event_id
+       ), locked AS MATERIALIZED (
+         SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE
+       )
+       SELECT locked.*, ARRAY(SELECT event_id::text FROM processed) AS fresh
+         FROM (VALUES (1)) AS one (x) LEFT JOIN locked ON true`,
+      consumer,
+      events.map((event) => event.id),
+      wanted,
+    );
+    for (const row of rows) if (row.id !== undefined && row.id !== null) this.locked.set(row.id, toState(row as LockedTransferRow));
+    return new Set(rows[0]?.fresh ?? []);
+  }
+
   async lockTransfer(id: string): Promise<TransferState | null> {
     if (!this.locked.has(id)) await this.preload([id]);
     const state = this.locked.get(id);
