@@ -155,16 +155,20 @@ export class BatchSagaStore implements SagaStore {
    * one statement (the consumer's `deduplicatesItself`): one round trip, where the consumer's own
    * processed_event insert was another hand-off on the saga's path. Returns the ids of the events
    * not processed before (lower-case); only those may be applied. The rows are locked in id order
-   * and read as last committed (FOR UPDATE), as preload reads them.
+   * and read as last committed (FOR UPDATE), as preload reads them, all of them before the
+   * processed rows are written: two batches holding the same redelivered event wait for each other
+   * in one order only.
    */
   async preloadRecording(consumer: string, events: readonly Event[], ids: readonly string[]): Promise<Set<string>> {
     const wanted = [...new Set(ids)].filter((id) => isUuid(id) && !this.locked.has(id));
     const rows = await this.tx.$queryRawUnsafe<Array<Partial<LockedTransferRow> & { fresh: string[] }>>(
-      `WITH processed AS (
-         INSERT INTO processed_event (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
-         ON CONFLICT DO NOTHING RETURNING event_id
-       ), locked AS MATERIALIZED (
+      `WITH locked AS MATERIALIZED (
          SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE
+       ), processed AS (
+         -- Recorded only once every transfer is locked (the count reads them all first): one order for all batches.
+         INSERT INTO processed_event (consumer, event_id)
+         SELECT $1, id FROM unnest($2::uuid[]) AS id WHERE (SELECT count(*) FROM locked) >= 0
+         ON CONFLICT DO NOTHING RETURNING event_id
        )
        SELECT locked.*, ARRAY(SELECT event_id::text FROM processed) AS fresh
          FROM (VALUES (1)) AS one (x) LEFT JOIN locked ON true`,
