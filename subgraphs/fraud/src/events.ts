@@ -103,9 +103,10 @@ async function decide(
     ? failClosed(unscorable, deps.rules.failScore)
     : checkTransfer(transfer, await loadFacts(tx, transfer, deps.rules), deps.rules, checkedAt);
   const newCheck = { transfer, verdict, evaluation, requestEventId: event.id, checkedAt };
+  const check = storedCheckOf(newCheck);
   // Announced first, stored after: insertCheck writes the verdict's outbox row in its own statement.
-  await emitVerdict(tx, storedCheckOf(newCheck));
-  const check = await insertCheck(tx, newCheck);
+  await emitVerdict(tx, check);
+  await insertCheck(tx, newCheck);
   stored.set(check.transferId, check);
   deps.onVerdict?.({
     passed: check.passed,

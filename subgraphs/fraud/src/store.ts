@@ -198,9 +198,10 @@ export function storedCheckOf(check: NewCheck): StoredCheck {
 
 /**
  * Stores a check, and in the same statement the events appended to the outbox before it
- * (takeBufferedEvents: its verdict, announced first): one round trip fewer on the saga's path.
+ * (takeBufferedEvents: its verdict, announced first): one round trip fewer on the saga's path. It
+ * then reads back as storedCheckOf(check).
  */
-export async function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<StoredCheck> {
+export async function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<void> {
   const { transfer, verdict } = check;
   // An unparseable time is stored as the check time; the verdict already failed closed on it.
   const initiatedAt = Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt;
@@ -230,7 +231,6 @@ export async function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<Sto
     check.checkedAt.toISOString(),
     ...outboxRowsParameters(takeBufferedEvents(tx)),
   );
-  return storedCheckOf(check);
 }
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */

@@ -70,12 +70,9 @@ async function handleBatch(saga: Saga, consumer: string, events: readonly Event[
     events,
     events.flatMap((event) => ("transferId" in event.data && typeof event.data.transferId === "string" ? [event.data.transferId] : [])),
   );
-  const seen = new Set<string>();
   for (const event of events) {
-    const id = event.id.toLowerCase();
-    // First delivery of each id only (a batch can hold the same event twice).
-    if (!fresh.has(id) || seen.has(id)) continue;
-    seen.add(id);
+    // First delivery of each id only: a batch can hold the same event twice.
+    if (!fresh.delete(event.id.toLowerCase())) continue;
     await within(event, () => (event.type === "account.created" ? recordAccount(tx, event.data) : saga.handle(store, event)));
   }
   await store.flush();

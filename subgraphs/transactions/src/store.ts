@@ -74,6 +74,11 @@ const TRANSFER_COLUMNS = Object.values(TRANSFER_COLUMN).join(", ");
 
 type LockedTransferRow = Pick<TransferRow, (typeof LOCKED_FIELDS)[number]>;
 
+/** Locks and reads the transfers whose ids are parameter $n, in id order (two batches cannot deadlock). */
+function lockTransfersSql(n: number): string {
+  return `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($${n}::uuid[]) ORDER BY id FOR UPDATE`;
+}
+
 export function toState(row: LockedTransferRow): TransferState {
   return {
     id: row.id,
@@ -141,13 +146,15 @@ export class BatchSagaStore implements SagaStore {
 
   /** Locks and reads these transfers (unknown ids are skipped). */
   async preload(ids: readonly string[]): Promise<void> {
-    const wanted = [...new Set(ids)].filter((id) => isUuid(id) && !this.locked.has(id));
+    const wanted = this.notLockedYet(ids);
     if (wanted.length === 0) return;
-    const rows = await this.tx.$queryRawUnsafe<LockedTransferRow[]>(
-      `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
-      wanted,
-    );
+    const rows = await this.tx.$queryRawUnsafe<LockedTransferRow[]>(lockTransfersSql(1), wanted);
     for (const row of rows) this.locked.set(row.id, toState(row));
+  }
+
+  /** The valid ids among these that this batch has not locked yet, once each. */
+  private notLockedYet(ids: readonly string[]): string[] {
+    return [...new Set(ids)].filter((id) => isUuid(id) && !this.locked.has(id));
   }
 
   /**
@@ -160,11 +167,9 @@ export class BatchSagaStore implements SagaStore {
    * in one order only.
    */
   async preloadRecording(consumer: string, events: readonly Event[], ids: readonly string[]): Promise<Set<string>> {
-    const wanted = [...new Set(ids)].filter((id) => isUuid(id) && !this.locked.has(id));
+    const wanted = this.notLockedYet(ids);
     const rows = await this.tx.$queryRawUnsafe<Array<Partial<LockedTransferRow> & { fresh: string[] }>>(
-      `WITH locked AS MATERIALIZED (
-         SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE
-       ), processed AS (
+      `WITH locked AS MATERIALIZED (${lockTransfersSql(3)}), processed AS (
          -- Recorded only once every transfer is locked (the count reads them all first): one order for all batches.
          INSERT INTO processed_event (consumer, event_id)
          SELECT $1, id FROM unnest($2::uuid[]) AS id WHERE (SELECT count(*) FROM locked) >= 0
