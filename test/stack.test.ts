@@ -10,7 +10,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { REPO_ROOT, freePort, generateDevSecrets, isPortFree, withDatabase } from "@vaultpay/stack";
+import { REPO_ROOT, freePort, freePortRun, generateDevSecrets, withDatabase } from "@vaultpay/stack";
 import { startTestNats, startTestRedis, startTestSmtpServer, testServerUrl, waitUntil, type TestSmtpServer } from "@vaultpay/testing";
 
 interface RunningStack {
@@ -45,20 +45,6 @@ async function startStack(dataDir: string, gatewayPort: number): Promise<Running
   }
 }
 
-/**
- * A gateway port whose five following ports (the subgraphs', as `pnpm start` places them) are free
- * too, below Linux's ephemeral range: with a port from freePort(), in that range, other processes'
- * outgoing connections took one of the next five on a busy machine (seen twice).
- */
-async function freePortRun(): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 10_000);
-    const ports = Array.from({ length: 6 }, (_, index) => port + index);
-    if ((await Promise.all(ports.map(isPortFree))).every(Boolean)) return port;
-  }
-  throw new Error("no run of six free ports between 20000 and 30000");
-}
-
 async function query(url: string, body: unknown, headers: Record<string, string> = {}) {
   const response = await fetch(url, {
     method: "POST",
@@ -90,7 +76,7 @@ describe("pnpm start", () => {
   });
 
   it("comes up, answers through the gateway, stops on Ctrl-C and keeps its data", async () => {
-    const gatewayPort = await freePortRun();
+    const gatewayPort = await freePortRun(6);
     running = await startStack(dataDir, gatewayPort);
     expect(running.gatewayUrl).toBe(`http://127.0.0.1:${gatewayPort}/graphql`);
 
@@ -209,7 +195,7 @@ describe("NODE_ENV=production pnpm start", () => {
   });
 
   it("comes up with given URLs and NAME_FILE keys, and a customer signs in through the SMTP relay", async () => {
-    const gatewayPort = await freePortRun();
+    const gatewayPort = await freePortRun(6);
     child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
       cwd: REPO_ROOT,
       env: await productionEnv(gatewayPort),

@@ -2,7 +2,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { PortTakenError, listenedBy, waitForHttp, waitForPort } from "./net.ts";
+import { PortTakenError, ephemeralPortRange, freePort, freePortRun, isPortFree, listenedBy, waitForHttp, waitForPort } from "./net.ts";
 
 describe("waitForHttp with an instance", () => {
   const servers: http.Server[] = [];
@@ -41,6 +41,29 @@ describe("waitForHttp with an instance", () => {
       await expect(waitForPort(port, 2_000, { pid: process.pid, alive: () => true })).resolves.toBeUndefined();
     } finally {
       other.kill();
+    }
+  });
+});
+
+describe("freePort", () => {
+  it("chooses free ports below the range outgoing connections take their local ports from", async () => {
+    const [low] = ephemeralPortRange();
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of ports) {
+      expect(port).toBeGreaterThanOrEqual(10_000);
+      expect(port).toBeLessThan(low);
+    }
+    const first = await freePortRun(6);
+    expect(first + 5).toBeLessThan(low);
+    const run = Array.from({ length: 6 }, (_, index) => first + index);
+    expect(await Promise.all(run.map(isPortFree))).toEqual(run.map(() => true));
+    // Held, a chosen port is no longer free.
+    const held = http.createServer();
+    await new Promise<void>((resolve) => held.listen(first, "127.0.0.1", resolve));
+    try {
+      expect(await isPortFree(first)).toBe(false);
+    } finally {
+      await new Promise((resolve) => held.close(resolve));
     }
   });
 });

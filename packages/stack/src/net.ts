@@ -1,8 +1,48 @@
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import net from "node:net";
 
-/** A port the OS says is free now (best effort: another process may take it before we bind). */
+/**
+ * Linux's range for the local ports of outgoing connections (/proc/sys/net/ipv4/ip_local_port_range;
+ * IANA's 49152–65535 where that cannot be read).
+ */
+export function ephemeralPortRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // not Linux, or /proc not mounted
+  }
+  return [49_152, 65_535];
+}
+
+const LOWEST_CHOSEN_PORT = 10_000;
+
+/**
+ * A run of `length` consecutive ports that are free now, below the ephemeral range. A port the OS
+ * hands out for `listen(0)` lies inside that range, where any process's outgoing connection can take
+ * it between choosing it and binding it: on a busy machine (a parallel test run) that happened
+ * (EADDRINUSE in the cluster test, a subgraph's port in `pnpm start`'s test). Below the range only
+ * another explicit bind can take it. Still best effort: a caller that spawns a process checks that
+ * its own process listens there (waitForPort's owner, waitForHttp's instance).
+ */
+export async function freePortRun(length: number): Promise<number> {
+  const ceiling = ephemeralPortRange()[0] - length;
+  if (ceiling - LOWEST_CHOSEN_PORT < 1_000) return osFreePort();
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const first = LOWEST_CHOSEN_PORT + Math.floor(Math.random() * (ceiling - LOWEST_CHOSEN_PORT));
+    const ports = Array.from({ length }, (_, index) => first + index);
+    if ((await Promise.all(ports.map(isPortFree))).every(Boolean)) return first;
+  }
+  throw new Error(`no run of ${length} free ports between ${LOWEST_CHOSEN_PORT} and ${ceiling + length}`);
+}
+
+/** A port that is free now, below the ephemeral range (see freePortRun). */
 export function freePort(): Promise<number> {
+  return freePortRun(1);
+}
+
+/** A port the OS hands out: free now, inside the ephemeral range. */
+function osFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
