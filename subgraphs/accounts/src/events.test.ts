@@ -13,7 +13,14 @@ import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing"
 import { SqlPool, type SqlTransaction } from "@vaultpay/service";
 import type { Account, Reader } from "./accounts.ts";
 import { createDb, type Db } from "./db.ts";
-import { VERDICT_CONSUMER, handleSagaCommand, handleSagaCommands, startSagaConsumer, startVerdictConsumer } from "./events.ts";
+import {
+  VERDICT_CONSUMER,
+  handleSagaCommand,
+  handleSagaCommands,
+  handleVerdicts,
+  startSagaConsumer,
+  startVerdictConsumer,
+} from "./events.ts";
 import { AccountsService } from "./service.ts";
 import { journalSum, setAccountStatus } from "./store.ts";
 
@@ -381,6 +388,55 @@ describe("saga commands over JetStream", () => {
     );
     expect(debited.rows[0]).toEqual({ n: 10, low: 0 });
     expect(await balanceOf(from)).toBe(0n);
+  });
+
+  it("credits racing debits of the same account in parallel transactions: each sees the balance the last one committed", async () => {
+    // Credits arrive as passed verdicts: their account (the debit's destination) is locked in the
+    // statement that reads the transfers' decisions, which may wait for another batch's lock on it.
+    const payers = await Promise.all(Array.from({ length: 10 }, (_, index) => openFunded(`saga-race-payer-${index}`, "SAVINGS", 100n)));
+    const hub = await openFunded("saga-race-hub", "SAVINGS", 1_000n);
+    const credited = payers.map((payer) => ({ payer, transferId: randomUUID() }));
+    for (const { payer, transferId } of credited)
+      await db.$transaction((tx) =>
+        handleSagaCommand(
+          initiated({
+            transferId,
+            fromAccountId: payer.id,
+            toAccountId: hub.id,
+            amountMinor: "100",
+            currency: "INR",
+            userId: payer.userId,
+          }),
+          tx,
+          logger,
+        ),
+      );
+    const outgoing = Array.from({ length: 10 }, () =>
+      initiated({
+        transferId: randomUUID(),
+        fromAccountId: hub.id,
+        toAccountId: randomUUID(),
+        amountMinor: "100",
+        currency: "INR",
+        userId: hub.userId,
+      }),
+    );
+    const options = { timeout: 60_000, maxWait: 60_000 };
+    await Promise.all([
+      ...credited.map(({ transferId }) => db.$transaction((tx) => handleVerdicts([verdict(transferId, true)], tx, logger), options)),
+      ...outgoing.map((command) => db.$transaction((tx) => handleSagaCommand(command, tx, logger), options)),
+    ]);
+    // 1,000 + 10 × 100 in and 10 × 100 out, in whatever order (enough for every debit either way): no update lost.
+    expect(await balanceOf(hub)).toBe(1_000n);
+    const journal = await sql.query(
+      `SELECT kind::text, count(*)::int AS n FROM journal_entry WHERE account_id = $1 GROUP BY kind ORDER BY kind`,
+      [hub.id],
+    );
+    expect(journal.rows).toEqual([
+      { kind: "CREDIT", n: 10 },
+      { kind: "DEBIT", n: 10 },
+      { kind: "DEPOSIT", n: 1 },
+    ]);
   });
 
   it("one batch decides its commands in order, as one by one would, and a redelivered batch applies nothing", async () => {

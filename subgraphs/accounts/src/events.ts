@@ -20,7 +20,7 @@ import {
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import { SagaBook, creditOnVerdict, type SagaStep, type StepCommand } from "./saga.ts";
-import { lockAccounts, lockAndLoadTransfers, writeSagaChanges } from "./store.ts";
+import { lockAndLoadTransfers, writeSagaChanges } from "./store.ts";
 
 export async function emit<T extends EventType>(tx: SqlExecutor, type: T, data: EventData<T>): Promise<void> {
   await appendToOutbox(tx, createEvent(type, data));
@@ -71,8 +71,8 @@ interface StepRequest {
 
 /**
  * Runs a batch of saga commands inside the consumer's transaction, in a fixed number of statements
- * whatever its size: lock the transfers, read their decisions and journal, lock the accounts,
- * decide each command in order in memory (SagaBook, the ledger's rules), write balances, journal
+ * whatever its size: lock the transfers, then read their decisions and journal and lock the
+ * accounts in one statement, decide each command in order in memory (SagaBook, the ledger's rules), write balances, journal
  * rows and decisions set-based, and answer each command with exactly one account.* event (the same
  * answer for a repeated command, even one re-published with a new event id). The journal's unique
  * (transfer, kind, account) is the backstop under that.
@@ -87,9 +87,11 @@ export async function handleSagaCommands(
   const commands = events.filter(isSagaCommand);
   if (commands.length === 0) return;
   const requests = commands.map((command) => ({ event: command, step: stepOf(command) }));
+  // The accounts the commands name are locked with the transfers' records, in the same round trip.
   const records = await lockAndLoadTransfers(
     tx,
     requests.map(({ step }) => step.transferId),
+    { ids: requests.map(({ step }) => step.accountId) },
   );
   await decideAndAnswer(tx, logger, within, records, requests);
 }
@@ -109,9 +111,11 @@ export async function handleVerdicts(
 ): Promise<void> {
   const passed = events.filter(isPassedVerdict);
   if (passed.length === 0) return;
+  // The destinations of the applied debits, the accounts these verdicts credit, are locked with the records.
   const records = await lockAndLoadTransfers(
     tx,
     passed.map((verdict) => verdict.data.transferId),
+    { debitDestinations: true },
   );
   const appliedDebits = new Map(
     records.decisions
@@ -132,7 +136,7 @@ export async function handleVerdicts(
   await decideAndAnswer(tx, logger, within, records, requests);
 }
 
-/** Locks the requests' accounts, decides each request in order, writes the changes and answers each. */
+/** Decides each request in order on the locked accounts, writes the changes and answers each. */
 async function decideAndAnswer(
   tx: SqlExecutor,
   logger: Logger,
@@ -141,11 +145,7 @@ async function decideAndAnswer(
   requests: readonly StepRequest[],
 ): Promise<void> {
   if (requests.length === 0) return;
-  const accounts = await lockAccounts(
-    tx,
-    requests.map(({ step }) => step.accountId),
-  );
-  const book = new SagaBook({ accounts, ...records });
+  const book = new SagaBook(records);
   const answers = requests.map(({ event, step }) => {
     const { decision, repeatedWithOtherBody } = book.decide(step);
     if (repeatedWithOtherBody) {

@@ -167,53 +167,116 @@ export async function lockAccounts(tx: SqlExecutor, ids: readonly string[]): Pro
   }));
 }
 
+/** Which accounts a batch locks with its records (loadSagaRecords). */
+export interface AccountsToLock {
+  /** These accounts (ids that are not UUIDs name no account and are left out). */
+  ids?: readonly string[];
+  /** And the destination of each of these transfers' applied debits (the accounts a passed verdict credits). */
+  debitDestinations?: boolean;
+}
+
+interface SagaRecordRow {
+  source: "D" | "J" | "A";
+  transfer_id: string | null;
+  step: SagaStep | null;
+  account_id: string;
+  amount_minor: bigint | null;
+  rejection: string | null;
+  to_account_id: string | null;
+  currency: string | null;
+  user_id: string | null;
+  type: AccountType | null;
+  status: AccountStatus | null;
+  status_reason: string | null;
+  balance_minor: bigint | null;
+  number_last4: string | null;
+  created_at: Date | null;
+}
+
 /**
- * The decisions and journal rows of these transfers, in one round trip. Read under their locks
- * (lockTransfers), which every writer of either takes first: nothing changes them meanwhile.
+ * The decisions and journal rows of these transfers, and their accounts locked until the
+ * transaction ends, in one round trip (each was one hand-off on the saga's path). The decisions and
+ * journal are read under the transfers' locks (lockTransfers, taken in an earlier statement, so this
+ * statement's snapshot already holds whatever their last holder committed), which every writer of
+ * either takes first: nothing changes them meanwhile. The accounts are locked in id order, as
+ * lockAccounts does, and `FOR UPDATE` returns each one's latest committed balance even when this
+ * statement waited for another transaction's lock on it.
  */
-export async function loadSagaRecords(tx: SqlExecutor, transferIds: readonly string[]) {
-  const rows = await tx.$queryRawUnsafe<
-    Array<{
-      source: "D" | "J";
-      transfer_id: string;
-      step: SagaStep;
-      account_id: string;
-      amount_minor: bigint;
-      rejection: string | null;
-      to_account_id: string | null;
-      currency: string | null;
-    }>
-  >(
-    `SELECT 'D' AS source, transfer_id, step::text AS step, account_id, amount_minor, rejection, to_account_id, NULL AS currency
+export async function loadSagaRecords(tx: SqlExecutor, transferIds: readonly string[], lock: AccountsToLock = {}) {
+  const rows = await tx.$queryRawUnsafe<SagaRecordRow[]>(
+    `WITH wanted AS (
+       SELECT unnest($2::uuid[]) AS id
+       UNION
+       SELECT d.to_account_id::uuid FROM saga_decision d
+        WHERE $3::boolean AND d.transfer_id = ANY($1::text[]) AND d.step = 'DEBIT' AND d.rejection IS NULL
+          AND d.to_account_id ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+     ), locked AS MATERIALIZED (
+       SELECT a.id::text AS id, a.user_id, a.type::text AS type, a.currency, a.status::text AS status, a.status_reason,
+              a.balance_minor, a.number_last4, a.created_at
+         FROM account a WHERE a.id IN (SELECT id FROM wanted) ORDER BY a.id FOR UPDATE
+     )
+     SELECT 'D' AS source, transfer_id, step::text AS step, account_id, amount_minor, rejection, to_account_id, NULL::text AS currency,
+            NULL::text AS user_id, NULL::text AS type, NULL::text AS status, NULL::text AS status_reason, NULL::bigint AS balance_minor,
+            NULL::text AS number_last4, NULL::timestamptz AS created_at
        FROM saga_decision WHERE transfer_id = ANY($1::text[])
      UNION ALL
-     SELECT 'J', j.transfer_id, j.kind::text, j.account_id::text, j.amount_minor, NULL, NULL, a.currency
+     SELECT 'J', j.transfer_id, j.kind::text, j.account_id::text, j.amount_minor, NULL, NULL, a.currency, NULL, NULL, NULL, NULL, NULL, NULL, NULL
        FROM journal_entry j JOIN account a ON a.id = j.account_id
-      WHERE j.transfer_id = ANY($1::text[]) AND j.kind <> 'DEPOSIT'`,
+      WHERE j.transfer_id = ANY($1::text[]) AND j.kind <> 'DEPOSIT'
+     UNION ALL
+     SELECT 'A', NULL, NULL, id, NULL, NULL, NULL, currency, user_id, type, status, status_reason, balance_minor, number_last4, created_at
+       FROM locked`,
     [...new Set(transferIds)],
+    [...new Set(lock.ids ?? [])].filter(isUuid),
+    lock.debitDestinations ?? false,
   );
   const decisions: Array<SagaDecisionRecord & { transferId: string; step: SagaStep }> = [];
   const journal: TransferJournalRow[] = [];
+  const accounts: Account[] = [];
   for (const row of rows) {
-    const amountMinor = BigInt(row.amount_minor);
-    if (row.source === "D")
+    if (row.source === "A") accounts.push(lockedAccountOf(row));
+    else if (row.source === "D")
       decisions.push({
-        transferId: row.transfer_id,
-        step: row.step,
+        transferId: row.transfer_id!,
+        step: row.step!,
         accountId: row.account_id,
-        amountMinor,
+        amountMinor: BigInt(row.amount_minor!),
         rejection: row.rejection,
         toAccountId: row.to_account_id,
       });
-    else journal.push({ transferId: row.transfer_id, kind: row.step, accountId: row.account_id, amountMinor, currency: row.currency! });
+    else
+      journal.push({
+        transferId: row.transfer_id!,
+        kind: row.step!,
+        accountId: row.account_id,
+        amountMinor: BigInt(row.amount_minor!),
+        currency: row.currency!,
+      });
   }
-  return { decisions, journal };
+  return { decisions, journal, accounts };
 }
 
-/** Locks these transfers' saga steps (lockTransfers), then reads their decisions and journal under the locks. */
-export async function lockAndLoadTransfers(tx: SqlExecutor, transferIds: readonly string[]) {
+function lockedAccountOf(row: SagaRecordRow): Account {
+  return {
+    id: row.account_id,
+    userId: row.user_id!,
+    type: row.type!,
+    currency: row.currency!,
+    status: row.status!,
+    statusReason: row.status_reason,
+    balanceMinor: BigInt(row.balance_minor!),
+    numberLast4: row.number_last4!,
+    createdAt: row.created_at!,
+  };
+}
+
+/**
+ * Locks these transfers' saga steps (lockTransfers), then reads their decisions and journal under
+ * the locks and locks the accounts named (loadSagaRecords): two round trips.
+ */
+export async function lockAndLoadTransfers(tx: SqlExecutor, transferIds: readonly string[], lock: AccountsToLock = {}) {
   await lockTransfers(tx, transferIds);
-  return loadSagaRecords(tx, transferIds);
+  return loadSagaRecords(tx, transferIds, lock);
 }
 
 /**
