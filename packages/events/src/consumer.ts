@@ -16,7 +16,7 @@ import type { EventType } from "./catalog.ts";
 import { publishDeadLetter } from "./dlq.ts";
 import { withBufferedOutbox } from "./outbox.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
-import type { SqlDatabase, SqlExecutor } from "./sql.ts";
+import { LOCK_KEYS_SQL, lockKeysParameter, type SqlDatabase, type SqlExecutor } from "./sql.ts";
 
 /**
  * How long one pull request stays open on the server. The client's recovery runs on this clock:
@@ -465,7 +465,36 @@ export class EventConsumer<Tx extends SqlExecutor> {
 /** Records the events as handled by this consumer; the ids not recorded before (lower case). */
 async function recordProcessed(tx: SqlExecutor, consumer: string, events: readonly Event[]): Promise<Set<string>> {
   const inserted = await tx.$queryRawUnsafe<Array<{ event_id: string }>>(
-    `INSERT INTO processed_event (consumer, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id ON CONFLICT DO NOTHING RETURNING event_id::text`,
+    insertProcessedSql(1, 2),
+    consumer,
+    events.map((event) => event.id),
+  );
+  return new Set(inserted.map((row) => row.event_id));
+}
+
+/** Records event ids ($ids) as processed by a consumer ($consumer); returns the ids that were new (lower case). */
+function insertProcessedSql(consumer: number, ids: number, where = ""): string {
+  return `INSERT INTO processed_event (consumer, event_id) SELECT $${consumer}, id FROM unnest($${ids}::uuid[]) AS id ${where}
+    ON CONFLICT DO NOTHING RETURNING event_id::text`;
+}
+
+/**
+ * For a handler of a consumer with `deduplicatesItself`: takes lockKeys's locks on `keys`, then
+ * records the events as processed by `consumer`, in one statement (the insert waits for the locks),
+ * and returns the ids that were new, in lower case. The handler applies only those: a repeated
+ * event was applied by the transaction that recorded it. Locks first, as the handler would take
+ * them: two batches holding the same redelivered event wait for each other in one order.
+ */
+export async function lockKeysRecordingProcessed(
+  tx: SqlExecutor,
+  keys: readonly string[],
+  consumer: string,
+  events: readonly Event[],
+): Promise<Set<string>> {
+  const inserted = await tx.$queryRawUnsafe<Array<{ event_id: string }>>(
+    `WITH locked AS MATERIALIZED (${LOCK_KEYS_SQL}), recorded AS (${insertProcessedSql(2, 3, "WHERE (SELECT n FROM locked) >= 0")})
+     SELECT event_id FROM recorded`,
+    lockKeysParameter(keys),
     consumer,
     events.map((event) => event.id),
   );

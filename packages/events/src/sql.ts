@@ -31,10 +31,15 @@ export interface SqlDatabase<Tx extends SqlExecutor = SqlExecutor> extends SqlEx
  * Released at commit or rollback.
  */
 export async function lockKeys(tx: SqlExecutor, keys: readonly string[]): Promise<void> {
-  await tx.$queryRawUnsafe(
-    `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted`,
-    [...new Set(keys)].sort(),
-  );
+  await tx.$queryRawUnsafe(LOCK_KEYS_SQL, lockKeysParameter(keys));
+}
+
+/** lockKeys's statement: the keys ($1) locked in sorted order; one row, `n`, the number of keys. */
+export const LOCK_KEYS_SQL = `SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) AS n FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted`;
+
+/** lockKeys's parameter: each key once, sorted. */
+export function lockKeysParameter(keys: readonly string[]): string[] {
+  return [...new Set(keys)].sort();
 }
 
 /**

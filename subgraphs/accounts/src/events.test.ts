@@ -494,6 +494,48 @@ describe("saga commands over JetStream", () => {
     ).toBe(2);
   });
 
+  it("recording as the consumer: events are fresh once, a rolled-back batch records nothing, and a repeat answers nothing", async () => {
+    const from = await openFunded("saga-record-1", "SAVINGS", 500n);
+    const to = await openFunded("saga-record-2", "SAVINGS", 0n);
+    const transferId = randomUUID();
+    const debit = initiated({
+      transferId,
+      fromAccountId: from.id,
+      toAccountId: to.id,
+      amountMinor: "200",
+      currency: "INR",
+      userId: from.userId,
+    });
+    const recorded = async () =>
+      (
+        await sql.query(`SELECT count(*)::int AS n FROM processed_event WHERE consumer = $1 AND event_id = $2::uuid`, [
+          "recording-test",
+          debit.id,
+        ])
+      ).rows[0].n;
+    // A batch that fails after its first statement takes its processed record back with it.
+    await expect(
+      db.$transaction(async (tx) => {
+        await handleSagaCommands([debit], tx, logger, undefined, "recording-test");
+        throw new Error("rolled back");
+      }),
+    ).rejects.toThrow("rolled back");
+    expect(await recorded()).toBe(0);
+    expect(await answers(transferId)).toEqual([]);
+    await db.$transaction((tx) => handleSagaCommands([debit], tx, logger, undefined, "recording-test"));
+    expect(await recorded()).toBe(1);
+    // Delivered again (the ack was lost): skipped whole, not even answered again.
+    await db.$transaction((tx) => handleSagaCommands([debit, debit], tx, logger, undefined, "recording-test"));
+    expect((await answers(transferId)).map((a) => a.type)).toEqual(["account.debited"]);
+    expect(await balanceOf(from)).toBe(300n);
+    // A passed verdict likewise: credited once, however often it comes.
+    const passed = verdict(transferId, true);
+    for (let round = 0; round < 2; round++)
+      await db.$transaction((tx) => handleVerdicts([passed], tx, logger, undefined, "recording-test"));
+    expect((await answers(transferId)).map((a) => a.type)).toEqual(["account.debited", "account.credited"]);
+    expect(await balanceOf(to)).toBe(200n);
+  });
+
   it("a journal row can never be applied twice for the same transfer, step and account", async () => {
     const from = await openFunded("saga-user-8", "SAVINGS", 100n);
     const transferId = randomUUID();

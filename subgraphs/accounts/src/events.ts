@@ -20,7 +20,7 @@ import {
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
 import { SagaBook, creditOnVerdict, type SagaStep, type StepCommand } from "./saga.ts";
-import { lockAndLoadTransfers, writeSagaChanges } from "./store.ts";
+import { loadSagaRecords, lockTransfers, writeSagaChanges } from "./store.ts";
 
 export async function emit<T extends EventType>(tx: SqlExecutor, type: T, data: EventData<T>): Promise<void> {
   await appendToOutbox(tx, createEvent(type, data));
@@ -82,18 +82,36 @@ export async function handleSagaCommands(
   tx: SqlExecutor,
   logger: Logger,
   within: EventScope = inEventContext,
+  recordAs?: string,
 ): Promise<void> {
   // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
-  const commands = events.filter(isSagaCommand);
+  const commands = await lockFresh(tx, events.filter(isSagaCommand), recordAs);
   if (commands.length === 0) return;
   const requests = commands.map((command) => ({ event: command, step: stepOf(command) }));
   // The accounts the commands name are locked with the transfers' records, in the same round trip.
-  const records = await lockAndLoadTransfers(
+  const records = await loadSagaRecords(
     tx,
     requests.map(({ step }) => step.transferId),
     { ids: requests.map(({ step }) => step.accountId) },
   );
   await decideAndAnswer(tx, logger, within, records, requests);
+}
+
+/**
+ * Locks the transfers of these events (lockTransfers) and returns the events to apply. With
+ * `recordAs` (the consumer, which then deduplicates itself), the events are recorded as processed
+ * in the same statement and only the new ones are returned; without it (a handler called
+ * directly), all of them.
+ */
+async function lockFresh<T extends SagaCommand | Event<"fraud.check.completed">>(
+  tx: SqlExecutor,
+  events: readonly T[],
+  recordAs: string | undefined,
+): Promise<T[]> {
+  if (events.length === 0) return [];
+  const transferIds = events.map((event) => event.data.transferId);
+  const fresh = await lockTransfers(tx, transferIds, recordAs === undefined ? undefined : { consumer: recordAs, events });
+  return fresh ? events.filter((event) => fresh.has(event.id.toLowerCase())) : [...events];
 }
 
 /**
@@ -108,11 +126,12 @@ export async function handleVerdicts(
   tx: SqlExecutor,
   logger: Logger,
   within: EventScope = inEventContext,
+  recordAs?: string,
 ): Promise<void> {
-  const passed = events.filter(isPassedVerdict);
+  const passed = await lockFresh(tx, events.filter(isPassedVerdict), recordAs);
   if (passed.length === 0) return;
   // The destinations of the applied debits, the accounts these verdicts credit, are locked with the records.
-  const records = await lockAndLoadTransfers(
+  const records = await loadSagaRecords(
     tx,
     passed.map((verdict) => verdict.data.transferId),
     { debitDestinations: true },
@@ -141,7 +160,7 @@ async function decideAndAnswer(
   tx: SqlExecutor,
   logger: Logger,
   within: EventScope,
-  records: Awaited<ReturnType<typeof lockAndLoadTransfers>>,
+  records: Awaited<ReturnType<typeof loadSagaRecords>>,
   requests: readonly StepRequest[],
 ): Promise<void> {
   if (requests.length === 0) return;
@@ -190,7 +209,9 @@ export function startSagaConsumer<T extends SqlExecutor>(eventing: Eventing<T>, 
     // The status changes and outcomes on the same subjects pass by without a transaction.
     accepts: SAGA_COMMANDS,
     handle: (event, tx) => handleSagaCommand(event, tx, logger),
-    handleBatch: (events, tx, within) => handleSagaCommands(events, tx, logger, within),
+    // Recorded as processed in the statement that locks the batch's transfers (lockFresh).
+    handleBatch: (events, tx, within) => handleSagaCommands(events, tx, logger, within, SAGA_CONSUMER),
+    deduplicatesItself: true,
     ...BATCHED_CONSUMER,
   });
 }
@@ -219,7 +240,9 @@ export function startVerdictConsumer<T extends SqlExecutor>(eventing: Eventing<T
     // A failed verdict is transactions' to unwind: it passes by here without a transaction.
     acts: isPassedVerdict,
     handle: (event, tx) => handleVerdicts([event], tx, logger),
-    handleBatch: (events, tx, within) => handleVerdicts(events, tx, logger, within),
+    // Recorded as processed in the statement that locks the batch's transfers (lockFresh).
+    handleBatch: (events, tx, within) => handleVerdicts(events, tx, logger, within, VERDICT_CONSUMER),
+    deduplicatesItself: true,
     ...BATCHED_CONSUMER,
   });
 }

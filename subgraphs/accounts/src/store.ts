@@ -3,7 +3,15 @@
  * a batch of saga steps pays). Every function that changes money takes the caller's transaction,
  * so the change, its journal row and its outbox event commit together. Rows are mapped to the domain's plain types at this edge.
  */
-import { lockKeys, outboxRowsCte, outboxRowsParameters, takeBufferedEvents, type SqlExecutor } from "@vaultpay/events";
+import {
+  lockKeys,
+  lockKeysRecordingProcessed,
+  outboxRowsCte,
+  outboxRowsParameters,
+  takeBufferedEvents,
+  type Event,
+  type SqlExecutor,
+} from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
 import { Prisma } from "./generated/prisma/client.ts";
 import type { Db, Tx } from "./db.ts";
@@ -125,12 +133,18 @@ export async function applyMovement(tx: Tx, movement: Movement): Promise<void> {
  * Serializes every saga step of these transfers (credit and refund touch different accounts, yet
  * must not both happen): transaction-scoped advisory locks, taken in one order by everyone (sorted
  * ids, before any account lock) so two batches cannot deadlock. Released at commit or rollback.
+ * With `recording`, the events are recorded as processed by that consumer in the same statement,
+ * after the locks (lockKeysRecordingProcessed), and the ids that were new are returned.
  */
-export async function lockTransfers(tx: SqlExecutor, transferIds: readonly string[]): Promise<void> {
-  await lockKeys(
-    tx,
-    transferIds.map((id) => `transfer:${id}`),
-  );
+export async function lockTransfers(
+  tx: SqlExecutor,
+  transferIds: readonly string[],
+  recording?: { consumer: string; events: readonly Event[] },
+): Promise<Set<string> | undefined> {
+  const keys = transferIds.map((id) => `transfer:${id}`);
+  if (recording) return lockKeysRecordingProcessed(tx, keys, recording.consumer, recording.events);
+  await lockKeys(tx, keys);
+  return undefined;
 }
 
 /** Accounts locked until the transaction ends, in id order (concurrent batches lock alike); unknown ids are absent. */
@@ -268,15 +282,6 @@ function lockedAccountOf(row: SagaRecordRow): Account {
     numberLast4: row.number_last4!,
     createdAt: row.created_at!,
   };
-}
-
-/**
- * Locks these transfers' saga steps (lockTransfers), then reads their decisions and journal under
- * the locks and locks the accounts named (loadSagaRecords): two round trips.
- */
-export async function lockAndLoadTransfers(tx: SqlExecutor, transferIds: readonly string[], lock: AccountsToLock = {}) {
-  await lockTransfers(tx, transferIds);
-  return loadSagaRecords(tx, transferIds, lock);
 }
 
 /**

@@ -94,6 +94,31 @@ describe("a batch of check requests", () => {
     );
   });
 
+  it("recording as the consumer: a request is fresh once, a rolled-back batch records nothing, and a repeat answers nothing", async () => {
+    const user = `u-${randomUUID()}`;
+    const asked = request(`r1-${randomUUID()}`, user, 5);
+    const transferId = (asked.data as { transferId: string }).transferId;
+    const count = async (sql: string, value: string) => (await db.$queryRawUnsafe<Array<{ n: number }>>(sql, value))[0]!.n;
+    const recorded = () => count(`SELECT count(*)::int AS n FROM processed_event WHERE event_id = $1::uuid`, asked.id);
+    const answered = () =>
+      count(
+        `SELECT count(*)::int AS n FROM outbox_event WHERE type = 'fraud.check.completed' AND payload->'data'->>'transferId' = $1`,
+        transferId,
+      );
+    await expect(
+      db.$transaction(async (tx) => {
+        await handleCheckRequests([asked], tx, deps, inEventContext, "recording-test");
+        throw new Error("rolled back");
+      }),
+    ).rejects.toThrow("rolled back");
+    expect([await recorded(), await answered()]).toEqual([0, 0]);
+    await db.$transaction((tx) => handleCheckRequests([asked], tx, deps, inEventContext, "recording-test"));
+    expect([await recorded(), await answered()]).toEqual([1, 1]);
+    // Delivered again (the ack was lost): skipped whole, the verdict not even sent again.
+    await db.$transaction((tx) => handleCheckRequests([asked, asked], tx, deps, inEventContext, "recording-test"));
+    expect([await recorded(), await answered()]).toEqual([1, 1]);
+  });
+
   it("holds the daily limit across batches on the day's running total: passed checks raise it, refused ones do not", async () => {
     const daily: CheckDependencies = {
       ...deps,

@@ -66,14 +66,19 @@ export async function handleCheckRequests(
   tx: SqlExecutor,
   deps: CheckDependencies,
   within: EventScope,
+  recordAs?: string,
 ): Promise<void> {
-  const requests = events.filter((event): event is Event<"fraud.check.requested"> => event.type === "fraud.check.requested");
-  if (requests.length === 0) return;
-  // Per transfer, one verdict ever; per user, velocity and daily sums see every other check.
-  await lockFraudKeys(
+  const asked = events.filter((event): event is Event<"fraud.check.requested"> => event.type === "fraud.check.requested");
+  if (asked.length === 0) return;
+  // Per transfer, one verdict ever; per user, velocity and daily sums see every other check. With
+  // recordAs (the consumer, which deduplicates itself), recorded as processed in the same statement.
+  const fresh = await lockFraudKeys(
     tx,
-    requests.flatMap(({ data }) => [`transfer:${data.transferId}`, `user:${data.userId}`]),
+    asked.flatMap(({ data }) => [`transfer:${data.transferId}`, `user:${data.userId}`]),
+    recordAs === undefined ? undefined : { consumer: recordAs, events: asked },
   );
+  const requests = fresh ? asked.filter((event) => fresh.has(event.id.toLowerCase())) : asked;
+  if (requests.length === 0) return;
   const transferIds = requests.map(({ data }) => data.transferId);
   const stored = new Map<string, StoredCheck>();
   for (const check of await findChecks(tx, transferIds)) if (check) stored.set(check.transferId, check);
@@ -139,7 +144,9 @@ export async function startConsumers<T extends SqlExecutor>(eventing: Eventing<T
     stream: "FRAUD",
     filterSubject: "fraud.check.requested",
     handle: (event, tx) => handleCheckRequested(event, tx, deps),
-    handleBatch: (events, tx, within) => handleCheckRequests(events, tx, deps, within),
+    // Recorded as processed in the statement that takes the batch's locks (lockFraudKeys).
+    handleBatch: (events, tx, within) => handleCheckRequests(events, tx, deps, within, CHECKS_CONSUMER),
+    deduplicatesItself: true,
     ...BATCHED_CONSUMER,
   });
 }

@@ -3,7 +3,15 @@
  * transaction, Prisma's client for the resolvers). Rows are mapped to the domain's plain types
  * here; the rules never see SQL.
  */
-import { lockKeys, outboxRowsCte, outboxRowsParameters, takeBufferedEvents, type SqlExecutor } from "@vaultpay/events";
+import {
+  lockKeys,
+  lockKeysRecordingProcessed,
+  outboxRowsCte,
+  outboxRowsParameters,
+  takeBufferedEvents,
+  type Event,
+  type SqlExecutor,
+} from "@vaultpay/events";
 import type { Db } from "./db.ts";
 import { customerReasons, type Evaluation, type Verdict } from "./fraud.ts";
 import { calendarDayRange, velocityWindow, type Facts, type RulesConfig, type Tally, type Transfer } from "./rules.ts";
@@ -38,14 +46,20 @@ function toStoredCheck(row: CheckRow): StoredCheck {
 /**
  * Serializes work on one key until the transaction ends (a transaction-scoped advisory lock):
  * per transfer, so one verdict is ever computed for it; per user, so concurrent checks of one user
- * (replicas) each see the others and velocity or daily sums are never under-counted.
+ * (replicas) each see the others and velocity or daily sums are never under-counted. With
+ * `recording`, the events are recorded as processed by that consumer in the same statement, after
+ * the locks (lockKeysRecordingProcessed), and the ids that were new are returned.
  */
-export async function lockFraudKeys(tx: SqlExecutor, keys: readonly string[]): Promise<void> {
+export async function lockFraudKeys(
+  tx: SqlExecutor,
+  keys: readonly string[],
+  recording?: { consumer: string; events: readonly Event[] },
+): Promise<Set<string> | undefined> {
   // Sorted by lockKeys, so every holder of several takes them in one order ("transfer:…" before "user:…").
-  await lockKeys(
-    tx,
-    keys.map((key) => `fraud:${key}`),
-  );
+  const fraudKeys = keys.map((key) => `fraud:${key}`);
+  if (recording) return lockKeysRecordingProcessed(tx, fraudKeys, recording.consumer, recording.events);
+  await lockKeys(tx, fraudKeys);
+  return undefined;
 }
 
 /**
