@@ -158,6 +158,12 @@ export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
   WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED)
   RETURNING seq, id::text AS id, subject, payload`;
 
+/** The claim of up to `limit` rows as a statement without parameters (the transaction's opening statement). */
+export function claimOutboxRowsSql(limit: number): string {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`an outbox claim takes a positive whole number of rows, not ${limit}`);
+  return CLAIM_OUTBOX_ROWS.replace("$1", String(limit));
+}
+
 interface OutboxRow {
   seq: bigint;
   id: string;
@@ -213,12 +219,17 @@ export class OutboxRelay {
    */
   async publishBatch(): Promise<{ claimed: number; published: number; firstError?: unknown }> {
     const { db, js } = this.options;
+    const claim = claimOutboxRowsSql(this.batchSize);
     return db.$transaction(
-      async (tx) => {
-        await preferIndexScans(tx);
+      async (tx, opened) => {
         // Claimed and marked in one statement; the mark commits only with the publishes that
         // JetStream acknowledged (a failed row is unmarked below, a crash rolls all of it back).
-        const rows = await tx.$queryRawUnsafe<OutboxRow[]>(CLAIM_OUTBOX_ROWS, this.batchSize);
+        // SqlPool runs the claim in BEGIN's round trip (`opening`); elsewhere it is run here.
+        let rows = opened as OutboxRow[] | undefined;
+        if (rows === undefined) {
+          await preferIndexScans(tx);
+          rows = await tx.$queryRawUnsafe<OutboxRow[]>(claim);
+        }
         if (rows.length === 0) return { claimed: 0, published: 0 };
         // RETURNING has no order: the outbox's is seq's.
         rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
@@ -236,7 +247,7 @@ export class OutboxRelay {
         const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
         return { claimed: rows.length, published: published.length, ...(failed ? { firstError: failed.reason } : {}) };
       },
-      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, preferIndexScans: true },
+      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, preferIndexScans: true, opening: claim },
     );
   }
 

@@ -19,10 +19,17 @@ export interface SqlTransactionOptions {
    * publish.
    */
   preferIndexScans?: boolean;
+  /**
+   * A statement without parameters that opens the transaction, sent in BEGIN's round trip where
+   * the database can (SqlPool): `fn` gets its rows as its second argument. Where it cannot
+   * (Prisma's client), `fn` gets undefined and runs the statement itself. The relay's claim: one
+   * round trip fewer before every publish, so on every hop of the saga.
+   */
+  opening?: string;
 }
 
 export interface SqlDatabase<Tx extends SqlExecutor = SqlExecutor> extends SqlExecutor {
-  $transaction<R>(fn: (tx: Tx) => Promise<R>, options?: SqlTransactionOptions): Promise<R>;
+  $transaction<R>(fn: (tx: Tx, opened?: unknown[]) => Promise<R>, options?: SqlTransactionOptions): Promise<R>;
 }
 
 /**

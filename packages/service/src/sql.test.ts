@@ -51,6 +51,38 @@ describe("SqlPool", () => {
     await Promise.all([1, 2].map(() => pool.$transaction((tx) => tx.$queryRawUnsafe(`SELECT 1`))));
   });
 
+  it("runs an opening statement in BEGIN's round trip, inside the transaction, and hands its rows to the callback", async () => {
+    const opening = `INSERT INTO pool_probe VALUES (40, 7, NULL), (41, 8, NULL) RETURNING id, amount`;
+    const seen = await pool.$transaction(
+      async (tx, opened) => {
+        // The rows are the opening statement's, parsed as any statement's are (int8 as BigInt).
+        expect(opened).toEqual([
+          { id: 40, amount: 7n },
+          { id: 41, amount: 8n },
+        ]);
+        // Inside the transaction: the callback's statements see its rows, and its settings hold.
+        const [row] = await tx.$queryRawUnsafe<Array<{ n: bigint; seqscan: string }>>(
+          `SELECT count(*) AS n, current_setting('enable_seqscan') AS seqscan FROM pool_probe WHERE id IN (40, 41)`,
+        );
+        return row;
+      },
+      { opening },
+    );
+    expect(seen).toEqual({ n: 2n, seqscan: "off" });
+    // Rolled back with the transaction when the callback throws.
+    await expect(
+      pool.$transaction(
+        async () => {
+          throw new Error("rolled back");
+        },
+        { opening: `INSERT INTO pool_probe VALUES (42, 9, NULL)` },
+      ),
+    ).rejects.toThrow("rolled back");
+    expect(await pool.$queryRawUnsafe(`SELECT id FROM pool_probe WHERE id >= 40 ORDER BY id`)).toEqual([{ id: 40 }, { id: 41 }]);
+    // Without an opening statement the callback gets nothing.
+    expect(await pool.$transaction(async (_tx, opened) => opened)).toBeUndefined();
+  });
+
   it("ends a transaction that outlives its timeout: rolled back, its later statements refused", async () => {
     const before = await count();
     let late: Promise<unknown> | undefined;

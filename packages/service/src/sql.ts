@@ -151,7 +151,7 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     return (await run(this.pool, query, values)).rowCount ?? 0;
   }
 
-  async $transaction<R>(fn: (tx: SqlTransaction) => Promise<R>, options: SqlTransactionOptions = {}): Promise<R> {
+  async $transaction<R>(fn: (tx: SqlTransaction, opened?: unknown[]) => Promise<R>, options: SqlTransactionOptions = {}): Promise<R> {
     const timeoutMs = options.timeout ?? TRANSACTION_OPTIONS.timeout;
     const client = await this.pool.connect();
     listenForErrors(client);
@@ -159,11 +159,14 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     const timeout = new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`);
     let timer: NodeJS.Timeout | undefined;
     try {
-      await client.query(tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN);
+      const begin = tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN;
+      // One simple query: BEGIN, the settings and the opening statement; its rows are the last result's.
+      const begun = await client.query(options.opening === undefined ? begin : `${begin}; ${options.opening}`);
+      const opened = options.opening === undefined ? undefined : (begun as unknown as pg.QueryResult[]).at(-1)!.rows;
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(timeout), timeoutMs);
       });
-      const result = await Promise.race([fn(tx), expired]);
+      const result = await Promise.race([fn(tx, opened), expired]);
       tx.ended = "committing";
       await client.query("COMMIT");
       client.release();
