@@ -16,7 +16,7 @@ import type { EventType } from "./catalog.ts";
 import { publishDeadLetter } from "./dlq.ts";
 import { withBufferedOutbox } from "./outbox.ts";
 import { isNotFound, type StreamName } from "./streams.ts";
-import { LOCK_KEYS_SQL, lockKeysParameter, type SqlDatabase, type SqlExecutor } from "./sql.ts";
+import { LOCK_KEYS_SQL, lockKeys, lockKeysParameter, type SqlDatabase, type SqlExecutor } from "./sql.ts";
 
 /**
  * How long one pull request stays open on the server. The client's recovery runs on this clock:
@@ -478,25 +478,35 @@ function insertProcessedSql(consumer: number, ids: number, where = ""): string {
     ON CONFLICT DO NOTHING RETURNING event_id::text`;
 }
 
+/** A batch's events to record as processed by a consumer (one with `deduplicatesItself`). */
+export interface ProcessedRecording {
+  consumer: string;
+  events: readonly Event[];
+}
+
 /**
- * For a handler of a consumer with `deduplicatesItself`: takes lockKeys's locks on `keys`, then
- * records the events as processed by `consumer`, in one statement (the insert waits for the locks),
- * and returns the ids that were new, in lower case. The handler applies only those: a repeated
- * event was applied by the transaction that recorded it. Locks first, as the handler would take
- * them: two batches holding the same redelivered event wait for each other in one order.
+ * lockKeys's locks on `keys`; with `recording` (a handler of a consumer with `deduplicatesItself`),
+ * the events are recorded as processed by that consumer in the same statement, the insert waiting
+ * for the locks, and the ids that were new are returned in lower case (undefined without it). The
+ * handler applies only those: a repeated event was applied by the transaction that recorded it.
+ * Locks first, as the handler would take them: two batches holding the same redelivered event wait
+ * for each other in one order.
  */
 export async function lockKeysRecordingProcessed(
   tx: SqlExecutor,
   keys: readonly string[],
-  consumer: string,
-  events: readonly Event[],
-): Promise<Set<string>> {
+  recording: ProcessedRecording | undefined,
+): Promise<Set<string> | undefined> {
+  if (recording === undefined) {
+    await lockKeys(tx, keys);
+    return undefined;
+  }
   const inserted = await tx.$queryRawUnsafe<Array<{ event_id: string }>>(
     `WITH locked AS MATERIALIZED (${LOCK_KEYS_SQL}), recorded AS (${insertProcessedSql(2, 3, "WHERE (SELECT n FROM locked) >= 0")})
      SELECT event_id FROM recorded`,
     lockKeysParameter(keys),
-    consumer,
-    events.map((event) => event.id),
+    recording.consumer,
+    recording.events.map((event) => event.id),
   );
   return new Set(inserted.map((row) => row.event_id));
 }

@@ -4,12 +4,11 @@
  * so the change, its journal row and its outbox event commit together. Rows are mapped to the domain's plain types at this edge.
  */
 import {
-  lockKeys,
   lockKeysRecordingProcessed,
   outboxRowsCte,
   outboxRowsParameters,
   takeBufferedEvents,
-  type Event,
+  type ProcessedRecording,
   type SqlExecutor,
 } from "@vaultpay/events";
 import { isUuid } from "@vaultpay/kit";
@@ -136,15 +135,16 @@ export async function applyMovement(tx: Tx, movement: Movement): Promise<void> {
  * With `recording`, the events are recorded as processed by that consumer in the same statement,
  * after the locks (lockKeysRecordingProcessed), and the ids that were new are returned.
  */
-export async function lockTransfers(
+export function lockTransfers(
   tx: SqlExecutor,
   transferIds: readonly string[],
-  recording?: { consumer: string; events: readonly Event[] },
+  recording?: ProcessedRecording,
 ): Promise<Set<string> | undefined> {
-  const keys = transferIds.map((id) => `transfer:${id}`);
-  if (recording) return lockKeysRecordingProcessed(tx, keys, recording.consumer, recording.events);
-  await lockKeys(tx, keys);
-  return undefined;
+  return lockKeysRecordingProcessed(
+    tx,
+    transferIds.map((id) => `transfer:${id}`),
+    recording,
+  );
 }
 
 /** Accounts locked until the transaction ends, in id order (concurrent batches lock alike); unknown ids are absent. */

@@ -4,12 +4,11 @@
  * here; the rules never see SQL.
  */
 import {
-  lockKeys,
   lockKeysRecordingProcessed,
   outboxRowsCte,
   outboxRowsParameters,
   takeBufferedEvents,
-  type Event,
+  type ProcessedRecording,
   type SqlExecutor,
 } from "@vaultpay/events";
 import type { Db } from "./db.ts";
@@ -50,16 +49,13 @@ function toStoredCheck(row: CheckRow): StoredCheck {
  * `recording`, the events are recorded as processed by that consumer in the same statement, after
  * the locks (lockKeysRecordingProcessed), and the ids that were new are returned.
  */
-export async function lockFraudKeys(
-  tx: SqlExecutor,
-  keys: readonly string[],
-  recording?: { consumer: string; events: readonly Event[] },
-): Promise<Set<string> | undefined> {
+export function lockFraudKeys(tx: SqlExecutor, keys: readonly string[], recording?: ProcessedRecording): Promise<Set<string> | undefined> {
   // Sorted by lockKeys, so every holder of several takes them in one order ("transfer:…" before "user:…").
-  const fraudKeys = keys.map((key) => `fraud:${key}`);
-  if (recording) return lockKeysRecordingProcessed(tx, fraudKeys, recording.consumer, recording.events);
-  await lockKeys(tx, fraudKeys);
-  return undefined;
+  return lockKeysRecordingProcessed(
+    tx,
+    keys.map((key) => `fraud:${key}`),
+    recording,
+  );
 }
 
 /**
