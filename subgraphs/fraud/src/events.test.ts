@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEvent, inEventContext, type Event } from "@vaultpay/events";
 import { createLogger, runWithContext } from "@vaultpay/kit";
 import { createTestDatabase } from "@vaultpay/testing";
+import type { SqlExecutor } from "@vaultpay/events";
 import { createDb, type Db } from "./db.ts";
-import { handleCheckRequests, type CheckDependencies } from "./events.ts";
+import { checkWaves, handleCheckRequests, type CheckDependencies } from "./events.ts";
 import { recordKnownDevice } from "./store.ts";
 import { rulesConfigFromEnv } from "./testing.ts";
 
@@ -146,5 +147,91 @@ describe("a batch of check requests", () => {
       user,
     );
     expect(totals).toEqual([{ count: 2, amount_minor: 2000n }]);
+  });
+  it("decides a batch in waves of independent requests, one facts statement and one insert each, with the verdicts of one-by-one checks", async () => {
+    // Velocity counts by user and by source account: a1 and b1 share account X, c2 comes from it third.
+    const scenario = () => {
+      const [a, b, c] = ["a", "b", "c"].map((name) => `u-${name}-${randomUUID()}`) as [string, string, string];
+      const shared = `acc-x-${randomUUID()}`;
+      const sent: Array<[string, string, string]> = [
+        [a, shared, "a1"],
+        [b, shared, "b1"],
+        [c, `acc-c-${c}`, "c1"],
+        [a, `acc-a-${a}`, "a2"],
+        [b, `acc-b-${b}`, "b2"],
+        [c, shared, "c2"],
+        [a, `acc-a-${a}`, "a3"],
+      ];
+      const events = sent.map(([userId, fromAccountId, name], index) => {
+        const event = request(`${name}-${randomUUID()}`, userId, 50 - index * 5);
+        (event.data as { fromAccountId: string }).fromAccountId = fromAccountId;
+        return event;
+      });
+      return { users: [a, b, c], events };
+    };
+    const passed = async (events: readonly Event[]) => {
+      const rows = await db.$queryRawUnsafe<Array<{ transfer_id: string; passed: boolean }>>(
+        `SELECT transfer_id, passed FROM fraud_check WHERE transfer_id = ANY($1)`,
+        events.map((event) => (event.data as { transferId: string }).transferId),
+      );
+      const byId = new Map(rows.map((row) => [row.transfer_id, row.passed]));
+      return events.map((event) => byId.get((event.data as { transferId: string }).transferId));
+    };
+    const devices = (users: readonly string[]) =>
+      db.$transaction(async (tx) => {
+        for (const userId of users)
+          await recordKnownDevice(tx, { userId, deviceId: "d1", deviceRecordId: randomUUID(), registeredAt: now });
+      });
+
+    const oneByOne = scenario();
+    await devices(oneByOne.users);
+    for (const event of oneByOne.events) await db.$transaction((tx) => handleCheckRequests([event], tx, deps, inEventContext));
+
+    const batched = scenario();
+    await devices(batched.users);
+    const statements: string[] = [];
+    await db.$transaction((tx) => {
+      const counted: SqlExecutor = {
+        $queryRawUnsafe: (query, ...values) => {
+          statements.push(query);
+          return tx.$queryRawUnsafe(query, ...values);
+        },
+        $executeRawUnsafe: (query, ...values) => {
+          statements.push(query);
+          return tx.$executeRawUnsafe(query, ...values);
+        },
+      };
+      return handleCheckRequests(batched.events, counted, deps, inEventContext);
+    });
+
+    const expected = [true, true, true, true, true, false, false];
+    expect(await passed(oneByOne.events)).toEqual(expected);
+    expect(await passed(batched.events)).toEqual(expected);
+    // Three waves: {a1, c1}, {b1, a2}, {b2, c2, a3}.
+    expect(statements.filter((query) => query.includes("WITH req AS")).length).toBe(3);
+    expect(statements.filter((query) => query.includes("INSERT INTO fraud_check")).length).toBe(3);
+  });
+});
+
+describe("checkWaves", () => {
+  const ask = (transferId: string, userId: string, fromAccountId: string) => ({ data: { transferId, userId, fromAccountId } });
+
+  it("puts a request one wave after the last holding its user or its source account, and leaves out stored and repeated transfers", () => {
+    const requests = [
+      ask("t1", "u1", "x"),
+      ask("t2", "u2", "y"),
+      ask("t3", "u3", "x"),
+      ask("t1", "u1", "x"),
+      ask("t4", "u1", "z"),
+      ask("t5", "u4", "w"),
+      ask("t6", "u2", "v"),
+      ask("t7", "u5", "x"),
+    ];
+    const waves = checkWaves(requests, new Map([["t6", {}]]));
+    expect(waves.map((wave) => wave.map((request) => request.data.transferId))).toEqual([["t1", "t2", "t5"], ["t3", "t4"], ["t7"]]);
+  });
+
+  it("has no waves when every transfer is stored", () => {
+    expect(checkWaves([ask("t1", "u1", "x")], new Map([["t1", {}]]))).toEqual([]);
   });
 });

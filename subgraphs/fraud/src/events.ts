@@ -17,7 +17,16 @@ import {
 import type { Logger } from "@vaultpay/kit";
 import { checkTransfer, failClosed, unscorableBecause } from "./fraud.ts";
 import type { RulesConfig, Transfer } from "./rules.ts";
-import { findChecks, insertCheck, loadFacts, lockFraudKeys, recordKnownDevice, storedCheckOf, type StoredCheck } from "./store.ts";
+import {
+  findChecks,
+  insertChecks,
+  loadFactsOf,
+  lockFraudKeys,
+  recordKnownDevice,
+  storedCheckOf,
+  type NewCheck,
+  type StoredCheck,
+} from "./store.ts";
 
 /** Durable consumer names; replicas of fraud share them. */
 export const CHECKS_CONSUMER = "fraud-checks";
@@ -57,9 +66,11 @@ export async function handleCheckRequested(event: Event, tx: SqlExecutor, deps: 
 /**
  * A batch of check requests in one transaction (a batch of one is a batch): every transfer's and
  * user's lock taken in one statement — sorted, so replicas taking overlapping batches cannot
- * deadlock — and the checks already stored read in one query. Then each request is decided in
- * order, its facts read after the checks before it in the batch were stored, so velocity and daily
- * sums count them exactly as across transactions.
+ * deadlock — and the checks already stored read in one query. The new checks are then decided in
+ * waves (checkWaves): a wave's facts are read in one statement and its checks stored in one, and
+ * each request's facts count exactly the checks before it in the batch of its user and source
+ * account, as if decided one by one. Every request is answered in batch order; the last wave's
+ * insert carries the answers (one round trip fewer on the saga's path).
  */
 export async function handleCheckRequests(
   events: readonly Event[],
@@ -79,40 +90,102 @@ export async function handleCheckRequests(
   );
   const requests = fresh ? asked.filter((event) => fresh.has(event.id.toLowerCase())) : asked;
   if (requests.length === 0) return;
-  const transferIds = requests.map(({ data }) => data.transferId);
   const stored = new Map<string, StoredCheck>();
-  for (const check of await findChecks(tx, transferIds)) if (check) stored.set(check.transferId, check);
-  for (const event of requests) await within(event, () => decide(event, tx, deps, stored));
+  for (const check of await findChecks(
+    tx,
+    requests.map(({ data }) => data.transferId),
+  ))
+    if (check) stored.set(check.transferId, check);
+  const decided = new Map<string, NewCheck>();
+  const waves = checkWaves(requests, stored);
+  let last: NewCheck[] = [];
+  for (const wave of waves) {
+    // Stored before the next wave reads its facts; the last is stored with the answers.
+    if (last.length > 0) await insertChecks(tx, last);
+    last = await decideWave(wave, tx, deps);
+    for (const check of last) {
+      decided.set(check.transfer.transferId, check);
+      stored.set(check.transfer.transferId, storedCheckOf(check));
+    }
+  }
+  for (const event of requests) await within(event, () => answer(event, tx, deps, stored.get(event.data.transferId)!, decided));
+  if (last.length > 0) await insertChecks(tx, last);
 }
 
-/** One request's verdict: the stored one again, or a new one (then stored and announced). */
-async function decide(
+type CheckRequest = { data: Pick<Event<"fraud.check.requested">["data"], "transferId" | "userId" | "fromAccountId"> };
+
+/**
+ * The new checks of a batch in waves, each wave's requests independent: no two of one user or from
+ * one source account, the only keys a check's facts are read by. A request goes one wave after the
+ * last that holds either of its keys, so its facts (read with its wave's) count every check before
+ * it in the batch that shares a key, and none after it. Requests for a transfer already stored, or
+ * already placed, are left out: they are answered with that check.
+ */
+export function checkWaves<R extends CheckRequest>(requests: readonly R[], stored: ReadonlyMap<string, unknown>): R[][] {
+  const waves: R[][] = [];
+  const lastWave = new Map<string, number>();
+  const placed = new Set<string>();
+  for (const request of requests) {
+    const { transferId, userId, fromAccountId } = request.data;
+    if (stored.has(transferId) || placed.has(transferId)) continue;
+    placed.add(transferId);
+    const keys = [`user:${userId}`, `account:${fromAccountId}`];
+    const wave = Math.max(...keys.map((key) => lastWave.get(key) ?? -1)) + 1;
+    for (const key of keys) lastWave.set(key, wave);
+    (waves[wave] ??= []).push(request);
+  }
+  return waves;
+}
+
+/** A wave's new checks: its scorable transfers' facts in one statement, the rules run on each. */
+async function decideWave(wave: readonly Event<"fraud.check.requested">[], tx: SqlExecutor, deps: CheckDependencies): Promise<NewCheck[]> {
+  const asked = wave.map((event) => {
+    const transfer: Transfer = {
+      ...event.data,
+      amountMinor: BigInt(event.data.amountMinor),
+      initiatedAt: new Date(event.data.initiatedAt),
+    };
+    const checkedAt = deps.now();
+    // A request that cannot be scored fails closed without reading history (its time may not even be a date).
+    return { event, transfer, checkedAt, unscorable: unscorableBecause(transfer, deps.rules, checkedAt) };
+  });
+  const scorable = asked.filter((request) => request.unscorable === null);
+  const facts = await loadFactsOf(
+    tx,
+    scorable.map((request) => request.transfer),
+    deps.rules,
+  );
+  const factsOf = new Map(scorable.map((request, index) => [request, facts[index]!]));
+  return asked.map((request) => {
+    const { event, transfer, checkedAt, unscorable } = request;
+    const { verdict, evaluation } = unscorable
+      ? failClosed(unscorable, deps.rules.failScore)
+      : checkTransfer(transfer, factsOf.get(request)!, deps.rules, checkedAt);
+    return { transfer, verdict, evaluation, requestEventId: event.id, checkedAt };
+  });
+}
+
+/**
+ * One request's answer: the verdict of its transfer, announced. The first request of a new check is
+ * told of (metrics, log); a repeated one — re-published with a new id, since a redelivery never
+ * reaches here — re-sends the verdict: the answer for a transfer never changes.
+ */
+async function answer(
   event: Event<"fraud.check.requested">,
   tx: SqlExecutor,
   deps: CheckDependencies,
-  stored: Map<string, StoredCheck>,
+  check: StoredCheck,
+  decided: Map<string, NewCheck>,
 ): Promise<void> {
-  const { data } = event;
-  const earlier = stored.get(data.transferId);
-  if (earlier) {
-    if (earlier.userId !== data.userId)
-      deps.logger.warn({ transferId: data.transferId }, "check re-requested with another user; re-sending the stored verdict");
-    await emitVerdict(tx, earlier);
+  await emitVerdict(tx, check);
+  const decision = decided.get(check.transferId);
+  if (decision?.requestEventId !== event.id) {
+    if (check.userId !== event.data.userId)
+      deps.logger.warn({ transferId: check.transferId }, "check re-requested with another user; re-sending the stored verdict");
     return;
   }
-  const transfer: Transfer = { ...data, amountMinor: BigInt(data.amountMinor), initiatedAt: new Date(data.initiatedAt) };
-  const checkedAt = deps.now();
-  // A request that cannot be scored fails closed without reading history (its time may not even be a date).
-  const unscorable = unscorableBecause(transfer, deps.rules, checkedAt);
-  const { verdict, evaluation } = unscorable
-    ? failClosed(unscorable, deps.rules.failScore)
-    : checkTransfer(transfer, await loadFacts(tx, transfer, deps.rules), deps.rules, checkedAt);
-  const newCheck = { transfer, verdict, evaluation, requestEventId: event.id, checkedAt };
-  const check = storedCheckOf(newCheck);
-  // Announced first, stored after: insertCheck writes the verdict's outbox row in its own statement.
-  await emitVerdict(tx, check);
-  await insertCheck(tx, newCheck);
-  stored.set(check.transferId, check);
+  decided.delete(check.transferId); // told once, should the same event come twice
+  const { evaluation } = decision;
   deps.onVerdict?.({
     passed: check.passed,
     firedRules: evaluation.rules.filter((rule) => rule.fired).map((rule) => rule.rule),

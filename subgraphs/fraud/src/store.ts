@@ -89,97 +89,117 @@ interface TallyRow {
 const tally = (row: TallyRow): Tally => ({ count: row.count, amountMinor: BigInt(row.amount) });
 
 /**
- * The facts' statement ($1 user, $2 source account, $3/$4 the velocity window's exclusive bounds,
- * $5 the transfer, $6/$7 its calendar day, $8 the sample size, $9 the payee, $10 the zone).
+ * The facts' statement for several independent transfers at once, one row each in the order asked:
+ * $1–$8 arrays, one element per transfer (user, source account, the velocity window's exclusive
+ * bounds, the transfer, its calendar day, the payee), $9 the sample size, $10 the zone.
  * The day's total: its row read once (`existing`); started (seeded) from the checks when this day
  * and zone have no row yet, the sum skipped otherwise (NOT EXISTS gates it); the statement's
- * snapshot does not see its own insert, hence `day` reads both. The user's lock (lockFraudKeys)
+ * snapshot does not see its own insert, hence the day reads both. The user's lock (lockFraudKeys)
  * keeps two checks from seeding or raising it (fraud_check's trigger) at once; were the row missing
  * anyway, the old sum answers. Starting a day also drops the user's totals of days a week older (a
  * check for such a day starts it again).
  */
-const FACTS_QUERY = `WITH existing AS (
-   SELECT count, amount_minor FROM fraud_daily_total WHERE user_id = $1 AND day_from = $6::timestamptz AND time_zone = $10
+const FACTS_QUERY = `WITH req AS MATERIALIZED (
+   SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+                        $7::timestamptz[], $8::text[])
+     WITH ORDINALITY AS r(user_id, from_account_id, window_after, window_before, transfer_id, day_from, day_to, to_account_id, n)
+ ),
+ existing AS (
+   SELECT r.n, t.count, t.amount_minor
+     FROM req AS r JOIN fraud_daily_total AS t ON t.user_id = r.user_id AND t.day_from = r.day_from AND t.time_zone = $10
  ),
  pruned AS (
-   DELETE FROM fraud_daily_total
-    WHERE user_id = $1 AND day_from < $6::timestamptz - interval '7 days' AND NOT EXISTS (SELECT 1 FROM existing)
+   DELETE FROM fraud_daily_total AS t USING req AS r
+    WHERE t.user_id = r.user_id AND t.day_from < r.day_from - interval '7 days'
+      AND NOT EXISTS (SELECT 1 FROM existing AS e WHERE e.n = r.n)
  ),
  seeded AS (
    INSERT INTO fraud_daily_total (user_id, day_from, time_zone, day_to, count, amount_minor)
-   SELECT $1, $6::timestamptz, $10, $7::timestamptz, sums.count, sums.amount
-     FROM (SELECT count(*)::int AS count, coalesce(sum(amount_minor), 0) AS amount FROM fraud_check
-            WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz) AS sums
-    WHERE NOT EXISTS (SELECT 1 FROM existing)
+   SELECT r.user_id, r.day_from, $10, r.day_to, sums.count, sums.amount
+     FROM req AS r
+    CROSS JOIN LATERAL (SELECT count(*)::int AS count, coalesce(sum(amount_minor), 0) AS amount FROM fraud_check
+                         WHERE user_id = r.user_id AND passed AND initiated_at >= r.day_from AND initiated_at < r.day_to) AS sums
+    WHERE NOT EXISTS (SELECT 1 FROM existing AS e WHERE e.n = r.n)
    ON CONFLICT DO NOTHING
-   RETURNING count, amount_minor
- ),
- day AS (
-   SELECT count, amount_minor FROM seeded
-   UNION ALL
-   SELECT count, amount_minor FROM existing
- ),
- own AS (
-   -- The transfer's own check by its key (OFFSET 0 keeps the planner from walking the user's day instead).
-   SELECT count(*)::int AS count, coalesce(sum(c.amount_minor), 0) AS amount
-     FROM (SELECT user_id, passed, initiated_at, amount_minor FROM fraud_check WHERE transfer_id = $5 OFFSET 0) AS c
-    WHERE c.user_id = $1 AND c.passed AND c.initiated_at >= $6::timestamptz AND c.initiated_at < $7::timestamptz
+   RETURNING user_id, day_from, count, amount_minor
  )
  SELECT
    (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
-     WHERE user_id = $1 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "byUser",
+     WHERE user_id = r.user_id AND initiated_at > r.window_after AND initiated_at < r.window_before
+       AND transfer_id <> r.transfer_id) AS "byUser",
    (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
-     WHERE from_account_id = $2 AND initiated_at > $3::timestamptz AND initiated_at < $4::timestamptz AND transfer_id <> $5) AS "fromAccount",
+     WHERE from_account_id = r.from_account_id AND initiated_at > r.window_after AND initiated_at < r.window_before
+       AND transfer_id <> r.transfer_id) AS "fromAccount",
    coalesce(
      (SELECT json_build_object('count', d.count - own.count, 'amount', (d.amount_minor - own.amount)::text)
-        FROM (SELECT count, amount_minor FROM day LIMIT 1) AS d, own),
+        FROM (SELECT s.count, s.amount_minor FROM seeded AS s WHERE s.user_id = r.user_id AND s.day_from = r.day_from
+              UNION ALL
+              SELECT e.count, e.amount_minor FROM existing AS e WHERE e.n = r.n
+              LIMIT 1) AS d,
+             -- The transfer's own check by its key (OFFSET 0 keeps the planner from walking the user's day instead).
+             (SELECT count(*)::int AS count, coalesce(sum(c.amount_minor), 0) AS amount
+                FROM (SELECT user_id, passed, initiated_at, amount_minor FROM fraud_check WHERE transfer_id = r.transfer_id OFFSET 0) AS c
+               WHERE c.user_id = r.user_id AND c.passed AND c.initiated_at >= r.day_from AND c.initiated_at < r.day_to) AS own),
      (SELECT json_build_object('count', count(*), 'amount', coalesce(sum(amount_minor), 0)::text) FROM fraud_check
-       WHERE user_id = $1 AND passed AND initiated_at >= $6::timestamptz AND initiated_at < $7::timestamptz AND transfer_id <> $5)
+       WHERE user_id = r.user_id AND passed AND initiated_at >= r.day_from AND initiated_at < r.day_to AND transfer_id <> r.transfer_id)
    ) AS "sameDay",
    (SELECT coalesce(json_agg(amount_minor::text ORDER BY initiated_at DESC), '[]'::json)
-      FROM (SELECT amount_minor, initiated_at FROM fraud_check WHERE user_id = $1 AND passed AND transfer_id <> $5
-             ORDER BY initiated_at DESC LIMIT $8) AS r) AS recent,
-   EXISTS (SELECT 1 FROM fraud_check WHERE user_id = $1 AND to_account_id = $9 AND passed AND transfer_id <> $5) AS "paidBefore",
+      FROM (SELECT amount_minor, initiated_at FROM fraud_check WHERE user_id = r.user_id AND passed AND transfer_id <> r.transfer_id
+             ORDER BY initiated_at DESC LIMIT $9) AS recent) AS recent,
+   EXISTS (SELECT 1 FROM fraud_check WHERE user_id = r.user_id AND to_account_id = r.to_account_id AND passed
+                                       AND transfer_id <> r.transfer_id) AS "paidBefore",
    -- A user has a handful of devices; the bound only guards against a flood of registrations.
-   (SELECT coalesce(json_agg(device_id), '[]'::json) FROM (SELECT device_id FROM known_device WHERE user_id = $1 LIMIT 1000) AS d) AS devices`;
+   (SELECT coalesce(json_agg(device_id), '[]'::json)
+      FROM (SELECT device_id FROM known_device WHERE user_id = r.user_id LIMIT 1000) AS d) AS devices
+ FROM req AS r ORDER BY r.n`;
+
+type FactsConfig = Pick<RulesConfig, "velocity" | "dailyLimit" | "unusualAmount">;
 
 /**
- * What the rules read about a transfer, in one round trip: velocity as sums PostgreSQL takes over
- * index ranges (user or account, then initiation time: a window's worth of rows); the day's passed
- * total from fraud_daily_total, started from the day's checks the first time this day and zone are
- * read (then raised by fraud_check's trigger), so a busy sender's check no longer visits every
- * passed check of its day; recent amounts and devices bounded by LIMIT. The transfer's own check is
- * left out of every figure (it exists only when a check is read again, as tests do).
+ * What the rules read about each of several transfers, in one round trip: velocity as sums
+ * PostgreSQL takes over index ranges (user or account, then initiation time: a window's worth of
+ * rows); the day's passed total from fraud_daily_total, started from the day's checks the first time
+ * this day and zone are read (then raised by fraud_check's trigger), so a busy sender's check no
+ * longer visits every passed check of its day; recent amounts and devices bounded by LIMIT. The
+ * transfer's own check is left out of every figure (it exists only when a check is read again, as
+ * tests do).
+ *
+ * One statement, one snapshot: no transfer's facts count another's check stored later. The caller
+ * passes independent transfers — no two of one user or from one account (checkWaves groups them so)
+ * — whose facts cannot depend on each other's checks.
  */
-export async function loadFacts(
-  tx: SqlExecutor,
-  transfer: Transfer,
-  config: Pick<RulesConfig, "velocity" | "dailyLimit" | "unusualAmount">,
-): Promise<Facts> {
-  const window = velocityWindow(transfer.initiatedAt, config.velocity.windowSeconds);
-  const day = calendarDayRange(transfer.initiatedAt, config.dailyLimit.timeZone);
-  const [row] = await tx.$queryRawUnsafe<
+export async function loadFactsOf(tx: SqlExecutor, transfers: readonly Transfer[], config: FactsConfig): Promise<Facts[]> {
+  if (transfers.length === 0) return [];
+  const windows = transfers.map((transfer) => velocityWindow(transfer.initiatedAt, config.velocity.windowSeconds));
+  const days = transfers.map((transfer) => calendarDayRange(transfer.initiatedAt, config.dailyLimit.timeZone));
+  const rows = await tx.$queryRawUnsafe<
     Array<{ byUser: TallyRow; fromAccount: TallyRow; sameDay: TallyRow; recent: string[]; paidBefore: boolean; devices: string[] }>
   >(
     FACTS_QUERY,
-    transfer.userId,
-    transfer.fromAccountId,
-    window.after.toISOString(),
-    window.before.toISOString(),
-    transfer.transferId,
-    day.from.toISOString(),
-    day.to.toISOString(),
+    transfers.map((transfer) => transfer.userId),
+    transfers.map((transfer) => transfer.fromAccountId),
+    windows.map((window) => window.after.toISOString()),
+    windows.map((window) => window.before.toISOString()),
+    transfers.map((transfer) => transfer.transferId),
+    days.map((day) => day.from.toISOString()),
+    days.map((day) => day.to.toISOString()),
+    transfers.map((transfer) => transfer.toAccountId),
     config.unusualAmount.sampleSize,
-    transfer.toAccountId,
     config.dailyLimit.timeZone,
   );
-  return {
-    velocity: { user: tally(row!.byUser), account: tally(row!.fromAccount) },
-    sameDayPassed: tally(row!.sameDay),
-    recentPassedAmountsMinor: row!.recent.map((amount) => BigInt(amount)),
-    paidPayeeBefore: row!.paidBefore,
-    knownDeviceIds: row!.devices,
-  };
+  return rows.map((row) => ({
+    velocity: { user: tally(row.byUser), account: tally(row.fromAccount) },
+    sameDayPassed: tally(row.sameDay),
+    recentPassedAmountsMinor: row.recent.map((amount) => BigInt(amount)),
+    paidPayeeBefore: row.paidBefore,
+    knownDeviceIds: row.devices,
+  }));
+}
+
+/** One transfer's facts (loadFactsOf). */
+export async function loadFacts(tx: SqlExecutor, transfer: Transfer, config: FactsConfig): Promise<Facts> {
+  const [facts] = await loadFactsOf(tx, [transfer], config);
+  return facts!;
 }
 
 /** What a check is about to store. */
@@ -207,14 +227,14 @@ export function storedCheckOf(check: NewCheck): StoredCheck {
 }
 
 /**
- * Stores a check, and in the same statement the events appended to the outbox before it
- * (takeBufferedEvents: its verdict, announced first): one round trip fewer on the saga's path. It
- * then reads back as storedCheckOf(check).
+ * Stores checks, and in the same statement the events appended to the outbox before them
+ * (takeBufferedEvents: their verdicts, announced first): one round trip for a wave of checks and
+ * its answers on the saga's path. Each then reads back as storedCheckOf(check).
  */
-export async function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<void> {
-  const { transfer, verdict } = check;
-  // An unparseable time is stored as the check time; the verdict already failed closed on it.
-  const initiatedAt = Number.isNaN(transfer.initiatedAt.getTime()) ? check.checkedAt : transfer.initiatedAt;
+export async function insertChecks(tx: SqlExecutor, checks: readonly NewCheck[]): Promise<void> {
+  const events = takeBufferedEvents(tx);
+  if (checks.length === 0 && events.length === 0) return;
+  const column = <T>(value: (check: NewCheck) => T): T[] => checks.map(value);
   // A passed check also raises the day totals that hold its initiation time: the table's trigger
   // does (migration daily_total), whatever inserts the check.
   await tx.$executeRawUnsafe(
@@ -222,25 +242,38 @@ export async function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<voi
      INSERT INTO fraud_check (transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id,
                               device_proven, session_device_id, initiated_at, risk_score, passed, reasons, evaluation,
                               request_event_id, checked_at)
-     VALUES ($1, $2, $3, $4, $5::bigint, $6, $7, $8, $9, $10::timestamptz, $11, $12, $13::text[], $14::jsonb, $15::uuid, $16::timestamptz)`,
-    transfer.transferId,
-    transfer.userId,
-    transfer.fromAccountId,
-    transfer.toAccountId,
-    transfer.amountMinor.toString(),
-    transfer.currency,
-    transfer.requestDeviceId,
-    transfer.deviceProven,
-    transfer.sessionDeviceId,
-    initiatedAt.toISOString(),
-    verdict.riskScore,
-    verdict.passed,
-    verdict.reasons,
-    JSON.stringify(check.evaluation),
-    check.requestEventId,
-    check.checkedAt.toISOString(),
-    ...outboxRowsParameters(takeBufferedEvents(tx)),
+     SELECT transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id, device_proven,
+            session_device_id, initiated_at, risk_score, passed,
+            ARRAY(SELECT r.reason FROM jsonb_array_elements_text(c.reasons) WITH ORDINALITY AS r(reason, n) ORDER BY r.n),
+            evaluation, request_event_id, checked_at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::boolean[], $9::text[],
+                   $10::timestamptz[], $11::int[], $12::boolean[], $13::jsonb[], $14::jsonb[], $15::uuid[], $16::timestamptz[])
+         AS c(transfer_id, user_id, from_account_id, to_account_id, amount_minor, currency, request_device_id, device_proven,
+              session_device_id, initiated_at, risk_score, passed, reasons, evaluation, request_event_id, checked_at)`,
+    column((check) => check.transfer.transferId),
+    column((check) => check.transfer.userId),
+    column((check) => check.transfer.fromAccountId),
+    column((check) => check.transfer.toAccountId),
+    column((check) => check.transfer.amountMinor.toString()),
+    column((check) => check.transfer.currency),
+    column((check) => check.transfer.requestDeviceId),
+    column((check) => check.transfer.deviceProven),
+    column((check) => check.transfer.sessionDeviceId),
+    // An unparseable time is stored as the check time; the verdict already failed closed on it.
+    column((check) => (Number.isNaN(check.transfer.initiatedAt.getTime()) ? check.checkedAt : check.transfer.initiatedAt).toISOString()),
+    column((check) => check.verdict.riskScore),
+    column((check) => check.verdict.passed),
+    column((check) => JSON.stringify(check.verdict.reasons)),
+    column((check) => JSON.stringify(check.evaluation)),
+    column((check) => check.requestEventId),
+    column((check) => check.checkedAt.toISOString()),
+    ...outboxRowsParameters(events),
   );
+}
+
+/** Stores one check (insertChecks). */
+export function insertCheck(tx: SqlExecutor, check: NewCheck): Promise<void> {
+  return insertChecks(tx, [check]);
 }
 
 /** Records a device auth registered; the first registration is kept when auth repeats it. */
