@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT, luhnCheckDigit } from "@vaultpay/money";
+import type { SqlExecutor } from "@vaultpay/events";
 import { createTestDatabase } from "@vaultpay/testing";
 import { createDb, type Db, type Tx } from "./db.ts";
 import { recordAccount, TransferService } from "./service.ts";
@@ -93,6 +94,49 @@ describe("TransferService.initiate", () => {
     );
     expect(outcomes.sort()).toEqual(["CONFLICT", "OK"]);
     expect(await db.transfer.count({ where: { userId: alice.userId, idempotencyKey } })).toBe(1);
+  });
+
+  it("reads the directory once for known ends: later transfers between them are one statement, retries and misuse answered as before", async () => {
+    const statements: string[] = [];
+    const counting: SqlExecutor = {
+      $executeRawUnsafe(query, ...values) {
+        statements.push(query);
+        return db.$executeRawUnsafe(query, ...values);
+      },
+      $queryRawUnsafe<T>(query: string, ...values: unknown[]) {
+        statements.push(query);
+        return db.$queryRawUnsafe<T>(query, ...values);
+      },
+    };
+    const fresh = new TransferService(db, blindIndexKey, timings, () => {}, counting);
+    const send = (who: Caller, key: string, amountMinor = "300", from = fromAccountId) =>
+      fresh.initiate(who, { ...input(key, amountMinor), fromAccountId: from }, device, "corr-cache");
+    const counted = async <T>(run: () => Promise<T>) => {
+      statements.length = 0;
+      const outcome = await run().catch((error: unknown) => (error instanceof DomainError ? error.code : error));
+      return { outcome, statements: statements.length, reads: statements.filter((query) => query.includes("account_directory")).length };
+    };
+
+    const first = await counted(() => send(alice, `cache-1-${randomUUID()}`));
+    expect(first).toMatchObject({ outcome: { status: "PENDING" }, statements: 2, reads: 1 });
+    const keyTwo = `cache-2-${randomUUID()}`;
+    const second = await counted(() => send(alice, keyTwo));
+    expect(second).toMatchObject({ outcome: { status: "PENDING" }, statements: 1, reads: 0 });
+    const secondId = (second.outcome as { id: string }).id;
+
+    // A retry meets its key at the insert and gets its transfer; the key reused for another amount is refused.
+    expect(await counted(() => send(alice, keyTwo))).toMatchObject({ outcome: { id: secondId }, reads: 0 });
+    expect((await counted(() => send(alice, keyTwo, "301"))).outcome).toBe("CONFLICT");
+    expect(await db.transfer.count({ where: { userId: alice.userId, idempotencyKey: keyTwo } })).toBe(1);
+
+    // Someone else naming Alice's cached account reads the directory and finds nothing of theirs.
+    const mallory: Caller = { ...alice, userId: randomUUID() };
+    expect(await counted(() => send(mallory, `cache-3-${randomUUID()}`))).toMatchObject({ outcome: "NOT_FOUND", reads: 1 });
+    // An unknown source is read, not cached as missing.
+    const unknown = randomUUID();
+    expect(await counted(() => send(alice, `cache-4-${randomUUID()}`, "300", unknown))).toMatchObject({ outcome: "NOT_FOUND", reads: 1 });
+    expect(await counted(() => send(alice, `cache-5-${randomUUID()}`, "300", unknown))).toMatchObject({ outcome: "NOT_FOUND", reads: 1 });
+    expect(await db.transfer.count({ where: { userId: mallory.userId } })).toBe(0);
   });
 });
 

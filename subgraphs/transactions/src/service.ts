@@ -1,6 +1,7 @@
 /** Use cases of the transactions service: start a transfer, read transfers, keep the directory. */
 import { randomUUID } from "node:crypto";
 import DataLoader from "dataloader";
+import { LRUCache } from "lru-cache";
 import { blindIndex } from "@vaultpay/crypto";
 import { DomainError, isUuid, type Caller } from "@vaultpay/kit";
 import { ACCOUNT_NUMBER_CONTEXT } from "@vaultpay/money";
@@ -50,19 +51,54 @@ export interface InitiateInput {
   note?: string | null | undefined;
 }
 
-/** The source (the caller's, by id) and the destination (by its number's blind index) among the directory entries read for them. */
+/**
+ * The source (the caller's, by id) and the destination (by its number's blind index) among the
+ * directory entries read for them, or why they cannot be a transfer's ends.
+ */
 function endsOf(caller: Caller, fromAccountId: string, toBlindIndex: string, ends: readonly DirectoryEntry[]) {
   const from = ends.find((entry) => entry.accountId === fromAccountId);
   // Someone else's account looks exactly like a missing one: ids cannot be probed.
-  if (!from || from.userId !== caller.userId) throw new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
+  if (!from || from.userId !== caller.userId) return new DomainError("NOT_FOUND", "Account not found", { field: "fromAccountId" });
   const to = ends.find((entry) => entry.numberBlindIndex === toBlindIndex);
-  if (!to) throw new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
+  if (!to) return new DomainError("NOT_FOUND", "No account has that number", { field: "toAccountNumber" });
   if (to.accountId === from.accountId)
-    throw new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
+    return new DomainError("BAD_USER_INPUT", "Source and destination are the same account", { field: "toAccountNumber" });
   if (to.currency !== from.currency)
-    throw new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
+    return new DomainError("BAD_USER_INPUT", "The accounts hold different currencies", { field: "toAccountNumber" });
   return { from, to };
 }
+
+/**
+ * Directory entries initiate has read, by account id and by number's blind index. An entry never
+ * changes once written (account.created inserts it; nothing updates or deletes one), so a cached
+ * entry is never stale, on any replica. Bounded: the least recently used are dropped.
+ */
+class DirectoryCache {
+  private readonly byId: LRUCache<string, DirectoryEntry>;
+  private readonly byBlindIndex: LRUCache<string, DirectoryEntry>;
+
+  constructor(max: number) {
+    this.byId = new LRUCache({ max });
+    this.byBlindIndex = new LRUCache({ max });
+  }
+
+  remember(entries: readonly DirectoryEntry[]): void {
+    for (const entry of entries) {
+      this.byId.set(entry.accountId, entry);
+      this.byBlindIndex.set(entry.numberBlindIndex, entry);
+    }
+  }
+
+  /** Both ends, when both are cached. */
+  ends(fromAccountId: string, toBlindIndex: string): DirectoryEntry[] | undefined {
+    const from = this.byId.get(fromAccountId);
+    const to = from && this.byBlindIndex.get(toBlindIndex);
+    return to ? [from, to] : undefined;
+  }
+}
+
+/** Directory entries kept per cache (two caches: by id and by blind index); an entry is ~0.3 KiB. */
+const DIRECTORY_CACHE_ENTRIES = 20_000;
 
 /** What starts a transfer: its first status, announced, and the command of its first step (the debit). */
 async function startTransfer(store: SagaStore, transfer: TransferState, at: Date): Promise<void> {
@@ -89,6 +125,8 @@ export class TransferService {
     private readonly sql: SqlExecutor = db,
   ) {}
 
+  private readonly directory = new DirectoryCache(DIRECTORY_CACHE_ENTRIES);
+
   /**
    * `device`: the request's device — the DPoP-proven one (id "jkt:<thumbprint>", proven) when the
    * gateway vouched for a proof, else the client's x-device-id claim, recorded but not proven.
@@ -102,18 +140,14 @@ export class TransferService {
     const request = parseTransferRequest(input);
     const toBlindIndex = blindIndex({ blindIndexKey: this.blindIndexKey }, request.toAccountNumber, ACCOUNT_NUMBER_CONTEXT);
     const hash = requestHash(request, toBlindIndex);
-    // The retry check and the directory read in one statement; a retry's transfer is read after.
-    const { replayId, ends } = await findKeyAndEnds(this.sql, {
-      userId: caller.userId,
-      idempotencyKey: request.idempotencyKey,
-      fromAccountId: request.fromAccountId,
-      toBlindIndex,
-    });
-    if (replayId) {
-      const replay = await this.replayOf(caller.userId, request.idempotencyKey, hash);
-      if (replay) return replay;
-    }
-    const { from, to } = endsOf(caller, request.fromAccountId, toBlindIndex, ends);
+    // Known ends that make a valid transfer go straight to the insert (one statement): a retry
+    // meets its key's unique constraint there and is answered as below. Otherwise the retry check
+    // and the directory read run in one statement, and a retry's transfer is read after.
+    const cached = this.directory.ends(request.fromAccountId, toBlindIndex);
+    const known = cached && endsOf(caller, request.fromAccountId, toBlindIndex, cached);
+    const ends = known && !(known instanceof DomainError) ? known : await this.readEnds(caller, request, toBlindIndex, hash);
+    if ("replay" in ends) return ends.replay;
+    const { from, to } = ends;
 
     const id = randomUUID();
     const now = new Date();
@@ -146,13 +180,37 @@ export class TransferService {
       (store, transfer) => startTransfer(store, transfer, now),
     );
     if (!inserted) {
-      // A concurrent request with the same key won the insert: answer as its retry would.
+      // A transfer has this key: a retry met it at the insert (its ends were cached), or a
+      // concurrent request with the key won the insert. Answer as a retry.
       const winner = await this.replayOf(caller.userId, request.idempotencyKey, hash);
       if (winner) return winner;
       throw new Error(`transfer with idempotency key of user ${caller.userId} vanished after a unique violation`);
     }
     this.afterCommit();
     return seenAs(inserted, "SENT");
+  }
+
+  /** The ends read from the directory (and cached) after the retry check, or the retried transfer. */
+  private async readEnds(
+    caller: Caller,
+    request: { idempotencyKey: string; fromAccountId: string },
+    toBlindIndex: string,
+    hash: string,
+  ): Promise<{ from: DirectoryEntry; to: DirectoryEntry } | { replay: TransferRecord }> {
+    const { replayId, ends } = await findKeyAndEnds(this.sql, {
+      userId: caller.userId,
+      idempotencyKey: request.idempotencyKey,
+      fromAccountId: request.fromAccountId,
+      toBlindIndex,
+    });
+    this.directory.remember(ends);
+    if (replayId) {
+      const replay = await this.replayOf(caller.userId, request.idempotencyKey, hash);
+      if (replay) return { replay };
+    }
+    const found = endsOf(caller, request.fromAccountId, toBlindIndex, ends);
+    if (found instanceof DomainError) throw found;
+    return found;
   }
 
   private async replayOf(userId: string, idempotencyKey: string, hash: string): Promise<TransferRecord | null> {
