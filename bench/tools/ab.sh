@@ -4,7 +4,9 @@
 # 2-core machine the second run of a pair won three pairs of four whichever commit it was, and one
 # commit ranged 65–88 completed/s over six runs: bench/saga-results.md, 2026-12-03). Prints each
 # run's result rows and CPU line, then each side's mean CPU per transfer over all its runs, the
-# number to compare. Results files are left as they were (the rows are printed instead).
+# number to compare. Every run's rows (base and head, in the order they ran) are appended to this
+# checkout's results files, each naming its commit; the base tree's files are left as they were.
+# The logs stay in a temporary folder, so the rows are the record that outlasts the machine.
 #
 #   bench/tools/ab.sh <base-commit> [rounds=2] [VAR=value ...]
 #   e.g. bench/tools/ab.sh ff21974 3 SAGA_BENCH_TRANSFERS=3000 SAGA_BENCH_CLIENTS=64
@@ -32,6 +34,15 @@ total_cpu() {
     awk 'NF == 2 && $1 !~ /^pg:/ { sum += $2 } END { printf "%.1f", sum }'
 }
 
+# The run's result rows, once each: the closed loop's (13 cells) and the open loop's (11 cells).
+append_rows() { # <log>
+  local rows
+  rows=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^\| 20[0-9]{2}-' | awk '!seen[$0]++')
+  [ -n "$rows" ] || return 0
+  awk -F'|' 'NF == 15' <<<"$rows" >>"$here/bench/saga-results.md"
+  awk -F'|' 'NF == 13' <<<"$rows" >>"$here/bench/saga-open-loop-results.md"
+}
+
 run() { # <label> <tree> <round>
   local log="$logs/$1-$3.log"
   (
@@ -40,6 +51,7 @@ run() { # <label> <tree> <round>
     env "${@:4}" flock /tmp/vaultpay-heavy.lock pnpm bench saga >"$log" 2>&1 || echo "  (the run failed: $log)"
     cp "$saved"/*-results.md bench/
   )
+  append_rows "$log"
   echo "== $1, round $3: $(total_cpu "$log") ms of CPU per transfer"
   grep -E "\| 20[0-9]{2}-|CPU ms per|event-loop|per hop|JetStream per" "$log" | sed 's/\x1b\[[0-9;]*m//g' || true
 }
