@@ -343,7 +343,7 @@ describe("reconciliation", () => {
     // Accounts had applied it already: the republished copy is recognised by its event id.
     const { state } = await nats.jsm.streams.info("TRANSACTIONS");
     await waitUntil(
-      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq,
+      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-credits")).ack_floor.stream_seq >= state.last_seq,
       "accounts to take the republished copy",
     );
     expect(await answersTo(lost.id)).toBe(1);
@@ -407,7 +407,7 @@ describe("reconciliation", () => {
     // Accounts had applied it before the loss: the new copy changes nothing there.
     const { state } = await nats.jsm.streams.info("TRANSACTIONS");
     await waitUntil(
-      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-saga")).ack_floor.stream_seq >= state.last_seq,
+      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "accounts-credits")).ack_floor.stream_seq >= state.last_seq,
       "accounts to take the new copy",
     );
     expect(await answersTo(lost.id)).toBe(1);

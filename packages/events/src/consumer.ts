@@ -232,7 +232,7 @@ export class EventConsumer<Tx extends SqlExecutor> {
     // Messages of types the handler ignores are acknowledged together once the messages at hand
     // are iterated: each ack is a write to NATS, and the client flushes its buffer once per
     // microtask turn, which every step of this loop is. One write for them instead of one each
-    // (accounts ignores four of the six events of a transfer on its filter subject).
+    // (a filter subject that matches more types than the handler takes).
     const ignored: JsMsg[] = [];
     const ackIgnored = () => {
       for (const message of ignored.splice(0)) message.ack();

@@ -18,7 +18,7 @@ import {
   handleSagaCommand,
   handleSagaCommands,
   handleVerdicts,
-  startSagaConsumer,
+  startSagaConsumers,
   startVerdictConsumer,
 } from "./events.ts";
 import { AccountsService } from "./service.ts";
@@ -53,7 +53,7 @@ describe("saga commands over JetStream", () => {
       lifecycle.onShutdown("raw SQL pool", () => pool.$disconnect());
       const replicaEventing = await startEventing({ natsUrl: nats.url, name: `accounts-${replica}`, logger, lifecycle, db: pool });
       await startVerdictConsumer(replicaEventing, logger);
-      await startSagaConsumer(replicaEventing, logger);
+      await startSagaConsumers(replicaEventing, logger);
       eventing ??= replicaEventing;
     }
   });

@@ -16,6 +16,7 @@ import {
   type Eventing,
   type SqlExecutor,
   inEventContext,
+  isNotFound,
 } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
@@ -26,7 +27,7 @@ export async function emit<T extends EventType>(tx: SqlExecutor, type: T, data: 
   await appendToOutbox(tx, createEvent(type, data));
 }
 
-/** The durable consumer of the saga commands; replicas of accounts share it. */
+/** The durable consumer of the debits, and the name the command durables record processed events under; replicas share them. */
 export const SAGA_CONSUMER = "accounts-saga";
 
 type SagaCommand = Event<"transaction.initiated"> | Event<"transaction.credit.requested"> | Event<"transaction.refund.requested">;
@@ -84,7 +85,7 @@ export async function handleSagaCommands(
   within: EventScope = inEventContext,
   recordAs?: string,
 ): Promise<void> {
-  // One filter subject per consumer (NATS 2.9): other transaction.* events pass by.
+  // Only commands reach here, but a batch from a durable still on `transaction.>` (an upgrade) holds others.
   const commands = await lockFresh(tx, events.filter(isSagaCommand), recordAs);
   if (commands.length === 0) return;
   const requests = commands.map((command) => ({ event: command, step: stepOf(command) }));
@@ -200,20 +201,64 @@ export function handleSagaCommand(event: Event, tx: SqlExecutor, logger: Logger)
   return handleSagaCommands([event], tx, logger);
 }
 
-/** Starts the saga consumer: one durable on `transaction.>` (NATS 2.9 takes one filter subject). */
-export function startSagaConsumer<T extends SqlExecutor>(eventing: Eventing<T>, logger: Logger) {
-  return eventing.consume({
-    name: SAGA_CONSUMER,
-    stream: "TRANSACTIONS",
-    filterSubject: "transaction.>",
-    // The status changes and outcomes on the same subjects pass by without a transaction.
-    accepts: SAGA_COMMANDS,
-    handle: (event, tx) => handleSagaCommand(event, tx, logger),
-    // Recorded as processed in the statement that locks the batch's transfers (lockFresh).
-    handleBatch: (events, tx, within) => handleSagaCommands(events, tx, logger, within, SAGA_CONSUMER),
-    deduplicatesItself: true,
-    ...BATCHED_CONSUMER,
-  });
+/**
+ * The durables of the saga commands, one per command subject. NATS 2.9 takes one filter subject
+ * per consumer, and on `transaction.>` accounts was delivered four of a happy transfer's five
+ * transaction.* events (the status changes and the outcome) only to acknowledge them: stored once,
+ * each was still one more delivery and one more ack through nats-server and both kernels. The
+ * debits keep the name of that wide durable, and all three record what they applied under it
+ * (SAGA_CONSUMER), so a command that reaches a second of them (the upgrade from the wide filter,
+ * below) is recognised by its event id.
+ */
+export const SAGA_COMMAND_CONSUMERS = [
+  { name: SAGA_CONSUMER, filterSubject: "transaction.initiated" },
+  { name: "accounts-refunds", filterSubject: "transaction.refund.requested" },
+  { name: "accounts-credits", filterSubject: "transaction.credit.requested" },
+] as const;
+
+/**
+ * Where a new command durable starts: just after everything the wide `accounts-saga` durable has
+ * acknowledged, when that durable exists (an upgrade). Refunds and credits published before the
+ * upgrade and not yet handled are then delivered to their own durable before accounts-saga's
+ * filter is narrowed; what accounts-saga handled past its ack floor comes again and is skipped as
+ * already processed. Without it (a new installation), undefined: the whole stream, as before.
+ */
+async function resumeAfterWideDurable<T extends SqlExecutor>(eventing: Eventing<T>): Promise<number | undefined> {
+  try {
+    const info = await eventing.jsm.consumers.info("TRANSACTIONS", SAGA_CONSUMER);
+    return info.ack_floor.stream_seq + 1;
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Starts the saga command consumers. The refund and credit durables are created (where new, at
+ * resumeAfterWideDurable) before accounts-saga's filter is narrowed to the debits, so no command
+ * published before the upgrade is left behind by both. A replica still running the earlier code
+ * widens the filter again when it starts; until the next start of this code accounts-saga then
+ * also hands refunds and credits to this code's handler, which applies each once whichever durable
+ * brings it.
+ */
+export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventing<T>, logger: Logger): Promise<void> {
+  const [debits, ...others] = SAGA_COMMAND_CONSUMERS;
+  const startSequence = await resumeAfterWideDurable(eventing);
+  for (const { name, filterSubject } of [...others, debits]) {
+    await eventing.consume({
+      name,
+      stream: "TRANSACTIONS",
+      filterSubject,
+      ...(startSequence === undefined ? {} : { startSequence }),
+      // Every command type, on every durable: during an upgrade accounts-saga may still carry all of them.
+      accepts: SAGA_COMMANDS,
+      handle: (event, tx) => handleSagaCommand(event, tx, logger),
+      // Recorded as processed, under SAGA_CONSUMER, in the statement that locks the batch's transfers (lockFresh).
+      handleBatch: (events, tx, within) => handleSagaCommands(events, tx, logger, within, SAGA_CONSUMER),
+      deduplicatesItself: true,
+      ...BATCHED_CONSUMER,
+    });
+  }
 }
 
 /** The durable consumer of fraud verdicts (a passed one is credited here); replicas of accounts share it. */

@@ -2,7 +2,7 @@ import { keyRingFrom } from "@vaultpay/crypto";
 import { runSubgraphService } from "@vaultpay/service";
 import { accountsConfigSchema } from "./config.ts";
 import { createDb } from "./db.ts";
-import { startSagaConsumer, startVerdictConsumer } from "./events.ts";
+import { startSagaConsumers, startVerdictConsumer } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
 import { AccountsService } from "./service.ts";
 
@@ -18,7 +18,7 @@ await runSubgraphService({
       afterCommit: () => runtime.eventing.relay.kick(),
     });
     await startVerdictConsumer(runtime.eventing, runtime.logger);
-    await startSagaConsumer(runtime.eventing, runtime.logger);
+    await startSagaConsumers(runtime.eventing, runtime.logger);
     return createResolvers(runtime, accounts);
   },
   context: async ({ caller }) => ({ caller }),
