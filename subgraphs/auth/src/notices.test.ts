@@ -23,6 +23,7 @@ let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
 let smtp: TestSmtpServer;
 let sender: TransferNoticeSender;
+let notifier: ReturnType<typeof routeByChannel>;
 let close: () => void;
 
 async function record(event: ReturnType<typeof createEvent>) {
@@ -61,9 +62,10 @@ beforeAll(async () => {
     logger,
   );
   close = () => email.close();
+  notifier = routeByChannel({ email });
   sender = new TransferNoticeSender({
     db,
-    notifier: routeByChannel({ email }),
+    notifier,
     contactOf: async () => ({ email: EMAIL, phone: null }),
     logger,
     maxAttempts: 3,
@@ -141,6 +143,32 @@ describe("transfer notices", () => {
     sender.kick();
     await waitUntil(async () => (await state(refused))?.state === "FAILED", "the notice given up");
     expect((await state(refused))?.attempts).toBe(1);
+  });
+
+  it("settles a round in one go: what went out SENT, a notice for an unknown user FAILED and not mailed", async () => {
+    const [known, unknown] = [randomUUID(), randomUUID()];
+    for (const transferId of [known, unknown]) await record(completed(transferId));
+    const once = new TransferNoticeSender({
+      db,
+      notifier,
+      contactOf: (notice) => (notice.transfer_id === unknown ? undefined : { email: EMAIL, phone: null }),
+      logger,
+      pollMs: 60_000,
+    });
+    once.kick();
+    await once.stop();
+    expect(await state(known)).toMatchObject({ state: "SENT" });
+    expect(await state(unknown)).toMatchObject({ state: "FAILED" });
+    expect(mailsAbout(known)).toHaveLength(1);
+    expect(mailsAbout(unknown)).toHaveLength(0);
+    const stamped = await db.$queryRawUnsafe<Array<{ transfer_id: string; sent: boolean }>>(
+      `SELECT transfer_id::text, sent_at IS NOT NULL AS sent FROM transfer_notice WHERE transfer_id = ANY($1::uuid[]) ORDER BY sent DESC`,
+      [known, unknown],
+    );
+    expect(stamped).toEqual([
+      { transfer_id: known, sent: true },
+      { transfer_id: unknown, sent: false },
+    ]);
   });
 
   it("never sends a notice claimed before a crash again (at most once)", async () => {

@@ -24,8 +24,7 @@ import { DeliveryError } from "./notifiers.ts";
 import {
   claimNotices,
   countStuckSending,
-  failNotice,
-  markNoticesSent,
+  settleNotices,
   insertTransferNotices,
   retryNoticeLater,
   type ClaimedNotice,
@@ -170,13 +169,16 @@ export class TransferNoticeSender {
   private async round(): Promise<void> {
     for (;;) {
       const claimed = await this.claim();
-      const sent: string[] = [];
+      const outcome = { sent: [] as string[], dropped: [] as string[] };
       try {
-        for (const notice of claimed) if (await this.send(notice)) sent.push(notice.id);
+        for (const notice of claimed) {
+          const sent = await this.send(notice);
+          if (sent !== "retried") outcome[sent].push(notice.id);
+        }
       } finally {
-        // One statement (one commit) for the round's sent notices. What is claimed is never sent
-        // again: a crash before this leaves them SENDING, as a crash between send and mark did.
-        if (sent.length > 0) await markNoticesSent(this.options.db, sent);
+        // One statement (one commit) for the round's sent and dropped notices. What is claimed is
+        // never sent again: a crash before this leaves them SENDING, as a crash between send and mark did.
+        await settleNotices(this.options.db, outcome);
       }
       if (claimed.length < this.batchSize || this.stopped) return;
     }
@@ -187,14 +189,16 @@ export class TransferNoticeSender {
     return claimNotices(this.options.db, this.batchSize);
   }
 
-  /** Sends one claimed notice; true when its email went out (the caller marks it SENT). */
-  private async send(notice: ClaimedNotice): Promise<boolean> {
+  /**
+   * Sends one claimed notice: "sent" when its email went out, "dropped" for an unknown user (the
+   * caller marks them SENT or FAILED), "retried" when the provider refused it (rescheduled here).
+   */
+  private async send(notice: ClaimedNotice): Promise<"sent" | "dropped" | "retried"> {
     const { db, notifier, logger } = this.options;
     const contact = await this.options.contactOf(notice);
     if (!contact) {
-      await failNotice(db, notice.id);
       logger.warn({ transferId: notice.transfer_id }, "transfer notice for an unknown user: dropped");
-      return false;
+      return "dropped";
     }
     const content = transferNoticeMessage({
       transferId: notice.transfer_id,
@@ -214,7 +218,7 @@ export class TransferNoticeSender {
         { transferId: notice.transfer_id, attempts: notice.attempts, gaveUp: giveUp, reason: (error as Error).message },
         "transfer notice not sent",
       );
-      return false;
+      return "retried";
     }
     // The SMS is a courtesy copy: once the email went out, an SMS failure does not resend the email.
     if (contact.phone && notifier.has("sms")) {
@@ -223,6 +227,6 @@ export class TransferNoticeSender {
       });
     }
     logger.info({ transferId: notice.transfer_id, status: notice.status }, "transfer notice sent");
-    return true;
+    return "sent";
   }
 }

@@ -247,13 +247,19 @@ export function claimNotices(db: SqlDatabase, limit: number): Promise<ClaimedNot
 }
 
 /** Claimed notices whose email went out: SENT, with the time, in one statement. */
-export async function markNoticesSent(db: SqlExecutor, ids: readonly string[]): Promise<void> {
-  await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'SENT', sent_at = now() WHERE id = ANY($1::uuid[])`, ids);
-}
-
-/** A claimed notice that can never be sent (no such user): FAILED for good. */
-export async function failNotice(db: SqlExecutor, id: string): Promise<void> {
-  await db.$executeRawUnsafe(`UPDATE transfer_notice SET state = 'FAILED' WHERE id = $1::uuid`, id);
+/**
+ * A round's outcomes in one statement (one commit): the notices sent (SENT) and those that can
+ * never be sent because their user is unknown (FAILED for good).
+ */
+export async function settleNotices(db: SqlExecutor, outcome: { sent: readonly string[]; dropped: readonly string[] }): Promise<void> {
+  if (outcome.sent.length === 0 && outcome.dropped.length === 0) return;
+  await db.$executeRawUnsafe(
+    `UPDATE transfer_notice SET state = CASE WHEN id = ANY($1::uuid[]) THEN 'SENT' ELSE 'FAILED' END,
+       sent_at = CASE WHEN id = ANY($1::uuid[]) THEN now() ELSE sent_at END
+     WHERE id = ANY($1::uuid[]) OR id = ANY($2::uuid[])`,
+    outcome.sent,
+    outcome.dropped,
+  );
 }
 
 /** A refused send: back to PENDING, due again after `delaySeconds` (or FAILED when given up). */
