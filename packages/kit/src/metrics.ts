@@ -32,10 +32,19 @@ export function operationLabel(name: string | null | undefined): string {
   return name && OPERATION_NAME.test(name) ? name : "anonymous";
 }
 
+/**
+ * How often the event-loop delay histogram (nodejs_eventloop_lag_*) takes a sample, in ms.
+ * prom-client's default, 10, is a timer that wakes the process 100 times a second whatever it is
+ * doing: measured alone, 7.5 ms of CPU per second against 0.9 without it (4.2 at 20, 2.2 at 50),
+ * and each of the seven processes paid it, idle or not. At 50 a stall of 50 ms or more always
+ * delays a sample, so it shows; a shorter one shows with a probability of its length over 50 ms.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 50;
+
 export function createMetrics(service: string): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
-  collectDefaultMetrics({ register: registry });
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const requests = new Counter({
     name: "vaultpay_graphql_requests_total",
     help: "GraphQL operations by operation name and outcome (ok or the first error code)",
