@@ -204,4 +204,23 @@ describe("EventConsumer with maxBatchMessages", () => {
       await again.stop();
     }
   });
+  it("replicas creating the same new durable at once, each with its own start time, all start on the one that won", async () => {
+    // A service's replicas started together: each asks for the durable, finds none, and adds it
+    // with a start time of its own (a moment apart), so every add but the first names another config.
+    const replicas = Array.from({ length: 4 }, (_, n) =>
+      authConsumer({
+        name: "replicas-at-once",
+        filterSubject: "auth.user.created",
+        startTime: new Date(Date.now() - 60_000 - n * 1_000),
+        handle: async () => undefined,
+      }),
+    );
+    try {
+      await Promise.all(replicas.map((replica) => replica.start()));
+      const info = await link.jsm.consumers.info("AUTH", "replicas-at-once");
+      expect(info.config.filter_subject).toBe("auth.user.created");
+    } finally {
+      await Promise.all(replicas.map((replica) => replica.stop()));
+    }
+  });
 });

@@ -448,17 +448,30 @@ export class EventConsumer<Tx extends SqlExecutor> {
           ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: this.options.startTime.toISOString() }
           : { deliver_policy: DeliverPolicy.All }),
     };
-    try {
-      await jsm.consumers.info(stream, name);
-      await jsm.consumers.update(stream, name, {
+    const update = () =>
+      jsm.consumers.update(stream, name, {
         ack_wait: config.ack_wait,
         max_ack_pending: config.max_ack_pending,
         filter_subject: filterSubject,
       });
+    try {
+      await jsm.consumers.info(stream, name);
     } catch (error) {
       if (!isNotFound(error)) throw error;
-      await jsm.consumers.add(stream, config);
+      try {
+        await jsm.consumers.add(stream, config);
+        return;
+      } catch (addError) {
+        // Another replica added it since (replicas started together): its start position stands,
+        // a moment off this one's, and JetStream refuses an add that names another.
+        const added = await jsm.consumers.info(stream, name).then(
+          () => true,
+          () => false,
+        );
+        if (!added) throw addError;
+      }
     }
+    await update();
   }
 }
 
