@@ -176,6 +176,9 @@ interface Customer {
   number: string;
 }
 
+/** How long the stack is watched doing nothing before the load (/proc counts CPU in 10 ms ticks: 1 ms/s here). */
+const IDLE_SECONDS = 10;
+
 const INITIATE = `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "1000", idempotencyKey: $key) { id } }`;
 
 /**
@@ -397,6 +400,19 @@ describe("saga benchmark", () => {
       async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n === ACCOUNTS,
       "the directory",
     );
+
+    // What the stack costs doing nothing (timers, polls, heartbeats), after 2 s to settle: a
+    // per-second cost that every "per transfer" figure below carries, more of it at lower rates.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const idleBefore = processCpuSeconds(databasesByService(stack));
+    await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
+    // PostgreSQL's part is left out: pools close idle connections, and a backend that exits takes
+    // its CPU out of the sum (negative readings).
+    const nodeAndServers = (seconds: Record<string, number>) =>
+      Object.fromEntries(Object.entries(seconds).filter(([name]) => !/postgres|^pg:|\(kernel, all\)/.test(name)));
+    const idleAfter = processCpuSeconds(databasesByService(stack));
+    const idle = cpuPerUnit(nodeAndServers(idleBefore), nodeAndServers(idleAfter), IDLE_SECONDS);
+    console.info(`idle CPU ms per second (/proc, ${IDLE_SECONDS} s before the load; PostgreSQL left out): ${idle}`);
 
     // Statements per service from here on, counted by pg_stat_statements: the round trips a
     // transfer costs, which a loaded machine does not change.
