@@ -2,6 +2,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   type ConsumerConfig,
+  type ConsumerInfo,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -448,30 +449,31 @@ export class EventConsumer<Tx extends SqlExecutor> {
           ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: this.options.startTime.toISOString() }
           : { deliver_policy: DeliverPolicy.All }),
     };
-    const update = () =>
-      jsm.consumers.update(stream, name, {
-        ack_wait: config.ack_wait,
-        max_ack_pending: config.max_ack_pending,
-        filter_subject: filterSubject,
-      });
-    try {
-      await jsm.consumers.info(stream, name);
-    } catch (error) {
-      if (!isNotFound(error)) throw error;
+    if ((await durableInfo(jsm, stream, name)) === undefined) {
       try {
         await jsm.consumers.add(stream, config);
         return;
       } catch (addError) {
         // Another replica added it since (replicas started together): its start position stands,
         // a moment off this one's, and JetStream refuses an add that names another.
-        const added = await jsm.consumers.info(stream, name).then(
-          () => true,
-          () => false,
-        );
-        if (!added) throw addError;
+        if ((await durableInfo(jsm, stream, name).catch(() => undefined)) === undefined) throw addError;
       }
     }
-    await update();
+    await jsm.consumers.update(stream, name, {
+      ack_wait: config.ack_wait,
+      max_ack_pending: config.max_ack_pending,
+      filter_subject: filterSubject,
+    });
+  }
+}
+
+/** A durable's info (its position, its config); undefined when the stream has no such durable. */
+export async function durableInfo(jsm: JetStreamManager, stream: StreamName, name: string): Promise<ConsumerInfo | undefined> {
+  try {
+    return await jsm.consumers.info(stream, name);
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
   }
 }
 

@@ -15,8 +15,8 @@ import {
   type EventType,
   type Eventing,
   type SqlExecutor,
+  durableInfo,
   inEventContext,
-  isNotFound,
 } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import { formatMinorUnits, parseMinorUnits } from "@vaultpay/money";
@@ -224,13 +224,8 @@ export const SAGA_COMMAND_CONSUMERS = [
  * already processed. Without it (a new installation), undefined: the whole stream, as before.
  */
 async function resumeAfterWideDurable<T extends SqlExecutor>(eventing: Eventing<T>): Promise<number | undefined> {
-  try {
-    const info = await eventing.jsm.consumers.info("TRANSACTIONS", SAGA_CONSUMER);
-    return info.ack_floor.stream_seq + 1;
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
-  }
+  const wide = await durableInfo(eventing.jsm, "TRANSACTIONS", SAGA_CONSUMER);
+  return wide === undefined ? undefined : wide.ack_floor.stream_seq + 1;
 }
 
 /**
