@@ -172,8 +172,8 @@ export class TransferNoticeSender {
       const outcome = { sent: [] as string[], dropped: [] as string[] };
       try {
         for (const notice of claimed) {
-          const sent = await this.send(notice);
-          if (sent !== "retried") outcome[sent].push(notice.id);
+          const result = await this.send(notice);
+          if (result !== "retried") outcome[result].push(notice.id);
         }
       } finally {
         // One statement (one commit) for the round's sent and dropped notices. What is claimed is

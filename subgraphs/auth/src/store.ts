@@ -246,10 +246,9 @@ export function claimNotices(db: SqlDatabase, limit: number): Promise<ClaimedNot
   );
 }
 
-/** Claimed notices whose email went out: SENT, with the time, in one statement. */
 /**
  * A round's outcomes in one statement (one commit): the notices sent (SENT) and those that can
- * never be sent because their user is unknown (FAILED for good).
+ * never be sent because their user is unknown (FAILED for good); the sent ones stamped sent_at.
  */
 export async function settleNotices(db: SqlExecutor, outcome: { sent: readonly string[]; dropped: readonly string[] }): Promise<void> {
   if (outcome.sent.length === 0 && outcome.dropped.length === 0) return;
