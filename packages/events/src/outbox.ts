@@ -3,7 +3,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpay/kit";
 import { SpanKind, TRACEPARENT, endSpan, startSpan, traceparentOf, type Span } from "@vaultpay/telemetry";
 import type { Event } from "./envelope.ts";
-import { preferIndexScans, type SqlDatabase, type SqlExecutor } from "./sql.ts";
+import { ASYNCHRONOUS_COMMIT, preferIndexScans, type SqlDatabase, type SqlExecutor } from "./sql.ts";
 
 /**
  * Events appended inside a transaction that buffers them (withBufferedOutbox), by transaction:
@@ -224,10 +224,15 @@ export class OutboxRelay {
       async (tx, opened) => {
         // Claimed and marked in one statement; the mark commits only with the publishes that
         // JetStream acknowledged (a failed row is unmarked below, a crash rolls all of it back).
-        // SqlPool runs the claim in BEGIN's round trip (`opening`); elsewhere it is run here.
+        // The commit does not wait for the WAL flush (asynchronousCommit): a crash that loses the
+        // marks leaves the rows pending, as a crash between publish and commit always could, and
+        // they are published again under the same Nats-Msg-Id. One fsync fewer per relay batch,
+        // and the next batch is claimed without waiting for it.
+        // SqlPool runs the settings and the claim in BEGIN's round trip (`opening`); elsewhere here.
         let rows = opened as OutboxRow[] | undefined;
         if (rows === undefined) {
           await preferIndexScans(tx);
+          await tx.$queryRawUnsafe(ASYNCHRONOUS_COMMIT);
           rows = await tx.$queryRawUnsafe<OutboxRow[]>(claim);
         }
         if (rows.length === 0) return { claimed: 0, published: 0 };
@@ -247,7 +252,7 @@ export class OutboxRelay {
         const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
         return { claimed: rows.length, published: published.length, ...(failed ? { firstError: failed.reason } : {}) };
       },
-      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, preferIndexScans: true, opening: claim },
+      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, preferIndexScans: true, asynchronousCommit: true, opening: claim },
     );
   }
 

@@ -26,7 +26,25 @@ export interface SqlTransactionOptions {
    * round trip fewer before every publish, so on every hop of the saga.
    */
   opening?: string;
+  /**
+   * Commit without waiting for the WAL to reach the disk (`synchronous_commit` off, this transaction
+   * only; fsync stays on for everything else), set in BEGIN's round trip where the database can
+   * (SqlPool); elsewhere the caller runs ASYNCHRONOUS_COMMIT itself. Only for a transaction whose
+   * work a crash may undo because it is simply done again: the relay's marks (a mark lost is a
+   * republish, which JetStream and the consumers drop as a duplicate). Never for an effect, an
+   * event written to the outbox or a consumer's record of what it processed: a consumer acks after
+   * its commit, so its commit must be on disk first.
+   */
+  asynchronousCommit?: boolean;
 }
+
+/** The settings of a transaction with `asynchronousCommit`. */
+export const ASYNCHRONOUS_COMMIT_SETTINGS: Readonly<Record<string, string>> = { synchronous_commit: "off" };
+
+/** `asynchronousCommit` as a statement, for a database that cannot set it in BEGIN's round trip (Prisma's client). */
+export const ASYNCHRONOUS_COMMIT = `SELECT ${Object.entries(ASYNCHRONOUS_COMMIT_SETTINGS)
+  .map(([name, value]) => `set_config('${name}', '${value}', true)`)
+  .join(", ")}`;
 
 export interface SqlDatabase<Tx extends SqlExecutor = SqlExecutor> extends SqlExecutor {
   $transaction<R>(fn: (tx: Tx, opened?: unknown[]) => Promise<R>, options?: SqlTransactionOptions): Promise<R>;

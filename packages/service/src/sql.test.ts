@@ -83,6 +83,18 @@ describe("SqlPool", () => {
     expect(await pool.$transaction(async (_tx, opened) => opened)).toBeUndefined();
   });
 
+  it("commits without waiting for the WAL flush only when asked (asynchronousCommit), set with BEGIN before the opening statement", async () => {
+    const setting = `SELECT current_setting('synchronous_commit') AS sync`;
+    const asked = await pool.$transaction(async (tx, opened) => ({ opened, now: await tx.$queryRawUnsafe(setting) }), {
+      asynchronousCommit: true,
+      opening: setting,
+    });
+    expect(asked).toEqual({ opened: [{ sync: "off" }], now: [{ sync: "off" }] });
+    // SET LOCAL: every other transaction, and every statement outside one, waits for its flush.
+    expect(await pool.$transaction((tx) => tx.$queryRawUnsafe(setting))).toEqual([{ sync: "on" }]);
+    expect(await pool.$queryRawUnsafe(setting)).toEqual([{ sync: "on" }]);
+  });
+
   it("ends a transaction that outlives its timeout: rolled back, its later statements refused", async () => {
     const before = await count();
     let late: Promise<unknown> | undefined;

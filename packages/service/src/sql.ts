@@ -11,6 +11,7 @@
  */
 import pg from "pg";
 import {
+  ASYNCHRONOUS_COMMIT_SETTINGS,
   CUSTOM_PLAN_SETTINGS,
   INDEX_SCAN_SETTINGS,
   type SqlDatabase,
@@ -116,6 +117,8 @@ const BEGIN_PREFERRING_INDEX_SCANS = [
   BEGIN,
   ...Object.entries(CUSTOM_PLAN_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`),
 ].join("; ");
+/** What `asynchronousCommit` adds to BEGIN. */
+const ASYNCHRONOUS_COMMIT = Object.entries(ASYNCHRONOUS_COMMIT_SETTINGS).map(([name, value]) => `SET LOCAL ${name} = ${value}`);
 
 export interface SqlPoolOptions {
   /** Connections at most (each service's Prisma client has its own pool beside this one). */
@@ -159,9 +162,13 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     const timeout = new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`);
     let timer: NodeJS.Timeout | undefined;
     try {
-      const begin = tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN;
+      const begin = [
+        tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN,
+        ...(options.asynchronousCommit === true ? ASYNCHRONOUS_COMMIT : []),
+        ...(options.opening === undefined ? [] : [options.opening]),
+      ].join("; ");
       // One simple query: BEGIN, the settings and the opening statement; its rows are the last result's.
-      const begun = await client.query(options.opening === undefined ? begin : `${begin}; ${options.opening}`);
+      const begun = await client.query(begin);
       const opened = options.opening === undefined ? undefined : (begun as unknown as pg.QueryResult[]).at(-1)!.rows;
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(timeout), timeoutMs);

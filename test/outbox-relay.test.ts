@@ -1,0 +1,97 @@
+/**
+ * The outbox relay's marks commit without waiting for the WAL flush, on SqlPool (set with BEGIN)
+ * and on Prisma's client (set by the relay): a mark a crash loses leaves its row pending, and the
+ * row published again is dropped by JetStream as the duplicate it is.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { connectJetStream, createEvent, OutboxRelay, type JetStreamLink, type SqlDatabase } from "@vaultpay/events";
+import { createLogger } from "@vaultpay/kit";
+import { createTestDatabase, startTestNats } from "@vaultpay/testing";
+import { SqlPool } from "../packages/service/src/index.ts";
+import { createDb } from "../subgraphs/audit/src/db.ts";
+
+const logger = createLogger({ service: "relay-test", level: "silent" });
+
+/** `db`, noting `synchronous_commit` as it stands when each transaction's work is done, just before its commit. */
+function noteCommitSetting(db: SqlDatabase, seen: string[]): SqlDatabase {
+  return {
+    $queryRawUnsafe: (query, ...values) => db.$queryRawUnsafe(query, ...values),
+    $executeRawUnsafe: (query, ...values) => db.$executeRawUnsafe(query, ...values),
+    $transaction: (fn, options) =>
+      db.$transaction(async (tx, opened) => {
+        const result = await fn(tx, opened);
+        const [row] = await tx.$queryRawUnsafe<Array<{ sync: string }>>(`SELECT current_setting('synchronous_commit') AS sync`);
+        seen.push(row!.sync);
+        return result;
+      }, options),
+  };
+}
+
+describe("the outbox relay's marks", () => {
+  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let sql: pg.Client;
+  let link: JetStreamLink;
+  let pool: SqlPool;
+  let prisma: ReturnType<typeof createDb>;
+
+  /** A new auth.user.created event in the outbox, unpublished; its id. */
+  const pendingRow = async (n: number) => {
+    const event = createEvent("auth.user.created", { userId: `relay-user-${n}`, role: "CUSTOMER" }, { correlationId: `c-${n}`, actor: {} });
+    await sql.query(`INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1, $2, $2, $3)`, [event.id, event.type, event]);
+    return event.id;
+  };
+  const published = async (id: string) =>
+    (await sql.query(`SELECT published_at IS NOT NULL AS marked FROM outbox_event WHERE id = $1`, [id])).rows[0].marked as boolean;
+  /** Messages the AUTH stream holds for this test's subjects. */
+  const stored = async () => (await link.jsm.streams.info("AUTH", { subjects_filter: "auth.user.created" })).state.messages;
+
+  beforeAll(async () => {
+    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    link = await connectJetStream(nats.url, "relay-test", logger);
+    pool = new SqlPool(database.url, { max: 2 });
+    prisma = createDb(database.url);
+  });
+  afterAll(async () => {
+    await link?.nc.drain();
+    await pool?.$disconnect();
+    await prisma?.$disconnect();
+    await sql?.end();
+    await database?.drop();
+    await nats?.stop();
+  });
+
+  it.each([
+    ["SqlPool", () => pool as SqlDatabase],
+    ["Prisma's client", () => prisma as unknown as SqlDatabase],
+  ])("are committed asynchronously on %s, and only the relay's", async (_name, db) => {
+    const seen: string[] = [];
+    const relay = new OutboxRelay({ db: noteCommitSetting(db(), seen), js: link.js, logger });
+    const before = await stored();
+    const id = await pendingRow(before);
+    expect(await relay.publishBatch()).toEqual({ claimed: 1, published: 1 });
+    expect(seen).toEqual(["off"]);
+    expect(await published(id)).toBe(true);
+    expect(await stored()).toBe(before + 1);
+    // The connection's next transaction, a consumer's say, waits for its flush again.
+    const [next] = await db().$transaction(
+      async (tx) => await tx.$queryRawUnsafe<Array<{ sync: string }>>(`SELECT current_setting('synchronous_commit') AS sync`),
+    );
+    expect(next).toEqual({ sync: "on" });
+  });
+
+  it("leave a row whose mark a crash lost to be published again, and JetStream drops the copy", async () => {
+    const relay = new OutboxRelay({ db: pool, js: link.js, logger });
+    const id = await pendingRow(100);
+    await relay.publishBatch();
+    const before = await stored();
+    // What a crash leaves when the mark's commit had not reached the disk: the row pending again.
+    await sql.query(`UPDATE outbox_event SET published_at = NULL WHERE id = $1`, [id]);
+    expect(await relay.publishBatch()).toEqual({ claimed: 1, published: 1 });
+    expect(await published(id)).toBe(true);
+    expect(await stored()).toBe(before);
+  });
+});
