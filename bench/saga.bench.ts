@@ -498,11 +498,18 @@ describe("saga benchmark", () => {
     const benchLoopSampleMs = 10;
     const benchLoop = monitorEventLoopDelay({ resolution: benchLoopSampleMs });
     benchLoop.enable();
+    const openCpuBefore = processCpuSeconds(databasesByService(stack));
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
+    const openCpuAfter = processCpuSeconds(databasesByService(stack));
     benchLoop.disable();
     const benchLate = (ns: number) => Math.max(0, ns / 1e6 - benchLoopSampleMs).toFixed(0);
     const benchLoopMs = `${benchLate(benchLoop.percentile(99))}/${benchLate(benchLoop.max)}`;
     console.info(`event-loop delay during the open loop, p99 / max ms: ${await eventLoopDelays(stack)}, benchmark client ${benchLoopMs}`);
+    // Each transfer here is also followed by a subscription (its snapshot read and its pushes),
+    // which the closed loop's transfers are not: the difference is what following one costs.
+    console.info(
+      `CPU ms per transfer during the open loop (/proc, a subscription per transfer): ${cpuPerUnit(openCpuBefore, openCpuAfter, open.total)}`,
+    );
     await auditLag(stack);
     console.info(`open loop, per hop p50/p99 ms (audit's occurredAt): ${await hopLatencies(stack, open.ends)}`);
     const openLine = [
