@@ -146,6 +146,16 @@ describe("BatchSagaStore", () => {
         }),
       ).rejects.toThrow("handler failed");
       expect((await pool.$transaction((tx) => record(tx, [later], [id]))).fresh).toEqual([later.id.toLowerCase()]);
+      // Several transfers locked: the new ids come back once, whichever row carries them, and every transfer is read.
+      const others = [await pendingTransfer(), await pendingTransfer()];
+      const debits = others.map((other) => event("account.debited", { transferId: other, accountId: "acc-from", amountMinor: "500" }));
+      const several = await pool.$transaction(async (tx) => {
+        const store = new BatchSagaStore(tx);
+        const fresh = await store.preloadRecording("store-test", [...debits, debited], [...others, id]);
+        return { fresh: [...fresh].sort(), states: await Promise.all([...others, id].map((transfer) => store.lockTransfer(transfer))) };
+      });
+      expect(several.fresh).toEqual(debits.map((debit) => debit.id.toLowerCase()).sort());
+      expect(several.states.map((state) => state?.id)).toEqual([...others, id]);
     } finally {
       await pool.$disconnect();
     }

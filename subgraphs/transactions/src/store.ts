@@ -168,21 +168,23 @@ export class BatchSagaStore implements SagaStore {
    */
   async preloadRecording(consumer: string, events: readonly Event[], ids: readonly string[]): Promise<Set<string>> {
     const wanted = this.notLockedYet(ids);
-    const rows = await this.tx.$queryRawUnsafe<Array<Partial<LockedTransferRow> & { fresh: string[] }>>(
+    const rows = await this.tx.$queryRawUnsafe<Array<Partial<LockedTransferRow> & { fresh: string[] | null }>>(
       `WITH locked AS MATERIALIZED (${lockTransfersSql(3)}), processed AS (
          -- Recorded only once every transfer is locked (the count reads them all first): one order for all batches.
          INSERT INTO processed_event (consumer, event_id)
          SELECT $1, id FROM unnest($2::uuid[]) AS id WHERE (SELECT count(*) FROM locked) >= 0
          ON CONFLICT DO NOTHING RETURNING event_id
        )
-       SELECT locked.*, ARRAY(SELECT event_id::text FROM processed) AS fresh
+       -- The new ids once, on one row: on every row they were written out and parsed again for
+       -- each transfer (32 × 32 ids for a full batch).
+       SELECT locked.*, CASE WHEN row_number() OVER () = 1 THEN ARRAY(SELECT event_id::text FROM processed) END AS fresh
          FROM (VALUES (1)) AS one (x) LEFT JOIN locked ON true`,
       consumer,
       events.map((event) => event.id),
       wanted,
     );
     for (const row of rows) if (row.id !== undefined && row.id !== null) this.locked.set(row.id, toState(row as LockedTransferRow));
-    return new Set(rows[0]?.fresh ?? []);
+    return new Set(rows.find((row) => row.fresh !== null)?.fresh ?? []);
   }
 
   async lockTransfer(id: string): Promise<TransferState | null> {
