@@ -135,4 +135,18 @@ describe("snapshotPlan", () => {
       ),
     );
   });
+
+  it("writes a document's query once per operation: the same text for every subscription, each operation its own, variables each time", () => {
+    const document = parse(`
+      subscription Short($id: ID!) { transferStatusChanged(id: $id) { status } }
+      subscription Long($id: ID!) { transferStatusChanged(id: $id) { status fromAccount { id } } }
+    `);
+    const plan = (operationName: string, id: string) => snapshotPlan({ document, operationName, schema, variableValues: { id } });
+    const [short, shortAgain, long] = [plan("Short", "t-1"), plan("Short", "t-2"), plan("Long", "t-3")];
+    expect(shortAgain.query).toBe(short.query);
+    expect(shortAgain.variables).toEqual({ id: "t-2", vpTransferId: "t-2" });
+    expect(short.query).not.toContain("fromAccount");
+    expect(long.query).toContain("fromAccount");
+    expect(long.variables).toEqual({ id: "t-3", vpTransferId: "t-3" });
+  });
 });
