@@ -7,6 +7,8 @@ export interface SqlExecutor {
   $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): PromiseLike<T>;
   /** A transaction begun with preferIndexScans's settings (`$transaction`'s option): the call has nothing left to set. */
   readonly prefersIndexScans?: boolean;
+  /** A transaction begun with INDEX_SCAN_SETTINGS (every SqlPool transaction): walkIndexes has nothing left to set. */
+  readonly walksIndexes?: boolean;
 }
 
 export interface SqlTransactionOptions {
@@ -41,10 +43,14 @@ export interface SqlTransactionOptions {
 /** The settings of a transaction with `asynchronousCommit`. */
 export const ASYNCHRONOUS_COMMIT_SETTINGS: Readonly<Record<string, string>> = { synchronous_commit: "off" };
 
+/** Settings as one statement, for the rest of the transaction (where they cannot ride with BEGIN). */
+const setConfig = (settings: Readonly<Record<string, string>>) =>
+  `SELECT ${Object.entries(settings)
+    .map(([name, value]) => `set_config('${name}', '${value}', true)`)
+    .join(", ")}`;
+
 /** `asynchronousCommit` as a statement, for a database that cannot set it in BEGIN's round trip (Prisma's client). */
-export const ASYNCHRONOUS_COMMIT = `SELECT ${Object.entries(ASYNCHRONOUS_COMMIT_SETTINGS)
-  .map(([name, value]) => `set_config('${name}', '${value}', true)`)
-  .join(", ")}`;
+export const ASYNCHRONOUS_COMMIT = setConfig(ASYNCHRONOUS_COMMIT_SETTINGS);
 
 export interface SqlDatabase<Tx extends SqlExecutor = SqlExecutor> extends SqlExecutor {
   $transaction<R>(fn: (tx: Tx, opened?: unknown[]) => Promise<R>, options?: SqlTransactionOptions): Promise<R>;
@@ -86,6 +92,17 @@ export async function preferIndexScans(tx: SqlExecutor): Promise<void> {
 }
 
 /**
+ * For the rest of this transaction, scans walk indexes (INDEX_SCAN_SETTINGS) and plans stay as the
+ * connection has them: lookups by key, which need no plan made for their values. A no-op in a
+ * SqlPool transaction, which begins so (with generic plans, see SqlPool); on Prisma's client (the
+ * audit rebuild) one statement.
+ */
+export async function walkIndexes(tx: SqlExecutor): Promise<void> {
+  if (tx.walksIndexes === true || tx.prefersIndexScans === true) return;
+  await tx.$queryRawUnsafe(WALK_INDEXES);
+}
+
+/**
  * The planner settings that make scans walk indexes, for one transaction (see preferIndexScans).
  * SqlPool begins every transaction with them; preferIndexScans adds custom plans.
  */
@@ -94,6 +111,11 @@ export const INDEX_SCAN_SETTINGS: Readonly<Record<string, string>> = { enable_bi
 /** What preferIndexScans adds to INDEX_SCAN_SETTINGS: plans made for each call's values. */
 export const CUSTOM_PLAN_SETTINGS: Readonly<Record<string, string>> = { plan_cache_mode: "force_custom_plan" };
 
-const PREFER_INDEX_SCANS = `SELECT ${Object.entries({ ...INDEX_SCAN_SETTINGS, ...CUSTOM_PLAN_SETTINGS })
-  .map(([name, value]) => `set_config('${name}', '${value}', true)`)
-  .join(", ")}`;
+/**
+ * What SqlPool adds to INDEX_SCAN_SETTINGS when a transaction does not prefer index scans (custom
+ * plans): each prepared statement is planned once per connection, for any values (see SqlPool).
+ */
+export const GENERIC_PLAN_SETTINGS: Readonly<Record<string, string>> = { plan_cache_mode: "force_generic_plan" };
+
+const PREFER_INDEX_SCANS = setConfig({ ...INDEX_SCAN_SETTINGS, ...CUSTOM_PLAN_SETTINGS });
+const WALK_INDEXES = setConfig(INDEX_SCAN_SETTINGS);

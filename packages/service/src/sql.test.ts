@@ -184,10 +184,46 @@ describe("SqlPool", () => {
     });
     expect(plain).toEqual({
       prefers: false,
-      first: [{ plans: "auto", seqscan: "off" }],
+      first: [{ plans: "force_generic_plan", seqscan: "off" }],
       after: [{ plans: "force_custom_plan", seqscan: "off" }],
     });
-    // Both were SET LOCAL: the next transaction starts from the server's settings again.
-    expect(await pool.$transaction((tx) => tx.$queryRawUnsafe(settings))).toEqual([{ plans: "auto", seqscan: "off" }]);
+    // Both were SET LOCAL: the next transaction starts from the pool's settings again, and outside one the server's hold.
+    expect(await pool.$transaction((tx) => tx.$queryRawUnsafe(settings))).toEqual([{ plans: "force_generic_plan", seqscan: "off" }]);
+    expect(await pool.$queryRawUnsafe(settings)).toEqual([{ plans: "auto", seqscan: "on" }]);
+  });
+
+  it("plans a transaction's statement once per connection, for any values, and that plan walks the index even when made on a table analyzed empty", async () => {
+    const single = new SqlPool(database.url, { max: 1 });
+    try {
+      await single.$executeRawUnsafe(`CREATE TABLE pool_lookup (id int PRIMARY KEY, owner text NOT NULL, payload text NOT NULL)`);
+      await single.$executeRawUnsafe(`CREATE INDEX pool_lookup_owner ON pool_lookup (owner)`);
+      await single.$executeRawUnsafe(`ANALYZE pool_lookup`);
+      const lookup = `SELECT payload FROM pool_lookup WHERE owner = ANY($1::text[])`;
+      for (const owners of [["a"], ["a", "b"], ["c", "d", "e"]]) await single.$transaction((tx) => tx.$queryRawUnsafe(lookup, owners));
+      // One plan for the three calls, made once (PostgreSQL's own choice planned each call anew).
+      const [counts] = await single.$queryRawUnsafe<Array<{ generic: bigint; custom: bigint }>>(
+        `SELECT generic_plans AS generic, custom_plans AS custom FROM pg_prepared_statements WHERE statement = $1`,
+        lookup,
+      );
+      expect(counts).toEqual({ generic: 3n, custom: 0n });
+      // The table grows past its statistics (autovacuum has not come by): the plan for any values is still the index's.
+      await single.$executeRawUnsafe(
+        `INSERT INTO pool_lookup SELECT i, 'owner-' || (i % 500), repeat('x', 50) FROM generate_series(1, 20000) AS i`,
+      );
+      const plan = await single.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe(`PREPARE pool_probe (text[]) AS ${lookup.replace("$1::text[]", "$1")}`);
+        try {
+          return (await tx.$queryRawUnsafe<Array<{ "QUERY PLAN": string }>>(`EXPLAIN EXECUTE pool_probe('{owner-1}')`)).map(
+            (row) => row["QUERY PLAN"],
+          );
+        } finally {
+          await tx.$executeRawUnsafe(`DEALLOCATE pool_probe`);
+        }
+      });
+      // A plan for any values names the parameter, not this call's value.
+      expect(plan.join("\n")).toMatch(/^Index Scan using pool_lookup_owner on pool_lookup[\s\S]*owner = ANY \(\$1\)/);
+    } finally {
+      await single.$disconnect();
+    }
   });
 });

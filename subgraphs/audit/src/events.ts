@@ -68,8 +68,6 @@ export async function startAuditConsumers(runtime: Pick<Runtime, "eventing">, ma
       handleBatch: (events, tx) => appendEntries(tx, entriesOf(events)).then(() => undefined),
       // appendEntries skips ids already in the log, under the chain head's lock.
       deduplicatesItself: true,
-      // appendEntries plans its lookup for the batch's ids (preferIndexScans): set with BEGIN.
-      preferIndexScans: true,
       // A record may reach the chain 20 ms later, in batches several times larger (bench/saga-results.md).
       batchLingerMs: AUDIT_BATCH_LINGER_MS,
       maxBatchMessages,

@@ -2,7 +2,7 @@ import type { AuditEntry, ChainedRecord } from "./chain.ts";
 import { link } from "./chain.ts";
 import type { Db, Tx } from "./db.ts";
 import type { AuditStore, ChainHead } from "./service.ts";
-import { preferIndexScans, type SqlExecutor } from "@vaultpay/events";
+import { walkIndexes, type SqlExecutor } from "@vaultpay/events";
 
 type Executor = Db | Tx;
 
@@ -49,9 +49,10 @@ export async function appendEntries(tx: SqlExecutor, entries: readonly AuditEntr
   // statistics of a log that was small (autovacuum analyzes it a minute or more later), the check
   // compared every record with every id, and an append's cost grew with the log (83 → 267 µs of
   // PostgreSQL CPU per record from 3,000 to 12,000 records; 33 % of audit's backends in a profile).
-  // The live consumers' SqlPool transactions already begin with the scan settings; this call is for
-  // the rebuild's Prisma transaction, and forces plans made for this call's ids on both.
-  await preferIndexScans(tx);
+  // The live consumers' SqlPool transactions already begin with the scan settings (and plan each
+  // statement once per connection: the lookup's generic plan is the same index scan); this call is
+  // for the rebuild's Prisma transaction.
+  await walkIndexes(tx);
   const heads = await tx.$queryRawUnsafe<Array<{ seq: string; hash: string; stored: string[] }>>(
     `SELECT h.seq::text AS seq, h.hash,
             ARRAY(SELECT r.event_id::text FROM audit_record r WHERE r.event_id = ANY($1::uuid[])) AS stored
