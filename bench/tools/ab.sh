@@ -28,9 +28,10 @@ if [ ! -d "$base_tree" ]; then
   (cd "$base_tree" && . scripts/env.sh && pnpm install --frozen-lockfile >/dev/null)
 fi
 
-# Sum of the processes' CPU per transfer: every name but the subtotals already inside others.
+# Sum of the processes' CPU per transfer in the closed loop (the open loop's line is printed, not
+# summed): every name but the subtotals already inside others.
 total_cpu() {
-  grep -h "CPU ms per transfer" "$1" | sed 's/.*: //; s/(kernel, all) [0-9.]*//' | tr ',' '\n' |
+  grep -h "CPU ms per transfer (/proc, load phase)" "$1" | sed 's/.*: //; s/(kernel, all) [0-9.]*//' | tr ',' '\n' |
     awk 'NF == 2 && $1 !~ /^pg:/ { sum += $2 } END { printf "%.1f", sum }'
 }
 
