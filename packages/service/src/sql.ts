@@ -112,8 +112,9 @@ const setLocal = (settings: Readonly<Record<string, string>>) =>
  * LOCAL: the transaction's only, so a transaction-mode pooler is safe). Its statements are the
  * consumers', relays' and sweepers' lookups by key (`… WHERE transfer_id = ANY($1)`), all served
  * by an index; they are prepared, and a plan made with the statistics of a table that was small
- * (autovacuum analyzes it a minute or more later), or a cached generic plan, scanned the whole
- * table instead, so each lookup cost more as the table grew: fraud's findChecks went 1.9 → 9.7 ms
+ * (autovacuum analyzes it a minute or more later) scanned the whole table instead, so each lookup
+ * cost more as the table grew (a claim's cached generic plan, which knows nothing of its LIMIT,
+ * walked a whole primary key: claims keep custom plans, see below): fraud's findChecks went 1.9 → 9.7 ms
  * of PostgreSQL CPU per call from 3,000 to 12,000 checks, and 0.2–0.3 ms with these settings.
  * Like `preferIndexScans`, a penalty in the planner's costs, not a ban: a table without a usable
  * index is still scanned.
