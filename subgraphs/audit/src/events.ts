@@ -49,7 +49,7 @@ export async function appendEvent(event: Event, tx: SqlExecutor): Promise<void> 
 /** Events appended per transaction when a stream has a backlog (bench/audit-results.md). */
 export const AUDIT_BATCH_MAX_MESSAGES = 200;
 /** How long a batch not yet full waits for more events before its append (group commit). */
-export const AUDIT_BATCH_LINGER_MS = 20;
+export const AUDIT_BATCH_LINGER_MS = 100;
 
 /**
  * Starts the five audit consumers. A redelivery is a no-op: the append skips event ids already in
