@@ -45,7 +45,7 @@ export function createResolvers(runtime: Runtime, transfers: TransferService): G
         id: sourceAccountIdSeenAs(transfer.direction, transfer.fromAccountId),
       }),
       statusHistory: async (transfer: TransferRecord, _args: unknown, context: TransactionsContext) =>
-        (await context.histories.load(transfer.id)).map((change) => ({
+        (transfer.history ?? (await context.histories.load(transfer.id))).map((change) => ({
           status: change.status,
           reason: reasonSeenAs(transfer.direction, change.reason),
           at: change.changedAt,

@@ -11,12 +11,13 @@ import {
   findKeyAndEnds,
   type DirectoryEntry,
   findHistories,
-  findTransfer,
   findTransferByKey,
+  findTransferWithHistory,
   findTransfersOf,
   insertTransfer,
   upsertDirectoryEntry,
   type Db,
+  type StatusChangeRow,
 } from "./store.ts";
 import {
   decodeCursor,
@@ -37,7 +38,11 @@ import {
 type TransferRow = Awaited<ReturnType<Db["transfer"]["findUniqueOrThrow"]>>;
 
 /** A transfer as one viewer sees it: which way it went for them, and what the receiver may not read removed. */
-export type TransferRecord = TransferRow & { direction: TransferDirection | null };
+export type TransferRecord = TransferRow & {
+  direction: TransferDirection | null;
+  /** Its status history when it was read with the transfer (`get`); lists batch theirs (historyLoader). */
+  history?: StatusChangeRow[];
+};
 
 function seenAs(row: TransferRow, direction: TransferDirection | null): TransferRecord {
   return { ...row, direction, failureReason: reasonSeenAs(direction, row.failureReason) };
@@ -224,10 +229,10 @@ export class TransferService {
 
   /** The caller's transfer, sent or (once COMPLETED) received; any for an ADMIN; NOT_FOUND otherwise. */
   async get(caller: Caller, id: string): Promise<TransferRecord> {
-    const transfer = isUuid(id) ? await findTransfer(this.db, id) : null;
-    const view = transfer && viewOf(caller, transfer);
-    if (!transfer || !view) throw new DomainError("NOT_FOUND", "Transfer not found");
-    return seenAs(transfer, view.direction);
+    const found = isUuid(id) ? await findTransferWithHistory(this.sql, id) : null;
+    const view = found && viewOf(caller, found.transfer);
+    if (!found || !view) throw new DomainError("NOT_FOUND", "Transfer not found");
+    return { ...seenAs(found.transfer, view.direction), history: found.history };
   }
 
   /**

@@ -11,7 +11,7 @@ import { SqlPool } from "@vaultpay/service";
 import { createTestDatabase } from "@vaultpay/testing";
 import { createDb, type Db } from "./db.ts";
 import { Saga } from "./saga.ts";
-import { BatchSagaStore } from "./store.ts";
+import { BatchSagaStore, findHistories, findTransferWithHistory } from "./store.ts";
 
 const context = { correlationId: "corr-batch", actor: {} };
 
@@ -105,6 +105,38 @@ describe("BatchSagaStore", () => {
       const onPool = await pool.$transaction((tx) => read(tx));
       expect(onPool).toEqual(onPrisma);
       expect(onPool).toMatchObject({ id, amountMinor: 500n, status: "PENDING" });
+    } finally {
+      await pool.$disconnect();
+    }
+  });
+
+  it("reads a transfer with its history in one statement: what Prisma's two queries read, on node-postgres and on Prisma", async () => {
+    const id = await pendingTransfer();
+    await sql.query(
+      `INSERT INTO transfer_status_change (transfer_id, status, reason, changed_at) VALUES ($1, 'DEBITED', NULL, '2026-12-04T10:00:00.123Z'),
+              ($1, 'FAILED', 'Fraud check failed', '2026-12-04T10:00:01.456Z')`,
+      [id],
+    );
+    const pool = new SqlPool(database.url, { max: 1 });
+    try {
+      const [history] = await findHistories(db, [id]);
+      const expected = {
+        transfer: await db.transfer.findUniqueOrThrow({ where: { id } }),
+        history: history!.map(({ status, reason, changedAt }) => ({ status, reason, changedAt })),
+      };
+      expect(expected.history.map((change) => change.status)).toEqual(["PENDING", "DEBITED", "FAILED"]);
+      expect(expected.history[2]).toEqual({
+        status: "FAILED",
+        reason: "Fraud check failed",
+        changedAt: new Date("2026-12-04T10:00:01.456Z"),
+      });
+      expect(await findTransferWithHistory(pool, id)).toEqual(expected);
+      expect(await findTransferWithHistory(db, id)).toEqual(expected);
+      // A transfer without changes has an empty history; an unknown one is null.
+      const bare = await pendingTransfer();
+      await sql.query(`DELETE FROM transfer_status_change WHERE transfer_id = $1`, [bare]);
+      expect((await findTransferWithHistory(pool, bare))?.history).toEqual([]);
+      expect(await findTransferWithHistory(pool, randomUUID())).toBeNull();
     } finally {
       await pool.$disconnect();
     }

@@ -361,8 +361,35 @@ async function collectStart(data: NewTransfer, start: (store: SagaStore, transfe
   return { changes, events };
 }
 
-export async function findTransfer(db: Db, id: string): Promise<TransferRow | null> {
-  return db.transfer.findUnique({ where: { id } });
+/** A status change as a transfer's history reports it. */
+export type StatusChangeRow = Pick<Awaited<ReturnType<Tx["transferStatusChange"]["findUniqueOrThrow"]>>, "status" | "reason" | "changedAt">;
+
+/**
+ * A transfer and its status history, oldest first, in one statement (one snapshot): what
+ * `transfer(id)` answers, a subscription's snapshot among others. Through Prisma it was two
+ * queries (the row, then the history by DataLoader), each planned again on every call.
+ */
+export async function findTransferWithHistory(
+  sql: SqlExecutor,
+  id: string,
+): Promise<{ transfer: TransferRow; history: StatusChangeRow[] } | null> {
+  const rows = await sql.$queryRawUnsafe<
+    Array<TransferRow & { history: Array<{ status: TransferStatus; reason: string | null; atMs: number }> }>
+  >(
+    `SELECT ${TRANSFER_COLUMNS},
+            (SELECT coalesce(json_agg(json_build_object('status', c.status, 'reason', c.reason,
+                                                        'atMs', (extract(epoch FROM c.changed_at) * 1000)::bigint) ORDER BY c.seq), '[]'::json)
+               FROM transfer_status_change c WHERE c.transfer_id = transfer.id) AS history
+       FROM transfer WHERE id = $1::uuid`,
+    id,
+  );
+  const row = rows[0];
+  if (!row) return null;
+  const { history, ...transfer } = row;
+  return {
+    transfer: transfer as TransferRow,
+    history: history.map((change) => ({ status: change.status, reason: change.reason, changedAt: new Date(change.atMs) })),
+  };
 }
 
 /** The transfer a user created under an idempotency key, if any. */
