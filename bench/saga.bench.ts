@@ -498,9 +498,15 @@ describe("saga benchmark", () => {
     const benchLoopSampleMs = 10;
     const benchLoop = monitorEventLoopDelay({ resolution: benchLoopSampleMs });
     benchLoop.enable();
+    // Statements and commits of the open loop alone: at a fixed rate batches are smaller, so each
+    // event carries more of a transaction's fixed cost than in the closed loop.
+    await resetStatements(stack);
+    const openWalBefore = await walCounters(stack.databaseUrls.transactions);
     const openCpuBefore = processCpuSeconds(databasesByService(stack));
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
     const openCpuAfter = processCpuSeconds(databasesByService(stack));
+    const openWalAfter = await walCounters(stack.databaseUrls.transactions);
+    const openStatements = await statementsPerTransfer(stack, open.total);
     benchLoop.disable();
     const benchLate = (ns: number) => Math.max(0, ns / 1e6 - benchLoopSampleMs).toFixed(0);
     const benchLoopMs = `${benchLate(benchLoop.percentile(99))}/${benchLate(benchLoop.max)}`;
@@ -510,6 +516,8 @@ describe("saga benchmark", () => {
     console.info(
       `CPU ms per transfer during the open loop (/proc, a subscription per transfer): ${cpuPerUnit(openCpuBefore, openCpuAfter, open.total)}`,
     );
+    console.info(`statements per transfer during the open loop (pg_stat_statements): ${openStatements.totals}\n${openStatements.detail}`);
+    console.info(`PostgreSQL per transfer during the open loop: ${walPerTransfer(openWalBefore, openWalAfter, open.total)}`);
     await auditLag(stack);
     console.info(`open loop, per hop p50/p99 ms (audit's occurredAt): ${await hopLatencies(stack, open.ends)}`);
     const openLine = [
