@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { CLAIM_OUTBOX_ROWS, preferIndexScans, type SqlExecutor } from "@vaultpay/events";
+import { CLAIM_OUTBOX_ROWS, claimOutboxRowsSql, preferIndexScans, type SqlExecutor } from "@vaultpay/events";
+import { SqlPool } from "../packages/service/src/index.ts";
 import { createTestDatabase } from "@vaultpay/testing";
 
 interface PlanNode {
@@ -100,6 +101,45 @@ describe("the outbox relay's claim", () => {
       expect(read).toBeLessThan(table / 3);
     } finally {
       await sql.query(`DEALLOCATE claim`);
+    }
+  });
+
+  it("is planned once per connection as SqlPool opens the relay's transaction with it, and that plan walks the index", async () => {
+    const pool = new SqlPool(database.url, { max: 1 });
+    const rollback = new Error("rolled back: nothing is marked");
+    const claimed: number[] = [];
+    try {
+      for (let run = 0; run < 3; run++) {
+        await expect(
+          pool.$transaction(
+            async (_tx, opened) => {
+              claimed.push(opened!.length);
+              throw rollback;
+            },
+            { opening: claimOutboxRowsSql(100), asynchronousCommit: true },
+          ),
+        ).rejects.toBe(rollback);
+      }
+      expect(claimed).toEqual([3, 3, 3]);
+      let plan: { prepared: { name: string; generic: bigint; custom: bigint }; nodes: PlanNode[] } | undefined;
+      await expect(
+        pool.$transaction(async (tx) => {
+          const [prepared] = await tx.$queryRawUnsafe<Array<{ name: string; generic: bigint; custom: bigint }>>(
+            `SELECT name, generic_plans AS generic, custom_plans AS custom FROM pg_prepared_statements WHERE name LIKE 'vp_opening_%'`,
+          );
+          const [explained] = await tx.$queryRawUnsafe<Array<{ "QUERY PLAN": Array<{ Plan: PlanNode }> }>>(
+            `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE ${prepared!.name}`,
+          );
+          plan = { prepared: prepared!, nodes: nodes(explained!["QUERY PLAN"][0]!.Plan) };
+          throw rollback;
+        }),
+      ).rejects.toBe(rollback);
+      // Planned at its first call, on the statistics of a small table, and reused by every later one.
+      expect(plan!.prepared).toMatchObject({ generic: 3n, custom: 0n });
+      const { read, table } = await pagesRead(plan!.nodes);
+      expect(read).toBeLessThan(table / 3);
+    } finally {
+      await pool.$disconnect();
     }
   });
 

@@ -228,7 +228,7 @@ export class OutboxRelay {
         // marks leaves the rows pending, as a crash between publish and commit always could, and
         // they are published again under the same Nats-Msg-Id. One fsync fewer per relay batch,
         // and the next batch is claimed without waiting for it.
-        // SqlPool runs the settings and the claim in BEGIN's round trip (`opening`); elsewhere here.
+        // SqlPool runs the settings and the prepared claim in BEGIN's round trip (`opening`); elsewhere here.
         let rows = opened as OutboxRow[] | undefined;
         if (rows === undefined) {
           await preferIndexScans(tx);
@@ -252,7 +252,9 @@ export class OutboxRelay {
         const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
         return { claimed: rows.length, published: published.length, ...(failed ? { firstError: failed.reason } : {}) };
       },
-      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, preferIndexScans: true, asynchronousCommit: true, opening: claim },
+      // No preferIndexScans: SqlPool walks indexes anyway, and its plan for the claim (which has no
+      // parameters) is made once per connection; custom plans would make it again on every call.
+      { timeout: this.publishTimeoutMs * 2 + 10_000, maxWait: 10_000, asynchronousCommit: true, opening: claim },
     );
   }
 

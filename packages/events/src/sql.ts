@@ -23,9 +23,10 @@ export interface SqlTransactionOptions {
   preferIndexScans?: boolean;
   /**
    * A statement without parameters that opens the transaction, sent in BEGIN's round trip where
-   * the database can (SqlPool): `fn` gets its rows as its second argument. Where it cannot
-   * (Prisma's client), `fn` gets undefined and runs the statement itself. The relay's claim: one
-   * round trip fewer before every publish, so on every hop of the saga.
+   * the database can (SqlPool, which prepares it once per connection and plans it once): `fn`
+   * gets its rows as its second argument. Where it cannot (Prisma's client), `fn` gets undefined
+   * and runs the statement itself. The relay's claim: one round trip fewer before every publish,
+   * so on every hop of the saga. Under `preferIndexScans` it would be planned on every call again.
    */
   opening?: string;
   /**

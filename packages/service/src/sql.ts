@@ -9,6 +9,7 @@
  * (subgraphs/transactions/src/store.test.ts compares the two): int8 as BigInt, timestamps as Dates
  * in UTC, json as parsed values.
  */
+import { createHash } from "node:crypto";
 import pg from "pg";
 import {
   ASYNCHRONOUS_COMMIT_SETTINGS,
@@ -126,13 +127,39 @@ const setLocal = (settings: Readonly<Record<string, string>>) =>
  * looks cheaper than one for any size. Planning was a quarter of PostgreSQL's CPU at ~50
  * transfers/s (accounts' locking read 0.4–0.6 ms per call, fraud's check read 0.4–0.6 ms), and
  * the generic plans of these lookups by key are the same index scans (scans walk indexes here).
- * A statement that needs a plan for its values (a claim's LIMIT) asks for preferIndexScans.
+ * A statement that needs a plan for its values (a claim whose LIMIT is a parameter) asks for
+ * preferIndexScans; an opening statement has no parameters and is prepared (preparedOpening).
  */
 const BEGIN = ["BEGIN", ...setLocal(INDEX_SCAN_SETTINGS), ...setLocal(GENERIC_PLAN_SETTINGS)].join("; ");
 /** BEGIN with custom plans instead: what preferIndexScans would set, without its round trip. */
 const BEGIN_PREFERRING_INDEX_SCANS = ["BEGIN", ...setLocal(INDEX_SCAN_SETTINGS), ...setLocal(CUSTOM_PLAN_SETTINGS)].join("; ");
 /** What `asynchronousCommit` adds to BEGIN. */
 const ASYNCHRONOUS_COMMIT = setLocal(ASYNCHRONOUS_COMMIT_SETTINGS);
+
+/**
+ * Opening statements prepared on each connection (PREPARE, once; text → name). Sent as text in
+ * BEGIN's simple query, the relay's claim was planned on every call: 0.2–0.25 ms of PostgreSQL's
+ * CPU per claim, ~0.4 ms per transfer over the three relays in the saga benchmark's open loop
+ * (bench/saga-results.md, tenth session). EXECUTE in the same simple query keeps the one round
+ * trip and plans it once per connection; an opening has no parameters (its LIMIT is written into
+ * it), so its one generic plan is the plan for its values. Dropped with their connection.
+ */
+const preparedOpenings = new WeakMap<pg.PoolClient, Map<string, string>>();
+
+async function preparedOpening(client: pg.PoolClient, text: string): Promise<string> {
+  let names = preparedOpenings.get(client);
+  if (names === undefined) {
+    names = new Map();
+    preparedOpenings.set(client, names);
+  }
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `vp_opening_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
+    await client.query(`PREPARE ${name} AS ${text}`);
+    names.set(text, name);
+  }
+  return name;
+}
 
 export interface SqlPoolOptions {
   /** Connections at most (each service's Prisma client has its own pool beside this one). */
@@ -179,7 +206,7 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
       const begin = [
         tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN,
         ...(options.asynchronousCommit === true ? ASYNCHRONOUS_COMMIT : []),
-        ...(options.opening === undefined ? [] : [options.opening]),
+        ...(options.opening === undefined ? [] : [`EXECUTE ${await preparedOpening(client, options.opening)}`]),
       ].join("; ");
       // One simple query: BEGIN, the settings and the opening statement; its rows are the last result's.
       const begun = await client.query(begin);
