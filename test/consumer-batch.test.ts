@@ -204,6 +204,37 @@ describe("EventConsumer with maxBatchMessages", () => {
       await again.stop();
     }
   });
+  it("lingers for more messages only while fewer than batchLingerBelow wait, and starts the batch once that many are there", async () => {
+    const batches: string[][] = [];
+    const lingering = authConsumer({
+      name: "batch-test-linger",
+      filterSubject: "auth.user.created",
+      startTime: new Date(),
+      maxBatchMessages: 50,
+      batchSize: 100,
+      // Far longer than the test: a batch that waited for it would time the test out.
+      batchLingerMs: 600_000,
+      batchLingerBelow: 5,
+      handle: async () => undefined,
+      handleBatch: async (events) => void batches.push(events.map((event) => event.id)),
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await lingering.start();
+    try {
+      const events = Array.from({ length: 5 }, (_, n) => created(6_000 + n));
+      // One alone waits for others to join it.
+      await publish(events[0]!);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(batches).toEqual([]);
+      // The fifth ends the wait: the five go in one transaction.
+      for (const event of events.slice(1)) await publish(event);
+      await waitUntil(async () => batches.length === 1, "the batch of five");
+      expect(batches).toEqual([events.map((event) => event.id)]);
+    } finally {
+      await lingering.stop();
+    }
+  });
+
   it("replicas creating the same new durable at once, each with its own start time, all start on the one that won", async () => {
     // A service's replicas started together: each asks for the durable, finds none, and adds it
     // with a start time of its own (a moment apart), so every add but the first names another config.

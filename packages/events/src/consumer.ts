@@ -110,6 +110,13 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
    * cost per event (the audit log); every event waits up to this much longer.
    */
   batchLingerMs?: number;
+  /**
+   * Linger only while fewer than this many messages wait (default: maxBatchMessages, a full
+   * batch): a batch starts at once when this many are there, and a linger ends when this many
+   * have arrived. Under a backlog, the messages that arrived during the last transaction already
+   * make a batch worth its commit, and waiting would only add to the lag.
+   */
+  batchLingerBelow?: number;
   /** Counts redeliveries and dead letters per durable (kit's metrics). */
   metrics?: Pick<Metrics, "consumerRedeliveries" | "consumerDeadLetters">;
 }
@@ -213,13 +220,25 @@ export class EventConsumer<Tx extends SqlExecutor> {
     let flushed: Promise<void> = Promise.resolve();
     let failure: unknown;
     const lingerMs = maxBatch > 1 ? (this.options.batchLingerMs ?? 0) : 0;
+    const lingerBelow = Math.min(maxBatch, this.options.batchLingerBelow ?? maxBatch);
+    /** Ends the current linger (set while one runs): enough messages arrived to be worth a batch. */
+    let endLinger: (() => void) | undefined;
     const flush = () => {
       if (running) return;
       running = true;
       flushed = (async () => {
         try {
           while (pending.length > 0 && failure === undefined) {
-            if (lingerMs > 0 && pending.length < maxBatch) await new Promise((resolve) => setTimeout(resolve, lingerMs));
+            if (lingerMs > 0 && pending.length < lingerBelow) {
+              await new Promise<void>((resolve) => {
+                const timer = setTimeout(() => endLinger?.(), lingerMs);
+                endLinger = () => {
+                  clearTimeout(timer);
+                  endLinger = undefined;
+                  resolve();
+                };
+              });
+            }
             await this.processBatch(pending.splice(0, maxBatch));
           }
         } catch (error) {
@@ -245,10 +264,13 @@ export class EventConsumer<Tx extends SqlExecutor> {
       }
       pending.push(message);
       flush();
+      if (pending.length >= lingerBelow) endLinger?.();
       if (pending.length >= maxBatch) await flushed;
       if (this.stopped || failure !== undefined) break;
     }
     ackIgnored();
+    // Stopping (or the iterator ended): what waits is applied now, without the rest of a linger.
+    endLinger?.();
     await flushed;
     if (failure !== undefined) throw failure;
   }
