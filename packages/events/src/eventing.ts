@@ -37,7 +37,7 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
   const { logger, lifecycle, db } = options;
   const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger, { replicas: options.streamReplicas ?? 1 });
   lifecycle.onShutdown("nats", () => nc.drain());
-  const relay = new OutboxRelay({ db, js, logger, kickLingerMs: 2 });
+  const relay = new OutboxRelay({ db, js, logger });
   const durables: Array<{ name: string; stream: string }> = [];
   relay.start();
   lifecycle.onShutdown("outbox relay", () => relay.stop());

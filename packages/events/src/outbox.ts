@@ -144,11 +144,6 @@ export interface OutboxRelayOptions {
   /** Upper bound of the back-off while NATS or the database is unavailable. */
   maxBackoffMs?: number;
   publishTimeoutMs?: number;
-  /**
-   * After a kick, wait this long before claiming (default 0), so that the commits of the next few
-   * milliseconds share the relay's transaction instead of each having one of its own.
-   */
-  kickLingerMs?: number;
 }
 
 /**
@@ -267,8 +262,6 @@ export class OutboxRelay {
     let backoffMs = 100;
     while (this.running) {
       try {
-        const lingerMs = this.options.kickLingerMs ?? 0;
-        if (this.kicked && lingerMs > 0) await new Promise((resolve) => setTimeout(resolve, lingerMs));
         this.kicked = false;
         const batch = await this.publishBatch();
         if (batch.firstError !== undefined) {
