@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase } from "@vaultpay/testing";
 import { preferIndexScans, type SqlExecutor } from "@vaultpay/events";
-import { SqlPool } from "./sql.ts";
+import { SqlPool, openingStatementName } from "./sql.ts";
 
 describe("SqlPool", () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -222,6 +222,33 @@ describe("SqlPool", () => {
       });
       // A plan for any values names the parameter, not this call's value.
       expect(plan.join("\n")).toMatch(/^Index Scan using pool_lookup_owner on pool_lookup[\s\S]*owner = ANY \(\$1\)/);
+    } finally {
+      await single.$disconnect();
+    }
+  });
+
+  it("prepares an opening again when its connection lost it (DEALLOCATE, a pooler's reset), and takes the one a connection already holds", async () => {
+    const single = new SqlPool(database.url, { max: 1 });
+    const opening = `SELECT count(*) AS n FROM pool_probe WHERE id < 40`;
+    const name = openingStatementName(opening);
+    const prepared = async () =>
+      (await single.$queryRawUnsafe<Array<{ name: string }>>(`SELECT name FROM pg_prepared_statements WHERE name = $1`, name)).length;
+    try {
+      // The connection holds the statement already (this pool never prepared it): PREPARE's
+      // duplicate is that statement, and the opening runs.
+      await single.$executeRawUnsafe(`PREPARE ${name} AS ${opening}`);
+      const expected = await single.$queryRawUnsafe(opening);
+      expect(await single.$transaction(async (_tx, opened) => opened, { opening })).toEqual(expected);
+      // Gone behind the pool's back: the next transaction prepares it again and still gets its rows.
+      await single.$executeRawUnsafe(`DEALLOCATE ${name}`);
+      expect(await prepared()).toBe(0);
+      expect(await single.$transaction(async (_tx, opened) => opened, { opening })).toEqual(expected);
+      expect(await prepared()).toBe(1);
+      // Lost inside a transaction that then commits: the one after it recovers the same way.
+      await single.$transaction((tx) => tx.$executeRawUnsafe(`DEALLOCATE ${name}`), { opening });
+      expect(await single.$transaction(async (_tx, opened) => opened, { opening })).toEqual(expected);
+      // And a failing opening is still the caller's error, not retried.
+      await expect(single.$transaction(async () => undefined, { opening: `SELECT 1 / 0` })).rejects.toThrow(/division by zero/);
     } finally {
       await single.$disconnect();
     }

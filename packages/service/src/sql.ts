@@ -146,6 +146,16 @@ const ASYNCHRONOUS_COMMIT = setLocal(ASYNCHRONOUS_COMMIT_SETTINGS);
  */
 const preparedOpenings = new WeakMap<pg.PoolClient, Map<string, string>>();
 
+/** SQLSTATE of EXECUTE naming a statement the server does not hold (invalid_sql_statement_name). */
+const MISSING_PREPARED_STATEMENT = "26000";
+/** SQLSTATE of PREPARE under a name the server already holds (duplicate_prepared_statement). */
+const DUPLICATE_PREPARED_STATEMENT = "42P05";
+
+/** The name an opening is prepared under on every connection: its text's hash, so one name is one text. */
+export function openingStatementName(text: string): string {
+  return `vp_opening_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
+}
+
 async function preparedOpening(client: pg.PoolClient, text: string): Promise<string> {
   let names = preparedOpenings.get(client);
   if (names === undefined) {
@@ -154,11 +164,18 @@ async function preparedOpening(client: pg.PoolClient, text: string): Promise<str
   }
   let name = names.get(text);
   if (name === undefined) {
-    name = `vp_opening_${createHash("sha256").update(text).digest("hex").slice(0, 24)}`;
-    await client.query(`PREPARE ${name} AS ${text}`);
+    name = openingStatementName(text);
+    // Already there (its name is its text's hash): the server connection outlived what this one knew.
+    await client.query(`PREPARE ${name} AS ${text}`).catch((error: unknown) => {
+      if (sqlState(error) !== DUPLICATE_PREPARED_STATEMENT) throw error;
+    });
     names.set(text, name);
   }
   return name;
+}
+
+function sqlState(error: unknown): string | undefined {
+  return (error as { code?: unknown } | null)?.code as string | undefined;
 }
 
 export interface SqlPoolOptions {
@@ -174,6 +191,8 @@ export interface SqlPoolOptions {
  */
 export class SqlPool implements SqlDatabase<SqlTransaction> {
   private readonly pool: pg.Pool;
+  /** Whether openings are PREPAREd (see begin); false once a pooler was seen losing them. */
+  private preparesOpenings = true;
 
   constructor(connectionString: string, options: SqlPoolOptions = {}) {
     this.pool = new pg.Pool({
@@ -203,13 +222,7 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     const timeout = new Error(`Transaction already closed: it ran longer than its timeout (${timeoutMs} ms)`);
     let timer: NodeJS.Timeout | undefined;
     try {
-      const begin = [
-        tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN,
-        ...(options.asynchronousCommit === true ? ASYNCHRONOUS_COMMIT : []),
-        ...(options.opening === undefined ? [] : [`EXECUTE ${await preparedOpening(client, options.opening)}`]),
-      ].join("; ");
-      // One simple query: BEGIN, the settings and the opening statement; its rows are the last result's.
-      const begun = await client.query(begin);
+      const begun = await this.begin(client, tx, options);
       const opened = options.opening === undefined ? undefined : (begun as unknown as pg.QueryResult[]).at(-1)!.rows;
       const expired = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(timeout), timeoutMs);
@@ -233,6 +246,33 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
       throw error;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * One simple query: BEGIN, the settings and the opening statement (prepared); its rows are the
+   * last result's. A prepared opening the server no longer holds (DEALLOCATE, DISCARD ALL, a
+   * pooler's reset) is prepared again; missing again right after PREPARE, the PREPARE and the
+   * EXECUTE went to different server connections (a pooler in transaction mode, which carries only
+   * protocol-level prepared statements): from then on this pool sends openings as text, planned on
+   * every call, as before they were prepared.
+   */
+  private async begin(client: pg.PoolClient, tx: SqlTransaction, options: SqlTransactionOptions): Promise<pg.QueryResult> {
+    const settings = [
+      tx.prefersIndexScans ? BEGIN_PREFERRING_INDEX_SCANS : BEGIN,
+      ...(options.asynchronousCommit === true ? ASYNCHRONOUS_COMMIT : []),
+    ];
+    if (options.opening === undefined) return client.query(settings.join("; "));
+    for (let attempt = 1; ; attempt++) {
+      if (!this.preparesOpenings) return client.query([...settings, options.opening].join("; "));
+      try {
+        return await client.query([...settings, `EXECUTE ${await preparedOpening(client, options.opening)}`].join("; "));
+      } catch (error) {
+        if (sqlState(error) !== MISSING_PREPARED_STATEMENT) throw error;
+        await client.query("ROLLBACK");
+        preparedOpenings.delete(client);
+        if (attempt >= 2) this.preparesOpenings = false;
+      }
     }
   }
 
