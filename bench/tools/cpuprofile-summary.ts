@@ -2,6 +2,9 @@
  * Summarizes V8 .cpuprofile files (node --cpu-prof): self time by package and by function, so a
  * benchmark run can say where each process spent its time.
  *   node --import tsx bench/tools/cpuprofile-summary.ts <dir-or-files…> [--top 15] [--last <seconds>]
+ *     [--window <from>,<to>] [--timeline]
+ * `--window` keeps the samples between two times, in seconds from the profile's start (one phase of
+ * a benchmark that runs several); `--timeline` prints the busy share of each second, to find them.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
@@ -39,16 +42,41 @@ function owner(url: string): string {
  * Self time per node, from the samples of the last `lastS` seconds of the profile only when given
  * (a benchmark's load phase, without the start-up's module compilation).
  */
-function selfTimes(profile: Profile, lastS: number | undefined): Map<number, number> {
+function selfTimes(profile: Profile, span: Span): Map<number, number> {
   const selfUs = new Map<number, number>();
-  const from = lastS === undefined ? -Infinity : profile.endTime - lastS * 1e6;
+  const [from, to] = bounds(profile, span);
   let at = profile.startTime;
   profile.samples.forEach((id, index) => {
     const delta = profile.timeDeltas[index] ?? 0;
     at += delta;
-    if (at >= from) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+    if (at >= from && at < to) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
   });
   return selfUs;
+}
+
+/** Which samples count: the last seconds of the profile, or a window from its start (seconds). */
+interface Span {
+  lastS?: number | undefined;
+  window?: readonly [number, number] | undefined;
+}
+
+function bounds(profile: Profile, span: Span): [number, number] {
+  if (span.window) return [profile.startTime + span.window[0] * 1e6, profile.startTime + span.window[1] * 1e6];
+  return [span.lastS === undefined ? -Infinity : profile.endTime - span.lastS * 1e6, Infinity];
+}
+
+/** The busy share of each whole second of the profile (idle and the program's own ticks left out). */
+function timeline(profile: Profile): string {
+  const idle = new Set(profile.nodes.filter((node) => node.callFrame.functionName === "(idle)").map((node) => node.id));
+  const busyUs: number[] = [];
+  let at = 0;
+  profile.samples.forEach((id, index) => {
+    const delta = profile.timeDeltas[index] ?? 0;
+    at += delta;
+    const second = Math.floor(at / 1e6);
+    if (!idle.has(id)) busyUs[second] = (busyUs[second] ?? 0) + delta;
+  });
+  return Array.from(busyUs, (us, second) => `${second}:${Math.round((us ?? 0) / 1e4)}%`).join(" ");
 }
 
 /** Time under each of the repository's own functions (inclusive), so a hot path shows by name. */
@@ -72,9 +100,9 @@ function repoInclusive(profile: Profile, selfUs: Map<number, number>): Map<strin
   return inclusive;
 }
 
-function summarize(file: string, top: number, lastS: number | undefined): void {
+function summarize(file: string, top: number, span: Span, withTimeline: boolean): void {
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
-  const selfUs = selfTimes(profile, lastS);
+  const selfUs = selfTimes(profile, span);
   const byOwner = new Map<string, number>();
   const byFunction = new Map<string, number>();
   let total = 0;
@@ -89,7 +117,8 @@ function summarize(file: string, top: number, lastS: number | undefined): void {
     const where = `${name} ${owner(node.callFrame.url)}:${node.callFrame.lineNumber + 1}`;
     byFunction.set(where, (byFunction.get(where) ?? 0) + us);
   }
-  const wallS = Math.min(lastS ?? Infinity, (profile.endTime - profile.startTime) / 1e6);
+  const [from, to] = bounds(profile, span);
+  const wallS = (Math.min(to, profile.endTime) - Math.max(from, profile.startTime)) / 1e6;
   console.log(
     `\n## ${path.basename(file)}: ${(total / 1e6).toFixed(1)} s busy of ${wallS.toFixed(1)} s (${((100 * total) / 1e6 / wallS).toFixed(0)} % of a core)`,
   );
@@ -98,19 +127,24 @@ function summarize(file: string, top: number, lastS: number | undefined): void {
     for (const [key, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top))
       console.log(`  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${key}`);
   };
+  if (withTimeline) console.log(`busy per second: ${timeline(profile)}`);
   print("by package", byOwner);
   print("by function (self)", byFunction);
   print("repository functions (inclusive)", repoInclusive(profile, selfUs));
 }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string" }, last: { type: "string" } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { top: { type: "string" }, last: { type: "string" }, window: { type: "string" }, timeline: { type: "boolean" } },
+});
 const top = Number(values.top ?? 15);
-const lastS = values.last === undefined ? undefined : Number(values.last);
+const window = values.window?.split(",").map(Number) as [number, number] | undefined;
+const span: Span = { lastS: values.last === undefined ? undefined : Number(values.last), window };
 for (const input of positionals) {
   const files = statSync(input).isDirectory()
     ? readdirSync(input)
         .filter((f) => f.endsWith(".cpuprofile"))
         .map((f) => path.join(input, f))
     : [input];
-  for (const file of files) summarize(file, top, lastS);
+  for (const file of files) summarize(file, top, span, values.timeline === true);
 }
