@@ -71,23 +71,72 @@ async function resetStatements(stack: TestStack): Promise<void> {
  * WAL, and each commit waits for its WAL flush (synchronous_commit=on), so flushes per transfer say
  * how well concurrent commits share one fsync.
  */
-async function walCounters(url: string): Promise<{ commits: number; flushes: number; bytes: number; fullPages: number }> {
+async function walCounters(url: string): Promise<{ commits: number; flushes: number; bytes: number; fullPages: number; lsn: string }> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    const { rows } = await client.query<{ commits: string; flushes: string; bytes: string; full_pages: string }>(
+    const { rows } = await client.query<{ commits: string; flushes: string; bytes: string; full_pages: string; lsn: string }>(
       `SELECT (SELECT sum(xact_commit) FROM pg_stat_database)::text AS commits, wal_sync::text AS flushes, wal_bytes::text AS bytes,
-              wal_fpi::text AS full_pages FROM pg_stat_wal`,
+              wal_fpi::text AS full_pages, pg_current_wal_insert_lsn()::text AS lsn FROM pg_stat_wal`,
     );
     const row = rows[0]!;
-    return { commits: Number(row.commits), flushes: Number(row.flushes), bytes: Number(row.bytes), fullPages: Number(row.full_pages) };
+    return {
+      commits: Number(row.commits),
+      flushes: Number(row.flushes),
+      bytes: Number(row.bytes),
+      fullPages: Number(row.full_pages),
+      lsn: row.lsn,
+    };
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Where the WAL between two readings went (pg_walinspect): bytes per transfer by the relation a
+ * record changed (service database, table or index) and record type, largest first. A record that
+ * changes several blocks (an update moving a row to another page) counts once per block, so the
+ * lines add up to somewhat more than the total; commits and other records without blocks are left
+ * out.
+ */
+async function walByRelation(stack: TestStack, from: string, to: string, transfers: number, top = 14): Promise<string> {
+  const names = new Map<string, string>();
+  for (const [service, url] of Object.entries(stack.databaseUrls)) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ db: string; node: string; name: string }>(
+        `SELECT (SELECT oid FROM pg_database WHERE datname = current_database())::text AS db, pg_relation_filenode(c.oid)::text AS node,
+                c.relname AS name FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL`,
+      );
+      for (const row of rows) names.set(`${row.db}/${row.node}`, `${service}.${row.name}`);
+    } finally {
+      await client.end();
+    }
+  }
+  const client = new pg.Client({ connectionString: stack.databaseUrls.transactions });
+  await client.connect();
+  try {
+    await client.query(`CREATE EXTENSION IF NOT EXISTS pg_walinspect`);
+    const { rows } = await client.query<{ db: string; node: string; kind: string; bytes: string }>(
+      `SELECT reldatabase::text AS db, relfilenode::text AS node, resource_manager || '/' || record_type AS kind,
+              sum(record_length)::text AS bytes
+         FROM pg_get_wal_block_info($1::pg_lsn, $2::pg_lsn) GROUP BY 1, 2, 3 ORDER BY sum(record_length) DESC LIMIT $3`,
+      [from, to, top],
+    );
+    return rows
+      .map((row) => {
+        const name = names.get(`${row.db}/${row.node}`) ?? `relfilenode ${row.node}`;
+        return `    ${(Number(row.bytes) / transfers).toFixed(0).padStart(6)} B  ${name} ${row.kind}`;
+      })
+      .join("\n");
   } finally {
     await client.end();
   }
 }
 
 function walPerTransfer(before: Awaited<ReturnType<typeof walCounters>>, after: typeof before, transfers: number): string {
-  const per = (key: keyof typeof before) => (after[key] - before[key]) / transfers;
+  const per = (key: "commits" | "flushes" | "bytes" | "fullPages") => (after[key] - before[key]) / transfers;
   const wal = `WAL ${(per("bytes") / 1024).toFixed(1)} KiB (${per("fullPages").toFixed(1)} full-page images)`;
   return `commits ${per("commits").toFixed(1)}, WAL flushes ${per("flushes").toFixed(1)}, ${wal}`;
 }
@@ -467,6 +516,9 @@ describe("saga benchmark", () => {
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
     console.info(`of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, TRANSFERS)}`);
     console.info(`PostgreSQL per transfer (the whole server, load phase): ${walPerTransfer(walBefore, walAfter, TRANSFERS)}`);
+    console.info(
+      `WAL per transfer by relation and record (pg_walinspect, load phase):\n${await walByRelation(stack, walBefore.lsn, walAfter.lsn, TRANSFERS)}`,
+    );
     console.info(
       `JetStream per transfer (load phase and audit's catching up): ${((natsAfter.stored - natsBefore.stored) / TRANSFERS).toFixed(1)} messages stored, ` +
         `${((natsAfter.delivered - natsBefore.delivered) / TRANSFERS).toFixed(1)} deliveries to durable consumers`,
