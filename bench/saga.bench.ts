@@ -33,6 +33,8 @@ const HOT_SHARE = Number(process.env.SAGA_BENCH_HOT_SHARE ?? 0);
  */
 const OPEN_RATE = process.env.SAGA_BENCH_OPEN_RATE ? Number(process.env.SAGA_BENCH_OPEN_RATE) : undefined;
 const OPEN_SECONDS = Number(process.env.SAGA_BENCH_OPEN_SECONDS ?? 20);
+/** The gateway's limit of open subscriptions on one graphql-ws connection (maxSubscriptionsPerConnection). */
+const SUBSCRIPTIONS_PER_CONNECTION = 20;
 /** When set, every service writes a V8 CPU profile there on exit (bench/tools/cpuprofile-summary.ts reads them). */
 const PROFILE_DIR = process.env.SAGA_BENCH_PROFILE_DIR;
 /** Node options for every service: the profile's, and SAGA_BENCH_NODE_OPTIONS (e.g. a V8 flag under test). */
@@ -256,14 +258,28 @@ async function eventLoopDelays(stack: TestStack): Promise<string> {
  * Measures initiateTransfer's latency and the time from sending it to the COMPLETED push.
  */
 async function openLoop(stack: TestStack, customers: Customer[], rate: number, seconds: number) {
-  const clients: Client[] = customers.map((customer) =>
-    createClient({
-      url: stack.gatewayUrl.replace(/^http/, "ws"),
-      connectionParams: { authorization: `Bearer ${customer.token}` },
-      lazy: false,
-      retryAttempts: 0,
-    }),
-  );
+  /**
+   * Each customer's graphql-ws connections, with the subscriptions open on each: a customer's
+   * first connection is opened up front; another opens when every one holds the gateway's 20 per
+   * connection (a backlog keeps subscriptions open longer than 20 transfers' spacing).
+   */
+  const connections = customers.map(() => [] as Array<{ client: Client; open: number }>);
+  const connect = (customer: number) => {
+    const connection = {
+      client: createClient({
+        url: stack.gatewayUrl.replace(/^http/, "ws"),
+        connectionParams: { authorization: `Bearer ${customers[customer]!.token}` },
+        lazy: false,
+        retryAttempts: 0,
+      }),
+      open: 0,
+    };
+    connections[customer]!.push(connection);
+    return connection;
+  };
+  customers.forEach((_customer, index) => connect(index));
+  const connectionFor = (customer: number) =>
+    connections[customer]!.find((connection) => connection.open < SUBSCRIPTIONS_PER_CONNECTION) ?? connect(customer);
   const total = Math.max(1, Math.round(rate * seconds));
   const acceptMs: number[] = [];
   const pushMs: number[] = [];
@@ -290,8 +306,17 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
     acceptMs.push(performance.now() - t0);
     let ended = false;
     const seen: string[] = [];
+    const connection = connectionFor(from);
+    connection.open++;
+    // Counted until the gateway ends the subscription (Complete, or an error), not at the terminal
+    // status that comes just before: only then has the gateway let go of it.
+    let released = false;
+    const release = () => {
+      if (!released) connection.open--;
+      released = true;
+    };
     await new Promise<void>((resolve) => {
-      clients[from]!.subscribe<{ transferStatusChanged: { status: string } }>(
+      connection.client.subscribe<{ transferStatusChanged: { status: string } }>(
         {
           query: `subscription($id: ID!) { transferStatusChanged(id: $id) { status } }`,
           variables: { id: result.data!.initiateTransfer.id },
@@ -318,10 +343,12 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
           error: (error) => {
             endings.add(`error: ${error instanceof Error ? error.message : JSON.stringify(error)}`);
             failed++;
+            release();
             resolve();
           },
           complete: () => {
             if (!ended) endings.add(`ended before a terminal status: ${result.data!.initiateTransfer.id} ${seen.join(" ")}`);
+            release();
             resolve();
           },
         },
@@ -337,7 +364,7 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
   }
   const offeredMs = performance.now() - started;
   await Promise.all(running);
-  await Promise.all(clients.map((client) => client.dispose()));
+  await Promise.all(connections.flat().map((connection) => connection.client.dispose()));
   acceptMs.sort((a, b) => a - b);
   pushMs.sort((a, b) => a - b);
   return { total, offeredPerSecond: total / (offeredMs / 1000), acceptMs, pushMs, ends, failed, endings: [...endings] };
