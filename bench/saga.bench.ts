@@ -277,7 +277,7 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
     connections[customer]!.push(connection);
     return connection;
   };
-  customers.forEach((_customer, index) => connect(index));
+  for (let index = 0; index < customers.length; index++) connect(index);
   const connectionFor = (customer: number) =>
     connections[customer]!.find((connection) => connection.open < SUBSCRIPTIONS_PER_CONNECTION) ?? connect(customer);
   const total = Math.max(1, Math.round(rate * seconds));
