@@ -268,6 +268,8 @@ export interface TokenClaims {
   deviceId?: string;
   /** Seconds from now; negative for an already expired token. */
   expiresInSeconds?: number;
+  /** Binds the token to a DPoP key (`cnf.jkt`, as auth does for a device that signed in with one). */
+  boundDeviceKey?: string;
 }
 
 /**
@@ -279,7 +281,12 @@ export async function mintAccessToken(privateJwk: string, claims: TokenClaims): 
   const jwk = JSON.parse(privateJwk) as JWK & { kid?: string };
   const key = await importJWK(jwk, "ES256");
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ role: claims.role, sid: claims.sessionId ?? randomUUIDv4(), did: claims.deviceId ?? "test-device" })
+  return new SignJWT({
+    role: claims.role,
+    sid: claims.sessionId ?? randomUUIDv4(),
+    did: claims.deviceId ?? "test-device",
+    ...(claims.boundDeviceKey ? { cnf: { jkt: claims.boundDeviceKey } } : {}),
+  })
     .setProtectedHeader({ alg: "ES256", kid: jwk.kid })
     .setSubject(claims.userId)
     .setIssuer("vaultpay-auth")
