@@ -75,4 +75,26 @@ describe("DPoP proofs", () => {
     await refusal(verifyDpopProof("not.a.jwt", checker()));
     await refusal(verifyDpopProof("", checker()));
   });
+
+  it("checks every proof's signature against its header's key, also once that key is known from earlier proofs", async () => {
+    const device = await createDpopDevice();
+    const check = checker();
+    for (let request = 0; request < 3; request++) {
+      await expect(verifyDpopProof(await device.proof({ htm: "POST", htu: HTU }), check)).resolves.toEqual({ jkt: device.jkt });
+    }
+    // The device's key is known by now: a proof naming it but signed by another key is still refused.
+    const other = await generateKeyPair("ES256");
+    const claims = { htm: "POST", htu: HTU, iat: Math.floor(Date.now() / 1000), jti: "jti-forged-after" };
+    const forged = await new SignJWT(claims)
+      .setProtectedHeader({ typ: "dpop+jwt", alg: "ES256", jwk: device.publicJwk })
+      .sign(other.privateKey);
+    await refusal(verifyDpopProof(forged, check));
+    // The same key under another algorithm than the one it was first seen with is its own case: refused.
+    const [, payload, signature] = (await device.proof({ htm: "POST", htu: HTU })).split(".");
+    const header = Buffer.from(JSON.stringify({ typ: "dpop+jwt", alg: "ES384", jwk: device.publicJwk })).toString("base64url");
+    await refusal(verifyDpopProof(`${header}.${payload}.${signature}`, check));
+    // An algorithm outside the list, with a key it could not use anyway.
+    const none = Buffer.from(JSON.stringify({ typ: "dpop+jwt", alg: "HS256", jwk: device.publicJwk })).toString("base64url");
+    await refusal(verifyDpopProof(`${none}.${payload}.${signature}`, check));
+  });
 });
