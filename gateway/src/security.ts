@@ -62,21 +62,28 @@ export async function authenticate(
   /** Run while the session is checked (verifyLiveSession): the operation's rate limit. */
   alongside?: (caller: Caller | undefined) => Promise<void>,
 ): Promise<{ caller: Caller | undefined; provenDeviceKey: string | undefined }> {
-  const caller = await verifyLiveSession(
-    authorization,
-    { verifyToken: options.verifyToken, isSessionRevoked: sessionRevocationsIn(options.redis) },
-    alongside,
-  );
-  let provenDeviceKey = alreadyProvenKey;
-  if (dpop?.proof !== undefined) {
-    const proven = await verifyDpopProof(dpop.proof, {
-      htm: dpop.htm,
-      htu: dpop.htu,
-      accessToken: accessTokenOf(authorization),
-      rememberJti: async (key, ttlSeconds) => (await options.redis.set(dpopJtiKey(key), "1", "EX", ttlSeconds, "NX")) === "OK",
-    });
-    provenDeviceKey = proven.jkt;
-  }
+  // The proof is checked while the session is (its signature by WebCrypto, off the event loop; its
+  // jti claimed in Redis beside the session check and the rate limit): one wait, not two. What
+  // the session check refuses is still the answer when both fail.
+  const [session, proof] = await Promise.allSettled([
+    verifyLiveSession(
+      authorization,
+      { verifyToken: options.verifyToken, isSessionRevoked: sessionRevocationsIn(options.redis) },
+      alongside,
+    ),
+    dpop?.proof === undefined
+      ? Promise.resolve(undefined)
+      : verifyDpopProof(dpop.proof, {
+          htm: dpop.htm,
+          htu: dpop.htu,
+          accessToken: accessTokenOf(authorization),
+          rememberJti: async (key, ttlSeconds) => (await options.redis.set(dpopJtiKey(key), "1", "EX", ttlSeconds, "NX")) === "OK",
+        }),
+  ]);
+  if (session.status === "rejected") throw session.reason;
+  if (proof.status === "rejected") throw proof.reason;
+  const caller = session.value;
+  const provenDeviceKey = proof.value?.jkt ?? alreadyProvenKey;
   if (caller?.boundDeviceKey && caller.boundDeviceKey !== provenDeviceKey) throw proofRequired();
   return { caller, provenDeviceKey };
 }
