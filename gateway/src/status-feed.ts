@@ -16,6 +16,11 @@ export class StatusFeed {
     for (const listener of this.listeners.get(event.transferId) ?? []) listener(event);
   }
 
+  /** Whether any subscription here follows this transfer. */
+  listens(transferId: string): boolean {
+    return this.listeners.has(transferId);
+  }
+
   listen(transferId: string, listener: (event: StatusEvent) => void): () => void {
     const set = this.listeners.get(transferId) ?? new Set();
     set.add(listener);
@@ -27,14 +32,21 @@ export class StatusFeed {
   }
 }
 
-/** A StatusFeed fed from core NATS, which sees JetStream's messages as they are stored; a missed one is caught by re-checks. */
+/**
+ * A StatusFeed fed from core NATS, which sees JetStream's messages as they are stored; a missed one
+ * is caught by re-checks. Every transfer's status changes reach every gateway replica, and most
+ * have no subscriber here: an event is validated (parseEvent) only when its transfer has one.
+ */
 export function statusFeedFromNats(nc: NatsConnection, logger: Logger): StatusFeed {
   const feed = new StatusFeed();
   const subscription = nc.subscribe("transaction.status.changed");
   void (async () => {
     for await (const message of subscription) {
       try {
-        const event = parseEvent(message.json());
+        const raw = message.json<{ data?: { transferId?: unknown } } | null>();
+        const transferId = raw?.data?.transferId;
+        if (typeof transferId === "string" && !feed.listens(transferId)) continue;
+        const event = parseEvent(raw);
         if (event.type === "transaction.status.changed") feed.deliver(event.data);
       } catch (error) {
         logger.warn({ err: error }, "unreadable status event");
