@@ -4,7 +4,7 @@
  * plus the same query by a device-bound session (a DPoP proof with every request, as the web app
  * sends it) and an anonymous `{ __typename }` through the gateway. Results appended to
  * bench/gateway-results.md. Not part of `pnpm test`:
- *   [GATEWAY_BENCH_SECONDS=10] [GATEWAY_BENCH_CLIENTS=16] [BENCH_PROFILE_DIR=dir] pnpm bench gateway
+ *   [GATEWAY_BENCH_SECONDS=10] [GATEWAY_BENCH_CLIENTS=16] [GATEWAY_BENCH_WARM_UP_SECONDS=3] [BENCH_PROFILE_DIR=dir] pnpm bench gateway
  */
 import { execFileSync } from "node:child_process";
 import { appendFileSync } from "node:fs";
@@ -19,12 +19,18 @@ const SECONDS = Number(process.env.GATEWAY_BENCH_SECONDS ?? 10);
 const CLIENTS = Number(process.env.GATEWAY_BENCH_CLIENTS ?? 16);
 const QUERY = `{ myAccounts { id balance { minor } } }`;
 
-/** Requests per second from CLIENTS closed-loop clients for SECONDS; every answer must be data. */
-async function requestsPerSecond(send: () => Promise<Response>, label: string, databases: string[]): Promise<number> {
-  const cpuBefore = processCpuSeconds(databases);
+/**
+ * Unmeasured seconds of each kind of request before any is measured. Without them the first phase
+ * (through the gateway) paid the processes' warm-up (JIT compilation, caches filling): the
+ * gateway's CPU per request there was 1.19–1.39 ms, against 0.84–0.89 after 3 s of each kind, and
+ * a proof's check looked free beside it (bench/gateway-results.md, 2026-12-05).
+ */
+const WARM_UP_SECONDS = Number(process.env.GATEWAY_BENCH_WARM_UP_SECONDS ?? 3);
+
+/** Requests answered by CLIENTS closed-loop clients in `seconds`; every answer must be data. */
+async function drive(send: () => Promise<Response>, seconds: number): Promise<number> {
   let done = 0;
-  const deadline = Date.now() + SECONDS * 1000;
-  const startedAt = performance.now();
+  const deadline = Date.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: CLIENTS }, async () => {
       while (Date.now() < deadline) {
@@ -35,6 +41,14 @@ async function requestsPerSecond(send: () => Promise<Response>, label: string, d
       }
     }),
   );
+  return done;
+}
+
+/** Requests per second from CLIENTS closed-loop clients for SECONDS, and where their CPU went. */
+async function requestsPerSecond(send: () => Promise<Response>, label: string, databases: string[]): Promise<number> {
+  const cpuBefore = processCpuSeconds(databases);
+  const startedAt = performance.now();
+  const done = await drive(send, SECONDS);
   const perSecond = done / ((performance.now() - startedAt) / 1000);
   // Where a request's CPU goes, process by process (the benchmark's own client is not counted).
   const cpuAfter = processCpuSeconds(databases);
@@ -71,28 +85,20 @@ describe("gateway benchmark", () => {
     const directBody = JSON.stringify({ query: QUERY });
 
     const databases = Object.values(stack.databaseUrls).map((url) => new URL(url).pathname.slice(1));
-    const viaGateway = await requestsPerSecond(
-      () => post(stack.gatewayUrl, QUERY, { authorization: `Bearer ${token}` }),
-      "through the gateway",
-      databases,
-    );
-    const direct = await requestsPerSecond(
-      () => {
-        const correlationId = randomUUID();
-        return fetch(stack.urls.accounts, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            authorization: `Bearer ${token}`,
-            "x-correlation-id": correlationId,
-            [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: directBody }),
-          },
-          body: directBody,
-        });
-      },
-      "straight to accounts",
-      databases,
-    );
+    const throughGateway = () => post(stack.gatewayUrl, QUERY, { authorization: `Bearer ${token}` });
+    const straight = () => {
+      const correlationId = randomUUID();
+      return fetch(stack.urls.accounts, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${token}`,
+          "x-correlation-id": correlationId,
+          [GATEWAY_ASSERTION_HEADER]: signGatewayAssertion(stack.secrets.GATEWAY_SECRET, { correlationId, body: directBody }),
+        },
+        body: directBody,
+      });
+    };
     // The app's path: a token bound to the device's key, and a fresh proof of it with each request
     // (signed here, in the benchmark's process: its CPU is not counted below, its time is).
     const device = await createDpopDevice();
@@ -102,16 +108,18 @@ describe("gateway benchmark", () => {
       expiresInSeconds: 3600,
       boundDeviceKey: device.jkt,
     });
-    const withDpop = await requestsPerSecond(
-      async () =>
-        post(stack.gatewayUrl, QUERY, {
-          authorization: `DPoP ${boundToken}`,
-          [DPOP_HEADER]: await device.proof({ htm: "POST", htu: stack.gatewayUrl, accessToken: boundToken }),
-        }),
-      "through the gateway with DPoP",
-      databases,
-    );
-    const typename = await requestsPerSecond(() => post(stack.gatewayUrl, `{ __typename }`, {}), "{ __typename }", databases);
+    const withProof = async () =>
+      post(stack.gatewayUrl, QUERY, {
+        authorization: `DPoP ${boundToken}`,
+        [DPOP_HEADER]: await device.proof({ htm: "POST", htu: stack.gatewayUrl, accessToken: boundToken }),
+      });
+    const anonymous = () => post(stack.gatewayUrl, `{ __typename }`, {});
+
+    for (const send of [throughGateway, straight, withProof, anonymous]) await drive(send, WARM_UP_SECONDS);
+    const viaGateway = await requestsPerSecond(throughGateway, "through the gateway", databases);
+    const direct = await requestsPerSecond(straight, "straight to accounts", databases);
+    const withDpop = await requestsPerSecond(withProof, "through the gateway with DPoP", databases);
+    const typename = await requestsPerSecond(anonymous, "{ __typename }", databases);
 
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
     const line = [

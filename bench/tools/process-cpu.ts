@@ -50,7 +50,7 @@ export function processCpuSeconds(databases: string[] | Record<string, string>):
   return seconds;
 }
 
-/** Milliseconds of CPU per unit of work between two readings, as "name 12.3" pairs, largest first. */
+/** Milliseconds of CPU per unit of work between two readings, as "name 12.34" pairs, largest first (/proc counts 10 ms ticks: over thousands of units the second decimal is real). */
 export function cpuPerUnit(before: Record<string, number>, after: Record<string, number>, units: number): string {
   return perUnit(before, after, units, (name) => !name.startsWith("kernel:"));
 }
@@ -65,6 +65,6 @@ function perUnit(before: Record<string, number>, after: Record<string, number>, 
     .filter(([name]) => keep(name))
     .map(([name, s]) => [name, ((s - (before[name] ?? 0)) * 1000) / units] as const)
     .sort((a, b) => b[1] - a[1])
-    .map(([name, ms]) => `${name} ${ms.toFixed(1)}`)
+    .map(([name, ms]) => `${name} ${ms.toFixed(2)}`)
     .join(", ");
 }
