@@ -84,9 +84,14 @@ export interface DpopCheck {
  * keys sent once cannot grow it.
  */
 const PROOF_KEYS_MAX = 10_000;
-const proofKeys = new Map<string, Promise<{ key: CryptoKey | KeyObject | Uint8Array; jkt: string }>>();
+/** A proof header's key, imported for its alg, and the key's thumbprint. */
+interface ProofKey {
+  key: CryptoKey | KeyObject | Uint8Array;
+  jkt: string;
+}
+const proofKeys = new Map<string, Promise<ProofKey>>();
 
-function proofKey(jwk: JWK, alg: string): Promise<{ key: CryptoKey | KeyObject | Uint8Array; jkt: string }> {
+function proofKey(jwk: JWK, alg: string): Promise<ProofKey> {
   const cacheKey = `${alg} ${JSON.stringify(jwk)}`;
   let entry = proofKeys.get(cacheKey);
   if (entry !== undefined) {
@@ -94,7 +99,10 @@ function proofKey(jwk: JWK, alg: string): Promise<{ key: CryptoKey | KeyObject |
   } else {
     entry = Promise.all([importJWK(jwk, alg), calculateJwkThumbprint(jwk, "sha256")]).then(([key, jkt]) => ({ key, jkt }));
     // A key that cannot be imported is not kept: the next proof with it is refused the same way.
-    entry.catch(() => proofKeys.delete(cacheKey));
+    const made = entry;
+    made.catch(() => {
+      if (proofKeys.get(cacheKey) === made) proofKeys.delete(cacheKey);
+    });
     if (proofKeys.size >= PROOF_KEYS_MAX) proofKeys.delete(proofKeys.keys().next().value!);
   }
   proofKeys.set(cacheKey, entry);
@@ -125,7 +133,7 @@ export async function verifyDpopProof(proof: string, check: DpopCheck): Promise<
   const alg = header.alg;
   if (typeof alg !== "string" || !(DPOP_ALGORITHMS as readonly string[]).includes(alg))
     throw invalidProof("bad signature, type or algorithm");
-  let key: { key: CryptoKey | KeyObject | Uint8Array; jkt: string };
+  let key: ProofKey;
   try {
     key = await proofKey(jwk, alg);
   } catch {
