@@ -1,4 +1,5 @@
 /** The hash chain alone: canonical JSON, linking, and where verification says it broke. */
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ChainVerifier, GENESIS_HASH, canonicalJson, chainHash, contentHash, link, type AuditEntry, type ChainedRecord } from "./chain.ts";
 
@@ -28,6 +29,52 @@ describe("canonicalJson", () => {
   it("sorts keys at every level and drops undefined, so equal values give equal text", () => {
     expect(canonicalJson({ b: 1, a: { d: [1, { z: null, y: "é" }], c: undefined } })).toBe('{"a":{"d":[1,{"y":"é","z":null}]},"b":1}');
     expect(canonicalJson({ x: 1, y: 2 })).toBe(canonicalJson({ y: 2, x: 1 }));
+  });
+});
+
+describe("the hashed record", () => {
+  /** The chain's definition, the long way: data parsed back and the whole record made canonical. */
+  const reference = (entry: AuditEntry, seq?: number) =>
+    createHash("sha256")
+      .update(
+        (seq === undefined ? "" : GENESIS_HASH) +
+          canonicalJson({ ...(seq === undefined ? {} : { seq }), ...entry, data: JSON.parse(entry.data) as unknown }),
+        "utf8",
+      )
+      .digest("hex");
+
+  it("is canonicalJson of the record with its data nested, for any data", () => {
+    const values: unknown[] = [
+      null,
+      0,
+      -1.5e-7,
+      123456789012345680000,
+      "",
+      'quote " backslash \\ newline \n tab \t nul \u0000',
+      "é 💶 \ud800 lone surrogate",
+      [],
+      [null, [1, [2, {}]], "x"],
+      { z: 1, a: { y: [3, { c: null, b: "é" }], x: "\u2028" }, "10": "numeric key", "2": "first", __proto__x: 1 },
+      JSON.parse('{"__proto__": {"polluted": true}, "k": "v"}'),
+      { 'key with "quotes"': true, "": "empty key", é: "accent", Z: 1, a: 2 },
+    ];
+    for (const [index, value] of values.entries()) {
+      const one = {
+        ...entry(index),
+        data: canonicalJson(value),
+        causationId: index % 2 === 0 ? null : "cause-1",
+        actorUserId: index % 3 === 0 ? null : "user-2",
+      };
+      expect(chainHash(GENESIS_HASH, index + 1, one)).toBe(reference(one, index + 1));
+      expect(contentHash(one)).toBe(reference(one));
+    }
+  });
+
+  it("hashes data as stored, so a byte changed without changing its value still shows", () => {
+    const stored = entry(1);
+    const respaced = { ...stored, data: stored.data.replaceAll(",", ", ") };
+    expect(JSON.parse(respaced.data)).toEqual(JSON.parse(stored.data));
+    expect(chainHash(GENESIS_HASH, 1, respaced)).not.toBe(chainHash(GENESIS_HASH, 1, stored));
   });
 });
 
