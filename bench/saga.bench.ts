@@ -230,7 +230,7 @@ async function auditLag(stack: TestStack): Promise<number> {
 
 /**
  * Transfers that reached COMPLETED in each 10 s from `startedAt` (and after the window, while the
- * backlog drained), as rates: "0–10 s 212.3, 10–20 s 230.1, …, drain 45.0 (1.2 s)". A rate held
+ * backlog drained), as rates: "0–10 s 212.3, 10–20 s 230.1, …, after the window 45 more in 1.2 s". A rate held
  * over the window shows as even buckets; one that sinks as tables and indexes grow, as falling ones.
  */
 async function completedPerWindow(sql: pg.Client, startedAt: number, seconds: number): Promise<string> {

@@ -55,21 +55,18 @@ function sha256Hex(text: string): string {
  * hashes as stored: an altered byte of it shows even where the value it parses to is the same.
  */
 function canonicalRecord(entry: AuditEntry, seq?: number): string {
-  const fields: Array<[string, unknown]> = [
-    ["actorUserId", entry.actorUserId],
-    ["causationId", entry.causationId],
-    ["correlationId", entry.correlationId],
-    ["data", undefined],
-    ["eventId", entry.eventId],
-    ["occurredAt", entry.occurredAt],
-    ["seq", seq],
-    ["type", entry.type],
+  // canonicalJson leaves out a key whose value is undefined; so does this.
+  const field = (key: string, value: unknown) => (value === undefined ? [] : [`"${key}":${canonicalJson(value)}`]);
+  const parts = [
+    ...field("actorUserId", entry.actorUserId),
+    ...field("causationId", entry.causationId),
+    ...field("correlationId", entry.correlationId),
+    `"data":${entry.data}`,
+    ...field("eventId", entry.eventId),
+    ...field("occurredAt", entry.occurredAt),
+    ...field("seq", seq),
+    ...field("type", entry.type),
   ];
-  const parts: string[] = [];
-  for (const [key, value] of fields) {
-    if (key === "data") parts.push(`"data":${entry.data}`);
-    else if (value !== undefined) parts.push(`"${key}":${canonicalJson(value)}`);
-  }
   return `{${parts.join(",")}}`;
 }
 
