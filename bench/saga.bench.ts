@@ -186,19 +186,51 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
  * and messages delivered to consumers (redeliveries included). Read before and after a phase, they
  * give the messages per transfer, a count no busy machine changes.
  */
-async function jetStreamCounters(natsUrl: string): Promise<{ stored: number; delivered: number }> {
+async function jetStreamCounters(natsUrl: string): Promise<JetStreamCounters> {
   const { nc, jsm } = await connectJetStream(natsUrl, "saga-bench", createLogger({ service: "saga-bench", level: "silent" }), false);
   try {
     let stored = 0;
     let delivered = 0;
+    const streams: JetStreamCounters["streams"] = {};
     for await (const stream of jsm.streams.list()) {
       stored += stream.state.last_seq;
+      streams[stream.config.name] = { bytes: stream.state.bytes, maxBytes: stream.config.max_bytes, maxAgeNs: stream.config.max_age };
       for await (const consumer of jsm.consumers.list(stream.config.name)) delivered += consumer.delivered.consumer_seq;
     }
-    return { stored, delivered };
+    return { stored, delivered, streams };
   } finally {
     await nc.close();
   }
+}
+
+interface JetStreamCounters {
+  stored: number;
+  delivered: number;
+  /** Bytes held and the limits, by stream. */
+  streams: Record<string, { bytes: number; maxBytes: number; maxAgeNs: number }>;
+}
+
+/**
+ * What each stream grew by per transfer, and how long its byte limit lasts at `perSecond`
+ * transfers a second: the history a stream keeps is bounded by bytes (and by age where one is
+ * set), and a stream that reaches its byte limit refuses publishes (DiscardPolicy.New).
+ */
+function streamGrowth(before: JetStreamCounters, after: JetStreamCounters, transfers: number, perSecond: number): string {
+  return Object.entries(after.streams)
+    .map(([name, { bytes, maxBytes, maxAgeNs }]) => ({
+      name,
+      grown: (bytes - (before.streams[name]?.bytes ?? 0)) / transfers,
+      maxBytes,
+      maxAgeNs,
+    }))
+    .filter(({ grown }) => grown > 0)
+    .sort((a, b) => b.grown - a.grown)
+    .map(({ name, grown, maxBytes, maxAgeNs }) => {
+      const hours = maxBytes > 0 ? maxBytes / (grown * perSecond) / 3600 : Number.POSITIVE_INFINITY;
+      const age = maxAgeNs > 0 ? `, age limit ${(maxAgeNs / 3.6e12).toFixed(0)} h` : "";
+      return `${name} ${grown.toFixed(0)} B (limit ${(maxBytes / 1024 ** 3).toFixed(1)} GiB: ${hours.toFixed(1)} h at this rate${age})`;
+    })
+    .join(", ");
 }
 
 /** Milliseconds until audit holds every outbox event of the four services that have outboxes. */
@@ -588,6 +620,9 @@ describe("saga benchmark", () => {
     console.info(
       `JetStream per transfer (load phase and audit's catching up): ${((natsAfter.stored - natsBefore.stored) / transfers).toFixed(1)} messages stored, ` +
         `${((natsAfter.delivered - natsBefore.delivered) / transfers).toFixed(1)} deliveries to durable consumers`,
+    );
+    console.info(
+      `JetStream bytes stored per transfer, by stream: ${streamGrowth(natsBefore, natsAfter, transfers, transfers / (allDoneMs / 1000))}`,
     );
     if (SECONDS !== undefined)
       console.info(`sustained run, COMPLETED per second in each 10 s: ${await completedPerWindow(transactionsSql, startedAt, SECONDS)}`);

@@ -16,6 +16,7 @@ import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { CronJob, Job } from "kubernetes-models/batch/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
+import { STREAMS, streamLimitsOf } from "@vaultpay/events";
 import { configKeys } from "@vaultpay/kit";
 import { SERVICES, type ServiceName } from "@vaultpay/migrate";
 import { AUTH_ONLY_SETTINGS, DEFAULT_GATEWAY_PORT, REPO_ROOT, SECRETS_BY_PROCESS, type ProcessName } from "@vaultpay/stack";
@@ -234,7 +235,7 @@ describe("Kubernetes manifests", () => {
     // Every secret the process needs arrives from a Secret, and the streams' copies are set.
     const given = new Set(env.map((variable) => variable.name));
     for (const secret of SECRETS_BY_PROCESS[name] ?? []) expect(given, `${name} gets ${secret}`).toContain(secret);
-    expect(given).toContain("NATS_STREAM_REPLICAS");
+    for (const limit of ["NATS_STREAM_REPLICAS", "NATS_STREAM_MAX_BYTES", "NATS_STREAM_MAX_AGE_HOURS"]) expect(given).toContain(limit);
     if (name === "gateway") {
       for (const [index, service] of SERVICES.entries())
         expect(values[`${service.toUpperCase()}_URL`]).toBe(`http://${service}:${DEFAULT_GATEWAY_PORT + 1 + index}/graphql`);
@@ -311,6 +312,14 @@ describe("Kubernetes manifests", () => {
     expect(values.config.cluster).toMatchObject({ enabled: true, replicas: 3 });
     expect(values.config.jetstream).toMatchObject({ enabled: true, fileStore: { enabled: true, pvc: { enabled: true } } });
     expect(configMap.NATS_URL).toBe("nats://nats:4222");
+    // Every node holds a copy of every stream (R3): the streams' byte limits fit its volume, or
+    // JetStream refuses to make them (insufficient storage).
+    const volumeGiB = Number(/^(\d+)Gi$/.exec(values.config.jetstream.fileStore.pvc.size)![1]);
+    const limits = streamLimitsOf(
+      subgraphConfigSchema.parse({ ...configMap, PORT: "4001", DATABASE_URL: "postgres://db/x", GATEWAY_SECRET: "x".repeat(32) }),
+    );
+    expect(limits.maxAgeMs).toBe(7 * 24 * 3_600_000);
+    expect(Object.keys(STREAMS).length * limits.maxBytes).toBeLessThanOrEqual(0.9 * volumeGiB * 1024 ** 3);
   });
 });
 

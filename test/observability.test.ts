@@ -51,12 +51,13 @@ describe("observability files", () => {
       "vaultpay_dlq_messages",
       "vaultpay_saga_seconds_to_status_bucket",
       "vaultpay_consumer_pending",
+      "vaultpay_stream_fill_ratio",
     ]) {
       expect(exported, name).toContain(name);
     }
   });
 
-  it("alerts read only exported metrics and cover the saga, the DLQ, consumer lag and the error rate", () => {
+  it("alerts read only exported metrics and cover the saga, the DLQ, consumer lag, full streams and the error rate", () => {
     const alerts = parse(read("observability/alerts.yml")) as {
       groups: Array<{ rules: Array<{ alert: string; expr: string; for?: string }> }>;
     };
@@ -67,6 +68,7 @@ describe("observability files", () => {
       "VaultPayErrorRate",
       "VaultPayOutboxStuck",
       "VaultPaySagaStuck",
+      "VaultPayStreamFilling",
       "VaultPayTransferNoticeStuck",
     ]);
     for (const rule of rules) {

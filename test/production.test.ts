@@ -268,6 +268,11 @@ describe("production mode", () => {
       expect(valueOf(samples, "vaultpay_dlq_messages", { service }), service).toBe(0);
       expect(valueOf(samples, "vaultpay_outbox_pending", { service }), service).toBeGreaterThanOrEqual(0);
       expect(valueOf(samples, "vaultpay_outbox_oldest_pending_age_seconds", { service }), service).toBeLessThan(60);
+      // The saga's events are in TRANSACTIONS, far below its 1 GiB; the DLQ is empty.
+      const filled = valueOf(samples, "vaultpay_stream_fill_ratio", { service, stream: "TRANSACTIONS" });
+      expect(filled, service).toBeGreaterThan(0);
+      expect(filled, service).toBeLessThan(0.01);
+      expect(valueOf(samples, "vaultpay_stream_fill_ratio", { service, stream: "DLQ" }), service).toBe(0);
     }
     const fraud = await scrape(stack.urls.fraud);
     expect(valueOf(fraud, "vaultpay_fraud_verdicts_total", { passed: "true" })).toBeGreaterThanOrEqual(1);

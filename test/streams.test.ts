@@ -1,14 +1,16 @@
 /**
  * Stream durability as configured: every process passes NATS_STREAM_REPLICAS to the streams it
  * creates, a 3-node cluster (the one `pnpm start --cluster` runs) holds R3 streams, and a publish
- * is still acknowledged, and kept, while one node is dead.
+ * is still acknowledged, and kept, while one node is dead. Stream retention as configured: the
+ * event streams keep NATS_STREAM_MAX_AGE_HOURS of history within NATS_STREAM_MAX_BYTES, dead
+ * letters stay until replayed, and no process loosens or tightens what another set by mistake.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gatewayConfigSchema } from "../gateway/src/config.ts";
-import { STREAMS, connectJetStream, ensureStreams, type JetStreamLink } from "@vaultpay/events";
+import { DEFAULT_STREAM_LIMITS, STREAMS, connectJetStream, ensureStreams, streamLimitsOf, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { subgraphConfigSchema } from "../packages/service/src/index.ts";
 import { startNatsCluster, type ManagedNatsCluster } from "@vaultpay/stack";
@@ -16,6 +18,81 @@ import { startTestNats, waitUntil } from "@vaultpay/testing";
 
 const logger = createLogger({ service: "streams-test", level: "silent" });
 const STREAM_NAMES = Object.keys(STREAMS);
+const NS_PER_MS = 1_000_000;
+const SUBGRAPH_SETTINGS = {
+  PORT: "4001",
+  DATABASE_URL: "postgres://h/db",
+  GATEWAY_SECRET: "x".repeat(32),
+  AUTH_JWKS_URL: "http://a/jwks",
+  REDIS_URL: "redis://r",
+};
+
+describe("stream retention", () => {
+  it("is read from NATS_STREAM_MAX_BYTES and NATS_STREAM_MAX_AGE_HOURS: 1 GiB and 7 days unless set", () => {
+    const defaults = subgraphConfigSchema.parse(SUBGRAPH_SETTINGS);
+    expect(streamLimitsOf(defaults)).toEqual({ replicas: 1, maxBytes: 1024 ** 3, maxAgeMs: 7 * 24 * 3_600_000 });
+    const set = gatewayConfigSchema.parse({
+      GATEWAY_SECRET: "x".repeat(32),
+      AUTH_JWKS_URL: "http://a/jwks",
+      NATS_STREAM_MAX_BYTES: String(50 * 1024 ** 3),
+      NATS_STREAM_MAX_AGE_HOURS: "0",
+    });
+    expect(streamLimitsOf(set)).toMatchObject({ maxBytes: 50 * 1024 ** 3, maxAgeMs: 0 });
+    expect(subgraphConfigSchema.safeParse({ ...SUBGRAPH_SETTINGS, NATS_STREAM_MAX_BYTES: "1000" }).success).toBe(false);
+    expect(subgraphConfigSchema.safeParse({ ...SUBGRAPH_SETTINGS, NATS_STREAM_MAX_AGE_HOURS: "-1" }).success).toBe(false);
+    expect(subgraphConfigSchema.safeParse({ ...SUBGRAPH_SETTINGS, NATS_STREAM_MAX_AGE_HOURS: "1.5" }).success).toBe(false);
+  });
+
+  it("event streams let go of messages past their age; dead letters stay", async () => {
+    const nats = await startTestNats();
+    try {
+      const link = await connectJetStream(nats.url, "streams-test", logger, { ...DEFAULT_STREAM_LIMITS, maxAgeMs: 1_500 });
+      for (const name of STREAM_NAMES) {
+        const { config } = await link.jsm.streams.info(name);
+        expect(config.max_bytes).toBe(1024 ** 3);
+        expect(config.max_age, name).toBe(name === "DLQ" ? 0 : 1_500 * NS_PER_MS);
+        expect(config.duplicate_window).toBeLessThanOrEqual(name === "DLQ" ? 120_000 * NS_PER_MS : 1_500 * NS_PER_MS);
+      }
+      await link.js.publish("account.aged", "{}", { msgID: "aged-1" });
+      await link.js.publish("dlq.account.aged", "{}", { msgID: "dead-1" });
+      expect((await link.jsm.streams.info("ACCOUNTS")).state.messages).toBe(1);
+      await waitUntil(async () => (await link.jsm.streams.info("ACCOUNTS")).state.messages === 0, "the aged event gone", 10_000);
+      const accounts = await link.jsm.streams.info("ACCOUNTS");
+      expect(accounts.state.first_seq).toBe(2);
+      expect((await link.jsm.streams.info("DLQ")).state.messages).toBe(1);
+      await link.nc.drain();
+    } finally {
+      await nats.stop();
+    }
+  });
+
+  it("a process with other limits neither tightens a stream's limits nor leaves looser ones unapplied", async () => {
+    const nats = await startTestNats();
+    try {
+      // Made by a process given 50 GiB and no age limit (the operator's setting).
+      const link = await connectJetStream(nats.url, "streams-test", logger, {
+        ...DEFAULT_STREAM_LIMITS,
+        maxBytes: 50 * 1024 ** 2,
+        maxAgeMs: 0,
+      });
+      // Then a process started without those settings: the defaults would drop history and bytes.
+      await ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, maxBytes: 20 * 1024 ** 2 });
+      let accounts = (await link.jsm.streams.info("ACCOUNTS")).config;
+      expect(accounts.max_bytes).toBe(50 * 1024 ** 2);
+      expect(accounts.max_age).toBe(0);
+      // Streams made with an age take a longer one, and more bytes, from a process asking for them.
+      await link.jsm.streams.update("ACCOUNTS", { ...accounts, max_age: 3_600_000 * NS_PER_MS });
+      await ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, maxBytes: 80 * 1024 ** 2 });
+      accounts = (await link.jsm.streams.info("ACCOUNTS")).config;
+      expect(accounts.max_age).toBe(DEFAULT_STREAM_LIMITS.maxAgeMs * NS_PER_MS);
+      expect(accounts.max_bytes).toBe(80 * 1024 ** 2);
+      expect(accounts.duplicate_window).toBe(120_000 * NS_PER_MS);
+      await link.nc.drain();
+    } finally {
+      await nats.stop();
+    }
+  });
+});
 
 describe("NATS_STREAM_REPLICAS", () => {
   it("is read by the gateway's and the subgraphs' config: 1 unless set, bounded by JetStream's 5", () => {
@@ -42,7 +119,7 @@ describe("NATS_STREAM_REPLICAS", () => {
     try {
       const link = await connectJetStream(nats.url, "streams-test", logger, { replicas: 1 });
       for (const name of STREAM_NAMES) expect((await link.jsm.streams.info(name)).config.num_replicas).toBe(1);
-      await expect(ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 3 })).rejects.toThrow(
+      await expect(ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, replicas: 3 })).rejects.toThrow(
         /NATS_STREAM_REPLICAS=3 needs a NATS cluster/,
       );
       await link.nc.drain();
@@ -71,7 +148,7 @@ describe("a 3-node JetStream cluster", () => {
     // As a platform moved from one server to the cluster: streams made R1, then a process started with 3.
     link = await connectJetStream(cluster.url, "streams-test", logger, { replicas: 1 });
     expect((await link.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(1);
-    await ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 3 });
+    await ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, replicas: 3 });
     for (const name of STREAM_NAMES) {
       // The new copies are made in the background; the stream elects a leader among its three.
       const info = await waitUntil(async () => {
@@ -84,7 +161,7 @@ describe("a 3-node JetStream cluster", () => {
       );
     }
     // A process started without the cluster's setting does not scale them down.
-    await ensureStreams(link.jsm, { maxBytes: 1024 ** 3, replicas: 1 });
+    await ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, replicas: 1 });
     expect((await link.jsm.streams.info("ACCOUNTS")).config.num_replicas).toBe(3);
     // A tool (reconcile, dlq:replay, the audit rebuild) leaves them as they are.
     const tool = await connectJetStream(cluster.url, "tool", logger, false);

@@ -5,7 +5,7 @@ import { ApolloGateway, RemoteGraphQLDataSource } from "@apollo/gateway";
 import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { ApolloServerPluginLandingPageLocalDefault } from "@apollo/server/plugin/landingPage/default";
-import { connectJetStream } from "@vaultpay/events";
+import { connectJetStream, streamLimitsOf } from "@vaultpay/events";
 import {
   DPOP_HEADER,
   GATEWAY_ASSERTION_HEADER,
@@ -54,7 +54,7 @@ if (config.VAULTPAY_SUPERVISED) lifecycle.exitWithParent();
 const trustedProxies = { hops: config.TRUSTED_PROXY_HOPS, cidrs: parseCidrList(config.TRUSTED_PROXY_CIDRS) };
 const clientOf = (request: http.IncomingMessage) => clientAddress(request, trustedProxies);
 
-const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger, { replicas: config.NATS_STREAM_REPLICAS });
+const { nc, js } = await connectJetStream(config.NATS_URL, "gateway", logger, streamLimitsOf(config));
 lifecycle.onShutdown("nats", () => nc.drain());
 // enableOfflineQueue off: while Redis is away, limiter calls fail fast to the in-memory insurance.
 // Auto-pipelining: commands of concurrent requests issued in one tick share one write; in a

@@ -4,6 +4,7 @@ import { EventConsumer, type EventConsumerOptions } from "./consumer.ts";
 import { connectJetStream, type NatsConnection } from "./nats.ts";
 import { OutboxRelay } from "./outbox.ts";
 import type { SqlDatabase, SqlExecutor } from "./sql.ts";
+import { DEFAULT_STREAM_LIMITS, type StreamLimits } from "./streams.ts";
 
 export interface Eventing<Tx extends SqlExecutor> {
   nc: NatsConnection;
@@ -31,11 +32,11 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
   lifecycle: Lifecycle;
   db: SqlDatabase<Tx>;
   metrics?: Metrics;
-  /** NATS_STREAM_REPLICAS: copies of each stream (1 unless the servers form a cluster). */
-  streamReplicas?: number;
+  /** The streams' copies, bytes and age (streamLimitsOf the NATS_STREAM_* settings). */
+  streamLimits?: StreamLimits;
 }): Promise<Eventing<Tx>> {
   const { logger, lifecycle, db } = options;
-  const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger, { replicas: options.streamReplicas ?? 1 });
+  const { nc, js, jsm } = await connectJetStream(options.natsUrl, options.name, logger, options.streamLimits ?? DEFAULT_STREAM_LIMITS);
   lifecycle.onShutdown("nats", () => nc.drain());
   const relay = new OutboxRelay({ db, js, logger });
   const durables: Array<{ name: string; stream: string }> = [];

@@ -28,8 +28,20 @@ export function streamForSubject(subject: string): StreamName {
 }
 
 export interface StreamLimits {
-  /** Per stream; past it new publishes are refused (and retried from the outbox). History is kept (audit replays it). */
+  /**
+   * Per stream (NATS_STREAM_MAX_BYTES); past it new publishes are refused (and retried from the
+   * outboxes), never are unconsumed events dropped. A saga transfer stores ~7 KB over the streams,
+   * ~3.7 KB of it in TRANSACTIONS (bench/saga-results.md): size it for the traffic of maxAgeMs.
+   */
   maxBytes: number;
+  /**
+   * How long the event streams keep a message (NATS_STREAM_MAX_AGE_HOURS); 0 keeps every message
+   * until maxBytes is reached. Without an age the streams only grow: at the default 1 GiB,
+   * TRANSACTIONS refused publishes after ~290,000 transfers and the saga stopped. The DLQ keeps its
+   * messages until they are replayed, whatever the age. The audit log, the outboxes and the
+   * databases' backups are the history; the streams are the delivery and the replay window.
+   */
+  maxAgeMs: number;
   /**
    * Servers holding a copy (NATS_STREAM_REPLICAS). With 1, a publish is acked once the one server
    * wrote it to its file (not fsynced: see README "Durability"); with 3, once a majority (2 of 3)
@@ -38,11 +50,47 @@ export interface StreamLimits {
   replicas: number;
 }
 
-export const DEFAULT_STREAM_LIMITS: StreamLimits = { maxBytes: 1024 ** 3, replicas: 1 };
+export const DEFAULT_STREAM_MAX_BYTES = 1024 ** 3;
+/** Seven days, the retention Kafka ships with: a week to notice and replay what went wrong. */
+export const DEFAULT_STREAM_MAX_AGE_HOURS = 7 * 24;
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  maxBytes: DEFAULT_STREAM_MAX_BYTES,
+  maxAgeMs: DEFAULT_STREAM_MAX_AGE_HOURS * 3_600_000,
+  replicas: 1,
+};
 
-/** Creates the streams, or updates their limits; safe to run from every service at start. */
+/** The stream limits a process's settings ask for (kit's baseConfigSchema reads them). */
+export function streamLimitsOf(config: {
+  NATS_STREAM_REPLICAS: number;
+  NATS_STREAM_MAX_BYTES: number;
+  NATS_STREAM_MAX_AGE_HOURS: number;
+}): StreamLimits {
+  return {
+    replicas: config.NATS_STREAM_REPLICAS,
+    maxBytes: config.NATS_STREAM_MAX_BYTES,
+    maxAgeMs: config.NATS_STREAM_MAX_AGE_HOURS * 3_600_000,
+  };
+}
+
+/** Streams whose messages wait for a person (a dead letter until its replay): no age limit. */
+const KEPT_WHATEVER_THE_AGE: ReadonlySet<StreamName> = new Set(["DLQ"]);
+
+/** JetStream refuses a duplicate window longer than the age (only a test sets an age that short). */
+const duplicateWindowWithin = (maxAgeNs: number) =>
+  maxAgeNs > 0 ? Math.min(nanos(DUPLICATE_WINDOW_MS), maxAgeNs) : nanos(DUPLICATE_WINDOW_MS);
+
+/** A limit where 0 or less means none, as JetStream writes it: larger is looser. */
+const looser = (existing: number, wanted: number) => (existing <= 0 || wanted <= 0 ? 0 : Math.max(existing, wanted));
+
+/**
+ * Creates the streams, or updates their limits; safe to run from every service at start. An
+ * update never tightens a limit the stream already has (fewer copies, fewer bytes, a shorter age):
+ * one process started without the platform's settings must not scale a stream down or make it
+ * drop history it still holds. Tightening is an operator's act (`nats stream edit`).
+ */
 export async function ensureStreams(jsm: JetStreamManager, limits: StreamLimits = DEFAULT_STREAM_LIMITS): Promise<void> {
-  for (const [name, subjects] of Object.entries(STREAMS)) {
+  for (const [name, subjects] of Object.entries(STREAMS) as Array<[StreamName, readonly string[]]>) {
+    const maxAgeMs = KEPT_WHATEVER_THE_AGE.has(name) ? 0 : limits.maxAgeMs;
     const config: Partial<StreamConfig> & { name: string } = {
       name,
       subjects: [...subjects],
@@ -52,17 +100,24 @@ export async function ensureStreams(jsm: JetStreamManager, limits: StreamLimits 
       // oldest events or dead letters silently disappear.
       discard: DiscardPolicy.New,
       max_bytes: limits.maxBytes,
+      max_age: nanos(maxAgeMs),
       max_msg_size: MAX_MESSAGE_BYTES,
-      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      duplicate_window: duplicateWindowWithin(nanos(maxAgeMs)),
       num_replicas: limits.replicas,
     };
     await whileClusterSettles(async () => {
       try {
-        const existing = await jsm.streams.info(name);
-        // Never fewer copies than the stream has: one process started without the cluster's
-        // setting (the default 1) must not scale every stream down. Scaling down is an operator's
-        // act (`nats stream edit --replicas`).
-        await jsm.streams.update(name, { ...config, num_replicas: Math.max(existing.config.num_replicas, limits.replicas) });
+        const existing = (await jsm.streams.info(name)).config;
+        const maxAge = looser(existing.max_age, config.max_age!);
+        await jsm.streams.update(name, {
+          ...config,
+          // Never fewer copies than the stream has: scaling down is an operator's act
+          // (`nats stream edit --replicas`).
+          num_replicas: Math.max(existing.num_replicas, limits.replicas),
+          max_bytes: looser(existing.max_bytes, limits.maxBytes) || -1,
+          max_age: maxAge,
+          duplicate_window: duplicateWindowWithin(maxAge),
+        });
       } catch (error) {
         if (!isNotFound(error)) throw error;
         try {

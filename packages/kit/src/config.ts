@@ -18,6 +18,21 @@ export const baseConfigSchema = z.object({
    * the streams at start, so every process must be given the same number.
    */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /**
+   * Bytes each stream may hold (1 GiB unless set); a full stream refuses publishes, which wait in
+   * the outboxes. Streams are made and updated by every process: give every process the same value.
+   */
+  NATS_STREAM_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 ** 2)
+    .default(1024 ** 3),
+  /** Hours the event streams keep a message (7 days unless set; 0: until the byte limit). The DLQ keeps its own. */
+  NATS_STREAM_MAX_AGE_HOURS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(7 * 24),
   /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
   VAULTPAY_SUPERVISED: z.stringbool().default(false),
   /**

@@ -67,6 +67,8 @@ describe("config", () => {
       LOG_LEVEL: "info",
       NATS_URL: "nats://127.0.0.1:4222",
       NATS_STREAM_REPLICAS: 1,
+      NATS_STREAM_MAX_BYTES: 1024 ** 3,
+      NATS_STREAM_MAX_AGE_HOURS: 168,
       VAULTPAY_SUPERVISED: false,
       OTEL_BSP_SCHEDULE_DELAY: 5_000,
       OTEL_TRACES_SAMPLER_ARG: 1,

@@ -21,7 +21,7 @@ import {
   type Logger,
   type RequestContext,
 } from "@vaultpay/kit";
-import { startEventing, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
+import { STREAMS, startEventing, streamLimitsOf, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 import { SqlPool, type SqlTransaction } from "./sql.ts";
 
 export { PG_ADAPTER_OPTIONS, TRANSACTION_OPTIONS } from "./db.ts";
@@ -141,7 +141,7 @@ export async function runSubgraphService<
       lifecycle,
       db: sql,
       metrics,
-      streamReplicas: config.NATS_STREAM_REPLICAS,
+      streamLimits: streamLimitsOf(config),
     });
     registerEventingGauges(metrics, db, eventing);
     const redis = connectRedis(config.REDIS_URL, logger, lifecycle);
@@ -203,8 +203,8 @@ function connectRedis(url: string, logger: Logger, lifecycle: Lifecycle): Redis 
 
 /**
  * What an operator watches on every service's events: the outbox backlog and the age of its oldest
- * unpublished row (a stuck relay), and the DLQ depth (read from JetStream; the same number on
- * every service, so alert on one).
+ * unpublished row (a stuck relay), the DLQ depth and how full each stream is (read from JetStream;
+ * the same numbers on every service, so alert on their max).
  */
 function registerEventingGauges(metrics: Metrics, db: SqlExecutor, eventing: Pick<Eventing<never>, "jsm" | "consumers">): void {
   metrics.gauge("vaultpay_consumer_pending", "Messages a durable has not been delivered yet (its lag)", ["consumer"], async () => {
@@ -235,6 +235,18 @@ function registerEventingGauges(metrics: Metrics, db: SqlExecutor, eventing: Pic
     const info = await eventing.jsm.streams.info("DLQ");
     return [{ labels: {}, value: info.state.messages }];
   });
+  metrics.gauge(
+    "vaultpay_stream_fill_ratio",
+    "Share of its byte limit a stream holds; a full stream refuses publishes and the saga waits (0 without a limit)",
+    ["stream"],
+    async () => {
+      const infos = await Promise.all(Object.keys(STREAMS).map((name) => eventing.jsm.streams.info(name)));
+      return infos.map(({ config, state }) => ({
+        labels: { stream: config.name },
+        value: config.max_bytes > 0 ? state.bytes / config.max_bytes : 0,
+      }));
+    },
+  );
 }
 
 /** Resolver for a subgraph's `<name>Status` field: what an operator checks through the gateway. */

@@ -16,6 +16,8 @@
  * Live and rebuilt chains are byte-identical only when the live appends happened in that same
  * order (e.g. one stream, or events far enough apart in time).
  *
+ * Only from streams that still hold every message since their first (see requireWholeHistory).
+ *
  * Memory is bounded: events are staged in a temporary table and appended in sorted batches, all
  * in one transaction, so a failed rebuild leaves the target database empty.
  */
@@ -66,6 +68,7 @@ export async function rebuildAuditLog(options: {
   if (!(await isAuditLogEmpty(db))) {
     throw new Error("the target audit database is not empty: rebuild into a freshly migrated one");
   }
+  await requireWholeHistory(options.jsm);
   return db.$transaction(
     async (tx) => {
       await createRebuildStaging(tx);
@@ -92,6 +95,25 @@ export async function rebuildAuditLog(options: {
     },
     { timeout: REBUILD_TRANSACTION_TIMEOUT_MS, maxWait: 10_000 },
   );
+}
+
+/**
+ * Refuses a rebuild from streams that no longer hold their first messages: past
+ * NATS_STREAM_MAX_AGE_HOURS the event streams let go of them, and a chain rebuilt from the rest
+ * would be a different log that verifies. The audit database's backup is the history then.
+ */
+async function requireWholeHistory(jsm: JetStreamManager): Promise<void> {
+  const missing: string[] = [];
+  for (const stream of AUDITED_STREAMS) {
+    const { first_seq: firstSeq } = (await jsm.streams.info(stream)).state;
+    if (firstSeq > 1) missing.push(`${stream} (its first ${firstSeq - 1} message(s))`);
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `the streams no longer hold the whole history, so a rebuild cannot reproduce the log: gone from ${missing.join(", ")}; ` +
+        "restore the audit database from its backup instead",
+    );
+  }
 }
 
 /** Appends the staged events to the chain in the rebuild's order, a batch at a time; returns how many. */

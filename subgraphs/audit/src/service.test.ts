@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import {
+  DEFAULT_STREAM_LIMITS,
   connectJetStream,
   createEvent,
   eventHeaders,
@@ -346,6 +347,27 @@ describe("audit log", () => {
     );
     expect(command.stdout).toContain("same events");
     await startLive();
+  });
+
+  it("refuses a rebuild once a stream has let go of its oldest events (past NATS_STREAM_MAX_AGE_HOURS)", async () => {
+    const aging = await startTestNats();
+    const target = await createTestDatabase("audit");
+    extraDatabases.push(target);
+    const targetDb = createDb(target.url);
+    try {
+      const short = await connectJetStream(aging.url, "audit-test", logger, { ...DEFAULT_STREAM_LIMITS, maxAgeMs: 1_000 });
+      const gone = event("auth.login.failed", { userId: "user-1", reason: "invalid_otp", lockedForSeconds: null }, "corr-aged");
+      await short.js.publish(gone.type, JSON.stringify(gone), { msgID: gone.id, headers: eventHeaders(gone) });
+      await waitUntil(async () => (await short.jsm.streams.info("AUTH")).state.messages === 0, "the event aged out", 10_000);
+      await expect(rebuildAuditLog({ db: targetDb, js: short.js, jsm: short.jsm, logger })).rejects.toThrow(
+        /no longer hold the whole history.*AUTH \(its first 1 message\(s\)\)/,
+      );
+      expect(await targetDb.$queryRawUnsafe<Array<{ n: number }>>(`SELECT count(*)::int AS n FROM audit_record`)).toEqual([{ n: 0 }]);
+      await short.nc.drain();
+    } finally {
+      await targetDb.$disconnect();
+      await aging.stop();
+    }
   });
 
   it("finds an altered, a removed and a truncated record at the right seq", async () => {
