@@ -66,6 +66,40 @@ describe("stream retention", () => {
     }
   });
 
+  it("a full stream refuses publishes, losing none it holds, until its oldest messages age out", async () => {
+    const nats = await startTestNats();
+    try {
+      const link = await connectJetStream(nats.url, "streams-test", logger, {
+        ...DEFAULT_STREAM_LIMITS,
+        maxBytes: 64 * 1024,
+        maxAgeMs: 3_000,
+      });
+      const payload = JSON.stringify({ filler: "x".repeat(1_000) });
+      let accepted = 0;
+      let refusal: unknown;
+      while (refusal === undefined && accepted < 200) {
+        await link.js.publish("account.filler", payload, { msgID: `filler-${accepted}` }).then(
+          () => accepted++,
+          (error: unknown) => (refusal = error),
+        );
+      }
+      expect(String(refusal)).toMatch(/maximum bytes/i);
+      expect(accepted).toBeGreaterThan(30);
+      // Nothing it held was dropped to make room.
+      expect((await link.jsm.streams.info("ACCOUNTS")).state).toMatchObject({ messages: accepted, first_seq: 1 });
+      // Once the oldest age out there is room again: the outboxes' retries go through.
+      const ack = await waitUntil(
+        () => link.js.publish("account.filler", payload, { msgID: "after-the-age" }).catch(() => undefined),
+        "a publish accepted again",
+        10_000,
+      );
+      expect(ack.seq).toBe(accepted + 1);
+      await link.nc.drain();
+    } finally {
+      await nats.stop();
+    }
+  });
+
   it("a process with other limits neither tightens a stream's limits nor leaves looser ones unapplied", async () => {
     const nats = await startTestNats();
     try {
