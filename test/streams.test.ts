@@ -10,7 +10,15 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gatewayConfigSchema } from "../gateway/src/config.ts";
-import { DEFAULT_STREAM_LIMITS, STREAMS, connectJetStream, ensureStreams, streamLimitsOf, type JetStreamLink } from "@vaultpay/events";
+import {
+  DEFAULT_STREAM_LIMITS,
+  STREAMS,
+  connectJetStream,
+  ensureStreams,
+  streamLimitsOf,
+  type JetStreamLink,
+  type StreamLimits,
+} from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { subgraphConfigSchema } from "../packages/service/src/index.ts";
 import { startNatsCluster, type ManagedNatsCluster } from "@vaultpay/stack";
@@ -26,6 +34,18 @@ const SUBGRAPH_SETTINGS = {
   AUTH_JWKS_URL: "http://a/jwks",
   REDIS_URL: "redis://r",
 };
+
+/** Runs `work` on a private nats-server whose streams a process with `limits` made, then stops it. */
+async function onOwnServer(limits: Partial<StreamLimits>, work: (link: JetStreamLink) => Promise<void>): Promise<void> {
+  const nats = await startTestNats();
+  try {
+    const link = await connectJetStream(nats.url, "streams-test", logger, { ...DEFAULT_STREAM_LIMITS, ...limits });
+    await work(link);
+    await link.nc.drain();
+  } finally {
+    await nats.stop();
+  }
+}
 
 describe("stream retention", () => {
   it("is read from NATS_STREAM_MAX_BYTES and NATS_STREAM_MAX_AGE_HOURS: 1 GiB and 7 days unless set", () => {
@@ -44,9 +64,7 @@ describe("stream retention", () => {
   });
 
   it("event streams let go of messages past their age; dead letters stay", async () => {
-    const nats = await startTestNats();
-    try {
-      const link = await connectJetStream(nats.url, "streams-test", logger, { ...DEFAULT_STREAM_LIMITS, maxAgeMs: 1_500 });
+    await onOwnServer({ maxAgeMs: 1_500 }, async (link) => {
       for (const name of STREAM_NAMES) {
         const { config } = await link.jsm.streams.info(name);
         expect(config.max_bytes).toBe(1024 ** 3);
@@ -60,20 +78,11 @@ describe("stream retention", () => {
       const accounts = await link.jsm.streams.info("ACCOUNTS");
       expect(accounts.state.first_seq).toBe(2);
       expect((await link.jsm.streams.info("DLQ")).state.messages).toBe(1);
-      await link.nc.drain();
-    } finally {
-      await nats.stop();
-    }
+    });
   });
 
   it("a full stream refuses publishes, losing none it holds, until its oldest messages age out", async () => {
-    const nats = await startTestNats();
-    try {
-      const link = await connectJetStream(nats.url, "streams-test", logger, {
-        ...DEFAULT_STREAM_LIMITS,
-        maxBytes: 64 * 1024,
-        maxAgeMs: 3_000,
-      });
+    await onOwnServer({ maxBytes: 64 * 1024, maxAgeMs: 3_000 }, async (link) => {
       const payload = JSON.stringify({ filler: "x".repeat(1_000) });
       let accepted = 0;
       let refusal: unknown;
@@ -94,21 +103,12 @@ describe("stream retention", () => {
         10_000,
       );
       expect(ack.seq).toBe(accepted + 1);
-      await link.nc.drain();
-    } finally {
-      await nats.stop();
-    }
+    });
   });
 
   it("a process with other limits neither tightens a stream's limits nor leaves looser ones unapplied", async () => {
-    const nats = await startTestNats();
-    try {
-      // Made by a process given 50 GiB and no age limit (the operator's setting).
-      const link = await connectJetStream(nats.url, "streams-test", logger, {
-        ...DEFAULT_STREAM_LIMITS,
-        maxBytes: 50 * 1024 ** 2,
-        maxAgeMs: 0,
-      });
+    // Made by a process given 50 MiB and no age limit (the operator's setting).
+    await onOwnServer({ maxBytes: 50 * 1024 ** 2, maxAgeMs: 0 }, async (link) => {
       // Then a process started without those settings: the defaults would drop history and bytes.
       await ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, maxBytes: 20 * 1024 ** 2 });
       let accounts = (await link.jsm.streams.info("ACCOUNTS")).config;
@@ -121,22 +121,13 @@ describe("stream retention", () => {
       expect(accounts.max_age).toBe(DEFAULT_STREAM_LIMITS.maxAgeMs * NS_PER_MS);
       expect(accounts.max_bytes).toBe(80 * 1024 ** 2);
       expect(accounts.duplicate_window).toBe(120_000 * NS_PER_MS);
-      await link.nc.drain();
-    } finally {
-      await nats.stop();
-    }
+    });
   });
 });
 
 describe("NATS_STREAM_REPLICAS", () => {
   it("is read by the gateway's and the subgraphs' config: 1 unless set, bounded by JetStream's 5", () => {
-    const subgraph = {
-      PORT: "4001",
-      DATABASE_URL: "postgres://h/db",
-      GATEWAY_SECRET: "x".repeat(32),
-      AUTH_JWKS_URL: "http://a/jwks",
-      REDIS_URL: "redis://r",
-    };
+    const subgraph = SUBGRAPH_SETTINGS;
     const gateway = { GATEWAY_SECRET: "x".repeat(32), AUTH_JWKS_URL: "http://a/jwks" };
     expect(subgraphConfigSchema.parse(subgraph).NATS_STREAM_REPLICAS).toBe(1);
     expect(subgraphConfigSchema.parse({ ...subgraph, NATS_STREAM_REPLICAS: "3" }).NATS_STREAM_REPLICAS).toBe(3);
@@ -149,17 +140,12 @@ describe("NATS_STREAM_REPLICAS", () => {
   });
 
   it("on one server: streams have one copy, and three are refused rather than silently reduced", async () => {
-    const nats = await startTestNats();
-    try {
-      const link = await connectJetStream(nats.url, "streams-test", logger, { replicas: 1 });
+    await onOwnServer({ replicas: 1 }, async (link) => {
       for (const name of STREAM_NAMES) expect((await link.jsm.streams.info(name)).config.num_replicas).toBe(1);
       await expect(ensureStreams(link.jsm, { ...DEFAULT_STREAM_LIMITS, replicas: 3 })).rejects.toThrow(
         /NATS_STREAM_REPLICAS=3 needs a NATS cluster/,
       );
-      await link.nc.drain();
-    } finally {
-      await nats.stop();
-    }
+    });
   });
 });
 
