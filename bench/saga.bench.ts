@@ -101,6 +101,41 @@ async function walCounters(url: string): Promise<{ commits: number; flushes: num
   }
 }
 
+/** Each service table's size on disk with its indexes and TOAST (pg_total_relation_size), by "service.table". */
+async function tableSizes(stack: TestStack): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  for (const [service, url] of Object.entries(stack.databaseUrls)) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ name: string; bytes: string }>(
+        `SELECT relname AS name, pg_total_relation_size(oid)::text AS bytes FROM pg_class
+          WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace`,
+      );
+      for (const row of rows) sizes.set(`${service}.${row.name}`, Number(row.bytes));
+    } finally {
+      await client.end();
+    }
+  }
+  return sizes;
+}
+
+/**
+ * What the tables grew by per transfer between two readings, largest first: the disk a transfer
+ * takes for good, since nothing prunes these tables (outbox rows stay as the reconciler's record,
+ * processed_event rows as the consumers' dedup record, the audit log and the ledger by design).
+ */
+function tableGrowth(before: Map<string, number>, after: Map<string, number>, transfers: number, top = 10): string {
+  const grown = [...after].map(([name, bytes]) => ({ name, perTransfer: (bytes - (before.get(name) ?? 0)) / transfers }));
+  const total = grown.reduce((sum, table) => sum + Math.max(0, table.perTransfer), 0);
+  const largest = grown
+    .filter((table) => table.perTransfer > 0)
+    .sort((a, b) => b.perTransfer - a.perTransfer)
+    .slice(0, top)
+    .map((table) => `${table.name} ${table.perTransfer.toFixed(0)} B`);
+  return `${(total / 1024).toFixed(1)} KiB in all; ${largest.join(", ")}`;
+}
+
 /**
  * Where the WAL between two readings went (pg_walinspect): bytes per transfer by the relation a
  * record changed (service database, table or index) and record type, largest first. A record that
@@ -564,6 +599,7 @@ describe("saga benchmark", () => {
     const walBefore = await walCounters(stack.databaseUrls.transactions);
     const cpuBefore = processCpuSeconds(databasesByService(stack));
     const natsBefore = await jetStreamCounters(stack.nats.url);
+    const tablesBefore = await tableSizes(stack);
     const acceptMs: number[] = [];
     const started = performance.now();
     const startedAt = Date.now();
@@ -608,6 +644,7 @@ describe("saga benchmark", () => {
 
     const cpuAfter = processCpuSeconds(databasesByService(stack));
     const natsAfter = await jetStreamCounters(stack.nats.url);
+    const tablesAfter = await tableSizes(stack);
     const walAfter = await walCounters(stack.databaseUrls.transactions);
     const statements = await statementsPerTransfer(stack, transfers);
     console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
@@ -624,6 +661,7 @@ describe("saga benchmark", () => {
     console.info(
       `JetStream bytes stored per transfer, by stream: ${streamGrowth(natsBefore, natsAfter, transfers, transfers / (allDoneMs / 1000))}`,
     );
+    console.info(`PostgreSQL tables grew per transfer (with indexes and TOAST): ${tableGrowth(tablesBefore, tablesAfter, transfers)}`);
     if (SECONDS !== undefined)
       console.info(`sustained run, COMPLETED per second in each 10 s: ${await completedPerWindow(transactionsSql, startedAt, SECONDS)}`);
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
