@@ -1,5 +1,6 @@
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
+import { DEFAULT_STREAM_MAX_AGE_HOURS, DEFAULT_STREAM_MAX_BYTES } from "@vaultpay/kit";
 
 /** Streams by subject prefix (shared/ARCHITECTURE.md §3); an event's subject is its type. */
 export const STREAMS = {
@@ -50,9 +51,7 @@ export interface StreamLimits {
   replicas: number;
 }
 
-export const DEFAULT_STREAM_MAX_BYTES = 1024 ** 3;
-/** Seven days, the retention Kafka ships with: a week to notice and replay what went wrong. */
-export const DEFAULT_STREAM_MAX_AGE_HOURS = 7 * 24;
+/** The limits of the settings' defaults (kit's baseConfigSchema). */
 export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   maxBytes: DEFAULT_STREAM_MAX_BYTES,
   maxAgeMs: DEFAULT_STREAM_MAX_AGE_HOURS * 3_600_000,

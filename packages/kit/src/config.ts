@@ -6,6 +6,11 @@ export function natsUrlSchema() {
   return z.string().refine((text) => text.split(",").every((part) => URL.canParse(part.trim())), "must be a URL or comma-separated URLs");
 }
 
+/** NATS_STREAM_MAX_BYTES unless set: what each stream may hold. */
+export const DEFAULT_STREAM_MAX_BYTES = 1024 ** 3;
+/** NATS_STREAM_MAX_AGE_HOURS unless set: seven days, the retention Kafka ships with, a week to notice and replay what went wrong. */
+export const DEFAULT_STREAM_MAX_AGE_HOURS = 7 * 24;
+
 /** Settings every VaultPay process understands; services extend this with their own. */
 export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -26,13 +31,9 @@ export const baseConfigSchema = z.object({
     .number()
     .int()
     .min(1024 ** 2)
-    .default(1024 ** 3),
+    .default(DEFAULT_STREAM_MAX_BYTES),
   /** Hours the event streams keep a message (7 days unless set; 0: until the byte limit). The DLQ keeps its own. */
-  NATS_STREAM_MAX_AGE_HOURS: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .default(7 * 24),
+  NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(DEFAULT_STREAM_MAX_AGE_HOURS),
   /** Set by the local stack: the process ends when the stack does, even after a SIGKILL. */
   VAULTPAY_SUPERVISED: z.stringbool().default(false),
   /**
