@@ -53,6 +53,17 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** Runs `work` on a connection of its own to one database, closed afterwards. */
+async function withDatabase<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
 /** Each service's database name, for PostgreSQL's CPU per service. */
 function databasesByService(stack: TestStack): Record<string, string> {
   return Object.fromEntries(Object.entries(stack.databaseUrls).map(([service, url]) => [service, new URL(url).pathname.slice(1)]));
@@ -61,17 +72,13 @@ function databasesByService(stack: TestStack): Record<string, string> {
 /** Starts pg_stat_statements' counts afresh in every service's database (the extension is created if missing). */
 async function resetStatements(stack: TestStack): Promise<void> {
   for (const url of Object.values(stack.databaseUrls)) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
+    await withDatabase(url, async (client) => {
       await client.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`);
       // Planning too (off by default): a statement Prisma sends unnamed is planned on every call.
       await client.query(`ALTER SYSTEM SET pg_stat_statements.track_planning = on`);
       await client.query(`SELECT pg_reload_conf()`);
       await client.query(`SELECT pg_stat_statements_reset()`);
-    } finally {
-      await client.end();
-    }
+    });
   }
 }
 
@@ -81,9 +88,7 @@ async function resetStatements(stack: TestStack): Promise<void> {
  * how well concurrent commits share one fsync.
  */
 async function walCounters(url: string): Promise<{ commits: number; flushes: number; bytes: number; fullPages: number; lsn: string }> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
+  return await withDatabase(url, async (client) => {
     const { rows } = await client.query<{ commits: string; flushes: string; bytes: string; full_pages: string; lsn: string }>(
       `SELECT (SELECT sum(xact_commit) FROM pg_stat_database)::text AS commits, wal_sync::text AS flushes, wal_bytes::text AS bytes,
               wal_fpi::text AS full_pages, pg_current_wal_insert_lsn()::text AS lsn FROM pg_stat_wal`,
@@ -96,26 +101,20 @@ async function walCounters(url: string): Promise<{ commits: number; flushes: num
       fullPages: Number(row.full_pages),
       lsn: row.lsn,
     };
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /** Each service table's size on disk with its indexes and TOAST (pg_total_relation_size), by "service.table". */
 async function tableSizes(stack: TestStack): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
   for (const [service, url] of Object.entries(stack.databaseUrls)) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
+    await withDatabase(url, async (client) => {
       const { rows } = await client.query<{ name: string; bytes: string }>(
         `SELECT relname AS name, pg_total_relation_size(oid)::text AS bytes FROM pg_class
           WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace`,
       );
       for (const row of rows) sizes.set(`${service}.${row.name}`, Number(row.bytes));
-    } finally {
-      await client.end();
-    }
+    });
   }
   return sizes;
 }
@@ -146,21 +145,15 @@ function tableGrowth(before: Map<string, number>, after: Map<string, number>, tr
 async function walByRelation(stack: TestStack, from: string, to: string, transfers: number, top = 14): Promise<string> {
   const names = new Map<string, string>();
   for (const [service, url] of Object.entries(stack.databaseUrls)) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
+    await withDatabase(url, async (client) => {
       const { rows } = await client.query<{ db: string; node: string; name: string }>(
         `SELECT (SELECT oid FROM pg_database WHERE datname = current_database())::text AS db, pg_relation_filenode(c.oid)::text AS node,
                 c.relname AS name FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL`,
       );
       for (const row of rows) names.set(`${row.db}/${row.node}`, `${service}.${row.name}`);
-    } finally {
-      await client.end();
-    }
+    });
   }
-  const client = new pg.Client({ connectionString: stack.databaseUrls.transactions });
-  await client.connect();
-  try {
+  return await withDatabase(stack.databaseUrls.transactions, async (client) => {
     await client.query(`CREATE EXTENSION IF NOT EXISTS pg_walinspect`);
     const { rows } = await client.query<{ db: string; node: string; kind: string; bytes: string }>(
       `SELECT reldatabase::text AS db, relfilenode::text AS node, resource_manager || '/' || record_type AS kind,
@@ -174,9 +167,7 @@ async function walByRelation(stack: TestStack, from: string, to: string, transfe
         return `    ${(Number(row.bytes) / transfers).toFixed(0).padStart(6)} B  ${name} ${row.kind}`;
       })
       .join("\n");
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 function walPerTransfer(before: Awaited<ReturnType<typeof walCounters>>, after: typeof before, transfers: number): string {
@@ -190,9 +181,7 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
   const totals: string[] = [];
   const detail: string[] = [];
   for (const [service, url] of Object.entries(stack.databaseUrls)) {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
+    await withDatabase(url, async (client) => {
       const { rows } = await client.query<{ calls: string; ms: number; plan_ms: number; query: string }>(
         `SELECT calls::text, total_exec_time + total_plan_time AS ms, total_plan_time AS plan_ms, regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements s
            JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() ORDER BY s.calls DESC`,
@@ -209,9 +198,7 @@ async function statementsPerTransfer(stack: TestStack, transfers: number, top = 
         detail.push(
           `    ${(Number(row.calls) / transfers).toFixed(2).padStart(6)} ${(row.plan_ms / transfers).toFixed(3).padStart(7)} ${(row.ms / transfers).toFixed(3).padStart(7)}  ${row.query.slice(0, 140)}`,
         );
-    } finally {
-      await client.end();
-    }
+    });
   }
   return { totals: totals.join(", "), detail: detail.join("\n") };
 }
@@ -271,15 +258,8 @@ function streamGrowth(before: JetStreamCounters, after: JetStreamCounters, trans
 /** Milliseconds until audit holds every outbox event of the four services that have outboxes. */
 async function auditLag(stack: TestStack): Promise<number> {
   const startedAt = performance.now();
-  const count = async (url: string, sql: string) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      return Number((await client.query<{ n: string }>(sql)).rows[0]!.n);
-    } finally {
-      await client.end();
-    }
-  };
+  const count = (url: string, sql: string) =>
+    withDatabase(url, async (client) => Number((await client.query<{ n: string }>(sql)).rows[0]!.n));
   let outboxEvents = 0;
   for (const service of ["auth", "accounts", "transactions", "fraud"] as const) {
     outboxEvents += await count(stack.databaseUrls[service], `SELECT count(*)::text AS n FROM outbox_event`);
@@ -491,9 +471,7 @@ const PATH_EVENTS = [
  * log once it holds every event (same machine, one clock).
  */
 async function hopLatencies(stack: TestStack, ends: Map<string, { sentAt: number; pushedAt: number }>): Promise<string> {
-  const client = new pg.Client({ connectionString: stack.databaseUrls.audit });
-  await client.connect();
-  try {
+  return await withDatabase(stack.databaseUrls.audit, async (client) => {
     const { rows } = await client.query<{ id: string; at: Record<string, number> }>(
       `SELECT id, jsonb_object_agg(type, ms) AS at FROM (
          SELECT data::jsonb->>'transferId' AS id, type, (extract(epoch FROM min(occurred_at)) * 1000)::float8 AS ms
@@ -521,9 +499,7 @@ async function hopLatencies(stack: TestStack, ends: Map<string, { sentAt: number
         return `${name} ${percentile(sorted, 50).toFixed(0)}/${percentile(sorted, 99).toFixed(0)}`;
       })
       .join(", ");
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 describe("saga benchmark", () => {
