@@ -14,6 +14,7 @@ import { createClient, type Client } from "graphql-ws";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
 import { connectJetStream } from "@vaultpay/events";
 import { EVENT_LOOP_SAMPLE_MS, createLogger } from "@vaultpay/kit";
+import { reconcile } from "@vaultpay/reconcile";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
 import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
@@ -121,8 +122,9 @@ async function tableSizes(stack: TestStack): Promise<Map<string, number>> {
 
 /**
  * What the tables grew by per transfer between two readings, largest first: the disk a transfer
- * takes for good, since nothing prunes these tables (outbox rows stay as the reconciler's record,
- * processed_event rows as the consumers' dedup record, the audit log and the ledger by design).
+ * takes until `pnpm reconcile --prune` deletes the outbox rows the audit log holds (see
+ * reconcileCost); processed_event rows stay as the consumers' dedup record, the audit log and the
+ * ledger by design.
  */
 function tableGrowth(before: Map<string, number>, after: Map<string, number>, transfers: number, top = 10): string {
   const grown = [...after].map(([name, bytes]) => ({ name, perTransfer: (bytes - (before.get(name) ?? 0)) / transfers }));
@@ -133,6 +135,48 @@ function tableGrowth(before: Map<string, number>, after: Map<string, number>, tr
     .slice(0, top)
     .map((table) => `${table.name} ${table.perTransfer.toFixed(0)} B`);
   return `${(total / 1024).toFixed(1)} KiB in all; ${largest.join(", ")}`;
+}
+
+/**
+ * What `pnpm reconcile` costs over the history the run left (every transfer and outbox row, none in
+ * flight): a report-only run, one with --prune, and a report-only run after it, with the outbox
+ * rows each found. Without pruning a run reads every outbox row ever written, so its time grows
+ * with the history; after it, what the outboxes hold is what came since the last run.
+ */
+async function reconcileCost(stack: TestStack): Promise<string> {
+  const outboxRows = async () => {
+    let rows = 0;
+    for (const url of Object.values(stack.databaseUrls))
+      rows += await withDatabase(url, async (client) =>
+        Number((await client.query(`SELECT count(*)::int AS n FROM outbox_event`)).rows[0].n),
+      );
+    return rows;
+  };
+  const transfers = await withDatabase(stack.databaseUrls.transactions, async (client) =>
+    Number((await client.query(`SELECT count(*)::int AS n FROM transfer`)).rows[0].n),
+  );
+  const timed = async (prune: boolean) => {
+    const rows = await outboxRows();
+    const started = performance.now();
+    const report = await reconcile({
+      databaseUrls: stack.databaseUrls,
+      graceMs: 0,
+      prune,
+      logger: createLogger({ service: "bench", level: "silent" }),
+    });
+    const seconds = (performance.now() - started) / 1000;
+    expect(report.findings).toEqual([]);
+    const pruned = Object.values(report.pruned).reduce((sum, count) => sum + count, 0);
+    return { rows, seconds, pruned };
+  };
+  const plain = await timed(false);
+  const pruning = await timed(true);
+  const after = await timed(false);
+  const rate = (run: { rows: number; seconds: number }) => `${((transfers + run.rows) / run.seconds).toFixed(0)}`;
+  return (
+    `${transfers} transfers and ${plain.rows} outbox rows in ${plain.seconds.toFixed(2)} s (${rate(plain)} rows/s); ` +
+    `--prune ${pruning.seconds.toFixed(2)} s, ${pruning.pruned} rows deleted; the next run: ${after.rows} outbox rows left, ${after.seconds.toFixed(2)} s`
+  );
 }
 
 /**
@@ -661,6 +705,10 @@ describe("saga benchmark", () => {
     ].join(" | ");
     appendFileSync(new URL("./saga-results.md", import.meta.url), `${line}\n`);
     console.info(line);
+
+    // After the results line, so its time is not the load's; the open loop then starts with pruned
+    // outboxes, as a platform whose CronJob runs `pnpm reconcile --repair --prune` would.
+    console.info(`pnpm reconcile over the whole history (grace 0): ${await reconcileCost(stack)}`);
 
     // Open loop at half the closed loop's completed rate (or as told): the latency goals' setting.
     if (OPEN_RATE === 0) return;

@@ -1,7 +1,7 @@
 /**
- * `pnpm reconcile [--repair] [--grace-seconds N] [--json]`: compares accounts' money movements with
- * transactions' sagas and every service's outbox with the audit log (packages/reconcile). Reports
- * only, unless --repair. Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
+ * `pnpm reconcile [--repair] [--prune] [--grace-seconds N] [--json]`: compares accounts' money movements
+ * with transactions' sagas and every service's outbox with the audit log (packages/reconcile).
+ * Reports only, unless --repair; --prune deletes outbox rows the audit log holds. Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
  * 3: could not run (a database or NATS unreachable); 78: bad configuration.
  *
  * Databases: DATABASE_URL names the server (default: the local stack's), each service's database
@@ -14,12 +14,13 @@ import { createLogger, loadConfig, natsUrlSchema } from "@vaultpay/kit";
 import { SERVICES, serviceDatabaseUrl, type ServiceName } from "@vaultpay/migrate";
 import { DEFAULT_GRACE_MS, formatFinding, formatSummary, reconcile, reportJson } from "@vaultpay/reconcile";
 
-const usage = "usage: pnpm reconcile [--repair] [--grace-seconds N] [--json]";
-let values: { repair?: boolean; json?: boolean; "grace-seconds"?: string };
+const usage = "usage: pnpm reconcile [--repair] [--prune] [--grace-seconds N] [--json]";
+let values: { repair?: boolean; prune?: boolean; json?: boolean; "grace-seconds"?: string };
 try {
   ({ values } = parseArgs({
     options: {
       repair: { type: "boolean", default: false },
+      prune: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       "grace-seconds": { type: "string", default: String(DEFAULT_GRACE_MS / 1000) },
     },
@@ -56,6 +57,7 @@ try {
     natsUrl: config.NATS_URL,
     graceMs: graceSeconds * 1000,
     repair: values.repair ?? false,
+    prune: values.prune ?? false,
     logger,
   });
   if (values.json) console.log(reportJson(report));

@@ -275,7 +275,7 @@ describe("Kubernetes manifests", () => {
     expect(cronJob.spec.schedule).toBe("*/5 * * * *");
     expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
     const container = podSpecOf(cronJob)!.containers[0]!;
-    expect(container.command).toEqual(["node", "--import", "tsx", "scripts/reconcile.ts", "--repair"]);
+    expect(container.command).toEqual(["node", "--import", "tsx", "scripts/reconcile.ts", "--repair", "--prune"]);
     const reconcileReads = new Set([
       "NATS_URL",
       "DATABASE_URL",

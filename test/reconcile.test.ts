@@ -12,7 +12,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendToOutbox, connectJetStream, createEvent, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
-import { RECONCILIATION_REFUND_REASON, reconcile, sqlExecutor, type ReconcileReport } from "@vaultpay/reconcile";
+import { OUTBOX_SERVICES, RECONCILIATION_REFUND_REASON, reconcile, sqlExecutor, type ReconcileReport } from "@vaultpay/reconcile";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
@@ -419,6 +419,90 @@ describe("reconciliation", () => {
     expect(verification.data!.verifyAuditChain.valid).toBe(true);
     await sleep(GRACE_MS + 200);
     expect(about(await run(), lost.id)).toEqual([]);
+  });
+
+  it("with --prune, deletes the outbox rows the audit log holds and keeps what a later run still needs", async () => {
+    // A row marked published whose message never reached the stream: missing from audit, kept.
+    const unaudited = createEvent(
+      "account.created",
+      {
+        accountId: randomUUID(),
+        userId: randomUUID(),
+        type: "SAVINGS",
+        currency: "EUR",
+        maskedNumber: "•••• 0000",
+        numberBlindIndex: "0".repeat(64),
+      },
+      undefined,
+    );
+    await accountsSql.query(
+      `INSERT INTO outbox_event (id, subject, type, payload, published_at) VALUES ($1::uuid, $2, $2, $3::jsonb, now())`,
+      [unaudited.id, unaudited.type, JSON.stringify(unaudited)],
+    );
+    await sleep(GRACE_MS + 200);
+    const verdict = (report: ReconcileReport) =>
+      report.findings.map((finding) => `${finding.code} ${finding.transferId ?? finding.eventId}`).sort();
+    const before = await waitUntil(async () => {
+      const current = await run();
+      return current.findings.filter((finding) => finding.eventId !== undefined).length === 1 && current;
+    }, "audit to hold every event but the unaudited one");
+    expect(about(before, unaudited.id).map((finding) => finding.code)).toEqual(["EVENT_MISSING_FROM_AUDIT"]);
+    const outboxes = Object.fromEntries(
+      await Promise.all(
+        OUTBOX_SERVICES.map(async (service) => {
+          const client = new pg.Client({ connectionString: stack.databaseUrls[service] });
+          await client.connect();
+          return [service, client] as const;
+        }),
+      ),
+    ) as Record<(typeof OUTBOX_SERVICES)[number], pg.Client>;
+    const idsOf = async (client: pg.Client) =>
+      (
+        await client.query<{ id: string }>(`SELECT id::text FROM outbox_event WHERE created_at < $1 ORDER BY seq`, [before.startedAt])
+      ).rows.map((row) => row.id);
+    try {
+      const held = Object.fromEntries(await Promise.all(OUTBOX_SERVICES.map(async (service) => [service, await idsOf(outboxes[service])])));
+      const total = Object.values(held).flat().length;
+
+      // Two rows a page: every cursor is used (a text-ordered page once skipped rows 2 to 9).
+      const pruning = await reconcile({ databaseUrls: stack.databaseUrls, graceMs: GRACE_MS, prune: true, pageSize: 2, logger });
+      expect(verdict(pruning)).toEqual(verdict(before));
+      const pruned = Object.values(pruning.pruned).reduce((sum, count) => sum + count, 0);
+      const left = Object.fromEntries(await Promise.all(OUTBOX_SERVICES.map(async (service) => [service, await idsOf(outboxes[service])])));
+      expect(pruned).toBe(total - Object.values(left).flat().length);
+      expect(pruned).toBeGreaterThan(20); // accounts, deposits and five sagas' events
+      // The saga's three services wrote (auth and audit wrote nothing here: tokens are minted, no DLQ replay).
+      for (const service of ["accounts", "transactions", "fraud"] as const) expect(held[service]!.length, service).toBeGreaterThan(0);
+
+      // What is left, older than the run, is exactly what a later run needs: the unaudited row, the
+      // reconciliation's own refund request, and the debits of the two transfers transactions lost
+      // (a refund of either would join the debit's correlation id).
+      const request = await transactionsSql.query(
+        `SELECT id::text FROM outbox_event WHERE type = 'transaction.refund.requested' AND payload->'data'->>'reason' = $1`,
+        [RECONCILIATION_REFUND_REASON],
+      );
+      const debits = await accountsSql.query(
+        `SELECT id::text FROM outbox_event WHERE type = 'account.debited' AND payload->'data'->>'transferId' = ANY($1::text[])`,
+        [[transfers.vanishing, transfers.completing]],
+      );
+      expect(request.rows).toHaveLength(1);
+      expect(debits.rows).toHaveLength(2);
+      expect(Object.values(left).flat().sort()).toEqual([unaudited.id, request.rows[0].id, ...debits.rows.map((row) => row.id)].sort());
+      expect(left.accounts).toContain(unaudited.id);
+
+      // The verdicts are the same without the pruned copies: the refunded transfer stays settled
+      // (its request is still recognised), nothing is asked again, and the next run prunes nothing.
+      const after = await run();
+      expect(verdict(after)).toEqual(verdict(before));
+      expect(about(after, transfers.vanishing)).toEqual([]);
+      // The operator command, as the CronJob runs it: the findings are still there (exit 1), and
+      // it says what it pruned.
+      const command = await runCommand(["--prune", "--grace-seconds", String(GRACE_MS / 1000)]);
+      expect(command.code).toBe(1);
+      expect(command.stdout).toMatch(/; pruned 0 outbox row\(s\) the audit log holds/);
+    } finally {
+      await Promise.all(Object.values(outboxes).map((client) => client.end()));
+    }
   });
 
   async function runCommand(args: string[]): Promise<{ code: number; stdout: string }> {

@@ -13,11 +13,12 @@ import pg from "pg";
 import { appendToOutbox, connectJetStream, createEvent, eventHeaders, parseEvent, type JetStreamLink } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import type { ServiceName } from "@vaultpay/migrate";
-import { OUTBOX_SERVICES, type Finding, type ReconcileClock, type Repair, type TransferEvidence } from "./model.ts";
-import { RECONCILIATION_REFUND_REASON, judgeOutbox, judgeTransfer } from "./rules.ts";
+import { OUTBOX_SERVICES, type Finding, type OutboxService, type ReconcileClock, type Repair, type TransferEvidence } from "./model.ts";
+import { RECONCILIATION_REFUND_REASON, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
 import {
   PAGE_SIZE,
   accountsTransferIdPages,
+  deleteOutboxRows,
   loadAccountsEvidence,
   loadAuditedIds,
   loadDebitEvents,
@@ -42,6 +43,12 @@ export interface ReconcileOptions {
   databaseUrls: Record<ServiceName, string>;
   graceMs?: number;
   repair?: boolean;
+  /**
+   * Delete the outbox rows the run found published and held by the audit log, past the grace
+   * period (prunableOutboxIds): the outboxes then hold what is in flight or wrong, and each run
+   * reads only what came since the last one. Skipped when the findings were cut (maxFindings).
+   */
+  prune?: boolean;
   /** Needed only when an event has to be republished. */
   natsUrl?: string;
   logger: Logger;
@@ -63,6 +70,9 @@ export interface ReconcileReport {
   startedAt: Date;
   graceMs: number;
   repair: boolean;
+  prune: boolean;
+  /** Outbox rows deleted by --prune, by service (services with none are left out). */
+  pruned: Partial<Record<OutboxService, number>>;
   findings: ReconciledFinding[];
   /** True when more than maxFindings were found; the rest show in the next run. */
   truncated: boolean;
@@ -89,15 +99,29 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     }
     return true;
   };
+  const pruned: Partial<Record<OutboxService, number>> = {};
+  const pageSize = options.pageSize ?? PAGE_SIZE;
   try {
-    await findMoney(clients, clock, options.pageSize ?? PAGE_SIZE, add);
-    if (!truncated) await findUnaudited(clients, clock, options.pageSize ?? PAGE_SIZE, add);
+    const orphanDebitIds = await findMoney(clients, clock, pageSize, add);
+    if (!truncated) {
+      const prune = options.prune ? { kept: orphanDebitIds, pruned } : undefined;
+      await findUnaudited(clients, clock, pageSize, add, prune);
+    }
     if (options.repair) await repairAll(findings, clients, options, startedAt);
   } finally {
     await Promise.all(Object.values(clients).map((client) => client.end().catch(() => undefined)));
   }
   const unresolved = findings.filter((finding) => finding.repairOutcome?.status !== "repaired").length;
-  return { startedAt, graceMs: clock.graceMs, repair: options.repair ?? false, findings, truncated, unresolved };
+  return {
+    startedAt,
+    graceMs: clock.graceMs,
+    repair: options.repair ?? false,
+    prune: options.prune ?? false,
+    pruned,
+    findings,
+    truncated,
+    unresolved,
+  };
 }
 
 async function connectAll(urls: Record<ServiceName, string>): Promise<Clients> {
@@ -118,9 +142,17 @@ async function connectAll(urls: Record<ServiceName, string>): Promise<Clients> {
 /**
  * Both directions, each transfer id judged once: every transfer transactions knows with what
  * accounts holds of it, then every transfer id of accounts that transactions does not know.
+ * Returns the ids of those unknown transfers' account.debited events (lower-case), which pruning
+ * keeps: a refund of such a debit joins its correlation id, in this run or a later one.
  */
-async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: number, add: (found: Finding[]) => boolean): Promise<void> {
+async function findMoney(
+  clients: Clients,
+  clock: ReconcileClock,
+  pageSize: number,
+  add: (found: Finding[]) => boolean,
+): Promise<Set<string>> {
   const { accounts, transactions } = clients;
+  const orphanDebitIds = new Set<string>();
   for await (const page of transferPages(transactions, pageSize)) {
     const held = await loadAccountsEvidence(
       accounts,
@@ -134,7 +166,7 @@ async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: numb
         decisions: held.decisions.filter((decision) => decision.transferId === transfer.id),
         reconciliationRefunds: [],
       };
-      if (!add(judgeTransfer(evidence, clock))) return;
+      if (!add(judgeTransfer(evidence, clock))) return orphanDebitIds;
     }
   }
   for await (const ids of accountsTransferIdPages(accounts, pageSize)) {
@@ -144,6 +176,7 @@ async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: numb
     const held = await loadAccountsEvidence(accounts, unknown);
     const debitEvents = await loadDebitEvents(accounts, unknown);
     const refunds = await loadReconciliationRefunds(transactions, unknown);
+    for (const debit of debitEvents.values()) orphanDebitIds.add(debit.eventId.toLowerCase());
     for (const transferId of unknown) {
       const evidence: TransferEvidence = {
         transferId,
@@ -153,13 +186,24 @@ async function findMoney(clients: Clients, clock: ReconcileClock, pageSize: numb
         reconciliationRefunds: refunds.filter((refund) => refund.transferId === transferId),
         debitEvent: debitEvents.get(transferId),
       };
-      if (!add(judgeTransfer(evidence, clock))) return;
+      if (!add(judgeTransfer(evidence, clock))) return orphanDebitIds;
     }
   }
+  return orphanDebitIds;
 }
 
-/** Every outbox row of every service that emits events, against the audit log. */
-async function findUnaudited(clients: Clients, clock: ReconcileClock, pageSize: number, add: (found: Finding[]) => boolean): Promise<void> {
+/**
+ * Every outbox row of every service that emits events, against the audit log. With `prune`, the
+ * rows of each page that prunableOutboxIds picks are deleted behind the scan (pages follow seq, so
+ * deleting rows already read moves none still to come).
+ */
+async function findUnaudited(
+  clients: Clients,
+  clock: ReconcileClock,
+  pageSize: number,
+  add: (found: Finding[]) => boolean,
+  prune: { kept: ReadonlySet<string>; pruned: Partial<Record<OutboxService, number>> } | undefined,
+): Promise<void> {
   const before = new Date(clock.now.getTime() - clock.graceMs);
   for (const service of OUTBOX_SERVICES) {
     for await (const rows of outboxPages(clients[service], service, before, pageSize)) {
@@ -168,6 +212,10 @@ async function findUnaudited(clients: Clients, clock: ReconcileClock, pageSize: 
         rows.filter((row) => row.publishedAt !== null).map((row) => row.id),
       );
       if (!add(judgeOutbox(rows, audited, clock))) return;
+      if (prune) {
+        const deleted = await deleteOutboxRows(clients[service], prunableOutboxIds(rows, audited, clock, prune.kept));
+        if (deleted > 0) prune.pruned[service] = (prune.pruned[service] ?? 0) + deleted;
+      }
     }
   }
 }

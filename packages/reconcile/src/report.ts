@@ -17,7 +17,9 @@ export function formatFinding(finding: ReconciledFinding): string {
 export function formatSummary(report: ReconcileReport): string {
   const repaired = report.findings.length - report.unresolved;
   const cut = report.truncated ? ` (stopped at ${report.findings.length}: run again after acting on these)` : "";
-  return `reconcile: ${report.findings.length} finding(s)${cut}, ${repaired} repaired, ${report.unresolved} left; grace ${report.graceMs / 1000} s${report.repair ? "" : "; report only (--repair to fix what can be fixed)"}`;
+  const pruned = Object.values(report.pruned).reduce((sum, count) => sum + count, 0);
+  const pruning = report.prune ? `; pruned ${pruned} outbox row(s) the audit log holds` : "";
+  return `reconcile: ${report.findings.length} finding(s)${cut}, ${repaired} repaired, ${report.unresolved} left; grace ${report.graceMs / 1000} s${pruning}${report.repair ? "" : "; report only (--repair to fix what can be fixed)"}`;
 }
 
 /** The report as JSON (bigints as decimal strings, like money everywhere else in VaultPay). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Decision, Movement, MovementKind, OutboxRow, TransferEvidence, TransferRecord, TransferStatus } from "./model.ts";
-import { judgeOutbox, judgeTransfer } from "./rules.ts";
+import { RECONCILIATION_REFUND_REASON, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
 
 const NOW = new Date("2026-12-01T12:00:00Z");
 const clock = { now: NOW, graceMs: 5 * 60_000 };
@@ -212,5 +212,30 @@ describe("outbox events against the audit log", () => {
     expect(judgeOutbox([row({ createdAt: RECENT, publishedAt: RECENT })], new Set(), clock)).toEqual([]);
     expect(judgeOutbox([row({ publishedAt: RECENT })], new Set(), clock)).toEqual([]);
     expect(judgeOutbox([row({ createdAt: RECENT, publishedAt: null })], new Set(), clock)).toEqual([]);
+  });
+
+  it("prunes only rows published and audited before the grace period, never the reconciliation's own refunds or kept events", () => {
+    const id = (n: number) => `0190aaaa-0000-7000-8000-${String(n).padStart(12, "0")}`;
+    const refund = (n: number, reason: string) =>
+      row({
+        id: id(n),
+        type: "transaction.refund.requested",
+        subject: "transaction.refund.requested",
+        payload: { id: id(n), data: { transferId: "t1", reason } },
+      });
+    const rows = [
+      row({ id: id(1) }), // pruned
+      row({ id: id(2).toUpperCase() }), // pruned: audit stores ids lower-case
+      row({ id: id(3) }), // not in the audit log: reported, kept
+      row({ id: id(4), publishedAt: null }), // never published: kept
+      row({ id: id(5), publishedAt: RECENT }), // published within the grace period
+      row({ id: id(6), createdAt: RECENT, publishedAt: RECENT }),
+      row({ id: id(7) }), // kept by the caller (an orphan's debit)
+      refund(8, RECONCILIATION_REFUND_REASON), // the reconciliation's memory of its refund
+      refund(9, "asked by hand"), // any other refund request is a copy like the rest
+    ];
+    const audited = new Set([1, 2, 4, 5, 6, 7, 8, 9].map(id));
+    expect(prunableOutboxIds(rows, audited, clock, new Set([id(7)]))).toEqual([id(1), id(2).toUpperCase(), id(9)]);
+    expect(prunableOutboxIds(rows, new Set(), clock, new Set())).toEqual([]);
   });
 });

@@ -208,3 +208,36 @@ export function judgeOutbox(rows: readonly OutboxRow[], auditedIds: ReadonlySet<
   }
   return findings;
 }
+
+/** A refund request the reconciliation wrote into transactions' outbox (see RECONCILIATION_REFUND_REASON). */
+export function isReconciliationRefund(row: Pick<OutboxRow, "type" | "payload">): boolean {
+  if (row.type !== "transaction.refund.requested") return false;
+  const data = (row.payload as { data?: { reason?: unknown } } | null)?.data;
+  return data?.reason === RECONCILIATION_REFUND_REASON;
+}
+
+/**
+ * The ids of the rows `--prune` deletes from one service's outbox: published and held by the audit
+ * log, both before the grace period (judgeOutbox finds nothing about them), so the row is a copy of
+ * an audit record and nothing will publish it again. Kept whatever their age: the reconciliation's
+ * own refund requests (how a later run knows it asked) and the events in `kept` (the debits of
+ * transfers transactions does not know, whose refund joins the debit's correlation id).
+ */
+export function prunableOutboxIds(
+  rows: readonly OutboxRow[],
+  auditedIds: ReadonlySet<string>,
+  clock: ReconcileClock,
+  kept: ReadonlySet<string>,
+): string[] {
+  const cutoff = cutoffMs(clock);
+  return rows
+    .filter(
+      (row) =>
+        row.publishedAt !== null &&
+        Math.max(row.createdAt.getTime(), row.publishedAt.getTime()) <= cutoff &&
+        auditedIds.has(row.id.toLowerCase()) &&
+        !kept.has(row.id.toLowerCase()) &&
+        !isReconciliationRefund(row),
+    )
+    .map((row) => row.id);
+}

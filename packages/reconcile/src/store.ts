@@ -64,7 +64,7 @@ export async function* transferPages(transactions: pg.ClientBase, pageSize = PAG
   let after = "00000000-0000-0000-0000-000000000000";
   for (;;) {
     const { rows } = await transactions.query<TransferRow>(
-      `SELECT ${TRANSFER_COLUMNS} FROM transfer WHERE id > $1::uuid ORDER BY id LIMIT $2`,
+      `SELECT ${TRANSFER_COLUMNS} FROM transfer WHERE id > $1::uuid ORDER BY transfer.id LIMIT $2`,
       [after, pageSize],
     );
     if (rows.length === 0) return;
@@ -184,7 +184,13 @@ export async function loadDebitEvents(accounts: pg.ClientBase, transferIds: read
   return new Map(rows.map((row) => [row.transfer_id, { eventId: row.id, correlationId: row.correlation_id }]));
 }
 
-/** One service's outbox rows created before `before`, a page at a time, in seq order. */
+/**
+ * One service's outbox rows created before `before`, a page at a time, in seq order. The order
+ * names the table's column: a bare `seq` is the output column `seq::text`, whose text order ("1",
+ * "10", "100", "2"…) made each page's last row a bad cursor and skipped rows once the outbox
+ * held more than a page (transferPages' `transfer.id` likewise, whose text and uuid orders agree
+ * only under some collations).
+ */
 export async function* outboxPages(
   client: pg.ClientBase,
   service: OutboxService,
@@ -203,7 +209,7 @@ export async function* outboxPages(
       published_at: Date | null;
     }>(
       `SELECT seq::text, id::text, type, subject, payload, created_at, published_at FROM outbox_event
-        WHERE seq > $1::bigint AND created_at <= $2 ORDER BY seq LIMIT $3`,
+        WHERE seq > $1::bigint AND created_at <= $2 ORDER BY outbox_event.seq LIMIT $3`,
       [after, before, pageSize],
     );
     if (rows.length === 0) return;
@@ -228,4 +234,14 @@ export async function loadAuditedIds(audit: pg.ClientBase, eventIds: readonly st
     eventIds,
   ]);
   return new Set(rows.map((row) => row.event_id));
+}
+
+/**
+ * Deletes these published rows from a service's outbox (`--prune`); how many went. A row the relay
+ * has not published is never deleted, whatever the caller passed.
+ */
+export async function deleteOutboxRows(client: pg.ClientBase, eventIds: readonly string[]): Promise<number> {
+  if (eventIds.length === 0) return 0;
+  const { rowCount } = await client.query(`DELETE FROM outbox_event WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL`, [eventIds]);
+  return rowCount ?? 0;
 }
