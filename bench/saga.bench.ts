@@ -14,7 +14,7 @@ import { createClient, type Client } from "graphql-ws";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
 import { connectJetStream } from "@vaultpay/events";
 import { EVENT_LOOP_SAMPLE_MS, createLogger } from "@vaultpay/kit";
-import { reconcile } from "@vaultpay/reconcile";
+import { prunedRows, reconcile } from "@vaultpay/reconcile";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
 import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
@@ -166,8 +166,7 @@ async function reconcileCost(stack: TestStack): Promise<string> {
     });
     const seconds = (performance.now() - started) / 1000;
     expect(report.findings).toEqual([]);
-    const pruned = Object.values(report.pruned).reduce((sum, count) => sum + count, 0);
-    return { rows, seconds, pruned };
+    return { rows, seconds, pruned: prunedRows(report) };
   };
   const plain = await timed(false);
   const pruning = await timed(true);

@@ -1,7 +1,8 @@
 /**
- * `pnpm reconcile [--repair] [--prune] [--grace-seconds N] [--json]`: compares accounts' money movements
- * with transactions' sagas and every service's outbox with the audit log (packages/reconcile).
- * Reports only, unless --repair; --prune deletes outbox rows the audit log holds. Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
+ * `pnpm reconcile [--repair] [--prune] [--grace-seconds N] [--json]`: compares accounts' money
+ * movements with transactions' sagas and every service's outbox with the audit log
+ * (packages/reconcile). Reports only, unless --repair; --prune deletes outbox rows the audit log
+ * holds. Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
  * 3: could not run (a database or NATS unreachable); 78: bad configuration.
  *
  * Databases: DATABASE_URL names the server (default: the local stack's), each service's database

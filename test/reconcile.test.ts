@@ -12,7 +12,14 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendToOutbox, connectJetStream, createEvent, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
-import { OUTBOX_SERVICES, RECONCILIATION_REFUND_REASON, reconcile, sqlExecutor, type ReconcileReport } from "@vaultpay/reconcile";
+import {
+  OUTBOX_SERVICES,
+  RECONCILIATION_REFUND_REASON,
+  prunedRows,
+  reconcile,
+  sqlExecutor,
+  type ReconcileReport,
+} from "@vaultpay/reconcile";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
 
@@ -467,7 +474,7 @@ describe("reconciliation", () => {
       // Two rows a page: every cursor is used (a text-ordered page once skipped rows 2 to 9).
       const pruning = await reconcile({ databaseUrls: stack.databaseUrls, graceMs: GRACE_MS, prune: true, pageSize: 2, logger });
       expect(verdict(pruning)).toEqual(verdict(before));
-      const pruned = Object.values(pruning.pruned).reduce((sum, count) => sum + count, 0);
+      const pruned = prunedRows(pruning);
       const left = Object.fromEntries(await Promise.all(OUTBOX_SERVICES.map(async (service) => [service, await idsOf(outboxes[service])])));
       expect(pruned).toBe(total - Object.values(left).flat().length);
       expect(pruned).toBeGreaterThan(20); // accounts, deposits and five sagas' events

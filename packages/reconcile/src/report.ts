@@ -14,11 +14,15 @@ export function formatFinding(finding: ReconciledFinding): string {
   return `${finding.code} ${subject} ${details.join(" ")} — ${finding.message}${outcome}`;
 }
 
+/** The outbox rows --prune deleted, over all services. */
+export function prunedRows(report: Pick<ReconcileReport, "pruned">): number {
+  return Object.values(report.pruned).reduce((sum, count) => sum + count, 0);
+}
+
 export function formatSummary(report: ReconcileReport): string {
   const repaired = report.findings.length - report.unresolved;
   const cut = report.truncated ? ` (stopped at ${report.findings.length}: run again after acting on these)` : "";
-  const pruned = Object.values(report.pruned).reduce((sum, count) => sum + count, 0);
-  const pruning = report.prune ? `; pruned ${pruned} outbox row(s) the audit log holds` : "";
+  const pruning = report.prune ? `; pruned ${prunedRows(report)} outbox row(s) the audit log holds` : "";
   return `reconcile: ${report.findings.length} finding(s)${cut}, ${repaired} repaired, ${report.unresolved} left; grace ${report.graceMs / 1000} s${pruning}${report.repair ? "" : "; report only (--repair to fix what can be fixed)"}`;
 }
 

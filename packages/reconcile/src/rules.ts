@@ -192,8 +192,7 @@ export function judgeOutbox(rows: readonly OutboxRow[], auditedIds: ReadonlySet<
   const cutoff = cutoffMs(clock);
   const findings: Finding[] = [];
   for (const row of rows) {
-    const lastChange = Math.max(row.createdAt.getTime(), row.publishedAt?.getTime() ?? 0);
-    if (lastChange > cutoff) continue;
+    if (lastOutboxChangeMs(row) > cutoff) continue;
     const base = { service: row.service, eventId: row.id, details: { type: row.type, createdAt: row.createdAt.toISOString() } };
     if (row.publishedAt === null) {
       findings.push({ ...base, code: "EVENT_NOT_PUBLISHED", message: `${row.service}'s relay never published this outbox row` });
@@ -207,6 +206,11 @@ export function judgeOutbox(rows: readonly OutboxRow[], auditedIds: ReadonlySet<
     }
   }
   return findings;
+}
+
+/** When an outbox row last changed: its creation, or its publication once published. */
+function lastOutboxChangeMs(row: OutboxRow): number {
+  return Math.max(row.createdAt.getTime(), row.publishedAt?.getTime() ?? 0);
 }
 
 /** A refund request the reconciliation wrote into transactions' outbox (see RECONCILIATION_REFUND_REASON). */
@@ -234,7 +238,7 @@ export function prunableOutboxIds(
     .filter(
       (row) =>
         row.publishedAt !== null &&
-        Math.max(row.createdAt.getTime(), row.publishedAt.getTime()) <= cutoff &&
+        lastOutboxChangeMs(row) <= cutoff &&
         auditedIds.has(row.id.toLowerCase()) &&
         !kept.has(row.id.toLowerCase()) &&
         !isReconciliationRefund(row),
