@@ -1,8 +1,9 @@
 /**
- * `pnpm reconcile [--repair] [--prune] [--grace-seconds N] [--json]`: compares accounts' money
- * movements with transactions' sagas and every service's outbox with the audit log
+ * `pnpm reconcile [--repair] [--prune] [--full] [--grace-seconds N] [--json]`: compares accounts'
+ * money movements with transactions' sagas and every service's outbox with the audit log
  * (packages/reconcile). Reports only, unless --repair; --prune deletes outbox rows the audit log
- * holds. Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
+ * holds; the money is read from where the last run left off, or whole with --full (and on the
+ * first run). Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
  * 3: could not run (a database or NATS unreachable); 78: bad configuration.
  *
  * Databases: DATABASE_URL names the server (default: the local stack's), each service's database
@@ -15,13 +16,14 @@ import { createLogger, loadConfig, natsUrlSchema } from "@vaultpay/kit";
 import { SERVICES, serviceDatabaseUrl, type ServiceName } from "@vaultpay/migrate";
 import { DEFAULT_GRACE_MS, formatFinding, formatSummary, reconcile, reportJson } from "@vaultpay/reconcile";
 
-const usage = "usage: pnpm reconcile [--repair] [--prune] [--grace-seconds N] [--json]";
-let values: { repair?: boolean; prune?: boolean; json?: boolean; "grace-seconds"?: string };
+const usage = "usage: pnpm reconcile [--repair] [--prune] [--full] [--grace-seconds N] [--json]";
+let values: { repair?: boolean; prune?: boolean; full?: boolean; json?: boolean; "grace-seconds"?: string };
 try {
   ({ values } = parseArgs({
     options: {
       repair: { type: "boolean", default: false },
       prune: { type: "boolean", default: false },
+      full: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       "grace-seconds": { type: "string", default: String(DEFAULT_GRACE_MS / 1000) },
     },
@@ -59,6 +61,7 @@ try {
     graceMs: graceSeconds * 1000,
     repair: values.repair ?? false,
     prune: values.prune ?? false,
+    full: values.full ?? false,
     logger,
   });
   if (values.json) console.log(reportJson(report));

@@ -259,7 +259,7 @@ describe("Kubernetes manifests", () => {
     expect(configMap.AUTH_JWKS_URL).toBe(`http://auth:${defaultPort("auth")}/.well-known/jwks.json`);
   });
 
-  it("migrates every service's database in a Job, and reconciles every 5 minutes from a Secret no service mounts", () => {
+  it("migrates every service's database in a Job, and reconciles every 5 minutes and fully once a day from a Secret no service mounts", () => {
     const migrations = render(path.join(K8S_DIR, "migrations"));
     const [job] = migrations;
     expect(job!.kind).toBe("Job");
@@ -270,26 +270,34 @@ describe("Kubernetes manifests", () => {
         { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: `vaultpay-${SERVICES[index]}-database`, key: "DATABASE_URL" } } },
       ]);
     }
-    const [cronJob, ...more] = byKind("CronJob") as any[];
-    expect(more).toEqual([]);
-    expect(cronJob.spec.schedule).toBe("*/5 * * * *");
-    expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
-    const container = podSpecOf(cronJob)!.containers[0]!;
-    expect(container.command).toEqual(["node", "--import", "tsx", "scripts/reconcile.ts", "--repair", "--prune"]);
+    const cronJobs = byKind("CronJob") as any[];
+    expect(cronJobs.map((job) => [job.metadata.name, job.spec.schedule, podSpecOf(job)!.containers[0]!.command.slice(4)])).toEqual([
+      ["vaultpay-reconcile", "*/5 * * * *", ["--repair", "--prune"]],
+      ["vaultpay-reconcile-full", "17 3 * * *", ["--repair", "--full"]],
+    ]);
     const reconcileReads = new Set([
       "NATS_URL",
       "DATABASE_URL",
       "LOG_LEVEL",
       ...SERVICES.map((service) => `${service.toUpperCase()}_DATABASE_URL`),
     ]);
-    for (const variable of container.env) expect(reconcileReads, variable.name).toContain(variable.name);
+    for (const cronJob of cronJobs) {
+      expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
+      const container = podSpecOf(cronJob)!.containers[0]!;
+      expect(container.command.slice(0, 4)).toEqual(["node", "--import", "tsx", "scripts/reconcile.ts"]);
+      for (const variable of container.env) expect(reconcileReads, variable.name).toContain(variable.name);
+    }
+    // The daily reading of the whole history may take longer than the 5-minute one's 20 minutes.
+    expect(cronJobs[1].spec.jobTemplate.spec.activeDeadlineSeconds).toBeGreaterThan(
+      cronJobs[0].spec.jobTemplate.spec.activeDeadlineSeconds,
+    );
     const secretNames = (objects: K8sObject[]) =>
       objects.flatMap((object) =>
         (podSpecOf(object)?.containers ?? []).flatMap((c) =>
           (c.env ?? []).map((v: any) => v.valueFrom?.secretKeyRef?.name).filter(Boolean),
         ),
       );
-    expect(new Set(secretNames([cronJob]))).toEqual(new Set(["vaultpay-reconcile"]));
+    expect(new Set(secretNames(cronJobs))).toEqual(new Set(["vaultpay-reconcile"]));
     expect(secretNames(byKind("Deployment"))).not.toContain("vaultpay-reconcile");
   });
 

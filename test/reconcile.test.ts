@@ -13,8 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendToOutbox, connectJetStream, createEvent, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import {
+  CHECKPOINT_OVERLAP_MS,
   OUTBOX_SERVICES,
   RECONCILIATION_REFUND_REASON,
+  loadMoneyCheckpoint,
   prunedRows,
   reconcile,
   sqlExecutor,
@@ -121,6 +123,7 @@ describe("reconciliation", () => {
         [transferId],
       )
     ).rows;
+  /** A run as the 5-minute job does it (from the checkpoint); with pageSize, a full one read in pages of that size. */
   const run = (repair = false, pageSize?: number): Promise<ReconcileReport> =>
     reconcile({
       databaseUrls: stack.databaseUrls,
@@ -128,7 +131,7 @@ describe("reconciliation", () => {
       graceMs: GRACE_MS,
       repair,
       logger,
-      ...(pageSize ? { pageSize } : {}),
+      ...(pageSize ? { pageSize, full: true } : {}),
     });
   /** Deletes the stream's messages whose event matches (what a lost commit never published). */
   async function deleteFromStream(stream: string, matches: (event: { type: string; data: Record<string, unknown> }) => boolean) {
@@ -211,8 +214,10 @@ describe("reconciliation", () => {
     });
     expect(about(report, completed)[0]!.repair).toBeUndefined();
     expect(report.unresolved).toBe(2);
-    // Read two rows at a time (every query pages), the verdict is the same.
+    // The whole history read two rows at a time (every query pages): the verdict is the same as
+    // the reading of what changed since the last run.
     const paged = await run(false, 2);
+    expect([report.full, paged.full]).toEqual([false, true]);
     expect(paged.findings.map((finding) => [finding.code, finding.transferId]).sort()).toEqual(
       report.findings.map((finding) => [finding.code, finding.transferId]).sort(),
     );
@@ -482,8 +487,9 @@ describe("reconciliation", () => {
       for (const service of ["accounts", "transactions", "fraud"] as const) expect(held[service]!.length, service).toBeGreaterThan(0);
 
       // What is left, older than the run, is exactly what a later run needs: the unaudited row, the
-      // reconciliation's own refund request, and the debits of the two transfers transactions lost
-      // (a refund of either would join the debit's correlation id).
+      // reconciliation's own refund request, and the debit of the transfer transactions lost whose
+      // finding is still open (a refund of it would join the debit's correlation id). The refunded
+      // one is settled: its debit went (the audit log holds it).
       const request = await transactionsSql.query(
         `SELECT id::text FROM outbox_event WHERE type = 'transaction.refund.requested' AND payload->'data'->>'reason' = $1`,
         [RECONCILIATION_REFUND_REASON],
@@ -493,7 +499,7 @@ describe("reconciliation", () => {
         [[transfers.vanishing, transfers.completing]],
       );
       expect(request.rows).toHaveLength(1);
-      expect(debits.rows).toHaveLength(2);
+      expect(debits.rows).toHaveLength(1);
       expect(Object.values(left).flat().sort()).toEqual([unaudited.id, request.rows[0].id, ...debits.rows.map((row) => row.id)].sort());
       expect(left.accounts).toContain(unaudited.id);
 
@@ -510,6 +516,59 @@ describe("reconciliation", () => {
     } finally {
       await Promise.all(Object.values(outboxes).map((client) => client.end()));
     }
+  });
+
+  it("reads only what changed since its checkpoint and what it left open; --full reads the whole history", async () => {
+    const { completing, returning } = transfers;
+    const transferCount = async () => (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer`)).rows[0].n as number;
+    const checkpoint = async () => (await loadMoneyCheckpoint(transactionsSql))!;
+    // Everything so far is older than where the next run starts reading.
+    await sleep(GRACE_MS + CHECKPOINT_OVERLAP_MS + 500);
+    const open = (await checkpoint()).openTransferIds;
+    expect(open).toContain(completing); // MOVEMENTS_WITHOUT_TRANSFER, found in an earlier test
+    const quiet = await run();
+    expect(quiet.full).toBe(false);
+    // Nothing changed: it judged exactly the transfers left open, and still reports the lost record
+    // whose movements are older than where it read from.
+    expect(quiet.transfersJudged).toBe(open.length);
+    const journalTimes = await accountsSql.query<{ at: Date }>(`SELECT created_at AS at FROM journal_entry WHERE transfer_id = $1`, [
+      completing,
+    ]);
+    expect(journalTimes.rows.every((row) => row.at < quiet.since!)).toBe(true);
+    expect(about(quiet, completing).map((finding) => finding.code)).toEqual(["MOVEMENTS_WITHOUT_TRANSFER"]);
+
+    // Two new transfers: read because their statuses changed and money moved.
+    const sent = [await send(alice, bob, 700), await send(bob, alice, 800)];
+    await waitUntil(async () => (await statusesOf(sent)).every((status) => status === "COMPLETED"), "the new transfers");
+    await sleep(GRACE_MS + 200);
+    const fresh = await run();
+    expect(fresh.transfersJudged).toBe(open.length + 2);
+    for (const id of sent) expect(about(fresh, id)).toEqual([]);
+    expect(await transferCount()).toBeGreaterThan(fresh.transfersJudged);
+
+    // A settled transfer altered by hand (no saga touched it) is not among the changes: only a
+    // full reading sees it, and then it is carried as open until it is put right.
+    await transactionsSql.query(`UPDATE transfer SET amount_minor = amount_minor + 1 WHERE id = $1`, [returning]);
+    try {
+      expect(about(await run(), returning)).toEqual([]);
+      const full = await run(false, 2);
+      expect(full.full).toBe(true);
+      expect(full.transfersJudged).toBeGreaterThanOrEqual(await transferCount());
+      expect(about(full, returning).map((finding) => finding.code)).toEqual(["AMOUNT_MISMATCH", "AMOUNT_MISMATCH"]);
+      expect((await checkpoint()).openTransferIds).toContain(returning);
+      expect((await checkpoint()).fullAt).toEqual(full.startedAt);
+      expect(about(await run(), returning).map((finding) => finding.code)).toEqual(["AMOUNT_MISMATCH", "AMOUNT_MISMATCH"]);
+    } finally {
+      await transactionsSql.query(`UPDATE transfer SET amount_minor = amount_minor - 1 WHERE id = $1`, [returning]);
+    }
+    const mended = await run();
+    expect(about(mended, returning)).toEqual([]);
+    expect((await checkpoint()).openTransferIds).not.toContain(returning);
+
+    // The operator command says which reading it did.
+    const grace = ["--grace-seconds", String(GRACE_MS / 1000)];
+    expect((await runCommand(grace)).stdout).toMatch(/; money: \d+ transfer\(s\) changed since \S+ or left open \(--full reads all\)/);
+    expect((await runCommand(["--full", ...grace])).stdout).toMatch(/; money: the whole history, \d+ transfer\(s\)/);
   });
 
   async function runCommand(args: string[]): Promise<{ code: number; stdout: string }> {

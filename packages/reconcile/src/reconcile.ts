@@ -1,6 +1,9 @@
 /**
- * The reconciliation run: read every service's rows (store.ts), judge them (rules.ts), and with
- * `repair` fix what needs no person:
+ * The reconciliation run: read the services' rows (store.ts), judge them (rules.ts), and with
+ * `repair` fix what needs no person. The money half reads what changed since the last run's
+ * checkpoint (reconciliation_checkpoint in transactions' database: where it left off, and the
+ * transfer ids it left open), or with `full` (and on the first run) the whole history; every
+ * outbox row still held is read, which `prune` keeps to what came since the last run. Repairs:
  *  - an event missing from audit is published again under a new Nats-Msg-Id (the stream may still
  *    hold the original id inside its duplicate window) with the same envelope and event id, so
  *    every consumer that applied it finds it in processed_event and skips it, and audit appends it;
@@ -13,20 +16,33 @@ import pg from "pg";
 import { appendToOutbox, connectJetStream, createEvent, eventHeaders, parseEvent, type JetStreamLink } from "@vaultpay/events";
 import type { Logger } from "@vaultpay/kit";
 import type { ServiceName } from "@vaultpay/migrate";
-import { OUTBOX_SERVICES, type Finding, type OutboxService, type ReconcileClock, type Repair, type TransferEvidence } from "./model.ts";
-import { RECONCILIATION_REFUND_REASON, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
+import {
+  OUTBOX_SERVICES,
+  type Finding,
+  type OutboxService,
+  type ReconcileClock,
+  type Repair,
+  type TransferEvidence,
+  type TransferRecord,
+} from "./model.ts";
+import { RECONCILIATION_REFUND_REASON, isSettled, judgeLater, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
 import {
   PAGE_SIZE,
   accountsTransferIdPages,
+  candidatePages,
   deleteOutboxRows,
+  gatherCandidates,
   loadAccountsEvidence,
   loadAuditedIds,
   loadDebitEvents,
   loadReconciliationRefunds,
+  loadMoneyCheckpoint,
   loadTransfers,
   outboxPages,
+  saveMoneyCheckpoint,
   sqlExecutor,
   transferPages,
+  type MoneyCheckpoint,
 } from "./store.ts";
 
 /**
@@ -37,6 +53,8 @@ import {
 export const DEFAULT_GRACE_MS = 5 * 60_000;
 /** Findings kept per run; past it the report says it was cut and a run after the repairs finds the rest. */
 export const MAX_FINDINGS = 10_000;
+/** How far before its checkpoint a run starts reading (sinceCheckpoint). */
+export const CHECKPOINT_OVERLAP_MS = 5_000;
 const PUBLISH_TIMEOUT_MS = 5_000;
 
 export interface ReconcileOptions {
@@ -49,6 +67,11 @@ export interface ReconcileOptions {
    * reads only what came since the last one. Skipped when the findings were cut (maxFindings).
    */
   prune?: boolean;
+  /**
+   * Read the whole history, not only what changed since the last run's checkpoint (see
+   * reconciliation_checkpoint). A run without a checkpoint reads it all anyway.
+   */
+  full?: boolean;
   /** Needed only when an event has to be republished. */
   natsUrl?: string;
   logger: Logger;
@@ -71,6 +94,11 @@ export interface ReconcileReport {
   graceMs: number;
   repair: boolean;
   prune: boolean;
+  /** Whether the money half read the whole history; otherwise what changed since `since`. */
+  full: boolean;
+  since: Date | null;
+  /** Transfer ids the money half judged (known to transactions or not). */
+  transfersJudged: number;
   /** Outbox rows deleted by --prune, by service (services with none are left out). */
   pruned: Partial<Record<OutboxService, number>>;
   findings: ReconciledFinding[];
@@ -101,11 +129,26 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   };
   const pruned: Partial<Record<OutboxService, number>> = {};
   const pageSize = options.pageSize ?? PAGE_SIZE;
+  const judge = new MoneyJudge(clients, clock, add);
+  let checkpoint: MoneyCheckpoint | undefined;
+  let full = true;
   try {
-    const orphanDebitIds = await findMoney(clients, clock, pageSize, add);
+    checkpoint = await loadMoneyCheckpoint(clients.transactions);
+    full = options.full === true || checkpoint === undefined;
+    if (full) await findMoneyEverywhere(clients, judge, pageSize);
+    else await findMoneySince(clients, judge, pageSize, checkpoint!);
     if (!truncated) {
-      const prune = options.prune ? { kept: orphanDebitIds, pruned } : undefined;
+      const prune = options.prune ? { kept: judge.orphanDebitIds, pruned } : undefined;
       await findUnaudited(clients, clock, pageSize, add, prune);
+    }
+    // Only a reading that judged everything it meant to moves the checkpoint.
+    if (!truncated) {
+      await saveMoneyCheckpoint(
+        clients.transactions,
+        checkpoint,
+        { checkedBefore: new Date(startedAt.getTime() - clock.graceMs), openTransferIds: [...judge.open] },
+        full ? startedAt : undefined,
+      );
     }
     if (options.repair) await repairAll(findings, clients, options, startedAt);
   } finally {
@@ -117,6 +160,9 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     graceMs: clock.graceMs,
     repair: options.repair ?? false,
     prune: options.prune ?? false,
+    full,
+    since: full || !checkpoint ? null : sinceCheckpoint(checkpoint),
+    transfersJudged: judge.judged,
     pruned,
     findings,
     truncated,
@@ -139,26 +185,28 @@ async function connectAll(urls: Record<ServiceName, string>): Promise<Clients> {
   return clients;
 }
 
-/**
- * Both directions, each transfer id judged once: every transfer transactions knows with what
- * accounts holds of it, then every transfer id of accounts that transactions does not know.
- * Returns the ids of those unknown transfers' account.debited events (lower-case), which pruning
- * keeps: a refund of such a debit joins its correlation id, in this run or a later one.
- */
-async function findMoney(
-  clients: Clients,
-  clock: ReconcileClock,
-  pageSize: number,
-  add: (found: Finding[]) => boolean,
-): Promise<Set<string>> {
-  const { accounts, transactions } = clients;
-  const orphanDebitIds = new Set<string>();
-  for await (const page of transferPages(transactions, pageSize)) {
+/** Judges pages of transfer ids and keeps what the next run needs: ids left open, orphan debits' events, a count. */
+class MoneyJudge {
+  /** The account.debited events of open transfers transactions does not know (lower-case), which pruning keeps. */
+  readonly orphanDebitIds = new Set<string>();
+  /** Transfer ids with a finding, or too young to judge and not read again by themselves (judgeLater). */
+  readonly open = new Set<string>();
+  judged = 0;
+
+  constructor(
+    private readonly clients: Clients,
+    private readonly clock: ReconcileClock,
+    private readonly add: (found: Finding[]) => boolean,
+  ) {}
+
+  /** Transfers transactions knows, with what accounts holds of them. False once the findings are cut. */
+  async known(transfers: readonly TransferRecord[]): Promise<boolean> {
+    if (transfers.length === 0) return true;
     const held = await loadAccountsEvidence(
-      accounts,
-      page.map((transfer) => transfer.id),
+      this.clients.accounts,
+      transfers.map((transfer) => transfer.id),
     );
-    for (const transfer of page) {
+    for (const transfer of transfers) {
       const evidence: TransferEvidence = {
         transferId: transfer.id,
         transfer,
@@ -166,18 +214,19 @@ async function findMoney(
         decisions: held.decisions.filter((decision) => decision.transferId === transfer.id),
         reconciliationRefunds: [],
       };
-      if (!add(judgeTransfer(evidence, clock))) return orphanDebitIds;
+      if (!this.judge(evidence).more) return false;
     }
+    return true;
   }
-  for await (const ids of accountsTransferIdPages(accounts, pageSize)) {
-    const known = await loadTransfers(transactions, ids);
-    const unknown = ids.filter((id) => !known.has(id.toLowerCase()));
-    if (unknown.length === 0) continue;
-    const held = await loadAccountsEvidence(accounts, unknown);
-    const debitEvents = await loadDebitEvents(accounts, unknown);
-    const refunds = await loadReconciliationRefunds(transactions, unknown);
-    for (const debit of debitEvents.values()) orphanDebitIds.add(debit.eventId.toLowerCase());
-    for (const transferId of unknown) {
+
+  /** Transfer ids accounts holds and transactions does not know. False once the findings are cut. */
+  async unknown(ids: readonly string[]): Promise<boolean> {
+    if (ids.length === 0) return true;
+    const { accounts, transactions } = this.clients;
+    const held = await loadAccountsEvidence(accounts, ids);
+    const debitEvents = await loadDebitEvents(accounts, ids);
+    const refunds = await loadReconciliationRefunds(transactions, ids);
+    for (const transferId of ids) {
       const evidence: TransferEvidence = {
         transferId,
         transfer: undefined,
@@ -186,10 +235,56 @@ async function findMoney(
         reconciliationRefunds: refunds.filter((refund) => refund.transferId === transferId),
         debitEvent: debitEvents.get(transferId),
       };
-      if (!add(judgeTransfer(evidence, clock))) return orphanDebitIds;
+      const { more, settled } = this.judge(evidence);
+      // Kept until the transfer is settled: a refund asked for it joins the debit's correlation id.
+      if (evidence.debitEvent && !settled) this.orphanDebitIds.add(evidence.debitEvent.eventId.toLowerCase());
+      if (!more) return false;
     }
+    return true;
   }
-  return orphanDebitIds;
+
+  /** `more`: false once the findings are cut; `settled`: judged, and nothing found. */
+  private judge(evidence: TransferEvidence): { more: boolean; settled: boolean } {
+    this.judged++;
+    const found = judgeTransfer(evidence, this.clock);
+    if (found.length > 0 || judgeLater(evidence, this.clock)) this.open.add(evidence.transferId);
+    return { more: this.add(found), settled: found.length === 0 && isSettled(evidence, this.clock) };
+  }
+}
+
+/**
+ * The whole history in both directions, each transfer id judged once: every transfer transactions
+ * knows with what accounts holds of it, then every transfer id of accounts that transactions does
+ * not know.
+ */
+async function findMoneyEverywhere(clients: Clients, judge: MoneyJudge, pageSize: number): Promise<void> {
+  for await (const page of transferPages(clients.transactions, pageSize)) if (!(await judge.known(page))) return;
+  for await (const ids of accountsTransferIdPages(clients.accounts, pageSize)) {
+    const known = await loadTransfers(clients.transactions, ids);
+    if (!(await judge.unknown(ids.filter((id) => !known.has(id.toLowerCase()))))) return;
+  }
+}
+
+/**
+ * What may have changed since the checkpoint (gatherCandidates: status changes and movements since
+ * then, unfinished transfers, the ids it left open), each transfer id judged once, known or not.
+ */
+async function findMoneySince(clients: Clients, judge: MoneyJudge, pageSize: number, checkpoint: MoneyCheckpoint): Promise<void> {
+  const since = sinceCheckpoint(checkpoint);
+  await gatherCandidates(clients.transactions, clients.accounts, since, checkpoint.openTransferIds, pageSize);
+  for await (const ids of candidatePages(clients.transactions, pageSize)) {
+    const known = await loadTransfers(clients.transactions, ids);
+    if (!(await judge.known([...known.values()]))) return;
+    if (!(await judge.unknown(ids.filter((id) => !known.has(id.toLowerCase()))))) return;
+  }
+}
+
+/**
+ * Where a run after this checkpoint starts reading: a little before it, since a transfer's row is
+ * stamped by PostgreSQL and its status change by the service, a few milliseconds apart.
+ */
+export function sinceCheckpoint(checkpoint: Pick<MoneyCheckpoint, "checkedBefore">): Date {
+  return new Date(checkpoint.checkedBefore.getTime() - CHECKPOINT_OVERLAP_MS);
 }
 
 /**

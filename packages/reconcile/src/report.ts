@@ -23,7 +23,10 @@ export function formatSummary(report: ReconcileReport): string {
   const repaired = report.findings.length - report.unresolved;
   const cut = report.truncated ? ` (stopped at ${report.findings.length}: run again after acting on these)` : "";
   const pruning = report.prune ? `; pruned ${prunedRows(report)} outbox row(s) the audit log holds` : "";
-  return `reconcile: ${report.findings.length} finding(s)${cut}, ${repaired} repaired, ${report.unresolved} left; grace ${report.graceMs / 1000} s${pruning}${report.repair ? "" : "; report only (--repair to fix what can be fixed)"}`;
+  const read = report.full
+    ? `; money: the whole history, ${report.transfersJudged} transfer(s)`
+    : `; money: ${report.transfersJudged} transfer(s) changed since ${report.since?.toISOString()} or left open (--full reads all)`;
+  return `reconcile: ${report.findings.length} finding(s)${cut}, ${repaired} repaired, ${report.unresolved} left; grace ${report.graceMs / 1000} s${read}${pruning}${report.repair ? "" : "; report only (--repair to fix what can be fixed)"}`;
 }
 
 /** The report as JSON (bigints as decimal strings, like money everywhere else in VaultPay). */

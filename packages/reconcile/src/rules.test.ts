@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Decision, Movement, MovementKind, OutboxRow, TransferEvidence, TransferRecord, TransferStatus } from "./model.ts";
-import { RECONCILIATION_REFUND_REASON, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
+import { RECONCILIATION_REFUND_REASON, judgeLater, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
 
 const NOW = new Date("2026-12-01T12:00:00Z");
 const clock = { now: NOW, graceMs: 5 * 60_000 };
@@ -237,5 +237,43 @@ describe("outbox events against the audit log", () => {
     const audited = new Set([1, 2, 4, 5, 6, 7, 8, 9].map(id));
     expect(prunableOutboxIds(rows, audited, clock, new Set([id(7)]))).toEqual([id(1), id(2).toUpperCase(), id(9)]);
     expect(prunableOutboxIds(rows, new Set(), clock, new Set())).toEqual([]);
+  });
+});
+
+describe("what a run that reads only the changes since its checkpoint must carry by id", () => {
+  it("nothing it judged, nothing unfinished, nothing with a status change or a movement since the cutoff", () => {
+    // Judged (settled): its verdict is final until something changes.
+    expect(judgeLater(evidence({ transfer: transfer("COMPLETED"), movements: [move("DEBIT"), move("CREDIT")] }), clock)).toBe(false);
+    // Unfinished transfers are all read again anyway.
+    expect(judgeLater(evidence({ transfer: transfer("DEBITED", RECENT), movements: [move("DEBIT", { at: RECENT })] }), clock)).toBe(false);
+    // Ended since the cutoff: its status change is read again.
+    expect(
+      judgeLater(evidence({ transfer: transfer("COMPLETED", RECENT), movements: [move("DEBIT"), move("CREDIT", { at: RECENT })] }), clock),
+    ).toBe(false);
+    // Unknown to transactions with a movement since the cutoff: accounts' journal is read again.
+    expect(judgeLater(evidence({ movements: [move("DEBIT", { at: RECENT })] }), clock)).toBe(false);
+  });
+
+  it("a transfer held back only by a recent decision without money, or by a recent refund request", () => {
+    const rejectedRefund = { ...decided(move("REFUND")), rejection: "ALREADY_CREDITED", at: RECENT };
+    expect(
+      judgeLater(
+        evidence({
+          transfer: transfer("COMPLETED"),
+          movements: [move("DEBIT"), move("CREDIT")],
+          decisions: [decided(move("DEBIT")), decided(move("CREDIT")), rejectedRefund],
+        }),
+        clock,
+      ),
+    ).toBe(true);
+    expect(
+      judgeLater(
+        evidence({
+          movements: [move("DEBIT"), move("REFUND")],
+          reconciliationRefunds: [{ transferId: "t1", eventId: "e1", at: RECENT }],
+        }),
+        clock,
+      ),
+    ).toBe(true);
   });
 });

@@ -45,8 +45,8 @@ function cutoffMs(clock: ReconcileClock): number {
   return clock.now.getTime() - clock.graceMs;
 }
 
-/** True when every trace of the transfer is older than the grace period. */
-function settled(evidence: TransferEvidence, clock: ReconcileClock): boolean {
+/** True when every trace of the transfer is older than the grace period: it can be judged. */
+export function isSettled(evidence: TransferEvidence, clock: ReconcileClock): boolean {
   const cutoff = cutoffMs(clock);
   const times = [
     ...(evidence.transfer ? [evidence.transfer.updatedAt] : []),
@@ -55,6 +55,22 @@ function settled(evidence: TransferEvidence, clock: ReconcileClock): boolean {
     ...evidence.reconciliationRefunds.map((refund) => refund.at),
   ];
   return times.every((time) => time.getTime() <= cutoff);
+}
+
+/**
+ * Whether a transfer judgeTransfer found too young to judge must be carried to the next run by id.
+ * A run that reads only what changed since the last one reads every unfinished transfer again by
+ * itself, and every transfer with a status change or a movement since; not one held back only by a
+ * decision without money or a refund request, which it would then never judge.
+ */
+export function judgeLater(evidence: TransferEvidence, clock: ReconcileClock): boolean {
+  if (isSettled(evidence, clock)) return false;
+  const cutoff = cutoffMs(clock);
+  const { transfer } = evidence;
+  if (transfer && SETTLED_MOVEMENTS[transfer.status] === null) return false;
+  // An ended transfer's row changes only with its status: a change since the cutoff is read again.
+  if (transfer && transfer.updatedAt.getTime() > cutoff) return false;
+  return !evidence.movements.some((movement) => movement.at.getTime() > cutoff);
 }
 
 /** "DEBIT 100 on <account>; CREDIT 100 on <account>", in saga order. */
@@ -68,7 +84,7 @@ export function describeMovements(movements: readonly Movement[]): string {
 
 /** Every finding about one transfer id; none while any of its rows is younger than the grace period. */
 export function judgeTransfer(evidence: TransferEvidence, clock: ReconcileClock): Finding[] {
-  if (!settled(evidence, clock)) return [];
+  if (!isSettled(evidence, clock)) return [];
   return evidence.transfer ? judgeKnownTransfer(evidence, evidence.transfer) : judgeUnknownTransfer(evidence);
 }
 
@@ -225,7 +241,8 @@ export function isReconciliationRefund(row: Pick<OutboxRow, "type" | "payload">)
  * log, both before the grace period (judgeOutbox finds nothing about them), so the row is a copy of
  * an audit record and nothing will publish it again. Kept whatever their age: the reconciliation's
  * own refund requests (how a later run knows it asked) and the events in `kept` (the debits of
- * transfers transactions does not know, whose refund joins the debit's correlation id).
+ * transfers transactions does not know and not yet settled, whose refund joins the debit's
+ * correlation id).
  */
 export function prunableOutboxIds(
   rows: readonly OutboxRow[],

@@ -245,3 +245,114 @@ export async function deleteOutboxRows(client: pg.ClientBase, eventIds: readonly
   const { rowCount } = await client.query(`DELETE FROM outbox_event WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL`, [eventIds]);
   return rowCount ?? 0;
 }
+
+/** Where the money half of the last run left off (table reconciliation_checkpoint, in transactions' database). */
+export interface MoneyCheckpoint {
+  /** Every transfer whose evidence was all older than this was judged (or is in openTransferIds). */
+  checkedBefore: Date;
+  /** Transfer ids (of either service) with a finding, or not yet judged, at that run. */
+  openTransferIds: string[];
+  /** When a run last read the whole history. */
+  fullAt: Date | null;
+}
+
+const CHECKPOINT_NAME = "money";
+
+export async function loadMoneyCheckpoint(transactions: pg.ClientBase): Promise<MoneyCheckpoint | undefined> {
+  const { rows } = await transactions.query<{ checked_before: Date; open_transfer_ids: string[] | null; full_at: Date | null }>(
+    `SELECT checked_before, open_transfer_ids, full_at FROM reconciliation_checkpoint WHERE name = $1`,
+    [CHECKPOINT_NAME],
+  );
+  const row = rows[0];
+  return row && { checkedBefore: row.checked_before, openTransferIds: row.open_transfer_ids ?? [], fullAt: row.full_at };
+}
+
+/**
+ * Writes the next checkpoint, only over the one this run started from: a run that overlapped
+ * another (which moved it first) leaves that one's, whose reading covers the same or later ground.
+ * The time of a full reading is kept whichever run wins. False when another run's stayed.
+ */
+export async function saveMoneyCheckpoint(
+  transactions: pg.ClientBase,
+  startedFrom: MoneyCheckpoint | undefined,
+  next: Omit<MoneyCheckpoint, "fullAt">,
+  fullAt: Date | undefined,
+): Promise<boolean> {
+  const values = [CHECKPOINT_NAME, next.checkedBefore, next.openTransferIds, fullAt ?? null];
+  const { rowCount } = startedFrom
+    ? await transactions.query(
+        `UPDATE reconciliation_checkpoint
+            SET checked_before = $2, open_transfer_ids = $3::text[], full_at = COALESCE($4, full_at), updated_at = now()
+          WHERE name = $1 AND checked_before = $5`,
+        [...values, startedFrom.checkedBefore],
+      )
+    : await transactions.query(
+        `INSERT INTO reconciliation_checkpoint (name, checked_before, open_transfer_ids, full_at) VALUES ($1, $2, $3::text[], $4)
+         ON CONFLICT (name) DO NOTHING`,
+        values,
+      );
+  if (rowCount === 0 && fullAt) {
+    await transactions.query(`UPDATE reconciliation_checkpoint SET full_at = GREATEST(full_at, $2) WHERE name = $1`, [
+      CHECKPOINT_NAME,
+      fullAt,
+    ]);
+  }
+  return rowCount === 1;
+}
+
+/**
+ * The transfer ids a run since `since` judges, gathered without bringing them into memory: a
+ * temporary table of this connection (deduplicated by its key) filled with every transfer whose
+ * status changed since then, every transfer not ended, the ids left open, and every transfer id
+ * accounts journalled a movement of since then (read in pages by seq, from the first at or after
+ * `since`: both tables are append-only in time order, and a BRIN index finds where that starts).
+ * Returns how many there are; candidatePages reads them.
+ */
+export async function gatherCandidates(
+  transactions: pg.ClientBase,
+  accounts: pg.ClientBase,
+  since: Date,
+  openTransferIds: readonly string[],
+  pageSize = PAGE_SIZE,
+): Promise<number> {
+  await transactions.query(`CREATE TEMP TABLE IF NOT EXISTS reconcile_candidate (transfer_id text PRIMARY KEY)`);
+  await transactions.query(`TRUNCATE reconcile_candidate`);
+  await transactions.query(
+    `INSERT INTO reconcile_candidate (transfer_id)
+       SELECT transfer_id::text FROM transfer_status_change WHERE changed_at >= $1
+       UNION SELECT id::text FROM transfer WHERE step_deadline_at IS NOT NULL
+       UNION SELECT unnest($2::text[])
+     ON CONFLICT DO NOTHING`,
+    [since, openTransferIds],
+  );
+  const first = await accounts.query<{ seq: string | null }>(`SELECT min(seq)::text AS seq FROM journal_entry WHERE created_at >= $1`, [
+    since,
+  ]);
+  let after = first.rows[0]?.seq ? (BigInt(first.rows[0].seq) - 1n).toString() : undefined;
+  while (after !== undefined) {
+    const { rows } = await accounts.query<{ seq: string; transfer_id: string | null }>(
+      `SELECT seq::text, transfer_id FROM journal_entry WHERE seq > $1::bigint ORDER BY journal_entry.seq LIMIT $2`,
+      [after, pageSize],
+    );
+    const ids = rows.flatMap((row) => (row.transfer_id === null ? [] : [row.transfer_id]));
+    if (ids.length > 0) await transactions.query(`INSERT INTO reconcile_candidate SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, [ids]);
+    after = rows.length === pageSize ? rows[rows.length - 1]!.seq : undefined;
+  }
+  const { rows } = await transactions.query<{ n: number }>(`SELECT count(*)::int AS n FROM reconcile_candidate`);
+  return rows[0]!.n;
+}
+
+/** The ids gatherCandidates gathered, a page at a time. */
+export async function* candidatePages(transactions: pg.ClientBase, pageSize = PAGE_SIZE): AsyncGenerator<string[]> {
+  let after = "";
+  for (;;) {
+    const { rows } = await transactions.query<{ transfer_id: string }>(
+      `SELECT transfer_id FROM reconcile_candidate WHERE transfer_id > $1 ORDER BY reconcile_candidate.transfer_id LIMIT $2`,
+      [after, pageSize],
+    );
+    if (rows.length === 0) return;
+    yield rows.map((row) => row.transfer_id);
+    after = rows[rows.length - 1]!.transfer_id;
+    if (rows.length < pageSize) return;
+  }
+}
