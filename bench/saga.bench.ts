@@ -139,10 +139,11 @@ function tableGrowth(before: Map<string, number>, after: Map<string, number>, tr
 
 /**
  * What `pnpm reconcile` costs over the history the run left (none in flight): the first run (no
- * checkpoint yet: the whole history, every outbox row), one with --prune (from the first's
- * checkpoint), a report-only run after it, and a --full one. A full reading's time grows with the
- * history; one from the checkpoint reads what changed since (nothing here but the 5 s before the
- * checkpoint it reads again) and, once pruned, the outbox rows that came since.
+ * checkpoint yet: the whole history, every outbox row); one with --prune from the first's
+ * checkpoint, which reads again from 5 s before it (the end of a short run: most of it here); a
+ * report-only run after it, whose checkpoint is past the whole history; and a --full one. A full
+ * reading's time grows with the history; one from a checkpoint reads what changed since and, once
+ * pruned, the outbox rows that came since.
  */
 async function reconcileCost(stack: TestStack): Promise<string> {
   const outboxRows = async () => {
@@ -170,9 +171,10 @@ async function reconcileCost(stack: TestStack): Promise<string> {
     return { rows, seconds, pruned: prunedRows(report), judged: report.transfersJudged, full: report.full };
   };
   const first = await timed({});
-  const pruning = await timed({ prune: true });
-  // Past the 5 s a run reads again before its checkpoint: the history is now all behind it.
+  // Past the 5 s a run reads again before its checkpoint, so the run after the pruning one starts
+  // reading where the whole history is behind it.
   await new Promise((resolve) => setTimeout(resolve, CHECKPOINT_OVERLAP_MS + 1_000));
+  const pruning = await timed({ prune: true });
   const after = await timed({});
   const full = await timed({ full: true });
   expect([first.full, pruning.full, after.full, full.full]).toEqual([true, false, false, true]);
