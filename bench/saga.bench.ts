@@ -14,7 +14,7 @@ import { createClient, type Client } from "graphql-ws";
 import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
 import { connectJetStream } from "@vaultpay/events";
 import { EVENT_LOOP_SAMPLE_MS, createLogger } from "@vaultpay/kit";
-import { CHECKPOINT_OVERLAP_MS, prunedRows, reconcile } from "@vaultpay/reconcile";
+import { CHECKPOINT_OVERLAP_MS, prunedProcessedRows, prunedRows, reconcile } from "@vaultpay/reconcile";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
 import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
@@ -140,25 +140,24 @@ function tableGrowth(before: Map<string, number>, after: Map<string, number>, tr
 /**
  * What `pnpm reconcile` costs over the history the run left (none in flight): the first run (no
  * checkpoint yet: the whole history, every outbox row); one with --prune from the first's
- * checkpoint, which reads again from 5 s before it (the end of a short run: most of it here); a
+ * checkpoint, which reads again from 5 s before it (the end of a short run: most of it here) and
+ * forgets every processed event (kept 0 ms here, so the line shows what deleting them costs); a
  * report-only run after it, whose checkpoint is past the whole history; and a --full one. A full
  * reading's time grows with the history; one from a checkpoint reads what changed since and, once
  * pruned, the outbox rows that came since.
  */
 async function reconcileCost(stack: TestStack): Promise<string> {
-  const outboxRows = async () => {
+  const rowsIn = async (table: "outbox_event" | "processed_event") => {
     let rows = 0;
     for (const url of Object.values(stack.databaseUrls))
-      rows += await withDatabase(url, async (client) =>
-        Number((await client.query(`SELECT count(*)::int AS n FROM outbox_event`)).rows[0].n),
-      );
+      rows += await withDatabase(url, async (client) => Number((await client.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n));
     return rows;
   };
   const transfers = await withDatabase(stack.databaseUrls.transactions, async (client) =>
     Number((await client.query(`SELECT count(*)::int AS n FROM transfer`)).rows[0].n),
   );
-  const timed = async (options: { prune?: boolean; full?: boolean }) => {
-    const rows = await outboxRows();
+  const timed = async (options: { prune?: boolean; full?: boolean; keepProcessedEventsMs?: number }) => {
+    const rows = await rowsIn("outbox_event");
     const started = performance.now();
     const report = await reconcile({
       databaseUrls: stack.databaseUrls,
@@ -168,13 +167,22 @@ async function reconcileCost(stack: TestStack): Promise<string> {
     });
     const seconds = (performance.now() - started) / 1000;
     expect(report.findings).toEqual([]);
-    return { rows, seconds, pruned: prunedRows(report), judged: report.transfersJudged, full: report.full };
+    return {
+      rows,
+      seconds,
+      pruned: prunedRows(report),
+      prunedProcessed: prunedProcessedRows(report),
+      judged: report.transfersJudged,
+      full: report.full,
+    };
   };
   const first = await timed({});
   // Past the 5 s a run reads again before its checkpoint, so the run after the pruning one starts
   // reading where the whole history is behind it.
   await new Promise((resolve) => setTimeout(resolve, CHECKPOINT_OVERLAP_MS + 1_000));
-  const pruning = await timed({ prune: true });
+  const processed = await rowsIn("processed_event");
+  const pruning = await timed({ prune: true, keepProcessedEventsMs: 0 });
+  expect(pruning.prunedProcessed).toBe(processed);
   const after = await timed({});
   const full = await timed({ full: true });
   expect([first.full, pruning.full, after.full, full.full]).toEqual([true, false, false, true]);
@@ -182,7 +190,8 @@ async function reconcileCost(stack: TestStack): Promise<string> {
     `${run.judged} transfers and ${run.rows} outbox rows in ${run.seconds.toFixed(2)} s`;
   return (
     `${transfers} transfers; the first run (whole history): ${read(first)}; ` +
-    `--prune from its checkpoint: ${read(pruning)}, ${pruning.pruned} rows deleted; the next run: ${read(after)}; --full: ${read(full)}`
+    `--prune from its checkpoint: ${read(pruning)}, ${pruning.pruned} rows deleted and ${processed} processed events ` +
+    `(${(processed / transfers).toFixed(1)} per transfer) forgotten; the next run: ${read(after)}; --full: ${read(full)}`
   );
 }
 

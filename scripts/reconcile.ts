@@ -1,23 +1,32 @@
 /**
- * `pnpm reconcile [--repair] [--prune] [--full] [--grace-seconds N] [--json]`: compares accounts'
- * money movements with transactions' sagas and every service's outbox with the audit log
- * (packages/reconcile). Reports only, unless --repair; --prune deletes outbox rows the audit log
- * holds; the money is read from where the last run left off, or whole with --full (and on the
- * first run). Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
+ * `pnpm reconcile [--repair] [--prune] [--keep-processed-hours N] [--full] [--grace-seconds N] [--json]`:
+ * compares accounts' money movements with transactions' sagas and every service's outbox with the
+ * audit log (packages/reconcile). Reports only, unless --repair; --prune deletes outbox rows the
+ * audit log holds and the consumers' processed_event rows older than --keep-processed-hours
+ * (default: NATS_STREAM_MAX_AGE_HOURS and a day; with streams that keep everything, none); the
+ * money is read from where the last run left off, or whole with --full (and on the first run). Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
  * 3: could not run (a database or NATS unreachable); 78: bad configuration.
  *
  * Databases: DATABASE_URL names the server (default: the local stack's), each service's database
  * is vaultpay_<service> on it; <SERVICE>_DATABASE_URL (e.g. AUDIT_DATABASE_URL) overrides one.
- * NATS_URL (default: the local stack's) is used only to republish events audit lacks.
+ * NATS_URL (default: the local stack's) is used only to republish events audit lacks;
+ * NATS_STREAM_MAX_AGE_HOURS is the services' own setting (give the job the same value).
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { createLogger, loadConfig, natsUrlSchema } from "@vaultpay/kit";
+import { baseConfigSchema, createLogger, loadConfig, natsUrlSchema } from "@vaultpay/kit";
 import { SERVICES, serviceDatabaseUrl, type ServiceName } from "@vaultpay/migrate";
-import { DEFAULT_GRACE_MS, formatFinding, formatSummary, reconcile, reportJson } from "@vaultpay/reconcile";
+import { DEFAULT_GRACE_MS, formatFinding, formatSummary, processedEventKeepMs, reconcile, reportJson } from "@vaultpay/reconcile";
 
-const usage = "usage: pnpm reconcile [--repair] [--prune] [--full] [--grace-seconds N] [--json]";
-let values: { repair?: boolean; prune?: boolean; full?: boolean; json?: boolean; "grace-seconds"?: string };
+const usage = "usage: pnpm reconcile [--repair] [--prune] [--keep-processed-hours N] [--full] [--grace-seconds N] [--json]";
+let values: {
+  repair?: boolean;
+  prune?: boolean;
+  full?: boolean;
+  json?: boolean;
+  "grace-seconds"?: string;
+  "keep-processed-hours"?: string;
+};
 try {
   ({ values } = parseArgs({
     options: {
@@ -26,6 +35,7 @@ try {
       full: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       "grace-seconds": { type: "string", default: String(DEFAULT_GRACE_MS / 1000) },
+      "keep-processed-hours": { type: "string" },
     },
   }));
 } catch (error) {
@@ -39,15 +49,25 @@ if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > 7 * 24
   process.exit(2);
 }
 
+const keepHoursText = values["keep-processed-hours"];
+const keepHours = keepHoursText === undefined ? undefined : Number(keepHoursText);
+// A consumer needs its record of an event for as long as a copy can come back unasked (see
+// processedEventKeepMs); an hour is the least that still covers a lost ack's redeliveries.
+if (keepHours !== undefined && (!Number.isInteger(keepHours) || keepHours < 1)) {
+  console.error(`--keep-processed-hours must be a whole number of hours from 1 up\n${usage}`);
+  process.exit(2);
+}
+
 const databaseUrl = z.string().url();
 const config = loadConfig(
   z.object({
     DATABASE_URL: databaseUrl.default("postgres://postgres:postgres@127.0.0.1:54329/postgres"),
     NATS_URL: natsUrlSchema().default("nats://127.0.0.1:4322"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("warn"),
+    NATS_STREAM_MAX_AGE_HOURS: baseConfigSchema.shape.NATS_STREAM_MAX_AGE_HOURS,
     ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_DATABASE_URL`, databaseUrl.optional()])),
   }),
-) as Record<string, string | undefined> & { DATABASE_URL: string; NATS_URL: string; LOG_LEVEL: string };
+) as Record<string, unknown> & { DATABASE_URL: string; NATS_URL: string; LOG_LEVEL: string; NATS_STREAM_MAX_AGE_HOURS: number };
 const databaseUrls = Object.fromEntries(
   SERVICES.map((service) => [service, config[`${service.toUpperCase()}_DATABASE_URL`] ?? serviceDatabaseUrl(config.DATABASE_URL, service)]),
 ) as Record<ServiceName, string>;
@@ -62,6 +82,7 @@ try {
     repair: values.repair ?? false,
     prune: values.prune ?? false,
     full: values.full ?? false,
+    keepProcessedEventsMs: keepHours !== undefined ? keepHours * 3_600_000 : processedEventKeepMs(config.NATS_STREAM_MAX_AGE_HOURS),
     logger,
   });
   if (values.json) console.log(reportJson(report));

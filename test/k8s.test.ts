@@ -279,8 +279,15 @@ describe("Kubernetes manifests", () => {
       "NATS_URL",
       "DATABASE_URL",
       "LOG_LEVEL",
+      "NATS_STREAM_MAX_AGE_HOURS",
       ...SERVICES.map((service) => `${service.toUpperCase()}_DATABASE_URL`),
     ]);
+    // --prune keeps the consumers' processed events as long as the streams keep a message (and a
+    // day): it must read the services' own setting, not its default.
+    expect(podSpecOf(cronJobs[0])!.containers[0]!.env).toContainEqual({
+      name: "NATS_STREAM_MAX_AGE_HOURS",
+      valueFrom: { configMapKeyRef: { name: "vaultpay-config", key: "NATS_STREAM_MAX_AGE_HOURS" } },
+    });
     for (const cronJob of cronJobs) {
       expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
       const container = podSpecOf(cronJob)!.containers[0]!;

@@ -10,13 +10,15 @@ import { randomUUID } from "node:crypto";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { appendToOutbox, connectJetStream, createEvent, type JetStreamLink } from "@vaultpay/events";
+import { appendToOutbox, connectJetStream, createEvent, eventHeaders, parseEvent, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import {
   CHECKPOINT_OVERLAP_MS,
   OUTBOX_SERVICES,
   RECONCILIATION_REFUND_REASON,
   loadMoneyCheckpoint,
+  processedEventKeepMs,
+  prunedProcessedRows,
   prunedRows,
   reconcile,
   sqlExecutor,
@@ -571,9 +573,129 @@ describe("reconciliation", () => {
     expect((await runCommand(["--full", ...grace])).stdout).toMatch(/; money: the whole history, \d+ transfer\(s\)/);
   });
 
-  async function runCommand(args: string[]): Promise<{ code: number; stdout: string }> {
+  it("with --prune, forgets the events consumers handled before the streams' age limit; a copy published after that changes nothing", async () => {
+    const paid = await send(alice, bob, 900);
+    await waitUntil(async () => (await statusOf(paid)) === "COMPLETED", "the transfer");
+    const services = ["auth", "accounts", "transactions", "fraud"] as const;
+    const clients = Object.fromEntries(
+      await Promise.all(
+        services.map(async (service) => {
+          const client = new pg.Client({ connectionString: stack.databaseUrls[service] });
+          await client.connect();
+          return [service, client] as const;
+        }),
+      ),
+    ) as Record<(typeof services)[number], pg.Client>;
+    const rowsOf = async (client: pg.Client, olderThan = "9 days") =>
+      (await client.query(`SELECT count(*)::int AS n FROM processed_event WHERE processed_at < now() - $1::interval`, [olderThan])).rows[0]
+        .n as number;
+    const handled = async (client: pg.Client, eventId: string) =>
+      (await client.query(`SELECT consumer FROM processed_event WHERE event_id = $1 ORDER BY consumer`, [eventId])).rows.map(
+        (row) => row.consumer as string,
+      );
+    try {
+      // Everything handled so far was handled nine days ago; one transfer after that is recent.
+      const aged: Partial<Record<(typeof services)[number], number>> = {};
+      for (const service of services) {
+        await clients[service].query(`UPDATE processed_event SET processed_at = processed_at - interval '9 days 1 hour'`);
+        aged[service] = await rowsOf(clients[service]);
+      }
+      for (const service of ["accounts", "transactions", "fraud"] as const) expect(aged[service], service).toBeGreaterThan(0);
+      const recent = await send(bob, alice, 100);
+      await waitUntil(async () => (await statusOf(recent)) === "COMPLETED", "the recent transfer");
+      const recentRows = async (client: pg.Client) =>
+        (await client.query(`SELECT count(*)::int AS n FROM processed_event`)).rows[0].n as number;
+      await waitUntil(async () => (await recentRows(clients.accounts)) > aged.accounts!, "accounts to record the recent transfer's events");
+
+      // The streams keep a week (the default): a consumer's record is kept a day longer.
+      const keepMs = processedEventKeepMs(168)!;
+      const pruning = await reconcile({
+        databaseUrls: stack.databaseUrls,
+        graceMs: GRACE_MS,
+        prune: true,
+        keepProcessedEventsMs: keepMs,
+        logger,
+      });
+      expect(pruning.processedBefore).toEqual(new Date(pruning.startedAt.getTime() - keepMs));
+      expect(pruning.prunedProcessed).toEqual(Object.fromEntries(Object.entries(aged).filter(([, count]) => count! > 0)));
+      expect(prunedProcessedRows(pruning)).toBe(Object.values(aged).reduce((sum, count) => sum + count!, 0));
+      for (const service of services) expect(await rowsOf(clients[service], "1 hour"), service).toBe(0);
+      expect(await recentRows(clients.accounts)).toBeGreaterThan(0);
+
+      // The debit command and the passed verdict of the paid transfer, published again as a dead
+      // letter's replay would: accounts no longer has them in processed_event, and its saga
+      // decisions still take them once. It answers with its first decisions; the transfer stays
+      // COMPLETED and no money moves.
+      const balances = [await balanceOf(alice), await balanceOf(bob)];
+      const journal = await journalOf(paid);
+      expect(journal.map((entry) => entry.kind)).toEqual(["DEBIT", "CREDIT"]);
+      const history = async () =>
+        (await transactionsSql.query(`SELECT count(*)::int AS n FROM transfer_status_change WHERE transfer_id = $1`, [paid])).rows[0].n;
+      const statusChanges = await history();
+      const command = (
+        await transactionsSql.query(
+          `SELECT subject, payload FROM outbox_event WHERE type = 'transaction.initiated' AND payload->'data'->>'transferId' = $1`,
+          [paid],
+        )
+      ).rows[0];
+      const verdict = (
+        await clients.fraud.query(
+          `SELECT subject, payload FROM outbox_event WHERE type = 'fraud.check.completed' AND payload->'data'->>'transferId' = $1`,
+          [paid],
+        )
+      ).rows[0];
+      expect(verdict.payload.data.passed).toBe(true);
+      for (const copy of [command, verdict]) expect(await handled(accountsSql, copy.payload.id)).toEqual([]);
+      const answers = async (type: string) =>
+        (
+          await accountsSql.query(
+            `SELECT id::text FROM outbox_event WHERE type = $1 AND payload->'data'->>'transferId' = $2 ORDER BY seq`,
+            [type, paid],
+          )
+        ).rows;
+      const [debitsBefore, creditsBefore] = [(await answers("account.debited")).length, (await answers("account.credited")).length];
+      for (const copy of [command, verdict]) {
+        await nats.js.publish(copy.subject, JSON.stringify(copy.payload), {
+          msgID: `${copy.payload.id}:replay-test`,
+          headers: eventHeaders(parseEvent(copy.payload)),
+        });
+      }
+      await waitUntil(
+        async () =>
+          (await handled(accountsSql, command.payload.id)).includes("accounts-saga") &&
+          (await handled(accountsSql, verdict.payload.id)).includes("accounts-verdicts"),
+        "accounts to take both copies again",
+      );
+      const [debitsAfter, creditsAfter] = [await answers("account.debited"), await answers("account.credited")];
+      expect([debitsAfter.length, creditsAfter.length]).toEqual([debitsBefore + 1, creditsBefore + 1]);
+      // Transactions takes the repeated answers and ignores them: the transfer is settled.
+      await waitUntil(
+        async () =>
+          (await handled(transactionsSql, debitsAfter.at(-1)!.id)).length === 1 &&
+          (await handled(transactionsSql, creditsAfter.at(-1)!.id)).length === 1,
+        "transactions to take the repeated answers",
+      );
+      expect(await statusOf(paid)).toBe("COMPLETED");
+      expect(await history()).toBe(statusChanges);
+      expect(await journalOf(paid)).toEqual(journal);
+      expect([await balanceOf(alice), await balanceOf(bob)]).toEqual(balances);
+
+      // The operator command: by default as long as the services' streams keep a message, and a
+      // day; with streams that keep everything, nothing; a flag sets it.
+      const grace = ["--grace-seconds", String(GRACE_MS / 1000)];
+      expect((await runCommand(["--prune", ...grace])).stdout).toMatch(/and 0 processed-event row\(s\) from before \S+/);
+      expect((await runCommand(["--prune", ...grace], { NATS_STREAM_MAX_AGE_HOURS: "0" })).stdout).toMatch(/\(processed events all kept\)/);
+      expect((await runCommand(["--prune", "--keep-processed-hours", "1", ...grace])).stdout).toMatch(/and \d+ processed-event row\(s\)/);
+      expect((await runCommand(["--prune", "--keep-processed-hours", "0", ...grace])).code).toBe(2);
+    } finally {
+      await Promise.all(Object.values(clients).map((client) => client.end()));
+    }
+  });
+
+  async function runCommand(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; stdout: string }> {
     const env = {
       ...process.env,
+      ...extraEnv,
       NATS_URL: stack.nats.url,
       ...Object.fromEntries(Object.entries(stack.databaseUrls).map(([service, url]) => [`${service.toUpperCase()}_DATABASE_URL`, url])),
     };

@@ -3,7 +3,8 @@
  * `repair` fix what needs no person. The money half reads what changed since the last run's
  * checkpoint (reconciliation_checkpoint in transactions' database: where it left off, and the
  * transfer ids it left open), or with `full` (and on the first run) the whole history; every
- * outbox row still held is read, which `prune` keeps to what came since the last run. Repairs:
+ * outbox row still held is read, which `prune` keeps to what came since the last run (and it
+ * deletes the consumers' processed_event rows older than `keepProcessedEventsMs`). Repairs:
  *  - an event missing from audit is published again under a new Nats-Msg-Id (the stream may still
  *    hold the original id inside its duplicate window) with the same envelope and event id, so
  *    every consumer that applied it finds it in processed_event and skips it, and audit appends it;
@@ -31,6 +32,7 @@ import {
   accountsTransferIdPages,
   candidatePages,
   deleteOutboxRows,
+  deleteProcessedEvents,
   gatherCandidates,
   loadAccountsEvidence,
   loadAuditedIds,
@@ -68,6 +70,11 @@ export interface ReconcileOptions {
    */
   prune?: boolean;
   /**
+   * With `prune`: delete every service's processed_event rows older than this (see
+   * processedEventKeepMs for how long a consumer needs them). Left out, they are all kept.
+   */
+  keepProcessedEventsMs?: number;
+  /**
    * Read the whole history, not only what changed since the last run's checkpoint (see
    * reconciliation_checkpoint). A run without a checkpoint reads it all anyway.
    */
@@ -101,6 +108,9 @@ export interface ReconcileReport {
   transfersJudged: number;
   /** Outbox rows deleted by --prune, by service (services with none are left out). */
   pruned: Partial<Record<OutboxService, number>>;
+  /** processed_event rows deleted by --prune, by service, and the time they were older than (null: none deleted, all kept). */
+  prunedProcessed: Partial<Record<ServiceName, number>>;
+  processedBefore: Date | null;
   findings: ReconciledFinding[];
   /** True when more than maxFindings were found; the rest show in the next run. */
   truncated: boolean;
@@ -114,6 +124,9 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   const startedAt = options.now ?? new Date();
   const clock: ReconcileClock = { now: startedAt, graceMs: options.graceMs ?? DEFAULT_GRACE_MS };
   const maxFindings = options.maxFindings ?? MAX_FINDINGS;
+  const keep = options.keepProcessedEventsMs;
+  if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 0))
+    throw new Error(`keepProcessedEventsMs must be whole milliseconds from 0 up, not ${keep}`);
   const clients = await connectAll(options.databaseUrls);
   const findings: ReconciledFinding[] = [];
   let truncated = false;
@@ -128,6 +141,9 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     return true;
   };
   const pruned: Partial<Record<OutboxService, number>> = {};
+  const prunedProcessed: Partial<Record<ServiceName, number>> = {};
+  const processedBefore =
+    options.prune && options.keepProcessedEventsMs !== undefined ? new Date(startedAt.getTime() - options.keepProcessedEventsMs) : null;
   const pageSize = options.pageSize ?? PAGE_SIZE;
   const judge = new MoneyJudge(clients, clock, add);
   let checkpoint: MoneyCheckpoint | undefined;
@@ -150,6 +166,12 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
         full ? startedAt : undefined,
       );
     }
+    if (processedBefore) {
+      for (const [service, client] of Object.entries(clients) as Array<[ServiceName, pg.Client]>) {
+        const deleted = await deleteProcessedEvents(client, processedBefore);
+        if (deleted > 0) prunedProcessed[service] = deleted;
+      }
+    }
     if (options.repair) await repairAll(findings, clients, options, startedAt);
   } finally {
     await Promise.all(Object.values(clients).map((client) => client.end().catch(() => undefined)));
@@ -164,6 +186,8 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     since: full || !checkpoint ? null : sinceCheckpoint(checkpoint),
     transfersJudged: judge.judged,
     pruned,
+    prunedProcessed,
+    processedBefore,
     findings,
     truncated,
     unresolved,

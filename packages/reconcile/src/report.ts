@@ -16,13 +16,28 @@ export function formatFinding(finding: ReconciledFinding): string {
 
 /** The outbox rows --prune deleted, over all services. */
 export function prunedRows(report: Pick<ReconcileReport, "pruned">): number {
-  return Object.values(report.pruned).reduce((sum, count) => sum + count, 0);
+  return total(report.pruned);
+}
+
+/** The processed_event rows --prune deleted, over all services. */
+export function prunedProcessedRows(report: Pick<ReconcileReport, "prunedProcessed">): number {
+  return total(report.prunedProcessed);
+}
+
+function total(counts: Partial<Record<string, number>>): number {
+  return Object.values(counts).reduce((sum: number, count) => sum + (count ?? 0), 0);
+}
+
+/** What --prune did with the consumers' processed_event rows, for the summary line. */
+function processedPruning(report: Pick<ReconcileReport, "prunedProcessed" | "processedBefore">): string {
+  if (!report.processedBefore) return " (processed events all kept)";
+  return ` and ${prunedProcessedRows(report)} processed-event row(s) from before ${report.processedBefore.toISOString()}`;
 }
 
 export function formatSummary(report: ReconcileReport): string {
   const repaired = report.findings.length - report.unresolved;
   const cut = report.truncated ? ` (stopped at ${report.findings.length}: run again after acting on these)` : "";
-  const pruning = report.prune ? `; pruned ${prunedRows(report)} outbox row(s) the audit log holds` : "";
+  const pruning = report.prune ? `; pruned ${prunedRows(report)} outbox row(s) the audit log holds${processedPruning(report)}` : "";
   const read = report.full
     ? `; money: the whole history, ${report.transfersJudged} transfer(s)`
     : `; money: ${report.transfersJudged} transfer(s) changed since ${report.since?.toISOString()} or left open (--full reads all)`;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Decision, Movement, MovementKind, OutboxRow, TransferEvidence, TransferRecord, TransferStatus } from "./model.ts";
-import { RECONCILIATION_REFUND_REASON, judgeLater, judgeOutbox, judgeTransfer, prunableOutboxIds } from "./rules.ts";
+import { RECONCILIATION_REFUND_REASON, judgeLater, judgeOutbox, judgeTransfer, processedEventKeepMs, prunableOutboxIds } from "./rules.ts";
 
 const NOW = new Date("2026-12-01T12:00:00Z");
 const clock = { now: NOW, graceMs: 5 * 60_000 };
@@ -275,5 +275,18 @@ describe("what a run that reads only the changes since its checkpoint must carry
         clock,
       ),
     ).toBe(true);
+  });
+});
+
+describe("processedEventKeepMs", () => {
+  it("keeps a consumer's record of an event a day longer than the streams keep the event", () => {
+    expect(processedEventKeepMs(168)).toBe(192 * 3_600_000);
+    expect(processedEventKeepMs(1)).toBe(25 * 3_600_000);
+  });
+
+  it("keeps every record when the streams keep every message, and refuses a negative age", () => {
+    expect(processedEventKeepMs(0)).toBeUndefined();
+    expect(() => processedEventKeepMs(-1)).toThrow(/from 0 up/);
+    expect(() => processedEventKeepMs(Number.NaN)).toThrow(/from 0 up/);
   });
 });

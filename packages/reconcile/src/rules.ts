@@ -262,3 +262,23 @@ export function prunableOutboxIds(
     )
     .map((row) => row.id);
 }
+
+/** How much longer than the streams keep a message `--prune` keeps a consumer's processed_event row. */
+export const PROCESSED_EVENT_MARGIN_HOURS = 24;
+
+/**
+ * How long `--prune` keeps processed_event rows by default: as long as the event streams keep a
+ * message (NATS_STREAM_MAX_AGE_HOURS), and a day. A durable can be handed a message again only
+ * while its stream holds it (a lost ack, a durable created again from the stream's start); past
+ * that, a copy comes back only when someone publishes it again (a dead letter replayed, the
+ * reconciliation republishing), and each consumer's own rules take a repeat once: a saga step is
+ * decided once per transfer, a fraud check once per transfer, a notice once per transfer and
+ * status, a directory entry or a known device is an upsert, the audit log stores an event id once.
+ * Undefined (keep them all) when the streams keep every message (0).
+ */
+export function processedEventKeepMs(streamMaxAgeHours: number): number | undefined {
+  if (!Number.isFinite(streamMaxAgeHours) || streamMaxAgeHours < 0) {
+    throw new Error(`a stream's age limit is a number of hours from 0 up, not ${streamMaxAgeHours}`);
+  }
+  return streamMaxAgeHours === 0 ? undefined : (streamMaxAgeHours + PROCESSED_EVENT_MARGIN_HOURS) * 3_600_000;
+}

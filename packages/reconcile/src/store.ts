@@ -246,6 +246,40 @@ export async function deleteOutboxRows(client: pg.ClientBase, eventIds: readonly
   return rowCount ?? 0;
 }
 
+/** The longest stretch of processed_event rows one statement of `deleteProcessedEvents` deletes. */
+export const PROCESSED_EVENT_WINDOW_MS = 10 * 60_000;
+
+/**
+ * Deletes a service's processed_event rows from before `before` (`--prune`); how many went. The
+ * oldest such row is found first (the BRIN index on processed_at reads only the block ranges that
+ * hold rows that old: the ones about to go), then the rows go in windows of
+ * PROCESSED_EVENT_WINDOW_MS, one statement each, so no statement deletes more than ten minutes of
+ * a busy platform's consumption and none reads again what the one before it deleted. An empty
+ * window (a quiet stretch) looks for the oldest row left instead of stepping through the gap.
+ */
+export async function deleteProcessedEvents(client: pg.ClientBase, before: Date): Promise<number> {
+  const oldestFrom = async (from: Date) => {
+    const { rows } = await client.query<{ oldest: Date }>(
+      `SELECT processed_at AS oldest FROM processed_event WHERE processed_at >= $1 AND processed_at < $2 ORDER BY processed_at LIMIT 1`,
+      [from, before],
+    );
+    return rows[0]?.oldest.getTime();
+  };
+  let deleted = 0;
+  let from = await oldestFrom(new Date(0));
+  while (from !== undefined) {
+    const to = Math.min(from + PROCESSED_EVENT_WINDOW_MS, before.getTime());
+    const { rowCount } = await client.query(`DELETE FROM processed_event WHERE processed_at >= $1 AND processed_at < $2`, [
+      new Date(from),
+      new Date(to),
+    ]);
+    deleted += rowCount ?? 0;
+    if (to >= before.getTime()) break;
+    from = rowCount ? to : await oldestFrom(new Date(to));
+  }
+  return deleted;
+}
+
 /** Where the money half of the last run left off (table reconciliation_checkpoint, in transactions' database). */
 export interface MoneyCheckpoint {
   /** Every transfer whose evidence was all older than this was judged (or is in openTransferIds). */
