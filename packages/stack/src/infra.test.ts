@@ -27,16 +27,19 @@ describe("embedded PostgreSQL", () => {
     );
   });
 
-  it("runs with durable commits", async () => {
+  it("runs with durable commits, flushed together (group commit)", async () => {
     const server = await startPostgres(path.join(dir, "second"), false, await freePort());
     stops.push(() => server.postgres.stop());
     const client = new pg.Client({ connectionString: server.url });
     await client.connect();
     try {
       const settings = await client.query(
-        `SELECT name, setting FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes') ORDER BY name`,
+        `SELECT name, setting FROM pg_settings
+          WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes', 'commit_delay', 'commit_siblings') ORDER BY name`,
       );
       expect(settings.rows).toEqual([
+        { name: "commit_delay", setting: "500" },
+        { name: "commit_siblings", setting: "1" },
         { name: "fsync", setting: "on" },
         { name: "full_page_writes", setting: "on" },
         { name: "synchronous_commit", setting: "on" },

@@ -71,6 +71,12 @@ export async function startPostgres(dataDir: string, persistent: boolean, prefer
       // Statement statistics for profiling and for tests that count queries (CREATE EXTENSION
       // pg_stat_statements in a database to read them).
       ...["-c", "shared_preload_libraries=pg_stat_statements"],
+      // Group commit: a commit waits 0.5 ms before flushing the WAL when another transaction is
+      // open, so the commits that come in that time share one fsync. Each commit is still durable
+      // before it returns. Under the saga's load it flushed 0.8 times per transfer instead of 1.0
+      // and the open loop's initiateTransfer p99 went from 98–273 to 53–80 ms
+      // (bench/saga-results.md, 2026-12-06).
+      ...["-c", "commit_delay=500", "-c", "commit_siblings=1"],
     ],
     onLog: (message) => keepLog(message),
     onError: () => undefined,
