@@ -35,6 +35,9 @@ const CLIENTS = Number(process.env.SAGA_BENCH_CLIENTS ?? 16);
 const ACCOUNTS = Number(process.env.SAGA_BENCH_ACCOUNTS ?? 20);
 /** Share of transfers (0–1) that pay one merchant account, customers[0]: the hot-account case. */
 const HOT_SHARE = Number(process.env.SAGA_BENCH_HOT_SHARE ?? 0);
+// A percentage (80) sent every transfer to the merchant and labelled the row "hot 8000 %".
+if (!(HOT_SHARE >= 0 && HOT_SHARE <= 1))
+  throw new Error(`SAGA_BENCH_HOT_SHARE is a share from 0 to 1 (0.8 for 80 %), not ${process.env.SAGA_BENCH_HOT_SHARE}`);
 /**
  * Open-loop phase: transfers offered at this fixed rate (default: half the closed-loop completed/s),
  * for this long; 0 skips it (a closed-loop A/B run).
