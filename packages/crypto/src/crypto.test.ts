@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   CryptoError,
@@ -61,6 +62,18 @@ describe("blind index, masking, comparison", () => {
     expect(blindIndex(ring, "123", "account.number")).toBe(blindIndex(ring, "123", "account.number"));
     expect(blindIndex(ring, "123", "account.number")).not.toBe(blindIndex(ring, "123", "user.phone"));
     expect(blindIndex(keyRingFrom(generateKeyRingEnv()), "123", "account.number")).not.toBe(blindIndex(ring, "123", "account.number"));
+  });
+
+  it("keeps every stored index valid: HMAC-SHA256 of context NUL value under each ring's own key (keys are cached per ring)", () => {
+    const other = keyRingFrom(generateKeyRingEnv());
+    for (const keyRing of [ring, other, ring]) {
+      const expected = createHmac("sha256", keyRing.blindIndexKey).update("account.number\u0000123456789012", "utf8").digest("base64url");
+      expect(blindIndex(keyRing, "123456789012", "account.number")).toBe(expected);
+    }
+    // A value sealed under one ring opens only under a ring holding its key.
+    const token = encrypt(other, "secret", "user.phone");
+    expect(decrypt(other, token, "user.phone")).toBe("secret");
+    expect(() => decrypt(keyRingFrom({ ...generateKeyRingEnv(other.activeKeyId) }), token, "user.phone")).toThrow(CryptoError);
   });
   it("masks all but the last four", () => {
     expect(mask("123456789012")).toBe("••••••••9012");
