@@ -144,7 +144,7 @@ function tableGrowth(before: Map<string, number>, after: Map<string, number>, tr
  * What `pnpm reconcile` costs over the history the run left (none in flight): the first run (no
  * checkpoint yet: the whole history, every outbox row); one with --prune from the first's
  * checkpoint, which reads again from 5 s before it (the end of a short run: most of it here) and
- * forgets every processed event (kept 0 ms here, so the line shows what deleting them costs); a
+ * forgets every processed event (all of them here, so the line shows what deleting them costs); a
  * report-only run after it, whose checkpoint is past the whole history; and a --full one. A full
  * reading's time grows with the history; one from a checkpoint reads what changed since and, once
  * pruned, the outbox rows that came since.
@@ -159,7 +159,7 @@ async function reconcileCost(stack: TestStack): Promise<string> {
   const transfers = await withDatabase(stack.databaseUrls.transactions, async (client) =>
     Number((await client.query(`SELECT count(*)::int AS n FROM transfer`)).rows[0].n),
   );
-  const timed = async (options: { prune?: boolean; full?: boolean; keepProcessedEventsMs?: number }) => {
+  const timed = async (options: { prune?: boolean; full?: boolean; processedEventsBefore?: Date }) => {
     const rows = await rowsIn("outbox_event");
     const started = performance.now();
     const report = await reconcile({
@@ -184,7 +184,7 @@ async function reconcileCost(stack: TestStack): Promise<string> {
   // reading where the whole history is behind it.
   await new Promise((resolve) => setTimeout(resolve, CHECKPOINT_OVERLAP_MS + 1_000));
   const processed = await rowsIn("processed_event");
-  const pruning = await timed({ prune: true, keepProcessedEventsMs: 0 });
+  const pruning = await timed({ prune: true, processedEventsBefore: new Date() });
   expect(pruning.prunedProcessed).toBe(processed);
   const after = await timed({});
   const full = await timed({ full: true });

@@ -71,6 +71,7 @@ const config = loadConfig(
 const databaseUrls = Object.fromEntries(
   SERVICES.map((service) => [service, config[`${service.toUpperCase()}_DATABASE_URL`] ?? serviceDatabaseUrl(config.DATABASE_URL, service)]),
 ) as Record<ServiceName, string>;
+const keepMs = keepHours !== undefined ? keepHours * 3_600_000 : processedEventKeepMs(config.NATS_STREAM_MAX_AGE_HOURS);
 // Logs go to stderr: stdout is the report (and must stay valid JSON with --json).
 const logger = createLogger({ service: "reconcile", level: config.LOG_LEVEL, destination: process.stderr });
 
@@ -82,7 +83,7 @@ try {
     repair: values.repair ?? false,
     prune: values.prune ?? false,
     full: values.full ?? false,
-    keepProcessedEventsMs: keepHours !== undefined ? keepHours * 3_600_000 : processedEventKeepMs(config.NATS_STREAM_MAX_AGE_HOURS),
+    processedEventsBefore: keepMs === undefined ? undefined : new Date(Date.now() - keepMs),
     logger,
   });
   if (values.json) console.log(reportJson(report));

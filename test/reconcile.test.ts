@@ -19,6 +19,7 @@ import {
   loadMoneyCheckpoint,
   processedEventKeepMs,
   prunedProcessedRows,
+  uuidV7Floor,
   prunedRows,
   reconcile,
   sqlExecutor,
@@ -586,41 +587,68 @@ describe("reconciliation", () => {
         }),
       ),
     ) as Record<(typeof services)[number], pg.Client>;
-    const rowsOf = async (client: pg.Client, olderThan = "9 days") =>
-      (await client.query(`SELECT count(*)::int AS n FROM processed_event WHERE processed_at < now() - $1::interval`, [olderThan])).rows[0]
-        .n as number;
+    /** Rows of events made and handled before `split` (uuid v7 ids begin with their time). */
+    const rowsBefore = async (client: pg.Client, split: Date) =>
+      (
+        await client.query(`SELECT count(*)::int AS n FROM processed_event WHERE event_id < $1::uuid AND processed_at < $2`, [
+          uuidV7Floor(split.getTime()),
+          split,
+        ])
+      ).rows[0].n as number;
     const handled = async (client: pg.Client, eventId: string) =>
       (await client.query(`SELECT consumer FROM processed_event WHERE event_id = $1 ORDER BY consumer`, [eventId])).rows.map(
         (row) => row.consumer as string,
       );
     try {
-      // Everything handled so far was handled nine days ago; one transfer after that is recent.
-      const aged: Partial<Record<(typeof services)[number], number>> = {};
-      for (const service of services) {
-        await clients[service].query(`UPDATE processed_event SET processed_at = processed_at - interval '9 days 1 hour'`);
-        aged[service] = await rowsOf(clients[service]);
-      }
-      for (const service of ["accounts", "transactions", "fraud"] as const) expect(aged[service], service).toBeGreaterThan(0);
+      // Every consumer has handled the paid transfer (auth's notice of it is the last); then a
+      // moment that stands for "a week and a day ago"; then a recent transfer.
+      const completed = (
+        await transactionsSql.query(
+          `SELECT id::text FROM outbox_event WHERE type = 'transaction.completed' AND payload->'data'->>'transferId' = $1`,
+          [paid],
+        )
+      ).rows[0].id as string;
+      await waitUntil(async () => (await handled(clients.auth, completed)).length === 1, "auth to record the completed transfer's notice");
+      const split = new Date();
+      await sleep(5);
+      // A consumer whose events span days with gaps (each statement deletes ten minutes of event
+      // time, and a gap is jumped over), and an old event handled only now (republished lately): kept.
+      const idAt = (ms: number) => uuidV7Floor(ms).slice(0, 24) + randomUUID().replaceAll("-", "").slice(0, 12);
+      const hour = 3_600_000;
+      const spread = [72 * hour, 48 * hour + 300_000, 48 * hour, hour].map((ago) => idAt(split.getTime() - ago));
+      const lateOld = idAt(split.getTime() - 24 * hour);
+      await accountsSql.query(
+        `INSERT INTO processed_event (consumer, event_id, processed_at)
+         SELECT 'reconcile-test', id, $2::timestamptz FROM unnest($1::uuid[]) AS id UNION ALL SELECT 'reconcile-test', $3::uuid, now()`,
+        [spread, new Date(split.getTime() - 60_000), lateOld],
+      );
+      const old = Object.fromEntries(
+        await Promise.all(services.map(async (service) => [service, await rowsBefore(clients[service], split)])),
+      ) as Record<(typeof services)[number], number>;
+      for (const service of services) expect(old[service], service).toBeGreaterThan(0);
       const recent = await send(bob, alice, 100);
       await waitUntil(async () => (await statusOf(recent)) === "COMPLETED", "the recent transfer");
-      const recentRows = async (client: pg.Client) =>
-        (await client.query(`SELECT count(*)::int AS n FROM processed_event`)).rows[0].n as number;
-      await waitUntil(async () => (await recentRows(clients.accounts)) > aged.accounts!, "accounts to record the recent transfer's events");
+      const total = async (client: pg.Client) => (await client.query(`SELECT count(*)::int AS n FROM processed_event`)).rows[0].n as number;
+      await waitUntil(async () => (await total(clients.accounts)) > old.accounts, "accounts to record the recent transfer's events");
 
-      // The streams keep a week (the default): a consumer's record is kept a day longer.
-      const keepMs = processedEventKeepMs(168)!;
+      // What the CLI passes is now less a week and a day (processedEventKeepMs(168)); the split
+      // stands for it here.
+      expect(processedEventKeepMs(168)).toBe(192 * 3_600_000);
       const pruning = await reconcile({
         databaseUrls: stack.databaseUrls,
         graceMs: GRACE_MS,
         prune: true,
-        keepProcessedEventsMs: keepMs,
+        processedEventsBefore: split,
         logger,
       });
-      expect(pruning.processedBefore).toEqual(new Date(pruning.startedAt.getTime() - keepMs));
-      expect(pruning.prunedProcessed).toEqual(Object.fromEntries(Object.entries(aged).filter(([, count]) => count! > 0)));
-      expect(prunedProcessedRows(pruning)).toBe(Object.values(aged).reduce((sum, count) => sum + count!, 0));
-      for (const service of services) expect(await rowsOf(clients[service], "1 hour"), service).toBe(0);
-      expect(await recentRows(clients.accounts)).toBeGreaterThan(0);
+      expect(pruning.processedBefore).toEqual(split);
+      expect(pruning.prunedProcessed).toEqual(old);
+      expect(prunedProcessedRows(pruning)).toBe(Object.values(old).reduce((sum, count) => sum + count, 0));
+      for (const service of services) expect(await rowsBefore(clients[service], split), service).toBe(0);
+      expect(await total(clients.accounts)).toBeGreaterThan(0);
+      expect(await handled(clients.auth, completed)).toEqual([]);
+      for (const id of spread) expect(await handled(accountsSql, id)).toEqual([]);
+      expect(await handled(accountsSql, lateOld)).toEqual(["reconcile-test"]);
 
       // The debit command and the passed verdict of the paid transfer, published again as a dead
       // letter's replay would: accounts no longer has them in processed_event, and its saga

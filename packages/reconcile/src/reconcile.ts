@@ -4,7 +4,7 @@
  * checkpoint (reconciliation_checkpoint in transactions' database: where it left off, and the
  * transfer ids it left open), or with `full` (and on the first run) the whole history; every
  * outbox row still held is read, which `prune` keeps to what came since the last run (and it
- * deletes the consumers' processed_event rows older than `keepProcessedEventsMs`). Repairs:
+ * deletes the consumers' processed_event rows of events from before `processedEventsBefore`). Repairs:
  *  - an event missing from audit is published again under a new Nats-Msg-Id (the stream may still
  *    hold the original id inside its duplicate window) with the same envelope and event id, so
  *    every consumer that applied it finds it in processed_event and skips it, and audit appends it;
@@ -70,10 +70,11 @@ export interface ReconcileOptions {
    */
   prune?: boolean;
   /**
-   * With `prune`: delete every service's processed_event rows older than this (see
-   * processedEventKeepMs for how long a consumer needs them). Left out, they are all kept.
+   * With `prune`: delete every service's processed_event rows of events made and handled before
+   * this time (the CLI: now less processedEventKeepMs, how long a consumer needs them). Left out,
+   * they are all kept.
    */
-  keepProcessedEventsMs?: number;
+  processedEventsBefore?: Date;
   /**
    * Read the whole history, not only what changed since the last run's checkpoint (see
    * reconciliation_checkpoint). A run without a checkpoint reads it all anyway.
@@ -124,9 +125,6 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   const startedAt = options.now ?? new Date();
   const clock: ReconcileClock = { now: startedAt, graceMs: options.graceMs ?? DEFAULT_GRACE_MS };
   const maxFindings = options.maxFindings ?? MAX_FINDINGS;
-  const keep = options.keepProcessedEventsMs;
-  if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 0))
-    throw new Error(`keepProcessedEventsMs must be whole milliseconds from 0 up, not ${keep}`);
   const clients = await connectAll(options.databaseUrls);
   const findings: ReconciledFinding[] = [];
   let truncated = false;
@@ -142,8 +140,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   };
   const pruned: Partial<Record<OutboxService, number>> = {};
   const prunedProcessed: Partial<Record<ServiceName, number>> = {};
-  const processedBefore =
-    options.prune && options.keepProcessedEventsMs !== undefined ? new Date(startedAt.getTime() - options.keepProcessedEventsMs) : null;
+  const processedBefore = (options.prune && options.processedEventsBefore) || null;
   const pageSize = options.pageSize ?? PAGE_SIZE;
   const judge = new MoneyJudge(clients, clock, add);
   let checkpoint: MoneyCheckpoint | undefined;

@@ -246,36 +246,63 @@ export async function deleteOutboxRows(client: pg.ClientBase, eventIds: readonly
   return rowCount ?? 0;
 }
 
-/** The longest stretch of processed_event rows one statement of `deleteProcessedEvents` deletes. */
+/** The longest stretch of event time one statement of `deleteProcessedEvents` covers. */
 export const PROCESSED_EVENT_WINDOW_MS = 10 * 60_000;
 
 /**
- * Deletes a service's processed_event rows from before `before` (`--prune`); how many went. The
- * oldest such row is found first (the BRIN index on processed_at reads only the block ranges that
- * hold rows that old: the ones about to go), then the rows go in windows of
- * PROCESSED_EVENT_WINDOW_MS, one statement each, so no statement deletes more than ten minutes of
- * a busy platform's consumption and none reads again what the one before it deleted. An empty
- * window (a quiet stretch) looks for the oldest row left instead of stepping through the gap.
+ * The smallest uuid v7 made at `ms` or later: v7 ids begin with their 48-bit Unix time in
+ * milliseconds, and PostgreSQL orders uuids by their bytes, so every id made before `ms` sorts
+ * below it.
+ */
+export function uuidV7Floor(ms: number): string {
+  const hex = Math.min(Math.max(0, Math.floor(ms)), 2 ** 48 - 1)
+    .toString(16)
+    .padStart(12, "0");
+  return `${hex.slice(0, 8)}-${hex.slice(8)}-0000-0000-000000000000`;
+}
+
+/** The time a uuid v7 was made (its first 48 bits). */
+function uuidV7Ms(id: string): number {
+  return Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
+/**
+ * Deletes a service's processed_event rows of events made and handled before `before`
+ * (`--prune`); how many went. Event ids are uuid v7, so per consumer the primary key
+ * (consumer, event_id) holds the rows in the order the events were made: each consumer's rows go
+ * from its oldest id up, in windows of PROCESSED_EVENT_WINDOW_MS of event time, one statement each,
+ * so none deletes more than ten minutes of a busy platform's events, and a quiet stretch is jumped
+ * over (the next window starts at the next id there is). A row handled after `before` (an old
+ * event republished lately) stays until it is that old. The consumers are found by a walk of the
+ * same key (one lookup per consumer, not a scan of the table).
  */
 export async function deleteProcessedEvents(client: pg.ClientBase, before: Date): Promise<number> {
-  const oldestFrom = async (from: Date) => {
-    const { rows } = await client.query<{ oldest: Date }>(
-      `SELECT processed_at AS oldest FROM processed_event WHERE processed_at >= $1 AND processed_at < $2 ORDER BY processed_at LIMIT 1`,
-      [from, before],
-    );
-    return rows[0]?.oldest.getTime();
-  };
+  const { rows: consumers } = await client.query<{ consumer: string }>(
+    `WITH RECURSIVE c AS (
+       SELECT min(consumer) AS consumer FROM processed_event
+       UNION ALL
+       SELECT (SELECT min(consumer) FROM processed_event WHERE consumer > c.consumer) FROM c WHERE c.consumer IS NOT NULL)
+     SELECT consumer FROM c WHERE consumer IS NOT NULL`,
+  );
+  const end = before.getTime();
   let deleted = 0;
-  let from = await oldestFrom(new Date(0));
-  while (from !== undefined) {
-    const to = Math.min(from + PROCESSED_EVENT_WINDOW_MS, before.getTime());
-    const { rowCount } = await client.query(`DELETE FROM processed_event WHERE processed_at >= $1 AND processed_at < $2`, [
-      new Date(from),
-      new Date(to),
-    ]);
-    deleted += rowCount ?? 0;
-    if (to >= before.getTime()) break;
-    from = rowCount ? to : await oldestFrom(new Date(to));
+  for (const { consumer } of consumers) {
+    const nextIdFrom = async (ms: number) => {
+      const { rows } = await client.query<{ id: string }>(
+        `SELECT event_id::text AS id FROM processed_event WHERE consumer = $1 AND event_id >= $2::uuid AND event_id < $3::uuid
+         ORDER BY event_id LIMIT 1`,
+        [consumer, uuidV7Floor(ms), uuidV7Floor(end)],
+      );
+      return rows[0] && uuidV7Ms(rows[0].id);
+    };
+    for (let from = await nextIdFrom(0); from !== undefined; from = await nextIdFrom(from + PROCESSED_EVENT_WINDOW_MS)) {
+      const to = Math.min(from + PROCESSED_EVENT_WINDOW_MS, end);
+      const { rowCount } = await client.query(
+        `DELETE FROM processed_event WHERE consumer = $1 AND event_id >= $2::uuid AND event_id < $3::uuid AND processed_at < $4`,
+        [consumer, uuidV7Floor(from), uuidV7Floor(to), before],
+      );
+      deleted += rowCount ?? 0;
+    }
   }
   return deleted;
 }
