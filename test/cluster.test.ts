@@ -18,6 +18,7 @@ import {
   expectEveryEventAudited,
   openFundedAccounts,
   sendTransfers,
+  whenStarted,
   whenTransfersInFlight,
 } from "./support/bank.ts";
 
@@ -99,14 +100,16 @@ describe("the platform as a cluster", () => {
     const inFlightAtFault: Record<string, number> = {};
     const inFlight = () => whenTransfersInFlight(stack.databaseUrls.transactions);
     const node = stack.natsCluster!.nodes[1]!;
+    // Each fault at a quarter more of the load (15, 30, 45 of 60 handed out), so every one meets
+    // transfers in flight and the clients still sending, on a fast machine too.
     const faults = (async () => {
-      await sleep(1_500);
+      await whenStarted(load, TRANSFERS / 4);
       inFlightAtFault.nats = await inFlight();
       await node.process.kill();
-      await sleep(1_000);
+      await whenStarted(load, TRANSFERS / 2);
       inFlightAtFault.accounts = await inFlight();
       await stack.replicas.accounts[0]!.process.kill();
-      await sleep(1_000);
+      await whenStarted(load, (TRANSFERS * 3) / 4);
       inFlightAtFault.transactions = await inFlight();
       await stack.replicas.transactions[1]!.process.kill();
       await sleep(2_000);

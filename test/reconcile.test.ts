@@ -136,6 +136,17 @@ describe("reconciliation", () => {
       logger,
       ...(pageSize ? { pageSize, full: true } : {}),
     });
+  /** A client of each of these services' databases (the caller ends them). */
+  async function connectTo<S extends keyof TestStack["databaseUrls"]>(services: readonly S[]): Promise<Record<S, pg.Client>> {
+    const clients = await Promise.all(
+      services.map(async (service) => {
+        const client = new pg.Client({ connectionString: stack.databaseUrls[service] });
+        await client.connect();
+        return [service, client] as const;
+      }),
+    );
+    return Object.fromEntries(clients) as Record<S, pg.Client>;
+  }
   /** Deletes the stream's messages whose event matches (what a lost commit never published). */
   async function deleteFromStream(stream: string, matches: (event: { type: string; data: Record<string, unknown> }) => boolean) {
     const { state } = await nats.jsm.streams.info(stream);
@@ -462,15 +473,7 @@ describe("reconciliation", () => {
       return current.findings.filter((finding) => finding.eventId !== undefined).length === 1 && current;
     }, "audit to hold every event but the unaudited one");
     expect(about(before, unaudited.id).map((finding) => finding.code)).toEqual(["EVENT_MISSING_FROM_AUDIT"]);
-    const outboxes = Object.fromEntries(
-      await Promise.all(
-        OUTBOX_SERVICES.map(async (service) => {
-          const client = new pg.Client({ connectionString: stack.databaseUrls[service] });
-          await client.connect();
-          return [service, client] as const;
-        }),
-      ),
-    ) as Record<(typeof OUTBOX_SERVICES)[number], pg.Client>;
+    const outboxes = await connectTo(OUTBOX_SERVICES);
     const idsOf = async (client: pg.Client) =>
       (
         await client.query<{ id: string }>(`SELECT id::text FROM outbox_event WHERE created_at < $1 ORDER BY seq`, [before.startedAt])
@@ -578,15 +581,7 @@ describe("reconciliation", () => {
     const paid = await send(alice, bob, 900);
     await waitUntil(async () => (await statusOf(paid)) === "COMPLETED", "the transfer");
     const services = ["auth", "accounts", "transactions", "fraud"] as const;
-    const clients = Object.fromEntries(
-      await Promise.all(
-        services.map(async (service) => {
-          const client = new pg.Client({ connectionString: stack.databaseUrls[service] });
-          await client.connect();
-          return [service, client] as const;
-        }),
-      ),
-    ) as Record<(typeof services)[number], pg.Client>;
+    const clients = await connectTo(services);
     /** Rows of events made and handled before `split` (uuid v7 ids begin with their time). */
     const rowsBefore = async (client: pg.Client, split: Date) =>
       (

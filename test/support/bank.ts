@@ -140,6 +140,16 @@ export async function transfersInFlight(transactionsUrl: string): Promise<number
 }
 
 /**
+ * Once the load has handed out `count` transfers. A fault timed by the load's progress, not by the
+ * clock, lands while the clients are still sending, however fast the machine: the cluster test's
+ * last fault, 3.5 s after the start by the clock, once came after its 60 transfers (3 s of pacing)
+ * had all completed, and found none in flight.
+ */
+export async function whenStarted(load: Pick<TransferLoad, "started">, count: number): Promise<void> {
+  await waitUntil(async () => load.started() >= count, `${count} transfers handed to the clients`, 60_000, 10);
+}
+
+/**
  * Waits (up to `timeoutMs`) until transfers are in their saga, and says how many: a fault test
  * kills a process when work is in progress, however fast the saga has become; -1 or 0 after the
  * timeout (the test's own check then fails).
