@@ -16,6 +16,7 @@ import {
   expectEveryEventAudited,
   openFundedAccounts,
   sendTransfers,
+  whenStarted,
   whenTransfersInFlight,
 } from "./support/bank.ts";
 
@@ -46,9 +47,11 @@ describe("PostgreSQL and Redis faults under load", () => {
     const customers = await openFundedAccounts(stack, DEPOSITS);
     const load = sendTransfers(stack, customers, { count: TRANSFERS, inFlight: 8, paceMs: 250, keyPrefix: "crash" });
     const inFlightAtFault: Record<string, number> = {};
+    // Each fault once another third of the load has been handed out (by progress, not the clock:
+    // see whenStarted), so both meet transfers in flight and clients still sending.
     const faults = (async () => {
-      for (const kind of ["fast", "kill"] as const) {
-        await sleep(2_000);
+      for (const [index, kind] of (["fast", "kill"] as const).entries()) {
+        await whenStarted(load, Math.round((TRANSFERS * (index + 1)) / 3));
         inFlightAtFault[kind] = await whenTransfersInFlight(stack.databaseUrls.transactions);
         await postgres.fault(kind);
         await sleep(1_500);
