@@ -4,8 +4,9 @@
  * audit log (packages/reconcile). Reports only, unless --repair; --prune deletes outbox rows the
  * audit log holds and the consumers' processed_event rows older than --keep-processed-hours
  * (default: NATS_STREAM_MAX_AGE_HOURS and a day; with streams that keep everything, none); the
- * money is read from where the last run left off, or whole with --full (and on the first run). Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage;
- * 3: could not run (a database or NATS unreachable); 78: bad configuration.
+ * money is read from where the last run left off, or whole with --full (and on the first run).
+ * Exit 0: nothing left to do; 1: findings left unrepaired; 2: bad usage; 3: could not run (a
+ * database or NATS unreachable); 78: bad configuration.
  *
  * Databases: DATABASE_URL names the server (default: the local stack's), each service's database
  * is vaultpay_<service> on it; <SERVICE>_DATABASE_URL (e.g. AUDIT_DATABASE_URL) overrides one.
@@ -67,9 +68,17 @@ const config = loadConfig(
     NATS_STREAM_MAX_AGE_HOURS: baseConfigSchema.shape.NATS_STREAM_MAX_AGE_HOURS,
     ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_DATABASE_URL`, databaseUrl.optional()])),
   }),
-) as Record<string, unknown> & { DATABASE_URL: string; NATS_URL: string; LOG_LEVEL: string; NATS_STREAM_MAX_AGE_HOURS: number };
+) as Record<`${Uppercase<ServiceName>}_DATABASE_URL`, string | undefined> & {
+  DATABASE_URL: string;
+  NATS_URL: string;
+  LOG_LEVEL: string;
+  NATS_STREAM_MAX_AGE_HOURS: number;
+};
 const databaseUrls = Object.fromEntries(
-  SERVICES.map((service) => [service, config[`${service.toUpperCase()}_DATABASE_URL`] ?? serviceDatabaseUrl(config.DATABASE_URL, service)]),
+  SERVICES.map((service) => [
+    service,
+    config[`${service.toUpperCase() as Uppercase<ServiceName>}_DATABASE_URL`] ?? serviceDatabaseUrl(config.DATABASE_URL, service),
+  ]),
 ) as Record<ServiceName, string>;
 const keepMs = keepHours !== undefined ? keepHours * 3_600_000 : processedEventKeepMs(config.NATS_STREAM_MAX_AGE_HOURS);
 // Logs go to stderr: stdout is the report (and must stay valid JSON with --json).
