@@ -1,7 +1,6 @@
 import { z } from "zod";
-import { randomFillSync } from "node:crypto";
 import { v7 as uuidv7 } from "uuid";
-import { currentContext, type RequestContext } from "@vaultpay/kit";
+import { currentContext, pooledRandomBytes, type RequestContext } from "@vaultpay/kit";
 import { traceparentOf } from "@vaultpay/telemetry";
 import { catalog, type EventData, type EventType } from "./catalog.ts";
 import { envelopeSchema } from "./envelope-schema.ts";
@@ -9,23 +8,16 @@ import { envelopeSchema } from "./envelope-schema.ts";
 export { actorSchema, envelopeSchema } from "./envelope-schema.ts";
 
 /**
- * Random bytes for event ids, cut 16 at a time from a pool refilled every 256 ids: uuid's own v7
- * calls into the CSPRNG once per id, ~2 % of the gateway's and transactions' CPU (an event per
- * request, several per transfer).
+ * Event ids take their random bytes from kit's pool (pooledRandomBytes): uuid's own v7 calls into
+ * the CSPRNG once per id, ~2 % of the gateway's and transactions' CPU (an event per request,
+ * several per transfer).
  */
-const idPool = new Uint8Array(4096);
-let idPoolAt = idPool.length;
 /** The last id's time and 31-bit sequence: ids from one process stay in order, as uuid's v7 keeps them. */
 const idClock = { msecs: Number.NEGATIVE_INFINITY, seq: 0 };
 
 /** A uuid v7 as `uuid` makes it (same layout and ordering rule), from pooled randomness. */
 export function eventId(): string {
-  if (idPoolAt + 16 > idPool.length) {
-    randomFillSync(idPool);
-    idPoolAt = 0;
-  }
-  const random = idPool.subarray(idPoolAt, idPoolAt + 16);
-  idPoolAt += 16;
+  const random = pooledRandomBytes(16);
   const now = Date.now();
   if (now > idClock.msecs) {
     idClock.msecs = now;
@@ -34,7 +26,6 @@ export function eventId(): string {
     idClock.seq = (idClock.seq + 1) | 0;
     if (idClock.seq === 0) idClock.msecs++;
   }
-  // uuid copies what it needs from `random` before returning: the pool's bytes are not kept.
   return uuidv7({ random, msecs: idClock.msecs, seq: idClock.seq });
 }
 

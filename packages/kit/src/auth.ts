@@ -1,6 +1,7 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { DomainError } from "./errors.ts";
+import { pooledRandomBytes } from "./random.ts";
 
 /**
  * The access-token contract between auth (which signs), the gateway and every subgraph (which
@@ -197,7 +198,7 @@ function assertionMac(secret: string, seconds: number, nonce: string, request: A
 /** A new assertion for one request: a fresh nonce every call (128 random bits). */
 export function signGatewayAssertion(secret: string, request: AssertedRequest, nowMs = Date.now()): string {
   const seconds = Math.floor(nowMs / 1000);
-  const nonce = randomBytes(16).toString("base64url");
+  const nonce = pooledRandomBytes(16).toString("base64url");
   return `${seconds}.${nonce}.${assertionMac(secret, seconds, nonce, request).toString("base64url")}`;
 }
 

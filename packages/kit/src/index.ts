@@ -9,6 +9,7 @@ export * from "./subgraph.ts";
 export * from "./auth.ts";
 export * from "./scalars.ts";
 export * from "./ids.ts";
+export * from "./random.ts";
 export * from "./dpop.ts";
 export * from "./metrics.ts";
 export * from "./tracing.ts";
