@@ -327,6 +327,13 @@ describe("reconciliation", () => {
     // goes out (a resend of a credit, which accounts answers again from its decision), and the
     // message is acked on audit's durable consumer as audit would have before the crash.
     await stack.processes.get("audit")!.kill();
+    // Until JetStream lets go of the dead process's pull requests (at most their 5 s expiry), it
+    // may hand them the next message, which then waits out ack_wait (30 s) before this test can
+    // take it: the test once took 33 s so.
+    await waitUntil(
+      async () => (await nats.jsm.consumers.info("TRANSACTIONS", "audit-transactions")).num_waiting === 0,
+      "audit's pull requests to end with its process",
+    );
     const correlationId = `reconcile-${randomUUID()}`;
     const lost = createEvent(
       "transaction.credit.requested",
