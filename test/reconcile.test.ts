@@ -59,10 +59,7 @@ describe("reconciliation", () => {
         SAGA_STEP_TIMEOUT_MS: "120000",
       },
     });
-    [accountsSql, transactionsSql, auditSql] = [stack.databaseUrls.accounts, stack.databaseUrls.transactions, stack.databaseUrls.audit].map(
-      (connectionString) => new pg.Client({ connectionString }),
-    ) as [pg.Client, pg.Client, pg.Client];
-    await Promise.all([accountsSql.connect(), transactionsSql.connect(), auditSql.connect()]);
+    ({ accounts: accountsSql, transactions: transactionsSql, audit: auditSql } = await connectTo(["accounts", "transactions", "audit"]));
     nats = await connectJetStream(stack.nats.url, "reconcile-test", logger);
     admin = await mintAccessToken(stack.secrets.JWT_PRIVATE_JWK, { userId: randomUUID(), role: "ADMIN" });
     [alice, bob, carol] = await Promise.all([customer(100_000n), customer(100_000n), customer(500n)]);
