@@ -159,7 +159,6 @@ describe("transfer saga", () => {
     const expectedStory = [
       "transaction.initiated",
       "account.debited",
-      "fraud.check.requested",
       "fraud.check.completed",
       "account.credited",
       "transaction.completed",
