@@ -520,6 +520,7 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
 const PATH_EVENTS = [
   "transaction.initiated",
   "account.debited",
+  "fraud.check.requested",
   "fraud.check.completed",
   "account.credited",
   "transaction.completed",

@@ -159,6 +159,7 @@ describe("transfer saga", () => {
     const expectedStory = [
       "transaction.initiated",
       "account.debited",
+      "fraud.check.requested",
       "fraud.check.completed",
       "account.credited",
       "transaction.completed",

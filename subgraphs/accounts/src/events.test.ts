@@ -156,32 +156,6 @@ describe("saga commands over JetStream", () => {
     ]);
   });
 
-  it("passes a debit command's fraudCheck on with its debit, with the payee, owner and currency, for fraud to check the debit itself", async () => {
-    const from = await openFunded("saga-user-origin", "SAVINGS", 500n);
-    const to = await openFunded("saga-user-origin-payee", "SAVINGS", 0n);
-    const origin = { requestDeviceId: "jkt:abc", deviceProven: true, sessionDeviceId: "jkt:abc", initiatedAt: new Date().toISOString() };
-    const [debited, refused] = [randomUUID(), randomUUID()];
-    const base = { fromAccountId: from.id, toAccountId: to.id, currency: "INR", userId: from.userId, fraudCheck: origin };
-    await publish(initiated({ ...base, transferId: debited, amountMinor: "200" }));
-    await publish(initiated({ ...base, transferId: refused, amountMinor: "9000" }));
-    await waitUntil(async () => (await answers(debited)).length === 1 && (await answers(refused)).length === 1, "both answers");
-    expect(await answers(debited)).toEqual([
-      {
-        type: "account.debited",
-        data: {
-          transferId: debited,
-          accountId: from.id,
-          amountMinor: "200",
-          fraudCheck: { ...origin, userId: from.userId, toAccountId: to.id, currency: "INR" },
-        },
-      },
-    ]);
-    // Nothing to check on a debit that did not happen.
-    expect(await answers(refused)).toEqual([
-      { type: "account.debit.rejected", data: { transferId: refused, accountId: from.id, reason: "INSUFFICIENT_FUNDS" } },
-    ]);
-  });
-
   function verdict(transferId: string, passed: boolean) {
     const reasons = passed ? [] : ["Amount over the daily limit"];
     return createEvent(

@@ -156,17 +156,6 @@ export async function handleVerdicts(
   await decideAndAnswer(tx, logger, within, records, requests);
 }
 
-/**
- * What an applied debit passes on from its command: the transfer's origin, payee, owner and
- * currency, for fraud to check the debited transfer on account.debited itself. Nothing for other
- * steps, or for a command from before it carried them (transactions then asks fraud).
- */
-function fraudCheckOf(event: Event): Pick<EventData<"account.debited">, "fraudCheck"> {
-  if (event.type !== "transaction.initiated" || !event.data.fraudCheck) return {};
-  const { userId, toAccountId, currency, fraudCheck } = event.data;
-  return { fraudCheck: { ...fraudCheck, userId, toAccountId, currency } };
-}
-
 /** Decides each request in order on the locked accounts, writes the changes and answers each. */
 async function decideAndAnswer(
   tx: SqlExecutor,
@@ -199,7 +188,7 @@ async function decideAndAnswer(
     // Emitted in the asking event's context: the answer names it as its cause, in the same trace.
     await within(event, () =>
       decision.rejection === null
-        ? emit(tx, applied, { ...answer, amountMinor: formatMinorUnits(decision.amountMinor), ...fraudCheckOf(event) })
+        ? emit(tx, applied, { ...answer, amountMinor: formatMinorUnits(decision.amountMinor) })
         : // The reason was produced by the domain for this very step, so it is one of its event's reasons.
           emit(tx, rejected, { ...answer, reason: decision.rejection } as EventData<Rejected>),
     );

@@ -1,8 +1,7 @@
 /**
  * Check requests handled as one batch in one transaction, on a real database: each request's facts
  * include the checks decided before it in the batch (velocity counts them), a request repeated in
- * the batch gets the stored verdict, and every request is answered. A debit that carries its
- * transfer's facts is a request.
+ * the batch gets the stored verdict, and every request is answered.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -94,78 +93,6 @@ describe("a batch of check requests", () => {
         event.id,
       ]),
     );
-  });
-
-  const debit = (transferId: string, userId: string, secondsBefore: number, withFacts = true): Event =>
-    runWithContext({ correlationId: `corr-${transferId}`, actor: {} }, () =>
-      createEvent("account.debited", {
-        transferId,
-        accountId: `acc-${userId}`,
-        amountMinor: "1000",
-        ...(withFacts && {
-          fraudCheck: {
-            userId,
-            toAccountId: "payee-of-a-debit",
-            currency: "INR",
-            requestDeviceId: "d1",
-            deviceProven: true,
-            sessionDeviceId: "d1",
-            initiatedAt: new Date(now.getTime() - secondsBefore * 1000).toISOString(),
-          },
-        }),
-      }),
-    );
-
-  it("checks a debit that carries its transfer's facts as it checks a request, passes by a debit without them, and answers a later request with the stored verdict", async () => {
-    const user = `u-${randomUUID()}`;
-    await db.$transaction((tx) => recordKnownDevice(tx, { userId: user, deviceId: "d1", deviceRecordId: randomUUID(), registeredAt: now }));
-    const [first, bare, second, third] = ["d1", "d2", "r1", "d3"].map((name) => `${name}-${randomUUID()}`) as [
-      string,
-      string,
-      string,
-      string,
-    ];
-    const batch = [debit(first, user, 30), debit(bare, user, 25, false), request(second, user, 20), debit(third, user, 10)];
-    await db.$transaction((tx) => handleCheckRequests(batch, tx, deps, inEventContext));
-
-    const checks = await db.$queryRawUnsafe<
-      Array<{ transfer_id: string; passed: boolean; from_account_id: string; to_account_id: string; request_event_id: string }>
-    >(
-      `SELECT transfer_id, passed, from_account_id, to_account_id, request_event_id::text FROM fraud_check WHERE user_id = $1 ORDER BY initiated_at`,
-      user,
-    );
-    // Velocity counts the debits' checks and the request's alike: the third in the window fails.
-    // The debit without facts is not checked (transactions asks for it).
-    expect(checks.map((check) => [check.transfer_id, check.passed])).toEqual([
-      [first, true],
-      [second, true],
-      [third, false],
-    ]);
-    // A debit's check is made on its facts, its source the debited account, and names the debit.
-    expect(checks[0]).toMatchObject({
-      from_account_id: `acc-${user}`,
-      to_account_id: "payee-of-a-debit",
-      request_event_id: batch[0]!.id,
-    });
-    const verdicts = async () =>
-      (
-        await db.$queryRawUnsafe<Array<{ payload: { data: { transferId: string; passed: boolean }; causationId: string } }>>(
-          `SELECT payload FROM outbox_event WHERE type = 'fraud.check.completed' AND payload->'data'->>'transferId' = ANY($1) ORDER BY seq`,
-          [first, bare, second, third],
-        )
-      ).map(({ payload }) => [payload.data.transferId, payload.data.passed, payload.causationId]);
-    expect(await verdicts()).toEqual([
-      [first, true, batch[0]!.id],
-      [second, true, batch[2]!.id],
-      [third, false, batch[3]!.id],
-    ]);
-    // The request transactions sends when the step's deadline passes gets the verdict made on the debit.
-    const retry = request(first, user, 30);
-    await db.$transaction((tx) => handleCheckRequests([retry], tx, deps, inEventContext));
-    expect((await verdicts()).slice(3)).toEqual([[first, true, retry.id]]);
-    expect(await db.$queryRawUnsafe<Array<{ n: number }>>(`SELECT count(*)::int AS n FROM fraud_check WHERE user_id = $1`, user)).toEqual([
-      { n: 3 },
-    ]);
   });
 
   it("recording as the consumer: a request is fresh once, a rolled-back batch records nothing, and a repeat answers nothing", async () => {

@@ -1,8 +1,6 @@
 /**
- * What fraud consumes and emits. Consuming: the debits of the transfer saga (ACCOUNTS: a debit that
- * carries its transfer's facts is checked as it is), the check requests transactions still sends
- * (FRAUD: for debits without those facts, and on retries) and the devices auth registers (AUTH) —
- * the only facts fraud has, never a synchronous call.
+ * What fraud consumes and emits. Consuming: the check requests of the transfer saga (FRAUD) and
+ * the devices auth registers (AUTH) — the only facts fraud has, never a synchronous call.
  * Emitting: one fraud.check.completed per request, appended to the outbox in the transaction that
  * stores the verdict.
  */
@@ -12,7 +10,6 @@ import {
   createEvent,
   inEventContext,
   type Event,
-  type EventData,
   type EventScope,
   type Eventing,
   type SqlExecutor,
@@ -33,8 +30,6 @@ import {
 
 /** Durable consumer names; replicas of fraud share them. */
 export const CHECKS_CONSUMER = "fraud-checks";
-/** Checks transfers on their debit (account.debited with fraudCheck), the saga's usual path. */
-export const DEBITS_CONSUMER = "fraud-debits";
 export const DEVICES_CONSUMER = "fraud-devices";
 
 export interface CheckDependencies {
@@ -61,9 +56,8 @@ async function emitVerdict(tx: SqlExecutor, check: StoredCheck): Promise<void> {
 
 /**
  * Checks one transfer, once. A repeated request for a transfer (a redelivery has the same event id
- * and never reaches here; this is a re-published request with a new id, or a request beside the
- * debit it was already checked on) re-sends the stored verdict: the answer for a transfer never
- * changes.
+ * and never reaches here; this is a re-published request with a new id) re-sends the stored
+ * verdict: the answer for a transfer never changes.
  */
 export async function handleCheckRequested(event: Event, tx: SqlExecutor, deps: CheckDependencies): Promise<void> {
   await handleCheckRequests([event], tx, deps, inEventContext);
@@ -85,16 +79,16 @@ export async function handleCheckRequests(
   within: EventScope,
   recordAs?: string,
 ): Promise<void> {
-  const asked = events.flatMap((event) => checkAskedBy(event) ?? []);
+  const asked = events.filter((event): event is Event<"fraud.check.requested"> => event.type === "fraud.check.requested");
   if (asked.length === 0) return;
   // Per transfer, one verdict ever; per user, velocity and daily sums see every other check. With
   // recordAs (the consumer, which deduplicates itself), recorded as processed in the same statement.
   const fresh = await lockFraudKeys(
     tx,
     asked.flatMap(({ data }) => [`transfer:${data.transferId}`, `user:${data.userId}`]),
-    recordAs === undefined ? undefined : { consumer: recordAs, events: asked.map(({ event }) => event) },
+    recordAs === undefined ? undefined : { consumer: recordAs, events: asked },
   );
-  const requests = fresh ? asked.filter(({ event }) => fresh.has(event.id.toLowerCase())) : asked;
+  const requests = fresh ? asked.filter((event) => fresh.has(event.id.toLowerCase())) : asked;
   if (requests.length === 0) return;
   const stored = new Map<string, StoredCheck>();
   for (const check of await findChecks(
@@ -114,28 +108,8 @@ export async function handleCheckRequests(
       stored.set(check.transfer.transferId, storedCheckOf(check));
     }
   }
-  for (const request of requests) {
-    await within(request.event, () => answer(request, tx, deps, stored.get(request.data.transferId)!, decided));
-  }
+  for (const event of requests) await within(event, () => answer(event, tx, deps, stored.get(event.data.transferId)!, decided));
   if (last.length > 0) await insertChecks(tx, last);
-}
-
-/** A check asked for: the event that asks (it is recorded, answered in the context of, and named by the check) and what it asks. */
-interface AskedCheck {
-  event: Event;
-  data: EventData<"fraud.check.requested">;
-}
-
-/**
- * The check an event asks for: a fraud.check.requested as it is, or a debit that carries its
- * transfer's facts (`fraudCheck`), its source the debited account. Undefined for anything else,
- * such as a debit from before those facts were passed on (transactions asks for that one).
- */
-export function checkAskedBy(event: Event): AskedCheck | undefined {
-  if (event.type === "fraud.check.requested") return { event, data: event.data };
-  if (event.type !== "account.debited" || !event.data.fraudCheck) return undefined;
-  const { transferId, accountId, amountMinor, fraudCheck } = event.data;
-  return { event, data: { transferId, fromAccountId: accountId, amountMinor, ...fraudCheck } };
 }
 
 type CheckRequest = { data: Pick<Event<"fraud.check.requested">["data"], "transferId" | "userId" | "fromAccountId"> };
@@ -164,12 +138,12 @@ export function checkWaves<R extends CheckRequest>(requests: readonly R[], store
 }
 
 /** A wave's new checks: its scorable transfers' facts in one statement, the rules run on each. */
-async function decideWave(wave: readonly AskedCheck[], tx: SqlExecutor, deps: CheckDependencies): Promise<NewCheck[]> {
-  const asked = wave.map(({ event, data }) => {
+async function decideWave(wave: readonly Event<"fraud.check.requested">[], tx: SqlExecutor, deps: CheckDependencies): Promise<NewCheck[]> {
+  const asked = wave.map((event) => {
     const transfer: Transfer = {
-      ...data,
-      amountMinor: BigInt(data.amountMinor),
-      initiatedAt: new Date(data.initiatedAt),
+      ...event.data,
+      amountMinor: BigInt(event.data.amountMinor),
+      initiatedAt: new Date(event.data.initiatedAt),
     };
     const checkedAt = deps.now();
     // A request that cannot be scored fails closed without reading history (its time may not even be a date).
@@ -197,7 +171,7 @@ async function decideWave(wave: readonly AskedCheck[], tx: SqlExecutor, deps: Ch
  * reaches here — re-sends the verdict: the answer for a transfer never changes.
  */
 async function answer(
-  { event, data }: AskedCheck,
+  event: Event<"fraud.check.requested">,
   tx: SqlExecutor,
   deps: CheckDependencies,
   check: StoredCheck,
@@ -206,7 +180,7 @@ async function answer(
   await emitVerdict(tx, check);
   const decision = decided.get(check.transferId);
   if (decision?.requestEventId !== event.id) {
-    if (check.userId !== data.userId)
+    if (check.userId !== event.data.userId)
       deps.logger.warn({ transferId: check.transferId }, "check re-requested with another user; re-sending the stored verdict");
     return;
   }
@@ -230,7 +204,7 @@ export async function handleDeviceRegistered(event: Event, tx: SqlExecutor): Pro
   await recordKnownDevice(tx, { userId, deviceId, deviceRecordId, registeredAt: new Date(event.occurredAt) });
 }
 
-/** One durable per stream and filter subject (NATS 2.9 takes one filter subject per consumer). */
+/** One durable per stream, one filter subject each (NATS 2.9). */
 export async function startConsumers<T extends SqlExecutor>(eventing: Eventing<T>, deps: CheckDependencies): Promise<void> {
   await eventing.consume({
     name: DEVICES_CONSUMER,
@@ -245,17 +219,6 @@ export async function startConsumers<T extends SqlExecutor>(eventing: Eventing<T
     handle: (event, tx) => handleCheckRequested(event, tx, deps),
     // Recorded as processed in the statement that takes the batch's locks (lockFraudKeys).
     handleBatch: (events, tx, within) => handleCheckRequests(events, tx, deps, within, CHECKS_CONSUMER),
-    deduplicatesItself: true,
-    ...BATCHED_CONSUMER,
-  });
-  await eventing.consume({
-    name: DEBITS_CONSUMER,
-    stream: "ACCOUNTS",
-    filterSubject: "account.debited",
-    // A debit from before fraudCheck existed passes by: transactions asks for its check.
-    acts: (event) => checkAskedBy(event) !== undefined,
-    handle: (event, tx) => handleCheckRequested(event, tx, deps),
-    handleBatch: (events, tx, within) => handleCheckRequests(events, tx, deps, within, DEBITS_CONSUMER),
     deduplicatesItself: true,
     ...BATCHED_CONSUMER,
   });

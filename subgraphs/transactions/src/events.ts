@@ -3,8 +3,7 @@
  * verdict (a failed one is unwound here; accounts credits a passed one); plus the sweeper that
  * retries or compensates overdue steps. Emits through the outbox: transaction.initiated /
  * refund.requested (commands to accounts; credit.requested only for transfers from before),
- * fraud.check.requested (only for a debit without fraudCheck, and on a retry: fraud checks the
- * debit itself), transaction.status.changed, transaction.completed, transaction.failed.
+ * fraud.check.requested, transaction.status.changed, transaction.completed, transaction.failed.
  */
 import { errorSummary, isInfrastructureUnavailable, runWithContext, type Logger } from "@vaultpay/kit";
 import {

@@ -60,13 +60,6 @@ export async function sendStepCommand(store: SagaStore, transfer: TransferState,
         amountMinor,
         currency: transfer.currency,
         userId: transfer.userId,
-        // Passed on with the debit: fraud checks the debit itself (no FRAUD command on this path).
-        fraudCheck: {
-          requestDeviceId: transfer.requestDeviceId,
-          deviceProven: transfer.requestDeviceProven,
-          sessionDeviceId: transfer.sessionDeviceId,
-          initiatedAt: transfer.createdAt.toISOString(),
-        },
       });
     case "FRAUD":
       return store.emit("fraud.check.requested", {
@@ -122,14 +115,8 @@ export class Saga {
   private async advance(
     store: SagaStore,
     transfer: TransferState,
-    next: {
-      status?: TransferStatus;
-      step: SagaStep;
-      failureReason?: string | null;
-      /** The step's work was already asked for (fraud checks a debit that carries its facts): no command. */
-      asked?: boolean;
-    },
-  ): Promise<TransferState> {
+    next: { status?: TransferStatus; step: SagaStep; failureReason?: string | null },
+  ): Promise<void> {
     const now = this.now();
     const status = next.status ?? transfer.status;
     if (status !== transfer.status) assertTransition(transfer.status, status);
@@ -176,30 +163,19 @@ export class Saga {
         });
       }
     }
-    if (!next.asked) await sendStepCommand(store, updated, next.step);
-    return updated;
+    await sendStepCommand(store, updated, next.step);
   }
 
   /** Reacts to one saga event; late or repeated answers for a step already left are ignored. */
   async handle(store: SagaStore, event: Event): Promise<void> {
     const transferId = (event.data as { transferId?: string }).transferId;
     if (!transferId) return;
-    let transfer = await store.lockTransfer(transferId);
+    const transfer = await store.lockTransfer(transferId);
     if (!transfer || isTerminalStatus(transfer.status)) return;
-    if (transfer.status === "PENDING" && transfer.step === "DEBIT" && followsTheDebit(event)) {
-      // An answer that only a debit leads to overtook this service's copy of the debit (fraud and
-      // accounts act on account.debited beside it; replicas take one durable's messages in
-      // parallel): the money is held, so record DEBITED first. The debit arriving later is ignored.
-      transfer = await this.advance(store, transfer, { status: "DEBITED", step: "FRAUD", asked: true });
-    }
     const { status, step } = transfer;
     switch (event.type) {
       case "account.debited":
-        // A debit that carries fraudCheck is checked by fraud as it is (one hop less); a debit without
-        // (its command from before) needs fraud.check.requested. A retry after the deadline asks anyway.
-        if (status === "PENDING" && step === "DEBIT") {
-          await this.advance(store, transfer, { status: "DEBITED", step: "FRAUD", asked: event.data.fraudCheck !== undefined });
-        }
+        if (status === "PENDING" && step === "DEBIT") await this.advance(store, transfer, { status: "DEBITED", step: "FRAUD" });
         return;
       case "account.debit.rejected":
         if (status === "PENDING") {
@@ -269,24 +245,6 @@ export class Saga {
     }
     const stepName = { DEBIT: "debit", FRAUD: "fraud check", CREDIT: "credit", REFUND: "refund", NONE: "" }[transfer.step];
     await this.advance(store, transfer, { step: "REFUND", failureReason: `The ${stepName} did not complete in time` });
-  }
-}
-
-/**
- * Whether an event comes only after the transfer's debit: fraud checks a transfer once it is
- * debited (on account.debited, or asked at DEBITED), and accounts credits, or refuses to credit,
- * only what it debited. A passed verdict needs nothing from this service, so it is not one.
- */
-function followsTheDebit(event: Event): boolean {
-  switch (event.type) {
-    case "account.credited":
-      return true;
-    case "account.credit.rejected":
-      return event.data.reason !== "DEBIT_NOT_FOUND";
-    case "fraud.check.completed":
-      return !event.data.passed;
-    default:
-      return false;
   }
 }
 

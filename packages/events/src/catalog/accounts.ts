@@ -33,25 +33,6 @@ export const refundRejectionReason = z.enum(["DEBIT_NOT_FOUND", "AMOUNT_MISMATCH
 const transferStep = z.object({ transferId: id, accountId: id, amountMinor: positiveMinorUnits });
 
 /**
- * Where and when a transfer was asked for: what fraud scores it on besides its accounts and amount.
- * transactions sends these with the debit command and accounts passes them on with its debit, so
- * fraud checks the debited transfer on account.debited itself, one hop shorter than a
- * fraud.check.requested from transactions. Not secret: a device id is a key thumbprint or what a
- * client claimed.
- */
-export const transferOrigin = z.object({
-  /** With deviceProven, the DPoP key the gateway verified ("jkt:<thumbprint>"); without, a claimed x-device-id, or null. */
-  requestDeviceId: z.string().max(128).nullable(),
-  deviceProven: z.boolean(),
-  /** The device bound to the session whose access token initiated the transfer. */
-  sessionDeviceId: z.string().max(128),
-  initiatedAt: z.iso.datetime({ offset: true }),
-});
-
-/** What fraud checks a debited transfer on, beyond the debit's own transfer, source and amount. */
-export const debitCheckFacts = transferOrigin.extend({ userId: id, toAccountId: id, currency: currencyCode });
-
-/**
  * Events of the accounts service (stream ACCOUNTS). Never a plaintext account number: the blind
  * index (a keyed hash) lets the transactions service find an account by number without it.
  */
@@ -71,17 +52,7 @@ export const accountEvents = {
   /** Audit: the full number was decrypted for a reader (the owner or an ADMIN). */
   "account.number.revealed": defineEvent(1, z.object({ accountId: id, readerUserId: id })),
   "account.deposited": defineEvent(1, z.object({ accountId: id, depositId: id, amountMinor: positiveMinorUnits })),
-  "account.debited": defineEvent(
-    1,
-    transferStep.extend({
-      /**
-       * Present when the debit command carried the transfer's origin: fraud checks the transfer on
-       * this event. Absent (a transfer from before, or an accounts from before), transactions asks
-       * fraud with fraud.check.requested.
-       */
-      fraudCheck: debitCheckFacts.optional(),
-    }),
-  ),
+  "account.debited": defineEvent(1, transferStep),
   "account.debit.rejected": defineEvent(1, z.object({ transferId: id, accountId: id, reason: debitRejectionReason })),
   "account.credited": defineEvent(1, transferStep),
   "account.credit.rejected": defineEvent(1, z.object({ transferId: id, accountId: id, reason: creditRejectionReason })),

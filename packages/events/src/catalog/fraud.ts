@@ -3,10 +3,8 @@ import { currencyCode, positiveMinorUnits } from "./accounts.ts";
 import { TEXT_LIMITS, boundedText, defineEvent, id } from "./define.ts";
 
 /**
- * The fraud check inside the transfer saga (stream FRAUD). Fraud checks a transfer once its source
- * is debited: on account.debited itself when the debit carries `fraudCheck` (every transfer since
- * it existed), else when transactions asks with fraud.check.requested (a transfer from before, or a
- * step's retry after its deadline). It answers with its verdict. A passed verdict is credited by
+ * The fraud check inside the transfer saga (stream FRAUD): the transactions service asks once the
+ * source is debited, the fraud service answers with its verdict. A passed verdict is credited by
  * accounts directly (to the destination its debit command named); a failed one, transactions unwinds.
  */
 export const fraudEvents = {

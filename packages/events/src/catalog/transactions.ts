@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { TEXT_LIMITS, boundedText, defineEvent, id } from "./define.ts";
-import { currencyCode, positiveMinorUnits, transferOrigin } from "./accounts.ts";
+import { currencyCode, positiveMinorUnits } from "./accounts.ts";
 import { TRANSFER_STATUSES } from "./transfer-status.ts";
 
 export const transferStatus = z.enum(TRANSFER_STATUSES);
@@ -12,7 +12,7 @@ export const transferStatus = z.enum(TRANSFER_STATUSES);
  * transactions service and are added with it.
  */
 export const transactionEvents = {
-  /** A transfer was accepted: accounts debits the source (once per transfer), and fraud checks the debit. */
+  /** A transfer was accepted: accounts debits the source (once per transfer). */
   "transaction.initiated": defineEvent(
     1,
     z.object({
@@ -23,8 +23,6 @@ export const transactionEvents = {
       currency: currencyCode,
       /** The customer who initiated it; accounts refuses to debit an account this user does not own. */
       userId: id,
-      /** Passed on by accounts with its debit, for fraud to check the transfer on (absent in commands from before). */
-      fraudCheck: transferOrigin.optional(),
     }),
   ),
   /**
