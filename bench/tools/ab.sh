@@ -4,7 +4,9 @@
 # 2-core machine the second run of a pair won three pairs of four whichever commit it was, and one
 # commit ranged 65–88 completed/s over six runs: bench/saga-results.md, 2026-12-03). Prints each
 # run's result rows and CPU line, then each side's mean CPU per transfer over all its runs, the
-# number to compare. Every run's rows (base and head, in the order they ran) are appended to this
+# number to compare, and each process's mean on both sides (did the processes the change does not
+# touch move too?). Two or three pairs can mislead: take more when the difference is under ~20 %.
+# Every run's rows (base and head, in the order they ran) are appended to this
 # checkout's results files, each naming its commit; the base tree's files are left as they were.
 # The logs stay in a temporary folder, so the rows are the record that outlasts the machine.
 #
@@ -66,4 +68,16 @@ for side in base head; do
   mean=$(for log in "$logs/$side"-*.log; do total_cpu "$log"; echo; done | awk '{ sum += $1; n++ } END { printf "%.1f", sum / n }')
   echo "$side: mean $mean ms of CPU per transfer over $rounds runs"
 done
+
+# Each process's mean CPU per transfer on each side. A process the change does not touch that
+# moves by as much as the rest says the machine's speed moved between the runs, not the change
+# (2026-12-06: two pairs favoured a change by 20 %, seven more went the other way, and the
+# gateway, untouched, moved with every other process each time).
+process_means() { # <side>
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$1"-*.log | grep "CPU ms per transfer (/proc, load phase)" | sed 's/.*: //; s/(kernel, all)/kernel/' |
+    tr ',' '\n' | awk 'NF == 2 { sum[$1] += $2; n[$1]++ } END { for (name in sum) printf "%s %.2f\n", name, sum[name] / n[name] }' | sort
+}
+echo "per process, mean ms of CPU per transfer, base → head:"
+join <(process_means base) <(process_means head) |
+  awk '{ printf "  %-16s %5.2f → %5.2f (%+.0f %%)\n", $1, $2, $3, ($2 > 0 ? ($3 / $2 - 1) * 100 : 0) }'
 echo "logs: $logs"
