@@ -7,11 +7,18 @@
  */
 import { randomInt } from "node:crypto";
 import pg from "pg";
+import { processCpuSeconds } from "./tools/process-cpu.ts";
 
 export interface RawSqlResult {
   transfersPerSecond: number;
   transfers: number;
   seconds: number;
+  /**
+   * Milliseconds of CPU per raw transfer: PostgreSQL's backends (/proc) and this process's client
+   * (node-postgres). The same fixed work in every run, so it says how fast the machine ran just
+   * before the stack: compare the stack's CPU per transfer across runs against it.
+   */
+  cpuMsPerTransfer: { postgres: number; client: number };
 }
 
 export async function rawSqlBaseline(
@@ -36,6 +43,7 @@ export async function rawSqlBaseline(
     let next = 0;
     const deadline = Date.now() + options.seconds * 1000;
     const startedAt = performance.now();
+    const [pgBefore, clientBefore] = [processCpuSeconds([database]).postgres ?? 0, process.cpuUsage()];
     await Promise.all(
       Array.from({ length: options.clients }, async () => {
         const client = await pool.connect();
@@ -62,7 +70,12 @@ export async function rawSqlBaseline(
       }),
     );
     const seconds = (performance.now() - startedAt) / 1000;
-    return { transfersPerSecond: transfers / seconds, transfers, seconds };
+    const client = process.cpuUsage(clientBefore);
+    const cpuMsPerTransfer = {
+      postgres: (((processCpuSeconds([database]).postgres ?? 0) - pgBefore) * 1000) / transfers,
+      client: (client.user + client.system) / 1000 / transfers,
+    };
+    return { transfersPerSecond: transfers / seconds, transfers, seconds, cpuMsPerTransfer };
   } finally {
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${database}`);

@@ -80,4 +80,12 @@ process_means() { # <side>
 echo "per process, mean ms of CPU per transfer, base → head:"
 join <(process_means base) <(process_means head) |
   awk '{ printf "  %-16s %5.2f → %5.2f (%+.0f %%)\n", $1, $2, $3, ($2 > 0 ? ($3 / $2 - 1) * 100 : 0) }'
+# The raw-SQL baseline's CPU per transfer, the same fixed work before every run: how fast the
+# machine ran on each side. When it differs between the sides as much as the processes do, so
+# does the machine, not the change.
+raw_reference() { # <side>
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$1"-*.log | grep "CPU ms per raw-SQL transfer" | sed 's/.*postgres \([0-9.]*\), client \([0-9.]*\).*/\1 \2/' |
+    awk '{ pg += $1; client += $2; n++ } END { if (n) printf "postgres %.3f, client %.3f", pg / n, client / n; else printf "not printed" }'
+}
+echo "raw SQL, mean ms of CPU per transfer (the machine's speed): base $(raw_reference base); head $(raw_reference head)"
 echo "logs: $logs"
