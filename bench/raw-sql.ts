@@ -15,8 +15,8 @@ export interface RawSqlResult {
   seconds: number;
   /**
    * Milliseconds of CPU per raw transfer: PostgreSQL's backends (/proc) and this process's client
-   * (node-postgres). The same fixed work in every run, so it says how fast the machine ran just
-   * before the stack: compare the stack's CPU per transfer across runs against it.
+   * (node-postgres), for the same fixed work in every run. Whether it tracks the machine's drift
+   * is still open: in the A/A run of 2026-12-06 it moved the other way from the stack's.
    */
   cpuMsPerTransfer: { postgres: number; client: number };
 }

@@ -689,7 +689,7 @@ describe("saga benchmark", () => {
     console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, transfers)}`);
     console.info(
-      `CPU ms per raw-SQL transfer (the baseline before the stack started; the machine's speed in this run): postgres ${baseline.cpuMsPerTransfer.postgres.toFixed(3)}, client ${baseline.cpuMsPerTransfer.client.toFixed(3)}`,
+      `CPU ms per raw-SQL transfer (the baseline, before the stack started): postgres ${baseline.cpuMsPerTransfer.postgres.toFixed(3)}, client ${baseline.cpuMsPerTransfer.client.toFixed(3)}`,
     );
     console.info(`of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, transfers)}`);
     console.info(`PostgreSQL per transfer (the whole server, load phase): ${walPerTransfer(walBefore, walAfter, transfers)}`);

@@ -5,7 +5,9 @@
 # commit ranged 65–88 completed/s over six runs: bench/saga-results.md, 2026-12-03). Prints each
 # run's result rows and CPU line, then each side's mean CPU per transfer over all its runs, the
 # number to compare, and each process's mean on both sides (did the processes the change does not
-# touch move too?). Two or three pairs can mislead: take more when the difference is under ~20 %.
+# touch move too?). Calibrate with an A/A run (the base commit on both sides): on 2026-12-06 three
+# A/A pairs differed by 8 % in mean CPU per transfer (7.7–10.6 ms run to run), the processes all
+# moving together, so a difference of that size over a few pairs is no finding.
 # Every run's rows (base and head, in the order they ran) are appended to this
 # checkout's results files, each naming its commit; the base tree's files are left as they were.
 # The logs stay in a temporary folder, so the rows are the record that outlasts the machine.
@@ -80,12 +82,12 @@ process_means() { # <side>
 echo "per process, mean ms of CPU per transfer, base → head:"
 join <(process_means base) <(process_means head) |
   awk '{ printf "  %-16s %5.2f → %5.2f (%+.0f %%)\n", $1, $2, $3, ($2 > 0 ? ($3 / $2 - 1) * 100 : 0) }'
-# The raw-SQL baseline's CPU per transfer, the same fixed work before every run: how fast the
-# machine ran on each side. When it differs between the sides as much as the processes do, so
-# does the machine, not the change.
+# The raw-SQL baseline's CPU per transfer, the same fixed work before every run, on each side
+# (a candidate reference for the machine's drift; in the A/A run of 2026-12-06 it did not follow
+# the stack's: 1.02 against 0.93 ms where the stack's went 8.7 against 9.4).
 raw_reference() { # <side>
   sed 's/\x1b\[[0-9;]*m//g' "$logs/$1"-*.log | grep "CPU ms per raw-SQL transfer" | sed 's/.*postgres \([0-9.]*\), client \([0-9.]*\).*/\1 \2/' |
     awk '{ pg += $1; client += $2; n++ } END { if (n) printf "postgres %.3f, client %.3f", pg / n, client / n; else printf "not printed" }'
 }
-echo "raw SQL, mean ms of CPU per transfer (the machine's speed): base $(raw_reference base); head $(raw_reference head)"
+echo "raw SQL, mean ms of CPU per transfer: base $(raw_reference base); head $(raw_reference head)"
 echo "logs: $logs"
