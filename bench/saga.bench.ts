@@ -688,10 +688,10 @@ describe("saga benchmark", () => {
     const statements = await statementsPerTransfer(stack, transfers);
     console.info(`statements per transfer (pg_stat_statements, load included): ${statements.totals}\n${statements.detail}`);
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, transfers)}`);
+    console.info(`of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, transfers)}`);
     console.info(
       `CPU ms per raw-SQL transfer (the baseline, before the stack started): postgres ${baseline.cpuMsPerTransfer.postgres.toFixed(3)}, client ${baseline.cpuMsPerTransfer.client.toFixed(3)}`,
     );
-    console.info(`of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, transfers)}`);
     console.info(`PostgreSQL per transfer (the whole server, load phase): ${walPerTransfer(walBefore, walAfter, transfers)}`);
     console.info(
       `WAL per transfer by relation and record (pg_walinspect, load phase):\n${await walByRelation(stack, walBefore.lsn, walAfter.lsn, transfers)}`,
