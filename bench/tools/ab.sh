@@ -71,12 +71,17 @@ for side in base head; do
   echo "$side: mean $mean ms of CPU per transfer over $rounds runs"
 done
 
+# One side's logs, without their colour codes.
+side_logs() { # <side>
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$1"-*.log
+}
+
 # Each process's mean CPU per transfer on each side. A process the change does not touch that
 # moves by as much as the rest says the machine's speed moved between the runs, not the change
 # (2026-12-06: two pairs favoured a change by 20 %, seven more went the other way, and the
 # gateway, untouched, moved with every other process each time).
 process_means() { # <side>
-  sed 's/\x1b\[[0-9;]*m//g' "$logs/$1"-*.log | grep "CPU ms per transfer (/proc, load phase)" | sed 's/.*: //; s/(kernel, all)/kernel/' |
+  side_logs "$1" | grep "CPU ms per transfer (/proc, load phase)" | sed 's/.*: //; s/(kernel, all)/kernel/' |
     tr ',' '\n' | awk 'NF == 2 { sum[$1] += $2; n[$1]++ } END { for (name in sum) printf "%s %.2f\n", name, sum[name] / n[name] }' | sort
 }
 echo "per process, mean ms of CPU per transfer, base → head:"
@@ -86,7 +91,7 @@ join <(process_means base) <(process_means head) |
 # (a candidate reference for the machine's drift; in the A/A run of 2026-12-06 it did not follow
 # the stack's: 1.02 against 0.93 ms where the stack's went 8.7 against 9.4).
 raw_reference() { # <side>
-  sed 's/\x1b\[[0-9;]*m//g' "$logs/$1"-*.log | grep "CPU ms per raw-SQL transfer" | sed 's/.*postgres \([0-9.]*\), client \([0-9.]*\).*/\1 \2/' |
+  side_logs "$1" | grep "CPU ms per raw-SQL transfer" | sed 's/.*postgres \([0-9.]*\), client \([0-9.]*\).*/\1 \2/' |
     awk '{ pg += $1; client += $2; n++ } END { if (n) printf "postgres %.3f, client %.3f", pg / n, client / n; else printf "not printed" }'
 }
 echo "raw SQL, mean ms of CPU per transfer: base $(raw_reference base); head $(raw_reference head)"
