@@ -78,6 +78,8 @@ export interface TransferLoad {
   done: Promise<void>;
   /** Transfers handed to a client so far. */
   started(): number;
+  /** Hands up to `count` of the transfers not yet handed out to as many extra senders at once (no pacing). */
+  surge(count: number): void;
 }
 
 /**
@@ -123,17 +125,37 @@ export function sendTransfers(
       await sleep(options.paceMs);
     }
   });
-  return { accepted, errorCodes, done: Promise.all(clients).then(() => undefined), started: () => next };
+  const surges: Array<Promise<void>> = [];
+  const surge = (extra: number) => {
+    for (let sent = 0; sent < extra && next < options.count; sent++) {
+      const sending = initiate(next++);
+      sending.catch(() => undefined); // its failure is `done`'s, once the clients end
+      surges.push(sending);
+    }
+  };
+  // A surge hands out transfers only while some are left, so only before the last client ends.
+  const done = Promise.all(clients).then(() => Promise.all(surges).then(() => undefined));
+  return { accepted, errorCodes, done, started: () => next, surge };
 }
 
-/** Transfers still in their saga, or -1 while the database cannot answer. */
-export async function transfersInFlight(transactionsUrl: string): Promise<number> {
+/** Transfers in their saga, by status: PENDING (up to the debit), DEBITED (money held: the fraud check and the credit). */
+export interface InFlight {
+  PENDING: number;
+  DEBITED: number;
+}
+
+/** Transfers in their saga now, or null while the database cannot answer. */
+export async function transfersInFlight(transactionsUrl: string): Promise<InFlight | null> {
   const client = new pg.Client({ connectionString: transactionsUrl });
   try {
     await client.connect();
-    return (await client.query(`SELECT count(*)::int AS n FROM transfer WHERE status IN ('PENDING', 'DEBITED')`)).rows[0].n as number;
+    const { rows } = await client.query<{ pending: number; debited: number }>(
+      `SELECT count(*) FILTER (WHERE status = 'PENDING')::int AS pending, count(*) FILTER (WHERE status = 'DEBITED')::int AS debited
+         FROM transfer WHERE status IN ('PENDING', 'DEBITED')`,
+    );
+    return { PENDING: rows[0]!.pending, DEBITED: rows[0]!.debited };
   } catch {
-    return -1;
+    return null;
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -150,15 +172,30 @@ export async function whenStarted(load: Pick<TransferLoad, "started">, count: nu
 }
 
 /**
- * Waits (up to `timeoutMs`) until transfers are in their saga, and says how many: a fault test
- * kills a process when work is in progress, however fast the saga has become; -1 or 0 after the
- * timeout (the test's own check then fails).
+ * How much work a fault must meet: a surge of SURGE transfers sent at once, and the fault waits
+ * until at least IN_FLIGHT are in their saga. Paced clients alone met 1–3 at a fault once the saga
+ * took tens of milliseconds (2026-12-06), so a fault hit one or two sagas' state, not a crowd's.
  */
-export async function whenTransfersInFlight(transactionsUrl: string, timeoutMs = 5_000): Promise<number> {
+export const AT_FAULT = { SURGE: 12, IN_FLIGHT: 6 } as const;
+
+/** Transfers in flight at a fault: at least AT_FAULT.IN_FLIGHT unless the timeout passed first. */
+export const inFlightCount = (inFlight: InFlight | null): number => (inFlight ? inFlight.PENDING + inFlight.DEBITED : -1);
+
+/**
+ * Sends a surge of the load's transfers and waits (up to `timeoutMs`) until at least
+ * AT_FAULT.IN_FLIGHT transfers are in their saga; says how many there were by status (the last
+ * reading after the timeout: the test's own check then fails).
+ */
+export async function whenTransfersInFlight(
+  load: Pick<TransferLoad, "surge">,
+  transactionsUrl: string,
+  timeoutMs = 5_000,
+): Promise<InFlight | null> {
+  load.surge(AT_FAULT.SURGE);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const count = await transfersInFlight(transactionsUrl);
-    if (count > 0 || Date.now() >= deadline) return count;
+    const inFlight = await transfersInFlight(transactionsUrl);
+    if (inFlightCount(inFlight) >= AT_FAULT.IN_FLIGHT || Date.now() >= deadline) return inFlight;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
