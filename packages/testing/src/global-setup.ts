@@ -3,6 +3,7 @@ import path from "node:path";
 import { REPO_ROOT, startInfra, type Infra } from "@vaultpay/stack";
 
 let infra: Infra | undefined;
+let dataDir: string | undefined;
 
 /**
  * Once per test run: a PostgreSQL server for every test file (each makes its own databases on it).
@@ -14,7 +15,7 @@ export async function setup(): Promise<void> {
   const base = path.join(REPO_ROOT, ".test-data");
   mkdirSync(base, { recursive: true });
   // Not mkdtemp: its 0700 folder would shut out the unprivileged user PostgreSQL runs as under root.
-  const dataDir = path.join(base, `run-${process.pid}`);
+  dataDir = path.join(base, `run-${process.pid}`);
   rmSync(dataDir, { recursive: true, force: true });
   mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   infra = await startInfra({
@@ -31,4 +32,6 @@ export async function setup(): Promise<void> {
 
 export async function teardown(): Promise<void> {
   await infra?.stop();
+  // The infra removes what it made inside (persistent: false); the run's own folder is ours.
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 }
