@@ -31,8 +31,9 @@ import {
 
 /**
  * Keep-alive connections for the tests' (and benchmarks') requests to gateways: undici's `request`
- * without the WHATWG fetch layer, which cost the saga benchmark's sender ~0.7 ms of CPU per
- * transfer on the two cores the stack runs on (bench/saga-results.md, 2026-12-06).
+ * without the WHATWG fetch layer. The saga benchmark's sender, which shares the two cores with the
+ * stack, took 1.1–1.3 ms of CPU per transfer through fetch and 0.7 through this
+ * (bench/saga-results.md, 2026-12-06).
  */
 const gatewayClients = new Agent({ keepAliveTimeout: 10_000 });
 
