@@ -1,11 +1,11 @@
-/** Embedded PostgreSQL start-up as `pnpm start` meets it, on a real server. */
+/** Embedded PostgreSQL and nats-server start-up as `pnpm start` meets them, on real servers. */
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { REPO_ROOT } from "./services.ts";
 import { freePort } from "./net.ts";
-import { startPostgres } from "./infra.ts";
+import { natsEnvironment, startNats, startPostgres } from "./infra.ts";
 
 describe("embedded PostgreSQL", () => {
   const base = path.join(REPO_ROOT, ".test-data");
@@ -47,5 +47,25 @@ describe("embedded PostgreSQL", () => {
     } finally {
       await client.end();
     }
+  });
+});
+
+describe("nats-server", () => {
+  const base = path.join(REPO_ROOT, ".test-data");
+  mkdirSync(base, { recursive: true });
+  const dir = mkdtempSync(path.join(base, "nats-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs on one Go scheduler thread unless GOMAXPROCS says otherwise", async () => {
+    const nats = await startNats(dir, await freePort(), null);
+    try {
+      // The environment the running server was started with, as its Go runtime read it.
+      const environ = readFileSync(`/proc/${nats.process.child.pid}/environ`, "utf8").split("\0");
+      expect(environ.filter((entry) => entry.startsWith("GOMAXPROCS="))).toEqual([`GOMAXPROCS=${process.env.GOMAXPROCS || "1"}`]);
+    } finally {
+      await nats.process.stop();
+    }
+    expect(natsEnvironment({ PATH: "/usr/bin" })).toEqual({ PATH: "/usr/bin", GOMAXPROCS: "1" });
+    expect(natsEnvironment({ GOMAXPROCS: "4" }).GOMAXPROCS).toBe("4");
   });
 });

@@ -199,6 +199,18 @@ async function startServer(options: {
   }
 }
 
+/**
+ * The environment of this stack's nats-servers: one Go scheduler thread (GOMAXPROCS=1) unless the
+ * caller sets GOMAXPROCS. Here NATS shares the machine's cores with PostgreSQL and seven Node
+ * processes; with a scheduler thread per core, Go's idle threads spin and sleep looking for work
+ * (nanosleep and futex led nats-server's system calls under load). Saga benchmark, 12 runs
+ * alternating (bench/saga-results.md, 2026-12-06): nats-server's CPU per transfer 1.52 → 1.17 ms,
+ * its kernel share most. A NATS deployment on cores of its own keeps Go's default.
+ */
+export function natsEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, GOMAXPROCS: env.GOMAXPROCS || "1" };
+}
+
 export async function startNats(dataDir: string, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedNats> {
   const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
   const storeDir = path.join(dataDir, "nats");
@@ -214,6 +226,7 @@ export async function startNats(dataDir: string, preferredPort: number, output?:
         name: "nats",
         command: binary,
         args: ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
+        env: natsEnvironment(),
         output: onlyProblems(output, /\[(WRN|ERR|FTL)\]/),
         readable: false,
       }),
@@ -266,6 +279,7 @@ export async function startNatsCluster(
                 ...["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--server_name", name],
                 ...["--cluster_name", "vaultpay", "--cluster", `nats://127.0.0.1:${routePorts[index]}`, "--routes", routes],
               ],
+              env: natsEnvironment(),
               output: onlyProblems(options.output, /\[(WRN|ERR|FTL)\]/),
               readable: false,
             }),
