@@ -7,10 +7,12 @@ import { REPO_ROOT } from "./services.ts";
 import { freePort } from "./net.ts";
 import { natsEnvironment, startNats, startPostgres } from "./infra.ts";
 
+/** Under the repository, not os.tmpdir(): PostgreSQL runs as an unprivileged user under root. */
+const TEST_DATA = path.join(REPO_ROOT, ".test-data");
+mkdirSync(TEST_DATA, { recursive: true });
+
 describe("embedded PostgreSQL", () => {
-  const base = path.join(REPO_ROOT, ".test-data");
-  mkdirSync(base, { recursive: true });
-  const dir = mkdtempSync(path.join(base, "infra-"));
+  const dir = mkdtempSync(path.join(TEST_DATA, "infra-"));
   chmodSync(dir, 0o755);
   const stops: Array<() => Promise<void>> = [];
   afterAll(async () => {
@@ -51,9 +53,7 @@ describe("embedded PostgreSQL", () => {
 });
 
 describe("nats-server", () => {
-  const base = path.join(REPO_ROOT, ".test-data");
-  mkdirSync(base, { recursive: true });
-  const dir = mkdtempSync(path.join(base, "nats-"));
+  const dir = mkdtempSync(path.join(TEST_DATA, "nats-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("runs on one Go scheduler thread unless GOMAXPROCS says otherwise", async () => {
