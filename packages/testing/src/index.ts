@@ -30,12 +30,12 @@ import {
 } from "@vaultpay/stack";
 
 /**
- * Keep-alive connections for the tests' (and benchmarks') requests to gateways: undici's `request`
- * without the WHATWG fetch layer. The saga benchmark's sender, which shares the two cores with the
+ * Keep-alive connections for the tests' and benchmarks' requests (to gateways; the gateway
+ * benchmark's also straight to a subgraph): undici's `request` without the WHATWG fetch layer. The saga benchmark's sender, which shares the two cores with the
  * stack, took 1.1–1.3 ms of CPU per transfer through fetch and 0.7 through this
  * (bench/saga-results.md, 2026-12-06).
  */
-const gatewayClients = new Agent({ keepAliveTimeout: 10_000 });
+const keepAlive = new Agent({ keepAliveTimeout: 10_000 });
 
 /** undici's raw response headers as the WHATWG Headers tests read (`get`, case-insensitive). */
 function asHeaders(raw: Record<string, string | string[] | undefined>): Headers {
@@ -44,6 +44,24 @@ function asHeaders(raw: Record<string, string | string[] | undefined>): Headers 
     for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) headers.append(name, one);
   }
   return headers;
+}
+
+/**
+ * POSTs a JSON body over the shared keep-alive connections and parses the JSON answer. The body is
+ * passed serialized: a caller that signs it (a gateway assertion) sends exactly the signed bytes.
+ */
+export async function postJson<T>(
+  url: string,
+  body: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T; headers: Headers }> {
+  const response = await request(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+    dispatcher: keepAlive,
+  });
+  return { status: response.statusCode, body: (await response.body.json()) as T, headers: asHeaders(response.headers) };
 }
 
 /** The PostgreSQL server the global setup started (or TEST_DATABASE_URL). */
@@ -235,14 +253,8 @@ export async function startTestStack(
     secrets,
     redisUrl: redis.url,
     async graphql(query, variables, headers = {}) {
-      const response = await request(services.gatewayUrl, {
-        method: "POST",
-        headers: { "content-type": "application/json", ...headers },
-        body: JSON.stringify({ query, variables }),
-        dispatcher: gatewayClients,
-      });
-      const body = (await response.body.json()) as { data?: never; errors?: never };
-      return { ...body, headers: asHeaders(response.headers) };
+      const response = await postJson<{ data?: never; errors?: never }>(services.gatewayUrl, JSON.stringify({ query, variables }), headers);
+      return { ...response.body, headers: response.headers };
     },
     async teardown() {
       await services.stop();
