@@ -1,19 +1,13 @@
 /** Embedded PostgreSQL and nats-server start-up as `pnpm start` meets them, on real servers. */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { REPO_ROOT } from "./services.ts";
 import { freePort } from "./net.ts";
-import { natsEnvironment, startNats, startPostgres } from "./infra.ts";
-
-/** Under the repository, not os.tmpdir(): PostgreSQL runs as an unprivileged user under root. */
-const TEST_DATA = path.join(REPO_ROOT, ".test-data");
-mkdirSync(TEST_DATA, { recursive: true });
+import { natsEnvironment, startNats, startPostgres, testDataDir } from "./infra.ts";
 
 describe("embedded PostgreSQL", () => {
-  const dir = mkdtempSync(path.join(TEST_DATA, "infra-"));
-  chmodSync(dir, 0o755);
+  const dir = testDataDir("infra-");
   const stops: Array<() => Promise<void>> = [];
   afterAll(async () => {
     for (const stop of stops) await stop();
@@ -53,7 +47,7 @@ describe("embedded PostgreSQL", () => {
 });
 
 describe("nats-server", () => {
-  const dir = mkdtempSync(path.join(TEST_DATA, "nats-"));
+  const dir = testDataDir("nats-");
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("runs on one Go scheduler thread unless GOMAXPROCS says otherwise", async () => {

@@ -1,6 +1,5 @@
-import { mkdirSync, rmSync } from "node:fs";
-import path from "node:path";
-import { REPO_ROOT, startInfra, type Infra } from "@vaultpay/stack";
+import { rmSync } from "node:fs";
+import { startInfra, testDataDir, type Infra } from "@vaultpay/stack";
 
 let infra: Infra | undefined;
 let dataDir: string | undefined;
@@ -12,12 +11,7 @@ let dataDir: string | undefined;
  * file instead (cheap, and isolated: streams and keys are global to a server).
  */
 export async function setup(): Promise<void> {
-  const base = path.join(REPO_ROOT, ".test-data");
-  mkdirSync(base, { recursive: true });
-  // Not mkdtemp: its 0700 folder would shut out the unprivileged user PostgreSQL runs as under root.
-  dataDir = path.join(base, `run-${process.pid}`);
-  rmSync(dataDir, { recursive: true, force: true });
-  mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  dataDir = testDataDir("run-");
   infra = await startInfra({
     dataDir,
     persistent: false,

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes, randomUUID as randomUUIDv4 } from "node:crypto";
@@ -11,7 +11,6 @@ export { dropDatabase };
 export * from "./notifications.ts";
 export * from "./prometheus.ts";
 import {
-  REPO_ROOT,
   freePort,
   generateDevSecrets,
   runningPostmasterPid,
@@ -20,6 +19,7 @@ import {
   startPostgres,
   startRedis,
   startServices,
+  testDataDir,
   withDatabase,
   type DevSecrets,
   type ManagedNats,
@@ -144,11 +144,7 @@ export interface TestPostgres {
  * tests that stop or crash it: the suite's shared server must stay up for the other files.
  */
 export async function startTestPostgres(): Promise<TestPostgres> {
-  const base = path.join(REPO_ROOT, ".test-data");
-  mkdirSync(base, { recursive: true });
-  // Not mkdtemp under os.tmpdir(): PostgreSQL runs as an unprivileged user under root.
-  const dir = mkdtempSync(path.join(base, "pg-"));
-  chmodSync(dir, 0o755);
+  const dir = testDataDir("pg-");
   const pg = await startPostgres(dir, true, await freePort());
   const processesOf = (pid: number) => {
     const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
