@@ -153,9 +153,15 @@ export interface OutboxRelayOptions {
  * table was small it took the primary key instead, filtered by published_at, stepping over every
  * published row: ~20 ms per claim at 20,000 rows, the costliest statement of transactions'
  * database in the saga benchmark (bench/saga-results.md, 2026-12-03; test/outbox-claim.test.ts).
+ * The claimed rows are updated by their physical address (`ctid`, a TID scan), which no statistics
+ * can turn into a scan: as `seq IN (SELECT …)`, a semi-join, the plan made on the statistics of a
+ * freshly pruned outbox (ANALYZE saw no live rows, VACUUM had not yet removed the dead ones) looked
+ * each claimed row up by a walk of the whole (published_at, seq) index: ~100 ms per claim in the
+ * saga benchmark's open loop after `pnpm reconcile --prune` (2026-12-06). The rows are locked by
+ * the subquery (FOR UPDATE), so their address cannot change before the update.
  */
 export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
-  WHERE seq IN (SELECT seq FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+  WHERE ctid = ANY(ARRAY(SELECT ctid FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED))
   RETURNING seq, id::text AS id, subject, payload`;
 
 /** The claim of up to `limit` rows as a statement without parameters (the transaction's opening statement). */

@@ -228,14 +228,16 @@ export async function countStuckSending(db: Pick<Db, "$queryRawUnsafe">, olderTh
 
 /** PENDING → SENDING for up to `limit` due notices, committed on return (replicas skip each other's). */
 export function claimNotices(db: SqlDatabase, limit: number): Promise<ClaimedNotice[]> {
-  // A transaction for the one setting: a sent notice leaves a dead entry in the queue's index.
+  // A transaction for the one setting: a sent notice leaves a dead entry in the queue's index. The
+  // claimed rows are updated by address, as the outbox's claim is (CLAIM_OUTBOX_ROWS): no plan
+  // made on small-table statistics can turn the update into a walk of the table.
   return db.$transaction(
     async (tx) => {
       await preferIndexScans(tx);
       return tx.$queryRawUnsafe<ClaimedNotice[]>(
         `UPDATE transfer_notice n SET state = 'SENDING', attempts = attempts + 1, claimed_at = now()
-     WHERE id IN (SELECT id FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
-                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+     WHERE ctid = ANY(ARRAY(SELECT ctid FROM transfer_notice WHERE state = 'PENDING' AND next_attempt_at <= now()
+                            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED))
      RETURNING n.id, n.transfer_id, n.status, n.user_id, n.amount_minor, n.currency, n.reason, n.attempts,
                (SELECT u.email FROM "user" u WHERE u.id = n.user_id) AS email,
                (SELECT u.phone_encrypted FROM "user" u WHERE u.id = n.user_id) AS phone_encrypted`,
