@@ -162,7 +162,7 @@ export interface OutboxRelayOptions {
  */
 export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
   WHERE ctid = ANY(ARRAY(SELECT ctid FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED))
-  RETURNING seq, id::text AS id, subject, payload`;
+  RETURNING seq, ctid::text AS ctid, id::text AS id, subject, payload`;
 
 /** The claim of up to `limit` rows as a statement without parameters (the transaction's opening statement). */
 export function claimOutboxRowsSql(limit: number): string {
@@ -172,6 +172,8 @@ export function claimOutboxRowsSql(limit: number): string {
 
 interface OutboxRow {
   seq: bigint;
+  /** The marked row's address, stable while this transaction holds its lock. */
+  ctid: string;
   id: string;
   subject: string;
   payload: Event;
@@ -250,9 +252,10 @@ export class OutboxRelay {
         const published = rows.filter((_, index) => results[index]!.status === "fulfilled");
         const unpublished = rows.filter((_, index) => results[index]!.status === "rejected");
         if (unpublished.length > 0) {
+          // By address, as claimed: a lookup by seq could meet the plan of a pruned outbox (see CLAIM_OUTBOX_ROWS).
           await tx.$executeRawUnsafe(
-            `UPDATE outbox_event SET published_at = NULL WHERE seq = ANY($1::bigint[])`,
-            unpublished.map((row) => row.seq.toString()),
+            `UPDATE outbox_event SET published_at = NULL WHERE ctid = ANY($1::tid[])`,
+            unpublished.map((row) => row.ctid),
           );
         }
         const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
