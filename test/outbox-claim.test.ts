@@ -149,8 +149,9 @@ describe("the outbox relay's claim", () => {
   it("stays cheap right after a prune, on statistics that call the table empty while its dead rows remain", async () => {
     // `pnpm reconcile --prune` deletes the published rows; autovacuum's ANALYZE may come by before
     // its VACUUM does, and then the planner sees no live rows at all. With the claim as a semi-join
-    // (`seq IN (SELECT …)`) that turned its plan around: the whole primary key, every dead row
-    // visited, as the join's outer side, on every claim until the next ANALYZE. In the saga
+    // (`seq IN (SELECT …)`) every plan looked free, and the one taken looked each claimed row up by
+    // a walk of the whole (published_at, seq) index (PostgreSQL 15 walked the primary key as the
+    // join's outer side instead), on every claim until the next ANALYZE. In the saga
     // benchmark's open loop after a prune: ~100 ms per claim, and the hops behind transactions'
     // relay 1.3–2.3 s at p50 instead of ~25 ms (bench/saga-results.md, 2026-12-06).
     await sql.query(`DELETE FROM outbox_event WHERE published_at IS NOT NULL`);

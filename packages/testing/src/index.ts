@@ -31,9 +31,9 @@ import {
 
 /**
  * Keep-alive connections for the tests' and benchmarks' requests (to gateways; the gateway
- * benchmark's also straight to a subgraph): undici's `request` without the WHATWG fetch layer. The saga benchmark's sender, which shares the two cores with the
- * stack, took 1.1–1.3 ms of CPU per transfer through fetch and 0.7 through this
- * (bench/saga-results.md, 2026-12-06).
+ * benchmark's also straight to a subgraph): undici's `request` without the WHATWG fetch layer.
+ * The saga benchmark's sender, which shares the two cores with the stack, took 1.1–1.3 ms of CPU
+ * per transfer through fetch and 0.7 through this (bench/saga-results.md, 2026-12-06).
  */
 const keepAlive = new Agent({ keepAliveTimeout: 10_000 });
 
