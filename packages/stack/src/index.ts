@@ -6,3 +6,4 @@ export * from "./secrets.ts";
 export * from "./web.ts";
 export * from "./production.ts";
 export * from "./front.ts";
+export * from "./test-data.ts";

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { freePort } from "./net.ts";
-import { natsEnvironment, startNats, startPostgres, testDataDir } from "./infra.ts";
+import { natsEnvironment, startNats, startPostgres } from "./infra.ts";
+import { testDataDir } from "./test-data.ts";
 
 describe("embedded PostgreSQL", () => {
   const dir = testDataDir("infra-");

