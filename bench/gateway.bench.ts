@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DPOP_HEADER, GATEWAY_ASSERTION_HEADER, createDpopDevice, signGatewayAssertion } from "@vaultpay/kit";
 import { mintAccessToken, postJson, startTestStack, type TestStack } from "@vaultpay/testing";
-import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
+import { cpuPerUnit, kernelPerUnit, ownCpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
 const SECONDS = Number(process.env.GATEWAY_BENCH_SECONDS ?? 10);
 const CLIENTS = Number(process.env.GATEWAY_BENCH_CLIENTS ?? 16);
@@ -56,13 +56,11 @@ async function requestsPerSecond(send: () => Promise<Answer>, label: string, dat
   const perSecond = done / ((performance.now() - startedAt) / 1000);
   // Where a request's CPU goes, process by process; the benchmark's own client shares the cores
   // and is printed apart (it is in both throughputs, not in the stack's numbers).
-  const clientCpu = process.cpuUsage(clientCpuBefore);
+  const clientMsPerRequest = ownCpuPerUnit(clientCpuBefore, done);
   const cpuAfter = processCpuSeconds(databases);
   console.info(`${label}: CPU ms per request (/proc): ${cpuPerUnit(cpuBefore, cpuAfter, done)}`);
   console.info(`${label}: of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, done)}`);
-  console.info(
-    `${label}: CPU ms per request of the benchmark's own client: ${((clientCpu.user + clientCpu.system) / 1000 / done).toFixed(2)}`,
-  );
+  console.info(`${label}: CPU ms per request of the benchmark's own client: ${clientMsPerRequest.toFixed(2)}`);
   return perSecond;
 }
 

@@ -7,7 +7,7 @@
  */
 import { randomInt } from "node:crypto";
 import pg from "pg";
-import { processCpuSeconds } from "./tools/process-cpu.ts";
+import { ownCpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
 export interface RawSqlResult {
   transfersPerSecond: number;
@@ -70,10 +70,10 @@ export async function rawSqlBaseline(
       }),
     );
     const seconds = (performance.now() - startedAt) / 1000;
-    const client = process.cpuUsage(clientBefore);
+    const client = ownCpuPerUnit(clientBefore, transfers);
     const cpuMsPerTransfer = {
       postgres: (((processCpuSeconds([database]).postgres ?? 0) - pgBefore) * 1000) / transfers,
-      client: (client.user + client.system) / 1000 / transfers,
+      client,
     };
     return { transfersPerSecond: transfers / seconds, transfers, seconds, cpuMsPerTransfer };
   } finally {

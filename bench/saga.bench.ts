@@ -16,7 +16,7 @@ import { connectJetStream } from "@vaultpay/events";
 import { EVENT_LOOP_SAMPLE_MS, createLogger } from "@vaultpay/kit";
 import { CHECKPOINT_OVERLAP_MS, prunedProcessedRows, prunedRows, reconcile } from "@vaultpay/reconcile";
 import { rawSqlBaseline, type RawSqlResult } from "./raw-sql.ts";
-import { cpuPerUnit, kernelPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
+import { cpuPerUnit, kernelPerUnit, ownCpuPerUnit, processCpuSeconds } from "./tools/process-cpu.ts";
 
 /**
  * A sustained run instead of a fixed count: the clients send for this many seconds, and the
@@ -683,7 +683,7 @@ describe("saga benchmark", () => {
     acceptMs.sort((a, b) => a - b);
 
     const cpuAfter = processCpuSeconds(databasesByService(stack));
-    const clientCpu = process.cpuUsage(clientCpuBefore);
+    const clientMsPerTransfer = ownCpuPerUnit(clientCpuBefore, transfers);
     const natsAfter = await jetStreamCounters(stack.nats.url);
     const tablesAfter = await tableSizes(stack);
     const walAfter = await walCounters(stack.databaseUrls.transactions);
@@ -692,9 +692,7 @@ describe("saga benchmark", () => {
     console.info(`CPU ms per transfer (/proc, load phase): ${cpuPerUnit(cpuBefore, cpuAfter, transfers)}`);
     console.info(`of which in the kernel: ${kernelPerUnit(cpuBefore, cpuAfter, transfers)}`);
     // The load's sender shares the two cores with the stack: what it takes, the stack cannot have.
-    console.info(
-      `CPU ms per transfer of the benchmark's own client (process.cpuUsage, load phase): ${((clientCpu.user + clientCpu.system) / 1000 / transfers).toFixed(2)}`,
-    );
+    console.info(`CPU ms per transfer of the benchmark's own client (process.cpuUsage, load phase): ${clientMsPerTransfer.toFixed(2)}`);
     console.info(
       `CPU ms per raw-SQL transfer (the baseline, before the stack started): postgres ${baseline.cpuMsPerTransfer.postgres.toFixed(3)}, client ${baseline.cpuMsPerTransfer.client.toFixed(3)}`,
     );

@@ -50,6 +50,15 @@ export function processCpuSeconds(databases: string[] | Record<string, string>):
   return seconds;
 }
 
+/**
+ * Milliseconds of this process's own CPU (user and system) per unit of work since `before`, a
+ * `process.cpuUsage()` reading: the benchmark's client, which shares the cores with what it measures.
+ */
+export function ownCpuPerUnit(before: NodeJS.CpuUsage, units: number): number {
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1000 / units;
+}
+
 /** Milliseconds of CPU per unit of work between two readings, as "name 12.34" pairs, largest first (/proc counts 10 ms ticks: over thousands of units the second decimal is real). */
 export function cpuPerUnit(before: Record<string, number>, after: Record<string, number>, units: number): string {
   return perUnit(before, after, units, (name) => !name.startsWith("kernel:"));
