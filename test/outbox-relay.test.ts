@@ -95,3 +95,115 @@ describe("the outbox relay's marks", () => {
     expect(await stored()).toBe(before);
   });
 });
+
+describe("the outbox relay's publishes at commit (publishCommitted)", () => {
+  let nats: Awaited<ReturnType<typeof startTestNats>>;
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let sql: pg.Client;
+  let link: JetStreamLink;
+  let pool: SqlPool;
+  const running: OutboxRelay[] = [];
+
+  /** Committed events (rows written by another transaction, as a consumer's commit leaves them); the events. */
+  const committed = async (...names: string[]) => {
+    const events = names.map((name) =>
+      createEvent("auth.user.created", { userId: `commit-${name}`, role: "CUSTOMER" }, { correlationId: `c-${name}`, actor: {} }),
+    );
+    for (const event of events) {
+      await sql.query(`INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1, $2, $2, $3)`, [event.id, event.type, event]);
+    }
+    return events;
+  };
+  const marked = async (ids: string[]) =>
+    (await sql.query(`SELECT count(*)::int AS n FROM outbox_event WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL`, [ids])).rows[0]
+      .n as number;
+  /** Every publish on the subject as core NATS sees it (a copy JetStream drops as a duplicate too), in order. */
+  const watch = () => {
+    const seen: string[] = [];
+    const subscription = link.nc.subscribe("auth.user.created", {
+      callback: (_error, message) => seen.push((message.json() as { data: { userId: string } }).data.userId),
+    });
+    return { seen, stop: () => subscription.unsubscribe() };
+  };
+  /** A relay that only publishes when told: its poll (the claim) is a minute away. */
+  const relayOn = (js = link.js, markLingerMs = 20) => {
+    const relay = new OutboxRelay({ db: pool, js, logger, idleMs: 60_000, markLingerMs });
+    relay.start();
+    running.push(relay);
+    return relay;
+  };
+  const until = async (check: () => Promise<boolean> | boolean) => {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error("timed out");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  beforeAll(async () => {
+    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    link = await connectJetStream(nats.url, "relay-commit-test", logger);
+    pool = new SqlPool(database.url, { max: 3 });
+  });
+  afterAll(async () => {
+    for (const relay of running) await relay.stop();
+    await link?.nc.drain();
+    await pool?.$disconnect();
+    await sql?.end();
+    await database?.drop();
+    await nats?.stop();
+  });
+
+  it("publishes a commit's events at once, in order, and marks them together", async () => {
+    const relay = relayOn();
+    await new Promise((resolve) => setTimeout(resolve, 200)); // its first claim found nothing
+    const watcher = watch();
+    const events = await committed("a1", "a2", "a3");
+    relay.publishCommitted(events);
+    await until(() => watcher.seen.length === 3);
+    expect(watcher.seen).toEqual(["commit-a1", "commit-a2", "commit-a3"]);
+    await until(async () => (await marked(events.map((event) => event.id))) === 3);
+    watcher.stop();
+  });
+
+  it("a claim that meets a row being published at commit waits for that publish instead of sending another", async () => {
+    const relay = relayOn(link.js, 60_000); // acknowledged rows stay unmarked until stop
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const watcher = watch();
+    const events = await committed("b1", "b2");
+    relay.publishCommitted(events);
+    expect(await relay.publishBatch()).toEqual({ claimed: 2, published: 2 });
+    expect(await marked(events.map((event) => event.id))).toBe(2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(watcher.seen).toEqual(["commit-b1", "commit-b2"]); // one publish each
+    await relay.stop(); // its marks find the rows marked and leave them
+    expect(await marked(events.map((event) => event.id))).toBe(2);
+    watcher.stop();
+  });
+
+  it("leaves a row JetStream refused at commit pending, for the relay to publish", async () => {
+    let refuse = true;
+    const js = new Proxy(link.js, {
+      get(target, property) {
+        if (property === "publish" && refuse) return () => Promise.reject(new Error("refused"));
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const relay = relayOn(js);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const watcher = watch();
+    const [event] = await committed("c1");
+    relay.publishCommitted([event!]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await marked([event!.id])).toBe(0);
+    expect(watcher.seen).toEqual([]);
+    refuse = false;
+    // The failure woke the relay's claim, which keeps backing off while NATS refuses; the next one publishes it.
+    await until(async () => (await marked([event!.id])) === 1);
+    expect(watcher.seen).toEqual(["commit-c1"]);
+    watcher.stop();
+  });
+});

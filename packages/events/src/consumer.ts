@@ -76,8 +76,8 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
    */
   startTime?: Date;
   /**
-   * Called after a commit that handled new events, with how many and how many outbox rows they
-   * appended (e.g. to kick the outbox relay only when there is something to publish).
+   * Called after a commit that handled new events, with how many and the events they appended to
+   * the outbox (e.g. for the outbox relay to publish them at once, OutboxRelay.publishCommitted).
    */
   afterCommit?: (commit: BatchCommit) => void;
   /** Database transaction timeout for one handler run. */
@@ -139,10 +139,11 @@ export const inEventContext: EventScope = (event, work) =>
 
 export type ProcessOutcome = "processed" | "duplicate" | "passed-by" | "retry" | "dead-lettered";
 
-/** What one consumer transaction did: new events handled and outbox rows they appended. */
+/** What one consumer transaction did: new events handled and the outbox rows they appended (in the outbox's order). */
 export interface BatchCommit {
   handled: number;
   appended: number;
+  events: readonly Event[];
 }
 
 /**
@@ -429,9 +430,9 @@ export class EventConsumer<Tx extends SqlExecutor> {
             : await recordProcessed(tx, name, events);
         // First delivery of each id only: a batch can hold the same event twice.
         const fresh = events.filter((event) => unseen.delete(event.id.toLowerCase()));
-        if (fresh.length === 0) return { handled: 0, appended: 0 };
-        const { appended } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx, within));
-        return { handled: fresh.length, appended };
+        if (fresh.length === 0) return { handled: 0, appended: 0, events: [] };
+        const { appended, events: emitted } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx, within));
+        return { handled: fresh.length, appended, events: emitted };
       },
       { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000, preferIndexScans: this.options.preferIndexScans },
     );

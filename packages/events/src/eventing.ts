@@ -55,11 +55,9 @@ export async function startEventing<Tx extends SqlExecutor>(options: {
         js,
         jsm,
         logger,
-        // Woken only when the transaction appended events: a consumer that emits nothing (audit,
-        // notices) would otherwise send the relay to an empty outbox after every commit.
-        afterCommit: ({ appended }) => {
-          if (appended > 0) relay.kick();
-        },
+        // The events the transaction appended go out at once (none for a consumer that emits
+        // nothing: audit, notices), without a relay transaction per hop of the saga.
+        afterCommit: ({ events }) => relay.publishCommitted(events),
         metrics: options.metrics,
         ...consumerOptions,
       });

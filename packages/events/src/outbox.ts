@@ -3,13 +3,13 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpay/kit";
 import { SpanKind, TRACEPARENT, endSpan, startSpan, traceparentOf, type Span } from "@vaultpay/telemetry";
 import type { Event } from "./envelope.ts";
-import { ASYNCHRONOUS_COMMIT, preferIndexScans, type SqlDatabase, type SqlExecutor } from "./sql.ts";
+import { ASYNCHRONOUS_COMMIT, preferIndexScans, walkIndexes, type SqlDatabase, type SqlExecutor } from "./sql.ts";
 
 /**
  * Events appended inside a transaction that buffers them (withBufferedOutbox), by transaction:
  * those still to write, and how many the handler already wrote itself (takeBufferedEvents).
  */
-const buffers = new WeakMap<SqlExecutor, { pending: Event[]; written: number }>();
+const buffers = new WeakMap<SqlExecutor, { pending: Event[]; written: Event[] }>();
 
 /**
  * Writes an event into the outbox inside the caller's transaction: the event exists if and only if
@@ -32,7 +32,7 @@ export function takeBufferedEvents(tx: SqlExecutor): Event[] {
   const buffer = buffers.get(tx);
   if (!buffer) return [];
   const events = buffer.pending.splice(0);
-  buffer.written += events.length;
+  buffer.written.push(...events);
   return events;
 }
 
@@ -58,11 +58,16 @@ export function outboxRowsParameters(events: readonly Event[]): [string[], strin
  * Runs `work` with the events it appends to `tx`'s outbox held back, then writes them all in one
  * statement, in the order they were appended (the outbox's seq keeps that order for the relay). A
  * consumer's batch of 32 events emits up to ~60: one round trip instead of one each. When `work`
- * throws, nothing is written (the transaction rolls back anyway).
+ * throws, nothing is written (the transaction rolls back anyway). `events`: every event appended,
+ * in the outbox's order (those the handler wrote itself first: they were written first), for the
+ * relay to publish once the transaction committed (OutboxRelay.publishCommitted).
  */
-export async function withBufferedOutbox<R>(tx: SqlExecutor, work: () => Promise<R>): Promise<{ result: R; appended: number }> {
-  if (buffers.has(tx)) return { result: await work(), appended: 0 }; // the outer call writes them
-  const buffer = { pending: [] as Event[], written: 0 };
+export async function withBufferedOutbox<R>(
+  tx: SqlExecutor,
+  work: () => Promise<R>,
+): Promise<{ result: R; appended: number; events: Event[] }> {
+  if (buffers.has(tx)) return { result: await work(), appended: 0, events: [] }; // the outer call writes them
+  const buffer = { pending: [] as Event[], written: [] as Event[] };
   buffers.set(tx, buffer);
   let result: R;
   try {
@@ -71,7 +76,8 @@ export async function withBufferedOutbox<R>(tx: SqlExecutor, work: () => Promise
     buffers.delete(tx);
   }
   if (buffer.pending.length > 0) await insertOutboxRows(tx, buffer.pending);
-  return { result, appended: buffer.written + buffer.pending.length };
+  const events = [...buffer.written, ...buffer.pending];
+  return { result, appended: events.length, events };
 }
 
 async function insertOutboxRows(tx: SqlExecutor, events: Event[]): Promise<void> {
@@ -111,7 +117,7 @@ export function eventHeaders(event: Pick<Event, "type" | "correlationId" | "trac
  * Publishes one outbox row. While tracing, a producer span, child of the span that wrote the event
  * (its stored traceparent: the relay runs later, in no request's context), covers the publish.
  */
-async function publishRow(js: JetStreamClient, row: OutboxRow, timeoutMs: number) {
+async function publishRow(js: JetStreamClient, row: Pick<OutboxRow, "id" | "subject" | "payload">, timeoutMs: number) {
   const span = row.payload.traceparent
     ? startSpan(`publish ${row.subject}`, {
         kind: SpanKind.PRODUCER,
@@ -144,6 +150,8 @@ export interface OutboxRelayOptions {
   /** Upper bound of the back-off while NATS or the database is unavailable. */
   maxBackoffMs?: number;
   publishTimeoutMs?: number;
+  /** How long publishCommitted's acknowledgements gather before they are marked published together. */
+  markLingerMs?: number;
 }
 
 /**
@@ -164,6 +172,12 @@ export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
   WHERE ctid = ANY(ARRAY(SELECT ctid FROM outbox_event WHERE published_at IS NULL ORDER BY published_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED))
   RETURNING seq, ctid::text AS ctid, id::text AS id, subject, payload`;
 
+/**
+ * Marks rows publishCommitted got acknowledged, by event id: the unique index, walked whatever the
+ * statistics of a pruned outbox say (walkIndexes). A row a claim marked meanwhile stays as it is.
+ */
+const MARK_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now() WHERE id = ANY($1::uuid[]) AND published_at IS NULL`;
+
 /** The claim of up to `limit` rows as a statement without parameters (the transaction's opening statement). */
 export function claimOutboxRowsSql(limit: number): string {
   if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`an outbox claim takes a positive whole number of rows, not ${limit}`);
@@ -180,10 +194,13 @@ interface OutboxRow {
 }
 
 /**
- * Publishes committed outbox rows to JetStream and marks them published. Rows are claimed with
- * FOR UPDATE SKIP LOCKED, so several replicas share the work without publishing a row twice at
- * once; a crash after publishing but before marking republishes with the same Nats-Msg-Id, which
- * JetStream drops inside its duplicate window, and consumers dedupe by event id beyond it.
+ * Publishes committed outbox rows to JetStream and marks them published. A transaction that knows
+ * its events hands them over after its commit (publishCommitted: published at once, marked in
+ * batches); the claim publishes the rest — what a crash, a refused publish or another writer left —
+ * on a kick or a poll. Rows are claimed with FOR UPDATE SKIP LOCKED, so several replicas share the
+ * work without publishing a row twice at once; a crash after publishing but before marking
+ * republishes with the same Nats-Msg-Id, which JetStream drops inside its duplicate window, and
+ * consumers dedupe by event id beyond it.
  */
 export class OutboxRelay {
   private readonly batchSize: number;
@@ -194,12 +211,20 @@ export class OutboxRelay {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private kicked = false;
+  /** publishCommitted's publishes, by event id, until their rows are marked (or the publish failed). */
+  private readonly direct = new Map<string, Promise<unknown>>();
+  /** Ids whose direct publish JetStream acknowledged, for the next mark. */
+  private toMark: string[] = [];
+  private marking: Promise<void> | undefined;
+  private endMarkLinger: (() => void) | undefined;
+  private readonly markLingerMs: number;
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.batchSize = options.batchSize ?? 100;
     this.idleMs = options.idleMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
+    this.markLingerMs = options.markLingerMs ?? 20;
   }
 
   start(): void {
@@ -214,10 +239,93 @@ export class OutboxRelay {
     this.wake?.();
   }
 
+  /**
+   * Publishes the events a transaction has just committed to the outbox, in their order, without
+   * waiting for a claim: no relay transaction, wake-up or round trip before the next hop hears of
+   * them. Acknowledged ones are marked published together, one statement for whatever was
+   * acknowledged while the previous mark ran. Nothing depends on this for delivery: a publish that
+   * fails, a mark that fails and a crash before either leave the row pending, and the claim
+   * publishes it (under the same Nats-Msg-Id: a copy JetStream already holds is dropped inside its
+   * duplicate window; consumers dedupe by event id beyond it). A claim that meets a row published
+   * here, not yet marked, waits for this publish instead of making its own. Call only with events
+   * whose transaction committed.
+   */
+  publishCommitted(events: readonly Event[]): void {
+    if (events.length === 0) return;
+    if (!this.running) {
+      this.kick();
+      return;
+    }
+    for (const event of events) {
+      // Issued in order on one connection, as a claim's are.
+      const published = publishRow(this.options.js, { id: event.id, subject: event.type, payload: event }, this.publishTimeoutMs);
+      this.direct.set(event.id, published);
+      published.then(
+        () => {
+          this.toMark.push(event.id);
+          this.marking ??= this.markPublished();
+        },
+        (error: unknown) => {
+          this.direct.delete(event.id);
+          // NATS away: the relay's claim, woken here, reports it (once per back-off, not once per event).
+          if (!isInfrastructureUnavailable(error)) {
+            this.options.logger.warn({ err: error, eventId: event.id }, "outbox row not published at commit; the relay retries it");
+          }
+          this.kick();
+        },
+      );
+    }
+  }
+
+  /** Marks what publishCommitted got acknowledged, until nothing is left (one mark at a time). */
+  private async markPublished(): Promise<void> {
+    while (this.toMark.length > 0) {
+      // Off the saga's path: wait a little so one mark covers many publishes (a relay transaction
+      // per hop is what publishCommitted saves); stop() cuts the wait short.
+      if (this.running)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, this.markLingerMs);
+          function done() {
+            clearTimeout(timer);
+            resolve();
+          }
+          this.endMarkLinger = done;
+        });
+      this.endMarkLinger = undefined;
+      const ids = this.toMark;
+      this.toMark = [];
+      try {
+        // Asynchronous commit, as the claim's: a lost mark leaves the row to the claim, published again under its id.
+        await this.options.db.$transaction(
+          async (tx) => {
+            // SqlPool begins with both settings; Prisma's client (tests, tools) needs them as statements.
+            if (tx.walksIndexes !== true) {
+              await walkIndexes(tx);
+              await tx.$queryRawUnsafe(ASYNCHRONOUS_COMMIT);
+            }
+            return tx.$executeRawUnsafe(MARK_OUTBOX_ROWS, ids);
+          },
+          { timeout: 10_000, maxWait: 10_000, asynchronousCommit: true },
+        );
+      } catch (error) {
+        this.options.logger.warn(
+          { ...failureDetail(error), rows: ids.length },
+          "published outbox rows not marked; the relay publishes them again",
+        );
+      } finally {
+        for (const id of ids) this.direct.delete(id);
+      }
+    }
+    this.marking = undefined;
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
     await this.loop;
+    await Promise.allSettled([...this.direct.values()]);
+    this.endMarkLinger?.();
+    await this.marking;
   }
 
   /**
@@ -248,7 +356,13 @@ export class OutboxRelay {
         rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
         // Issued in order on one connection, so the stream keeps the outbox order.
         // async: a row that throws while being prepared fails alone, like one JetStream refuses.
-        const results = await Promise.allSettled(rows.map(async (row) => publishRow(js, row, this.publishTimeoutMs)));
+        // A row publishCommitted is publishing (not yet marked): its publish, not a second one.
+        const results = await Promise.allSettled(
+          rows.map(async (row) => {
+            const direct = this.direct.get(row.id);
+            return direct ? direct.catch(() => publishRow(js, row, this.publishTimeoutMs)) : publishRow(js, row, this.publishTimeoutMs);
+          }),
+        );
         const published = rows.filter((_, index) => results[index]!.status === "fulfilled");
         const unpublished = rows.filter((_, index) => results[index]!.status === "rejected");
         if (unpublished.length > 0) {

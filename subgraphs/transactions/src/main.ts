@@ -33,7 +33,13 @@ await runSubgraphService({
     await startSagaConsumers(eventing, saga);
     const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });
     lifecycle.onShutdown("saga sweeper", () => sweeper.stop());
-    const transfers = new TransferService(db, Buffer.from(config.BLIND_INDEX_KEY, "base64"), timings, kick, runtime.sql);
+    const transfers = new TransferService(
+      db,
+      Buffer.from(config.BLIND_INDEX_KEY, "base64"),
+      timings,
+      (events) => eventing.relay.publishCommitted(events),
+      runtime.sql,
+    );
     return createResolvers(runtime, transfers);
   },
   context: async ({ caller, runtime }) => ({ caller, histories: historyLoader(runtime.db) }),

@@ -284,7 +284,7 @@ export async function insertTransfer(
   db: SqlExecutor,
   data: NewTransfer,
   start: (store: SagaStore, transfer: TransferState) => Promise<void>,
-): Promise<TransferRow | undefined> {
+): Promise<{ transfer: TransferRow; events: Event[] } | undefined> {
   const { changes, events } = await collectStart(data, start);
   // unnest WITH ORDINALITY keeps the order of the statuses and of the events (the outbox's seq,
   // assigned row by row, is the order the relay publishes in).
@@ -337,7 +337,7 @@ export async function insertTransfer(
     events.map((event) => event.type),
     events.map((event) => JSON.stringify(event)),
   );
-  return rows[0];
+  return rows[0] && { transfer: rows[0], events };
 }
 
 /** What a new transfer's start records and emits, collected by a store that writes nothing (insertTransfer writes it). */
