@@ -121,7 +121,9 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
   const watch = () => {
     const seen: string[] = [];
     const subscription = link.nc.subscribe("auth.user.created", {
-      callback: (_error, message) => seen.push((message.json() as { data: { userId: string } }).data.userId),
+      callback: (_error, message) => {
+        seen.push((message.json() as { data: { userId: string } }).data.userId);
+      },
     });
     return { seen, stop: () => subscription.unsubscribe() };
   };

@@ -100,6 +100,6 @@ export async function recordReplayRequest(
 ): Promise<string> {
   const event = createEvent("operator.dlq.replay.requested", data);
   await runtime.db.$transaction((tx) => appendToOutbox(tx, event));
-  runtime.eventing.relay.kick();
+  runtime.eventing.relay.publishCommitted([event]);
   return event.id;
 }

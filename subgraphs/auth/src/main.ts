@@ -72,7 +72,7 @@ await runSubgraphService({
     const senders = createNotifier(config, logger, mailbox);
     lifecycle.onShutdown("notifiers", async () => senders.close());
     const auth = new AuthService({
-      store: createPrismaAuthStore(db, () => eventing.relay.kick()),
+      store: createPrismaAuthStore(db, (events) => eventing.relay.publishCommitted(events)),
       otp: new OtpChallenges({ store: createRedisOtpStore(redis), pepper: config.OTP_PEPPER, now: () => new Date() }),
       lockout: new Lockout(createRedisLockoutStore(redis), config.OTP_PEPPER, () => new Date()),
       hasher: await createArgon2Hasher(),

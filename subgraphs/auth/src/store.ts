@@ -49,9 +49,9 @@ const DEVICES_LIST_MAX = 100;
 
 /**
  * The auth store on Prisma. Every change that has events appends them to the outbox in the same
- * transaction; `afterCommit` wakes the relay so they leave without waiting for its poll.
+ * transaction; `afterCommit` hands them to the relay, which publishes them without waiting for its poll.
  */
-export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}): AuthStore {
+export function createPrismaAuthStore(db: Db, afterCommit: (events: readonly Event[]) => void = () => {}): AuthStore {
   const withEvents = <T>(work: (tx: Tx) => Promise<{ result: T; events: Event[] }>) => commitWithEvents(db, afterCommit, work);
   return {
     async findUserByEmail(email) {
@@ -113,14 +113,18 @@ export function createPrismaAuthStore(db: Db, afterCommit: () => void = () => {}
   };
 }
 
-/** Runs `work` in a transaction that also appends the events it returns to the outbox; wakes the relay after a commit that had some. */
-async function commitWithEvents<T>(db: Db, afterCommit: () => void, work: (tx: Tx) => Promise<{ result: T; events: Event[] }>): Promise<T> {
+/** Runs `work` in a transaction that also appends the events it returns to the outbox; hands them to the relay after the commit. */
+async function commitWithEvents<T>(
+  db: Db,
+  afterCommit: (events: readonly Event[]) => void,
+  work: (tx: Tx) => Promise<{ result: T; events: Event[] }>,
+): Promise<T> {
   const { result, events } = await db.$transaction(async (tx) => {
     const done = await work(tx);
     for (const event of done.events) await appendToOutbox(tx, event);
     return done;
   });
-  if (events.length > 0) afterCommit();
+  if (events.length > 0) afterCommit(events);
   return result;
 }
 
