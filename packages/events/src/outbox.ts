@@ -150,7 +150,13 @@ export interface OutboxRelayOptions {
   /** Upper bound of the back-off while NATS or the database is unavailable. */
   maxBackoffMs?: number;
   publishTimeoutMs?: number;
-  /** How long publishCommitted's acknowledgements gather before they are marked published together. */
+  /**
+   * How long publishCommitted's acknowledgements gather before they are marked published together
+   * (default 100 ms). The marks are off the saga's path; at 20 ms they were still ~1.7 commits per
+   * transfer at 120 transfers/s over the four services' relays, about as many as the claims they
+   * replaced. Longer only means more rows a crash leaves to publish again, and more that the poll's
+   * claim marks itself (it waits for their publishes; it does not send them twice).
+   */
   markLingerMs?: number;
 }
 
@@ -224,7 +230,7 @@ export class OutboxRelay {
     this.idleMs = options.idleMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
-    this.markLingerMs = options.markLingerMs ?? 20;
+    this.markLingerMs = options.markLingerMs ?? 100;
   }
 
   start(): void {
