@@ -185,6 +185,18 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     watcher.stop();
   });
 
+  it("a poll's claim leaves rows younger than its minimum age to the publish at commit; a kick's claim takes them", async () => {
+    const relay = new OutboxRelay({ db: pool, js: link.js, logger }); // not started: only these claims
+    const [event] = await committed("d1");
+    expect(await relay.publishBatch(60_000)).toEqual({ claimed: 0, published: 0 });
+    expect(await marked([event!.id])).toBe(0);
+    await sql.query(`UPDATE outbox_event SET created_at = now() - interval '2 minutes' WHERE id = $1`, [event!.id]);
+    expect(await relay.publishBatch(60_000)).toEqual({ claimed: 1, published: 1 });
+    const [young] = await committed("d2");
+    expect(await relay.publishBatch()).toEqual({ claimed: 1, published: 1 });
+    expect(await marked([event!.id, young!.id])).toBe(2);
+  });
+
   it("leaves a row JetStream refused at commit pending, for the relay to publish", async () => {
     let refuse = true;
     const js = new Proxy(link.js, {

@@ -158,6 +158,11 @@ export interface OutboxRelayOptions {
    * claim marks itself (it waits for their publishes; it does not send them twice).
    */
   markLingerMs?: number;
+  /**
+   * A poll's claim takes only rows at least this old (default 1 s): younger ones are published at
+   * their commit (publishCommitted) and marked within markLingerMs. A kick's claim takes any.
+   */
+  pollMinAgeMs?: number;
 }
 
 /**
@@ -184,10 +189,22 @@ export const CLAIM_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now()
  */
 const MARK_OUTBOX_ROWS = `UPDATE outbox_event SET published_at = now() WHERE id = ANY($1::uuid[]) AND published_at IS NULL`;
 
-/** The claim of up to `limit` rows as a statement without parameters (the transaction's opening statement). */
-export function claimOutboxRowsSql(limit: number): string {
+/**
+ * The claim of up to `limit` rows as a statement without parameters (the transaction's opening
+ * statement); with `minAgeMs`, only rows whose transaction began at least that long ago (a poll's
+ * claim: younger rows are being published at their commit, publishCommitted).
+ */
+export function claimOutboxRowsSql(limit: number, minAgeMs = 0): string {
   if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`an outbox claim takes a positive whole number of rows, not ${limit}`);
-  return CLAIM_OUTBOX_ROWS.replace("$1", String(limit));
+  if (!Number.isSafeInteger(minAgeMs) || minAgeMs < 0)
+    throw new Error(`an outbox claim's minimum age is a whole number of ms, not ${minAgeMs}`);
+  const claim = CLAIM_OUTBOX_ROWS.replace("$1", String(limit));
+  return minAgeMs === 0
+    ? claim
+    : claim.replace(
+        "WHERE published_at IS NULL ORDER BY",
+        `WHERE published_at IS NULL AND created_at < now() - interval '${minAgeMs} milliseconds' ORDER BY`,
+      );
 }
 
 interface OutboxRow {
@@ -224,6 +241,7 @@ export class OutboxRelay {
   private marking: Promise<void> | undefined;
   private endMarkLinger: (() => void) | undefined;
   private readonly markLingerMs: number;
+  private readonly pollMinAgeMs: number;
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.batchSize = options.batchSize ?? 100;
@@ -231,6 +249,7 @@ export class OutboxRelay {
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
     this.markLingerMs = options.markLingerMs ?? 100;
+    this.pollMinAgeMs = options.pollMinAgeMs ?? 1_000;
   }
 
   start(): void {
@@ -337,11 +356,12 @@ export class OutboxRelay {
   /**
    * Publishes one batch and marks what JetStream acknowledged. A row that fails stays pending and
    * is retried, without holding back the rows after it (a row that can never be published must not
-   * stop a service's events). Exposed for tests and tools.
+   * stop a service's events). Exposed for tests and tools. `minAgeMs`: claim only rows at least
+   * that old (claimOutboxRowsSql).
    */
-  async publishBatch(): Promise<{ claimed: number; published: number; firstError?: unknown }> {
+  async publishBatch(minAgeMs = 0): Promise<{ claimed: number; published: number; firstError?: unknown }> {
     const { db, js } = this.options;
-    const claim = claimOutboxRowsSql(this.batchSize);
+    const claim = claimOutboxRowsSql(this.batchSize, minAgeMs);
     return db.$transaction(
       async (tx, opened) => {
         // Claimed and marked in one statement; the mark commits only with the publishes that
@@ -390,9 +410,15 @@ export class OutboxRelay {
   private async run(): Promise<void> {
     let backoffMs = 100;
     while (this.running) {
+      let kicked = false;
       try {
+        // A kick (a writer that did not hand its events over, a publish at commit that failed) asks
+        // for every pending row; a poll leaves the young ones to publishCommitted. Claiming those,
+        // the poll met the rows of the last mark's gathering on every round (a full claim under
+        // load, then the next at once): the claims' transactions on top of the marks.
+        kicked = this.kicked;
         this.kicked = false;
-        const batch = await this.publishBatch();
+        const batch = await this.publishBatch(kicked ? 0 : this.pollMinAgeMs);
         if (batch.firstError !== undefined) {
           // Nothing went out (NATS away, or only unpublishable rows left): back off. Otherwise go on.
           if (batch.published === 0) throw batch.firstError;
@@ -402,9 +428,13 @@ export class OutboxRelay {
           );
         }
         backoffMs = 100;
-        if (batch.claimed === this.batchSize) continue;
+        if (batch.claimed === this.batchSize) {
+          this.kicked ||= kicked;
+          continue;
+        }
         if (!this.kicked) await this.sleep(this.idleMs);
       } catch (error) {
+        this.kicked ||= kicked; // what the kick asked for is still pending
         this.options.logger.warn({ ...failureDetail(error), retryInMs: backoffMs }, "outbox relay failed; retrying");
         await this.sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, this.maxBackoffMs);
