@@ -1,7 +1,8 @@
 /**
  * The outbox relay's marks commit without waiting for the WAL flush, on SqlPool (set with BEGIN)
  * and on Prisma's client (set by the relay): a mark a crash loses leaves its row pending, and the
- * row published again is dropped by JetStream as the duplicate it is.
+ * row published again is dropped by JetStream as the duplicate it is. Its publishes at commit go
+ * out once each, in order, leave a refused row to the claim, and a poll's claim leaves them alone.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
@@ -28,41 +29,48 @@ function noteCommitSetting(db: SqlDatabase, seen: string[]): SqlDatabase {
   };
 }
 
-describe("the outbox relay's marks", () => {
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  let sql: pg.Client;
-  let link: JetStreamLink;
-  let pool: SqlPool;
-  let prisma: ReturnType<typeof createDb>;
+let nats: Awaited<ReturnType<typeof startTestNats>>;
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let sql: pg.Client;
+let link: JetStreamLink;
+let pool: SqlPool;
+let prisma: ReturnType<typeof createDb>;
 
-  /** A new auth.user.created event in the outbox, unpublished; its id. */
-  const pendingRow = async (n: number) => {
-    const event = createEvent("auth.user.created", { userId: `relay-user-${n}`, role: "CUSTOMER" }, { correlationId: `c-${n}`, actor: {} });
+beforeAll(async () => {
+  [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
+  sql = new pg.Client({ connectionString: database.url });
+  await sql.connect();
+  link = await connectJetStream(nats.url, "relay-test", logger);
+  pool = new SqlPool(database.url, { max: 3 });
+  prisma = createDb(database.url);
+});
+afterAll(async () => {
+  await link?.nc.drain();
+  await pool?.$disconnect();
+  await prisma?.$disconnect();
+  await sql?.end();
+  await database?.drop();
+  await nats?.stop();
+});
+
+/** auth.user.created events, committed to the outbox unpublished (as a writer's commit leaves them). */
+const committed = async (...names: string[]) => {
+  const events = names.map((name) =>
+    createEvent("auth.user.created", { userId: `relay-${name}`, role: "CUSTOMER" }, { correlationId: `c-${name}`, actor: {} }),
+  );
+  for (const event of events) {
     await sql.query(`INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1, $2, $2, $3)`, [event.id, event.type, event]);
-    return event.id;
-  };
+  }
+  return events;
+};
+
+describe("the outbox relay's marks", () => {
+  /** A new auth.user.created event in the outbox, unpublished; its id. */
+  const pendingRow = async (n: number) => (await committed(`user-${n}`))[0]!.id;
   const published = async (id: string) =>
     (await sql.query(`SELECT published_at IS NOT NULL AS marked FROM outbox_event WHERE id = $1`, [id])).rows[0].marked as boolean;
   /** Messages the AUTH stream holds for this test's subjects. */
   const stored = async () => (await link.jsm.streams.info("AUTH", { subjects_filter: "auth.user.created" })).state.messages;
-
-  beforeAll(async () => {
-    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
-    sql = new pg.Client({ connectionString: database.url });
-    await sql.connect();
-    link = await connectJetStream(nats.url, "relay-test", logger);
-    pool = new SqlPool(database.url, { max: 2 });
-    prisma = createDb(database.url);
-  });
-  afterAll(async () => {
-    await link?.nc.drain();
-    await pool?.$disconnect();
-    await prisma?.$disconnect();
-    await sql?.end();
-    await database?.drop();
-    await nats?.stop();
-  });
 
   it.each([
     ["SqlPool", () => pool as SqlDatabase],
@@ -97,23 +105,8 @@ describe("the outbox relay's marks", () => {
 });
 
 describe("the outbox relay's publishes at commit (publishCommitted)", () => {
-  let nats: Awaited<ReturnType<typeof startTestNats>>;
-  let database: Awaited<ReturnType<typeof createTestDatabase>>;
-  let sql: pg.Client;
-  let link: JetStreamLink;
-  let pool: SqlPool;
   const running: OutboxRelay[] = [];
 
-  /** Committed events (rows written by another transaction, as a consumer's commit leaves them); the events. */
-  const committed = async (...names: string[]) => {
-    const events = names.map((name) =>
-      createEvent("auth.user.created", { userId: `commit-${name}`, role: "CUSTOMER" }, { correlationId: `c-${name}`, actor: {} }),
-    );
-    for (const event of events) {
-      await sql.query(`INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1, $2, $2, $3)`, [event.id, event.type, event]);
-    }
-    return events;
-  };
   const marked = async (ids: string[]) =>
     (await sql.query(`SELECT count(*)::int AS n FROM outbox_event WHERE id = ANY($1::uuid[]) AND published_at IS NOT NULL`, [ids])).rows[0]
       .n as number;
@@ -142,20 +135,8 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     }
   };
 
-  beforeAll(async () => {
-    [nats, database] = await Promise.all([startTestNats(), createTestDatabase("audit")]);
-    sql = new pg.Client({ connectionString: database.url });
-    await sql.connect();
-    link = await connectJetStream(nats.url, "relay-commit-test", logger);
-    pool = new SqlPool(database.url, { max: 3 });
-  });
   afterAll(async () => {
     for (const relay of running) await relay.stop();
-    await link?.nc.drain();
-    await pool?.$disconnect();
-    await sql?.end();
-    await database?.drop();
-    await nats?.stop();
   });
 
   it("publishes a commit's events at once, in order, and marks them together", async () => {
@@ -165,7 +146,7 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     const events = await committed("a1", "a2", "a3");
     relay.publishCommitted(events);
     await until(() => watcher.seen.length === 3);
-    expect(watcher.seen).toEqual(["commit-a1", "commit-a2", "commit-a3"]);
+    expect(watcher.seen).toEqual(["relay-a1", "relay-a2", "relay-a3"]);
     await until(async () => (await marked(events.map((event) => event.id))) === 3);
     watcher.stop();
   });
@@ -179,7 +160,7 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     expect(await relay.publishBatch()).toEqual({ claimed: 2, published: 2 });
     expect(await marked(events.map((event) => event.id))).toBe(2);
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(watcher.seen).toEqual(["commit-b1", "commit-b2"]); // one publish each
+    expect(watcher.seen).toEqual(["relay-b1", "relay-b2"]); // one publish each
     await relay.stop(); // its marks find the rows marked and leave them
     expect(await marked(events.map((event) => event.id))).toBe(2);
     watcher.stop();
@@ -217,7 +198,7 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     refuse = false;
     // The failure woke the relay's claim, which keeps backing off while NATS refuses; the next one publishes it.
     await until(async () => (await marked([event!.id])) === 1);
-    expect(watcher.seen).toEqual(["commit-c1"]);
+    expect(watcher.seen).toEqual(["relay-c1"]);
     watcher.stop();
   });
 });
