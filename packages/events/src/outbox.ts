@@ -414,8 +414,8 @@ export class OutboxRelay {
       try {
         // A kick (a writer that did not hand its events over, a publish at commit that failed) asks
         // for every pending row; a poll leaves the young ones to publishCommitted. Claiming those,
-        // the poll met the rows of the last mark's gathering on every round (a full claim under
-        // load, then the next at once): the claims' transactions on top of the marks.
+        // under load the polls met the rows of the mark's gathering and claimed them, more than
+        // once per poll (a full claim is followed by the next at once): transactions on top of the marks.
         kicked = this.kicked;
         this.kicked = false;
         const batch = await this.publishBatch(kicked ? 0 : this.pollMinAgeMs);
