@@ -142,7 +142,6 @@ export type ProcessOutcome = "processed" | "duplicate" | "passed-by" | "retry" |
 /** What one consumer transaction did: new events handled and the outbox rows they appended (in the outbox's order). */
 export interface BatchCommit {
   handled: number;
-  appended: number;
   events: readonly Event[];
 }
 
@@ -430,9 +429,9 @@ export class EventConsumer<Tx extends SqlExecutor> {
             : await recordProcessed(tx, name, events);
         // First delivery of each id only: a batch can hold the same event twice.
         const fresh = events.filter((event) => unseen.delete(event.id.toLowerCase()));
-        if (fresh.length === 0) return { handled: 0, appended: 0, events: [] };
-        const { appended, events: emitted } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx, within));
-        return { handled: fresh.length, appended, events: emitted };
+        if (fresh.length === 0) return { handled: 0, events: [] };
+        const { events: emitted } = await withBufferedOutbox(tx, () => handleBatch(fresh, tx, within));
+        return { handled: fresh.length, events: emitted };
       },
       { timeout: this.options.transactionTimeoutMs ?? 15_000, maxWait: 10_000, preferIndexScans: this.options.preferIndexScans },
     );

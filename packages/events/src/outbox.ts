@@ -7,7 +7,7 @@ import { ASYNCHRONOUS_COMMIT, preferIndexScans, walkIndexes, type SqlDatabase, t
 
 /**
  * Events appended inside a transaction that buffers them (withBufferedOutbox), by transaction:
- * those still to write, and how many the handler already wrote itself (takeBufferedEvents).
+ * those still to write, and those the handler already wrote itself (takeBufferedEvents).
  */
 const buffers = new WeakMap<SqlExecutor, { pending: Event[]; written: Event[] }>();
 
@@ -25,8 +25,8 @@ export async function appendToOutbox(tx: SqlExecutor, event: Event): Promise<voi
 /**
  * The events appended to `tx`'s outbox so far and not yet written, for the caller to write in a
  * statement it sends anyway (outboxRowsCte): one round trip fewer in a consumer's transaction, one
- * hand-off fewer on each saga hop. They leave the buffer and still count as appended. Outside
- * withBufferedOutbox appendToOutbox has written them already: [].
+ * hand-off fewer on each saga hop. They leave the buffer and stay among withBufferedOutbox's
+ * `events`. Outside withBufferedOutbox appendToOutbox has written them already: [].
  */
 export function takeBufferedEvents(tx: SqlExecutor): Event[] {
   const buffer = buffers.get(tx);
@@ -62,11 +62,8 @@ export function outboxRowsParameters(events: readonly Event[]): [string[], strin
  * in the outbox's order (those the handler wrote itself first: they were written first), for the
  * relay to publish once the transaction committed (OutboxRelay.publishCommitted).
  */
-export async function withBufferedOutbox<R>(
-  tx: SqlExecutor,
-  work: () => Promise<R>,
-): Promise<{ result: R; appended: number; events: Event[] }> {
-  if (buffers.has(tx)) return { result: await work(), appended: 0, events: [] }; // the outer call writes them
+export async function withBufferedOutbox<R>(tx: SqlExecutor, work: () => Promise<R>): Promise<{ result: R; events: Event[] }> {
+  if (buffers.has(tx)) return { result: await work(), events: [] }; // the outer call writes them
   const buffer = { pending: [] as Event[], written: [] as Event[] };
   buffers.set(tx, buffer);
   let result: R;
@@ -76,8 +73,7 @@ export async function withBufferedOutbox<R>(
     buffers.delete(tx);
   }
   if (buffer.pending.length > 0) await insertOutboxRows(tx, buffer.pending);
-  const events = [...buffer.written, ...buffer.pending];
-  return { result, appended: events.length, events };
+  return { result, events: [...buffer.written, ...buffer.pending] };
 }
 
 async function insertOutboxRows(tx: SqlExecutor, events: Event[]): Promise<void> {
