@@ -303,15 +303,11 @@ export class OutboxRelay {
     while (this.toMark.length > 0) {
       // Off the saga's path: wait a little so one mark covers many publishes (a relay transaction
       // per hop is what publishCommitted saves); stop() cuts the wait short.
-      if (this.running)
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, this.markLingerMs);
-          function done() {
-            clearTimeout(timer);
-            resolve();
-          }
-          this.endMarkLinger = done;
+      if (this.running) {
+        await this.sleep(this.markLingerMs, (wake) => {
+          this.endMarkLinger = wake;
         });
+      }
       this.endMarkLinger = undefined;
       const ids = this.toMark;
       this.toMark = [];
@@ -438,14 +434,20 @@ export class OutboxRelay {
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Waits `ms`, or less: `keepWake` gets the function that ends the wait (the loop's `wake` by default). */
+  private sleep(
+    ms: number,
+    keepWake: (wake: () => void) => void = (wake) => {
+      this.wake = wake;
+    },
+  ): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
         resolve();
       }
-      this.wake = done;
+      keepWake(done);
     });
   }
 }
