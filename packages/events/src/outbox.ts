@@ -278,7 +278,8 @@ export class OutboxRelay {
       return;
     }
     for (const event of events) {
-      // Issued in order on one connection, as a claim's are.
+      // Issued in order on one connection, as a claim's are. The subject is the type, as every
+      // outbox row is written (insertOutboxRows, outboxRowsCte, transactions' insertTransfer).
       const published = publishRow(this.options.js, { id: event.id, subject: event.type, payload: event }, this.publishTimeoutMs);
       this.direct.set(event.id, published);
       published.then(
