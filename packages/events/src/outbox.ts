@@ -238,6 +238,11 @@ export class OutboxRelay {
   private endMarkLinger: (() => void) | undefined;
   private readonly markLingerMs: number;
   private readonly pollMinAgeMs: number;
+  /** publishCommitted's publishes not yet acknowledged or failed. */
+  private publishing = 0;
+  /** Committed events that wait for the publishes in flight, and the outcomes their `direct` entries await. */
+  private held: Event[] = [];
+  private readonly heldOutcomes = new Map<string, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.batchSize = options.batchSize ?? 100;
@@ -277,25 +282,57 @@ export class OutboxRelay {
       this.kick();
       return;
     }
+    if (this.publishing === 0) {
+      this.sendCommitted(events);
+      return;
+    }
+    // Publishes in flight: these wait for their acknowledgements and go out together with what
+    // else commits meanwhile (Nagle's rule), in order, so the next consumer meets them as one batch.
+    for (const event of events) {
+      this.held.push(event);
+      const outcome = new Promise((resolve, reject) => this.heldOutcomes.set(event.id, { resolve, reject }));
+      // Awaited only by a claim that meets the row; a failure is reported where the publish settles.
+      outcome.catch(() => {});
+      this.direct.set(event.id, outcome);
+    }
+  }
+
+  private sendCommitted(events: readonly Event[]): void {
     for (const event of events) {
       // Issued in order on one connection, as a claim's are. The subject is the type, as every
       // outbox row is written (insertOutboxRows, outboxRowsCte, transactions' insertTransfer).
       const published = publishRow(this.options.js, { id: event.id, subject: event.type, payload: event }, this.publishTimeoutMs);
-      this.direct.set(event.id, published);
-      published.then(
-        () => {
-          this.toMark.push(event.id);
-          this.marking ??= this.markPublished();
-        },
-        (error: unknown) => {
-          this.direct.delete(event.id);
-          // NATS away: the relay's claim, woken here, reports it (once per back-off, not once per event).
-          if (!isInfrastructureUnavailable(error)) {
-            this.options.logger.warn({ err: error, eventId: event.id }, "outbox row not published at commit; the relay retries it");
+      this.publishing += 1;
+      const held = this.heldOutcomes.get(event.id);
+      if (held) {
+        this.heldOutcomes.delete(event.id);
+        published.then(held.resolve, held.reject);
+      } else {
+        this.direct.set(event.id, published);
+      }
+      published
+        .then(
+          () => {
+            this.toMark.push(event.id);
+            this.marking ??= this.markPublished();
+          },
+          (error: unknown) => {
+            this.direct.delete(event.id);
+            // NATS away: the relay's claim, woken here, reports it (once per back-off, not once per event).
+            if (!isInfrastructureUnavailable(error)) {
+              this.options.logger.warn({ err: error, eventId: event.id }, "outbox row not published at commit; the relay retries it");
+            }
+            this.kick();
+          },
+        )
+        .finally(() => {
+          this.publishing -= 1;
+          if (this.publishing === 0 && this.held.length > 0) {
+            const next = this.held;
+            this.held = [];
+            this.sendCommitted(next);
           }
-          this.kick();
-        },
-      );
+        });
     }
   }
 
