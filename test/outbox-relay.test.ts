@@ -166,6 +166,46 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     watcher.stop();
   });
 
+  it("holds commits while publishes are in flight and sends them, in order, when the acknowledgements return", async () => {
+    // JetStream's publish held at a gate: the first commit's publish stays in flight until it opens.
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const issued: string[] = [];
+    const js = new Proxy(link.js, {
+      get(target, property) {
+        const value = Reflect.get(target, property);
+        if (property !== "publish") return typeof value === "function" ? value.bind(target) : value;
+        return async (...args: Parameters<typeof link.js.publish>) => {
+          issued.push((JSON.parse(String(args[1])) as { data: { userId: string } }).data.userId);
+          await gate;
+          return target.publish(...args);
+        };
+      },
+    });
+    const relay = relayOn(js, 60_000); // acknowledged rows stay unmarked until stop
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const watcher = watch();
+    const [first, ...later] = await committed("e1", "e2", "e3");
+    relay.publishCommitted([first!]);
+    relay.publishCommitted([later[0]!]);
+    relay.publishCommitted([later[1]!]);
+    expect(issued).toEqual(["relay-e1"]); // the later commits wait for e1's acknowledgement
+    // A claim meeting the held rows waits for their publish instead of sending its own.
+    const claim = relay.publishBatch();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    open();
+    expect(await claim).toEqual({ claimed: 3, published: 3 });
+    await until(() => watcher.seen.length === 3);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(watcher.seen).toEqual(["relay-e1", "relay-e2", "relay-e3"]); // one publish each, in order
+    expect(issued).toEqual(["relay-e1", "relay-e2", "relay-e3"]);
+    await relay.stop();
+    expect(await marked([first!.id, ...later.map((event) => event.id)])).toBe(3);
+    watcher.stop();
+  });
+
   it("a poll's claim leaves rows younger than its minimum age to the publish at commit; a kick's claim takes them", async () => {
     const relay = new OutboxRelay({ db: pool, js: link.js, logger }); // not started: only these claims
     const [event] = await committed("d1");
