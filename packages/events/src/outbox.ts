@@ -268,7 +268,10 @@ export class OutboxRelay {
   /**
    * Publishes the events a transaction has just committed to the outbox, in their order, without
    * waiting for a claim: no relay transaction, wake-up or round trip before the next hop hears of
-   * them. Acknowledged ones are marked published together, one statement for whatever was
+   * them. While an earlier commit's publishes are in flight, these wait for the acknowledgements and
+   * go out with whatever else commits meanwhile (Nagle's rule), in order: the consumer downstream
+   * meets them as one batch instead of a transaction each, and an idle relay still sends at once.
+   * Acknowledged ones are marked published together, one statement for whatever was
    * acknowledged while the previous mark ran. Nothing depends on this for delivery: a publish that
    * fails, a mark that fails and a crash before either leave the row pending, and the claim
    * publishes it (under the same Nats-Msg-Id: a copy JetStream already holds is dropped inside its
@@ -286,8 +289,7 @@ export class OutboxRelay {
       this.sendCommitted(events);
       return;
     }
-    // Publishes in flight: these wait for their acknowledgements and go out together with what
-    // else commits meanwhile (Nagle's rule), in order, so the next consumer meets them as one batch.
+    // Held until the publishes in flight are acknowledged (or fail); then sent with the rest held.
     for (const event of events) {
       this.held.push(event);
       const outcome = new Promise((resolve, reject) => this.heldOutcomes.set(event.id, { resolve, reject }));
