@@ -203,6 +203,12 @@ export function claimOutboxRowsSql(limit: number, minAgeMs = 0): string {
       );
 }
 
+/** An event publishCommitted holds back, and how to settle the promise a claim meeting its row awaits. */
+interface HeldEvent {
+  event: Event;
+  settle: { resolve: (ack: unknown) => void; reject: (error: unknown) => void };
+}
+
 interface OutboxRow {
   seq: bigint;
   /** The marked row's address, stable while this transaction holds its lock. */
@@ -240,9 +246,8 @@ export class OutboxRelay {
   private readonly pollMinAgeMs: number;
   /** publishCommitted's publishes not yet acknowledged or failed. */
   private publishing = 0;
-  /** Committed events that wait for the publishes in flight, and the outcomes their `direct` entries await. */
-  private held: Event[] = [];
-  private readonly heldOutcomes = new Map<string, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+  /** Committed events that wait for the publishes in flight, each with the outcome its `direct` entry awaits. */
+  private held: HeldEvent[] = [];
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.batchSize = options.batchSize ?? 100;
@@ -286,32 +291,26 @@ export class OutboxRelay {
       return;
     }
     if (this.publishing === 0) {
-      this.sendCommitted(events);
+      this.sendCommitted(events.map((event) => ({ event })));
       return;
     }
     // Held until the publishes in flight are acknowledged (or fail); then sent with the rest held.
     for (const event of events) {
-      this.held.push(event);
-      const outcome = new Promise((resolve, reject) => this.heldOutcomes.set(event.id, { resolve, reject }));
+      const outcome = new Promise((resolve, reject) => this.held.push({ event, settle: { resolve, reject } }));
       // Awaited only by a claim that meets the row; a failure is reported where the publish settles.
       outcome.catch(() => {});
       this.direct.set(event.id, outcome);
     }
   }
 
-  private sendCommitted(events: readonly Event[]): void {
-    for (const event of events) {
+  private sendCommitted(events: ReadonlyArray<{ event: Event; settle?: HeldEvent["settle"] }>): void {
+    for (const { event, settle } of events) {
       // Issued in order on one connection, as a claim's are. The subject is the type, as every
       // outbox row is written (insertOutboxRows, outboxRowsCte, transactions' insertTransfer).
       const published = publishRow(this.options.js, { id: event.id, subject: event.type, payload: event }, this.publishTimeoutMs);
       this.publishing += 1;
-      const held = this.heldOutcomes.get(event.id);
-      if (held) {
-        this.heldOutcomes.delete(event.id);
-        published.then(held.resolve, held.reject);
-      } else {
-        this.direct.set(event.id, published);
-      }
+      if (settle) published.then(settle.resolve, settle.reject);
+      else this.direct.set(event.id, published);
       published
         .then(
           () => {
