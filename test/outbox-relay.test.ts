@@ -127,6 +127,15 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
     running.push(relay);
     return relay;
   };
+  /** The test's JetStream client with its publish replaced by `publish`; the rest is the client's own. */
+  const withPublish = (publish: (...args: Parameters<typeof link.js.publish>) => ReturnType<typeof link.js.publish>) =>
+    new Proxy(link.js, {
+      get(target, property) {
+        if (property === "publish") return publish;
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
   const until = async (check: () => Promise<boolean> | boolean) => {
     const deadline = Date.now() + 10_000;
     while (!(await check())) {
@@ -173,16 +182,10 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
       open = resolve;
     });
     const issued: string[] = [];
-    const js = new Proxy(link.js, {
-      get(target, property) {
-        const value = Reflect.get(target, property);
-        if (property !== "publish") return typeof value === "function" ? value.bind(target) : value;
-        return async (...args: Parameters<typeof link.js.publish>) => {
-          issued.push((JSON.parse(String(args[1])) as { data: { userId: string } }).data.userId);
-          await gate;
-          return target.publish(...args);
-        };
-      },
+    const js = withPublish(async (...args) => {
+      issued.push((JSON.parse(String(args[1])) as { data: { userId: string } }).data.userId);
+      await gate;
+      return link.js.publish(...args);
     });
     const relay = relayOn(js, 60_000); // acknowledged rows stay unmarked until stop
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -220,13 +223,7 @@ describe("the outbox relay's publishes at commit (publishCommitted)", () => {
 
   it("leaves a row JetStream refused at commit pending, for the relay to publish", async () => {
     let refuse = true;
-    const js = new Proxy(link.js, {
-      get(target, property) {
-        if (property === "publish" && refuse) return () => Promise.reject(new Error("refused"));
-        const value = Reflect.get(target, property);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const js = withPublish((...args) => (refuse ? Promise.reject(new Error("refused")) : link.js.publish(...args)));
     const relay = relayOn(js);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const watcher = watch();
