@@ -2,9 +2,12 @@
  * The transfer saga through the gateway, with every service running: balances move exactly, the
  * subscriber sees each status in order, insufficient funds are rejected with nothing moved, and a
  * failed fraud check refunds the debit. The receiver sees a transfer once it is COMPLETED, without
- * its reasons or fraud check; anyone else sees nothing.
+ * its reasons or fraud check; anyone else sees nothing. An overdue step's command is sent again
+ * only when it is no longer waiting in a queue.
  */
 import { randomUUID } from "node:crypto";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { createClient, type Client } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
@@ -327,6 +330,57 @@ describe("transfer saga", () => {
       `{ myTransfers(directions: [RECEIVED]) { edges { node { id } } } }`,
     );
     expect(myTransfers.edges).toEqual([]);
+  });
+
+  it("does not send a debit waiting for a stopped accounts again, and sends it again once it is lost", async () => {
+    const [alice, bob] = await Promise.all([customer("10000"), customer("0")]);
+    // A first transfer: transactions' directory knows both accounts before accounts stops.
+    const first = await transfer(alice, bob, "1");
+    expect((await follow(alice, first.id)).at(-1)?.status).toBe("COMPLETED");
+    const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
+    await transactions.connect();
+    const nc = await connect({ servers: stack.nats.url });
+    let stopped = false;
+    try {
+      const jsm = await jetstreamManager(nc);
+      await stack.processes.get("accounts")!.stop();
+      stopped = true;
+      const started = await transfer(alice, bob, "2500");
+      const stepAttempts = async () =>
+        Number(
+          (await transactions.query(`SELECT step_attempts FROM transfer WHERE id = $1 AND step = 'DEBIT'`, [started.id])).rows[0]
+            ?.step_attempts,
+        );
+      const debitCommands = async () =>
+        (
+          await transactions.query<{ id: string }>(
+            `SELECT id FROM outbox_event WHERE type = 'transaction.initiated' AND payload->'data'->>'transferId' = $1`,
+            [started.id],
+          )
+        ).rows.map((row) => row.id);
+
+      // Past the first deadline (3 s) the debit still waits in accounts' queue: counted, not sent again.
+      await waitUntil(async () => (await stepAttempts()) >= 2, "the first deadline to pass", 15_000);
+      const [command] = await debitCommands();
+      expect(await debitCommands()).toEqual([command]);
+
+      // The command is lost from the stream (what a NATS crash can do): at the next deadline it goes again.
+      const stored = (await jsm.streams.getMessage("TRANSACTIONS", { last_by_subj: "transaction.initiated" }))!;
+      expect((stored.json() as { id: string }).id).toBe(command);
+      expect(await jsm.streams.deleteMessage("TRANSACTIONS", stored.seq)).toBe(true);
+      await waitUntil(async () => (await stepAttempts()) >= 3, "the second deadline to pass", 20_000);
+      expect(await debitCommands()).toHaveLength(2);
+
+      await stack.restart("accounts");
+      stopped = false;
+      expect((await follow(alice, started.id)).at(-1)?.status).toBe("COMPLETED");
+      expect(await balance(alice)).toBe("7499");
+      expect(await balance(bob)).toBe("2501");
+    } finally {
+      if (stopped) await stack.restart("accounts");
+      await nc.close();
+      await transactions.end();
+    }
   });
 
   it("refuses bad input with the field named", async () => {

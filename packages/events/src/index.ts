@@ -1,3 +1,4 @@
+export * from "./backlog.ts";
 export * from "./catalog.ts";
 export * from "./consumer.ts";
 export * from "./dlq.ts";

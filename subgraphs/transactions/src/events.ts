@@ -14,6 +14,7 @@ import {
   type SqlExecutor,
   inEventContext,
   isPassedVerdict,
+  queuedWaitMs,
 } from "@vaultpay/events";
 import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
@@ -79,8 +80,51 @@ async function handleBatch(saga: Saga, consumer: string, events: readonly Event[
 }
 
 /**
+ * The subjects of the saga's commands and of the verdict: the durables that filter on them carry
+ * its steps (accounts' command durables, fraud's checks, accounts' and transactions' verdicts).
+ * Audit's and the notices' durables read wider or other subjects and are not the saga's queues.
+ */
+const STEP_SUBJECTS: ReadonlySet<string> = new Set([
+  "transaction.initiated",
+  "transaction.credit.requested",
+  "transaction.refund.requested",
+  "fraud.check.requested",
+  "fraud.check.completed",
+]);
+
+/** What bounds the sweeper's question to JetStream: past it, the sweep goes on as if nothing were queued. */
+const QUEUED_WAIT_TIMEOUT_MS = 1_000;
+
+/**
+ * How long the saga's queues have held their oldest messages, added up over its durables (the
+ * command durables and transactions' answers): what Saga.timeout weighs before sending a command
+ * again. Unknown (NATS unreachable, too slow) reads as 0: the command is sent again, as before.
+ */
+export async function sagaQueuedMs(jsm: Eventing<SqlExecutor>["jsm"], logger: Logger): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  const measured = queuedWaitMs(
+    jsm,
+    ["TRANSACTIONS", "FRAUD", "ACCOUNTS"],
+    (consumer) => consumer.name === ACCOUNTS_CONSUMER || STEP_SUBJECTS.has(consumer.config.filter_subject ?? ""),
+  );
+  const timedOut = new Promise<number>((resolve) => {
+    timer = setTimeout(() => resolve(0), QUEUED_WAIT_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([measured, timedOut]);
+  } catch (error) {
+    logger.warn({ reason: errorSummary(error) }, "saga sweep: the queues' wait is unknown; overdue commands are sent again");
+    return 0;
+  } finally {
+    clearTimeout(timer);
+    measured.catch(() => undefined);
+  }
+}
+
+/**
  * Every interval, overdue steps are retried or compensated in batches; replicas share the work
- * through SKIP LOCKED. Runs until stopped; a failing sweep is logged and tried again.
+ * through SKIP LOCKED. `queuedMs` (sagaQueuedMs) is asked once per sweep that finds a step
+ * overdue. Runs until stopped; a failing sweep is logged and tried again.
  */
 export function startSweeper(options: {
   db: Db;
@@ -88,6 +132,7 @@ export function startSweeper(options: {
   logger: Logger;
   intervalMs: number;
   afterCommit: () => void;
+  queuedMs?: () => Promise<number>;
   batchSize?: number;
 }) {
   const { db, saga, logger, intervalMs } = options;
@@ -95,13 +140,17 @@ export function startSweeper(options: {
   let stopped = false;
   let running: Promise<void> | undefined;
   const sweep = async () => {
+    let queued: Promise<number> | undefined;
     for (;;) {
       const handled = await db.$transaction(
         async (tx) => {
           const overdue = await lockOverdue(tx, batchSize);
+          if (overdue.length === 0) return 0;
+          queued ??= options.queuedMs?.() ?? Promise.resolve(0);
+          const queuedMs = await queued;
           for (const transfer of overdue) {
             await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () =>
-              saga.timeout(sagaStore(tx), transfer),
+              saga.timeout(sagaStore(tx), transfer, queuedMs),
             );
           }
           return overdue.length;

@@ -1,7 +1,7 @@
 import { runSubgraphService } from "@vaultpay/service";
 import { transactionsConfigSchema } from "./config.ts";
 import { createDb } from "./db.ts";
-import { startSagaConsumers, startSweeper } from "./events.ts";
+import { sagaQueuedMs, startSagaConsumers, startSweeper } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
@@ -31,7 +31,14 @@ await runSubgraphService({
     });
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
-    const sweeper = startSweeper({ db, saga, logger, intervalMs: config.SAGA_SWEEP_INTERVAL_MS, afterCommit: kick });
+    const sweeper = startSweeper({
+      db,
+      saga,
+      logger,
+      intervalMs: config.SAGA_SWEEP_INTERVAL_MS,
+      afterCommit: kick,
+      queuedMs: () => sagaQueuedMs(eventing.jsm, logger),
+    });
     lifecycle.onShutdown("saga sweeper", () => sweeper.stop());
     const transfers = new TransferService(
       db,

@@ -1,8 +1,8 @@
 /** The saga's rules on an in-memory store (a pure unit: the real store is covered end to end). */
 import { describe, expect, it } from "vitest";
 import { TEXT_LIMITS, createEvent, type Event, type EventData, type EventType } from "@vaultpay/events";
-import { Saga, type SagaStore, type TransferPatch, type TransferState } from "./saga.ts";
-import { assertTransition, onStepTimeout, stepDeadline } from "./transfers.ts";
+import { Saga, type OverdueTransfer, type SagaStore, type TransferPatch, type TransferState } from "./saga.ts";
+import { assertTransition, mayStillBeQueued, onStepTimeout, stepDeadline } from "./transfers.ts";
 
 const timings = { stepTimeoutMs: 1_000, maxStepAttempts: 3 };
 const context = { correlationId: "corr-1", actor: {} };
@@ -10,7 +10,11 @@ const context = { correlationId: "corr-1", actor: {} };
 class MemoryStore implements SagaStore {
   readonly emitted: Array<{ type: string; data: unknown }> = [];
   readonly history: string[] = [];
-  constructor(public transfer: TransferState) {}
+  transfer: OverdueTransfer;
+  /** Overdue from the start: the first attempt's deadline is the transfer's creation plus a step timeout. */
+  constructor(transfer: TransferState & { stepDeadlineAt?: Date }) {
+    this.transfer = { stepDeadlineAt: new Date(transfer.createdAt.getTime() + timings.stepTimeoutMs), ...transfer };
+  }
   async lockTransfer(id: string) {
     return id === this.transfer.id ? { ...this.transfer } : null;
   }
@@ -18,6 +22,7 @@ class MemoryStore implements SagaStore {
     this.transfer = {
       ...this.transfer,
       ...patch,
+      stepDeadlineAt: patch.stepDeadlineAt ?? this.transfer.stepDeadlineAt,
       status: patch.status ?? this.transfer.status,
       failureReason: patch.failureReason === undefined ? this.transfer.failureReason : patch.failureReason,
     };
@@ -166,6 +171,29 @@ describe("saga", () => {
     expect(store.transfer).toMatchObject({ status: "REJECTED", step: "NONE" });
   });
 
+  it("does not resend a command the saga's queues may still hold, and still gives up after the same attempts", async () => {
+    const start = pending().createdAt.getTime();
+    let now = new Date(start);
+    const saga = new Saga(timings, { now: () => now });
+    const store = new MemoryStore(pending());
+    // 1.5 s into the first attempt (deadline 1 s), the queues' oldest messages have waited 0.6 s:
+    // the command, stored within its first second, may be among them.
+    now = new Date(start + 1_500);
+    await saga.timeout(store, store.transfer, 600);
+    expect(store.types()).toEqual([]);
+    expect(store.transfer).toMatchObject({ step: "DEBIT", stepAttempts: 2, stepDeadlineAt: new Date(start + 3_500) });
+    // 2.5 s into the second attempt, the queues hold nothing that old: the command was lost.
+    now = new Date(start + 4_000);
+    await saga.timeout(store, store.transfer, 400);
+    expect(store.types()).toEqual(["transaction.initiated"]);
+    expect(store.transfer).toMatchObject({ stepAttempts: 3, stepDeadlineAt: new Date(start + 8_000) });
+    // The last attempt's deadline: given up (and refunded) however long the queues are.
+    now = new Date(start + 9_000);
+    await saga.timeout(store, store.transfer, 60_000);
+    expect(store.transfer).toMatchObject({ status: "PENDING", step: "REFUND", stepAttempts: 1 });
+    expect(store.types()).toEqual(["transaction.initiated", "transaction.refund.requested"]);
+  });
+
   it("ends a transfer whose refund accounts refuses for another reason, and raises it", async () => {
     const anomalies: string[] = [];
     const store = new MemoryStore({ ...pending(), status: "DEBITED", step: "REFUND" });
@@ -217,5 +245,14 @@ describe("transfer rules", () => {
     ]);
     expect(onStepTimeout("CREDIT", 3, timings)).toBe("compensate");
     expect(onStepTimeout("REFUND", 99, timings)).toBe("retry");
+  });
+
+  it("takes a step's command for queued while the queues have waited as long as its attempt, less a second", () => {
+    // The third attempt (4 s) ends at 10 s: it started at 6 s; at 11 s it is 5 s old.
+    const step = { deadline: new Date(10_000), attempts: 3 };
+    const at = new Date(11_000);
+    expect(mayStillBeQueued(step, 4_000, at, timings)).toBe(true);
+    expect(mayStillBeQueued(step, 3_999, at, timings)).toBe(false);
+    expect(mayStillBeQueued(step, 0, new Date(10_001), { ...timings, stepTimeoutMs: 100 })).toBe(false);
   });
 });

@@ -7,6 +7,7 @@ import { TEXT_LIMITS, boundText, type Event, type EventData, type EventType } fr
 import {
   assertTransition,
   isTerminalStatus,
+  mayStillBeQueued,
   onStepTimeout,
   stepDeadline,
   type SagaStep,
@@ -31,6 +32,9 @@ export interface TransferState {
   correlationId: string;
   createdAt: Date;
 }
+
+/** A transfer whose step's deadline has passed (the sweeper's). */
+export type OverdueTransfer = TransferState & { stepDeadlineAt: Date };
 
 export interface TransferPatch {
   status?: TransferStatus;
@@ -230,17 +234,24 @@ export class Saga {
     }
   }
 
-  /** A step's deadline passed: send its command again, or give up on it and refund. */
-  async timeout(store: SagaStore, transfer: TransferState): Promise<void> {
+  /**
+   * A step's deadline passed: send its command again, or give up on it and refund. `queuedMs` is
+   * how long the saga's queues have held their oldest messages, added up: a command that may still
+   * wait among them is not sent again (mayStillBeQueued). The attempt counts either way, so a step
+   * is given up after the same time whether its command was lost or is only slow.
+   */
+  async timeout(store: SagaStore, transfer: OverdueTransfer, queuedMs = 0): Promise<void> {
     if (isTerminalStatus(transfer.status) || transfer.step === "NONE") return;
     if (onStepTimeout(transfer.step, transfer.stepAttempts, this.timings) === "retry") {
+      const now = this.now();
       const attempts = transfer.stepAttempts + 1;
       await store.update(transfer.id, {
         step: transfer.step,
         stepAttempts: attempts,
-        stepDeadlineAt: stepDeadline(this.now(), attempts, this.timings),
+        stepDeadlineAt: stepDeadline(now, attempts, this.timings),
       });
-      await sendStepCommand(store, transfer, transfer.step);
+      const step = { deadline: transfer.stepDeadlineAt, attempts: transfer.stepAttempts };
+      if (!mayStillBeQueued(step, queuedMs, now, this.timings)) await sendStepCommand(store, transfer, transfer.step);
       return;
     }
     const stepName = { DEBIT: "debit", FRAUD: "fraud check", CREDIT: "credit", REFUND: "refund", NONE: "" }[transfer.step];

@@ -14,7 +14,7 @@ import {
 import { isUuid } from "@vaultpay/kit";
 import type { Db, Tx } from "./db.ts";
 import type { Prisma } from "./generated/prisma/client.ts";
-import type { SagaStore, TransferPatch, TransferState } from "./saga.ts";
+import type { OverdueTransfer, SagaStore, TransferPatch, TransferState } from "./saga.ts";
 import type { TransferStatus } from "./transfers.ts";
 
 type TransferRow = Awaited<ReturnType<Tx["transfer"]["findUniqueOrThrow"]>>;
@@ -258,16 +258,16 @@ export class BatchSagaStore implements SagaStore {
 }
 
 /** Transfers whose current step is overdue, locked for this transaction (replicas skip each other's). */
-export async function lockOverdue(tx: Tx, limit: number): Promise<TransferState[]> {
+export async function lockOverdue(tx: Tx, limit: number): Promise<OverdueTransfer[]> {
   // Each saga step moves a transfer's deadline and leaves its old index entry behind, dead, until VACUUM.
   await preferIndexScans(tx);
-  const rows = await tx.$queryRawUnsafe<LockedTransferRow[]>(
-    `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer
+  const rows = await tx.$queryRawUnsafe<Array<LockedTransferRow & { stepDeadlineAt: Date }>>(
+    `SELECT ${LOCKED_TRANSFER_COLUMNS}, ${TRANSFER_COLUMN.stepDeadlineAt} FROM transfer
       WHERE step <> 'NONE' AND step_deadline_at < now()
       ORDER BY step_deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     limit,
   );
-  return rows.map(toState);
+  return rows.map((row) => ({ ...toState(row), stepDeadlineAt: row.stepDeadlineAt }));
 }
 
 /** A new transfer's every column: what initiate decides. */

@@ -165,6 +165,31 @@ export function onStepTimeout(step: SagaStep, attempts: number, timings: SagaTim
 
 /** Back-off of a step's deadline: doubles per attempt, capped at 8× the base timeout. */
 export function stepDeadline(now: Date, attempts: number, timings: SagaTimings): Date {
-  const factor = Math.min(2 ** Math.max(0, attempts - 1), 8);
-  return new Date(now.getTime() + timings.stepTimeoutMs * factor);
+  return new Date(now.getTime() + attemptMs(attempts, timings));
+}
+
+/** How long attempt `attempts` of a step has before its deadline. */
+function attemptMs(attempts: number, timings: SagaTimings): number {
+  return timings.stepTimeoutMs * Math.min(2 ** Math.max(0, attempts - 1), 8);
+}
+
+/**
+ * Between a step's command being written and its being stored in its stream: the relay publishes
+ * at commit, in milliseconds; a second covers a busy one.
+ */
+const COMMAND_STORED_WITHIN_MS = 1_000;
+
+/**
+ * Whether the command of an overdue step, or the answer it caused, may still be waiting in the
+ * saga's queues rather than be lost: the oldest messages those queues have not acknowledged have
+ * waited, added up (`queuedMs`), as long as the attempt has (less the second a command may take to
+ * reach its stream), so the command may be behind them. Sending it again would only lengthen the
+ * queue it waits in. Once the queues hold nothing that old, it was lost (a NATS crash) and goes
+ * again. For the command's own queue the test is exact; how long an answer has waited in the next
+ * queue is not known, and the sum stands for it.
+ */
+export function mayStillBeQueued(step: { deadline: Date; attempts: number }, queuedMs: number, now: Date, timings: SagaTimings): boolean {
+  if (queuedMs <= 0) return false;
+  const startedAt = step.deadline.getTime() - attemptMs(step.attempts, timings);
+  return queuedMs >= now.getTime() - startedAt - COMMAND_STORED_WITHIN_MS;
 }
