@@ -5,7 +5,7 @@
  */
 import { AckPolicy, type ConsumerInfo } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectJetStream, oldestUnacknowledgedWaitMs, queuedWaitMs, type JetStreamLink } from "@vaultpay/events";
+import { QueueWaitHistory, connectJetStream, oldestUnacknowledgedWaitMs, queuedWaits, type JetStreamLink } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
 import { startTestNats } from "@vaultpay/testing";
 
@@ -34,7 +34,13 @@ describe("queued wait of durable consumers", () => {
 
   it("is 0 for a durable with nothing to do", async () => {
     expect(await oldestUnacknowledgedWaitMs(link.jsm, await info("commands"))).toBe(0);
-    expect(await queuedWaitMs(link.jsm, ["TRANSACTIONS", "FRAUD", "ACCOUNTS"], () => true)).toBe(0);
+    expect(await queuedWaits(link.jsm, ["TRANSACTIONS", "FRAUD", "ACCOUNTS"], (consumer) => consumer.name)).toEqual(
+      new Map([
+        ["commands", 0],
+        ["statuses", 0],
+        ["everything", 0],
+      ]),
+    );
   });
 
   it("counts from the oldest message on the durable's own filter, delivered or not, until it is acknowledged", async () => {
@@ -54,9 +60,15 @@ describe("queued wait of durable consumers", () => {
     expect(statuses).toBeGreaterThanOrEqual(300);
     expect(statuses).toBeLessThanOrEqual(700);
     expect(everything).toBe(1_000);
-    // Only the durables picked, added up.
-    const picked = (consumer: ConsumerInfo) => consumer.name !== "everything";
-    expect(await queuedWaitMs(link.jsm, ["TRANSACTIONS", "ACCOUNTS"], picked, now)).toBe(commands + statuses);
+    // By hop: durables left out are not asked, durables on one hop count as their longest.
+    const hopOf = (consumer: ConsumerInfo) => (consumer.name === "everything" ? undefined : consumer.name === "commands" ? "a" : "b");
+    expect(await queuedWaits(link.jsm, ["TRANSACTIONS", "ACCOUNTS"], hopOf, now)).toEqual(
+      new Map([
+        ["a", commands],
+        ["b", statuses],
+      ]),
+    );
+    expect(await queuedWaits(link.jsm, ["TRANSACTIONS"], () => "one", now)).toEqual(new Map([["one", 1_000]]));
 
     // Delivered and not acknowledged: still waiting.
     const consumer = await link.js.consumers.get("TRANSACTIONS", "commands");
@@ -75,5 +87,43 @@ describe("queued wait of durable consumers", () => {
     // The last one gone from the stream (lost): nothing waits any more.
     await link.jsm.streams.deleteMessage("TRANSACTIONS", second.seq);
     expect(await oldestUnacknowledgedWaitMs(link.jsm, await info("commands"), now)).toBe(0);
+  });
+});
+
+describe("queue wait history", () => {
+  it("adds up, hop by hop, the longest wait sampled since a time, from the sample just before it", () => {
+    const history = new QueueWaitHistory(10_000);
+    history.record(1_000, new Map([["a", 9_000]]));
+    history.record(
+      2_000,
+      new Map([
+        ["a", 4_000],
+        ["b", 500],
+      ]),
+    );
+    history.record(
+      3_000,
+      new Map([
+        ["a", 100],
+        ["b", 2_000],
+      ]),
+    );
+    history.record(
+      4_000,
+      new Map([
+        ["a", 0],
+        ["b", 0],
+      ]),
+    );
+    // A message sent at 2.5 s waited at most 4 s at a (the sample at 2 s is the last before it) and 2 s at b.
+    expect(history.longestSince(2_500, ["a", "b"])).toBe(6_000);
+    expect(history.longestSince(2_500, ["b"])).toBe(2_000);
+    expect(history.longestSince(3_000, ["a", "b"])).toBe(2_100);
+    expect(history.longestSince(0, ["a"])).toBe(9_000);
+    expect(history.longestSince(5_000, ["a", "b", "c"])).toBe(0);
+    // Past the window, the old samples go (the one just before the window's start stays).
+    history.record(13_500, new Map([["a", 0]]));
+    expect(history.longestSince(0, ["a"])).toBe(100);
+    expect(new QueueWaitHistory(1_000).longestSince(0, ["a"])).toBe(0);
   });
 });

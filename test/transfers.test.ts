@@ -11,7 +11,15 @@ import { connect } from "@nats-io/transport-node";
 import { createClient, type Client } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { fraudOnlyOnAmount, mintAccessToken, startTestStack, waitUntil, type TestStack } from "@vaultpay/testing";
+import {
+  fraudOnlyOnAmount,
+  mintAccessToken,
+  parsePrometheusText,
+  startTestStack,
+  valueOf,
+  waitUntil,
+  type TestStack,
+} from "@vaultpay/testing";
 
 type Stack = TestStack & { teardown: () => Promise<void> };
 
@@ -343,6 +351,11 @@ describe("transfer saga", () => {
     let stopped = false;
     try {
       const jsm = await jetstreamManager(nc);
+      const deadlines = async (outcome: string) => {
+        const text = await (await fetch(stack.urls.transactions.replace(/\/graphql$/, "/metrics"))).text();
+        return valueOf(parsePrometheusText(text), "vaultpay_saga_step_deadlines_total", { step: "DEBIT", outcome }) ?? 0;
+      };
+      const before = { queued: await deadlines("queued"), resent: await deadlines("resent") };
       await stack.processes.get("accounts")!.stop();
       stopped = true;
       const started = await transfer(alice, bob, "2500");
@@ -370,6 +383,8 @@ describe("transfer saga", () => {
       expect(await jsm.streams.deleteMessage("TRANSACTIONS", stored.seq)).toBe(true);
       await waitUntil(async () => (await stepAttempts()) >= 3, "the second deadline to pass", 20_000);
       expect(await debitCommands()).toHaveLength(2);
+      expect(await deadlines("queued")).toBe(before.queued + 1);
+      expect(await deadlines("resent")).toBe(before.resent + 1);
 
       await stack.restart("accounts");
       stopped = false;

@@ -20,20 +20,56 @@ export async function oldestUnacknowledgedWaitMs(jsm: JetStreamManager, consumer
 }
 
 /**
- * The waits of the oldest unacknowledged messages of the durables on `streams` that `chosen` picks,
- * added up: how long a message passing through each of them in turn may have been queued.
+ * The oldest unacknowledged waits (oldestUnacknowledgedWaitMs) of the durables on `streams`, by
+ * the hop `hopOf` names for each (undefined: not counted); durables on one hop read the same
+ * messages side by side, so the hop's wait is their longest.
  */
-export async function queuedWaitMs(
+export async function queuedWaits(
   jsm: JetStreamManager,
   streams: readonly StreamName[],
-  chosen: (consumer: ConsumerInfo) => boolean,
+  hopOf: (consumer: ConsumerInfo) => string | undefined,
   now = Date.now(),
-): Promise<number> {
-  let total = 0;
+): Promise<Map<string, number>> {
+  const waits = new Map<string, number>();
   for (const stream of streams) {
     for (const consumer of await jsm.consumers.list(stream).next()) {
-      if (chosen(consumer)) total += await oldestUnacknowledgedWaitMs(jsm, consumer, now);
+      const hop = hopOf(consumer);
+      if (hop === undefined) continue;
+      const wait = await oldestUnacknowledgedWaitMs(jsm, consumer, now);
+      waits.set(hop, Math.max(waits.get(hop) ?? 0, wait));
     }
   }
-  return total;
+  return waits;
+}
+
+/**
+ * Samples of hops' waits (queuedWaits), kept for `keepMs`. A message published at `since` and
+ * passed from hop to hop has waited at each at most the longest wait sampled there since (to
+ * within a sample's interval): `longestSince` adds those up. Waits sampled only now would miss a
+ * queue that has shrunk since the message passed it.
+ */
+export class QueueWaitHistory {
+  private samples: Array<{ at: number; waits: ReadonlyMap<string, number> }> = [];
+
+  constructor(private readonly keepMs: number) {}
+
+  record(at: number, waits: ReadonlyMap<string, number>): void {
+    this.samples.push({ at, waits });
+    // One sample older than the window stays: it covers the window's start.
+    while (this.samples.length > 1 && this.samples[1]!.at <= at - this.keepMs) this.samples.shift();
+  }
+
+  /** The longest wait of each of `hops` sampled from just before `since` on, added up; 0 without samples. */
+  longestSince(since: number, hops: readonly string[]): number {
+    let total = 0;
+    for (const hop of hops) {
+      let longest = 0;
+      for (let i = 0; i < this.samples.length; i++) {
+        if ((this.samples[i + 1]?.at ?? Number.POSITIVE_INFINITY) <= since) continue; // a later sample still precedes `since`
+        longest = Math.max(longest, this.samples[i]!.waits.get(hop) ?? 0);
+      }
+      total += longest;
+    }
+    return total;
+  }
 }

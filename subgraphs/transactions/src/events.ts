@@ -14,11 +14,14 @@ import {
   type SqlExecutor,
   inEventContext,
   isPassedVerdict,
-  queuedWaitMs,
+  QueueWaitHistory,
+  queuedWaits,
 } from "@vaultpay/events";
-import type { Saga } from "./saga.ts";
+import type { ConsumerInfo } from "@nats-io/jetstream";
+import type { QueuedSince, Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { BatchSagaStore, lockOverdue, sagaStore, type Db } from "./store.ts";
+import type { SagaStep } from "./transfers.ts";
 
 export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventing<T>, saga: Saga): Promise<void> {
   await eventing.consume({
@@ -80,51 +83,79 @@ async function handleBatch(saga: Saga, consumer: string, events: readonly Event[
 }
 
 /**
- * The subjects of the saga's commands and of the verdict: the durables that filter on them carry
- * its steps (accounts' command durables, fraud's checks, accounts' and transactions' verdicts).
- * Audit's and the notices' durables read wider or other subjects and are not the saga's queues.
+ * The queues a step's messages pass, each named by its durables' filter subject: the command's
+ * (accounts' command durables, fraud's checks), the verdict's (accounts' and transactions' side by
+ * side), and accounts' answers to transactions (`account.>`, transactions' own durable only:
+ * audit's reads the same subject and is not the saga's).
  */
-const STEP_SUBJECTS: ReadonlySet<string> = new Set([
-  "transaction.initiated",
-  "transaction.credit.requested",
-  "transaction.refund.requested",
-  "fraud.check.requested",
-  "fraud.check.completed",
-]);
+const STEP_HOPS: Record<Exclude<SagaStep, "NONE">, readonly string[]> = {
+  DEBIT: ["transaction.initiated", "account.>"],
+  FRAUD: ["fraud.check.requested", "fraud.check.completed", "account.>"],
+  CREDIT: ["transaction.credit.requested", "account.>"],
+  REFUND: ["transaction.refund.requested", "account.>"],
+};
+const COMMAND_HOPS: ReadonlySet<string> = new Set(
+  Object.values(STEP_HOPS)
+    .flat()
+    .filter((hop) => hop !== "account.>"),
+);
 
-/** What bounds the sweeper's question to JetStream: past it, the sweep goes on as if nothing were queued. */
-const QUEUED_WAIT_TIMEOUT_MS = 1_000;
+/** The hop a durable of the saga's streams is on, or undefined for one the saga does not wait on. */
+function sagaHopOf(consumer: ConsumerInfo): string | undefined {
+  if (consumer.name === ACCOUNTS_CONSUMER) return "account.>";
+  const filter = consumer.config.filter_subject ?? "";
+  return COMMAND_HOPS.has(filter) ? filter : undefined;
+}
+
+/** What bounds one sample of the saga's queues: past it, the sample is skipped. */
+const SAMPLE_TIMEOUT_MS = 1_000;
 
 /**
- * How long the saga's queues have held their oldest messages, added up over its durables (the
- * command durables and transactions' answers): what Saga.timeout weighs before sending a command
- * again. Unknown (NATS unreachable, too slow) reads as 0: the command is sent again, as before.
+ * Samples how long the saga's queues (STEP_HOPS) have held their oldest messages every interval,
+ * and keeps `keepMs` of them. `queuedSince(step, t)` adds up the longest waits since t on the hops
+ * of that step: what Saga.timeout weighs before sending a command again. A sample JetStream does not answer within a second is skipped; with no
+ * samples it reads 0, and the command is sent again, as before.
  */
-export async function sagaQueuedMs(jsm: Eventing<SqlExecutor>["jsm"], logger: Logger): Promise<number> {
-  let timer: NodeJS.Timeout | undefined;
-  const measured = queuedWaitMs(
-    jsm,
-    ["TRANSACTIONS", "FRAUD", "ACCOUNTS"],
-    (consumer) => consumer.name === ACCOUNTS_CONSUMER || STEP_SUBJECTS.has(consumer.config.filter_subject ?? ""),
-  );
-  const timedOut = new Promise<number>((resolve) => {
-    timer = setTimeout(() => resolve(0), QUEUED_WAIT_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([measured, timedOut]);
-  } catch (error) {
-    logger.warn({ reason: errorSummary(error) }, "saga sweep: the queues' wait is unknown; overdue commands are sent again");
-    return 0;
-  } finally {
-    clearTimeout(timer);
-    measured.catch(() => undefined);
-  }
+export function watchSagaQueues(jsm: Eventing<SqlExecutor>["jsm"], logger: Logger, intervalMs: number, keepMs: number) {
+  const history = new QueueWaitHistory(keepMs);
+  let sampling = false;
+  let failing = false;
+  const sample = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const at = Date.now();
+    const measured = queuedWaits(jsm, ["TRANSACTIONS", "FRAUD", "ACCOUNTS"], sagaHopOf, at);
+    const timedOut = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), SAMPLE_TIMEOUT_MS);
+    });
+    try {
+      const waits = await Promise.race([measured, timedOut]);
+      if (waits) history.record(at, waits);
+      failing = false;
+    } catch (error) {
+      if (!failing) logger.warn({ reason: errorSummary(error) }, "saga queues not sampled: overdue commands are sent again without it");
+      failing = true;
+    } finally {
+      clearTimeout(timer);
+      measured.catch(() => undefined);
+    }
+  };
+  const timer = setInterval(() => {
+    if (sampling) return;
+    sampling = true;
+    void sample().finally(() => {
+      sampling = false;
+    });
+  }, intervalMs);
+  return {
+    queuedSince: (step: SagaStep, since: Date) => (step === "NONE" ? 0 : history.longestSince(since.getTime(), STEP_HOPS[step])),
+    stop: () => clearInterval(timer),
+  };
 }
 
 /**
  * Every interval, overdue steps are retried or compensated in batches; replicas share the work
- * through SKIP LOCKED. `queuedMs` (sagaQueuedMs) is asked once per sweep that finds a step
- * overdue. Runs until stopped; a failing sweep is logged and tried again.
+ * through SKIP LOCKED. `queuedSince` (watchSagaQueues) tells how long the saga's queues held
+ * messages since a time. Runs until stopped; a failing sweep is logged and tried again.
  */
 export function startSweeper(options: {
   db: Db;
@@ -132,7 +163,7 @@ export function startSweeper(options: {
   logger: Logger;
   intervalMs: number;
   afterCommit: () => void;
-  queuedMs?: () => Promise<number>;
+  queuedSince?: QueuedSince;
   batchSize?: number;
 }) {
   const { db, saga, logger, intervalMs } = options;
@@ -140,17 +171,13 @@ export function startSweeper(options: {
   let stopped = false;
   let running: Promise<void> | undefined;
   const sweep = async () => {
-    let queued: Promise<number> | undefined;
     for (;;) {
       const handled = await db.$transaction(
         async (tx) => {
           const overdue = await lockOverdue(tx, batchSize);
-          if (overdue.length === 0) return 0;
-          queued ??= options.queuedMs?.() ?? Promise.resolve(0);
-          const queuedMs = await queued;
           for (const transfer of overdue) {
             await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () =>
-              saga.timeout(sagaStore(tx), transfer, queuedMs),
+              saga.timeout(sagaStore(tx), transfer, options.queuedSince),
             );
           }
           return overdue.length;

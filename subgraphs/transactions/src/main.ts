@@ -1,7 +1,7 @@
 import { runSubgraphService } from "@vaultpay/service";
 import { transactionsConfigSchema } from "./config.ts";
 import { createDb } from "./db.ts";
-import { sagaQueuedMs, startSagaConsumers, startSweeper } from "./events.ts";
+import { startSagaConsumers, startSweeper, watchSagaQueues } from "./events.ts";
 import { createResolvers } from "./resolvers.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
@@ -25,21 +25,37 @@ await runSubgraphService({
       ["status"],
       [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     );
+    const deadlines = metrics.counter(
+      "vaultpay_saga_step_deadlines_total",
+      "Saga steps whose deadline passed, by step and outcome (resent, queued: not resent, still queued; given_up: compensated)",
+      ["step", "outcome"],
+    );
     const saga = new Saga(timings, {
       onAnomaly: (transferId, what) => logger.error({ transferId }, `saga anomaly: ${what}`),
       onStatus: (status, seconds) => reached.observe({ status }, seconds),
+      onDeadline: (step, outcome) => deadlines.inc({ step, outcome }),
     });
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
+    // The longest attempt's wait (8 step timeouts) and a sample more.
+    const queues = watchSagaQueues(
+      eventing.jsm,
+      logger,
+      config.SAGA_SWEEP_INTERVAL_MS,
+      8 * timings.stepTimeoutMs + config.SAGA_SWEEP_INTERVAL_MS,
+    );
     const sweeper = startSweeper({
       db,
       saga,
       logger,
       intervalMs: config.SAGA_SWEEP_INTERVAL_MS,
       afterCommit: kick,
-      queuedMs: () => sagaQueuedMs(eventing.jsm, logger),
+      queuedSince: queues.queuedSince,
     });
-    lifecycle.onShutdown("saga sweeper", () => sweeper.stop());
+    lifecycle.onShutdown("saga sweeper", async () => {
+      queues.stop();
+      await sweeper.stop();
+    });
     const transfers = new TransferService(
       db,
       Buffer.from(config.BLIND_INDEX_KEY, "base64"),

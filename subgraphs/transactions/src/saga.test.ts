@@ -174,24 +174,33 @@ describe("saga", () => {
   it("does not resend a command the saga's queues may still hold, and still gives up after the same attempts", async () => {
     const start = pending().createdAt.getTime();
     let now = new Date(start);
-    const saga = new Saga(timings, { now: () => now });
+    const outcomes: string[] = [];
+    const saga = new Saga(timings, { now: () => now, onDeadline: (step, outcome) => outcomes.push(`${step} ${outcome}`) });
     const store = new MemoryStore(pending());
-    // 1.5 s into the first attempt (deadline 1 s), the queues' oldest messages have waited 0.6 s:
-    // the command, stored within its first second, may be among them.
+    const asked: string[] = [];
+    const queued = (ms: number) => (step: string, since: Date) => {
+      asked.push(`${step} since ${since.getTime() - start}`);
+      return ms;
+    };
+    // 1.5 s into the first attempt (deadline 1 s), the debit's queues have held messages 0.6 s
+    // since it began: the command, stored within its first second, may be among them.
     now = new Date(start + 1_500);
-    await saga.timeout(store, store.transfer, 600);
+    await saga.timeout(store, store.transfer, queued(600));
     expect(store.types()).toEqual([]);
     expect(store.transfer).toMatchObject({ step: "DEBIT", stepAttempts: 2, stepDeadlineAt: new Date(start + 3_500) });
     // 2.5 s into the second attempt, the queues hold nothing that old: the command was lost.
     now = new Date(start + 4_000);
-    await saga.timeout(store, store.transfer, 400);
+    await saga.timeout(store, store.transfer, queued(400));
     expect(store.types()).toEqual(["transaction.initiated"]);
     expect(store.transfer).toMatchObject({ stepAttempts: 3, stepDeadlineAt: new Date(start + 8_000) });
     // The last attempt's deadline: given up (and refunded) however long the queues are.
     now = new Date(start + 9_000);
-    await saga.timeout(store, store.transfer, 60_000);
+    await saga.timeout(store, store.transfer, queued(60_000));
     expect(store.transfer).toMatchObject({ status: "PENDING", step: "REFUND", stepAttempts: 1 });
     expect(store.types()).toEqual(["transaction.initiated", "transaction.refund.requested"]);
+    expect(outcomes).toEqual(["DEBIT queued", "DEBIT resent", "DEBIT given_up"]);
+    // Asked about the debit's queues since each attempt began; not asked once the step is given up.
+    expect(asked).toEqual(["DEBIT since 0", "DEBIT since 1500"]);
   });
 
   it("ends a transfer whose refund accounts refuses for another reason, and raises it", async () => {
@@ -249,10 +258,11 @@ describe("transfer rules", () => {
 
   it("takes a step's command for queued while the queues have waited as long as its attempt, less a second", () => {
     // The third attempt (4 s) ends at 10 s: it started at 6 s; at 11 s it is 5 s old.
-    const step = { deadline: new Date(10_000), attempts: 3 };
+    const step = { name: "FRAUD" as const, deadline: new Date(10_000), attempts: 3 };
     const at = new Date(11_000);
-    expect(mayStillBeQueued(step, 4_000, at, timings)).toBe(true);
-    expect(mayStillBeQueued(step, 3_999, at, timings)).toBe(false);
-    expect(mayStillBeQueued(step, 0, new Date(10_001), { ...timings, stepTimeoutMs: 100 })).toBe(false);
+    const since = (ms: number) => (name: string, from: Date) => (name === "FRAUD" && from.getTime() === 6_000 ? ms : Number.NaN);
+    expect(mayStillBeQueued(step, since(4_000), at, timings)).toBe(true);
+    expect(mayStillBeQueued(step, since(3_999), at, timings)).toBe(false);
+    expect(mayStillBeQueued(step, () => 0, new Date(10_001), { ...timings, stepTimeoutMs: 100 })).toBe(false);
   });
 });

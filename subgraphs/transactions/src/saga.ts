@@ -33,6 +33,9 @@ export interface TransferState {
   createdAt: Date;
 }
 
+/** How long, added up over the queues a step's messages pass, those queues have held messages since a time (ms). */
+export type QueuedSince = (step: SagaStep, since: Date) => number;
+
 /** A transfer whose step's deadline has passed (the sweeper's). */
 export type OverdueTransfer = TransferState & { stepDeadlineAt: Date };
 
@@ -99,12 +102,18 @@ export interface SagaOptions {
   onAnomaly?: (transferId: string, what: string) => void;
   /** Told of each status a transfer reaches, with the seconds since it was initiated (metrics). */
   onStatus?: (status: TransferStatus, secondsSinceInitiated: number) => void;
+  /** Told what became of each step whose deadline passed (metrics). */
+  onDeadline?: (step: SagaStep, outcome: DeadlineOutcome) => void;
 }
+
+/** A passed deadline's outcome: the command sent again, held back as still queued, or the step given up (compensated). */
+export type DeadlineOutcome = "resent" | "queued" | "given_up";
 
 export class Saga {
   private readonly now: () => Date;
   private readonly onAnomaly: SagaOptions["onAnomaly"];
   private readonly onStatus: SagaOptions["onStatus"];
+  private readonly onDeadline: SagaOptions["onDeadline"];
 
   constructor(
     private readonly timings: SagaTimings,
@@ -113,6 +122,7 @@ export class Saga {
     this.now = options.now ?? (() => new Date());
     this.onAnomaly = options.onAnomaly;
     this.onStatus = options.onStatus;
+    this.onDeadline = options.onDeadline;
   }
 
   /** Moves to the next step (and status), records it, emits the status change and the step's command. */
@@ -235,12 +245,12 @@ export class Saga {
   }
 
   /**
-   * A step's deadline passed: send its command again, or give up on it and refund. `queuedMs` is
-   * how long the saga's queues have held their oldest messages, added up: a command that may still
+   * A step's deadline passed: send its command again, or give up on it and refund. `queuedSince`
+   * tells how long the saga's queues have held messages since a time: a command that may still
    * wait among them is not sent again (mayStillBeQueued). The attempt counts either way, so a step
    * is given up after the same time whether its command was lost or is only slow.
    */
-  async timeout(store: SagaStore, transfer: OverdueTransfer, queuedMs = 0): Promise<void> {
+  async timeout(store: SagaStore, transfer: OverdueTransfer, queuedSince: QueuedSince = () => 0): Promise<void> {
     if (isTerminalStatus(transfer.status) || transfer.step === "NONE") return;
     if (onStepTimeout(transfer.step, transfer.stepAttempts, this.timings) === "retry") {
       const now = this.now();
@@ -250,10 +260,13 @@ export class Saga {
         stepAttempts: attempts,
         stepDeadlineAt: stepDeadline(now, attempts, this.timings),
       });
-      const step = { deadline: transfer.stepDeadlineAt, attempts: transfer.stepAttempts };
-      if (!mayStillBeQueued(step, queuedMs, now, this.timings)) await sendStepCommand(store, transfer, transfer.step);
+      const step = { name: transfer.step, deadline: transfer.stepDeadlineAt, attempts: transfer.stepAttempts };
+      const queued = mayStillBeQueued(step, queuedSince, now, this.timings);
+      if (!queued) await sendStepCommand(store, transfer, transfer.step);
+      this.onDeadline?.(transfer.step, queued ? "queued" : "resent");
       return;
     }
+    this.onDeadline?.(transfer.step, "given_up");
     const stepName = { DEBIT: "debit", FRAUD: "fraud check", CREDIT: "credit", REFUND: "refund", NONE: "" }[transfer.step];
     await this.advance(store, transfer, { step: "REFUND", failureReason: `The ${stepName} did not complete in time` });
   }

@@ -180,16 +180,21 @@ function attemptMs(attempts: number, timings: SagaTimings): number {
 const COMMAND_STORED_WITHIN_MS = 1_000;
 
 /**
- * Whether the command of an overdue step, or the answer it caused, may still be waiting in the
- * saga's queues rather than be lost: the oldest messages those queues have not acknowledged have
- * waited, added up (`queuedMs`), as long as the attempt has (less the second a command may take to
- * reach its stream), so the command may be behind them. Sending it again would only lengthen the
- * queue it waits in. Once the queues hold nothing that old, it was lost (a NATS crash) and goes
- * again. For the command's own queue the test is exact; how long an answer has waited in the next
- * queue is not known, and the sum stands for it.
+ * Whether the command of an overdue step, or an answer it caused, may still be waiting in the
+ * saga's queues rather than be lost. `queuedSince(step, t)` adds up, over the queues the step's
+ * messages pass, the longest each held a message since t: a command that started at t and went
+ * from queue to queue has waited no longer than that in all. While that sum is as long as the attempt has been
+ * going (less a second for the command's way to its stream), the command may be behind those
+ * messages, and sending it again would only lengthen the queues. Once it is shorter, the command
+ * or its answer was lost (a NATS crash), and the command goes again.
  */
-export function mayStillBeQueued(step: { deadline: Date; attempts: number }, queuedMs: number, now: Date, timings: SagaTimings): boolean {
-  if (queuedMs <= 0) return false;
-  const startedAt = step.deadline.getTime() - attemptMs(step.attempts, timings);
-  return queuedMs >= now.getTime() - startedAt - COMMAND_STORED_WITHIN_MS;
+export function mayStillBeQueued(
+  step: { name: SagaStep; deadline: Date; attempts: number },
+  queuedSince: (step: SagaStep, since: Date) => number,
+  now: Date,
+  timings: SagaTimings,
+): boolean {
+  const startedAt = new Date(step.deadline.getTime() - attemptMs(step.attempts, timings));
+  const queuedMs = queuedSince(step.name, startedAt);
+  return queuedMs > 0 && queuedMs >= now.getTime() - startedAt.getTime() - COMMAND_STORED_WITHIN_MS;
 }
