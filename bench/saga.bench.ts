@@ -399,6 +399,20 @@ async function eventLoopDelays(stack: TestStack): Promise<string> {
 }
 
 /**
+ * What became of the saga steps whose deadline passed so far (transactions' counter): commands
+ * sent again, held back because the step's queues may still hold them, steps given up. Each
+ * resend is one more message through a step's queues, so a run with many is a run that overloaded.
+ */
+async function stepDeadlines(stack: TestStack): Promise<string> {
+  const text = await (await fetch(new URL("/metrics", stack.urls.transactions))).text();
+  const outcomes = { resent: 0, queued: 0, given_up: 0 };
+  for (const [, outcome, value] of text.matchAll(/^vaultpay_saga_step_deadlines_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)$/gm)) {
+    if (outcome && outcome in outcomes) outcomes[outcome as keyof typeof outcomes] += Number(value);
+  }
+  return `${outcomes.resent} commands sent again, ${outcomes.queued} held back as still queued, ${outcomes.given_up} steps given up`;
+}
+
+/**
  * Transfers offered at a fixed rate whatever the answers (open loop: a backlog shows as latency
  * instead of slowing the offer down), each followed by its owner over a graphql-ws subscription.
  * Measures initiateTransfer's latency and the time from sending it to the COMPLETED push.
@@ -708,6 +722,7 @@ describe("saga benchmark", () => {
       `JetStream bytes stored per transfer, by stream: ${streamGrowth(natsBefore, natsAfter, transfers, transfers / (allDoneMs / 1000))}`,
     );
     console.info(`PostgreSQL tables grew per transfer (with indexes and TOAST): ${tableGrowth(tablesBefore, tablesAfter, transfers)}`);
+    console.info(`saga step deadlines passed (load phase and the backlog after it): ${await stepDeadlines(stack)}`);
     if (SECONDS !== undefined)
       console.info(`sustained run, COMPLETED per second in each 10 s: ${await completedPerWindow(transactionsSql, startedAt, SECONDS)}`);
     const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
