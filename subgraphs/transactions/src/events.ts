@@ -113,13 +113,15 @@ const SAMPLE_TIMEOUT_MS = 1_000;
 /**
  * Samples how long the saga's queues (STEP_HOPS) have held their oldest messages every interval,
  * and keeps `keepMs` of them. `queuedSince(step, t)` adds up the longest waits since t on the hops
- * of that step: what Saga.timeout weighs before sending a command again. A sample JetStream does not answer within a second is skipped; with no
- * samples it reads 0, and the command is sent again, as before.
+ * of that step: what Saga.timeout weighs before sending a command again. A sample JetStream does
+ * not answer within a second is skipped; with no samples it reads 0, and the command is sent
+ * again, as before.
  */
 export function watchSagaQueues(jsm: Eventing<SqlExecutor>["jsm"], logger: Logger, intervalMs: number, keepMs: number) {
   const history = new QueueWaitHistory(keepMs);
   let sampling = false;
   let failing = false;
+  let stopped = false;
   const sample = async () => {
     let timer: NodeJS.Timeout | undefined;
     const at = Date.now();
@@ -132,7 +134,8 @@ export function watchSagaQueues(jsm: Eventing<SqlExecutor>["jsm"], logger: Logge
       if (waits) history.record(at, waits);
       failing = false;
     } catch (error) {
-      if (!failing) logger.warn({ reason: errorSummary(error) }, "saga queues not sampled: overdue commands are sent again without it");
+      if (!failing && !stopped)
+        logger.warn({ reason: errorSummary(error) }, "saga queues not sampled: overdue commands are sent again without it");
       failing = true;
     } finally {
       clearTimeout(timer);
@@ -148,7 +151,10 @@ export function watchSagaQueues(jsm: Eventing<SqlExecutor>["jsm"], logger: Logge
   }, intervalMs);
   return {
     queuedSince: (step: SagaStep, since: Date) => (step === "NONE" ? 0 : history.longestSince(since.getTime(), STEP_HOPS[step])),
-    stop: () => clearInterval(timer),
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
   };
 }
 
