@@ -124,6 +124,8 @@ describe("queue wait history", () => {
     // Past the window, the old samples go (the one just before the window's start stays).
     history.record(13_500, new Map([["a", 0]]));
     expect(history.longestSince(0, ["a"])).toBe(100);
+    expect(history.lastSampledAt()).toBe(13_500);
     expect(new QueueWaitHistory(1_000).longestSince(0, ["a"])).toBe(0);
+    expect(new QueueWaitHistory(1_000).lastSampledAt()).toBeUndefined();
   });
 });

@@ -59,6 +59,11 @@ export class QueueWaitHistory {
     while (this.samples.length > 1 && this.samples[1]!.at <= at - this.keepMs) this.samples.shift();
   }
 
+  /** When the last sample was taken; undefined before the first. */
+  lastSampledAt(): number | undefined {
+    return this.samples.at(-1)?.at;
+  }
+
   /** The longest wait of each of `hops` sampled from just before `since` on, added up; 0 without samples. */
   longestSince(since: number, hops: readonly string[]): number {
     let total = 0;

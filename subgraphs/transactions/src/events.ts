@@ -16,11 +16,12 @@ import {
   isPassedVerdict,
   QueueWaitHistory,
   queuedWaits,
+  withBufferedOutbox,
 } from "@vaultpay/events";
 import type { ConsumerInfo } from "@nats-io/jetstream";
 import type { QueuedSince, Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
-import { BatchSagaStore, lockOverdue, sagaStore, type Db } from "./store.ts";
+import { BatchSagaStore, lockOverdue, type Db } from "./store.ts";
 import type { SagaStep } from "./transfers.ts";
 
 export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventing<T>, saga: Saga): Promise<void> {
@@ -113,9 +114,9 @@ const SAMPLE_TIMEOUT_MS = 1_000;
 /**
  * Samples how long the saga's queues (STEP_HOPS) have held their oldest messages every interval,
  * and keeps `keepMs` of them. `queuedSince(step, t)` adds up the longest waits since t on the hops
- * of that step: what Saga.timeout weighs before sending a command again. A sample JetStream does
- * not answer within a second is skipped; with no samples it reads 0, and the command is sent
- * again, as before.
+ * of that step, with the time of the last sample: what Saga.timeout weighs before sending a
+ * command again. A sample JetStream does not answer within a second is skipped; with no samples
+ * it says nothing, and the command is sent again, as before.
  */
 export function watchSagaQueues(jsm: Eventing<SqlExecutor>["jsm"], logger: Logger, intervalMs: number, keepMs: number) {
   const history = new QueueWaitHistory(keepMs);
@@ -150,7 +151,11 @@ export function watchSagaQueues(jsm: Eventing<SqlExecutor>["jsm"], logger: Logge
     });
   }, intervalMs);
   return {
-    queuedSince: (step: SagaStep, since: Date) => (step === "NONE" ? 0 : history.longestSince(since.getTime(), STEP_HOPS[step])),
+    queuedSince: (step: SagaStep, since: Date) => {
+      const sampledAt = history.lastSampledAt();
+      if (sampledAt === undefined || step === "NONE") return undefined;
+      return { waitedMs: history.longestSince(since.getTime(), STEP_HOPS[step]), sampledAt: new Date(sampledAt) };
+    },
     stop: () => {
       stopped = true;
       clearInterval(timer);
@@ -181,11 +186,19 @@ export function startSweeper(options: {
       const handled = await db.$transaction(
         async (tx) => {
           const overdue = await lockOverdue(tx, batchSize);
-          for (const transfer of overdue) {
-            await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () =>
-              saga.timeout(sagaStore(tx), transfer, options.queuedSince),
-            );
-          }
+          // The batch's new deadlines, and the commands it sends, written in one statement at the
+          // end (BatchSagaStore): under a backlog most overdue steps are only held back, and one
+          // update each kept their rows locked from the consumers for a round trip each.
+          const store = new BatchSagaStore(tx);
+          store.adopt(overdue);
+          await withBufferedOutbox(tx, async () => {
+            for (const transfer of overdue) {
+              await runWithContext({ correlationId: transfer.correlationId, actor: { userId: transfer.userId } }, () =>
+                saga.timeout(store, transfer, options.queuedSince),
+              );
+            }
+            await store.flush();
+          });
           return overdue.length;
         },
         { timeout: 30_000, maxWait: 10_000 },

@@ -171,16 +171,17 @@ describe("saga", () => {
     expect(store.transfer).toMatchObject({ status: "REJECTED", step: "NONE" });
   });
 
-  it("does not resend a command the saga's queues may still hold, and still gives up after the same attempts", async () => {
+  it("does not resend a command the saga's queues may still hold, except by the last attempt, and gives up after the same attempts", async () => {
+    const four = { ...timings, maxStepAttempts: 4 };
     const start = pending().createdAt.getTime();
     let now = new Date(start);
     const outcomes: string[] = [];
-    const saga = new Saga(timings, { now: () => now, onDeadline: (step, outcome) => outcomes.push(`${step} ${outcome}`) });
+    const saga = new Saga(four, { now: () => now, onDeadline: (step, outcome) => outcomes.push(`${step} ${outcome}`) });
     const store = new MemoryStore(pending());
     const asked: string[] = [];
-    const queued = (ms: number) => (step: string, since: Date) => {
+    const queued = (waitedMs: number) => (step: string, since: Date) => {
       asked.push(`${step} since ${since.getTime() - start}`);
-      return ms;
+      return { waitedMs, sampledAt: now };
     };
     // 1.5 s into the first attempt (deadline 1 s), the debit's queues have held messages 0.6 s
     // since it began: the command, stored within its first second, may be among them.
@@ -188,18 +189,23 @@ describe("saga", () => {
     await saga.timeout(store, store.transfer, queued(600));
     expect(store.types()).toEqual([]);
     expect(store.transfer).toMatchObject({ step: "DEBIT", stepAttempts: 2, stepDeadlineAt: new Date(start + 3_500) });
-    // 2.5 s into the second attempt, the queues hold nothing that old: the command was lost.
+    // 2.5 s into the second attempt, the queues held nothing that long: the command was lost.
     now = new Date(start + 4_000);
     await saga.timeout(store, store.transfer, queued(400));
     expect(store.types()).toEqual(["transaction.initiated"]);
     expect(store.transfer).toMatchObject({ stepAttempts: 3, stepDeadlineAt: new Date(start + 8_000) });
-    // The last attempt's deadline: given up (and refunded) however long the queues are.
-    now = new Date(start + 9_000);
+    // The last attempt sends however long the queues are.
+    now = new Date(start + 8_500);
+    await saga.timeout(store, store.transfer, queued(60_000));
+    expect(store.types()).toEqual(["transaction.initiated", "transaction.initiated"]);
+    expect(store.transfer).toMatchObject({ stepAttempts: 4, stepDeadlineAt: new Date(start + 16_500) });
+    // Its deadline: given up (and refunded).
+    now = new Date(start + 17_000);
     await saga.timeout(store, store.transfer, queued(60_000));
     expect(store.transfer).toMatchObject({ status: "PENDING", step: "REFUND", stepAttempts: 1 });
-    expect(store.types()).toEqual(["transaction.initiated", "transaction.refund.requested"]);
-    expect(outcomes).toEqual(["DEBIT queued", "DEBIT resent", "DEBIT given_up"]);
-    // Asked about the debit's queues since each attempt began; not asked once the step is given up.
+    expect(store.types()).toEqual(["transaction.initiated", "transaction.initiated", "transaction.refund.requested"]);
+    expect(outcomes).toEqual(["DEBIT queued", "DEBIT resent", "DEBIT resent", "DEBIT given_up"]);
+    // Asked about the debit's queues since each attempt began, but not by the last one, nor once given up.
     expect(asked).toEqual(["DEBIT since 0", "DEBIT since 1500"]);
   });
 
@@ -260,9 +266,15 @@ describe("transfer rules", () => {
     // The third attempt (4 s) ends at 10 s: it started at 6 s; at 11 s it is 5 s old.
     const step = { name: "FRAUD" as const, deadline: new Date(10_000), attempts: 3 };
     const at = new Date(11_000);
-    const since = (ms: number) => (name: string, from: Date) => (name === "FRAUD" && from.getTime() === 6_000 ? ms : Number.NaN);
-    expect(mayStillBeQueued(step, since(4_000), at, timings)).toBe(true);
-    expect(mayStillBeQueued(step, since(3_999), at, timings)).toBe(false);
-    expect(mayStillBeQueued(step, () => 0, new Date(10_001), { ...timings, stepTimeoutMs: 100 })).toBe(false);
+    const since =
+      (waitedMs: number, sampledAt = at) =>
+      (name: string, from: Date) =>
+        name === "FRAUD" && from.getTime() === 6_000 ? { waitedMs, sampledAt } : undefined;
+    expect(mayStillBeQueued(step, since(4_000), timings)).toBe(true);
+    expect(mayStillBeQueued(step, since(3_999), timings)).toBe(false);
+    // Sampled half a second earlier: the attempt was half a second younger then.
+    expect(mayStillBeQueued(step, since(3_500, new Date(10_500)), timings)).toBe(true);
+    expect(mayStillBeQueued(step, since(0, new Date(6_500)), timings)).toBe(false);
+    expect(mayStillBeQueued(step, () => undefined, timings)).toBe(false);
   });
 });

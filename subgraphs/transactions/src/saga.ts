@@ -10,6 +10,7 @@ import {
   mayStillBeQueued,
   onStepTimeout,
   stepDeadline,
+  type QueuedWait,
   type SagaStep,
   type SagaTimings,
   type TransferStatus,
@@ -33,8 +34,8 @@ export interface TransferState {
   createdAt: Date;
 }
 
-/** How long, added up over the queues a step's messages pass, those queues have held messages since a time (ms). */
-export type QueuedSince = (step: SagaStep, since: Date) => number;
+/** How long, added up over the queues a step's messages pass, those queues held messages since a time, as last sampled. */
+export type QueuedSince = (step: SagaStep, since: Date) => QueuedWait | undefined;
 
 /** A transfer whose step's deadline has passed (the sweeper's). */
 export type OverdueTransfer = TransferState & { stepDeadlineAt: Date };
@@ -247,10 +248,11 @@ export class Saga {
   /**
    * A step's deadline passed: send its command again, or give up on it and refund. `queuedSince`
    * tells how long the saga's queues have held messages since a time: a command that may still
-   * wait among them is not sent again (mayStillBeQueued). The attempt counts either way, so a step
-   * is given up after the same time whether its command was lost or is only slow.
+   * wait among them is not sent again (mayStillBeQueued), except by the step's last attempt. The
+   * attempt counts either way, so a step is given up after the same time whether its command was
+   * lost or is only slow.
    */
-  async timeout(store: SagaStore, transfer: OverdueTransfer, queuedSince: QueuedSince = () => 0): Promise<void> {
+  async timeout(store: SagaStore, transfer: OverdueTransfer, queuedSince: QueuedSince = () => undefined): Promise<void> {
     if (isTerminalStatus(transfer.status) || transfer.step === "NONE") return;
     if (onStepTimeout(transfer.step, transfer.stepAttempts, this.timings) === "retry") {
       const now = this.now();
@@ -261,7 +263,10 @@ export class Saga {
         stepDeadlineAt: stepDeadline(now, attempts, this.timings),
       });
       const step = { name: transfer.step, deadline: transfer.stepDeadlineAt, attempts: transfer.stepAttempts };
-      const queued = mayStillBeQueued(step, queuedSince, now, this.timings);
+      // The last attempt sends whatever the queues say: a step is never given up without its
+      // command sent once more (one lost in a NATS crash while the queues were long).
+      const last = transfer.step !== "REFUND" && attempts >= this.timings.maxStepAttempts;
+      const queued = !last && mayStillBeQueued(step, queuedSince, this.timings);
       if (!queued) await sendStepCommand(store, transfer, transfer.step);
       this.onDeadline?.(transfer.step, queued ? "queued" : "resent");
       return;

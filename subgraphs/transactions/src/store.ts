@@ -99,37 +99,6 @@ export function toState(row: LockedTransferRow): TransferState {
   };
 }
 
-export function sagaStore(tx: Tx): SagaStore {
-  return {
-    async lockTransfer(id) {
-      // One round trip: Prisma's findUnique cannot lock, so the row is read by the locking query.
-      const [row] = await tx.$queryRawUnsafe<LockedTransferRow[]>(
-        `SELECT ${LOCKED_TRANSFER_COLUMNS} FROM transfer WHERE id = $1::uuid FOR UPDATE`,
-        id,
-      );
-      return row ? toState(row) : null;
-    },
-    async update(id, patch: TransferPatch) {
-      await tx.transfer.update({
-        where: { id },
-        data: {
-          ...(patch.status ? { status: patch.status } : {}),
-          step: patch.step,
-          stepAttempts: patch.stepAttempts,
-          stepDeadlineAt: patch.stepDeadlineAt,
-          ...(patch.failureReason !== undefined ? { failureReason: patch.failureReason } : {}),
-        },
-      });
-    },
-    async recordStatus(transferId, status: TransferStatus, reason, at) {
-      await tx.transferStatusChange.create({ data: { transferId, status, reason, changedAt: at } });
-    },
-    async emit<T extends EventType>(type: T, data: EventData<T>) {
-      await appendToOutbox(tx, createEvent(type, data));
-    },
-  };
-}
-
 /**
  * The saga's store for a batch of events in one transaction, in a fixed number of statements
  * whatever its size: the batch's transfers are locked and read at once (in id order, so two
@@ -150,6 +119,11 @@ export class BatchSagaStore implements SagaStore {
     if (wanted.length === 0) return;
     const rows = await this.tx.$queryRawUnsafe<LockedTransferRow[]>(lockTransfersSql(1), wanted);
     for (const row of rows) this.locked.set(row.id, toState(row));
+  }
+
+  /** Transfers the caller locked and read itself in this transaction (lockOverdue). */
+  adopt(transfers: readonly TransferState[]): void {
+    for (const transfer of transfers) this.locked.set(transfer.id, { ...transfer });
   }
 
   /** The valid ids among these that this batch has not locked yet, once each. */

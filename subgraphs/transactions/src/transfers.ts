@@ -179,22 +179,29 @@ function attemptMs(attempts: number, timings: SagaTimings): number {
  */
 const COMMAND_STORED_WITHIN_MS = 1_000;
 
+/** How long the queues a step's messages pass held messages since a time, added up, as sampled at `sampledAt`. */
+export interface QueuedWait {
+  waitedMs: number;
+  sampledAt: Date;
+}
+
 /**
  * Whether the command of an overdue step, or an answer it caused, may still be waiting in the
  * saga's queues rather than be lost. `queuedSince(step, t)` adds up, over the queues the step's
- * messages pass, the longest each held a message since t: a command that started at t and went
- * from queue to queue has waited no longer than that in all. While that sum is as long as the attempt has been
- * going (less a second for the command's way to its stream), the command may be behind those
- * messages, and sending it again would only lengthen the queues. Once it is shorter, the command
- * or its answer was lost (a NATS crash), and the command goes again.
+ * messages pass, the longest each held a message since t, as last sampled: a command that started
+ * at t and went from queue to queue, still queued then, had waited no longer than that in all.
+ * While that sum is as long as the attempt had been going when it was sampled (less a second for
+ * the command's way to its stream), the command may be behind those messages, and sending it
+ * again would only lengthen the queues. Once it is shorter, the command or its answer was lost (a
+ * NATS crash), and the command goes again; so it does when nothing was sampled.
  */
 export function mayStillBeQueued(
   step: { name: SagaStep; deadline: Date; attempts: number },
-  queuedSince: (step: SagaStep, since: Date) => number,
-  now: Date,
+  queuedSince: (step: SagaStep, since: Date) => QueuedWait | undefined,
   timings: SagaTimings,
 ): boolean {
   const startedAt = new Date(step.deadline.getTime() - attemptMs(step.attempts, timings));
-  const queuedMs = queuedSince(step.name, startedAt);
-  return queuedMs > 0 && queuedMs >= now.getTime() - startedAt.getTime() - COMMAND_STORED_WITHIN_MS;
+  const queued = queuedSince(step.name, startedAt);
+  if (!queued || queued.waitedMs <= 0) return false;
+  return queued.waitedMs >= queued.sampledAt.getTime() - startedAt.getTime() - COMMAND_STORED_WITHIN_MS;
 }
