@@ -11,7 +11,16 @@ import { randomInt, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { createClient, type Client } from "graphql-ws";
-import { fraudOnlyOnAmount, mintAccessToken, startTestStack, testServerUrl, waitUntil, type TestStack } from "@vaultpay/testing";
+import {
+  fraudOnlyOnAmount,
+  mintAccessToken,
+  parsePrometheusText,
+  samplesOf,
+  startTestStack,
+  testServerUrl,
+  waitUntil,
+  type TestStack,
+} from "@vaultpay/testing";
 import { connectJetStream } from "@vaultpay/events";
 import { EVENT_LOOP_SAMPLE_MS, createLogger } from "@vaultpay/kit";
 import { CHECKPOINT_OVERLAP_MS, prunedProcessedRows, prunedRows, reconcile } from "@vaultpay/reconcile";
@@ -404,12 +413,11 @@ async function eventLoopDelays(stack: TestStack): Promise<string> {
  * resend is one more message through a step's queues, so a run with many is a run that overloaded.
  */
 async function stepDeadlines(stack: TestStack): Promise<string> {
-  const text = await (await fetch(new URL("/metrics", stack.urls.transactions))).text();
-  const outcomes = { resent: 0, queued: 0, given_up: 0 };
-  for (const [, outcome, value] of text.matchAll(/^vaultpay_saga_step_deadlines_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)$/gm)) {
-    if (outcome && outcome in outcomes) outcomes[outcome as keyof typeof outcomes] += Number(value);
-  }
-  return `${outcomes.resent} commands sent again, ${outcomes.queued} held back as still queued, ${outcomes.given_up} steps given up`;
+  const samples = parsePrometheusText(await (await fetch(new URL("/metrics", stack.urls.transactions))).text());
+  // Summed over the steps.
+  const count = (outcome: string) =>
+    samplesOf(samples, "vaultpay_saga_step_deadlines_total", { outcome }).reduce((sum, sample) => sum + sample.value, 0);
+  return `${count("resent")} commands sent again, ${count("queued")} held back as still queued, ${count("given_up")} steps given up`;
 }
 
 /**
