@@ -128,7 +128,7 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
  * lower latency at a fixed rate (less CPU to queue behind). A failing batch is retried message by
  * message.
  */
-export const BATCHED_CONSUMER = { maxBatchMessages: 32, batchSize: 64, batchLingerMs: 3 } as const;
+export const BATCHED_CONSUMER = { maxBatchMessages: 128, batchSize: 256, batchLingerMs: 3 } as const;
 
 /** Runs `work` as part of handling `event`: in its correlation context and, while tracing, its span. */
 export type EventScope = <T>(event: Event, work: () => T) => T;
