@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import {
+  BATCHED_CONSUMER,
   connectJetStream,
   createEvent,
   eventHeaders,
@@ -232,6 +233,48 @@ describe("EventConsumer with maxBatchMessages", () => {
       expect(batches).toEqual([events.map((event) => event.id)]);
     } finally {
       await lingering.stop();
+    }
+  });
+
+  it("with the saga's settings, a backlog is applied in transactions of BATCHED_CONSUMER.maxBatchMessages, each event once", async () => {
+    // The saga's consumers once took 32 per transaction: in the saga benchmark transactions' answer
+    // durable then fell behind the gateway (time to COMPLETED p50 4–11 s against 0.8–0.9 s at 128,
+    // bench/saga-results.md, 2026-12-07). A backlog that waited while a transaction ran goes whole.
+    const batches: string[][] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const saga = authConsumer({
+      name: "batch-test-saga-settings",
+      filterSubject: "auth.user.created",
+      startTime: new Date(),
+      ...BATCHED_CONSUMER,
+      handle: async () => undefined,
+      handleBatch: async (events) => {
+        batches.push(events.map((event) => event.id));
+        if (batches.length === 1) await held;
+      },
+    });
+    await saga.start();
+    try {
+      const first = created(7_000);
+      await publish(first);
+      await waitUntil(async () => batches.length === 1, "the first batch, held open");
+      const backlog = Array.from({ length: 400 }, (_, n) => created(7_001 + n));
+      await Promise.all(backlog.map((event) => publish(event)));
+      // Delivered past what the next transaction takes: a whole batch waits for it.
+      const delivered = async () => (await link.jsm.consumers.info("AUTH", "batch-test-saga-settings")).num_ack_pending;
+      await waitUntil(async () => (await delivered()) > BATCHED_CONSUMER.maxBatchMessages, "a batch's worth delivered");
+      release();
+      await waitUntil(async () => batches.flat().length === 401, "the backlog applied");
+      expect(batches.flat().sort()).toEqual([first, ...backlog].map((event) => event.id).sort());
+      expect(batches[1]).toHaveLength(BATCHED_CONSUMER.maxBatchMessages);
+      expect(Math.max(...batches.map((batch) => batch.length))).toBe(BATCHED_CONSUMER.maxBatchMessages);
+      expect(BATCHED_CONSUMER.maxBatchMessages).toBeGreaterThan(32);
+    } finally {
+      release();
+      await saga.stop();
     }
   });
 

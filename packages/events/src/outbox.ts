@@ -57,7 +57,7 @@ export function outboxRowsParameters(events: readonly Event[]): [string[], strin
 /**
  * Runs `work` with the events it appends to `tx`'s outbox held back, then writes them all in one
  * statement, in the order they were appended (the outbox's seq keeps that order for the relay). A
- * consumer's batch of 32 events emits up to ~60: one round trip instead of one each. When `work`
+ * consumer's batch of 128 events emits up to ~250: one round trip instead of one each. When `work`
  * throws, nothing is written (the transaction rolls back anyway). `events`: every event appended,
  * in the outbox's order (those the handler wrote itself first: they were written first), for the
  * relay to publish once the transaction committed (OutboxRelay.publishCommitted).
