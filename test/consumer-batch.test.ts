@@ -238,7 +238,7 @@ describe("EventConsumer with maxBatchMessages", () => {
 
   it("with the saga's settings, a backlog is applied in transactions of BATCHED_CONSUMER.maxBatchMessages, each event once", async () => {
     // The saga's consumers once took 32 per transaction: in the saga benchmark transactions' answer
-    // durable then fell behind the gateway (time to COMPLETED p50 4–11 s against 0.8–0.9 s at 128,
+    // durable then fell behind the gateway (time to COMPLETED p50 4–11 s against 0.8–1.0 s at 128,
     // bench/saga-results.md, 2026-12-07). A backlog that waited while a transaction ran goes whole.
     const batches: string[][] = [];
     let release: () => void = () => undefined;

@@ -128,8 +128,9 @@ export interface EventConsumerOptions<Tx extends SqlExecutor> {
  * lower latency at a fixed rate (less CPU to queue behind). Up to 32 per transaction, transactions'
  * durable of the saga's answers (two per transfer, beside the gateway's requests in the same
  * process) fell behind a closed loop of 64 clients: time to COMPLETED p50 4–11 s; at 128 it keeps
- * up, 0.8–0.9 s, and completed/s rose 164 → 179 on average over three A/B pairs (2026-12-07).
- * A failing batch is retried message by message.
+ * up, 0.8–1.0 s, at the same completed/s and CPU per transfer (five A/B pairs, 2026-12-07); at 128
+ * clients the 32's backlog outgrew the step deadlines (p50 38 s against 2.3 s). A failing batch is
+ * retried message by message.
  */
 export const BATCHED_CONSUMER = { maxBatchMessages: 128, batchSize: 256, batchLingerMs: 3 } as const;
 
