@@ -19,10 +19,10 @@ import {
   withBufferedOutbox,
 } from "@vaultpay/events";
 import type { ConsumerInfo } from "@nats-io/jetstream";
-import type { QueuedSince, Saga } from "./saga.ts";
+import type { Saga } from "./saga.ts";
 import { recordAccount } from "./service.ts";
 import { BatchSagaStore, lockOverdue, type Db } from "./store.ts";
-import type { SagaStep } from "./transfers.ts";
+import type { QueuedSince, SagaStep } from "./transfers.ts";
 
 export async function startSagaConsumers<T extends SqlExecutor>(eventing: Eventing<T>, saga: Saga): Promise<void> {
   await eventing.consume({

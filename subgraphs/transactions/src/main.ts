@@ -6,6 +6,7 @@ import { createResolvers } from "./resolvers.ts";
 import { Saga } from "./saga.ts";
 import { TransferService, historyLoader } from "./service.ts";
 import { countTransfersByStatus } from "./store.ts";
+import { longestAttemptMs } from "./transfers.ts";
 
 await runSubgraphService({
   name: "transactions",
@@ -37,12 +38,12 @@ await runSubgraphService({
     });
     const kick = () => eventing.relay.kick();
     await startSagaConsumers(eventing, saga);
-    // The longest attempt's wait (8 step timeouts) and a sample more.
+    // The longest attempt's wait and a sample more.
     const queues = watchSagaQueues(
       eventing.jsm,
       logger,
       config.SAGA_SWEEP_INTERVAL_MS,
-      8 * timings.stepTimeoutMs + config.SAGA_SWEEP_INTERVAL_MS,
+      longestAttemptMs(timings) + config.SAGA_SWEEP_INTERVAL_MS,
     );
     const sweeper = startSweeper({
       db,

@@ -10,7 +10,7 @@ import {
   mayStillBeQueued,
   onStepTimeout,
   stepDeadline,
-  type QueuedWait,
+  type QueuedSince,
   type SagaStep,
   type SagaTimings,
   type TransferStatus,
@@ -33,9 +33,6 @@ export interface TransferState {
   correlationId: string;
   createdAt: Date;
 }
-
-/** How long, added up over the queues a step's messages pass, those queues held messages since a time, as last sampled. */
-export type QueuedSince = (step: SagaStep, since: Date) => QueuedWait | undefined;
 
 /** A transfer whose step's deadline has passed (the sweeper's). */
 export type OverdueTransfer = TransferState & { stepDeadlineAt: Date };
@@ -263,9 +260,10 @@ export class Saga {
         stepDeadlineAt: stepDeadline(now, attempts, this.timings),
       });
       const step = { name: transfer.step, deadline: transfer.stepDeadlineAt, attempts: transfer.stepAttempts };
-      // The last attempt sends whatever the queues say: a step is never given up without its
-      // command sent once more (one lost in a NATS crash while the queues were long).
-      const last = transfer.step !== "REFUND" && attempts >= this.timings.maxStepAttempts;
+      // The last attempt (the step is given up at its deadline) sends whatever the queues say: a
+      // step is never given up without its command sent once more (one lost in a NATS crash while
+      // the queues were long).
+      const last = onStepTimeout(transfer.step, attempts, this.timings) === "compensate";
       const queued = !last && mayStillBeQueued(step, queuedSince, this.timings);
       if (!queued) await sendStepCommand(store, transfer, transfer.step);
       this.onDeadline?.(transfer.step, queued ? "queued" : "resent");

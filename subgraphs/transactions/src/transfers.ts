@@ -168,9 +168,17 @@ export function stepDeadline(now: Date, attempts: number, timings: SagaTimings):
   return new Date(now.getTime() + attemptMs(attempts, timings));
 }
 
+/** The back-off's cap: no attempt of a step has more than this many base timeouts. */
+const ATTEMPT_TIMEOUTS_MAX = 8;
+
 /** How long attempt `attempts` of a step has before its deadline. */
 function attemptMs(attempts: number, timings: SagaTimings): number {
-  return timings.stepTimeoutMs * Math.min(2 ** Math.max(0, attempts - 1), 8);
+  return timings.stepTimeoutMs * Math.min(2 ** Math.max(0, attempts - 1), ATTEMPT_TIMEOUTS_MAX);
+}
+
+/** The longest any attempt of a step has before its deadline (the back-off's cap). */
+export function longestAttemptMs(timings: SagaTimings): number {
+  return timings.stepTimeoutMs * ATTEMPT_TIMEOUTS_MAX;
 }
 
 /**
@@ -185,6 +193,9 @@ export interface QueuedWait {
   sampledAt: Date;
 }
 
+/** How long, added up over the queues a step's messages pass, those queues held messages since a time, as last sampled. */
+export type QueuedSince = (step: SagaStep, since: Date) => QueuedWait | undefined;
+
 /**
  * Whether the command of an overdue step, or an answer it caused, may still be waiting in the
  * saga's queues rather than be lost. `queuedSince(step, t)` adds up, over the queues the step's
@@ -197,7 +208,7 @@ export interface QueuedWait {
  */
 export function mayStillBeQueued(
   step: { name: SagaStep; deadline: Date; attempts: number },
-  queuedSince: (step: SagaStep, since: Date) => QueuedWait | undefined,
+  queuedSince: QueuedSince,
   timings: SagaTimings,
 ): boolean {
   const startedAt = new Date(step.deadline.getTime() - attemptMs(step.attempts, timings));
