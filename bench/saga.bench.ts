@@ -108,11 +108,21 @@ async function resetStatements(stack: TestStack): Promise<void> {
  * WAL, and each commit waits for its WAL flush (synchronous_commit=on), so flushes per transfer say
  * how well concurrent commits share one fsync.
  */
-async function walCounters(url: string): Promise<{ commits: number; flushes: number; bytes: number; fullPages: number; lsn: string }> {
+async function walCounters(
+  url: string,
+): Promise<{ commits: number; flushes: number; bytes: number; fullPages: number; checkpoints: number; lsn: string }> {
   return await withDatabase(url, async (client) => {
-    const { rows } = await client.query<{ commits: string; flushes: string; bytes: string; full_pages: string; lsn: string }>(
+    const { rows } = await client.query<{
+      commits: string;
+      flushes: string;
+      bytes: string;
+      full_pages: string;
+      checkpoints: string;
+      lsn: string;
+    }>(
       `SELECT (SELECT sum(xact_commit) FROM pg_stat_database)::text AS commits, wal_sync::text AS flushes, wal_bytes::text AS bytes,
-              wal_fpi::text AS full_pages, pg_current_wal_insert_lsn()::text AS lsn FROM pg_stat_wal`,
+              wal_fpi::text AS full_pages, (SELECT num_timed + num_requested FROM pg_stat_checkpointer)::text AS checkpoints,
+              pg_current_wal_insert_lsn()::text AS lsn FROM pg_stat_wal`,
     );
     const row = rows[0]!;
     return {
@@ -120,6 +130,7 @@ async function walCounters(url: string): Promise<{ commits: number; flushes: num
       flushes: Number(row.flushes),
       bytes: Number(row.bytes),
       fullPages: Number(row.full_pages),
+      checkpoints: Number(row.checkpoints),
       lsn: row.lsn,
     };
   });
@@ -253,7 +264,9 @@ async function walByRelation(stack: TestStack, from: string, to: string, transfe
 function walPerTransfer(before: Awaited<ReturnType<typeof walCounters>>, after: typeof before, transfers: number): string {
   const per = (key: "commits" | "flushes" | "bytes" | "fullPages") => (after[key] - before[key]) / transfers;
   const wal = `WAL ${(per("bytes") / 1024).toFixed(1)} KiB (${per("fullPages").toFixed(1)} full-page images)`;
-  return `commits ${per("commits").toFixed(1)}, WAL flushes ${per("flushes").toFixed(1)}, ${wal}`;
+  // After each checkpoint a page's first change writes the whole page to the WAL.
+  const checkpoints = `${after.checkpoints - before.checkpoints} checkpoints begun meanwhile`;
+  return `commits ${per("commits").toFixed(1)}, WAL flushes ${per("flushes").toFixed(1)}, ${wal}; ${checkpoints}`;
 }
 
 /** Statements per transfer in each service's database since the reset, with the most frequent and the costliest ones. */
