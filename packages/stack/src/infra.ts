@@ -77,6 +77,9 @@ export async function startPostgres(dataDir: string, persistent: boolean, prefer
       // and the open loop's initiateTransfer p99 went from 98–273 to 53–80 ms
       // (bench/saga-results.md, 2026-12-06).
       ...["-c", "commit_delay=500", "-c", "commit_siblings=1"],
+      // Checkpoints at most every 4 GB of WAL instead of 1 GB (still every checkpoint_timeout,
+      // 5 min): after each one, a page's first change writes the whole page to the WAL.
+      ...["-c", "max_wal_size=4GB"],
     ],
     onLog: (message) => keepLog(message),
     onError: () => undefined,
