@@ -24,7 +24,7 @@ describe("embedded PostgreSQL", () => {
     );
   });
 
-  it("runs with durable commits, flushed together (group commit)", async () => {
+  it("runs with durable commits, flushed together (group commit), and checkpoints spaced for a write-heavy load", async () => {
     const server = await startPostgres(path.join(dir, "second"), false, await freePort());
     stops.push(() => server.postgres.stop());
     const client = new pg.Client({ connectionString: server.url });
@@ -32,13 +32,15 @@ describe("embedded PostgreSQL", () => {
     try {
       const settings = await client.query(
         `SELECT name, setting FROM pg_settings
-          WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes', 'commit_delay', 'commit_siblings') ORDER BY name`,
+          WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes', 'commit_delay', 'commit_siblings', 'max_wal_size')
+          ORDER BY name`,
       );
       expect(settings.rows).toEqual([
         { name: "commit_delay", setting: "500" },
         { name: "commit_siblings", setting: "1" },
         { name: "fsync", setting: "on" },
         { name: "full_page_writes", setting: "on" },
+        { name: "max_wal_size", setting: "4096" },
         { name: "synchronous_commit", setting: "on" },
       ]);
     } finally {
