@@ -520,7 +520,7 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
         connectionParams: { authorization: `Bearer ${customers[customer]!.token}` },
         lazy: false,
         retryAttempts: 0,
-        on: { connected: () => connected(), error: (error) => failed(error) },
+        on: { connected: () => connected(), error: (error) => failed(error), closed: (event) => failed(event) },
       }),
       open: 0,
       ready,
@@ -786,7 +786,8 @@ describe("saga benchmark", () => {
     await resetStatements(stack);
     // The load's WAL is read back by record (walByRelation) after it: a temporary replication slot,
     // which lives as long as this session, keeps checkpoints from recycling it meanwhile (a minute
-    // of load writes about max_wal_size; with a warm-up before it, the start was gone).
+    // of load writes ~1 GB, PostgreSQL's default max_wal_size: with a warm-up before it, the
+    // start of it was gone before the stack's server checkpointed less often).
     await transactionsSql.query(`SELECT pg_create_physical_replication_slot('vaultpay_bench_wal', true, true)`);
     const walBefore = await walCounters(stack.databaseUrls.transactions);
     const cpuBefore = processCpuSeconds(databasesByService(stack));
