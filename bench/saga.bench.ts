@@ -462,11 +462,12 @@ async function closedLoop(
   until: { count: number } | { seconds: number },
 ): Promise<{ acceptMs: number[]; sent: number }> {
   const acceptMs: number[] = [];
-  const deadline = "seconds" in until ? performance.now() + until.seconds * 1000 : undefined;
+  const deadline = "seconds" in until ? performance.now() + until.seconds * 1000 : Number.POSITIVE_INFINITY;
+  const count = "count" in until ? until.count : Number.POSITIVE_INFINITY;
   let next = 0;
   await Promise.all(
     Array.from({ length: CLIENTS }, async () => {
-      while (deadline === undefined ? next < (until as { count: number }).count : performance.now() < deadline) {
+      while (next < count && performance.now() < deadline) {
         const index = next++;
         const from = customers[index % ACCOUNTS]!;
         const hot = index % ACCOUNTS !== 0 && Math.random() < HOT_SHARE;
@@ -537,7 +538,6 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
   const connectionFor = (customer: number) =>
     connections[customer]!.find((connection) => connection.open < SUBSCRIPTIONS_PER_CONNECTION) ?? connect(customer);
   const total = Math.max(1, Math.round(rate * seconds));
-  const acceptMs: number[] = [];
   /** Each accepted transfer's send time (ms into the offer) and its initiateTransfer latency. */
   const acceptTimeline: Array<{ sentMs: number; ms: number }> = [];
   const pushMs: number[] = [];
@@ -561,7 +561,6 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
       failed++;
       return;
     }
-    acceptMs.push(performance.now() - t0);
     acceptTimeline.push({ sentMs: t0 - started, ms: performance.now() - t0 });
     let ended = false;
     const seen: string[] = [];
@@ -624,7 +623,7 @@ async function openLoop(stack: TestStack, customers: Customer[], rate: number, s
   const offeredMs = performance.now() - started;
   await Promise.all(running);
   await Promise.all(connections.flat().map((connection) => connection.client.dispose()));
-  acceptMs.sort((a, b) => a - b);
+  const acceptMs = acceptTimeline.map((entry) => entry.ms).sort((a, b) => a - b);
   pushMs.sort((a, b) => a - b);
   return {
     total,
