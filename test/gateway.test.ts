@@ -29,6 +29,8 @@ describe("gateway", () => {
       "audit",
     ]);
     expect(result.headers.get("x-correlation-id")).toBe("corr-gateway-1");
+    // Account data is never for a shared cache or the browser's: the subgraphs send no cache hints.
+    expect(result.headers.get("cache-control")).toBe("no-store");
 
     expect(await requestEvent("corr-gateway-1")).toMatchObject({
       type: "gateway.request",

@@ -1,6 +1,10 @@
 import type http from "node:http";
 import { ApolloServer, type BaseContext } from "@apollo/server";
-import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginInlineTraceDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from "@apollo/server/plugin/disabled";
 import { buildSubgraphSchema } from "@apollo/subgraph";
 import type { GraphQLResolverMap } from "@apollo/subgraph";
 import { gql } from "graphql-tag";
@@ -119,9 +123,13 @@ export async function startSubgraph<C extends BaseContext>(options: SubgraphOpti
     schema: buildSubgraphSchema([{ typeDefs: gql(options.typeDefs), resolvers: options.resolvers as GraphQLResolverMap<unknown> }]),
     // Subgraphs sit behind the gateway; their own landing page and introspection are not for clients.
     // No Apollo Studio: federated traces would only cost bytes on every subgraph response.
+    // No cache hints: nothing here sets one, and the plugin that computes them wraps every field's
+    // resolver with a hook of its own. The gateway still answers clients `cache-control: no-store`
+    // (a subgraph response without the header counts as max-age 0 there).
     plugins: [
       ApolloServerPluginLandingPageDisabled(),
       ApolloServerPluginInlineTraceDisabled(),
+      ApolloServerPluginCacheControlDisabled(),
       ...(options.metrics ? [metricsPlugin<C>(options.metrics)] : []),
     ],
     introspection: options.introspection,
