@@ -33,5 +33,20 @@ export function statementName(sql: string): string {
  */
 export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const;
 
+/**
+ * How long a pooled connection may stay idle before it is closed: five minutes, as Prisma's own
+ * engine kept them, where node-postgres closes them after 10 s. A pool hands out its most recently
+ * used connection first, so under a steady load the rest sat idle past 10 s, closed, and were
+ * opened again by the next burst: a new server process with empty caches and every prepared
+ * statement to prepare again, on the request that waited for it. In the saga benchmark's open
+ * loop at 120/s, ~25 connections a minute were opened and closed that way.
+ */
+export const POOL_IDLE_TIMEOUT_MS = 300_000;
+
+/** The first argument of `new PrismaPg(…)` in each service's db.ts: the pool's settings. */
+export function pgPoolConfig(connectionString: string) {
+  return { connectionString, idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS };
+}
+
 /** The second argument of `new PrismaPg(…)` in each service's db.ts. */
 export const PG_ADAPTER_OPTIONS = { statementNameGenerator: (query: { sql: string }) => statementName(query.sql) };

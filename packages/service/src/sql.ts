@@ -20,7 +20,7 @@ import {
   type SqlExecutor,
   type SqlTransactionOptions,
 } from "@vaultpay/events";
-import { TRANSACTION_OPTIONS, statementName } from "./db.ts";
+import { POOL_IDLE_TIMEOUT_MS, TRANSACTION_OPTIONS, statementName } from "./db.ts";
 
 const INT8 = 20;
 const INT8_ARRAY = 1016;
@@ -198,6 +198,7 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
     this.pool = new pg.Pool({
       connectionString,
       max: options.max ?? 10,
+      idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,
       connectionTimeoutMillis: TRANSACTION_OPTIONS.maxWait,
       types: { getTypeParser } as pg.CustomTypesConfig,
     });
