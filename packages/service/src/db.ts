@@ -38,8 +38,9 @@ export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const
  * engine kept them, where node-postgres closes them after 10 s. A pool hands out its most recently
  * used connection first, so under a steady load the rest sat idle past 10 s, closed, and were
  * opened again by the next burst: a new server process with empty caches and every prepared
- * statement to prepare again, on the request that waited for it. In the saga benchmark's open
- * loop at 120/s, ~25 connections a minute were opened and closed that way.
+ * statement to prepare again, on the request that waited for it. In the saga benchmark (open
+ * loop at 120/s) the services' connections went 38 → 25 within the 30 s, and each pause between
+ * phases closed all but 8 of them; with 5 min none closed (bench/saga-results.md, 2026-12-07).
  */
 export const POOL_IDLE_TIMEOUT_MS = 300_000;
 

@@ -1,7 +1,8 @@
 /** SqlPool on a real PostgreSQL server: Prisma's `$transaction` contract on node-postgres. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createTestDatabase } from "@vaultpay/testing";
 import { preferIndexScans, type SqlExecutor } from "@vaultpay/events";
+import { POOL_IDLE_TIMEOUT_MS } from "./db.ts";
 import { SqlPool, openingStatementName } from "./sql.ts";
 
 describe("SqlPool", () => {
@@ -33,6 +34,23 @@ describe("SqlPool", () => {
     const rows = await pool.$queryRawUnsafe<Array<{ amount: bigint; at: Date }>>(`SELECT amount, at FROM pool_probe WHERE id = 1`);
     // int8 as BigInt, and `timestamp` read back as the UTC instant it was written as.
     expect(rows).toEqual([{ amount: 10n ** 15n, at: new Date("2026-01-02T03:04:05.678Z") }]);
+  });
+
+  it("keeps an idle connection open for POOL_IDLE_TIMEOUT_MS (node-postgres closes it after 10 s), then lets it go", async () => {
+    // The pool's idle timer on a fake clock; the connection itself is real.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const idle = new SqlPool(database.url, { max: 1 });
+    try {
+      const backend = async () => (await idle.$queryRawUnsafe<Array<{ pid: number }>>(`SELECT pg_backend_pid() AS pid`))[0]!.pid;
+      const first = await backend();
+      vi.advanceTimersByTime(60_000);
+      expect(await backend()).toBe(first);
+      vi.advanceTimersByTime(POOL_IDLE_TIMEOUT_MS + 1_000);
+      expect(await backend()).not.toBe(first);
+    } finally {
+      vi.useRealTimers();
+      await idle.$disconnect();
+    }
   });
 
   it("rolls back everything when the callback throws, and the connection serves the next transaction", async () => {
