@@ -44,7 +44,7 @@ export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const
  */
 export const POOL_IDLE_TIMEOUT_MS = 300_000;
 
-/** The first argument of `new PrismaPg(…)` in each service's db.ts: the pool's settings. */
+/** Settings every pool of a service's database shares: the first argument of `new PrismaPg(…)` in its db.ts, and SqlPool's. */
 export function pgPoolConfig(connectionString: string) {
   return { connectionString, idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS };
 }

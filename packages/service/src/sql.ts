@@ -20,7 +20,7 @@ import {
   type SqlExecutor,
   type SqlTransactionOptions,
 } from "@vaultpay/events";
-import { POOL_IDLE_TIMEOUT_MS, TRANSACTION_OPTIONS, statementName } from "./db.ts";
+import { TRANSACTION_OPTIONS, pgPoolConfig, statementName } from "./db.ts";
 
 const INT8 = 20;
 const INT8_ARRAY = 1016;
@@ -196,9 +196,9 @@ export class SqlPool implements SqlDatabase<SqlTransaction> {
 
   constructor(connectionString: string, options: SqlPoolOptions = {}) {
     this.pool = new pg.Pool({
-      connectionString,
+      // The settings Prisma's pool shares (pgPoolConfig), then this pool's own.
+      ...pgPoolConfig(connectionString),
       max: options.max ?? 10,
-      idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,
       connectionTimeoutMillis: TRANSACTION_OPTIONS.maxWait,
       types: { getTypeParser } as pg.CustomTypesConfig,
     });
