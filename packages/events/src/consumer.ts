@@ -11,7 +11,7 @@ import {
 import { nanos } from "@nats-io/nats-core";
 import { errorSummary, isInfrastructureUnavailable, runWithContext } from "@vaultpay/kit";
 import type { Logger, Metrics } from "@vaultpay/kit";
-import { SpanKind, TRACEPARENT, endSpan, runInSpan, startSpan, type Span } from "@vaultpay/telemetry";
+import { SpanKind, TRACEPARENT, endSpan, runInSpan, startSpan, tracingEnabled, type Span } from "@vaultpay/telemetry";
 import { parseEvent, type Event } from "./envelope.ts";
 import type { EventType } from "./catalog.ts";
 import { publishDeadLetter } from "./dlq.ts";
@@ -396,9 +396,13 @@ export class EventConsumer<Tx extends SqlExecutor> {
   /**
    * While tracing: the span an event is handled in, a child of the relay's publish (the message's
    * traceparent header) or else of the span that emitted it (the envelope's), so a transfer's hops
-   * form one trace. Ended after the commit and ack, or failed with the error.
+   * form one trace. Ended after the commit and ack, or failed with the error. While tracing is off
+   * nothing is read: the message's headers and its reply subject (the delivery count) are parsed
+   * on first use, and building the span's attributes for nothing was 7.5 % of audit's CPU
+   * (bench/saga-results.md, 2026-12-07).
    */
   private startEventSpan(message: JsMsg, event: Event): Span | undefined {
+    if (!tracingEnabled()) return undefined;
     return startSpan(`${this.options.name} ${event.type}`, {
       kind: SpanKind.CONSUMER,
       parent: message.headers?.get(TRACEPARENT) || event.traceparent || null,
