@@ -9,7 +9,8 @@
 # A/A pairs differed by 8 % in mean CPU per transfer (7.7–10.6 ms run to run), the processes all
 # moving together, so a difference of that size over a few pairs is no finding.
 # Every run's rows (base and head, in the order they ran) are appended to this
-# checkout's results files, each naming its commit; the base tree's files are left as they were.
+# checkout's results files, each naming its commit (the base's marked "(A/B base, worktree)"); the
+# base tree's files are left as they were.
 # The logs stay in a temporary folder, so the rows are the record that outlasts the machine.
 #
 #   bench/tools/ab.sh <base-commit> [rounds=2] [VAR=value ...]
@@ -40,9 +41,11 @@ total_cpu() {
 }
 
 # The run's result rows, once each: the closed loop's (13 cells) and the open loop's (11 cells).
-append_rows() { # <log>
+# The base's rows say so in their commit cell, as every A/B base row in the results files does.
+append_rows() { # <log> <side>
   local rows
   rows=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^\| 20[0-9]{2}-' | awk '!seen[$0]++')
+  if [ "$2" = base ]; then rows=$(sed -E 's/^(\| [^|]+ \| [^|]*[^ |]) \|/\1 (A\/B base, worktree) |/' <<<"$rows"); fi
   [ -n "$rows" ] || return 0
   awk -F'|' 'NF == 15' <<<"$rows" >>"$here/bench/saga-results.md"
   awk -F'|' 'NF == 13' <<<"$rows" >>"$here/bench/saga-open-loop-results.md"
@@ -56,7 +59,7 @@ run() { # <label> <tree> <round>
     env "${@:4}" flock /tmp/vaultpay-heavy.lock pnpm bench saga >"$log" 2>&1 || echo "  (the run failed: $log)"
     cp "$saved"/*-results.md bench/
   )
-  append_rows "$log"
+  append_rows "$log" "$1"
   echo "== $1, round $3: $(total_cpu "$log") ms of CPU per transfer"
   grep -E "\| 20[0-9]{2}-|CPU ms per|event-loop|per hop|JetStream per" "$log" | sed 's/\x1b\[[0-9;]*m//g' || true
 }
