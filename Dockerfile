@@ -8,4 +8,4 @@ RUN pnpm install --frozen-lockfile
 RUN pnpm --filter @vaultpay/web build
 ENV NODE_ENV=production HOST=0.0.0.0 GATEWAY_HOST=0.0.0.0
 # Overridden per service in docker-compose.yml.
-CMD ["node", "--import", "tsx", "gateway/src/main.ts"]
+CMD ["node", "gateway/src/main.ts"]

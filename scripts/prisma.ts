@@ -1,8 +1,8 @@
 // Prisma clients and migrations for every service, offline (see packages/migrate).
-//   tsx scripts/prisma.ts generate              prisma generate for each service (also postinstall)
-//   tsx scripts/prisma.ts new <service> <name>  write the next migration of a service from its schema
-//   tsx scripts/prisma.ts deploy [service…]     apply pending migrations (all services by default)
-//   tsx scripts/prisma.ts status                pending / edited / failed migrations per service
+//   node scripts/prisma.ts generate              prisma generate for each service (also postinstall)
+//   node scripts/prisma.ts new <service> <name>  write the next migration of a service from its schema
+//   node scripts/prisma.ts deploy [service…]     apply pending migrations (all services by default)
+//   node scripts/prisma.ts status                pending / edited / failed migrations per service
 // DATABASE_URL names the PostgreSQL server (any database on it); each service gets vaultpay_<service>.
 // Without it, `new` diffs on a throwaway embedded PostgreSQL, and deploy/status use the local
 // stack's server (postgres://postgres:postgres@127.0.0.1:54329, started by `pnpm start`).

@@ -1,6 +1,6 @@
 /**
  * Runs one VaultPay process with the development secrets from the data folder, for containers
- * (docker-compose.yml): `node --import tsx scripts/run-service.ts <auth|accounts|…|gateway>`.
+ * (docker-compose.yml): `node scripts/run-service.ts <auth|accounts|…|gateway>`.
  * `--init` only creates the secrets (the compose file's one-shot step, so replicas never race).
  * Variables already set in the environment win: production passes its own and never uses this.
  */

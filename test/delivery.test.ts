@@ -21,7 +21,7 @@ type Worker = {
 };
 
 function startWorker(mode: string, env: Record<string, string>): Worker {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/workers/delivery-worker.ts", mode], {
+  const child = spawn(process.execPath, ["test/workers/delivery-worker.ts", mode], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],

@@ -271,7 +271,7 @@ describe("Kubernetes manifests", () => {
       ]);
     }
     const cronJobs = byKind("CronJob") as any[];
-    expect(cronJobs.map((job) => [job.metadata.name, job.spec.schedule, podSpecOf(job)!.containers[0]!.command.slice(4)])).toEqual([
+    expect(cronJobs.map((job) => [job.metadata.name, job.spec.schedule, podSpecOf(job)!.containers[0]!.command.slice(2)])).toEqual([
       ["vaultpay-reconcile", "*/5 * * * *", ["--repair", "--prune"]],
       ["vaultpay-reconcile-full", "17 3 * * *", ["--repair", "--full"]],
     ]);
@@ -291,7 +291,7 @@ describe("Kubernetes manifests", () => {
     for (const cronJob of cronJobs) {
       expect(cronJob.spec.concurrencyPolicy).toBe("Forbid");
       const container = podSpecOf(cronJob)!.containers[0]!;
-      expect(container.command.slice(0, 4)).toEqual(["node", "--import", "tsx", "scripts/reconcile.ts"]);
+      expect(container.command.slice(0, 2)).toEqual(["node", "scripts/reconcile.ts"]);
       for (const variable of container.env) expect(reconcileReads, variable.name).toContain(variable.name);
     }
     // The daily reading of the whole history may take longer than the 5-minute one's 20 minutes.

@@ -732,7 +732,7 @@ describe("reconciliation", () => {
       ...Object.fromEntries(Object.entries(stack.databaseUrls).map(([service, url]) => [`${service.toUpperCase()}_DATABASE_URL`, url])),
     };
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "scripts/reconcile.ts", ...args], {
+      const { stdout } = await promisify(execFile)(process.execPath, ["scripts/reconcile.ts", ...args], {
         cwd: REPO_ROOT,
         env,
       });

@@ -24,7 +24,7 @@ interface RunningStack {
 async function startStack(dataDir: string, gatewayPort: number): Promise<RunningStack> {
   const env: NodeJS.ProcessEnv = { ...process.env, VAULTPAY_DATA_DIR: dataDir, GATEWAY_PORT: String(gatewayPort), LOG_LEVEL: "warn" };
   for (const name of ["DATABASE_URL", "NATS_URL", "REDIS_URL", "NODE_ENV"]) delete env[name];
-  const child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
+  const child = spawn(process.execPath, ["scripts/stack.ts"], {
     cwd: REPO_ROOT,
     env,
     stdio: ["ignore", "pipe", "pipe"],
@@ -182,7 +182,7 @@ describe("NODE_ENV=production pnpm start", () => {
   it("refuses to start without a key, naming it on one line", async () => {
     const env = await productionEnv(await freePort());
     delete env.OTP_PEPPER_FILE;
-    const refused = spawnSync(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
+    const refused = spawnSync(process.execPath, ["scripts/stack.ts"], {
       cwd: REPO_ROOT,
       env,
       encoding: "utf8",
@@ -196,7 +196,7 @@ describe("NODE_ENV=production pnpm start", () => {
 
   it("comes up with given URLs and NAME_FILE keys, and a customer signs in through the SMTP relay", async () => {
     const gatewayPort = await freePortRun(6);
-    child = spawn(process.execPath, ["--import", "tsx", "scripts/stack.ts"], {
+    child = spawn(process.execPath, ["scripts/stack.ts"], {
       cwd: REPO_ROOT,
       env: await productionEnv(gatewayPort),
       stdio: ["ignore", "pipe", "pipe"],

@@ -20,7 +20,7 @@ describe("supergraph", () => {
     };
     for (const [name, subgraph] of Object.entries(supergraph.subgraphs)) {
       const service = compose.services[name];
-      expect(service?.command).toEqual(["node", "--import", "tsx", "scripts/run-service.ts", name]);
+      expect(service?.command).toEqual(["node", "scripts/run-service.ts", name]);
       expect(service?.environment?.PORT).toBe(new URL(subgraph.routing_url).port);
       expect(compose.services.gateway?.environment?.[`${name.toUpperCase()}_URL`]).toBe(
         `http://${name}:${new URL(subgraph.routing_url).port}/graphql`,

@@ -1,7 +1,7 @@
 /**
  * Summarizes V8 .cpuprofile files (node --cpu-prof): self time by package and by function, so a
  * benchmark run can say where each process spent its time.
- *   node --import tsx bench/tools/cpuprofile-summary.ts <dir-or-files…> [--top 15] [--last <seconds>]
+ *   node bench/tools/cpuprofile-summary.ts <dir-or-files…> [--top 15] [--last <seconds>]
  *     [--window <from>,<to>] [--timeline]
  * `--window` keeps the samples between two times, in seconds from the profile's start (one phase of
  * a benchmark that runs several); `--timeline` prints the busy share of each second, to find them.

@@ -22,13 +22,17 @@ interface Entry {
 export class DocumentCache {
   private readonly bySchema = new WeakMap<GraphQLSchema, LRUCache<string, Entry>>();
 
+  private readonly maxChars: number;
+
   /**
    * `maxChars`: the query texts kept, in characters at most. Their documents are kept with them, and
    * a parsed document (its tokens and locations) takes ~75 times its text's size on the heap
    * (measured on subscription texts): 512 Ki characters hold ~37 MiB, near Apollo Server's own
    * store for HTTP (30 MiB). A subscription's text is a few hundred characters: thousands of them.
    */
-  constructor(private readonly maxChars = 512 * 1024) {}
+  constructor(maxChars = 512 * 1024) {
+    this.maxChars = maxChars;
+  }
 
   /** The document for `query`, or its errors: GRAPHQL_PARSE_FAILED or GRAPHQL_VALIDATION_FAILED. */
   get(schema: GraphQLSchema, query: string, maxTokens: number): ParsedDocument {

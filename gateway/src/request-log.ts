@@ -35,11 +35,15 @@ export class RequestEventPublisher {
   private closed = false;
   private readonly inFlight = new Set<Promise<void>>();
 
-  constructor(
-    private readonly js: JetStreamLink["js"],
-    private readonly logger: Logger,
-    private readonly lingerMs = REQUEST_EVENT_LINGER_MS,
-  ) {}
+  private readonly js: JetStreamLink["js"];
+  private readonly logger: Logger;
+  private readonly lingerMs: number;
+
+  constructor(js: JetStreamLink["js"], logger: Logger, lingerMs = REQUEST_EVENT_LINGER_MS) {
+    this.js = js;
+    this.logger = logger;
+    this.lingerMs = lingerMs;
+  }
 
   publish(event: Event<"gateway.request">): void {
     if (event.data.operationType !== "query" || this.closed) {

@@ -56,12 +56,17 @@ class BufferedResponse implements FetcherResponse {
   readonly redirected = false;
   readonly statusText = "";
 
-  constructor(
-    readonly url: string,
-    readonly status: number,
-    readonly headers: ResponseHeaders,
-    private readonly body: string,
-  ) {}
+  readonly url: string;
+  readonly status: number;
+  readonly headers: ResponseHeaders;
+  private readonly body: string;
+
+  constructor(url: string, status: number, headers: ResponseHeaders, body: string) {
+    this.url = url;
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
 
   get ok(): boolean {
     return this.status >= 200 && this.status < 300;

@@ -46,14 +46,18 @@ function answeredWithoutReading(selections: readonly SelectionNode[]): boolean {
 export class SubscriptionProgress {
   private last: TransferStatus | undefined;
 
-  constructor(
-    /** The subscription field's response key (its alias, if any). */
-    private readonly responseKey: string,
-    /** Fields of the payload the change itself answers, by response key. */
-    private readonly overlays: ReadonlyArray<{ key: string; name: string }>,
-    /** Whether the transfer must be read again for each change (its selection has fields that move). */
-    readonly refreshes: boolean,
-  ) {}
+  /** The subscription field's response key (its alias, if any). */
+  private readonly responseKey: string;
+  /** Fields of the payload the change itself answers, by response key. */
+  private readonly overlays: ReadonlyArray<{ key: string; name: string }>;
+  /** Whether the transfer must be read again for each change (its selection has fields that move). */
+  readonly refreshes: boolean;
+
+  constructor(responseKey: string, overlays: ReadonlyArray<{ key: string; name: string }>, refreshes: boolean) {
+    this.responseKey = responseKey;
+    this.overlays = overlays;
+    this.refreshes = refreshes;
+  }
 
   /** From the subscription's root field: `transferStatusChanged(id: …) { status updatedAt … }`. */
   static of(root: FieldNode): SubscriptionProgress {

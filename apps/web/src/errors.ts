@@ -3,13 +3,17 @@
  * (NETWORK, SESSION_EXPIRED), as one sentence a person understands. One table, read by every page.
  */
 export class ApiError extends Error {
-  constructor(
-    readonly code: string,
-    readonly serverMessage: string,
-    readonly retryAfterSeconds?: number,
-    readonly reason?: string,
-  ) {
+  readonly code: string;
+  readonly serverMessage: string;
+  readonly retryAfterSeconds?: number;
+  readonly reason?: string;
+
+  constructor(code: string, serverMessage: string, retryAfterSeconds?: number, reason?: string) {
     super(serverMessage);
+    this.code = code;
+    this.serverMessage = serverMessage;
+    this.retryAfterSeconds = retryAfterSeconds;
+    this.reason = reason;
   }
 }
 

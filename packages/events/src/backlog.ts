@@ -51,7 +51,11 @@ export async function queuedWaits(
 export class QueueWaitHistory {
   private samples: Array<{ at: number; waits: ReadonlyMap<string, number> }> = [];
 
-  constructor(private readonly keepMs: number) {}
+  private readonly keepMs: number;
+
+  constructor(keepMs: number) {
+    this.keepMs = keepMs;
+  }
 
   record(at: number, waits: ReadonlyMap<string, number>): void {
     this.samples.push({ at, waits });

@@ -165,7 +165,11 @@ export class EventConsumer<Tx extends SqlExecutor> {
   private loop: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly options: EventConsumerOptions<Tx>) {
+  private readonly options: EventConsumerOptions<Tx>;
+
+  constructor(options: EventConsumerOptions<Tx>) {
+    this.options = options;
+
     this.maxDeliver = options.maxDeliver ?? 5;
     this.backoffMs = options.backoffMs ?? [500, 2_000, 5_000, 15_000];
   }

@@ -122,11 +122,15 @@ async function* readDeadLetters(jsm: JetStreamManager, consumer: string | undefi
  * audit subgraph's API, `pnpm dlq:replay`) sees summaries and replays by DLQ sequence.
  */
 export class DeadLetterQueue {
-  constructor(
-    private readonly js: JetStreamClient,
-    private readonly jsm: JetStreamManager,
-    private readonly logger: Logger,
-  ) {}
+  private readonly js: JetStreamClient;
+  private readonly jsm: JetStreamManager;
+  private readonly logger: Logger;
+
+  constructor(js: JetStreamClient, jsm: JetStreamManager, logger: Logger) {
+    this.js = js;
+    this.jsm = jsm;
+    this.logger = logger;
+  }
 
   async list(options: { consumer?: string | undefined; limit: number }): Promise<DeadLetterSummary[]> {
     const letters: DeadLetterSummary[] = [];

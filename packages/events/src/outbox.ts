@@ -249,7 +249,11 @@ export class OutboxRelay {
   /** Committed events that wait for the publishes in flight, each with the outcome its `direct` entry awaits. */
   private held: HeldEvent[] = [];
 
-  constructor(private readonly options: OutboxRelayOptions) {
+  private readonly options: OutboxRelayOptions;
+
+  constructor(options: OutboxRelayOptions) {
+    this.options = options;
+
     this.batchSize = options.batchSize ?? 100;
     this.idleMs = options.idleMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;

@@ -21,13 +21,14 @@ export type ErrorCode =
  */
 export class DomainError extends Error {
   override name = "DomainError";
-  constructor(
-    readonly code: Exclude<ErrorCode, "INTERNAL">,
-    message: string,
-    /** Safe, public details, e.g. `{ field: "email" }` or `{ retryAfterSeconds: 30 }`. */
-    readonly details: Record<string, unknown> = {},
-  ) {
+  readonly code: Exclude<ErrorCode, "INTERNAL">;
+  /** Safe, public details, e.g. `{ field: "email" }` or `{ retryAfterSeconds: 30 }`. */
+  readonly details: Record<string, unknown>;
+
+  constructor(code: Exclude<ErrorCode, "INTERNAL">, message: string, details: Record<string, unknown> = {}) {
     super(message);
+    this.code = code;
+    this.details = details;
   }
 }
 

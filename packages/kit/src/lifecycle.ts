@@ -10,10 +10,13 @@ export class Lifecycle {
   private readonly steps: Step[] = [];
   private stopping: Promise<void> | undefined;
 
-  constructor(
-    private readonly logger: Logger,
-    private readonly stepTimeoutMs = 10_000,
-  ) {}
+  private readonly logger: Logger;
+  private readonly stepTimeoutMs: number;
+
+  constructor(logger: Logger, stepTimeoutMs = 10_000) {
+    this.logger = logger;
+    this.stepTimeoutMs = stepTimeoutMs;
+  }
 
   onShutdown(name: string, run: Step["run"]): void {
     this.steps.push({ name, run });

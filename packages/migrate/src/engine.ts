@@ -162,7 +162,11 @@ class AdapterFactory {
   /** The engine's connection to `databaseUrl`, opened once when the engine starts. */
   private main: PgAdapter | undefined;
 
-  constructor(private readonly databaseUrl: string) {}
+  private readonly databaseUrl: string;
+
+  constructor(databaseUrl: string) {
+    this.databaseUrl = databaseUrl;
+  }
 
   async connect(): Promise<PgAdapter> {
     this.main = this.track(await connect(this.databaseUrl));

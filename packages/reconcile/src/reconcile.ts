@@ -214,11 +214,15 @@ class MoneyJudge {
   readonly open = new Set<string>();
   judged = 0;
 
-  constructor(
-    private readonly clients: Clients,
-    private readonly clock: ReconcileClock,
-    private readonly add: (found: Finding[]) => boolean,
-  ) {}
+  private readonly clients: Clients;
+  private readonly clock: ReconcileClock;
+  private readonly add: (found: Finding[]) => boolean;
+
+  constructor(clients: Clients, clock: ReconcileClock, add: (found: Finding[]) => boolean) {
+    this.clients = clients;
+    this.clock = clock;
+    this.add = add;
+  }
 
   /** Transfers transactions knows, with what accounts holds of them. False once the findings are cut. */
   async known(transfers: readonly TransferRecord[]): Promise<boolean> {

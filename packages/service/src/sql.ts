@@ -68,11 +68,14 @@ export class SqlTransaction implements SqlExecutor {
   /** Why statements are refused (the transaction ended), once it has. */
   ended: string | undefined;
 
-  constructor(
-    private readonly client: pg.PoolClient,
-    /** Begun with preferIndexScans's settings (the transaction's `preferIndexScans` option). */
-    readonly prefersIndexScans = false,
-  ) {}
+  private readonly client: pg.PoolClient;
+  /** Begun with preferIndexScans's settings (the transaction's `preferIndexScans` option). */
+  readonly prefersIndexScans: boolean;
+
+  constructor(client: pg.PoolClient, prefersIndexScans = false) {
+    this.client = client;
+    this.prefersIndexScans = prefersIndexScans;
+  }
 
   /** Every SqlPool transaction begins with INDEX_SCAN_SETTINGS. */
   readonly walksIndexes = true;

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SERVICES, deployMigrations, ensureDatabase, withDatabase, type ServiceName } from "@vaultpay/migrate";
@@ -76,12 +77,28 @@ function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 /** The same server with another database name (re-exported for scripts and tests). */
 export { withDatabase };
 
+/**
+ * How a process runs: `node <entry>.ts`, no loader. Node 24 strips the types itself; the code is
+ * erasable TypeScript (tsconfig's erasableSyntaxOnly, checked by `pnpm typecheck`), so what runs
+ * is the source as written, as in the image and the manifests. Under tsx each process spent ~0.4 s
+ * more CPU at start in its loader hooks (bench/saga-results.md, 2026-12-07). V8's compiled code is
+ * kept between starts in a compile cache (a quiet cache: a miss or a stale entry only costs the
+ * compile), unless the operator chose another directory or NODE_DISABLE_COMPILE_CACHE.
+ */
+export const SERVICE_NODE = {
+  compileCacheDir: path.join(os.tmpdir(), "vaultpay-node-compile-cache"),
+  env(): NodeJS.ProcessEnv {
+    return { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? SERVICE_NODE.compileCacheDir };
+  },
+};
+
 /** Every process, subgraphs first in SERVICES order, the gateway last. */
 const PROCESS_NAMES: readonly ProcessName[] = [...SERVICES, "gateway"];
 
 /**
  * Creates and migrates each service's database, starts the five subgraphs, then the gateway, and
- * waits until each answers /readyz. Each process runs `src/main.ts` under tsx.
+ * waits until each answers /readyz. Each process runs its `src/main.ts` on Node's own type stripping
+ * (SERVICE_NODE).
  */
 export async function startServices(options: ServicesOptions): Promise<Services> {
   const databaseUrls = await prepareDatabases(options.infra.databaseUrl, options.databasePrefix ?? "vaultpay");
@@ -201,12 +218,17 @@ class StackProcesses {
   ) as Services["replicas"];
   private readonly fronts: RoundRobinFront[] = [];
 
-  constructor(
-    private readonly options: ServicesOptions,
-    private readonly plan: PortPlan,
-    private readonly envFor: (name: ProcessName) => NodeJS.ProcessEnv,
-    private readonly replicaCount: number,
-  ) {}
+  private readonly options: ServicesOptions;
+  private readonly plan: PortPlan;
+  private readonly envFor: (name: ProcessName) => NodeJS.ProcessEnv;
+  private readonly replicaCount: number;
+
+  constructor(options: ServicesOptions, plan: PortPlan, envFor: (name: ProcessName) => NodeJS.ProcessEnv, replicaCount: number) {
+    this.options = options;
+    this.plan = plan;
+    this.envFor = envFor;
+    this.replicaCount = replicaCount;
+  }
 
   async startAll(): Promise<void> {
     if (this.replicaCount > 1) {
@@ -265,7 +287,7 @@ class StackProcesses {
     this.options.output?.(`[stack] ${name}: port taken by another process; moving to ${port}`);
   }
 
-  /** Spawns one replica under tsx and waits until this very instance answers /readyz. */
+  /** Spawns one replica (SERVICE_NODE) and waits until this very instance answers /readyz. */
   private async spawn(name: ProcessName, replica: number): Promise<void> {
     const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
     const instance = randomUUID();
@@ -273,9 +295,14 @@ class StackProcesses {
     const managed = spawnManaged({
       name: this.replicaCount === 1 ? name : `${name}-${replica + 1}`,
       command: process.execPath,
-      args: ["--import", "tsx", entry],
+      args: [entry],
       cwd: REPO_ROOT,
-      env: { ...this.envFor(name), [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port), VAULTPAY_INSTANCE_ID: instance },
+      env: {
+        ...SERVICE_NODE.env(),
+        ...this.envFor(name),
+        [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port),
+        VAULTPAY_INSTANCE_ID: instance,
+      },
       output: this.options.output,
     });
     if (replica === 0) this.processes.set(name, managed);

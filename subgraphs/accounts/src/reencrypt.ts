@@ -6,7 +6,7 @@
  * index does not change (its key never rotates silently).
  *
  *   DATABASE_URL=… ENCRYPTION_KEYS=… ENCRYPTION_ACTIVE_KEY_ID=… BLIND_INDEX_KEY=… \
- *     node --import tsx subgraphs/accounts/src/reencrypt.ts [--batch-size 500]
+ *     node subgraphs/accounts/src/reencrypt.ts [--batch-size 500]
  */
 import { fileURLToPath } from "node:url";
 import { z } from "zod";

@@ -203,7 +203,7 @@ describe("accounts service", () => {
     for (const [id, number] of before) expect(await service.revealNumber(admin, await service.get(admin, id))).toBe(number);
 
     // The command itself, as an operator runs it: nothing left to do.
-    const output = execFileSync(process.execPath, ["--import", "tsx", "subgraphs/accounts/src/reencrypt.ts", "--batch-size", "10"], {
+    const output = execFileSync(process.execPath, ["subgraphs/accounts/src/reencrypt.ts", "--batch-size", "10"], {
       cwd: REPO_ROOT,
       encoding: "utf8",
       env: {

@@ -54,7 +54,11 @@ function notFound(): DomainError {
 }
 
 export class AccountsService {
-  constructor(private readonly options: AccountsServiceOptions) {}
+  private readonly options: AccountsServiceOptions;
+
+  constructor(options: AccountsServiceOptions) {
+    this.options = options;
+  }
 
   /** The account if this reader may see it; NOT_FOUND otherwise (existence is not disclosed). */
   async get(reader: Reader, id: string): Promise<Account> {

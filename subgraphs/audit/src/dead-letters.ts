@@ -35,10 +35,13 @@ export interface ReplayOutcome {
 }
 
 export class DeadLetters {
-  constructor(
-    private readonly queue: DeadLetterPort,
-    private readonly recordReplayRequest: RecordReplayRequest,
-  ) {}
+  private readonly queue: DeadLetterPort;
+  private readonly recordReplayRequest: RecordReplayRequest;
+
+  constructor(queue: DeadLetterPort, recordReplayRequest: RecordReplayRequest) {
+    this.queue = queue;
+    this.recordReplayRequest = recordReplayRequest;
+  }
 
   /**
    * Dead letters in the order they died, of one consumer or all. Errors: UNAUTHENTICATED,

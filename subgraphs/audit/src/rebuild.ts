@@ -2,7 +2,7 @@
  * Rebuilds the audit log from the streams into an empty, migrated audit database:
  *
  *   DATABASE_URL=postgres://…/vaultpay_audit_rebuilt NATS_URL=nats://… \
- *     node --import tsx subgraphs/audit/src/rebuild.ts [--compare postgres://…/vaultpay_audit]
+ *     node subgraphs/audit/src/rebuild.ts [--compare postgres://…/vaultpay_audit]
  *
  * Order. The live chain is in the order appends committed: five consumers race, and NATS records
  * no order across streams, so that order cannot be recovered from the streams. A rebuild therefore

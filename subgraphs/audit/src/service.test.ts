@@ -338,7 +338,7 @@ describe("audit log", () => {
     // The command an operator runs, end to end.
     const target = await createTestDatabase("audit");
     extraDatabases.push(target);
-    const command = await run(process.execPath, ["--import", "tsx", "subgraphs/audit/src/rebuild.ts", "--compare", database.url], {
+    const command = await run(process.execPath, ["subgraphs/audit/src/rebuild.ts", "--compare", database.url], {
       cwd: REPO_ROOT,
       env: { ...process.env, DATABASE_URL: target.url, NATS_URL: nats.url, LOG_LEVEL: "warn" },
     });

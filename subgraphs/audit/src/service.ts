@@ -30,7 +30,11 @@ export interface AuditStore {
 
 /** The audit log's read side: who may read it, and how its integrity is checked. */
 export class AuditLog {
-  constructor(private readonly store: AuditStore) {}
+  private readonly store: AuditStore;
+
+  constructor(store: AuditStore) {
+    this.store = store;
+  }
 
   async records(
     caller: Caller | undefined,

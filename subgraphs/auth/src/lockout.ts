@@ -72,13 +72,25 @@ export function afterFailure(
 }
 
 export class Lockout {
+  private readonly store: LockoutStore;
+  private readonly pepper: string;
+  private readonly now: () => Date;
+  private readonly policy: LockoutPolicy;
+  private readonly accountPolicy: LockoutPolicy;
+
   constructor(
-    private readonly store: LockoutStore,
-    private readonly pepper: string,
-    private readonly now: () => Date,
-    private readonly policy: LockoutPolicy = DEFAULT_LOCKOUT_POLICY,
-    private readonly accountPolicy: LockoutPolicy = DEFAULT_ACCOUNT_LOCKOUT_POLICY,
-  ) {}
+    store: LockoutStore,
+    pepper: string,
+    now: () => Date,
+    policy: LockoutPolicy = DEFAULT_LOCKOUT_POLICY,
+    accountPolicy: LockoutPolicy = DEFAULT_ACCOUNT_LOCKOUT_POLICY,
+  ) {
+    this.store = store;
+    this.pepper = pepper;
+    this.now = now;
+    this.policy = policy;
+    this.accountPolicy = accountPolicy;
+  }
 
   private hash(text: string): string {
     return createHmac("sha256", this.pepper).update(text).digest("base64url");

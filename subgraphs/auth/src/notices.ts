@@ -130,7 +130,11 @@ export class TransferNoticeSender {
   private again = false;
   private stopped = false;
 
-  constructor(private readonly options: NoticeSenderOptions) {
+  private readonly options: NoticeSenderOptions;
+
+  constructor(options: NoticeSenderOptions) {
+    this.options = options;
+
     this.maxAttempts = options.maxAttempts ?? 5;
     this.batchSize = options.batchSize ?? 20;
     this.pollMs = options.pollMs ?? 1_000;

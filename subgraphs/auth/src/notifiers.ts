@@ -13,13 +13,14 @@ import type { Notifier, OutgoingMessage } from "./service.ts";
 /** A message could not be handed to its provider. Carries no address, body or code. */
 export class DeliveryError extends Error {
   override name = "DeliveryError";
-  constructor(
-    readonly channel: string,
-    reason: string,
-    /** False when trying again cannot help (the provider refused the message itself). */
-    readonly transient: boolean,
-  ) {
+  readonly channel: string;
+  /** False when trying again cannot help (the provider refused the message itself). */
+  readonly transient: boolean;
+
+  constructor(channel: string, reason: string, transient: boolean) {
     super(`${channel} delivery failed: ${reason}`);
+    this.channel = channel;
+    this.transient = transient;
   }
 }
 

@@ -57,7 +57,11 @@ export class OtpChallenges {
   readonly maxAttempts: number;
   readonly channel: string;
 
-  constructor(private readonly options: OtpOptions) {
+  private readonly options: OtpOptions;
+
+  constructor(options: OtpOptions) {
+    this.options = options;
+
     this.ttlSeconds = options.ttlSeconds ?? OTP_TTL_SECONDS;
     this.maxAttempts = options.maxAttempts ?? OTP_MAX_ATTEMPTS;
     this.channel = options.channel ?? "email";

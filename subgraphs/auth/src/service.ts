@@ -216,7 +216,11 @@ export class AuthService {
   private readonly now: () => Date;
   private readonly refreshGraceMs: number;
 
-  constructor(private readonly deps: AuthDeps) {
+  private readonly deps: AuthDeps;
+
+  constructor(deps: AuthDeps) {
+    this.deps = deps;
+
     this.now = deps.now ?? (() => new Date());
     this.refreshGraceMs = (deps.refreshGraceSeconds ?? REFRESH_REUSE_GRACE_SECONDS) * 1000;
   }

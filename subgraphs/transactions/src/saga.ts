@@ -113,10 +113,11 @@ export class Saga {
   private readonly onStatus: SagaOptions["onStatus"];
   private readonly onDeadline: SagaOptions["onDeadline"];
 
-  constructor(
-    private readonly timings: SagaTimings,
-    options: SagaOptions = {},
-  ) {
+  private readonly timings: SagaTimings;
+
+  constructor(timings: SagaTimings, options: SagaOptions = {}) {
+    this.timings = timings;
+
     this.now = options.now ?? (() => new Date());
     this.onAnomaly = options.onAnomaly;
     this.onStatus = options.onStatus;

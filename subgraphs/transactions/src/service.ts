@@ -120,15 +120,21 @@ async function startTransfer(store: SagaStore, transfer: TransferState, at: Date
 }
 
 export class TransferService {
-  constructor(
-    private readonly db: Db,
-    private readonly blindIndexKey: Buffer,
-    private readonly timings: SagaTimings,
-    /** Hands a new transfer's committed events to the outbox relay, so the saga starts without waiting for a claim. */
-    private readonly afterCommit: (events: readonly Event[]) => void,
-    /** Where initiate's raw statements run: the service's SqlPool (about half of Prisma's CPU per statement); `db` by default. */
-    private readonly sql: SqlExecutor = db,
-  ) {}
+  private readonly db: Db;
+  private readonly blindIndexKey: Buffer;
+  private readonly timings: SagaTimings;
+  /** Hands a new transfer's committed events to the outbox relay, so the saga starts without waiting for a claim. */
+  private readonly afterCommit: (events: readonly Event[]) => void;
+  /** Where initiate's raw statements run: the service's SqlPool (about half of Prisma's CPU per statement); `db` by default. */
+  private readonly sql: SqlExecutor;
+
+  constructor(db: Db, blindIndexKey: Buffer, timings: SagaTimings, afterCommit: (events: readonly Event[]) => void, sql: SqlExecutor = db) {
+    this.db = db;
+    this.blindIndexKey = blindIndexKey;
+    this.timings = timings;
+    this.afterCommit = afterCommit;
+    this.sql = sql;
+  }
 
   private readonly directory = new DirectoryCache(DIRECTORY_CACHE_ENTRIES);
 

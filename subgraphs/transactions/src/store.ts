@@ -111,7 +111,11 @@ export class BatchSagaStore implements SagaStore {
   private readonly deadlines = new Map<string, Date | null>();
   private readonly statuses: Array<{ transferId: string; status: TransferStatus; reason: string | null; at: Date }> = [];
 
-  constructor(private readonly tx: SqlExecutor) {}
+  private readonly tx: SqlExecutor;
+
+  constructor(tx: SqlExecutor) {
+    this.tx = tx;
+  }
 
   /** Locks and reads these transfers (unknown ids are skipped). */
   async preload(ids: readonly string[]): Promise<void> {
