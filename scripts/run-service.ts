@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { REPO_ROOT, SECRETS_BY_PROCESS, loadOrCreateDevSecrets } from "@vaultpay/stack";
+import { REPO_ROOT, SECRETS_BY_PROCESS, loadOrCreateDevSecrets, processEntry, type ProcessName } from "@vaultpay/stack";
 
 const name = process.argv[2] ?? "";
 const dataDir = path.resolve(process.env.VAULTPAY_DATA_DIR ?? path.join(REPO_ROOT, ".data"));
@@ -26,6 +26,5 @@ if (name === "--init") {
   const secrets = loadOrCreateDevSecrets(dataDir);
   // A key given as KEY_FILE wins too (kit reads it; setting KEY as well would be refused).
   for (const key of wanted) if (process.env[`${key}_FILE`] === undefined) process.env[key] ??= secrets[key];
-  const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
-  await import(pathToFileURL(path.join(REPO_ROOT, entry)).href);
+  await import(pathToFileURL(path.join(REPO_ROOT, processEntry(name as ProcessName))).href);
 }

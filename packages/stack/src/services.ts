@@ -78,19 +78,21 @@ function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 export { withDatabase };
 
 /**
- * How a process runs: `node <entry>.ts`, no loader. Node 24 strips the types itself; the code is
- * erasable TypeScript (tsconfig's erasableSyntaxOnly, checked by `pnpm typecheck`), so what runs
- * is the source as written, as in the image and the manifests. Under tsx each process spent ~0.4 s
- * more CPU at start in its loader hooks (bench/saga-results.md, 2026-12-07). V8's compiled code is
- * kept between starts in a compile cache (a quiet cache: a miss or a stale entry only costs the
- * compile), unless the operator chose another directory or NODE_DISABLE_COMPILE_CACHE.
+ * A process's entry point, run as `node <entry>` with no loader (here, in the image and the
+ * manifests): Node 24 strips the types itself, and the code is erasable TypeScript (tsconfig's
+ * erasableSyntaxOnly, checked by `pnpm typecheck`). Under tsx each process spent ~0.4 s more CPU at
+ * start in its loader hooks (bench/saga-results.md, 2026-12-07).
  */
-export const SERVICE_NODE = {
-  compileCacheDir: path.join(os.tmpdir(), "vaultpay-node-compile-cache"),
-  env(): NodeJS.ProcessEnv {
-    return { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? SERVICE_NODE.compileCacheDir };
-  },
-};
+export function processEntry(name: ProcessName): string {
+  return name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
+}
+
+/**
+ * Where the processes keep V8's compiled code between starts (NODE_COMPILE_CACHE; a quiet cache: a
+ * miss or a stale entry only costs the compile). The operator's own NODE_COMPILE_CACHE, or
+ * NODE_DISABLE_COMPILE_CACHE, wins.
+ */
+const COMPILE_CACHE_DIR = path.join(os.tmpdir(), "vaultpay-node-compile-cache");
 
 /** Every process, subgraphs first in SERVICES order, the gateway last. */
 const PROCESS_NAMES: readonly ProcessName[] = [...SERVICES, "gateway"];
@@ -98,7 +100,7 @@ const PROCESS_NAMES: readonly ProcessName[] = [...SERVICES, "gateway"];
 /**
  * Creates and migrates each service's database, starts the five subgraphs, then the gateway, and
  * waits until each answers /readyz. Each process runs its `src/main.ts` on Node's own type stripping
- * (SERVICE_NODE).
+ * (processEntry).
  */
 export async function startServices(options: ServicesOptions): Promise<Services> {
   const databaseUrls = await prepareDatabases(options.infra.databaseUrl, options.databasePrefix ?? "vaultpay");
@@ -188,6 +190,7 @@ function environmentFor(
   databaseUrls: Record<ServiceName, string>,
 ): (name: ProcessName) => NodeJS.ProcessEnv {
   const common: NodeJS.ProcessEnv = {
+    NODE_COMPILE_CACHE: COMPILE_CACHE_DIR,
     ...withoutSecrets(process.env),
     NODE_ENV: options.nodeEnv ?? "development",
     LOG_LEVEL: options.logLevel ?? "info",
@@ -287,22 +290,16 @@ class StackProcesses {
     this.options.output?.(`[stack] ${name}: port taken by another process; moving to ${port}`);
   }
 
-  /** Spawns one replica (SERVICE_NODE) and waits until this very instance answers /readyz. */
+  /** Spawns one replica (processEntry) and waits until this very instance answers /readyz. */
   private async spawn(name: ProcessName, replica: number): Promise<void> {
-    const entry = name === "gateway" ? "gateway/src/main.ts" : `subgraphs/${name}/src/main.ts`;
     const instance = randomUUID();
     const port = this.plan.replicaPorts[name][replica]!;
     const managed = spawnManaged({
       name: this.replicaCount === 1 ? name : `${name}-${replica + 1}`,
       command: process.execPath,
-      args: [entry],
+      args: [processEntry(name)],
       cwd: REPO_ROOT,
-      env: {
-        ...SERVICE_NODE.env(),
-        ...this.envFor(name),
-        [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port),
-        VAULTPAY_INSTANCE_ID: instance,
-      },
+      env: { ...this.envFor(name), [name === "gateway" ? "GATEWAY_PORT" : "PORT"]: String(port), VAULTPAY_INSTANCE_ID: instance },
       output: this.options.output,
     });
     if (replica === 0) this.processes.set(name, managed);
