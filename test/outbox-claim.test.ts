@@ -99,7 +99,7 @@ describe("the outbox relay's claim", () => {
   });
 
   it("stays an index scan as a prepared statement, past the executions after which PostgreSQL may cache a generic plan", async () => {
-    // As the services run it (PG_ADAPTER_OPTIONS names their statements): prepared once per connection.
+    // As the services run it (statementName names their statements): prepared once per connection.
     await sql.query(`PREPARE claim(int) AS ${CLAIM_OUTBOX_ROWS}`);
     try {
       let last: PlanNode[] = [];

@@ -3,6 +3,7 @@
  * statements prepared once per connection instead of parsed and planned on every call.
  */
 import { createHash } from "node:crypto";
+import { PrismaPg } from "@prisma/adapter-pg";
 
 /** Bounds the prepared statements each connection keeps on the server (distinct SQL texts named). */
 const MAX_NAMED_STATEMENTS = 512;
@@ -44,10 +45,18 @@ export const TRANSACTION_OPTIONS = { maxWait: 10_000, timeout: 20_000 } as const
  */
 export const POOL_IDLE_TIMEOUT_MS = 300_000;
 
-/** Settings every pool of a service's database shares: the first argument of `new PrismaPg(…)` in its db.ts, and SqlPool's. */
+/** Settings every pool of a service's database shares: its Prisma client's (prismaClientOptions) and SqlPool's. */
 export function pgPoolConfig(connectionString: string) {
   return { connectionString, idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS };
 }
 
-/** The second argument of `new PrismaPg(…)` in each service's db.ts. */
-export const PG_ADAPTER_OPTIONS = { statementNameGenerator: (query: { sql: string }) => statementName(query.sql) };
+const PG_ADAPTER_OPTIONS = { statementNameGenerator: (query: { sql: string }) => statementName(query.sql) };
+
+/**
+ * The options of every service's Prisma client (`new PrismaClient(prismaClientOptions(url))` in its
+ * db.ts): Prisma 7's pg driver adapter, no engine binary, on the pool settings and statement names
+ * above, and the transactions' limits.
+ */
+export function prismaClientOptions(databaseUrl: string) {
+  return { adapter: new PrismaPg(pgPoolConfig(databaseUrl), PG_ADAPTER_OPTIONS), transactionOptions: TRANSACTION_OPTIONS };
+}

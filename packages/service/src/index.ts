@@ -24,7 +24,7 @@ import {
 import { STREAMS, startEventing, streamLimitsOf, type Eventing, type SqlDatabase, type SqlExecutor } from "@vaultpay/events";
 import { SqlPool, type SqlTransaction } from "./sql.ts";
 
-export { PG_ADAPTER_OPTIONS, POOL_IDLE_TIMEOUT_MS, TRANSACTION_OPTIONS, pgPoolConfig } from "./db.ts";
+export { prismaClientOptions } from "./db.ts";
 export { SqlPool, SqlTransaction } from "./sql.ts";
 
 /**

@@ -1,5 +1,4 @@
-import { PrismaPg } from "@prisma/adapter-pg";
-import { PG_ADAPTER_OPTIONS, pgPoolConfig, TRANSACTION_OPTIONS } from "@vaultpay/service";
+import { prismaClientOptions } from "@vaultpay/service";
 import { PrismaClient, type Prisma } from "./generated/prisma/client.ts";
 
 export type Db = PrismaClient;
@@ -8,8 +7,5 @@ export type Tx = Prisma.TransactionClient;
 
 /** The accounts service's own database, through the pg driver adapter (Prisma 7, no engine binary). */
 export function createDb(databaseUrl: string): Db {
-  return new PrismaClient({
-    adapter: new PrismaPg(pgPoolConfig(databaseUrl), PG_ADAPTER_OPTIONS),
-    transactionOptions: TRANSACTION_OPTIONS,
-  });
+  return new PrismaClient(prismaClientOptions(databaseUrl));
 }
