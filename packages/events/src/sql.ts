@@ -83,9 +83,10 @@ export function lockKeysParameter(keys: readonly string[]): string[] {
  * afterwards. With statistics from when the table was small, the planner also joins the claimed
  * rows back to a sequential scan of the whole table. Measured on the transactions outbox after
  * 1,500 transfers (10,500 dead entries): 16–33 ms per empty claim, 2 ms for the first claim as an
- * index scan, 0.06 ms from then on. The services prepare their statements (statementName in @vaultpay/service), and
- * a cached generic plan knows neither the LIMIT nor these settings' reasons: it walked the whole
- * primary key instead (~8 ms per claim). So the claims are planned for their values every time.
+ * index scan, 0.06 ms from then on. The services prepare their statements (statementName in
+ * @vaultpay/service), and a cached generic plan knows neither the LIMIT nor these settings'
+ * reasons: it walked the whole primary key instead (~8 ms per claim). So the claims are planned
+ * for their values every time.
  */
 export async function preferIndexScans(tx: SqlExecutor): Promise<void> {
   if (tx.prefersIndexScans === true) return;
