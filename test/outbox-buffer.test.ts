@@ -1,4 +1,5 @@
 /** withBufferedOutbox: the events a transaction appends are written in one statement, in order, exactly. */
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import {
@@ -24,6 +25,19 @@ describe("withBufferedOutbox", () => {
       { transferId: `transfer-${n}`, fromAccountId: `account-${n}`, amountMinor: "1000", reason },
       { correlationId: `corr-${n}`, actor: {} },
     );
+  const statusChanged = () =>
+    createEvent(
+      "transaction.status.changed",
+      {
+        transferId: randomUUID(),
+        userId: randomUUID(),
+        status: "DEBITED",
+        previousStatus: "PENDING",
+        failureReason: null,
+        changedAt: new Date().toISOString(),
+      },
+      { correlationId: "corr-status", actor: {} },
+    );
   const outbox = async () =>
     (await sql.query<{ id: string; subject: string; payload: Event }>(`SELECT id::text, subject, payload FROM outbox_event ORDER BY seq`))
       .rows;
@@ -43,7 +57,8 @@ describe("withBufferedOutbox", () => {
   it("writes what the transaction appended, in append order, byte for byte", async () => {
     // Quotes, backslashes, braces and non-ASCII text: the array literal must carry them unchanged.
     const reasons = [`phone "work"`, "back\\slash", "{braces, comma}", "मोबाइल ₹", "plain"];
-    const events = reasons.map((reason, n) => refund(n, reason));
+    const status = statusChanged();
+    const events = [...reasons.map((reason, n) => refund(n, reason)), status];
     const { result, events: committed } = await db.$transaction((tx) =>
       withBufferedOutbox(tx, async () => {
         for (const event of events) await appendToOutbox(tx, event);
@@ -56,7 +71,11 @@ describe("withBufferedOutbox", () => {
     expect(committed).toEqual(events); // what the relay publishes once this commits
     const rows = await outbox();
     expect(rows.map((row) => row.id)).toEqual(events.map((event) => event.id));
-    expect(rows.map((row) => row.subject)).toEqual(events.map((event) => event.type));
+    // Each on its type's subject; a status change on its transfer's own.
+    expect(rows.map((row) => row.subject)).toEqual([
+      ...reasons.map(() => "transaction.refund.requested"),
+      `transaction.status.changed.${status.data.transferId}`,
+    ]);
     expect(rows.map((row) => row.payload)).toEqual(JSON.parse(JSON.stringify(events)));
   });
 
@@ -113,5 +132,9 @@ describe("withBufferedOutbox", () => {
       }),
     ).toEqual([]);
     expect((await outbox()).slice(before).map((row) => row.id)).toEqual([first!.id, second!.id, third!.id, alone.id]);
+    // Written alone (its own statement), a status change is on its transfer's subject too.
+    const status = statusChanged();
+    await db.$transaction((tx) => appendToOutbox(tx, status));
+    expect((await outbox()).at(-1)).toMatchObject({ id: status.id, subject: `transaction.status.changed.${status.data.transferId}` });
   });
 });

@@ -1,15 +1,28 @@
 /**
- * The feed of `transaction.status.changed` events behind the gateway's subscriptions: one NATS
- * subscription for the whole gateway, fanned out by transfer id, and each subscription's own inbox.
+ * The feed of `transaction.status.changed` events behind the gateway's subscriptions: a NATS
+ * subscription per transfer followed here, fanned out to each subscription's own inbox.
  */
-import { parseEvent, type EventData, type NatsConnection } from "@vaultpay/events";
-import type { Logger } from "@vaultpay/kit";
+import { statusChangedSubject, parseEvent, type EventData, type Msg, type NatsConnection } from "@vaultpay/events";
+import { isUuid, type Logger } from "@vaultpay/kit";
 
 export type StatusEvent = EventData<"transaction.status.changed">;
+
+/** Where a feed's events come from, told when a transfer gains its first listener and loses its last. */
+export interface StatusSource {
+  /** Starts receiving the transfer's changes; resolves once they are received (or it stopped waiting). */
+  follow(transferId: string): Promise<void>;
+  unfollow(transferId: string): void;
+}
 
 /** Status events fanned out to the listeners of their transfer. */
 export class StatusFeed {
   private readonly listeners = new Map<string, Set<(event: StatusEvent) => void>>();
+  private readonly following = new Map<string, Promise<void>>();
+  private readonly source: StatusSource | undefined;
+
+  constructor(source?: StatusSource) {
+    this.source = source;
+  }
 
   /** Hands an event to the listeners of its transfer (the NATS loop calls this). */
   deliver(event: StatusEvent): void {
@@ -21,38 +34,71 @@ export class StatusFeed {
     return this.listeners.has(transferId);
   }
 
-  listen(transferId: string, listener: (event: StatusEvent) => void): () => void {
-    const set = this.listeners.get(transferId) ?? new Set();
+  /** Adds a listener; `ready` resolves once the transfer's changes reach this feed. */
+  listen(transferId: string, listener: (event: StatusEvent) => void): { ready: Promise<void>; stop: () => void } {
+    let set = this.listeners.get(transferId);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(transferId, set);
+      this.following.set(transferId, this.source?.follow(transferId) ?? Promise.resolve());
+    }
     set.add(listener);
-    this.listeners.set(transferId, set);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(transferId);
+    const listeners = set;
+    return {
+      ready: this.following.get(transferId)!,
+      stop: () => {
+        listeners.delete(listener);
+        if (listeners.size > 0 || this.listeners.get(transferId) !== listeners) return;
+        this.listeners.delete(transferId);
+        this.following.delete(transferId);
+        this.source?.unfollow(transferId);
+      },
     };
   }
 }
 
+/** How long a new subscription waits for NATS to confirm its interest before reading the snapshot. */
+const FOLLOW_CONFIRM_MS = 2_000;
+
 /**
  * A StatusFeed fed from core NATS, which sees JetStream's messages as they are stored; a missed one
- * is caught by re-checks. Every transfer's status changes reach every gateway replica, and most
- * have no subscriber here: an event is validated (parseEvent) only when its transfer has one.
+ * is caught by re-checks. Each followed transfer is its own subscription (`statusChangedSubject`),
+ * so the server sends this gateway only those. A flush (one round trip) confirms the interest before
+ * the subscription reads its snapshot; in a cluster the interest reaches the other servers a moment
+ * later, and a change published there in that moment waits for the re-check. The bare subject is
+ * also read: outbox rows written before status changes had their own subjects are published on it.
  */
 export function statusFeedFromNats(nc: NatsConnection, logger: Logger): StatusFeed {
-  const feed = new StatusFeed();
-  const subscription = nc.subscribe("transaction.status.changed");
-  void (async () => {
-    for await (const message of subscription) {
-      try {
-        const raw = message.json<{ data?: { transferId?: unknown } } | null>();
-        const transferId = raw?.data?.transferId;
-        if (typeof transferId === "string" && !feed.listens(transferId)) continue;
-        const event = parseEvent(raw);
-        if (event.type === "transaction.status.changed") feed.deliver(event.data);
-      } catch (error) {
-        logger.warn({ err: error }, "unreadable status event");
-      }
+  const subscriptions = new Map<string, ReturnType<NatsConnection["subscribe"]>>();
+  const feed: StatusFeed = new StatusFeed({
+    follow(transferId) {
+      // A transfer id that is no uuid names no transfer (and must not become a subject's wildcard).
+      if (!isUuid(transferId)) return Promise.resolve();
+      subscriptions.set(transferId, nc.subscribe(statusChangedSubject(transferId), { callback: receive }));
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, FOLLOW_CONFIRM_MS);
+      });
+      return Promise.race([nc.flush().catch(() => undefined), waited]).finally(() => clearTimeout(timer));
+    },
+    unfollow(transferId) {
+      subscriptions.get(transferId)?.unsubscribe();
+      subscriptions.delete(transferId);
+    },
+  });
+  function receive(error: Error | null, message: Msg): void {
+    if (error) return;
+    try {
+      const raw = message.json<{ data?: { transferId?: unknown } } | null>();
+      const transferId = raw?.data?.transferId;
+      if (typeof transferId === "string" && !feed.listens(transferId)) return;
+      const event = parseEvent(raw);
+      if (event.type === "transaction.status.changed") feed.deliver(event.data);
+    } catch (caught) {
+      logger.warn({ err: caught }, "unreadable status event");
     }
-  })();
+  }
+  nc.subscribe("transaction.status.changed", { callback: receive });
   return feed;
 }
 
@@ -64,12 +110,16 @@ export class StatusInbox {
   private readonly queue: StatusEvent[] = [];
   private wake: (() => void) | undefined;
   private readonly unlisten: () => void;
+  /** Resolves once the transfer's changes reach the inbox: read the snapshot after it. */
+  readonly ready: Promise<void>;
 
   constructor(feed: StatusFeed, transferId: string) {
-    this.unlisten = feed.listen(transferId, (event) => {
+    const { ready, stop } = feed.listen(transferId, (event) => {
       this.queue.push(event);
       this.wake?.();
     });
+    this.ready = ready;
+    this.unlisten = stop;
   }
 
   /** The next event, waiting at most `waitMs` for one; undefined when none came (time to re-check). */

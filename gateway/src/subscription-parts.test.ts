@@ -40,6 +40,38 @@ describe("StatusFeed and StatusInbox", () => {
     expect(await inbox.next(1)).toBeUndefined();
     inbox.close();
   });
+
+  it("asks its source for a transfer once, while any inbox follows it, and every inbox waits for that", async () => {
+    const calls: string[] = [];
+    let confirm: () => void = () => {};
+    const feed = new StatusFeed({
+      follow: (transferId) => {
+        calls.push(`follow ${transferId}`);
+        return new Promise<void>((resolve) => {
+          confirm = resolve;
+        });
+      },
+      unfollow: (transferId) => calls.push(`unfollow ${transferId}`),
+    });
+    const first = new StatusInbox(feed, "t1");
+    const second = new StatusInbox(feed, "t1");
+    let ready = false;
+    void Promise.all([first.ready, second.ready]).then(() => {
+      ready = true;
+    });
+    await Promise.resolve();
+    expect(ready).toBe(false);
+    confirm();
+    await Promise.all([first.ready, second.ready]);
+    first.close();
+    expect(calls).toEqual(["follow t1"]);
+    second.close();
+    second.close();
+    expect(calls).toEqual(["follow t1", "unfollow t1"]);
+    const again = new StatusInbox(feed, "t1");
+    expect(calls).toEqual(["follow t1", "unfollow t1", "follow t1"]);
+    again.close();
+  });
 });
 
 describe("SubscriptionProgress", () => {

@@ -91,10 +91,11 @@ async function* transferStatusChanged(args: ExecutionArgs, state: ConnectionStat
   const correlationId = randomUUID();
   const ask = (query: string, variables: Record<string, unknown>) =>
     runWithContext({ correlationId, actor: { userId: state.context.caller?.userId } }, () => deps.run(state.context, query, variables));
-  // Listening before the first read: a change while it is read waits in the inbox.
+  // Listening (and NATS told so) before the first read: a change while it is read waits in the inbox.
   const inbox = new StatusInbox(deps.feed, plan.transferId);
   const deadline = Date.now() + deps.maxLifetimeMs;
   try {
+    await inbox.ready;
     const snapshot = await ask(plan.query, plan.variables);
     if (snapshot.errors?.length || !snapshot.data?.transfer) {
       yield {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { runWithContext } from "@vaultpay/kit";
-import { InvalidEventError, createEvent, eventId, parseEvent } from "./envelope.ts";
+import { InvalidEventError, createEvent, eventId, parseEvent, type Event } from "./envelope.ts";
 import { eventHeaders } from "./outbox.ts";
-import { streamForSubject } from "./streams.ts";
+import { eventSubject, statusChangedSubject, streamForSubject } from "./streams.ts";
 
 const accountCreated = {
   accountId: "acc-1",
@@ -60,6 +60,12 @@ describe("event envelope", () => {
   it("routes subjects to their streams", () => {
     expect(streamForSubject("account.debited")).toBe("ACCOUNTS");
     expect(streamForSubject("transaction.status.changed")).toBe("TRANSACTIONS");
+    const transferId = "0193a1b2-0000-7000-8000-000000000001";
+    expect(streamForSubject(statusChangedSubject(transferId))).toBe("TRANSACTIONS");
+    expect(eventSubject({ type: "transaction.status.changed", data: { transferId } } as Event)).toBe(
+      `transaction.status.changed.${transferId}`,
+    );
+    expect(eventSubject({ type: "transaction.completed", data: { transferId } } as Event)).toBe("transaction.completed");
     expect(streamForSubject("dlq.ACCOUNTS.x")).toBe("DLQ");
     expect(() => streamForSubject("payroll.run")).toThrow();
   });

@@ -1,10 +1,10 @@
 import { connect } from "@nats-io/transport-node";
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "@vaultpay/kit";
 import { DEFAULT_STREAM_LIMITS, ensureStreams, type StreamLimits } from "./streams.ts";
 
-export type { NatsConnection };
+export type { Msg, NatsConnection };
 
 /**
  * Connects and keeps reconnecting for as long as the process lives: a NATS restart must pause

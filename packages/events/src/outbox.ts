@@ -3,6 +3,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { errorSummary, isInfrastructureUnavailable, type Logger } from "@vaultpay/kit";
 import { SpanKind, TRACEPARENT, endSpan, startSpan, traceparentOf, type Span } from "@vaultpay/telemetry";
 import type { Event } from "./envelope.ts";
+import { eventSubject } from "./streams.ts";
 import { ASYNCHRONOUS_COMMIT, preferIndexScans, walkIndexes, type SqlDatabase, type SqlExecutor } from "./sql.ts";
 
 /**
@@ -38,20 +39,34 @@ export function takeBufferedEvents(tx: SqlExecutor): Event[] {
 
 /**
  * A data-modifying CTE (named `outbox_rows`) that writes events to the outbox in their order, for a
- * statement that writes anyway; its three arrays are parameters $first to $first+2, valued by
+ * statement that writes anyway; its four arrays are parameters $first to $first+3, valued by
  * outboxRowsParameters. seq, assigned row by row, follows the order (WITH ORDINALITY).
  */
 export function outboxRowsCte(first: number): string {
   return `outbox_rows AS (
        INSERT INTO outbox_event (id, subject, type, payload)
-       SELECT e.id, e.type, e.type, e.payload
-         FROM unnest($${first}::uuid[], $${first + 1}::text[], $${first + 2}::jsonb[]) WITH ORDINALITY AS e(id, type, payload, n) ORDER BY e.n
+       ${outboxRowsSelect(first)}
      )`;
 }
 
-/** The values of outboxRowsCte's three parameters. */
-export function outboxRowsParameters(events: readonly Event[]): [string[], string[], string[]] {
-  return [events.map((event) => event.id), events.map((event) => event.type), events.map((event) => JSON.stringify(event))];
+/**
+ * The SELECT of outbox rows from outboxRowsParameters' four arrays (parameters $first on), in their
+ * order. `join`: a CTE the rows are joined with, so none is written when it has no row.
+ */
+export function outboxRowsSelect(first: number, join?: string): string {
+  return `SELECT e.id, e.subject, e.type, e.payload
+         FROM ${join ? `${join}, ` : ""}unnest($${first}::uuid[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::jsonb[])
+              WITH ORDINALITY AS e(id, subject, type, payload, n) ORDER BY e.n`;
+}
+
+/** The values of outboxRowsCte's four parameters: ids, subjects (eventSubject), types, payloads. */
+export function outboxRowsParameters(events: readonly Event[]): [string[], string[], string[], string[]] {
+  return [
+    events.map((event) => event.id),
+    events.map(eventSubject),
+    events.map((event) => event.type),
+    events.map((event) => JSON.stringify(event)),
+  ];
 }
 
 /**
@@ -82,16 +97,14 @@ async function insertOutboxRows(tx: SqlExecutor, events: Event[]): Promise<void>
     await tx.$executeRawUnsafe(
       `INSERT INTO outbox_event (id, subject, type, payload) VALUES ($1::uuid, $2, $3, $4::jsonb)`,
       event.id,
-      event.type,
+      eventSubject(event),
       event.type,
       JSON.stringify(event),
     );
     return;
   }
-  // unnest keeps the arrays' order, so seq (a sequence, assigned row by row) follows it.
   await tx.$executeRawUnsafe(
-    `INSERT INTO outbox_event (id, subject, type, payload)
-       SELECT id, type, type, payload FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS e(id, type, payload)`,
+    `INSERT INTO outbox_event (id, subject, type, payload) ${outboxRowsSelect(1)}`,
     ...outboxRowsParameters(events),
   );
 }
@@ -309,9 +322,9 @@ export class OutboxRelay {
 
   private sendCommitted(events: ReadonlyArray<{ event: Event; settle?: HeldEvent["settle"] }>): void {
     for (const { event, settle } of events) {
-      // Issued in order on one connection, as a claim's are. The subject is the type, as every
-      // outbox row is written (insertOutboxRows, outboxRowsCte, transactions' insertTransfer).
-      const published = publishRow(this.options.js, { id: event.id, subject: event.type, payload: event }, this.publishTimeoutMs);
+      // Issued in order on one connection, as a claim's are, on the subject every outbox row is
+      // written with (outboxRowsParameters).
+      const published = publishRow(this.options.js, { id: event.id, subject: eventSubject(event), payload: event }, this.publishTimeoutMs);
       this.publishing += 1;
       if (settle) published.then(settle.resolve, settle.reject);
       else this.direct.set(event.id, published);

@@ -1,8 +1,12 @@
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import { DEFAULT_STREAM_MAX_AGE_HOURS, DEFAULT_STREAM_MAX_BYTES } from "@vaultpay/kit";
+import type { Event } from "./envelope.ts";
 
-/** Streams by subject prefix (shared/ARCHITECTURE.md §3); an event's subject is its type. */
+/**
+ * Streams by subject prefix (shared/ARCHITECTURE.md §3); an event's subject is its type, and for a
+ * transfer's status change the transfer id after it (eventSubject).
+ */
 export const STREAMS = {
   AUTH: ["auth.>"],
   ACCOUNTS: ["account.>"],
@@ -19,6 +23,25 @@ export type StreamName = keyof typeof STREAMS;
 /** How long JetStream remembers a Nats-Msg-Id; a republish within it is dropped as a duplicate. */
 export const DUPLICATE_WINDOW_MS = 2 * 60_000;
 const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/** The subjects a transfer's status changes are published on: `transaction.status.changed.<transferId>`. */
+export const STATUS_CHANGED_SUBJECTS = "transaction.status.changed.*";
+
+/** The subject of one transfer's status changes. */
+export function statusChangedSubject(transferId: string): string {
+  return `transaction.status.changed.${transferId}`;
+}
+
+/**
+ * The subject an event is published on: its type; a transfer's status change adds the transfer id,
+ * so NATS hands a gateway only the changes of transfers its subscriptions follow, instead of every
+ * gateway replica receiving and reading all of them (three per transfer). Durables filtering on
+ * the stream's prefix (audit's `transaction.>`) still take them all; the saga's consumers select by
+ * the Vp-Event-Type header. Rows written before this rule keep the bare type as their subject.
+ */
+export function eventSubject(event: Pick<Event, "type" | "data">): string {
+  return event.type === "transaction.status.changed" ? statusChangedSubject((event.data as { transferId: string }).transferId) : event.type;
+}
 
 export function streamForSubject(subject: string): StreamName {
   const prefix = subject.split(".")[0];

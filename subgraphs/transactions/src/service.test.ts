@@ -76,10 +76,11 @@ describe("TransferService.initiate", () => {
     expect(await db.transfer.count({ where: { userId: alice.userId, idempotencyKey } })).toBe(1);
     expect(await db.transferStatusChange.count({ where: { transferId } })).toBe(1);
     const outbox = (await db.$queryRawUnsafe(
-      `SELECT type FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`,
+      `SELECT type, subject FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`,
       transferId,
-    )) as Array<{ type: string }>;
+    )) as Array<{ type: string; subject: string }>;
     expect(outbox.map((row) => row.type)).toEqual(["transaction.status.changed", "transaction.initiated"]);
+    expect(outbox.map((row) => row.subject)).toEqual([`transaction.status.changed.${transferId}`, "transaction.initiated"]);
     expect(commits - commitsBefore).toBe(1);
   });
 

@@ -79,8 +79,12 @@ describe("BatchSagaStore", () => {
     );
     expect(history.rows.filter((row) => row.id === debited).map((row) => row.status)).toEqual(["PENDING", "DEBITED"]);
     expect(history.rows.filter((row) => row.id === refused).map((row) => row.status)).toEqual(["PENDING", "REJECTED"]);
-    const emitted = await sql.query(`SELECT type FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`, [debited]);
+    const emitted = await sql.query(`SELECT type, subject FROM outbox_event WHERE payload->'data'->>'transferId' = $1 ORDER BY seq`, [
+      debited,
+    ]);
     expect(emitted.rows.map((row) => row.type)).toEqual(["transaction.status.changed", "fraud.check.requested"]);
+    // A status change is published on its transfer's own subject, for the gateways following it.
+    expect(emitted.rows.map((row) => row.subject)).toEqual([`transaction.status.changed.${debited}`, "fraud.check.requested"]);
   });
 
   it("reads the same values on node-postgres (the consumers' SqlPool) as on Prisma, from the same statements", async () => {

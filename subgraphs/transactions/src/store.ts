@@ -4,6 +4,7 @@ import {
   createEvent,
   outboxRowsCte,
   outboxRowsParameters,
+  outboxRowsSelect,
   preferIndexScans,
   takeBufferedEvents,
   type Event,
@@ -282,8 +283,7 @@ export async function insertTransfer(
          FROM t, unnest($23::text[], $24::text[], $25::timestamptz[]) WITH ORDINALITY AS c(status, reason, at, n) ORDER BY c.n
      ), outbox AS (
        INSERT INTO outbox_event (id, subject, type, payload)
-       SELECT e.id, e.type, e.type, e.payload
-         FROM t, unnest($26::uuid[], $27::text[], $28::jsonb[]) WITH ORDINALITY AS e(id, type, payload, n) ORDER BY e.n
+       ${outboxRowsSelect(26, "t")}
      )
      SELECT ${TRANSFER_COLUMNS} FROM t`,
     data.id,
@@ -311,9 +311,7 @@ export async function insertTransfer(
     changes.map((change) => change.status),
     changes.map((change) => change.reason),
     changes.map((change) => change.at.toISOString()),
-    events.map((event) => event.id),
-    events.map((event) => event.type),
-    events.map((event) => JSON.stringify(event)),
+    ...outboxRowsParameters(events),
   );
   return rows[0] && { transfer: rows[0], events };
 }
