@@ -34,8 +34,13 @@ export class StatusFeed {
     return this.listeners.has(transferId);
   }
 
-  /** Adds a listener; `ready` resolves once the transfer's changes reach this feed. */
-  listen(transferId: string, listener: (event: StatusEvent) => void): { ready: Promise<void>; stop: () => void } {
+  /**
+   * Adds a listener; `ready` resolves once the transfer's changes reach this feed. The id is taken
+   * in lower case, as events carry it (PostgreSQL's form): a transfer asked for in upper case is
+   * the same transfer, and its changes must reach it.
+   */
+  listen(id: string, listener: (event: StatusEvent) => void): { ready: Promise<void>; stop: () => void } {
+    const transferId = id.toLowerCase();
     let set = this.listeners.get(transferId);
     if (!set) {
       set = new Set();

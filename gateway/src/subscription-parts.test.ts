@@ -68,8 +68,11 @@ describe("StatusFeed and StatusInbox", () => {
     second.close();
     second.close();
     expect(calls).toEqual(["follow t1", "unfollow t1"]);
-    const again = new StatusInbox(feed, "t1");
+    // Asked for in upper case, a transfer is followed (and its changes delivered) as events name it.
+    const again = new StatusInbox(feed, "T1");
     expect(calls).toEqual(["follow t1", "unfollow t1", "follow t1"]);
+    feed.deliver(event("t1", "DEBITED"));
+    expect((await again.next(1_000))?.status).toBe("DEBITED");
     again.close();
   });
 });
