@@ -253,6 +253,10 @@ describe("production mode", () => {
     expect(buckets.at(-1)?.labels.le).toBe("+Inf");
     expect(buckets.at(-1)?.value).toBe(valueOf(after, "vaultpay_graphql_request_duration_seconds_count", ok));
     expect(valueOf(after, "vaultpay_graphql_request_duration_seconds_sum", ok)).toBeGreaterThan(0);
+    // No subscription followed the transfers of the test before, so NATS sent this gateway none of
+    // their status changes (each transfer's changes have their own subject).
+    expect(valueOf(after, "vaultpay_subscriptions_active")).toBe(0);
+    expect(valueOf(after, "vaultpay_status_changes_received_total")).toBe(0);
 
     // The transfers of the test before: one completed, one failed, nothing stuck in between.
     const transactions = await scrape(stack.urls.transactions);

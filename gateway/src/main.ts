@@ -230,7 +230,7 @@ const subscriptions = startSubscriptionServer({
   server,
   apollo,
   schema: () => apiSchema,
-  feed: statusFeedFromNats(nc, logger),
+  feed: statusFeedFromNats(nc, logger, metrics),
   security,
   limits,
   production,

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats, createEvent, eventSubject, statusChangedSubject, type NatsConnection } from "@vaultpay/events";
-import { createLogger } from "@vaultpay/kit";
+import { createLogger, createMetrics } from "@vaultpay/kit";
 import { startTestNats } from "@vaultpay/testing";
 import { StatusInbox, statusFeedFromNats, type StatusEvent, type StatusFeed } from "./status-feed.ts";
 
@@ -16,6 +16,9 @@ describe("statusFeedFromNats", () => {
   let nc: NatsConnection;
   let publisher: NatsConnection;
   let feed: StatusFeed;
+  const metrics = createMetrics("status-feed-test");
+  /** A metric's value as Prometheus would scrape it. */
+  const metric = async (name: string) => (await metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
   const lines: string[] = [];
   const logger = createLogger({
     service: "status-feed-test",
@@ -32,7 +35,7 @@ describe("statusFeedFromNats", () => {
     nc = await connectNats(nats.url, "status-feed-test", logger);
     publisher = await connectNats(nats.url, "status-feed-test-publisher", logger);
     // One feed, as a gateway holds: its subscription to the bare subject lives as long as it does.
-    feed = statusFeedFromNats(nc, logger);
+    feed = statusFeedFromNats(nc, logger, metrics);
   });
   afterAll(async () => {
     await publisher?.close();
@@ -58,7 +61,9 @@ describe("statusFeedFromNats", () => {
     const other = randomUUID();
     const inbox = new StatusInbox(feed, followed);
     await inbox.ready;
+    expect(await metric("vaultpay_subscriptions_active")).toBe(1);
     const before = received();
+    const countedBefore = await metric("vaultpay_status_changes_received_total");
     // Published from another connection, as the outbox relays do, on the subject the outbox writes.
     const publish = (value: { type: "transaction.status.changed"; data: StatusEvent }) =>
       publisher.publish(eventSubject(value), JSON.stringify(value));
@@ -71,6 +76,7 @@ describe("statusFeedFromNats", () => {
     await nc.flush();
     // The server sent the followed transfer's change and none of the other transfer's.
     expect(received() - before).toBe(1);
+    expect((await metric("vaultpay_status_changes_received_total")) - countedBefore).toBe(1);
 
     // A second subscription to the same transfer shares its NATS subscription; the last one to
     // close ends it, and the server stops sending.
@@ -80,6 +86,7 @@ describe("statusFeedFromNats", () => {
     publish(event(followed));
     expect(await second.next(10_000)).toMatchObject({ transferId: followed });
     second.close();
+    expect(await metric("vaultpay_subscriptions_active")).toBe(0);
     await nc.flush();
     const afterClose = received();
     publish(event(followed));

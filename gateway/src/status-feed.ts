@@ -3,7 +3,7 @@
  * subscription per transfer followed here, fanned out to each subscription's own inbox.
  */
 import { statusChangedSubject, parseEvent, type EventData, type Msg, type NatsConnection } from "@vaultpay/events";
-import { isUuid, type Logger } from "@vaultpay/kit";
+import { isUuid, type Logger, type Metrics } from "@vaultpay/kit";
 
 export type StatusEvent = EventData<"transaction.status.changed">;
 
@@ -32,6 +32,13 @@ export class StatusFeed {
   /** Whether any subscription here follows this transfer. */
   listens(transferId: string): boolean {
     return this.listeners.has(transferId);
+  }
+
+  /** How many listeners (subscriptions' inboxes) are open. */
+  listening(): number {
+    let open = 0;
+    for (const set of this.listeners.values()) open += set.size;
+    return open;
   }
 
   /**
@@ -73,7 +80,7 @@ const FOLLOW_CONFIRM_MS = 2_000;
  * later, and a change published there in that moment waits for the re-check. The bare subject is
  * also read: outbox rows written before status changes had their own subjects are published on it.
  */
-export function statusFeedFromNats(nc: NatsConnection, logger: Logger): StatusFeed {
+export function statusFeedFromNats(nc: NatsConnection, logger: Logger, metrics?: Pick<Metrics, "counter" | "gauge">): StatusFeed {
   const subscriptions = new Map<string, ReturnType<NatsConnection["subscribe"]>>();
   const feed: StatusFeed = new StatusFeed({
     follow(transferId) {
@@ -91,8 +98,17 @@ export function statusFeedFromNats(nc: NatsConnection, logger: Logger): StatusFe
       subscriptions.delete(transferId);
     },
   });
+  const received = metrics?.counter(
+    "vaultpay_status_changes_received_total",
+    "Transfer status changes this gateway received from NATS (only those of transfers its subscriptions follow)",
+    [],
+  );
+  metrics?.gauge("vaultpay_subscriptions_active", "transferStatusChanged subscriptions open on this gateway", [], async () => [
+    { labels: {}, value: feed.listening() },
+  ]);
   function receive(error: Error | null, message: Msg): void {
     if (error) return;
+    received?.inc();
     try {
       const raw = message.json<{ data?: { transferId?: unknown } } | null>();
       const transferId = raw?.data?.transferId;
