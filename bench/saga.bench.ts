@@ -428,6 +428,16 @@ async function eventLoopDelays(stack: TestStack): Promise<string> {
   return readings.join(", ");
 }
 
+/**
+ * The status changes NATS has sent the gateway so far (its vaultpay_status_changes_received_total):
+ * each transfer's changes have their own subject, so only those of transfers a subscription
+ * follows, none in a closed loop without subscribers.
+ */
+async function statusChangesReceived(stack: TestStack): Promise<number> {
+  const samples = parsePrometheusText(await (await fetch(new URL("/metrics", stack.urls.gateway))).text());
+  return samplesOf(samples, "vaultpay_status_changes_received_total", {}).reduce((sum, sample) => sum + sample.value, 0);
+}
+
 /** The outcomes of transactions' counter of saga steps whose deadline passed, summed over the steps. */
 const DEADLINE_OUTCOMES = { resent: "commands sent again", queued: "held back as still queued", given_up: "steps given up" } as const;
 type DeadlineCounts = Record<keyof typeof DEADLINE_OUTCOMES, number>;
@@ -792,6 +802,7 @@ describe("saga benchmark", () => {
     const cpuBefore = processCpuSeconds(databasesByService(stack));
     const clientCpuBefore = process.cpuUsage();
     const natsBefore = await jetStreamCounters(stack.nats.url);
+    const statusChangesBefore = await statusChangesReceived(stack);
     const tablesBefore = await tableSizes(stack);
     const started = performance.now();
     const startedAt = Date.now();
@@ -840,6 +851,9 @@ describe("saga benchmark", () => {
     );
     console.info(
       `JetStream bytes stored per transfer, by stream: ${streamGrowth(natsBefore, natsAfter, transfers, transfers / (allDoneMs / 1000))}`,
+    );
+    console.info(
+      `status changes NATS sent the gateway per transfer (no subscribers): ${(((await statusChangesReceived(stack)) - statusChangesBefore) / transfers).toFixed(2)}`,
     );
     console.info(`PostgreSQL tables grew per transfer (with indexes and TOAST): ${tableGrowth(tablesBefore, tablesAfter, transfers)}`);
     console.info(
@@ -896,9 +910,11 @@ describe("saga benchmark", () => {
     // event carries more of a transaction's fixed cost than in the closed loop.
     await resetStatements(stack);
     const openWalBefore = await walCounters(stack.databaseUrls.transactions);
+    const openStatusChangesBefore = await statusChangesReceived(stack);
     const openCpuBefore = processCpuSeconds(databasesByService(stack));
     const open = await openLoop(stack, customers, rate, OPEN_SECONDS);
     const openCpuAfter = processCpuSeconds(databasesByService(stack));
+    const openStatusChanges = ((await statusChangesReceived(stack)) - openStatusChangesBefore) / open.total;
     const openWalAfter = await walCounters(stack.databaseUrls.transactions);
     const openStatements = await statementsPerTransfer(stack, open.total);
     benchLoop.disable();
@@ -909,6 +925,9 @@ describe("saga benchmark", () => {
     // which the closed loop's transfers are not: the difference is what following one costs.
     console.info(
       `CPU ms per transfer during the open loop (/proc, a subscription per transfer): ${cpuPerUnit(openCpuBefore, openCpuAfter, open.total)}`,
+    );
+    console.info(
+      `status changes NATS sent the gateway per transfer during the open loop (a subscription each): ${openStatusChanges.toFixed(2)}`,
     );
     console.info(`statements per transfer during the open loop (pg_stat_statements): ${openStatements.totals}\n${openStatements.detail}`);
     console.info(`PostgreSQL per transfer during the open loop: ${walPerTransfer(openWalBefore, openWalAfter, open.total)}`);
