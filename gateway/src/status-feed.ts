@@ -107,7 +107,12 @@ export function statusFeedFromNats(nc: NatsConnection, logger: Logger, metrics?:
     { labels: {}, value: feed.listening() },
   ]);
   function receive(error: Error | null, message: Msg): void {
-    if (error) return;
+    if (error) {
+      // A subscription the server refused (a permissions violation): its transfer's changes come
+      // from the re-checks only, so say so.
+      logger.warn({ err: error }, "status subscription refused");
+      return;
+    }
     received?.inc();
     try {
       const raw = message.json<{ data?: { transferId?: unknown } } | null>();
