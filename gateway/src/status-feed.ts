@@ -16,8 +16,8 @@ export interface StatusSource {
 
 /** Status events fanned out to the listeners of their transfer. */
 export class StatusFeed {
-  private readonly listeners = new Map<string, Set<(event: StatusEvent) => void>>();
-  private readonly following = new Map<string, Promise<void>>();
+  /** By transfer: its listeners, and when its changes reach this feed (the source's follow). */
+  private readonly followed = new Map<string, { listeners: Set<(event: StatusEvent) => void>; ready: Promise<void> }>();
   private readonly source: StatusSource | undefined;
 
   constructor(source?: StatusSource) {
@@ -26,18 +26,18 @@ export class StatusFeed {
 
   /** Hands an event to the listeners of its transfer (the NATS loop calls this). */
   deliver(event: StatusEvent): void {
-    for (const listener of this.listeners.get(event.transferId) ?? []) listener(event);
+    for (const listener of this.followed.get(event.transferId)?.listeners ?? []) listener(event);
   }
 
   /** Whether any subscription here follows this transfer. */
   listens(transferId: string): boolean {
-    return this.listeners.has(transferId);
+    return this.followed.has(transferId);
   }
 
   /** How many listeners (subscriptions' inboxes) are open. */
   listening(): number {
     let open = 0;
-    for (const set of this.listeners.values()) open += set.size;
+    for (const { listeners } of this.followed.values()) open += listeners.size;
     return open;
   }
 
@@ -48,21 +48,19 @@ export class StatusFeed {
    */
   listen(id: string, listener: (event: StatusEvent) => void): { ready: Promise<void>; stop: () => void } {
     const transferId = id.toLowerCase();
-    let set = this.listeners.get(transferId);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(transferId, set);
-      this.following.set(transferId, this.source?.follow(transferId) ?? Promise.resolve());
+    let entry = this.followed.get(transferId);
+    if (!entry) {
+      entry = { listeners: new Set(), ready: this.source?.follow(transferId) ?? Promise.resolve() };
+      this.followed.set(transferId, entry);
     }
-    set.add(listener);
-    const listeners = set;
+    entry.listeners.add(listener);
+    const followed = entry;
     return {
-      ready: this.following.get(transferId)!,
+      ready: followed.ready,
       stop: () => {
-        listeners.delete(listener);
-        if (listeners.size > 0 || this.listeners.get(transferId) !== listeners) return;
-        this.listeners.delete(transferId);
-        this.following.delete(transferId);
+        followed.listeners.delete(listener);
+        if (followed.listeners.size > 0 || this.followed.get(transferId) !== followed) return;
+        this.followed.delete(transferId);
         this.source?.unfollow(transferId);
       },
     };

@@ -24,10 +24,7 @@ export type StreamName = keyof typeof STREAMS;
 export const DUPLICATE_WINDOW_MS = 2 * 60_000;
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 
-/** The subjects a transfer's status changes are published on: `transaction.status.changed.<transferId>`. */
-export const STATUS_CHANGED_SUBJECTS = "transaction.status.changed.*";
-
-/** The subject of one transfer's status changes. */
+/** The subject of one transfer's status changes (a durable wanting them all filters on `transaction.status.changed.*`). */
 export function statusChangedSubject(transferId: string): string {
   return `transaction.status.changed.${transferId}`;
 }
