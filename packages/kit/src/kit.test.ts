@@ -9,10 +9,12 @@ import {
   ConfigError,
   DomainError,
   baseConfigSchema,
+  canonicalUuid,
   correlationIdFrom,
   createErrorFormatter,
   createLogger,
   introspectionEnabled,
+  isUuid,
   parseConfig,
   runWithContext,
   toGraphQLError,
@@ -104,6 +106,16 @@ describe("logger", () => {
       authorization: "[redacted]",
     });
     expect(JSON.stringify(lines[0])).not.toMatch(/hunter2|123456|r1"|Bearer x/);
+  });
+});
+
+describe("ids", () => {
+  it("takes a uuid in either case in its stored, lower-case form and leaves anything else as given", () => {
+    const id = "0193A1B2-00Ff-7000-8000-00000000ABCD";
+    expect(isUuid(id)).toBe(true);
+    expect(canonicalUuid(id)).toBe("0193a1b2-00ff-7000-8000-00000000abcd");
+    expect(canonicalUuid("ACC-NOT-A-UUID")).toBe("ACC-NOT-A-UUID");
+    expect(isUuid(`${id}0`)).toBe(false);
   });
 });
 

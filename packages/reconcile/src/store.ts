@@ -6,6 +6,7 @@
  */
 import type pg from "pg";
 import type { SqlExecutor } from "@vaultpay/events";
+import { isUuid } from "@vaultpay/kit";
 import type {
   DebitEvent,
   Decision,
@@ -21,13 +22,6 @@ import { RECONCILIATION_REFUND_REASON } from "./rules.ts";
 
 /** Rows (or transfer ids) read per query. */
 export const PAGE_SIZE = 500;
-
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Transfer ids are uuids in transactions; accounts stores them as text and could hold anything. */
-export function isUuid(value: string): boolean {
-  return UUID_PATTERN.test(value);
-}
 
 /** A pg client as the events package's SQL port, so appendToOutbox writes the outbox row as the services do. */
 export function sqlExecutor(client: pg.ClientBase): SqlExecutor {

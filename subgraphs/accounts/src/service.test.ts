@@ -121,8 +121,11 @@ describe("accounts service", () => {
     expect(await codeOf(service.deposit(alice, input))).toBe("FORBIDDEN");
     const first = await service.deposit(admin, input);
     const again = await service.deposit(admin, input);
+    // The same account id in upper case is the same account: a retry, not a CONFLICT.
+    const shouted = await service.deposit(admin, { ...input, accountId: account!.id.toUpperCase() });
     expect(first.balanceMinor).toBe(1_000n);
     expect(again.balanceMinor).toBe(1_000n);
+    expect(shouted).toMatchObject({ id: account!.id, balanceMinor: 1_000n });
     // Concurrent replays of one key still deposit once.
     const raced = await Promise.all(
       Array.from({ length: 5 }, () => service.deposit(admin, { ...input, idempotencyKey: "deposit-key-0002", amountMinor: 5n })),

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { blindIndex, decrypt, encrypt, keyIdOf, type KeyRing } from "@vaultpay/crypto";
-import { DomainError } from "@vaultpay/kit";
+import { DomainError, canonicalUuid } from "@vaultpay/kit";
 import { formatMinorUnits } from "@vaultpay/money";
 import type { Db } from "./db.ts";
 import {
@@ -147,7 +147,9 @@ export class AccountsService {
    * Money enters the system only here (ADMIN). The idempotency key is unique in the database: the
    * same key and body answer the same deposit, the same key with another body is a CONFLICT.
    */
-  async deposit(reader: Reader, input: { accountId: string; amountMinor: bigint; idempotencyKey: string }): Promise<Account> {
+  async deposit(reader: Reader, request: { accountId: string; amountMinor: bigint; idempotencyKey: string }): Promise<Account> {
+    // The account id as stored (lower case): a retry that spells it in upper case is the same deposit.
+    const input = { ...request, accountId: canonicalUuid(request.accountId) };
     if (reader.role !== "ADMIN") throw new DomainError("FORBIDDEN", "Only an ADMIN can deposit funds");
     const amount = checkAmount(input.amountMinor);
     if (!amount.ok) throw new DomainError("BAD_USER_INPUT", amount.message, { field: "amountMinor" });

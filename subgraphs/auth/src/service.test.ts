@@ -204,7 +204,8 @@ describe("register", () => {
         payload: expect.objectContaining({ data: { userId: row.id, role: "CUSTOMER" } }),
       }),
     );
-    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId, code: message!.code!, deviceId: DEVICE });
+    // The challenge id in upper case is the same challenge (a uuid names one thing in either case).
+    const payload = await auth.verifyOtp({ challengeId: challenge.challengeId.toUpperCase(), code: message!.code!, deviceId: DEVICE });
     expect(auth.maskedPhone(payload.user)).toBe("•••••••••3210");
   });
 

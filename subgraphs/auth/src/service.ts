@@ -1,7 +1,17 @@
 import { blindIndex, decrypt, encrypt, mask, type KeyRing } from "@vaultpay/crypto";
 import { v7 as uuidv7 } from "uuid";
 import type { Event } from "@vaultpay/events";
-import { ACCESS_TOKEN, DomainError, proofRequired, provenDeviceId, type Caller, type Logger, type Role } from "@vaultpay/kit";
+import {
+  ACCESS_TOKEN,
+  DomainError,
+  canonicalUuid,
+  isUuid,
+  proofRequired,
+  provenDeviceId,
+  type Caller,
+  type Logger,
+  type Role,
+} from "@vaultpay/kit";
 import { authEvents } from "./events.ts";
 import type { Lockout, LockoutClient } from "./lockout.ts";
 import type { OtpChallenge, OtpChallenges, OtpPurpose } from "./otp.ts";
@@ -195,8 +205,6 @@ export interface AuthDeps {
   refreshGraceSeconds?: number;
 }
 
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 function unauthenticated(message: string): DomainError {
   return new DomainError("UNAUTHENTICATED", message);
 }
@@ -353,7 +361,9 @@ export class AuthService {
     const deviceId = parseDeviceId(input.deviceId);
     if (!/^[0-9]{6}$/.test(input.code)) throw new DomainError("BAD_USER_INPUT", "The code is 6 digits", { field: "code" });
     const { otp, lockout, store } = this.deps;
-    const pending = UUID_PATTERN.test(input.challengeId) ? await otp.find(input.challengeId) : undefined;
+    // Challenges are kept under the id as issued (lower case); the same id in upper case is the same challenge.
+    const challengeId = canonicalUuid(input.challengeId);
+    const pending = isUuid(challengeId) ? await otp.find(challengeId) : undefined;
     if (pending) {
       const lockedFor = await lockout.lockedForSeconds(pending.lockoutKeys);
       if (lockedFor > 0) {
@@ -362,7 +372,7 @@ export class AuthService {
       }
     }
     const result = pending
-      ? await otp.verify(input.challengeId, input.code, deviceId)
+      ? await otp.verify(challengeId, input.code, deviceId)
       : ({ ok: false, reason: "otp_expired", record: undefined } as const);
     if (!result.ok) {
       const lockedForSeconds =
@@ -505,14 +515,13 @@ export class AuthService {
     if (!Number.isInteger(page.first) || page.first < 1 || page.first > USERS_PAGE_MAX) {
       throw new DomainError("BAD_USER_INPUT", `first must be between 1 and ${USERS_PAGE_MAX}`, { field: "first" });
     }
-    if (page.after != null && !UUID_PATTERN.test(page.after))
-      throw new DomainError("BAD_USER_INPUT", "after is not a user id", { field: "after" });
+    if (page.after != null && !isUuid(page.after)) throw new DomainError("BAD_USER_INPUT", "after is not a user id", { field: "after" });
     return this.deps.store.listUsers({ first: page.first, afterId: page.after ?? undefined });
   }
 
   /** The user as other subgraphs reference it (entity resolution); fields enforce visibility. */
   async userById(id: string): Promise<UserRecord | undefined> {
-    return UUID_PATTERN.test(id) ? this.deps.store.findUserById(id) : undefined;
+    return isUuid(id) ? this.deps.store.findUserById(id) : undefined;
   }
 
   /** Whether the caller may read a user's personal fields: the user themselves or an ADMIN. */

@@ -97,6 +97,22 @@ describe("TransferService.initiate", () => {
     expect(await db.transfer.count({ where: { userId: alice.userId, idempotencyKey } })).toBe(1);
   });
 
+  it("takes the source account's id in upper case as the same account, both before and after its ends are cached", async () => {
+    const fresh = new TransferService(db, blindIndexKey, timings, () => {});
+    const shouted = fromAccountId.toUpperCase();
+    const send = (key: string, from: string) => fresh.initiate(alice, { ...input(key, "400"), fromAccountId: from }, device, "corr-case");
+    // Nothing cached yet: the directory is read with the id.
+    const keyOne = `case-1-${randomUUID()}`;
+    const first = await send(keyOne, shouted);
+    expect(first).toMatchObject({ status: "PENDING", fromAccountId });
+    // A retry in the other spelling is the same transfer, not a CONFLICT over its body.
+    expect((await send(keyOne, fromAccountId)).id).toBe(first.id);
+    // Ends cached: the cache is looked up with the id.
+    const second = await send(`case-2-${randomUUID()}`, shouted);
+    expect(second).toMatchObject({ status: "PENDING", fromAccountId });
+    expect(await db.transfer.count({ where: { id: { in: [first.id, second.id] }, fromAccountId } })).toBe(2);
+  });
+
   it("reads the directory once for known ends: later transfers between them are one statement, retries and misuse answered as before", async () => {
     const statements: string[] = [];
     const counting: SqlExecutor = {

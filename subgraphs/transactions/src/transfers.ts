@@ -4,7 +4,7 @@
  * table in the event contract (TRANSFER_LIFECYCLE in @vaultpay/events).
  */
 import { createHash } from "node:crypto";
-import { DomainError, isUuid } from "@vaultpay/kit";
+import { DomainError, canonicalUuid, isUuid } from "@vaultpay/kit";
 import { isValidAccountNumber, normalizeAccountNumber, parseMinorUnits } from "@vaultpay/money";
 
 export { TRANSFER_LIFECYCLE, assertTransition, isTerminalStatus, statusRank, type TransferStatus } from "@vaultpay/events";
@@ -53,7 +53,10 @@ export function parseTransferRequest(input: {
   const note = input.note?.trim() || null;
   if (note && note.length > LIMITS.noteMaxChars) throw bad("note", `note must be at most ${LIMITS.noteMaxChars} characters`);
   if (!input.fromAccountId || input.fromAccountId.length > 64) throw bad("fromAccountId", "fromAccountId is not an account id");
-  return { fromAccountId: input.fromAccountId, toAccountNumber, amountMinor, idempotencyKey, note };
+  // In the stored (lower-case) form: the directory compares it as text, and the request hash must
+  // not tell a retry that spells the id in upper case from the request it repeats.
+  const fromAccountId = canonicalUuid(input.fromAccountId);
+  return { fromAccountId, toAccountNumber, amountMinor, idempotencyKey, note };
 }
 
 /**
