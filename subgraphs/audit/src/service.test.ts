@@ -209,6 +209,12 @@ describe("audit log", () => {
     await expect(log.records(admin, { first: 501 })).rejects.toBeInstanceOf(DomainError);
     await expect(log.records(admin, { first: 0 })).rejects.toMatchObject({ code: "BAD_USER_INPUT" });
     expect(await log.records(admin, { first: 500 })).toHaveLength(await count());
+    // One record by its event id (entity resolution): ADMIN only, the id in either case, and
+    // anything not a uuid answered as absent, not as a failed cast.
+    const [first] = await log.records(admin, { first: 1 });
+    await expect(log.record(customer, first!.eventId)).rejects.toMatchObject({ code: "FORBIDDEN" });
+    expect(await log.record(admin, first!.eventId.toUpperCase())).toMatchObject({ seq: first!.seq, hash: first!.hash });
+    expect(await log.record(admin, "-".repeat(36))).toBeNull();
   });
 
   it("refuses UPDATE, DELETE and TRUNCATE in the database, for the superuser too", async () => {

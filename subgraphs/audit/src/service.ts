@@ -1,4 +1,4 @@
-import { DomainError, requireAdmin, type Caller } from "@vaultpay/kit";
+import { DomainError, canonicalUuid, isUuid, requireAdmin, type Caller } from "@vaultpay/kit";
 import { ChainVerifier, type ChainedRecord, type VerificationResult } from "./chain.ts";
 
 /** Page size limits of auditLog. */
@@ -60,8 +60,8 @@ export class AuditLog {
   /** Entity resolution (AuditRecord @key id): ADMIN only as well. */
   async record(caller: Caller | undefined, eventId: string): Promise<ChainedRecord | null> {
     requireAdmin(caller, "The audit log");
-    if (!/^[0-9a-f-]{36}$/i.test(eventId)) return null;
-    return (await this.store.findByEventId(eventId.toLowerCase())) ?? null;
+    if (!isUuid(eventId)) return null;
+    return (await this.store.findByEventId(canonicalUuid(eventId))) ?? null;
   }
 
   async verify(caller: Caller | undefined): Promise<VerificationResult> {
