@@ -296,6 +296,9 @@ describe("transfer saga", () => {
     const first = await transfer(alice, bob, "1000", key);
     const retry = await transfer(alice, bob, "1000", key);
     expect(retry.id).toBe(first.id);
+    // The source's id in upper case names the same account: the same request, not a changed body.
+    const shouted = await transfer({ ...alice, accountId: alice.accountId.toUpperCase() }, bob, "1000", key);
+    expect(shouted.id).toBe(first.id);
     const changed = await stack.graphql(
       `mutation($from: ID!, $to: String!, $key: String!) { initiateTransfer(fromAccountId: $from, toAccountNumber: $to, amountMinor: "2000", idempotencyKey: $key) { id } }`,
       { from: alice.accountId, to: bob.number, key },
