@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { z } from "zod";
 import { parseArgs } from "node:util";
+import { redactNatsUrl, type NatsServiceUser } from "@vaultpay/events";
 import { ConfigError, loadConfig, natsUrlSchema, portSchema } from "@vaultpay/kit";
 import type { DevSecrets, Infra, Services } from "@vaultpay/stack";
 
@@ -45,14 +46,14 @@ async function runStack(): Promise<void> {
   // which would make the signal-passing parent exit before the stack has stopped.
   const stack = await import("@vaultpay/stack");
   const settings = readSettings(stack);
-  const secrets = settings.config.NODE_ENV === "production" ? productionSecretsOrExit(stack, settings.dataDir) : undefined;
+  const production = settings.config.NODE_ENV === "production" ? productionConfigOrExit(stack, settings.dataDir) : undefined;
   // A closed terminal or pipe must not stop the shutdown half-way.
   process.stdout.on("error", () => undefined);
   process.stderr.on("error", () => undefined);
   const running: Running = {};
   stopOnSignals(running);
   try {
-    await startStack(stack, settings, secrets, running);
+    await startStack(stack, settings, production, running);
   } catch (error) {
     process.stderr.write(`[stack] ${error instanceof Error ? error.message : String(error)}\n`);
     await stop(running, 1);
@@ -60,6 +61,12 @@ async function runStack(): Promise<void> {
 }
 
 type Settings = ReturnType<typeof readSettings>;
+
+/** What production adds to the settings: the keys, and each process's NATS URL as its own user. */
+interface ProductionSettings {
+  secrets: DevSecrets;
+  natsUrlFor: (user: NatsServiceUser) => string;
+}
 
 /** The environment's settings and the command line's `--cluster`. */
 function readSettings(stack: StackModule) {
@@ -84,9 +91,10 @@ function readSettings(stack: StackModule) {
  * Production takes every URL and key from the operator (env or NAME_FILE) and refuses, in one
  * line, anything missing or copied from development; nothing is embedded or generated.
  */
-function productionSecretsOrExit(stack: StackModule, dataDir: string): DevSecrets {
+function productionConfigOrExit(stack: StackModule, dataDir: string): ProductionSettings {
   try {
-    return stack.productionStackConfig(process.env, dataDir).secrets;
+    const { secrets, natsUrlFor } = stack.productionStackConfig(process.env, dataDir);
+    return { secrets, natsUrlFor };
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
@@ -120,7 +128,7 @@ function stopOnSignals(running: Running): void {
 async function startStack(
   stack: StackModule,
   settings: Settings,
-  productionSecrets: DevSecrets | undefined,
+  production: ProductionSettings | undefined,
   running: Running,
 ): Promise<void> {
   const { config, cluster, dataDir } = settings;
@@ -137,11 +145,13 @@ async function startStack(
   });
   running.infra = infra;
   say(`postgres ${config.DATABASE_URL ? "(given)" : "(embedded)"} ${new URL(infra.databaseUrl).host}`);
-  say(`nats ${config.NATS_URL ? "(given)" : cluster ? "(3-node JetStream cluster)" : "(nats-server -js)"} ${infra.natsUrl}`);
-  say(`redis ${config.REDIS_URL ? "(given)" : "(redis-server)"} ${infra.redisUrl}`);
+  say(`nats ${config.NATS_URL ? "(given)" : cluster ? "(3-node JetStream cluster)" : "(nats-server -js)"} ${redactNatsUrl(infra.natsUrl)}`);
+  // Hosts only: a given URL may carry a password.
+  say(`redis ${config.REDIS_URL ? "(given)" : "(redis-server)"} ${new URL(infra.redisUrl).host}`);
   const services = await stack.startServices({
-    infra,
-    secrets: productionSecrets ?? stack.loadOrCreateDevSecrets(dataDir),
+    // Production: each process as its own user of the given NATS (NATS_PASSWORDS).
+    infra: production ? { ...infra, natsUrlFor: production.natsUrlFor } : infra,
+    secrets: production?.secrets ?? stack.loadOrCreateDevSecrets(dataDir),
     gatewayPort: config.GATEWAY_PORT,
     fixedPorts: true,
     nodeEnv: config.NODE_ENV,

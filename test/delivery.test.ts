@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { natsServers } from "@vaultpay/events";
 import { REPO_ROOT } from "@vaultpay/stack";
 import { createTestDatabase, startTestNats, waitUntil } from "@vaultpay/testing";
 
@@ -103,7 +104,7 @@ describe("outbox → JetStream → idempotent durable consumer", () => {
     workers.push(healthy);
     await healthy.waitFor("consumer");
 
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect(natsServers(nats.url));
     try {
       const jsm = await jetstreamManager(nc);
       // After ack_wait the server redelivers; the consumer finds the event recorded and only acks.
@@ -135,7 +136,7 @@ describe("outbox → JetStream → idempotent durable consumer", () => {
       const row = await publisherSql.query(`SELECT count(*)::int AS n FROM outbox_event WHERE published_at IS NULL`);
       return row.rows[0].n === 0;
     }, "the relay to republish");
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect(natsServers(nats.url));
     try {
       const jsm = await jetstreamManager(nc);
       expect((await jsm.streams.info("ACCOUNTS")).state.messages).toBe(1);

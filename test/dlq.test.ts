@@ -137,11 +137,13 @@ describe("DLQ and replay", () => {
   it("lists by consumer past replayed letters, and replays only the letters named", async () => {
     const queue = new DeadLetterQueue(link.js, link.jsm, logger);
     for (const letter of await queue.list({ limit: 100 })) await link.jsm.streams.deleteMessage("DLQ", letter.dlqSeq);
+    // GATEWAY: no consumer of this test reads it, so the replayed payloads stay where they land.
+    const originals: number[] = [];
+    for (let n = 1; n <= 5; n++) originals[n] = (await link.js.publish(`gateway.test.${n}`, `payload-${n}`)).seq;
     const letter = (consumerName: string, n: number) => ({
       subject: `gateway.test.${n}`,
-      // GATEWAY: no consumer of this test reads it, so the replayed payloads stay where they land.
       stream: "GATEWAY",
-      streamSeq: 1_000 + n,
+      streamSeq: originals[n]!,
       consumer: consumerName,
       deliveries: 5,
       error: "Error: line one\nline two",
@@ -150,7 +152,13 @@ describe("DLQ and replay", () => {
     for (let n = 1; n <= 5; n++) await publishDeadLetter(link.js, letter(n % 2 === 0 ? "even-consumer" : "odd-consumer", n));
     const odd = await queue.list({ consumer: "odd-consumer", limit: 10 });
     expect(odd.map((summary) => summary.subject)).toEqual(["gateway.test.1", "gateway.test.3", "gateway.test.5"]);
-    expect(odd[0]).toMatchObject({ streamSeq: 1_001, deliveries: 5, error: "Error: line one line two", eventId: null, eventType: null });
+    expect(odd[0]).toMatchObject({
+      streamSeq: originals[1],
+      deliveries: 5,
+      error: "Error: line one line two",
+      eventId: null,
+      eventType: null,
+    });
     expect((await queue.list({ limit: 2 })).map((summary) => summary.subject)).toEqual(["gateway.test.1", "gateway.test.2"]);
 
     // Replaying the middle odd letter leaves a gap the next list steps over.
@@ -169,6 +177,7 @@ describe("DLQ and replay", () => {
     );
     const replayed = (await link.jsm.streams.getMessage("GATEWAY", { last_by_subj: "gateway.test.3" }))!;
     expect(replayed.string()).toBe("payload-3");
+    expect(replayed.seq).toBeGreaterThan(originals[5]!); // the replay's copy, not the original
     expect(replayed.header.get(DLQ_HEADERS.consumer)).toBe(""); // the DLQ's own headers stay behind
 
     expect(await replayDeadLetters({ js: link.js, jsm: link.jsm, logger, consumer: "even-consumer" })).toEqual({
@@ -176,5 +185,30 @@ describe("DLQ and replay", () => {
       remaining: 0,
     });
     expect(await queue.countByConsumer()).toEqual(new Map([["odd-consumer", 2]]));
+  });
+
+  it("replays no letter its stream does not hold as it says: a forged body, a made-up sequence, a subject it was not stored on", async () => {
+    const queue = new DeadLetterQueue(link.js, link.jsm, logger);
+    for (const letter of await queue.list({ limit: 100 })) await link.jsm.streams.deleteMessage("DLQ", letter.dlqSeq);
+    const stored = await link.js.publish("gateway.forge.original", "what was stored");
+    // Each its own consumer: a letter's Msg-Id names its stream, sequence and consumer.
+    const forged = (subject: string, streamSeq: number, body: string) => ({
+      subject,
+      stream: "GATEWAY",
+      streamSeq,
+      consumer: `forged-${body.length}-${subject.length}`,
+      deliveries: 5,
+      error: "made up",
+      data: new TextEncoder().encode(body),
+    });
+    await publishDeadLetter(link.js, forged("gateway.forge.original", stored.seq, "another body"));
+    await publishDeadLetter(link.js, forged("gateway.forge.original", stored.seq + 1_000, "what was stored"));
+    await publishDeadLetter(link.js, forged("gateway.forge.elsewhere", stored.seq, "what was stored"));
+    const letters = await queue.list({ limit: 10 });
+    expect(letters).toHaveLength(3);
+    expect(await queue.replay(letters.map((letter) => letter.dlqSeq))).toBe(0);
+    expect(await queue.list({ limit: 10 })).toHaveLength(3);
+    const info = await link.jsm.streams.info("GATEWAY", { subjects_filter: "gateway.forge.>" });
+    expect(info.state.subjects).toEqual({ "gateway.forge.original": 1 });
   });
 });

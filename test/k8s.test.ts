@@ -16,7 +16,7 @@ import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { CronJob, Job } from "kubernetes-models/batch/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
-import { STREAMS, streamLimitsOf } from "@vaultpay/events";
+import { NATS_USERS, STREAMS, natsAuthorization, streamLimitsOf, type NatsUser } from "@vaultpay/events";
 import { configKeys } from "@vaultpay/kit";
 import { SERVICES, type ServiceName } from "@vaultpay/migrate";
 import { AUTH_ONLY_SETTINGS, DEFAULT_GATEWAY_PORT, REPO_ROOT, SECRETS_BY_PROCESS, type ProcessName } from "@vaultpay/stack";
@@ -72,7 +72,7 @@ function defaultPort(name: ProcessName): number {
  */
 function allowedSecrets(name: ProcessName): Set<string> {
   const extra = name === "auth" ? AUTH_ONLY_SETTINGS : name === "gateway" ? ["METRICS_TOKEN"] : [];
-  return new Set([...(SECRETS_BY_PROCESS[name] ?? []), ...extra, ...(name === "gateway" ? [] : ["DATABASE_URL"])]);
+  return new Set([...(SECRETS_BY_PROCESS[name] ?? []), ...extra, "NATS_URL", ...(name === "gateway" ? [] : ["DATABASE_URL"])]);
 }
 
 function yamlFiles(dir: string): string[] {
@@ -236,6 +236,11 @@ describe("Kubernetes manifests", () => {
     const given = new Set(env.map((variable) => variable.name));
     for (const secret of SECRETS_BY_PROCESS[name] ?? []) expect(given, `${name} gets ${secret}`).toContain(secret);
     for (const limit of ["NATS_STREAM_REPLICAS", "NATS_STREAM_MAX_BYTES", "NATS_STREAM_MAX_AGE_HOURS"]) expect(given).toContain(limit);
+    // NATS as its own user: a Secret of its own, no other process's.
+    expect(env.find((variable) => variable.name === "NATS_URL")?.valueFrom?.secretKeyRef).toEqual({
+      name: `vaultpay-${name}-nats`,
+      key: "NATS_URL",
+    });
     if (name === "gateway") {
       for (const [index, service] of SERVICES.entries())
         expect(values[`${service.toUpperCase()}_URL`]).toBe(`http://${service}:${DEFAULT_GATEWAY_PORT + 1 + index}/graphql`);
@@ -326,7 +331,8 @@ describe("Kubernetes manifests", () => {
     const values = parse(readFileSync(path.join(K8S_DIR, "nats-values.yaml"), "utf8")) as any;
     expect(values.config.cluster).toMatchObject({ enabled: true, replicas: 3 });
     expect(values.config.jetstream).toMatchObject({ enabled: true, fileStore: { enabled: true, pvc: { enabled: true } } });
-    expect(configMap.NATS_URL).toBe("nats://nats:4222");
+    // NATS_URL names each process's own user (its Secret), never a shared one in the ConfigMap.
+    expect(configMap.NATS_URL).toBeUndefined();
     // Every node holds a copy of every stream (R3): the streams' byte limits fit its volume, or
     // JetStream refuses to make them (insufficient storage).
     const volumeGiB = Number(/^(\d+)Gi$/.exec(values.config.jetstream.fileStore.pvc.size)![1]);
@@ -335,6 +341,19 @@ describe("Kubernetes manifests", () => {
     );
     expect(limits.maxAgeMs).toBe(7 * 24 * 3_600_000);
     expect(Object.keys(STREAMS).length * limits.maxBytes).toBeLessThanOrEqual(0.9 * volumeGiB * 1024 ** 3);
+  });
+
+  it("the NATS Helm values hold every VaultPay user with exactly the permissions the stack's own NATS gives it, passwords from a Secret", () => {
+    const values = parse(readFileSync(path.join(K8S_DIR, "nats-values.yaml"), "utf8")) as any;
+    const users = values.config.merge.authorization.users as Array<{ user: NatsUser; password: string; permissions?: unknown }>;
+    expect(users.map((entry) => entry.user)).toEqual([...NATS_USERS]);
+    const passwords = Object.fromEntries(users.map((entry) => [entry.user, `<< $${entry.user.toUpperCase()}_NATS_PASSWORD >>`]));
+    expect(users).toEqual(natsAuthorization(passwords as Record<NatsUser, string>).users);
+    for (const user of NATS_USERS) {
+      expect(values.container.env[`${user.toUpperCase()}_NATS_PASSWORD`]).toEqual({
+        valueFrom: { secretKeyRef: { name: "vaultpay-nats-users", key: user } },
+      });
+    }
   });
 });
 

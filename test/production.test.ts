@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEvent, eventHeaders, type Event } from "@vaultpay/events";
+import { createEvent, eventHeaders, natsServers, type Event } from "@vaultpay/events";
 import {
   fraudOnlyOnAmount,
   mintAccessToken,
@@ -148,7 +148,7 @@ describe("production mode", () => {
     const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
     const auth = new pg.Client({ connectionString: stack.databaseUrls.auth });
     await Promise.all([transactions.connect(), auth.connect()]);
-    const nc = await connect({ servers: stack.nats.url });
+    const nc = await connect(natsServers(stack.nats.url));
     try {
       await waitUntil(
         async () => (await transactions.query(`SELECT count(*)::int AS n FROM account_directory`)).rows[0].n >= 2,

@@ -10,6 +10,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
+import { NATS_SERVICE_USERS, natsServers } from "@vaultpay/events";
 import { REPO_ROOT, freePort, freePortRun, generateDevSecrets, withDatabase } from "@vaultpay/stack";
 import { startTestNats, startTestRedis, startTestSmtpServer, testServerUrl, waitUntil, type TestSmtpServer } from "@vaultpay/testing";
 
@@ -155,13 +156,19 @@ describe("NODE_ENV=production pnpm start", () => {
     const env: NodeJS.ProcessEnv = { ...process.env };
     for (const name of ["DATABASE_URL", "NATS_URL", "REDIS_URL", "NODE_ENV"]) delete env[name];
     const files = Object.fromEntries(
-      Object.entries({ ...generateDevSecrets(), ADMIN_PASSWORD: "a real Passphrase 7", SMTP_PASSWORD: infra.smtp.password }).map(
-        ([name, value]) => {
-          const file = path.join(dir, name.toLowerCase());
-          writeFileSync(file, `${value}\n`, { mode: 0o600 });
-          return [`${name}_FILE`, file];
-        },
-      ),
+      Object.entries({
+        ...generateDevSecrets(),
+        ADMIN_PASSWORD: "a real Passphrase 7",
+        SMTP_PASSWORD: infra.smtp.password,
+        // The test NATS's users: each process is started as its own.
+        NATS_PASSWORDS: JSON.stringify(
+          Object.fromEntries(NATS_SERVICE_USERS.map((user) => [user, natsServers(infra.nats!.urlFor(user)).pass])),
+        ),
+      }).map(([name, value]) => {
+        const file = path.join(dir, name.toLowerCase());
+        writeFileSync(file, `${value}\n`, { mode: 0o600 });
+        return [`${name}_FILE`, file];
+      }),
     );
     const { SMTP_PASSWORD: _password, ...smtpSettings } = infra.smtp.env();
     return {
@@ -173,7 +180,7 @@ describe("NODE_ENV=production pnpm start", () => {
       VAULTPAY_DATA_DIR: path.join(dir, "data"),
       GATEWAY_PORT: String(gatewayPort),
       DATABASE_URL: testServerUrl(),
-      NATS_URL: infra.nats.url,
+      NATS_URL: natsServers(infra.nats.url).servers.join(","),
       REDIS_URL: infra.redis.url,
       ADMIN_EMAIL: "ops@bank.example",
     };

@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { natsServers } from "@vaultpay/events";
 import { createClient, type Client } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
@@ -350,7 +351,7 @@ describe("transfer saga", () => {
     expect((await follow(alice, first.id)).at(-1)?.status).toBe("COMPLETED");
     const transactions = new pg.Client({ connectionString: stack.databaseUrls.transactions });
     await transactions.connect();
-    const nc = await connect({ servers: stack.nats.url });
+    const nc = await connect(natsServers(stack.nats.url));
     let stopped = false;
     try {
       const jsm = await jetstreamManager(nc);

@@ -42,7 +42,7 @@ import { createSubgraphFetcher } from "./subgraph-fetch.ts";
 import { startSubscriptionServer } from "./subscriptions.ts";
 import { webAppRoute } from "./web-app.ts";
 
-const config = loadConfig(gatewayConfigSchema);
+const config = loadConfig(gatewayConfigSchema, process.env, { process: true });
 const production = config.NODE_ENV === "production";
 const introspection = introspectionEnabled(config);
 const logger = createLogger({ service: "gateway", level: config.LOG_LEVEL });

@@ -175,10 +175,33 @@ export class DeadLetterQueue {
     for (const seq of dlqSeqs) {
       const message = await this.jsm.streams.getMessage("DLQ", { seq }).catch(() => null);
       if (!message) continue; // replayed meanwhile
+      if (!(await this.matchesOriginal(message))) {
+        const { stream, streamSeq, subject, consumer } = summarize(message);
+        this.logger.warn(
+          { dlqSeq: seq, stream, streamSeq, subject, consumer },
+          "dead letter not replayed: its stream holds no message with its subject and body at its sequence (forged, or past the stream's age limit)",
+        );
+        continue;
+      }
       await this.replayOne(message);
       replayed++;
     }
     return replayed;
+  }
+
+  /**
+   * Whether the letter is what its stream still holds at the sequence it names, subject and body.
+   * Every service may publish dead letters (NATS users: permissions.ts) and a replay publishes the
+   * letter's body on the subject it names, which would let a service that can only dead-letter put
+   * a saga command of its own making on transactions' subjects, through an operator's replay. The
+   * original is read back instead of believed; one the stream no longer keeps (past its age limit)
+   * cannot be checked, and its letter stays in DLQ.
+   */
+  private async matchesOriginal(message: StoredMsg): Promise<boolean> {
+    const { stream, streamSeq, subject } = summarize(message);
+    if (streamSeq === null || stream === "DLQ" || !Object.hasOwn(STREAMS, stream)) return false;
+    const original = await this.jsm.streams.getMessage(stream, { seq: streamSeq }).catch(() => null);
+    return original !== null && original.subject === subject && Buffer.from(original.data).equals(Buffer.from(message.data));
   }
 
   private async replayOne(message: StoredMsg): Promise<void> {

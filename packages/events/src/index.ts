@@ -5,6 +5,7 @@ export * from "./dlq.ts";
 export * from "./envelope.ts";
 export * from "./nats.ts";
 export * from "./outbox.ts";
+export * from "./permissions.ts";
 export * from "./sql.ts";
 export * from "./streams.ts";
 export * from "./eventing.ts";

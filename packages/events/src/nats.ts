@@ -11,10 +11,12 @@ export type { Msg, NatsConnection };
  * publishing and consuming, never end the service.
  */
 export async function connectNats(url: string, name: string, logger: Logger): Promise<NatsConnection> {
+  const { servers, user, pass } = natsServers(url);
   const connection = await connect({
     // A cluster's seeds, comma-separated; the client learns the other servers from them and moves
     // to another when the one it uses goes away.
-    servers: url.split(",").map((server) => server.trim()),
+    servers,
+    ...(user === undefined ? {} : { user, pass }),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
@@ -30,6 +32,39 @@ export async function connectNats(url: string, name: string, logger: Logger): Pr
     }
   })();
   return connection;
+}
+
+/**
+ * NATS_URL's servers and the user they are reached as: `nats://transactions:<password>@host:4222`,
+ * as DATABASE_URL and REDIS_URL carry theirs (nats.js reads no credentials from a URL). A
+ * cluster's URLs name one user; the servers are returned without it, so the client never shows
+ * the password (in its errors or the servers it learns).
+ */
+export function natsServers(url: string): { servers: string[]; user?: string; pass?: string } {
+  const parsed = url.split(",").map((part) => new URL(part.trim()));
+  const identities = new Set(parsed.map((server) => `${server.username}:${server.password}`));
+  if (identities.size > 1) throw new Error("NATS_URL: every server must name the same user and password");
+  const [first] = parsed;
+  const user = first?.username ? decodeURIComponent(first.username) : undefined;
+  const pass = first?.password ? decodeURIComponent(first.password) : undefined;
+  const servers = parsed.map((server) => {
+    server.username = "";
+    server.password = "";
+    return server.href.replace(/\/$/, "");
+  });
+  return user === undefined ? { servers } : { servers, user, pass: pass ?? "" };
+}
+
+/** A NATS URL fit for a log line or a terminal: its servers without the password. */
+export function redactNatsUrl(url: string): string {
+  return url
+    .split(",")
+    .map((part) => {
+      const server = new URL(part.trim());
+      if (server.password) server.password = "***";
+      return server.href.replace(/\/$/, "");
+    })
+    .join(",");
 }
 
 export interface JetStreamLink {

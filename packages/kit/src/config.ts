@@ -125,19 +125,38 @@ export function configKeys(schema: z.ZodType): Set<string> {
  * every bad variable on one line, so an operator reading a crash loop sees the cause without a
  * stack trace.
  */
-export function parseConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+export interface ConfigOptions {
+  /** A VaultPay process (a subgraph, the gateway): in production its NATS_URL names its own NATS user. */
+  process?: boolean;
+}
+
+export function parseConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env, options: ConfigOptions = {}): z.infer<S> {
   const files = resolveSecretFiles(env, configKeys(schema));
   const result = schema.safeParse(files.env);
-  if (result.success && files.problems.length === 0) return result.data;
+  const production = options.process ? processProductionProblems(files.env) : [];
+  if (result.success && files.problems.length === 0 && production.length === 0) return result.data;
   const issues = result.success ? [] : result.error.issues;
-  const problems = [...files.problems, ...issues.map((issue) => `${issue.path.join(".") || "(env)"}: ${issue.message}`)];
+  const problems = [...files.problems, ...issues.map((issue) => `${issue.path.join(".") || "(env)"}: ${issue.message}`), ...production];
   throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
 }
 
+/**
+ * What a process's settings lack in production whatever its own schema says: a NATS_URL naming the
+ * process's own NATS user (nats://<user>:<password>@host:4222), since the server lets each user
+ * publish only its own service's events (packages/events/src/permissions.ts). Without a user the
+ * connection would be refused by a NATS that checks, or accepted by one that checks nothing.
+ */
+function processProductionProblems(env: NodeJS.ProcessEnv): string[] {
+  const { NODE_ENV, NATS_URL = "" } = env;
+  if (NODE_ENV !== "production") return [];
+  const named = NATS_URL.split(",").every((part) => URL.canParse(part.trim()) && new URL(part.trim()).username !== "");
+  return named ? [] : ["NATS_URL: must name this process's own NATS user and password in production (nats://<user>:<password>@host:4222)"];
+}
+
 /** parseConfig for a process entry point: a bad value stops the process with one clear line. */
-export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env, options: ConfigOptions = {}): z.infer<S> {
   try {
-    return parseConfig(schema, env);
+    return parseConfig(schema, env, options);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);

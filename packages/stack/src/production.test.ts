@@ -2,7 +2,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
+import { NATS_SERVICE_USERS, natsServers } from "@vaultpay/events";
 import { ConfigError } from "@vaultpay/kit";
 import { productionStackConfig, productionStackSchema } from "./production.ts";
 import { generateDevSecrets } from "./secrets.ts";
@@ -10,8 +12,11 @@ import { generateDevSecrets } from "./secrets.ts";
 const dir = mkdtempSync(path.join(os.tmpdir(), "vaultpay-prod-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const natsPasswords = Object.fromEntries(NATS_SERVICE_USERS.map((user) => [user, randomBytes(24).toString("base64url")]));
+
 const complete: Record<string, string> = {
   ...generateDevSecrets(),
+  NATS_PASSWORDS: JSON.stringify(natsPasswords),
   DATABASE_URL: "postgres://vaultpay:pw@db.internal:5432/postgres",
   NATS_URL: "nats://nats.internal:4222",
   REDIS_URL: "redis://redis.internal:6379",
@@ -49,6 +54,26 @@ describe("production stack configuration", () => {
       expect(message.split("\n"), name).toHaveLength(1);
       for (const value of Object.values(complete)) expect(message).not.toContain(value);
     }
+  });
+
+  it("gives each process the NATS servers as its own user, and refuses a shared user or a missing password without printing any", () => {
+    const { natsUrlFor } = productionStackConfig({ ...complete, NATS_URL: "nats://n1.internal:4222, nats://n2.internal:4222" }, dir);
+    for (const user of NATS_SERVICE_USERS) {
+      expect(natsServers(natsUrlFor(user))).toEqual({
+        servers: ["nats://n1.internal:4222", "nats://n2.internal:4222"],
+        user,
+        pass: natsPasswords[user],
+      });
+    }
+    expect(refusal({ ...complete, NATS_URL: "nats://vaultpay:pw@nats.internal:4222" })).toMatch(
+      /^invalid configuration: NATS_URL: must name no user/,
+    );
+    const { fraud: _fraud, ...withoutFraud } = natsPasswords;
+    const missing = refusal({ ...complete, NATS_PASSWORDS: JSON.stringify({ ...withoutFraud, gateway: "short" }) });
+    expect(missing).toContain("NATS_PASSWORDS.fraud: needs fraud's password");
+    expect(missing).toContain("NATS_PASSWORDS.gateway: gateway's is shorter than 16 characters");
+    expect(refusal({ ...complete, NATS_PASSWORDS: "auth=x" })).toContain("NATS_PASSWORDS: must be a JSON object");
+    for (const password of Object.values(natsPasswords)) expect(missing).not.toContain(password);
   });
 
   it("reads NAME_FILE, and refuses keys copied from the development data folder", () => {

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { NATS_SERVICE_USERS, type NatsServiceUser } from "@vaultpay/events";
 import { ConfigError, natsUrlSchema, parseConfig } from "@vaultpay/kit";
+import { natsUrlAs } from "./infra.ts";
 import type { DevSecrets } from "./secrets.ts";
 
 /**
@@ -13,9 +15,41 @@ import type { DevSecrets } from "./secrets.ts";
  */
 const required = () => z.string({ error: "is required in production" }).min(1, "is required in production");
 
+/**
+ * Each process's NATS password, as a JSON object by user (`{"auth": "…", "accounts": "…", …}`): the
+ * NATS server holds the same users with their permissions (README "NATS users"), and each process
+ * is given NATS_URL as its own user, so it can publish only its own service's events.
+ */
+const natsPasswordsSchema = required()
+  .transform((text, context) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      context.addIssue({ code: "custom", message: "must be a JSON object of each service's NATS password" });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z.object(
+      Object.fromEntries(
+        NATS_SERVICE_USERS.map((user) => [
+          user,
+          z.string({ error: `needs ${user}'s password` }).min(16, `${user}'s is shorter than 16 characters`),
+        ]),
+      ) as Record<NatsServiceUser, z.ZodString>,
+    ),
+  );
+
 export const productionStackSchema = z.object({
   DATABASE_URL: required().pipe(z.url()),
-  NATS_URL: required().pipe(natsUrlSchema()),
+  // The servers only: the stack names each process's own user (NATS_PASSWORDS).
+  NATS_URL: required()
+    .pipe(natsUrlSchema())
+    .refine(
+      (url) => url.split(",").every((part) => new URL(part.trim()).username === ""),
+      "must name no user (each process gets its own from NATS_PASSWORDS)",
+    ),
+  NATS_PASSWORDS: natsPasswordsSchema,
   REDIS_URL: required().pipe(z.url()),
   GATEWAY_SECRET: required(),
   JWT_PRIVATE_JWK: required(),
@@ -50,7 +84,10 @@ const SECRET_NAMES = [
  * the data folder's dev-secrets.json (copied from a laptop), or the documented dev administrator.
  * Only names are reported, never values.
  */
-export function productionStackConfig(env: NodeJS.ProcessEnv, dataDir: string): { config: ProductionStackConfig; secrets: DevSecrets } {
+export function productionStackConfig(
+  env: NodeJS.ProcessEnv,
+  dataDir: string,
+): { config: ProductionStackConfig; secrets: DevSecrets; natsUrlFor: (user: NatsServiceUser) => string } {
   let config: ProductionStackConfig;
   const devFile = path.join(dataDir, "dev-secrets.json");
   const dev = existsSync(devFile) ? (JSON.parse(readFileSync(devFile, "utf8")) as Partial<DevSecrets>) : {};
@@ -65,5 +102,9 @@ export function productionStackConfig(env: NodeJS.ProcessEnv, dataDir: string): 
     throw new ConfigError(`invalid configuration: ${stale.map((name) => `${name}: is the development value from ${devFile}`).join("; ")}`);
   }
   const secrets = Object.fromEntries(SECRET_NAMES.map((name) => [name, config[name]])) as unknown as DevSecrets;
-  return { config, secrets };
+  const natsUrlFor = (user: NatsServiceUser) =>
+    config.NATS_URL.split(",")
+      .map((server) => natsUrlAs(server.trim(), user, config.NATS_PASSWORDS[user]))
+      .join(",");
+  return { config, secrets, natsUrlFor };
 }

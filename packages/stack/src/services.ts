@@ -17,7 +17,7 @@ export const DEFAULT_GATEWAY_PORT = 4000;
 export type ProcessName = ServiceName | "gateway";
 
 export interface ServicesOptions {
-  infra: Pick<Infra, "databaseUrl" | "natsUrl" | "redisUrl">;
+  infra: Pick<Infra, "databaseUrl" | "natsUrl" | "redisUrl" | "natsUrlFor">;
   /** Keys and shared secrets; each process gets only those it needs (SECRETS_BY_PROCESS). */
   secrets: DevSecrets;
   /** Databases are named `<prefix>_<service>`; tests use a unique prefix per stack. */
@@ -95,7 +95,7 @@ export function processEntry(name: ProcessName): string {
 const COMPILE_CACHE_DIR = path.join(os.tmpdir(), "vaultpay-node-compile-cache");
 
 /** Every process, subgraphs first in SERVICES order, the gateway last. */
-const PROCESS_NAMES: readonly ProcessName[] = [...SERVICES, "gateway"];
+export const PROCESS_NAMES: readonly ProcessName[] = [...SERVICES, "gateway"];
 
 /**
  * Creates and migrates each service's database, starts the five subgraphs, then the gateway, and
@@ -202,7 +202,14 @@ function environmentFor(
   return (name) => {
     const secrets = Object.fromEntries((SECRETS_BY_PROCESS[name] ?? []).map((key) => [key, options.secrets[key]]));
     const own = name === "auth" ? pick(process.env, AUTH_ONLY_SETTINGS) : {};
-    const shared = { ...common, ...own, ...secrets, AUTH_JWKS_URL: `${new URL(urls.auth).origin}/.well-known/jwks.json` };
+    const shared = {
+      ...common,
+      ...own,
+      ...secrets,
+      // The stack's own NATS: each process as its own user, allowed to publish only its own events.
+      NATS_URL: options.infra.natsUrlFor?.(name) ?? options.infra.natsUrl,
+      AUTH_JWKS_URL: `${new URL(urls.auth).origin}/.well-known/jwks.json`,
+    };
     if (name !== "gateway") return { ...shared, DATABASE_URL: databaseUrls[name] };
     const subgraphUrls = SERVICES.map((service) => [
       `${service.toUpperCase()}_URL`,

@@ -228,7 +228,7 @@ export async function startTestStack(
   let services: Services;
   try {
     services = await startServices({
-      infra: { databaseUrl: databaseServerUrl, natsUrl: nats.url, redisUrl: redis.url },
+      infra: { databaseUrl: databaseServerUrl, natsUrl: nats.url, natsUrlFor: nats.urlFor, redisUrl: redis.url },
       databasePrefix,
       gatewayPort: await freePort(),
       nodeEnv: "test",
@@ -265,6 +265,7 @@ function firstNode(cluster: ManagedNatsCluster): ManagedNats {
   const node = cluster.nodes[0]!;
   return {
     url: cluster.url,
+    urlFor: cluster.urlFor,
     get process() {
       return node.process;
     },

@@ -22,10 +22,11 @@
  * in one transaction, so a failed rebuild leaves the target database empty.
  */
 import { createHash } from "node:crypto";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { connectJetStream, parseEvent } from "@vaultpay/events";
+import { connectJetStream, localNatsUrl, parseEvent } from "@vaultpay/events";
 import { createLogger, type Logger } from "@vaultpay/kit";
 import { contentHash, type AuditEntry } from "./chain.ts";
 import { createDb, type Db, type Tx } from "./db.ts";
@@ -214,7 +215,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger({ service: "audit-rebuild" });
-  const link = await connectJetStream(process.env.NATS_URL ?? "nats://127.0.0.1:4322", "audit-rebuild", logger, false);
+  // Unset: the local stack's NATS (pnpm start's data folder) as the operator.
+  const natsUrl =
+    process.env.NATS_URL ?? localNatsUrl(process.env.VAULTPAY_DATA_DIR ?? path.resolve(import.meta.dirname, "../../../.data"));
+  const link = await connectJetStream(natsUrl, "audit-rebuild", logger, false);
   const db = createDb(databaseUrl);
   try {
     const result = await rebuildAuditLog({ db, js: link.js, jsm: link.jsm, logger });

@@ -20,6 +20,7 @@ const base = {
 const production = {
   ...base,
   NODE_ENV: "production",
+  NATS_URL: "nats://auth:nats-password@127.0.0.1:4222",
   ADMIN_EMAIL: "ops@bank.example",
   ADMIN_PASSWORD: "a real Passphrase 7",
   SMTP_HOST: "smtp.bank.example",
@@ -30,7 +31,7 @@ const production = {
 
 function problems(env: NodeJS.ProcessEnv): string {
   try {
-    parseConfig(authConfigSchema, env);
+    parseConfig(authConfigSchema, env, { process: true });
   } catch (error) {
     expect(error).toBeInstanceOf(ConfigError);
     return (error as Error).message;
@@ -52,6 +53,8 @@ describe("auth configuration", () => {
     expect(missing).toContain("ADMIN_EMAIL: is required in production");
     expect(missing).toContain("ADMIN_PASSWORD: is required in production");
     expect(missing.split("\n")).toHaveLength(1);
+    expect(missing).toContain("NATS_URL: must name this process's own NATS user");
+    expect(problems(production)).toBe("");
     const defaults = problems({ ...base, NODE_ENV: "production", ADMIN_EMAIL: DEV_ADMIN_EMAIL, ADMIN_PASSWORD: DEV_ADMIN_PASSWORD });
     expect(defaults).toContain("ADMIN_EMAIL: must not be the development default");
     expect(defaults).toContain("ADMIN_PASSWORD: must not be the development default");
@@ -80,6 +83,7 @@ describe("auth configuration", () => {
       const env: Record<string, string> = {
         ...base,
         NODE_ENV: "production",
+        NATS_URL: production.NATS_URL,
         ADMIN_EMAIL: "ops@bank.example",
         ADMIN_PASSWORD: "a real Passphrase 7",
       };
