@@ -10,8 +10,8 @@ import path from "node:path";
  * liked into the audit chain, while the subgraphs' HTTP doors refuse unsigned requests.
  *
  * The stack's own nats-server is configured from this table (packages/stack); a NATS run by the
- * operator takes the same block (`pnpm nats:config` prints it, deploy/k8s/nats-values.yaml holds
- * it, a test checks the two agree).
+ * operator takes the same users (deploy/k8s/nats-values.yaml holds them for the Helm chart, and
+ * test/k8s.test.ts checks that block against natsAuthorization).
  */
 
 /** The services' NATS users: one per process kind, replicas share theirs. */
