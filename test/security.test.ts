@@ -4,7 +4,7 @@
  */
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GATEWAY_ASSERTION_HEADER, revokedSessionKey, signGatewayAssertion } from "@vaultpay/kit";
@@ -187,6 +187,21 @@ describe("gateway security", () => {
       };
     expect(codes(await once())).toEqual([]);
     expect(codes(await once())).toEqual(["UNAUTHENTICATED"]);
+  });
+
+  it("keeps the revocations in a Redis that refuses a client without the stack's password", async () => {
+    const url = new URL(stack.redisUrl);
+    expect(url.password.length).toBeGreaterThanOrEqual(24);
+    // What anything on the machine could send: a revoked session's key deleted, without the password.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(url.port), url.hostname, () => socket.write(`DEL ${revokedSessionKey(randomUUID())}\r\n`));
+      socket.once("data", (data) => {
+        resolve(data.toString("utf8"));
+        socket.destroy();
+      });
+      socket.once("error", reject);
+    });
+    expect(answer).toMatch(/^-NOAUTH/);
   });
 
   it("refuses the tokens of a revoked session", async () => {

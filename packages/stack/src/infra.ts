@@ -245,6 +245,14 @@ export function natsPasswords(dir: string): Record<NatsUser, string> {
   return passwords;
 }
 
+/** A password kept in `file` (mode 600), made the first time. */
+function storedPassword(file: string): string {
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const password = randomBytes(24).toString("base64url");
+  writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
 /**
  * The nats-server configuration with the users and their permissions (JSON is NATS configuration
  * too); the command line gives the rest. The passwords are in plain text in a mode-600 file of the
@@ -378,15 +386,21 @@ export async function startRedis(
   const pidFile = path.join(dir, "redis-server.pid");
   await reapLeftover(pidFile, "redis-server");
   const persistence = persistent ? ["--appendonly", "yes", "--save", "60 1"] : ["--appendonly", "no", "--save", ""];
+  // A password, as NATS has users: Redis holds the revoked sessions, the rate limits' counters and
+  // the gateway assertions' nonces, and whatever reached the port could delete them (a revoked
+  // token live again). In a mode-600 file, not on the command line every local user can read.
+  const password = storedPassword(path.join(dir, "password"));
+  const config = path.join(dir, "redis.conf");
+  writeFileSync(config, `requirepass ${password}\n`, { mode: 0o600 });
   return startServer({
-    url: (port) => `redis://127.0.0.1:${port}`,
+    url: (port) => `redis://:${password}@127.0.0.1:${port}`,
     port: await portNear(preferredPort),
     pidFile,
     spawn: (port) =>
       spawnManaged({
         name: "redis",
         command: binary,
-        args: ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
+        args: [config, "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...persistence],
         // Redis marks warnings with '#'; the overcommit advice is about the host, not this stack.
         output: onlyProblems(output, /^\d+:[A-Z] .* # (?!WARNING Memory overcommit)/),
         readable: false,
