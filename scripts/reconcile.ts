@@ -13,13 +13,11 @@
  * NATS_URL (default: the local stack's) is used only to republish events audit lacks;
  * NATS_STREAM_MAX_AGE_HOURS is the services' own setting (give the job the same value).
  */
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { localNatsUrl } from "@vaultpay/events";
 import { baseConfigSchema, createLogger, loadConfig, natsUrlSchema } from "@vaultpay/kit";
 import { SERVICES, serviceDatabaseUrl, type ServiceName } from "@vaultpay/migrate";
-import { REPO_ROOT } from "@vaultpay/stack";
 import { DEFAULT_GRACE_MS, formatFinding, formatSummary, processedEventKeepMs, reconcile, reportJson } from "@vaultpay/reconcile";
 
 const usage = "usage: pnpm reconcile [--repair] [--prune] [--keep-processed-hours N] [--full] [--grace-seconds N] [--json]";
@@ -66,7 +64,7 @@ const databaseUrl = z.string().url();
 const config = loadConfig(
   z.object({
     DATABASE_URL: databaseUrl.default("postgres://postgres:postgres@127.0.0.1:54329/postgres"),
-    NATS_URL: natsUrlSchema().default(localNatsUrl(process.env.VAULTPAY_DATA_DIR ?? path.join(REPO_ROOT, ".data"))),
+    NATS_URL: natsUrlSchema().default(localNatsUrl()),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("warn"),
     NATS_STREAM_MAX_AGE_HOURS: baseConfigSchema.shape.NATS_STREAM_MAX_AGE_HOURS,
     ...Object.fromEntries(SERVICES.map((service) => [`${service.toUpperCase()}_DATABASE_URL`, databaseUrl.optional()])),

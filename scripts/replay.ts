@@ -2,11 +2,9 @@
  * `pnpm dlq:replay [--consumer NAME] [--limit N]`: re-publishes dead letters to their original
  * subjects once the cause is fixed, and removes them from DLQ.
  */
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { CONSUMER_NAME_PATTERN, connectJetStream, localNatsUrl, replayDeadLetters } from "@vaultpay/events";
 import { createLogger } from "@vaultpay/kit";
-import { REPO_ROOT } from "@vaultpay/stack";
 
 const { values } = parseArgs({ options: { consumer: { type: "string" }, limit: { type: "string", default: "1000" } } });
 const logger = createLogger({ service: "dlq-replay" });
@@ -19,8 +17,7 @@ if (values.consumer !== undefined && !CONSUMER_NAME_PATTERN.test(values.consumer
   console.error("--consumer must be a consumer (durable) name: letters, digits, - and _");
   process.exit(2);
 }
-const natsUrl = process.env.NATS_URL ?? localNatsUrl(process.env.VAULTPAY_DATA_DIR ?? path.join(REPO_ROOT, ".data"));
-const { nc, js, jsm } = await connectJetStream(natsUrl, "dlq-replay", logger, false);
+const { nc, js, jsm } = await connectJetStream(process.env.NATS_URL ?? localNatsUrl(), "dlq-replay", logger, false);
 try {
   const result = await replayDeadLetters({ js, jsm, logger, consumer: values.consumer, limit });
   console.log(`replayed ${result.replayed} dead letter(s); ${result.remaining} left for another run`);

@@ -55,6 +55,14 @@ export function natsServers(url: string): { servers: string[]; user?: string; pa
   return user === undefined ? { servers } : { servers, user, pass: pass ?? "" };
 }
 
+/** A NATS URL reaching its server as `user` (the form natsServers reads back). */
+export function natsUrlAs(url: string, user: string, password: string): string {
+  const server = new URL(url);
+  server.username = encodeURIComponent(user);
+  server.password = encodeURIComponent(password);
+  return server.href.replace(/\/$/, "");
+}
+
 /** A NATS URL fit for a log line or a terminal: its servers without the password. */
 export function redactNatsUrl(url: string): string {
   return url

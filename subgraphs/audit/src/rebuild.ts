@@ -22,7 +22,6 @@
  * in one transaction, so a failed rebuild leaves the target database empty.
  */
 import { createHash } from "node:crypto";
-import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
@@ -216,9 +215,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ service: "audit-rebuild" });
   // Unset: the local stack's NATS (pnpm start's data folder) as the operator.
-  const natsUrl =
-    process.env.NATS_URL ?? localNatsUrl(process.env.VAULTPAY_DATA_DIR ?? path.resolve(import.meta.dirname, "../../../.data"));
-  const link = await connectJetStream(natsUrl, "audit-rebuild", logger, false);
+  const link = await connectJetStream(process.env.NATS_URL ?? localNatsUrl(), "audit-rebuild", logger, false);
   const db = createDb(databaseUrl);
   try {
     const result = await rebuildAuditLog({ db, js: link.js, jsm: link.jsm, logger });
